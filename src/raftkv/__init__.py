@@ -1,0 +1,3 @@
+"""raftkv: a Raft consensus implementation with a sans-IO core."""
+
+__version__ = "0.1.0"

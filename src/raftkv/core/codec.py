@@ -1,0 +1,40 @@
+"""The one place where messages become bytes: MessagePack on the wire, JSON for traces.
+
+Decoding validates types, so a malformed frame raises `FrameError` instead of producing a
+half-built message.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from raftkv.core.messages import AnyMessage
+from raftkv.errors import FrameError
+
+_msgpack_encoder = msgspec.msgpack.Encoder()
+_msgpack_decoder = msgspec.msgpack.Decoder(AnyMessage)
+_json_encoder = msgspec.json.Encoder()
+_json_decoder = msgspec.json.Decoder(AnyMessage)
+
+
+def encode(message: AnyMessage) -> bytes:
+    return _msgpack_encoder.encode(message)
+
+
+def decode(frame: bytes | memoryview) -> AnyMessage:
+    try:
+        return _msgpack_decoder.decode(frame)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise FrameError(f"malformed message: {error}") from error
+
+
+def to_json(message: AnyMessage) -> bytes:
+    """The seed's JSON shape (SPEC §4), used by `--trace-rpc` and transcripts."""
+    return _json_encoder.encode(message)
+
+
+def from_json(text: bytes | str) -> AnyMessage:
+    try:
+        return _json_decoder.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise FrameError(f"malformed message: {error}") from error

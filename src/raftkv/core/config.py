@@ -1,0 +1,39 @@
+"""Every tunable of the core and every limit it enforces, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RaftConfig:
+    node_id: int
+    # §5.2: each election timeout is drawn uniformly from [T, 2T) ticks.
+    election_timeout_ticks: int = 10
+    # A leader sends heartbeats every H ticks; H must be well below T.
+    heartbeat_ticks: int = 2
+    # Thesis §9.6: a trial election first, so a node that was partitioned away cannot
+    # disrupt a healthy leader by bumping terms.
+    pre_vote: bool = True
+    # A leader that has not heard from a quorum for an election timeout steps down, and a
+    # follower that hears a live leader ignores vote requests (thesis §4.2.3, §9.6).
+    check_quorum: bool = True
+    # Replication flow control: AppendEntries in flight per follower in replicate mode.
+    inflight_messages_max: int = 64
+    # Bytes of entries in one AppendEntries (at least one entry always goes).
+    message_bytes_max: int = 1 << 20
+    # Bytes of committed entries handed to the application in one Ready.
+    committed_bytes_per_ready_max: int = 8 << 20
+    # Proposals refused once this many bytes are appended but not yet committed.
+    uncommitted_bytes_max: int = 64 << 20
+    # InstallSnapshot chunk size and how many chunks may be unacknowledged.
+    snapshot_chunk_bytes: int = 256 << 10
+    snapshot_chunks_inflight_max: int = 4
+
+    def __post_init__(self) -> None:
+        if self.node_id <= 0:
+            raise ValueError("node_id must be a positive integer")
+        if self.heartbeat_ticks <= 0 or self.election_timeout_ticks <= self.heartbeat_ticks:
+            raise ValueError("need 0 < heartbeat_ticks < election_timeout_ticks")
+        if self.inflight_messages_max <= 0 or self.message_bytes_max <= 0:
+            raise ValueError("limits must be positive")

@@ -1,0 +1,70 @@
+"""The one root exception of raftkv and its kinds.
+
+Operating errors (a peer gone, a full disk, bad input) are raised as these and handled at the
+boundary; invariant violations inside the core are `AssertionError`s, because they mean a bug.
+"""
+
+from __future__ import annotations
+
+
+class RaftError(Exception):
+    """Root of every error raftkv raises on purpose."""
+
+
+# --- client-facing -------------------------------------------------------------------------
+class ClientError(RaftError):
+    """An error a client sees; `code` is the SPEC §3 error code."""
+
+    code = "error"
+
+
+class NotLeader(ClientError):
+    code = "not_leader"
+
+    def __init__(self, leader_id: int | None) -> None:
+        super().__init__(f"not the leader (leader: {leader_id})")
+        self.leader_id = leader_id
+
+
+class NoLeader(ClientError):
+    code = "no_leader"
+
+
+class Timeout(ClientError):
+    code = "timeout"
+
+
+class ProposalDropped(ClientError):
+    """The proposal was not appended (no leader, leadership transfer, or a full window)."""
+
+    code = "no_leader"
+
+
+# --- storage -------------------------------------------------------------------------------
+class StorageError(RaftError):
+    """The disk failed us (full, I/O error); the node stops accepting writes."""
+
+
+class Corruption(StorageError):
+    """Data on disk is damaged before its tail; the node refuses to start (exit 4)."""
+
+    def __init__(self, message: str, path: str | None = None, offset: int | None = None) -> None:
+        where = ""
+        if path is not None:
+            where = f" in {path}" + (f" at offset {offset}" if offset is not None else "")
+        super().__init__(message + where)
+        self.path = path
+        self.offset = offset
+
+
+class DataDirMismatch(StorageError):
+    """The data dir belongs to another node id or cluster, or is locked by another process."""
+
+
+# --- transport -----------------------------------------------------------------------------
+class ConnectionClosed(RaftError):
+    """A peer connection closed or was refused (bad handshake, malformed frame)."""
+
+
+class FrameError(ConnectionClosed):
+    """A frame was malformed or over the size limit."""

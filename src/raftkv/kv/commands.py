@@ -1,0 +1,35 @@
+"""KV commands as they travel in log entries, and their results."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Command(msgspec.Struct, frozen=True, omit_defaults=True):
+    op: str  # "put" | "del" | "cas"
+    key: str
+    value: str | None = None
+    # cas: apply only if the current value equals `if_value`, or (with if_absent) if absent.
+    if_value: str | None = None
+    if_absent: bool = False
+    # Client session (thesis §6.3): a retried (client_id, seq) is applied once.
+    client_id: str = ""
+    seq: int = 0
+
+
+class Result(msgspec.Struct, frozen=True, omit_defaults=True):
+    ok: bool
+    error: str | None = None  # "cas_failed" | "not_found"
+    current: str | None = None  # the value found when a cas fails
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Command)
+
+
+def encode_command(command: Command) -> bytes:
+    return _encoder.encode(command)
+
+
+def decode_command(data: bytes) -> Command:
+    return _decoder.decode(data)

@@ -1,0 +1,81 @@
+"""The deterministic key-value store applied by every replica."""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from raftkv.kv.commands import Command, Result, decode_command
+
+_OK = Result(ok=True)
+
+
+class _Snapshot(msgspec.Struct):
+    data: dict[str, str]
+    applied_index: int
+    applied_hash: bytes
+
+
+_snapshot_encoder = msgspec.msgpack.Encoder()
+_snapshot_decoder = msgspec.msgpack.Decoder(_Snapshot)
+
+
+class KVStore:
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+        self.applied_index = 0
+        self._hash = b"\x00" * 16
+
+    def apply(self, index: int, command: bytes) -> Result:
+        assert index > self.applied_index, f"apply {index} after {self.applied_index}"
+        self.applied_index = index
+        # The running hash chains every applied command with its index, so two replicas agree
+        # on it at an index exactly when they applied the same commands up to there.
+        self._hash = hashlib.blake2b(
+            self._hash + index.to_bytes(8, "big") + command, digest_size=16
+        ).digest()
+        try:
+            parsed = decode_command(command)
+        except msgspec.DecodeError:
+            return Result(ok=False, error="bad_request")
+        return self.execute(parsed)
+
+    def execute(self, command: Command) -> Result:
+        if command.op == "put":
+            if command.if_absent and command.key in self.data:
+                return Result(ok=False, error="cas_failed", current=self.data[command.key])
+            assert command.value is not None
+            self.data[command.key] = command.value
+            return _OK
+        if command.op == "del":
+            if self.data.pop(command.key, None) is None:
+                return Result(ok=False, error="not_found")
+            return _OK
+        if command.op == "cas":
+            current = self.data.get(command.key)
+            matches = current is None if command.if_absent else current == command.if_value
+            if not matches:
+                return Result(ok=False, error="cas_failed", current=current)
+            assert command.value is not None
+            self.data[command.key] = command.value
+            return _OK
+        return Result(ok=False, error="bad_request")
+
+    def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def snapshot(self) -> bytes:
+        return _snapshot_encoder.encode(_Snapshot(self.data, self.applied_index, self._hash))
+
+    def restore(self, data: bytes) -> None:
+        state = _snapshot_decoder.decode(data)
+        self.data, self.applied_index, self._hash = (
+            state.data,
+            state.applied_index,
+            state.applied_hash,
+        )
+
+    @property
+    def applied_hash(self) -> str:
+        return self._hash.hex()
