@@ -1,0 +1,592 @@
+"""RaftNode: the sans-IO Raft state machine (roles, terms, elections, message dispatch).
+
+Drive it with `tick()`, `step(message)` and `propose(data)`; collect the work with `ready()`,
+carry it out as `Ready` describes, then `advance(ready)`. The leader's replication logic lives
+in `replication.py`; this module owns terms, roles, elections and the follower side.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from enum import StrEnum
+
+from raftkv.core.config import RaftConfig
+from raftkv.core.log import RaftLog, entry_size
+from raftkv.core.membership import EMPTY, Membership
+from raftkv.core.messages import (
+    AnyMessage,
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    HardState,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+)
+from raftkv.core.quorum import VoteResult, joint_vote_result
+from raftkv.core.ready import ReadState, Ready, SnapshotMeta, SoftState
+from raftkv.core.replication import Replication
+from raftkv.errors import NotLeader, ProposalDropped
+
+
+class Role(StrEnum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre_candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+class MembershipChangeRefused(ProposalDropped):
+    code = "bad_request"
+
+
+class RaftNode:
+    """One Raft peer. Not thread-safe; every call runs to completion without I/O."""
+
+    def __init__(
+        self,
+        config: RaftConfig,
+        rng: random.Random,
+        *,
+        hard_state: HardState | None = None,
+        entries: Sequence[Entry] = (),
+        snapshot: tuple[SnapshotMeta, bytes] | None = None,
+        applied: int = 0,
+    ) -> None:
+        """Build a node from what storage holds (all empty for a brand-new node).
+
+        `applied` is the index the state machine already reflects (the snapshot's index after
+        a restore); committed entries after it come out of the first Ready again.
+        """
+        hard_state = hard_state or HardState()
+        self.config = config
+        self.id = config.node_id
+        self._rng = rng
+        meta = snapshot[0] if snapshot else None
+        self.log = RaftLog(
+            entries,
+            snapshot_index=meta.index if meta else 0,
+            snapshot_term=meta.term if meta else 0,
+            committed=hard_state.commit,
+            applied=applied,
+        )
+        self.term = hard_state.term
+        self.voted_for = hard_state.voted_for
+        # The newest snapshot this node holds, served to followers that fell behind it.
+        self.snapshot: tuple[SnapshotMeta, bytes] | None = snapshot
+        self.membership: Membership = EMPTY
+        self.membership_index = 0
+        self._reload_membership()
+
+        self.role = Role.FOLLOWER
+        self.leader_id: int | None = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_election_timeout = 0
+        self._reset_randomized_election_timeout()
+        self.votes: dict[int, bool] = {}
+        self.transfer_target: int | None = None
+        # A restarted node has forgotten which leader it heard from, and with it the promise
+        # not to vote while that leader may hold a lease; so it keeps quiet for one election
+        # timeout (thesis §6.4.1 relies on followers honouring the lease).
+        self._quiet_ticks = config.election_timeout_ticks if self.term > 0 else 0
+
+        self.replication = Replication(self)
+        # Follower side of InstallSnapshot: the snapshot being received, chunk by chunk.
+        self._incoming_snapshot: tuple[int, int, bytearray] | None = None
+        self._received_snapshot: tuple[SnapshotMeta, bytes] | None = None
+
+        self.messages_now: list[AnyMessage] = []
+        self.messages_after_persist: list[AnyMessage] = []
+        self.read_states: list[ReadState] = []
+        self.events: list[str] = []
+        self._last_hard_state = hard_state
+        self._last_soft_state = SoftState(self.role.value, None)
+        self._ready_outstanding = False
+
+    # --- public driving API -------------------------------------------------------------
+    def bootstrap(self, membership: Membership) -> None:
+        """Start a brand-new cluster: every founding member calls this with the same
+        membership, so all of them hold the identical, already committed entry 1."""
+        assert self.log.last_index == 0 and self.term == 0, "bootstrap needs a fresh node"
+        entry = Entry(term=1, index=1, kind=EntryKind.MEMBERSHIP, data=membership.encode())
+        self.term = 1
+        self.log.append([entry])
+        self.log.commit_to(1)
+        self._reload_membership()
+
+    def tick(self) -> None:
+        """One unit of logical time (§5.2: timeouts are counted in ticks)."""
+        if self.role is Role.LEADER:
+            self.replication.tick()
+        else:
+            self._quiet_ticks = max(0, self._quiet_ticks - 1)
+            self.election_elapsed += 1
+            if self.election_elapsed >= self.randomized_election_timeout and self.promotable():
+                self.events.append(f"election timeout at term {self.term}")
+                self.campaign(pre_vote=self.config.pre_vote)
+
+    def propose(self, data: bytes) -> tuple[int, int]:
+        """Append a client command; returns (index, term). The command is committed when an
+        entry with this index *and* term is applied; another term there means it was lost."""
+        return self._append_as_leader(EntryKind.NORMAL, data)
+
+    def propose_membership(self, membership: Membership) -> tuple[int, int]:
+        """Propose a new configuration (§6). One change at a time: refused while an earlier
+        one is not committed. Entering a joint configuration is left automatically."""
+        if self.membership_index > self.log.committed:
+            raise MembershipChangeRefused("a membership change is already in progress")
+        if not membership.voters:
+            raise MembershipChangeRefused("a configuration needs at least one voter")
+        return self._append_as_leader(EntryKind.MEMBERSHIP, membership.encode())
+
+    def transfer_leadership(self, target: int) -> None:
+        """Thesis §3.10: bring `target` up to date, then tell it to campaign at once."""
+        self._require_leader()
+        if target == self.id:
+            return
+        if not self.membership.is_voter(target):
+            raise MembershipChangeRefused(f"node {target} is not a voter")
+        self.transfer_target = target
+        self.election_elapsed = 0  # the transfer aborts after one election timeout
+        self.events.append(f"transferring leadership to {target}")
+        self.replication.advance_transfer()
+
+    def read_index(self, request_id: int) -> None:
+        """Thesis §6.4: ask for a read index; a ReadState with `request_id` comes out of a
+        later Ready once leadership is confirmed by a quorum."""
+        self._require_leader()
+        self.replication.request_read(request_id)
+
+    def lease_valid(self) -> bool:
+        """A leader lease (thesis §6.4.1): safe to read locally without a round trip."""
+        return self.role is Role.LEADER and self.replication.lease_valid()
+
+    def snapshot_taken(self, meta: SnapshotMeta, data: bytes, keep_entries: int = 0) -> None:
+        """The driver snapshotted the state machine at `meta.index`: discard the log prefix
+        it covers, keeping `keep_entries` before it for followers that are slightly behind."""
+        assert meta.index <= self.log.applied, "snapshot beyond the applied index"
+        if self.snapshot is None or meta.index > self.snapshot[0].index:
+            self.snapshot = (meta, data)
+        compact_to = meta.index - keep_entries
+        compact_term = self.log.term(compact_to)
+        if compact_to > self.log.snapshot_index and compact_term is not None:
+            self.log.compact(compact_to, compact_term)
+
+    def step(self, message: AnyMessage) -> None:
+        """Handle one message from a peer."""
+        if message.to != self.id:
+            return
+        if message.term > self.term:
+            if not self._accept_higher_term(message):
+                return
+        elif message.term < self.term:
+            self._reject_stale(message)
+            return
+        match message:
+            case RequestVote():
+                self._handle_request_vote(message)
+            case RequestVoteResponse():
+                self._handle_vote_response(message)
+            case AppendEntries():
+                self._become_follower_of(message.leader_id)
+                self._handle_append_entries(message)
+            case InstallSnapshot():
+                self._become_follower_of(message.leader_id)
+                self._handle_install_snapshot(message)
+            case TimeoutNow():
+                if self.promotable() and self.role is not Role.LEADER:
+                    self.events.append(f"TimeoutNow from {message.leader_id}: campaigning")
+                    self.campaign(pre_vote=False, transfer=True)
+            case AppendEntriesResponse():
+                if self.role is Role.LEADER:
+                    self.replication.handle_append_response(message)
+            case InstallSnapshotResponse():
+                if self.role is Role.LEADER:
+                    self.replication.handle_snapshot_response(message)
+
+    def has_ready(self) -> bool:
+        if self.role is Role.LEADER and self.replication.has_pending_sends():
+            return True
+        return bool(
+            self.messages_now
+            or self.messages_after_persist
+            or self.read_states
+            or self.events
+            or self._received_snapshot
+            or self.log.stable < self.log.last_index
+            or self.log.committed > self.log.applied
+            or self.hard_state() != self._last_hard_state
+            or self._soft_state() != self._last_soft_state
+        )
+
+    def ready(self) -> Ready:
+        assert not self._ready_outstanding, "advance() the previous Ready first"
+        if self.role is Role.LEADER:
+            self.replication.flush()
+        ready = Ready()
+        soft_state = self._soft_state()
+        if soft_state != self._last_soft_state:
+            ready.soft_state = self._last_soft_state = soft_state
+        hard_state = self.hard_state()
+        if hard_state != self._last_hard_state:
+            previous = self._last_hard_state
+            ready.hard_state = self._last_hard_state = hard_state
+            ready.must_sync = (hard_state.term, hard_state.voted_for) != (
+                previous.term,
+                previous.voted_for,
+            )
+        ready.entries = self.log.unstable_entries()
+        if ready.entries:
+            ready.must_sync = True
+        if self._received_snapshot is not None:
+            ready.snapshot, self._received_snapshot = self._received_snapshot, None
+            ready.must_sync = True
+        ready.committed_entries = self.log.next_committed(self.config.committed_bytes_per_ready_max)
+        ready.messages, self.messages_now = self.messages_now, []
+        ready.messages_after_persist, self.messages_after_persist = self.messages_after_persist, []
+        ready.read_states, self.read_states = self.read_states, []
+        ready.events, self.events = self.events, []
+        self._ready_outstanding = True
+        return ready
+
+    def advance(self, ready: Ready) -> None:
+        """The driver carried out `ready`: its entries are durable, its committed entries
+        applied."""
+        assert self._ready_outstanding, "advance() without ready()"
+        self._ready_outstanding = False
+        if ready.entries:
+            last = ready.entries[-1]
+            # A truncation after ready() may have replaced these entries; then they are not
+            # what is stable (Log Matching: same index and term means same entries).
+            if self.log.term(last.index) == last.term and last.index > self.log.stable:
+                self.log.stable = last.index
+        if ready.committed_entries:
+            self.log.applied = max(self.log.applied, ready.committed_entries[-1].index)
+        if self.role is Role.LEADER:
+            # The leader counts itself only for what its own disk holds.
+            self.replication.on_self_persisted()
+
+    # --- state --------------------------------------------------------------------------
+    def hard_state(self) -> HardState:
+        return HardState(term=self.term, voted_for=self.voted_for, commit=self.log.committed)
+
+    def _soft_state(self) -> SoftState:
+        return SoftState(self.role.value, self.leader_id)
+
+    def promotable(self) -> bool:
+        return self.membership.is_voter(self.id)
+
+    def _require_leader(self) -> None:
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+
+    def _reset_randomized_election_timeout(self) -> None:
+        timeout = self.config.election_timeout_ticks
+        self.randomized_election_timeout = self._rng.randrange(timeout, 2 * timeout)
+
+    def _reload_membership(self) -> None:
+        """The configuration in force is the newest one in the log, committed or not (§6)."""
+        for entry in reversed(self.log.entries):
+            if entry.kind == EntryKind.MEMBERSHIP:
+                self._set_membership(Membership.decode(entry.data), entry.index)
+                return
+        meta = self.snapshot[0] if self.snapshot else None
+        if meta is not None:
+            self._set_membership(meta.membership, meta.index)
+        else:
+            self._set_membership(EMPTY, 0)
+
+    def _set_membership(self, membership: Membership, index: int) -> None:
+        changed = membership != self.membership
+        self.membership, self.membership_index = membership, index
+        if changed:
+            self.events.append(f"membership {describe_membership(membership)} (index {index})")
+        if hasattr(self, "replication"):
+            self.replication.sync_progress()
+
+    # --- roles --------------------------------------------------------------------------
+    def _reset(self, term: int) -> None:
+        if term != self.term:
+            self.term = term
+            self.voted_for = None
+        self.leader_id = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self._reset_randomized_election_timeout()
+        self.votes = {}
+        self.transfer_target = None
+
+    def become_follower(self, term: int, leader_id: int | None) -> None:
+        was = self.role
+        self._reset(term)
+        self.role = Role.FOLLOWER
+        self.leader_id = leader_id
+        self.replication.clear()
+        if was is not Role.FOLLOWER:
+            self.events.append(f"became follower at term {term}")
+
+    def _become_follower_of(self, leader_id: int) -> None:
+        """Same-term AppendEntries or InstallSnapshot: that sender is the leader (§5.2)."""
+        if self.role is not Role.FOLLOWER:
+            assert self.role is not Role.LEADER, f"two leaders in term {self.term}"
+            self.become_follower(self.term, leader_id)
+        self.leader_id = leader_id
+        self.election_elapsed = 0
+
+    def campaign(self, *, pre_vote: bool, transfer: bool = False) -> None:
+        """§5.2: start an election; with `pre_vote`, first a trial run at term + 1 that
+        changes nobody's term (thesis §9.6)."""
+        if pre_vote:
+            self._reset(self.term)
+            self.role = Role.PRE_CANDIDATE
+            vote_term = self.term + 1
+            self.events.append(f"became pre-candidate at term {self.term}")
+        else:
+            self._reset(self.term + 1)
+            self.role = Role.CANDIDATE
+            self.voted_for = self.id
+            vote_term = self.term
+            self.events.append(f"became candidate at term {self.term}")
+        self.votes = {self.id: True}
+        if self._tally_votes():
+            return
+        for voter in sorted(self.membership.all_voters - {self.id}):
+            request = RequestVote(
+                to=voter,
+                term=vote_term,
+                candidate_id=self.id,
+                last_log_index=self.log.last_index,
+                last_log_term=self.log.last_term,
+                pre_vote=pre_vote,
+                transfer=transfer,
+            )
+            # A real request goes out only once our term and self-vote are durable.
+            (self.messages_now if pre_vote else self.messages_after_persist).append(request)
+
+    def _tally_votes(self) -> bool:
+        """Act on the votes so far; True when the election is decided."""
+        result = joint_vote_result(self.membership, self.votes)
+        if result is VoteResult.PENDING:
+            return False
+        granted = sorted(voter for voter, granted in self.votes.items() if granted)
+        if result is VoteResult.WON:
+            if self.role is Role.PRE_CANDIDATE:
+                self.events.append(f"pre-vote won at term {self.term} (votes {granted})")
+                self.campaign(pre_vote=False)
+            else:
+                self._become_leader(granted)
+        else:
+            self.events.append(f"election lost at term {self.term}")
+            self.become_follower(self.term, None)
+        return True
+
+    def _become_leader(self, granted: list[int]) -> None:
+        self._reset(self.term)
+        self.role = Role.LEADER
+        self.leader_id = self.id
+        self.events.append(f"became leader at term {self.term} (votes {granted})")
+        self.replication.become_leader()
+        # §5.4.2 / thesis §6.4: an entry of the new term commits everything before it.
+        self.log.append([Entry(term=self.term, index=self.log.last_index + 1, kind=EntryKind.NOOP)])
+        self.replication.broadcast()
+
+    def _append_as_leader(self, kind: EntryKind, data: bytes) -> tuple[int, int]:
+        self._require_leader()
+        if self.transfer_target is not None:
+            raise ProposalDropped(f"leadership transfer to {self.transfer_target} in progress")
+        entry = Entry(term=self.term, index=self.log.last_index + 1, kind=kind, data=data)
+        self.replication.admit(entry_size(entry))
+        self.log.append([entry])
+        if kind == EntryKind.MEMBERSHIP:
+            self._set_membership(Membership.decode(data), entry.index)
+        self.replication.broadcast()
+        return entry.index, entry.term
+
+    # --- terms (§5.1) -------------------------------------------------------------------
+    def _accept_higher_term(self, message: AnyMessage) -> bool:
+        """A message from a higher term; False when it must be ignored."""
+        if isinstance(message, RequestVote):
+            # Thesis §4.2.3: while we hear from a live leader, ignore vote requests, so a
+            # removed or partitioned server cannot depose it. TimeoutNow campaigns pass.
+            in_lease = self.config.check_quorum and (
+                self._quiet_ticks > 0
+                or (
+                    self.leader_id is not None
+                    and self.election_elapsed < self.config.election_timeout_ticks
+                )
+            )
+            if in_lease and not message.transfer:
+                return False
+            if message.pre_vote:
+                return True  # a pre-vote never changes our term
+        if isinstance(message, RequestVoteResponse) and message.pre_vote and message.granted:
+            return True  # a granted pre-vote carries the future term, not a real one
+        leader = (
+            message.sender
+            if isinstance(message, AppendEntries | InstallSnapshot | TimeoutNow)
+            else None
+        )
+        self.events.append(f"term {self.term} -> {message.term} (from node {message.sender})")
+        self.become_follower(message.term, leader)
+        return True
+
+    def _reject_stale(self, message: AnyMessage) -> None:
+        """§5.1: a request from an older term is rejected with our term, which tells a stale
+        leader or candidate to step down. Stale responses are dropped."""
+        if isinstance(message, AppendEntries | InstallSnapshot):
+            self.messages_now.append(
+                AppendEntriesResponse(
+                    to=message.sender,
+                    term=self.term,
+                    from_id=self.id,
+                    success=False,
+                    match_index=0,
+                )
+            )
+        elif isinstance(message, RequestVote):
+            self.messages_now.append(
+                RequestVoteResponse(
+                    to=message.candidate_id,
+                    term=self.term,
+                    from_id=self.id,
+                    granted=False,
+                    pre_vote=message.pre_vote,
+                )
+            )
+
+    # --- elections (§5.2, §5.4.1) ---------------------------------------------------------
+    def _handle_request_vote(self, message: RequestVote) -> None:
+        can_vote = (
+            self.voted_for == message.candidate_id
+            or (self.voted_for is None and self.leader_id is None)
+            or (message.pre_vote and message.term > self.term)
+        )
+        granted = can_vote and self.log.is_up_to_date(message.last_log_index, message.last_log_term)
+        if granted and not message.pre_vote:
+            self.voted_for = message.candidate_id
+            self.election_elapsed = 0
+        self.messages_after_persist.append(
+            RequestVoteResponse(
+                to=message.candidate_id,
+                term=message.term if granted else self.term,
+                from_id=self.id,
+                granted=granted,
+                pre_vote=message.pre_vote,
+            )
+        )
+
+    def _handle_vote_response(self, message: RequestVoteResponse) -> None:
+        expecting_pre_vote = self.role is Role.PRE_CANDIDATE
+        if self.role not in (Role.PRE_CANDIDATE, Role.CANDIDATE):
+            return
+        if message.pre_vote != expecting_pre_vote:
+            return
+        if message.from_id not in self.votes:
+            self.votes[message.from_id] = message.granted
+            self._tally_votes()
+
+    # --- follower side of replication (§5.3, §7) -----------------------------------------
+    def _handle_append_entries(self, message: AppendEntries) -> None:
+        prev_index, prev_term = message.prev_log_index, message.prev_log_term
+        entries: Sequence[Entry] = message.entries
+        committed = self.log.committed
+        if prev_index < committed:
+            # Our committed prefix matches every legitimate leader's log (§5.4, Leader
+            # Completeness); skip the part of the message it covers.
+            entries = entries[committed - prev_index :]
+            prev_index, prev_term = committed, self.log.term(committed) or 0
+        if not self.log.matches(prev_index, prev_term):
+            hint_index, hint_term = self.log.find_conflict_by_term(prev_index, prev_term)
+            self._respond_append(message, False, prev_index, hint_index, hint_term)
+            return
+        changed = self.log.merge(entries)
+        if changed is not None and (
+            changed <= self.membership_index
+            or any(entry.kind == EntryKind.MEMBERSHIP for entry in entries)
+        ):
+            self._reload_membership()
+        last_new = prev_index + len(entries)
+        self.log.commit_to(min(message.leader_commit, last_new))
+        self._respond_append(message, True, last_new)
+
+    def _respond_append(
+        self,
+        message: AppendEntries,
+        success: bool,
+        match_index: int,
+        hint_index: int = 0,
+        hint_term: int = 0,
+    ) -> None:
+        self.messages_after_persist.append(
+            AppendEntriesResponse(
+                to=message.leader_id,
+                term=self.term,
+                from_id=self.id,
+                success=success,
+                match_index=match_index,
+                conflict_index=hint_index,
+                conflict_term=hint_term,
+                read_context=message.read_context,
+            )
+        )
+
+    def _handle_install_snapshot(self, message: InstallSnapshot) -> None:
+        index, term = message.last_included_index, message.last_included_term
+        if index <= self.log.committed:
+            self._incoming_snapshot = None
+            self._respond_snapshot(message, self.log.committed, 0, done=True)
+            return
+        incoming = self._incoming_snapshot
+        if incoming is None or incoming[:2] != (index, term):
+            if message.offset != 0:
+                self._respond_snapshot(message, index, 0)
+                return
+            incoming = self._incoming_snapshot = (index, term, bytearray())
+        buffer = incoming[2]
+        if message.offset != len(buffer):
+            self._respond_snapshot(message, index, len(buffer))
+            return
+        buffer += message.data
+        if not message.done:
+            self._respond_snapshot(message, index, len(buffer))
+            return
+        self._incoming_snapshot = None
+        if self.log.matches(index, term):
+            # §7: our log already holds the snapshot's last entry; keep what follows it.
+            self.log.commit_to(index)
+        else:
+            meta = SnapshotMeta(index, term, Membership.decode(message.membership))
+            data = bytes(buffer)
+            self.log.restore(index, term)
+            self.snapshot = self._received_snapshot = (meta, data)
+            self._reload_membership()
+            self.events.append(f"installed snapshot at index {index} term {term}")
+        self._respond_snapshot(message, index, len(buffer), done=True)
+
+    def _respond_snapshot(
+        self, message: InstallSnapshot, index: int, next_offset: int, done: bool = False
+    ) -> None:
+        self.messages_after_persist.append(
+            InstallSnapshotResponse(
+                to=message.leader_id,
+                term=self.term,
+                from_id=self.id,
+                last_included_index=index,
+                next_offset=next_offset,
+                done=done,
+            )
+        )
+
+
+def describe_membership(membership: Membership) -> str:
+    text = f"voters={sorted(membership.voters)}"
+    if membership.voters_outgoing:
+        text += f" outgoing={sorted(membership.voters_outgoing)}"
+    if membership.learners:
+        text += f" learners={sorted(membership.learners)}"
+    return text

@@ -1,0 +1,452 @@
+"""The leader's half of Raft: replication (§5.3), commitment (§5.4.2), heartbeats,
+check-quorum, InstallSnapshot (§7), leadership transfer (thesis §3.10) and ReadIndex
+(thesis §6.4).
+
+Sends are lazy: proposals and acknowledgements only mark followers as needing an
+AppendEntries, and `flush()` (called by `ready()`) sends one batch per follower. Under load,
+everything proposed between two Ready batches travels in one message.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from raftkv.core.membership import Membership
+from raftkv.core.log import entry_size
+from raftkv.core.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    TimeoutNow,
+)
+from raftkv.core.progress import Progress, ProgressState
+from raftkv.core.quorum import joint_committed_index, quorum_active
+from raftkv.core.ready import ReadState
+from raftkv.errors import ProposalDropped
+
+if TYPE_CHECKING:
+    from raftkv.core.node import RaftNode
+
+
+class _ReadRound:
+    """One heartbeat round confirming leadership for every read queued before it."""
+
+    __slots__ = ("acks", "commit_index", "request_ids")
+
+    def __init__(self, commit_index: int, request_ids: list[int], leader_id: int) -> None:
+        self.commit_index = commit_index
+        self.request_ids = request_ids
+        self.acks = {leader_id}
+
+
+class Replication:
+    def __init__(self, node: RaftNode) -> None:
+        self.node = node
+        self.progress: dict[int, Progress] = {}
+        self._dirty: set[int] = set()
+        self._commit_changed = False
+        self._uncommitted_bytes = 0
+        # Every AppendEntries carries the current round number (`read_context`) and every
+        # answer echoes it, so the leader knows when the message a peer answered was sent:
+        # the basis of ReadIndex confirmation and of the lease (thesis §6.4).
+        self._ticks = 0
+        self._round = 0
+        self._round_started: dict[int, int] = {}
+        self._last_heard: dict[int, int] = {}
+        # ReadIndex: reads waiting for this term's first commit, then rounds in flight.
+        self._reads_waiting_for_commit: list[int] = []
+        self._reads_unsent: list[int] = []
+        self._read_rounds: deque[tuple[int, _ReadRound]] = deque()
+        self._snapshot_stalled: dict[int, int] = {}
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def become_leader(self) -> None:
+        self.progress = {}
+        self._uncommitted_bytes = 0
+        self._last_heard = {}
+        self._start_round()
+        self.sync_progress()
+        for progress in self.progress.values():
+            progress.recent_active = True
+
+    def clear(self) -> None:
+        self.progress = {}
+        self._dirty.clear()
+        self._commit_changed = False
+        self._reads_waiting_for_commit.clear()
+        self._reads_unsent.clear()
+        self._read_rounds.clear()
+
+    def sync_progress(self) -> None:
+        """Track exactly the current members (other than ourselves) while leading."""
+        node = self.node
+        if node.role != "leader":
+            return
+        members = node.membership.members - {node.id}
+        for peer in list(self.progress):
+            if peer not in members:
+                del self.progress[peer]
+        for peer in members:
+            if peer not in self.progress:
+                progress = Progress(node.log.last_index + 1, node.config.inflight_messages_max)
+                progress.recent_active = True
+                self.progress[peer] = progress
+                self._dirty.add(peer)
+
+    # --- proposals ----------------------------------------------------------------------
+    def admit(self, size: int) -> None:
+        """Flow control for proposals: refuse once too much is appended but uncommitted."""
+        if self._uncommitted_bytes + size > self.node.config.uncommitted_bytes_max:
+            raise ProposalDropped("too many uncommitted bytes; try again")
+        self._uncommitted_bytes += size
+
+    def broadcast(self) -> None:
+        self._dirty.update(self.progress)
+
+    def has_pending_sends(self) -> bool:
+        return bool(self._dirty or self._commit_changed or self._reads_unsent)
+
+    # --- time ---------------------------------------------------------------------------
+    def tick(self) -> None:
+        node = self.node
+        config = node.config
+        self._ticks += 1
+        node.heartbeat_elapsed += 1
+        node.election_elapsed += 1
+        if node.election_elapsed >= config.election_timeout_ticks:
+            node.election_elapsed = 0
+            if config.check_quorum:
+                active = {node.id} | {p for p, pr in self.progress.items() if pr.recent_active}
+                if not quorum_active(node.membership, active):
+                    node.events.append(f"stepping down at term {node.term}: quorum not heard")
+                    node.become_follower(node.term, None)
+                    return
+                for progress in self.progress.values():
+                    progress.recent_active = False
+            if node.transfer_target is not None:
+                node.events.append(f"leadership transfer to {node.transfer_target} aborted")
+                node.transfer_target = None
+        if node.heartbeat_elapsed >= config.heartbeat_ticks:
+            node.heartbeat_elapsed = 0
+            self._start_round()
+            self._heartbeat()
+
+    def _start_round(self) -> None:
+        self._round += 1
+        self._round_started[self._round] = self._ticks
+        # Answers to rounds older than an election timeout are useless for the lease.
+        horizon = self._ticks - 2 * self.node.config.election_timeout_ticks
+        for old in [r for r, tick in self._round_started.items() if tick < horizon]:
+            del self._round_started[old]
+
+    def _heartbeat(self) -> None:
+        node = self.node
+        for peer, progress in self.progress.items():
+            if progress.state is ProgressState.PROBE:
+                progress.probe_sent = False  # retry a probe that may have been lost
+                self._send_append(peer, progress, send_if_empty=True)
+            elif progress.state is ProgressState.REPLICATE:
+                prev_index = progress.next - 1
+                prev_term = node.log.term(prev_index)
+                if prev_term is None:
+                    progress.become_probe()
+                    self._send_append(peer, progress, send_if_empty=True)
+                else:
+                    # Checking the optimistic end of the stream: if messages in flight were
+                    # lost, the follower rejects and we fall back to probing.
+                    self._send_empty_append(peer, prev_index, prev_term)
+            else:
+                acked = progress.snapshot_acked_offset
+                if self._snapshot_stalled.get(peer) == acked:
+                    progress.snapshot_sent_offset = acked  # no progress: resend from there
+                self._snapshot_stalled[peer] = acked
+                self._send_snapshot(peer, progress)
+                self._send_empty_append(peer, 0, 0)  # keeps the follower's timer quiet
+
+    def _send_empty_append(self, peer: int, prev_index: int, prev_term: int) -> None:
+        node = self.node
+        node.messages_now.append(
+            AppendEntries(
+                to=peer,
+                term=node.term,
+                leader_id=node.id,
+                prev_log_index=prev_index,
+                prev_log_term=prev_term,
+                entries=[],
+                leader_commit=node.log.committed,
+                read_context=self._round,
+            )
+        )
+
+    # --- sending ------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Send what proposals, acknowledgements and commits have made necessary."""
+        node = self.node
+        if self._reads_unsent:
+            self._start_read_round()
+        commit_changed, self._commit_changed = self._commit_changed, False
+        for peer in sorted(self._dirty | (set(self.progress) if commit_changed else set())):
+            progress = self.progress.get(peer)
+            if progress is None:
+                continue
+            if progress.state is ProgressState.SNAPSHOT:
+                self._send_snapshot(peer, progress)
+                continue
+            sent = self._send_append(peer, progress, send_if_empty=commit_changed)
+            while sent and progress.state is ProgressState.REPLICATE:
+                sent = self._send_append(peer, progress, send_if_empty=False)
+        self._dirty.clear()
+
+    def _send_append(self, peer: int, progress: Progress, send_if_empty: bool) -> bool:
+        """Send the next AppendEntries to `peer`; True if it carried entries."""
+        node = self.node
+        log = node.log
+        if progress.is_paused():
+            return False
+        prev_index = progress.next - 1
+        prev_term = log.term(prev_index)
+        if prev_term is None:
+            self._send_snapshot(peer, progress)
+            return False
+        entries = (
+            log.slice(progress.next, log.last_index + 1, node.config.message_bytes_max)
+            if progress.next <= log.last_index
+            else []
+        )
+        if not entries and not send_if_empty:
+            return False
+        if entries:
+            progress.sent_entries(entries[-1].index)
+        elif progress.state is ProgressState.PROBE:
+            progress.probe_sent = True
+        node.messages_now.append(
+            AppendEntries(
+                to=peer,
+                term=node.term,
+                leader_id=node.id,
+                prev_log_index=prev_index,
+                prev_log_term=prev_term,
+                entries=entries,
+                leader_commit=log.committed,
+                read_context=self._round,
+            )
+        )
+        return bool(entries)
+
+    def _send_snapshot(self, peer: int, progress: Progress) -> None:
+        """§7, in chunks with a bounded number unacknowledged."""
+        node = self.node
+        snapshot = node.snapshot
+        assert snapshot is not None, "log compacted without a snapshot"
+        meta, data = snapshot
+        if progress.state is not ProgressState.SNAPSHOT or progress.snapshot_index != meta.index:
+            progress.become_snapshot(meta.index)
+            node.events.append(f"sending snapshot at index {meta.index} to node {peer}")
+        chunk_size = node.config.snapshot_chunk_bytes
+        window_end = (
+            progress.snapshot_acked_offset + chunk_size * node.config.snapshot_chunks_inflight_max
+        )
+        total = len(data)
+        while progress.snapshot_sent_offset < window_end:
+            offset = progress.snapshot_sent_offset
+            if offset > total or (offset == total and total > 0):
+                break
+            chunk = data[offset : offset + chunk_size]
+            done = offset + len(chunk) >= total
+            node.messages_now.append(
+                InstallSnapshot(
+                    to=peer,
+                    term=node.term,
+                    leader_id=node.id,
+                    last_included_index=meta.index,
+                    last_included_term=meta.term,
+                    offset=offset,
+                    data=chunk,
+                    done=done,
+                    membership=meta.membership.encode(),
+                )
+            )
+            progress.snapshot_sent_offset = offset + max(len(chunk), 1)
+            if done:
+                break
+
+    # --- responses ----------------------------------------------------------------------
+    def handle_append_response(self, message: AppendEntriesResponse) -> None:
+        node = self.node
+        peer = message.from_id
+        progress = self.progress.get(peer)
+        if progress is None:
+            return
+        progress.recent_active = True
+        sent_at = self._round_started.get(message.read_context)
+        if sent_at is not None and sent_at > self._last_heard.get(peer, -1):
+            self._last_heard[peer] = sent_at
+        if self._read_rounds:
+            self._acknowledge_read(peer, message.read_context)
+        if not message.success:
+            next_hint = message.conflict_index
+            if message.conflict_term > 0:
+                next_hint, _ = node.log.find_conflict_by_term(
+                    message.conflict_index, message.conflict_term
+                )
+            if progress.decrease_to(message.match_index, next_hint):
+                if progress.state is ProgressState.REPLICATE:
+                    progress.become_probe()
+                self._dirty.add(peer)
+            return
+        if progress.update_match(message.match_index):
+            if progress.state is ProgressState.PROBE:
+                progress.become_replicate()
+            self._maybe_commit()
+            if peer == node.transfer_target:
+                self.advance_transfer()
+        elif progress.state is ProgressState.REPLICATE and progress.inflight:
+            # A heartbeat answered at our optimistic end while acknowledgements were lost.
+            while progress.inflight and progress.inflight[0] <= message.match_index:
+                progress.inflight.popleft()
+        if progress.match < node.log.last_index:
+            self._dirty.add(peer)
+
+    def handle_snapshot_response(self, message: InstallSnapshotResponse) -> None:
+        peer = message.from_id
+        progress = self.progress.get(peer)
+        if progress is None:
+            return
+        progress.recent_active = True
+        if message.done:
+            progress.update_match(message.last_included_index)
+            if progress.state is ProgressState.SNAPSHOT:
+                progress.become_probe()
+            self._maybe_commit()
+            self._dirty.add(peer)
+            return
+        if (
+            progress.state is not ProgressState.SNAPSHOT
+            or message.last_included_index != progress.snapshot_index
+        ):
+            return
+        progress.snapshot_acked_offset = max(progress.snapshot_acked_offset, message.next_offset)
+        if message.next_offset < progress.snapshot_sent_offset:
+            progress.snapshot_sent_offset = message.next_offset  # a chunk was lost
+        self._dirty.add(peer)
+
+    # --- commitment (§5.3, §5.4.2) ------------------------------------------------------
+    def on_self_persisted(self) -> None:
+        self._maybe_commit()
+
+    def _maybe_commit(self) -> None:
+        node = self.node
+        log = node.log
+        match = {peer: progress.match for peer, progress in self.progress.items()}
+        match[node.id] = log.stable
+        index = joint_committed_index(node.membership, match)
+        # Figure 8: only an entry of the leader's own term is committed by counting replicas.
+        if index <= log.committed or log.term(index) != node.term:
+            return
+        newly_committed = log.entries[log.committed - log.snapshot_index : index - log.snapshot_index]
+        self._uncommitted_bytes = max(
+            0, self._uncommitted_bytes - sum(entry_size(entry) for entry in newly_committed)
+        )
+        log.commit_to(index)
+        self._commit_changed = True
+        if self._reads_waiting_for_commit and log.term(log.committed) == node.term:
+            self._reads_unsent.extend(self._reads_waiting_for_commit)
+            self._reads_waiting_for_commit.clear()
+        self._after_commit()
+
+    def _after_commit(self) -> None:
+        """Membership follow-ups once the configuration entry is committed (§6)."""
+        node = self.node
+        if node.membership_index > node.log.committed:
+            return
+        membership = node.membership
+        if membership.is_joint:
+            # Leave the joint configuration automatically (etcd's auto-leave).
+            leave = Membership(
+                voters=membership.voters,
+                learners=membership.learners,
+                addresses=membership.addresses,
+            )
+            index = node.log.last_index + 1
+            node.log.append([Entry(node.term, index, EntryKind.MEMBERSHIP, leave.encode())])
+            node._set_membership(leave, index)
+            self.broadcast()
+        elif not membership.is_voter(node.id):
+            node.events.append("removed from the configuration: stepping down")
+            node.become_follower(node.term, None)
+
+    # --- leadership transfer (thesis §3.10) ---------------------------------------------
+    def advance_transfer(self) -> None:
+        node = self.node
+        target = node.transfer_target
+        if target is None:
+            return
+        progress = self.progress.get(target)
+        if progress is None:
+            return
+        if progress.match == node.log.last_index:
+            node.messages_now.append(TimeoutNow(to=target, term=node.term, leader_id=node.id))
+        else:
+            self._dirty.add(target)
+
+    # --- reads (thesis §6.4) ------------------------------------------------------------
+    def request_read(self, request_id: int) -> None:
+        node = self.node
+        if node.log.term(node.log.committed) != node.term:
+            # Until an entry of this term commits, our commit index may be stale.
+            self._reads_waiting_for_commit.append(request_id)
+        else:
+            self._reads_unsent.append(request_id)
+
+    def _start_read_round(self) -> None:
+        node = self.node
+        request_ids, self._reads_unsent = self._reads_unsent, []
+        read_round = _ReadRound(node.log.committed, request_ids, node.id)
+        if quorum_active(node.membership, read_round.acks):
+            node.read_states.extend(ReadState(r, read_round.commit_index) for r in request_ids)
+            return
+        self._start_round()
+        self._read_rounds.append((self._round, read_round))
+        for peer, progress in self.progress.items():
+            if node.membership.is_voter(peer):
+                # At the follower's match point, which it holds, so the probe changes nothing.
+                prev_index = progress.match
+                prev_term = node.log.term(prev_index)
+                if prev_term is None:
+                    prev_index, prev_term = 0, 0
+                self._send_empty_append(peer, prev_index, prev_term)
+
+    def _acknowledge_read(self, peer: int, context: int) -> None:
+        node = self.node
+        confirmed = 0
+        for round_context, read_round in self._read_rounds:
+            if round_context <= context:
+                read_round.acks.add(peer)
+                if quorum_active(node.membership, read_round.acks):
+                    confirmed = round_context
+        # A confirmed round also confirms every earlier one (leadership held throughout).
+        while self._read_rounds and self._read_rounds[0][0] <= confirmed:
+            _, read_round = self._read_rounds.popleft()
+            node.read_states.extend(
+                ReadState(request_id, read_round.commit_index)
+                for request_id in read_round.request_ids
+            )
+
+    def lease_valid(self) -> bool:
+        """Thesis §6.4.1: a quorum heard within the election timeout minus a drift margin
+        cannot have elected another leader yet (requires check-quorum)."""
+        node = self.node
+        config = node.config
+        if not config.check_quorum or node.log.term(node.log.committed) != node.term:
+            return False
+        # Measured from when the answered message was *sent*: the follower's timer started
+        # no earlier than that. The margin absorbs clock drift between the nodes' tickers.
+        lease_ticks = config.election_timeout_ticks - max(1, config.election_timeout_ticks // 5)
+        recent = {node.id} | {
+            peer for peer, sent_at in self._last_heard.items() if self._ticks - sent_at < lease_ticks
+        }
+        return quorum_active(node.membership, recent)
