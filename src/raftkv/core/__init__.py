@@ -6,6 +6,7 @@ proposals, and carry out what `RaftNode.ready()` asks for.
 """
 
 from raftkv.core.config import RaftConfig
+from raftkv.core.membership import Membership
 from raftkv.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -19,7 +20,6 @@ from raftkv.core.messages import (
     RequestVoteResponse,
     TimeoutNow,
 )
-from raftkv.core.membership import Membership
 from raftkv.core.node import RaftNode, Role
 from raftkv.core.ready import ReadState, Ready, SnapshotMeta, SoftState
 

@@ -23,7 +23,8 @@ def encode(message: AnyMessage) -> bytes:
 
 def decode(frame: bytes | memoryview) -> AnyMessage:
     try:
-        return _msgpack_decoder.decode(frame)
+        message: AnyMessage = _msgpack_decoder.decode(frame)
+        return message
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise FrameError(f"malformed message: {error}") from error
 
@@ -35,6 +36,7 @@ def to_json(message: AnyMessage) -> bytes:
 
 def from_json(text: bytes | str) -> AnyMessage:
     try:
-        return _json_decoder.decode(text)
+        message: AnyMessage = _json_decoder.decode(text)
+        return message
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise FrameError(f"malformed message: {error}") from error

@@ -78,11 +78,16 @@ class RaftNode:
         self.voted_for = hard_state.voted_for
         # The newest snapshot this node holds, served to followers that fell behind it.
         self.snapshot: tuple[SnapshotMeta, bytes] | None = snapshot
+        self.messages_now: list[AnyMessage] = []
+        self.messages_after_persist: list[AnyMessage] = []
+        self.read_states: list[ReadState] = []
+        self.events: list[str] = []
+        self.role = Role.FOLLOWER
+        self.replication = Replication(self)
         self.membership: Membership = EMPTY
         self.membership_index = 0
         self._reload_membership()
 
-        self.role = Role.FOLLOWER
         self.leader_id: int | None = None
         self.election_elapsed = 0
         self.heartbeat_elapsed = 0
@@ -95,15 +100,10 @@ class RaftNode:
         # timeout (thesis §6.4.1 relies on followers honouring the lease).
         self._quiet_ticks = config.election_timeout_ticks if self.term > 0 else 0
 
-        self.replication = Replication(self)
         # Follower side of InstallSnapshot: the snapshot being received, chunk by chunk.
         self._incoming_snapshot: tuple[int, int, bytearray] | None = None
         self._received_snapshot: tuple[SnapshotMeta, bytes] | None = None
 
-        self.messages_now: list[AnyMessage] = []
-        self.messages_after_persist: list[AnyMessage] = []
-        self.read_states: list[ReadState] = []
-        self.events: list[str] = []
         self._last_hard_state = hard_state
         self._last_soft_state = SoftState(self.role.value, None)
         self._ready_outstanding = False
@@ -306,8 +306,7 @@ class RaftNode:
         self.membership, self.membership_index = membership, index
         if changed:
             self.events.append(f"membership {describe_membership(membership)} (index {index})")
-        if hasattr(self, "replication"):
-            self.replication.sync_progress()
+        self.replication.sync_progress()
 
     # --- roles --------------------------------------------------------------------------
     def _reset(self, term: int) -> None:

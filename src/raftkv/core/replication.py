@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from raftkv.core.membership import Membership
 from raftkv.core.log import entry_size
+from raftkv.core.membership import Membership
 from raftkv.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -185,7 +185,6 @@ class Replication:
     # --- sending ------------------------------------------------------------------------
     def flush(self) -> None:
         """Send what proposals, acknowledgements and commits have made necessary."""
-        node = self.node
         if self._reads_unsent:
             self._start_read_round()
         commit_changed, self._commit_changed = self._commit_changed, False
@@ -298,9 +297,11 @@ class Replication:
                     progress.become_probe()
                 self._dirty.add(peer)
             return
-        if progress.update_match(message.match_index):
-            if progress.state is ProgressState.PROBE:
-                progress.become_replicate()
+        updated = progress.update_match(message.match_index)
+        if progress.state is ProgressState.PROBE and message.match_index == progress.match:
+            # The probe found where our logs agree: stream from there on.
+            progress.become_replicate()
+        if updated:
             self._maybe_commit()
             if peer == node.transfer_target:
                 self.advance_transfer()
@@ -347,7 +348,9 @@ class Replication:
         # Figure 8: only an entry of the leader's own term is committed by counting replicas.
         if index <= log.committed or log.term(index) != node.term:
             return
-        newly_committed = log.entries[log.committed - log.snapshot_index : index - log.snapshot_index]
+        newly_committed = log.entries[
+            log.committed - log.snapshot_index : index - log.snapshot_index
+        ]
         self._uncommitted_bytes = max(
             0, self._uncommitted_bytes - sum(entry_size(entry) for entry in newly_committed)
         )
@@ -447,6 +450,8 @@ class Replication:
         # no earlier than that. The margin absorbs clock drift between the nodes' tickers.
         lease_ticks = config.election_timeout_ticks - max(1, config.election_timeout_ticks // 5)
         recent = {node.id} | {
-            peer for peer, sent_at in self._last_heard.items() if self._ticks - sent_at < lease_ticks
+            peer
+            for peer, sent_at in self._last_heard.items()
+            if self._ticks - sent_at < lease_ticks
         }
         return quorum_active(node.membership, recent)
