@@ -8,8 +8,10 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class RaftConfig:
     node_id: int
-    # §5.2: each election timeout is drawn uniformly from [T, 2T) ticks.
+    # §5.2: each election timeout is drawn uniformly from [T, 2T) ticks, or up to
+    # `election_timeout_ticks_max` (exclusive) when that is set.
     election_timeout_ticks: int = 10
+    election_timeout_ticks_max: int | None = None
     # A leader sends heartbeats every H ticks; H must be well below T.
     heartbeat_ticks: int = 2
     # Thesis §9.6: a trial election first, so a node that was partitioned away cannot
@@ -35,5 +37,8 @@ class RaftConfig:
             raise ValueError("node_id must be a positive integer")
         if self.heartbeat_ticks <= 0 or self.election_timeout_ticks <= self.heartbeat_ticks:
             raise ValueError("need 0 < heartbeat_ticks < election_timeout_ticks")
+        maximum = self.election_timeout_ticks_max
+        if maximum is not None and maximum <= self.election_timeout_ticks:
+            raise ValueError("election_timeout_ticks_max must exceed election_timeout_ticks")
         if self.inflight_messages_max <= 0 or self.message_bytes_max <= 0:
             raise ValueError("limits must be positive")

@@ -287,7 +287,8 @@ class RaftNode:
 
     def _reset_randomized_election_timeout(self) -> None:
         timeout = self.config.election_timeout_ticks
-        self.randomized_election_timeout = self._rng.randrange(timeout, 2 * timeout)
+        maximum = self.config.election_timeout_ticks_max or 2 * timeout
+        self.randomized_election_timeout = self._rng.randrange(timeout, maximum)
 
     def _reload_membership(self) -> None:
         """The configuration in force is the newest one in the log, committed or not (§6)."""
@@ -300,6 +301,15 @@ class RaftNode:
             self._set_membership(meta.membership, meta.index)
         else:
             self._set_membership(EMPTY, 0)
+
+    def membership_at(self, index: int) -> Membership:
+        """The configuration in force once the log up to `index` is applied (for snapshots)."""
+        log = self.log
+        for position in range(min(index, log.last_index), log.snapshot_index, -1):
+            entry = log.entry(position)
+            if entry.kind == EntryKind.MEMBERSHIP:
+                return Membership.decode(entry.data)
+        return self.snapshot[0].membership if self.snapshot else EMPTY
 
     def _set_membership(self, membership: Membership, index: int) -> None:
         changed = membership != self.membership

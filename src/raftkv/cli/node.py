@@ -1,0 +1,157 @@
+"""`raft-node`: run one Raft node (SPEC §1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+from raftkv.addresses import (
+    AddressError,
+    default_client_address,
+    default_peer_address,
+    parse_address_list,
+    parse_host_port,
+)
+from raftkv.errors import Corruption, DataDirMismatch, RaftError, StorageError
+from raftkv.server import NodeOptions, RaftServer
+from raftkv.server.join import JoinFailed, join_cluster
+from raftkv.server.logs import configure_logging
+from raftkv.transport.base import ListenFailed
+
+logger = logging.getLogger("raftkv.node")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CORRUPTION = 4
+
+
+def _milliseconds_range(text: str) -> tuple[int, int]:
+    low_text, separator, high_text = text.partition("-")
+    try:
+        low = int(low_text)
+        high = int(high_text) if separator else 2 * low
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN-MAX milliseconds, got {text!r}") from None
+    if not 0 < low < high:
+        raise argparse.ArgumentTypeError("need 0 < MIN < MAX")
+    return low, high
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raft-node", description="Run one raftkv node.")
+    parser.add_argument("--id", type=int, required=True, help="this node's id (1, 2, ...)")
+    parser.add_argument("--peers", help="bootstrap a new cluster: '2,3' or '2=HOST:PORT,...'")
+    parser.add_argument("--join", help="join a running cluster through a member's HOST:PORT")
+    parser.add_argument("--data-dir", help="default ./data/node-N")
+    parser.add_argument("--listen", help="peer address HOST:PORT (default 127.0.0.1:9000+N)")
+    parser.add_argument("--client-listen", help="client address (default 127.0.0.1:8000+N)")
+    parser.add_argument("--cluster-id", help="default: derived from the founding member ids")
+    parser.add_argument("--election-timeout-ms", type=_milliseconds_range, default=(150, 300))
+    parser.add_argument("--heartbeat-ms", type=int, default=50)
+    parser.add_argument("--tick-ms", type=int, default=10)
+    parser.add_argument("--snapshot-entries", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, help="fix the election-timeout jitter")
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-format", choices=("human", "json"), default="human")
+    parser.add_argument("--trace-rpc", action="store_true", help="print every RPC as JSON")
+    parser.add_argument("--value-max-bytes", type=int, default=1 << 20)
+    parser.add_argument("--no-pre-vote", action="store_true")
+    parser.add_argument("--no-check-quorum", action="store_true")
+    return parser
+
+
+def options_from(arguments: argparse.Namespace) -> NodeOptions:
+    node_id = arguments.id
+    if node_id <= 0:
+        raise AddressError("--id must be a positive integer")
+    peers = parse_address_list(arguments.peers, client_ports=False) if arguments.peers else {}
+    peers.pop(node_id, None)
+    return NodeOptions(
+        node_id=node_id,
+        data_dir=arguments.data_dir or os.path.join("data", f"node-{node_id}"),
+        listen=parse_host_port(arguments.listen) if arguments.listen
+        else default_peer_address(node_id),
+        client_listen=parse_host_port(arguments.client_listen) if arguments.client_listen
+        else default_client_address(node_id),
+        peers=peers,
+        join=parse_host_port(arguments.join) if arguments.join else None,
+        cluster_id=arguments.cluster_id,
+        tick_ms=arguments.tick_ms,
+        election_timeout_ms=arguments.election_timeout_ms,
+        heartbeat_ms=arguments.heartbeat_ms,
+        snapshot_entries=arguments.snapshot_entries,
+        seed=arguments.seed,
+        trace_rpc=arguments.trace_rpc,
+        value_bytes_max=arguments.value_max_bytes,
+        pre_vote=not arguments.no_pre_vote,
+        check_quorum=not arguments.no_check_quorum,
+    )
+
+
+def _has_state(data_dir: str) -> bool:
+    return os.path.isdir(os.path.join(data_dir, "wal"))
+
+
+async def serve(options: NodeOptions) -> int:
+    if options.join is not None and not _has_state(options.data_dir):
+        info = await join_cluster(options.join, options.node_id, options.listen)
+        options.cluster_id = options.cluster_id or info.cluster_id
+        options.peers = {}
+        server = RaftServer(options)
+        server.join_peers = info.peers
+    else:
+        if options.join is not None:
+            logger.info("data dir already holds this node's state; ignoring --join")
+            options.join = None
+        server = RaftServer(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stop.set)
+    try:
+        await server.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await server.stop()
+        raise
+    await stop.wait()
+    logger.info("shutting down")
+    await server.shutdown_gracefully()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    configure_logging(arguments.id, arguments.log_level, arguments.log_format == "json")
+    try:
+        options = options_from(arguments)
+    except AddressError as error:
+        parser.error(str(error))
+    try:
+        import uvloop
+
+        return uvloop.run(serve(options))
+    except Corruption as error:
+        logger.critical("refusing to start: corrupt data: %s", error)
+        return EXIT_CORRUPTION
+    except (DataDirMismatch, ListenFailed, JoinFailed) as error:
+        logger.critical("refusing to start: %s", error)
+        return EXIT_ERROR
+    except StorageError as error:
+        logger.critical("storage error: %s", error)
+        return EXIT_ERROR
+    except (RaftError, OSError) as error:
+        logger.critical("failed: %s", error)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""`raft-node --join HOST:PORT`: ask a running cluster (any member's client address) for its
+cluster id and membership, and to add this node; the add is idempotent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import aiohttp
+
+from raftkv.addresses import format_address, parse_host_port
+from raftkv.errors import RaftError
+
+logger = logging.getLogger("raftkv.node")
+
+JOIN_ATTEMPTS_MAX = 20
+JOIN_RETRY_SECONDS = 0.5
+JOIN_REQUEST_TIMEOUT_SECONDS = 5.0
+
+
+class JoinFailed(RaftError):
+    pass
+
+
+class ClusterInfo:
+    def __init__(self, cluster_id: str, peers: dict[int, tuple[str, int]]) -> None:
+        self.cluster_id = cluster_id
+        self.peers = peers
+
+
+async def _request(
+    session: aiohttp.ClientSession, method: str, url: str, body: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    async with session.request(method, url, json=body) as response:
+        text = await response.text()
+        try:
+            payload = json.loads(text) if text else {}
+        except ValueError:
+            payload = {"error": "bad_response", "text": text[:200]}
+        return response.status, payload
+
+
+async def join_cluster(
+    contact: tuple[str, int], node_id: int, peer_address: tuple[str, int]
+) -> ClusterInfo:
+    """Learn the cluster and have the leader add us as a learner (following leader hints)."""
+    timeout = aiohttp.ClientTimeout(total=JOIN_REQUEST_TIMEOUT_SECONDS)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        target = f"http://{format_address(contact)}"
+        last_error = "no attempt made"
+        for _ in range(JOIN_ATTEMPTS_MAX):
+            try:
+                status, members = await _request(session, "GET", f"{target}/v1/members")
+                if status != 200:
+                    raise JoinFailed(f"{target} answered {status}: {members}")
+                status, answer = await _request(
+                    session,
+                    "POST",
+                    f"{target}/v1/members",
+                    {"id": node_id, "address": format_address(peer_address)},
+                )
+                if status == 421 and answer.get("leader_url"):
+                    target = str(answer["leader_url"])
+                    continue
+                if status != 200:
+                    raise JoinFailed(f"{target} refused to add node {node_id}: {answer}")
+                peers = {
+                    int(member["id"]): parse_host_port(member["address"])
+                    for member in members.get("members", [])
+                    if member.get("address") and int(member["id"]) != node_id
+                }
+                logger.info("joined cluster %s through %s", members.get("cluster_id"), target)
+                return ClusterInfo(str(members.get("cluster_id", "")), peers)
+            except (aiohttp.ClientError, TimeoutError, JoinFailed, ValueError) as error:
+                last_error = str(error) or type(error).__name__
+                logger.info("join attempt failed: %s", last_error)
+            await asyncio.sleep(JOIN_RETRY_SECONDS)
+        raise JoinFailed(f"could not join through {format_address(contact)}: {last_error}")

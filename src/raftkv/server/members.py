@@ -1,0 +1,183 @@
+"""Cluster operations on a running node: listing and changing the membership (§6, joint
+consensus), promoting caught-up learners, and leadership transfer (thesis §3.10)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from raftkv.addresses import AddressError, format_address, parse_host_port
+from raftkv.core import Membership
+from raftkv.core.node import MembershipChangeRefused
+from raftkv.errors import NotLeader, Timeout
+
+if TYPE_CHECKING:
+    from raftkv.server.runtime import RaftServer
+
+logger = logging.getLogger("raftkv.node")
+
+# A learner is promoted once it is this close to the leader's commit index.
+PROMOTION_LAG_ENTRIES_MAX = 100
+# How often the leader looks for learners to promote.
+PROMOTION_CHECK_SECONDS = 0.2
+
+
+class MembershipOperations:
+    def __init__(self, server: RaftServer) -> None:
+        self.server = server
+        self._leader_changed = asyncio.Event()
+
+    def describe(self) -> dict[str, Any]:
+        server = self.server
+        node = server.node
+        membership = node.membership
+        members = []
+        for member in sorted(membership.members):
+            address = membership.addresses.get(member)
+            if address is None and member in server.peer_addresses:
+                address = format_address(server.peer_addresses[member])
+            members.append(
+                {
+                    "id": member,
+                    "role": "voter" if membership.is_voter(member) else "learner",
+                    "address": address,
+                    "client_address": server.leader_client_address(member),
+                }
+            )
+        return {
+            "members": members,
+            "leader": node.leader_id,
+            "joint": membership.is_joint,
+            "cluster_id": server.cluster_id,
+        }
+
+    def _known_addresses(self, membership: Membership) -> dict[int, str]:
+        server = self.server
+        addresses = dict(membership.addresses)
+        for member in membership.members:
+            if member not in addresses and member in server.peer_addresses:
+                addresses[member] = format_address(server.peer_addresses[member])
+        return addresses
+
+    async def _change(self, membership: Membership) -> int:
+        server = self.server
+        index, _ = server.node.propose_membership(membership)
+        server.wake()
+        await server.requests.wait_applied(index)
+        return index
+
+    async def add(self, member: int, address: str) -> dict[str, Any]:
+        """Add a node as a learner; it is promoted to voter once it has caught up.
+        Idempotent: adding a member again changes nothing."""
+        server = self.server
+        node = server.node
+        self._require_leader()
+        try:
+            parse_host_port(address)
+        except AddressError as error:
+            raise MembershipChangeRefused(str(error)) from None
+        current = node.membership
+        if member in current.members:
+            return {"ok": True, "changed": False, "members": sorted(current.members)}
+        addresses = self._known_addresses(current)
+        addresses[member] = address
+        change = Membership(
+            voters=current.voters,
+            learners=current.learners | {member},
+            addresses=addresses,
+        )
+        index = await self._change(change)
+        logger.info("added node%d at %s as a learner (index %d)", member, address, index)
+        return {"ok": True, "changed": True, "index": index, "members": sorted(change.members)}
+
+    async def remove(self, member: int) -> dict[str, Any]:
+        server = self.server
+        node = server.node
+        self._require_leader()
+        current = node.membership
+        if member not in current.members:
+            return {"ok": True, "changed": False, "members": sorted(current.members)}
+        voters = current.voters - {member}
+        if not voters:
+            raise MembershipChangeRefused("refusing to remove the last voter")
+        addresses = self._known_addresses(current)
+        addresses.pop(member, None)
+        if member in current.voters:
+            # Joint consensus (§6): old and new voter sets both decide until the leader
+            # leaves the joint configuration on its own.
+            change = Membership(
+                voters=voters,
+                voters_outgoing=current.voters,
+                learners=current.learners,
+                addresses=addresses,
+            )
+        else:
+            change = Membership(
+                voters=current.voters, learners=current.learners - {member}, addresses=addresses
+            )
+        index = await self._change(change)
+        logger.info("removed node%d (index %d)", member, index)
+        return {"ok": True, "changed": True, "index": index, "members": sorted(voters)}
+
+    async def promote_caught_up_learners(self) -> None:
+        """Runs on every node; acts only while leader and no change is in flight."""
+        while True:
+            await asyncio.sleep(PROMOTION_CHECK_SECONDS)
+            server = self.server
+            node = server.node
+            if node.role != "leader" or node.membership_index > node.log.committed:
+                continue
+            current = node.membership
+            if current.is_joint:
+                continue
+            for learner in sorted(current.learners):
+                progress = node.replication.progress.get(learner)
+                if (
+                    progress is None
+                    or node.log.committed - progress.match > PROMOTION_LAG_ENTRIES_MAX
+                ):
+                    continue
+                change = Membership(
+                    voters=current.voters | {learner},
+                    voters_outgoing=current.voters,
+                    learners=current.learners - {learner},
+                    addresses=self._known_addresses(current),
+                )
+                try:
+                    node.propose_membership(change)
+                    server.wake()
+                    logger.info("promoting caught-up learner node%d to voter", learner)
+                except (MembershipChangeRefused, NotLeader) as error:
+                    logger.info("promotion of node%d postponed: %s", learner, error)
+                break
+
+    def leader_changed(self) -> None:
+        self._leader_changed.set()
+
+    async def transfer_leadership(self, target: int, timeout_seconds: float | None = None) -> int:
+        """Move leadership to `target`; returns once this node sees it lead."""
+        server = self.server
+        node = server.node
+        self._require_leader()
+        if target == server.id:
+            return target
+        node.transfer_leadership(target)
+        server.wake()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout_seconds or server.options.request_timeout_seconds)
+        while node.leader_id != target:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise Timeout(f"leadership did not move to node{target} in time")
+            self._leader_changed.clear()
+            try:
+                await asyncio.wait_for(self._leader_changed.wait(), remaining)
+            except TimeoutError:
+                continue
+        return target
+
+    def _require_leader(self) -> None:
+        node = self.server.node
+        if node.role != "leader":
+            raise NotLeader(node.leader_id)

@@ -1,0 +1,54 @@
+"""Everything a node is started with, and the limits of the client API, in one place."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+# Client API limits (SPEC §3).
+KEY_BYTES_MAX = 1024
+VALUE_BYTES_MAX_DEFAULT = 1 << 20
+# How long the server waits for a write to commit or a read to be confirmed.
+REQUEST_TIMEOUT_SECONDS_DEFAULT = 5.0
+# applied_hash values remembered per applied index, for `raft-client check`.
+HASH_WINDOW_ENTRIES = 10_000
+# Log entries kept behind a snapshot so slightly slow followers avoid an InstallSnapshot.
+SNAPSHOT_TRAILING_ENTRIES = 1_000
+
+
+@dataclass
+class NodeOptions:
+    node_id: int
+    data_dir: str
+    listen: tuple[str, int]
+    client_listen: tuple[str, int]
+    # Peer addresses of the founding members (`--peers`), self excluded.
+    peers: dict[int, tuple[str, int]] = field(default_factory=dict)
+    join: tuple[str, int] | None = None
+    cluster_id: str | None = None
+    tick_ms: int = 10
+    election_timeout_ms: tuple[int, int] = (150, 300)
+    heartbeat_ms: int = 50
+    snapshot_entries: int = 10_000
+    seed: int | None = None
+    trace_rpc: bool = False
+    value_bytes_max: int = VALUE_BYTES_MAX_DEFAULT
+    request_timeout_seconds: float = REQUEST_TIMEOUT_SECONDS_DEFAULT
+    pre_vote: bool = True
+    check_quorum: bool = True
+
+    @property
+    def election_timeout_ticks(self) -> tuple[int, int]:
+        low, high = self.election_timeout_ms
+        return max(2, low // self.tick_ms), max(3, high // self.tick_ms)
+
+    @property
+    def heartbeat_ticks(self) -> int:
+        return max(1, self.heartbeat_ms // self.tick_ms)
+
+
+def derive_cluster_id(member_ids: set[int]) -> str:
+    """The default cluster id of a bootstrapped cluster: every founding member computes the
+    same one from the member ids, so no extra flag is needed for the common case."""
+    text = ",".join(str(member) for member in sorted(member_ids))
+    return "raftkv-" + hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -1,0 +1,142 @@
+"""Client requests waiting on the Raft core: proposals until their entry is applied, reads
+until their ReadIndex is confirmed and applied."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from raftkv.core import Entry
+from raftkv.errors import NotLeader, RaftError, Timeout
+
+if TYPE_CHECKING:
+    from raftkv.server.runtime import RaftServer
+
+
+class ProposalLost(NotLeader):
+    """Another entry was committed at the proposal's index: it will never apply, so the
+    client may safely retry (with its session, at most once anyway)."""
+
+
+class RequestFailed(RaftError):
+    """The node cannot serve requests (shutting down, storage failed)."""
+
+    code = "no_leader"
+
+
+class RequestTracker:
+    def __init__(self, server: RaftServer) -> None:
+        self.server = server
+        # index -> (term, future) of proposals waiting to be applied.
+        self._proposals: dict[int, tuple[int, asyncio.Future[Any]]] = {}
+        # ReadIndex requests waiting for their round: request id -> future of the index.
+        self._reads: dict[int, asyncio.Future[int]] = {}
+        self._read_ids = itertools.count(1)
+        # (index, sequence, future) heap of waits for the applied index to reach `index`.
+        self._applied_waits: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._wait_ids = itertools.count()
+
+    # --- proposals ----------------------------------------------------------------------
+    async def propose(self, data: bytes) -> tuple[Any, int]:
+        """Propose and wait for the entry to apply; returns (result, index)."""
+        server = self.server
+        self._check_serving()
+        index, term = server.node.propose(data)
+        server.metrics.proposals.inc()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._proposals[index] = (term, future)
+        server.wake()
+        try:
+            result = await asyncio.wait_for(
+                asyncio.shield(future), server.options.request_timeout_seconds
+            )
+        except TimeoutError:
+            raise Timeout(f"entry {index} not applied in time; it may still commit") from None
+        finally:
+            if self._proposals.get(index, (None, None))[1] is future:
+                del self._proposals[index]
+        return result, index
+
+    def applied(self, entry: Entry, result: Any) -> None:
+        waiting = self._proposals.pop(entry.index, None)
+        if waiting is None:
+            return
+        term, future = waiting
+        if future.done():
+            return
+        if term == entry.term:
+            future.set_result(result)
+        else:
+            future.set_exception(ProposalLost(self.server.node.leader_id))
+
+    # --- reads --------------------------------------------------------------------------
+    async def read_index(self) -> int:
+        """Thesis §6.4: the index a linearizable read must wait for."""
+        server = self.server
+        self._check_serving()
+        request_id = next(self._read_ids)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._reads[request_id] = future
+        server.node.read_index(request_id)
+        server.wake()
+        try:
+            return await asyncio.wait_for(future, server.options.request_timeout_seconds)
+        except TimeoutError:
+            raise Timeout("leadership not confirmed in time") from None
+        finally:
+            self._reads.pop(request_id, None)
+
+    def read_confirmed(self, request_id: int, index: int) -> None:
+        future = self._reads.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_result(index)
+
+    async def wait_applied(self, index: int) -> None:
+        server = self.server
+        if server.node.log.applied >= index:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._applied_waits, (index, next(self._wait_ids), future))
+        try:
+            await asyncio.wait_for(future, server.options.request_timeout_seconds)
+        except TimeoutError:
+            raise Timeout(f"index {index} not applied in time") from None
+
+    def applied_through(self, index: int) -> None:
+        waits = self._applied_waits
+        while waits and waits[0][0] <= index:
+            _, _, future = heapq.heappop(waits)
+            if not future.done():
+                future.set_result(None)
+
+    # --- failures -----------------------------------------------------------------------
+    def leadership_lost(self) -> None:
+        """Reads waiting for a round this node will not complete fail at once; proposals
+        keep waiting, since their entries may still be committed by the next leader."""
+        leader = self.server.node.leader_id
+        for future in self._reads.values():
+            if not future.done():
+                future.set_exception(NotLeader(leader))
+        self._reads.clear()
+
+    def fail_all(self, reason: str) -> None:
+        error = RequestFailed(reason)
+        for _, future in self._proposals.values():
+            if not future.done():
+                future.set_exception(error)
+        for future in self._reads.values():
+            if not future.done():
+                future.set_exception(error)
+        for _, _, future in self._applied_waits:
+            if not future.done():
+                future.set_exception(error)
+        self._proposals.clear()
+        self._reads.clear()
+        self._applied_waits.clear()
+
+    def _check_serving(self) -> None:
+        server = self.server
+        if server.storage_failure is not None:
+            raise RequestFailed(f"storage failed: {server.storage_failure}")

@@ -1,0 +1,431 @@
+"""RaftServer: one node's runtime. A ticker drives `core.tick()`, the Ready loop persists
+(one fsync per Ready, off the event loop), sends, applies and advances, and client requests
+become proposals answered when their entry is applied.
+
+Everything runs in one asyncio event loop; only the fsync and snapshot encoding run in a
+single disk thread, so the loop keeps receiving messages and requests while the disk works,
+and those pile up into the next Ready: under load one fsync and one AppendEntries per
+follower carry many requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import sys
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from aiohttp import web
+
+from raftkv.addresses import format_address, parse_host_port
+from raftkv.core import Entry, EntryKind, HardState, Membership, RaftConfig, RaftNode, Ready
+from raftkv.core.messages import AnyMessage
+from raftkv.errors import NotLeader, RaftError, StorageError
+from raftkv.kv import KVStore, StateMachine
+from raftkv.server.http_api import build_app
+from raftkv.server.logs import trace_line
+from raftkv.server.members import MembershipOperations
+from raftkv.server.metrics import NodeMetrics
+from raftkv.server.options import HASH_WINDOW_ENTRIES, NodeOptions, derive_cluster_id
+from raftkv.server.peers_file import load_peer_addresses, save_peer_addresses
+from raftkv.server.requests import RequestFailed, RequestTracker
+from raftkv.server.snapshots import SnapshotTaker
+from raftkv.storage import open_data_dir
+from raftkv.storage.datadir import DataDir
+from raftkv.storage.file_log import FileStorage
+from raftkv.storage.snapshot_files import FileSnapshotStore
+from raftkv.transport.tcp import TcpTransport
+
+logger = logging.getLogger("raftkv.node")
+
+
+class RaftServer:
+    """Open with `await start()`, stop with `await stop()`. See NodeOptions for settings."""
+
+    def __init__(self, options: NodeOptions, state_machine: StateMachine | None = None) -> None:
+        self.options = options
+        self.id = options.node_id
+        self.state_machine: StateMachine = state_machine or KVStore()
+        self.metrics = NodeMetrics(self)
+        self.requests = RequestTracker(self)
+        self.node: RaftNode
+        self.storage: FileStorage
+        self.snapshot_store: FileSnapshotStore
+        self.transport: TcpTransport
+        self.data_dir: DataDir | None = None
+        self.cluster_id = ""
+        self.storage_failure: str | None = None
+        self.peer_addresses: dict[int, tuple[str, int]] = {}
+        # Peer addresses learned while joining (`--join`), before the log tells them.
+        self.join_peers: dict[int, tuple[str, int]] = {}
+        self.client_addresses: dict[int, str] = {}
+        self.applied_hashes: OrderedDict[int, str] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.disk_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"disk-{self.id}")
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self.snapshots = SnapshotTaker(self)
+        self.members = MembershipOperations(self)
+        self._http_runner: web.AppRunner | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        options = self.options
+        self._open_storage()
+        self._build_node()
+        self.transport = TcpTransport(
+            node_id=self.id,
+            cluster_id=self.cluster_id,
+            listen_host=options.listen[0],
+            listen_port=options.listen[1],
+            on_message=self._on_message,
+            on_peer_state=self._on_peer_state,
+            on_trace=self._trace if options.trace_rpc else None,
+            client_address=format_address(options.client_listen),
+            accept_unknown_peers=True,
+            rng=random.Random(options.seed),
+        )
+        for peer, address in self.peer_addresses.items():
+            if peer != self.id:
+                self.transport.set_peer_address(peer, *address)
+        await self.transport.start()
+        self._tasks = [
+            asyncio.create_task(self._ticker(), name="ticker"),
+            asyncio.create_task(self._ready_loop(), name="ready-loop"),
+            asyncio.create_task(self.members.promote_caught_up_learners(), name="promotion"),
+        ]
+        self._http_runner = web.AppRunner(build_app(self), access_log=None)
+        await self._http_runner.setup()
+        site = web.TCPSite(self._http_runner, *options.client_listen, reuse_address=True)
+        await site.start()
+        self._wake.set()
+        logger.info(
+            "started: cluster %s, peers on %s, clients on %s, term %d, log %d..%d, applied %d",
+            self.cluster_id,
+            format_address(self.transport.listen_address),
+            format_address(options.client_listen),
+            self.node.term,
+            self.node.log.first_index,
+            self.node.log.last_index,
+            self.node.log.applied,
+        )
+
+    def _open_storage(self) -> None:
+        options = self.options
+        bootstrapping_ids = {self.id, *options.peers}
+        cluster_id = options.cluster_id
+        if cluster_id is None and options.peers:
+            cluster_id = derive_cluster_id(bootstrapping_ids)
+        self.data_dir = open_data_dir(options.data_dir, self.id, cluster_id)
+        if self.data_dir.cluster_id is None and cluster_id is not None:
+            self.data_dir.record_cluster_id(cluster_id)
+        self.cluster_id = self.data_dir.cluster_id or cluster_id or ""
+        self.storage = self.data_dir.open_storage()
+        self.snapshot_store = self.data_dir.open_snapshots()
+        self.peer_addresses = load_peer_addresses(self.data_dir.path)
+        for peer, address in {**self.join_peers, **options.peers}.items():
+            self.peer_addresses[peer] = address
+        self.peer_addresses[self.id] = options.listen
+        save_peer_addresses(self.data_dir.path, self.peer_addresses)
+
+    def _build_node(self) -> None:
+        options = self.options
+        timeout_low, timeout_high = options.election_timeout_ticks
+        config = RaftConfig(
+            node_id=self.id,
+            election_timeout_ticks=timeout_low,
+            election_timeout_ticks_max=timeout_high if timeout_high > timeout_low else None,
+            heartbeat_ticks=options.heartbeat_ticks,
+            pre_vote=options.pre_vote,
+            check_quorum=options.check_quorum,
+        )
+        snapshot = self.snapshot_store.latest()
+        applied = 0
+        if snapshot is not None:
+            meta, data = snapshot
+            self.state_machine.restore(data)
+            applied = meta.index
+            logger.info("loaded snapshot at index %d term %d", meta.index, meta.term)
+        storage = self.storage
+        hard_state = storage.hard_state()
+        if snapshot is None:
+            entries = storage.entries(storage.first_index(), storage.last_index() + 1)
+        else:
+            meta = snapshot[0]
+            if storage.term(meta.index) == meta.term:
+                entries = storage.entries(meta.index + 1, storage.last_index() + 1)
+            else:
+                # A crash came between saving an installed snapshot and resetting the WAL:
+                # what the WAL holds does not continue the snapshot, so it goes.
+                logger.warning("WAL does not continue snapshot %d; resetting it", meta.index)
+                storage.reset(meta.index, meta.term)
+                storage.sync()
+                entries = []
+        last_index = entries[-1].index if entries else (snapshot[0].index if snapshot else 0)
+        if hard_state.commit > last_index:
+            hard_state = HardState(hard_state.term, hard_state.voted_for, last_index)
+        self.node = RaftNode(
+            config,
+            random.Random(options.seed if options.seed is not None else None),
+            hard_state=hard_state,
+            entries=entries,
+            snapshot=snapshot,
+            applied=applied,
+        )
+        brand_new = self.node.log.last_index == 0 and self.node.term == 0
+        if brand_new and options.peers and options.join is None:
+            members = frozenset({self.id, *options.peers})
+            self.node.bootstrap(Membership(voters=members))
+            logger.info("bootstrapping a new cluster with members %s", sorted(members))
+
+    async def shutdown_gracefully(self) -> None:
+        """SIGTERM: a leader first hands leadership to its most caught-up voter, so the
+        cluster does not wait out an election timeout (thesis §3.10); then stop."""
+        node = self.node
+        if node.role == "leader" and self.storage_failure is None:
+            progress = node.replication.progress
+            voters = [p for p in node.membership.all_voters if p != self.id and p in progress]
+            if voters:
+                best = max(voters, key=lambda peer: (progress[peer].match, -peer))
+                timeout_seconds = self.options.election_timeout_ms[1] / 1000
+                try:
+                    await self.members.transfer_leadership(best, timeout_seconds)
+                    logger.info("handed leadership to node%d before stopping", best)
+                except RaftError as error:
+                    logger.info("leadership transfer before stopping failed: %s", error)
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop accepting, flush what is pending, close everything."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._http_runner is not None:
+            with contextlib.suppress(Exception):
+                await self._http_runner.cleanup()
+        self.requests.fail_all("node shutting down")
+        self.snapshots.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.transport.close()
+        with contextlib.suppress(StorageError):
+            if self.storage_failure is None:
+                self.storage.sync()
+        self.storage.close()
+        self.disk_executor.shutdown(wait=True)
+        if self.data_dir is not None:
+            self.data_dir.close()
+        self._stopped.set()
+        logger.info("stopped")
+
+    # --- inputs -------------------------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _on_message(self, message: AnyMessage) -> None:
+        if self.storage_failure is None:
+            self.node.step(message)
+            self._wake.set()
+
+    def _on_peer_state(self, peer: int, connected: bool) -> None:
+        logger.info("peer node%d %s", peer, "connected" if connected else "disconnected")
+        address = self.transport.peer_client_address(peer)
+        if address:
+            self.client_addresses[peer] = address
+
+    def _trace(self, direction: str, message: AnyMessage) -> None:
+        sys.stdout.write(trace_line(direction, message) + "\n")
+        sys.stdout.flush()
+
+    async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.options.tick_ms / 1000
+        next_tick = loop.time()
+        while True:
+            next_tick += interval
+            delay = next_tick - loop.time()
+            if delay < -interval:
+                # The loop was blocked: do not fire a burst of ticks (it would look like a
+                # silent leader and trigger needless elections); resume from now.
+                next_tick = loop.time()
+                delay = 0
+            await asyncio.sleep(max(0.0, delay))
+            if self.storage_failure is None:
+                self.node.tick()
+                self._wake.set()
+
+    # --- the Ready loop -----------------------------------------------------------------
+    async def _ready_loop(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self.storage_failure is None and self.node.has_ready():
+                    await self._handle_ready(self.node.ready())
+        except asyncio.CancelledError:
+            raise
+        except StorageError as error:
+            self._fail_storage(str(error))
+        except Exception:
+            logger.exception("the Ready loop failed; stopping the node")
+            self._fail_storage("internal error in the Ready loop")
+
+    async def _handle_ready(self, ready: Ready) -> None:
+        node = self.node
+        self._log_changes(ready)
+        for message in ready.messages:
+            self.transport.send(message)
+        if ready.snapshot is not None:
+            await self.snapshots.install(*ready.snapshot)
+        if ready.entries:
+            self.storage.append(ready.entries)
+        if ready.hard_state is not None:
+            self.storage.set_hard_state(ready.hard_state)
+        if ready.must_sync:
+            started = time.perf_counter()
+            await asyncio.get_running_loop().run_in_executor(self.disk_executor, self.storage.sync)
+            self.metrics.fsync_seconds.observe(time.perf_counter() - started)
+        for message in ready.messages_after_persist:
+            self.transport.send(message)
+        if ready.committed_entries:
+            self._apply(ready.committed_entries)
+        for read_state in ready.read_states:
+            self.requests.read_confirmed(read_state.request_id, read_state.index)
+        node.advance(ready)
+        if ready.soft_state is not None:
+            self.members.leader_changed()
+            if ready.soft_state.role != "leader":
+                self.requests.leadership_lost()
+        await self.snapshots.maybe_take()
+
+    def _apply(self, entries: list[Entry]) -> None:
+        state_machine = self.state_machine
+        hashes = self.applied_hashes
+        for entry in entries:
+            result: Any = None
+            if entry.kind == EntryKind.NORMAL:
+                result = state_machine.apply(entry.index, entry.data)
+                self.snapshots.note_applied_bytes(len(entry.data))
+            elif entry.kind == EntryKind.MEMBERSHIP:
+                self._membership_applied(Membership.decode(entry.data))
+            hashes[entry.index] = state_machine.applied_hash
+            self.requests.applied(entry, result)
+        while len(hashes) > HASH_WINDOW_ENTRIES:
+            hashes.popitem(last=False)
+        self.requests.applied_through(entries[-1].index)
+
+    def _membership_applied(self, membership: Membership) -> None:
+        changed = False
+        for member, address_text in membership.addresses.items():
+            address = parse_host_port(address_text)
+            if member != self.id and self.peer_addresses.get(member) != address:
+                self.peer_addresses[member] = address
+                self.transport.set_peer_address(member, *address)
+                changed = True
+        for member in list(self.peer_addresses):
+            if member != self.id and member not in membership.members and membership.addresses:
+                del self.peer_addresses[member]
+                self.transport.remove_peer(member)
+                changed = True
+        if changed and self.data_dir is not None:
+            save_peer_addresses(self.data_dir.path, self.peer_addresses)
+
+    def _log_changes(self, ready: Ready) -> None:
+        for event in ready.events:
+            logger.info("%s", event)
+            if event.startswith("became candidate"):
+                self.metrics.elections.inc()
+        if ready.soft_state is not None:
+            leader = ready.soft_state.leader_id
+            logger.info(
+                "role %s, term %d, leader %s",
+                ready.soft_state.role,
+                self.node.term,
+                f"node{leader}" if leader is not None else "unknown",
+            )
+
+    def _fail_storage(self, reason: str) -> None:
+        """The disk failed: stop taking part (nothing more can be made durable) and say so."""
+        self.storage_failure = reason
+        logger.critical("storage failed, refusing writes from now on: %s", reason)
+        self.requests.fail_all(f"storage failed: {reason}")
+
+    # --- client operations --------------------------------------------------------------
+    async def read(self, key: str, consistency: str) -> tuple[str | None, int]:
+        """Read `key`: `stale` from this node's state, `lease` from the leader while its
+        lease holds, otherwise (and `linearizable`) after a ReadIndex round (thesis §6.4)."""
+        if self.storage_failure is not None:
+            raise RequestFailed(f"storage failed: {self.storage_failure}")
+        node = self.node
+        if consistency != "stale":
+            if node.role != "leader":
+                raise NotLeader(node.leader_id)
+            if consistency == "lease" and node.lease_valid():
+                index = node.log.committed
+            else:
+                index = await self.requests.read_index()
+            await self.requests.wait_applied(index)
+        getter = getattr(self.state_machine, "get", None)
+        if getter is None:
+            raise RequestFailed("this state machine does not support key reads")
+        value: str | None = getter(key)
+        return value, node.log.applied
+
+    # --- queries for the API ------------------------------------------------------------
+    def leader_client_address(self, leader_id: int | None) -> str | None:
+        if leader_id is None:
+            return None
+        if leader_id == self.id:
+            return format_address(self.options.client_listen)
+        learned = self.transport.peer_client_address(leader_id) or self.client_addresses.get(
+            leader_id
+        )
+        if learned:
+            return learned
+        peer = self.peer_addresses.get(leader_id)
+        if peer is not None and peer[1] >= 9000:
+            # The default layout: clients on 8000+N when peers are on 9000+N.
+            return format_address((peer[0], peer[1] - 1000))
+        return None
+
+    def role_name(self) -> str:
+        node = self.node
+        if node.role == "follower" and not node.membership.is_voter(self.id):
+            return "learner"
+        return node.role.value
+
+    def status(self) -> dict[str, Any]:
+        node = self.node
+        log = node.log
+        membership = node.membership
+        return {
+            "id": self.id,
+            "role": self.role_name(),
+            "term": node.term,
+            "leader": node.leader_id,
+            "commit_index": log.committed,
+            "last_applied": log.applied,
+            "last_log_index": log.last_index,
+            "last_log_term": log.last_term,
+            "snapshot_index": log.snapshot_index,
+            "log_entries": log.last_index - log.snapshot_index,
+            "members": sorted(membership.members),
+            "voters": sorted(membership.all_voters),
+            "learners": sorted(membership.learners),
+            "applied_hash": self.state_machine.applied_hash,
+            "cluster_id": self.cluster_id,
+            "storage_failure": self.storage_failure,
+            "peers_connected": sorted(
+                peer for peer in self.peer_addresses if self.transport.is_connected(peer)
+            ),
+        }

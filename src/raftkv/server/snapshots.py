@@ -1,0 +1,124 @@
+"""Taking snapshots and installing received ones (§7), without stalling the event loop.
+
+Taking one: the state machine's state is copied on the loop (`prepare_snapshot`, a dict
+copy), encoded and written in the disk thread, and the log is compacted by the Ready loop
+between two Readies, the only place where the WAL is never being synced at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from raftkv.core import SnapshotMeta
+from raftkv.server.options import SNAPSHOT_TRAILING_ENTRIES
+
+if TYPE_CHECKING:
+    from raftkv.server.runtime import RaftServer
+
+logger = logging.getLogger("raftkv.node")
+
+# A snapshot is also due once this many bytes of commands were applied since the last one.
+SNAPSHOT_BYTES_DEFAULT = 64 << 20
+
+
+class SnapshotTaker:
+    def __init__(self, server: RaftServer) -> None:
+        self.server = server
+        self._task: asyncio.Task[None] | None = None
+        self._ready_to_compact: tuple[SnapshotMeta, bytes] | None = None
+        self.last_index = 0
+        self.bytes_since = 0
+        self.loop_blocked_seconds = 0.0
+
+    def note_applied_bytes(self, count: int) -> None:
+        self.bytes_since += count
+
+    async def maybe_take(self) -> None:
+        """Called by the Ready loop after each Ready: compact for a finished snapshot, and
+        start a new one when the log has grown enough."""
+        server = self.server
+        node = server.node
+        if self._ready_to_compact is not None:
+            meta, data = self._ready_to_compact
+            self._ready_to_compact = None
+            node.snapshot_taken(meta, data, keep_entries=SNAPSHOT_TRAILING_ENTRIES)
+            compacted = node.log.snapshot_index
+            compacted_term = node.log.term(compacted)
+            if compacted_term is not None and compacted > server.storage.first_index() - 1:
+                server.storage.compact(compacted, compacted_term)
+        if self._task is not None:
+            return
+        self.last_index = max(self.last_index, node.log.snapshot_index)
+        entries_since = node.log.applied - self.last_index
+        limit = server.options.snapshot_entries
+        if (limit > 0 and entries_since >= limit) or self.bytes_since >= SNAPSHOT_BYTES_DEFAULT:
+            self._task = asyncio.create_task(self._take(), name="snapshot")
+
+    async def _take(self) -> None:
+        server = self.server
+        node = server.node
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        index = node.log.applied
+        term = node.log.term(index)
+        assert term is not None
+        meta = SnapshotMeta(index, term, node.membership_at(index))
+        prepare: Callable[[], Callable[[], bytes]] | None = getattr(
+            server.state_machine, "prepare_snapshot", None
+        )
+        if prepare is not None:
+            encode = prepare()
+        else:
+            data_now = server.state_machine.snapshot()
+            encode = lambda: data_now  # noqa: E731
+        self.loop_blocked_seconds = time.perf_counter() - started
+        self.bytes_since = 0
+        try:
+            data = await loop.run_in_executor(server.disk_executor, encode)
+            await loop.run_in_executor(server.disk_executor, server.snapshot_store.save, meta, data)
+        except Exception:
+            logger.exception("taking a snapshot at index %d failed", index)
+            self._task = None
+            return
+        self.last_index = index
+        self._ready_to_compact = (meta, data)
+        self._task = None
+        seconds = time.perf_counter() - started
+        server.metrics.snapshots_taken.inc()
+        server.metrics.snapshot_seconds.labels("take").observe(seconds)
+        logger.info(
+            "snapshot taken at index %d term %d: %d bytes in %.3f s (loop blocked %.4f s)",
+            index,
+            term,
+            len(data),
+            seconds,
+            self.loop_blocked_seconds,
+        )
+        server.wake()
+
+    async def install(self, meta: SnapshotMeta, data: bytes) -> None:
+        """A snapshot received from the leader: save it durably, reset the log to it and
+        restore the state machine (Ready order: before any later committed entry)."""
+        server = self.server
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(server.disk_executor, server.snapshot_store.save, meta, data)
+        server.storage.reset(meta.index, meta.term)
+        server.state_machine.restore(data)
+        server.applied_hashes.clear()
+        server.applied_hashes[meta.index] = server.state_machine.applied_hash
+        self.last_index = meta.index
+        self.bytes_since = 0
+        server.metrics.snapshots_installed.inc()
+        server.metrics.snapshot_seconds.labels("install").observe(time.perf_counter() - started)
+        logger.info(
+            "snapshot installed at index %d term %d (%d bytes)", meta.index, meta.term, len(data)
+        )
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
