@@ -88,7 +88,7 @@ class RaftServer:
             on_peer_state=self._on_peer_state,
             on_trace=self._trace if options.trace_rpc else None,
             client_address=format_address(options.client_listen),
-            accept_unknown_peers=True,
+            accept_unknown_peers=False,
             rng=random.Random(options.seed),
         )
         for peer, address in self.peer_addresses.items():

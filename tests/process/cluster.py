@@ -1,0 +1,203 @@
+"""Real raft-node processes on loopback for end-to-end tests: free ports, a temporary data
+dir per node, and every process killed by pid at the end, even when a test fails."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+BIN = Path(sys.executable).parent
+POLL_SECONDS = 0.05
+_pause = threading.Event()  # never set: `wait` is an interruptible pause between polls
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], T | None], timeout: float, what: str = "condition") -> T:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as error:  # a node may be restarting; keep polling
+            last_error = error
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}: {last_error}")
+        _pause.wait(POLL_SECONDS)
+
+
+class NodeProcess:
+    def __init__(self, node_id: int, root: Path) -> None:
+        self.id = node_id
+        self.peer_port = free_port()
+        self.client_port = free_port()
+        self.data_dir = root / f"node-{node_id}"
+        self.log_path = root / f"node-{node_id}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class ProcessCluster:
+    def __init__(
+        self, root: Path, node_ids: Iterable[int] = (1, 2, 3), extra_args: Iterable[str] = ()
+    ) -> None:
+        self.root = root
+        self.nodes = {node_id: NodeProcess(node_id, root) for node_id in node_ids}
+        self.extra_args = list(extra_args)
+        self._connections: dict[int, http.client.HTTPConnection] = {}
+
+    # --- processes ----------------------------------------------------------------------
+    def peers_argument(self, exclude: int) -> str:
+        return ",".join(
+            f"{n.id}=127.0.0.1:{n.peer_port}" for n in self.nodes.values() if n.id != exclude
+        )
+
+    def cluster_argument(self) -> str:
+        return ",".join(f"{n.id}=127.0.0.1:{n.client_port}" for n in self.nodes.values())
+
+    def start(self, node_id: int, *arguments: str, bootstrap: bool = True) -> NodeProcess:
+        node = self.nodes[node_id]
+        command = [
+            str(BIN / "raft-node"),
+            "--id",
+            str(node_id),
+            "--data-dir",
+            str(node.data_dir),
+            "--listen",
+            f"127.0.0.1:{node.peer_port}",
+            "--client-listen",
+            f"127.0.0.1:{node.client_port}",
+            "--seed",
+            str(node_id),
+            *self.extra_args,
+            *arguments,
+        ]
+        if bootstrap and "--join" not in arguments:
+            command += ["--peers", self.peers_argument(node_id)]
+        log = open(node.log_path, "ab")  # noqa: SIM115 - the child owns it from here
+        node.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self._connections.pop(node_id, None)
+        return node
+
+    def start_all(self) -> None:
+        for node_id in self.nodes:
+            self.start(node_id)
+
+    def kill(self, node_id: int, signal_number: int = signal.SIGKILL) -> None:
+        node = self.nodes[node_id]
+        if node.process is not None and node.process.poll() is None:
+            node.process.send_signal(signal_number)
+            node.process.wait(timeout=30)
+        self._connections.pop(node_id, None)
+
+    def stop_all(self) -> None:
+        for node in self.nodes.values():
+            if node.process is not None and node.process.poll() is None:
+                node.process.kill()
+                node.process.wait(timeout=30)
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
+
+    def add_node(self, node_id: int) -> NodeProcess:
+        self.nodes[node_id] = NodeProcess(node_id, self.root)
+        return self.nodes[node_id]
+
+    def log_text(self, node_id: int) -> str:
+        path = self.nodes[node_id].log_path
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    # --- HTTP ---------------------------------------------------------------------------
+    def request(
+        self, node_id: int, method: str, path: str, body: Any = None, raw: bytes | None = None
+    ) -> tuple[int, Any]:
+        node = self.nodes[node_id]
+        connection = self._connections.get(node_id)
+        if connection is None:
+            connection = http.client.HTTPConnection("127.0.0.1", node.client_port, timeout=10)
+            self._connections[node_id] = connection
+        payload = (
+            raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        )
+        try:
+            connection.request(method, path, body=payload)
+            response = connection.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            self._connections.pop(node_id, None)
+            raise
+        try:
+            return response.status, json.loads(data) if data else None
+        except ValueError:
+            return response.status, data.decode(errors="replace")
+
+    def status(self, node_id: int) -> dict[str, Any]:
+        code, body = self.request(node_id, "GET", "/v1/status")
+        assert code == 200, body
+        return dict(body)
+
+    def leader(self, among: Iterable[int] | None = None) -> int | None:
+        candidates = list(among) if among is not None else list(self.nodes)
+        for node_id in candidates:
+            if not self.nodes[node_id].alive:
+                continue
+            try:
+                status = self.status(node_id)
+            except (OSError, http.client.HTTPException, AssertionError):
+                continue
+            if status["role"] == "leader":
+                return node_id
+        return None
+
+    def wait_leader(self, timeout: float = 20, among: Iterable[int] | None = None) -> int:
+        ids = list(among) if among is not None else None
+        return wait_for(lambda: self.leader(ids), timeout, "a leader")
+
+    def put(self, key: str, value: str, **extra: Any) -> tuple[int, Any]:
+        leader = self.wait_leader()
+        return self.request(leader, "PUT", f"/v1/kv/{key}", {"value": value, **extra})
+
+    def put_until_ok(self, key: str, value: str, timeout: float = 20, **extra: Any) -> Any:
+        def attempt() -> Any:
+            leader = self.leader()
+            if leader is None:
+                return None
+            code, body = self.request(leader, "PUT", f"/v1/kv/{key}", {"value": value, **extra})
+            return body if code == 200 else None
+
+        return wait_for(attempt, timeout, f"put {key}={value}")
+
+    # --- raft-client --------------------------------------------------------------------
+    def client(self, *arguments: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        environment = dict(os.environ, RAFT_CLUSTER=self.cluster_argument())
+        return subprocess.run(
+            [str(BIN / "raft-client"), *arguments],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=environment,
+        )
