@@ -1,0 +1,1 @@
+"""Command-line entry points: they parse arguments and call into the library."""

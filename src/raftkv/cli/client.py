@@ -1,0 +1,370 @@
+"""`raft-client`: the command line of SPEC §1 over `raftkv.client.RaftClient`.
+
+Success goes to stdout in the SPEC's text forms (or the server's JSON with `--json`); every
+error goes to stderr as one JSON line `{"error": CODE, ...}` and sets the exit code below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import msgspec
+
+from raftkv import errors
+from raftkv.addresses import AddressError, format_address, parse_address_list, parse_node_id
+from raftkv.client import (
+    CONSISTENCY_LEVELS,
+    DEFAULT_TIMEOUT_SECONDS,
+    CorruptLog,
+    Inconsistent,
+    NotLeader,
+    RaftClient,
+    StatusReport,
+    Unreachable,
+    WriteResult,
+    check_cluster,
+)
+from raftkv.client.check import corruption_in
+from raftkv.client.errors import describe
+from raftkv.client.text import format_table
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # bad usage, not_found, cas_failed, bad input, anything else
+EXIT_TIMEOUT = 2  # no answer within --timeout, or no leader reachable
+EXIT_NOT_LEADER = 3  # only with --target
+EXIT_INCONSISTENT = 4  # check found differing applied state, or a node reports a corrupt log
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+CLUSTER_ENVIRONMENT_VARIABLE = "RAFT_CLUSTER"
+DEFAULT_CLUSTER = "1,2,3"
+
+
+class UsageError(Exception):
+    """Bad arguments: reported as a JSON error line with exit 1, not argparse's exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _node_id(text: str) -> int:
+    try:
+        return parse_node_id(text)
+    except AddressError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"the timeout must be positive, got {text!r}")
+    return seconds
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: the options are accepted before and after the command (`put x 2 --target 2`,
+    # as SPEC §1 writes it), and a default on the subcommand must not hide a value given
+    # before it; defaults are applied after parsing.
+    parser.add_argument(
+        "--cluster",
+        metavar="LIST",
+        default=argparse.SUPPRESS,
+        help=f"nodes: 1,2,3 or 1=host:port,...  (default: ${CLUSTER_ENVIRONMENT_VARIABLE}, "
+        f"else {DEFAULT_CLUSTER} on the default ports)",
+    )
+    parser.add_argument(
+        "--target", type=_node_id, metavar="N", default=argparse.SUPPRESS, help="ask node N only"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        metavar="S",
+        default=argparse.SUPPRESS,
+        help=f"seconds per command, retries included (default {DEFAULT_TIMEOUT_SECONDS:g})",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON answers"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="raft-client", description="Talk to a raftkv cluster.")
+    _add_common_options(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        subparser = commands.add_parser(name, help=help_text, description=help_text)
+        _add_common_options(subparser)
+        return subparser
+
+    put = command("put", "set KEY to VALUE")
+    put.add_argument("key", metavar="KEY")
+    put.add_argument("value", metavar="VALUE")
+    get = command("get", "print the value of KEY")
+    get.add_argument("key", metavar="KEY")
+    get.add_argument("--consistency", choices=CONSISTENCY_LEVELS, default="linearizable")
+    delete = command("del", "delete KEY")
+    delete.add_argument("key", metavar="KEY")
+    cas = command("cas", "set KEY to NEW if its value is EXPECTED")
+    cas.add_argument("key", metavar="KEY")
+    cas.add_argument("expected", metavar="EXPECTED")
+    cas.add_argument("new", metavar="NEW")
+    command("status", "a table of every node's state")
+    command("check", "compare the nodes' applied state at a common index")
+    members = command("members", "list, add or remove members")
+    actions = members.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    add = actions.add_parser("add", help="add node ID at peer address ADDR")
+    _add_common_options(add)
+    add.add_argument("id", type=_node_id, metavar="ID")
+    add.add_argument("address", metavar="ADDR")
+    remove = actions.add_parser("remove", help="remove node ID")
+    _add_common_options(remove)
+    remove.add_argument("id", type=_node_id, metavar="ID")
+    transfer = command("transfer-leader", "make node ID the leader")
+    transfer.add_argument("id", type=_node_id, metavar="ID")
+    return parser
+
+
+# --- output ------------------------------------------------------------------------------
+def _json_line(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _print_error(payload: dict[str, Any]) -> None:
+    print(_json_line(payload), file=sys.stderr, flush=True)
+
+
+def _print_write(result: WriteResult, as_json: bool) -> None:
+    if as_json:
+        print(_json_line(result.raw))
+    else:
+        print(f"OK leader={result.leader} index={result.index}")
+
+
+def exit_code_for(error: errors.ClientError) -> int:
+    if isinstance(error, errors.NotLeader):
+        return EXIT_NOT_LEADER
+    if isinstance(error, errors.Timeout | errors.NoLeader):
+        return EXIT_TIMEOUT
+    if isinstance(error, CorruptLog | Inconsistent):
+        return EXIT_INCONSISTENT
+    return EXIT_ERROR
+
+
+def _error_payload(error: errors.ClientError) -> dict[str, Any]:
+    if isinstance(error, NotLeader):
+        # Exactly SPEC §1's line: `{"error":"not_leader","leader":"node1"}`.
+        return {"error": "not_leader", "leader": error.leader_name}
+    return describe(error)
+
+
+# --- commands ----------------------------------------------------------------------------
+def _put(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
+    _print_write(client.put(args.key, args.value), as_json)
+    return EXIT_OK
+
+
+def _get(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
+    result = client.get(args.key, args.consistency)
+    print(_json_line(result.raw) if as_json else result.value)
+    return EXIT_OK
+
+
+def _delete(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
+    _print_write(client.delete(args.key), as_json)
+    return EXIT_OK
+
+
+def _cas(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
+    _print_write(client.cas(args.key, args.expected, args.new), as_json)
+    return EXIT_OK
+
+
+def _status_row(report: StatusReport) -> list[str]:
+    status = report.status
+    address = format_address(report.address)
+    if status is None:
+        role = "unreachable" if isinstance(report.error, Unreachable) else "error"
+        return [str(report.node_id), role, *["-"] * 7, address]
+    cells: list[object] = [
+        status.id,
+        status.role,
+        status.term,
+        status.leader,
+        status.commit_index,
+        status.last_applied,
+        status.last_log_index,
+        status.snapshot_index,
+        status.log_entries,
+    ]
+    return ["-" if cell is None else str(cell) for cell in cells] + [address]
+
+
+_STATUS_HEADER = [
+    "ID",
+    "ROLE",
+    "TERM",
+    "LEADER",
+    "COMMIT",
+    "APPLIED",
+    "LAST_INDEX",
+    "SNAPSHOT",
+    "ENTRIES",
+    "ADDRESS",
+]
+_STATUS_NUMERIC_COLUMNS = frozenset({0, *range(2, 9)})
+
+
+def _status(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
+    reports = client.statuses()
+    if client.target is not None:
+        reports = [report for report in reports if report.node_id == client.target]
+    if as_json:
+        objects: list[dict[str, Any]] = []
+        for report in reports:
+            if report.status is not None:
+                objects.append(report.status.raw)
+            else:
+                assert report.error is not None
+                where = {"id": report.node_id, "address": format_address(report.address)}
+                objects.append({**where, **describe(report.error)})
+        print(_json_line(objects))
+    else:
+        rows = [_status_row(report) for report in reports]
+        print(format_table(_STATUS_HEADER, rows, _STATUS_NUMERIC_COLUMNS))
+    corruption = corruption_in(reports)
+    if corruption is not None:
+        raise corruption
+    if not any(report.reachable for report in reports):
+        message = f"no node answered within {client.timeout:g} s"
+        raise Unreachable(message, {"message": message})
+    return EXIT_OK
+
+
+def _check(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
+    report = check_cluster(client)
+    if report.consistent:
+        if as_json:
+            summary: dict[str, Any] = {"ok": True, "n": len(report.hashes)}
+            summary |= {"index": report.index, "hash": report.majority_hash}
+            summary["unreachable"] = report.unreachable
+            print(_json_line(summary))
+        else:
+            print(f"OK n={len(report.hashes)} index={report.index} hash={report.majority_hash}")
+        return EXIT_OK
+    if not as_json:
+        differing = set(report.differing_nodes())
+        print(f"DIFFER index={report.index}")
+        for node_id, applied_hash in sorted(report.hashes.items()):
+            mark = " differs" if node_id in differing else ""
+            print(f"node={node_id} hash={applied_hash}{mark}")
+    raise report.to_error()
+
+
+def _members(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
+    if args.action is not None:
+        if args.action == "add":
+            result = client.add_member(args.id, args.address)
+        else:
+            result = client.remove_member(args.id)
+        if as_json:
+            print(_json_line(result.raw))
+        else:
+            parts = ["OK"]
+            if result.leader is not None:
+                parts.append(f"leader={result.leader}")
+            if result.index is not None:
+                parts.append(f"index={result.index}")
+            print(" ".join(parts))
+        return EXIT_OK
+    membership = client.members()
+    if as_json:
+        print(_json_line(membership.raw))
+        return EXIT_OK
+    header = ["ID", "ROLE", "ADDRESS", "CLIENT_ADDRESS", "LEADER"]
+    rows = [
+        [
+            str(member.id),
+            member.role,
+            member.address,
+            member.client_address or "-",
+            "*" if member.id == membership.leader else "",
+        ]
+        for member in membership.members
+    ]
+    print(format_table(header, rows, frozenset({0})))
+    return EXIT_OK
+
+
+def _transfer_leader(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
+    result = client.transfer_leader(args.id)
+    if as_json:
+        print(_json_line(result.raw))
+    else:
+        print(f"OK leader={result.leader if result.leader is not None else args.id}")
+    return EXIT_OK
+
+
+_Command = Callable[[RaftClient, argparse.Namespace, bool], int]
+_COMMANDS: dict[str, _Command] = {
+    "put": _put,
+    "get": _get,
+    "del": _delete,
+    "cas": _cas,
+    "status": _status,
+    "check": _check,
+    "members": _members,
+    "transfer-leader": _transfer_leader,
+}
+
+
+def _make_client(args: argparse.Namespace) -> RaftClient:
+    cluster_text = getattr(args, "cluster", None)
+    source = "--cluster"
+    if cluster_text is None:
+        cluster_text = os.environ.get(CLUSTER_ENVIRONMENT_VARIABLE) or DEFAULT_CLUSTER
+        source = CLUSTER_ENVIRONMENT_VARIABLE
+    try:
+        addresses = parse_address_list(cluster_text, client_ports=True)
+    except AddressError as error:
+        raise UsageError(f"{source}: {error}") from None
+    target: int | None = getattr(args, "target", None)
+    if target is not None and target not in addresses:
+        names = ",".join(str(node_id) for node_id in addresses)
+        raise UsageError(f"--target {target} is not in the cluster ({names})")
+    timeout = getattr(args, "timeout", DEFAULT_TIMEOUT_SECONDS)
+    return RaftClient(addresses, timeout=timeout, target=target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        client = _make_client(args)
+    except UsageError as error:
+        _print_error({"error": "bad_usage", "message": str(error)})
+        return EXIT_ERROR
+    except SystemExit as exit_request:  # --help
+        return exit_request.code if isinstance(exit_request.code, int) else EXIT_OK
+    as_json = bool(getattr(args, "json", False))
+    with client:
+        try:
+            return _COMMANDS[args.command](client, args, as_json)
+        except errors.ClientError as error:
+            _print_error(_error_payload(error))
+            return exit_code_for(error)
+        except KeyboardInterrupt:
+            _print_error({"error": "interrupted"})
+            return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

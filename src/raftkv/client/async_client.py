@@ -1,0 +1,267 @@
+"""`AsyncRaftClient`: the asyncio client, on one aiohttp session with kept-alive connections."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiohttp
+import yarl
+
+from raftkv import errors
+from raftkv.addresses import format_address
+from raftkv.client import protocol
+from raftkv.client.errors import BadResponse, Unreachable
+from raftkv.client.limits import (
+    ASYNC_CONNECTIONS_MAX,
+    DEFAULT_TIMEOUT_SECONDS,
+    FAN_OUT_NODES_MAX,
+    RESPONSE_BYTES_MAX,
+)
+from raftkv.client.protocol import Request
+from raftkv.client.results import (
+    AdminResult,
+    Membership,
+    NodeStatus,
+    ReadResult,
+    StatusReport,
+    WriteResult,
+    decode_result,
+)
+from raftkv.client.routing import ClusterView, Router, connect_timeout_for
+from raftkv.client.sessions import SessionPool, new_client_id
+
+_T = TypeVar("_T")
+
+
+class AsyncRaftClient:
+    """The asyncio twin of `RaftClient`: same constructor, same methods, awaited.
+
+    Concurrent operations are fine: each concurrent write takes an at-most-once session of its
+    own (the first one's client id is `client_id`). Close it (`await client.close()`, or use
+    `async with`) to release its connections.
+    """
+
+    def __init__(
+        self,
+        addresses: Mapping[int, tuple[str, int]],
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        target: int | None = None,
+        client_id: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("the timeout must be positive")
+        self._view = ClusterView(addresses)
+        if target is not None and target not in self._view.addresses:
+            raise ValueError(f"node {target} is not in the cluster map")
+        self.timeout = timeout
+        self.target = target
+        self.client_id = client_id or new_client_id()
+        self._sessions = SessionPool(self.client_id)
+        self._random = rng if rng is not None else random.Random()
+        # Made on first use: an aiohttp session belongs to the event loop that runs it.
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def leader(self) -> int | None:
+        """The last leader this client saw, if any."""
+        return self._view.known_leader
+
+    @property
+    def addresses(self) -> dict[int, tuple[str, int]]:
+        return dict(self._view.addresses)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def __aenter__(self) -> AsyncRaftClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exception_type: type[BaseException] | None,
+        exception: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- key-value -----------------------------------------------------------------------
+    async def put(self, key: str, value: str) -> WriteResult:
+        async with self._write_session() as write:
+            return await self._write(protocol.put_request(key, value, write))
+
+    async def cas(self, key: str, expected: str | None, new: str) -> WriteResult:
+        """Set `key` to `new` if its value is `expected` (None: if the key is absent)."""
+        async with self._write_session() as write:
+            if expected is None:
+                request = protocol.put_request(key, new, write, if_absent=True)
+            else:
+                request = protocol.put_request(key, new, write, if_value=expected)
+            return await self._write(request)
+
+    async def put_if_absent(self, key: str, value: str) -> WriteResult:
+        return await self.cas(key, None, value)
+
+    async def delete(self, key: str) -> WriteResult:
+        async with self._write_session() as write:
+            return await self._write(protocol.delete_request(key, write))
+
+    async def get(self, key: str, consistency: str = "linearizable") -> ReadResult:
+        _, payload = await self._call(protocol.get_request(key, consistency))
+        return decode_result(payload, ReadResult)
+
+    # --- cluster -------------------------------------------------------------------------
+    async def status(self, node_id: int) -> NodeStatus:
+        payload = await self._ask(node_id, protocol.status_request(), self.timeout)
+        return decode_result(payload, NodeStatus)
+
+    async def statuses(self) -> list[StatusReport]:
+        """Every node's status, asked at once; an unreachable node is reported with its error."""
+        answers = await self._fan_out(list(self._view.addresses), self.status)
+        reports = []
+        for node_id, answer in answers.items():
+            address = self._view.addresses[node_id]
+            if isinstance(answer, NodeStatus):
+                reports.append(StatusReport(node_id, address, answer))
+            else:
+                reports.append(StatusReport(node_id, address, None, answer))
+        return reports
+
+    async def hash_at(self, node_id: int, index: int) -> str:
+        """The node's applied hash at `index`; NotFound once it no longer remembers it."""
+        payload = await self._ask(node_id, protocol.hash_request(index), self.timeout)
+        applied_hash = payload.get("applied_hash")
+        if not isinstance(applied_hash, str):
+            message = f"node {node_id} answered /v1/hash without applied_hash"
+            raise BadResponse(message, {"node": node_id, "message": message})
+        return applied_hash
+
+    async def hashes_at(
+        self, index: int, node_ids: list[int] | None = None
+    ) -> dict[int, str | errors.ClientError]:
+        """`hash_at` of several nodes (default: all), asked at once."""
+        chosen = list(self._view.addresses) if node_ids is None else node_ids
+        return await self._fan_out(chosen, lambda node_id: self.hash_at(node_id, index))
+
+    async def members(self) -> Membership:
+        _, payload = await self._call(protocol.members_request())
+        return decode_result(payload, Membership)
+
+    async def add_member(self, node_id: int, address: str) -> AdminResult:
+        _, payload = await self._call(protocol.add_member_request(node_id, address))
+        return decode_result(payload, AdminResult)
+
+    async def remove_member(self, node_id: int) -> AdminResult:
+        _, payload = await self._call(protocol.remove_member_request(node_id))
+        return decode_result(payload, AdminResult)
+
+    async def transfer_leader(self, node_id: int) -> AdminResult:
+        _, payload = await self._call(protocol.transfer_leader_request(node_id))
+        return decode_result(payload, AdminResult)
+
+    # --- the retry loop ------------------------------------------------------------------
+    @asynccontextmanager
+    async def _write_session(self) -> AsyncIterator[tuple[str, int]]:
+        session = self._sessions.acquire()
+        try:
+            yield session.next_write()
+        finally:
+            self._sessions.release(session)
+
+    async def _write(self, request: Request) -> WriteResult:
+        node_id, payload = await self._call(request)
+        if "leader" not in payload:
+            payload = {**payload, "leader": node_id}
+        return decode_result(payload, WriteResult)
+
+    async def _call(self, request: Request) -> tuple[int, dict[str, Any]]:
+        """Ask the leader (or the target) until an answer is final or the timeout expires."""
+        router = Router(
+            self._view, target=self.target, timeout_seconds=self.timeout, rng=self._random
+        )
+        while True:
+            node_id = router.node
+            attempt_timeout = router.attempt_timeout_seconds()
+            try:
+                payload = await self._ask(node_id, request, attempt_timeout)
+            except errors.ClientError as error:
+                delay = router.failed(error)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                continue
+            router.succeeded(protocol.answered_leader(payload, node_id, request))
+            return node_id, payload
+
+    async def _ask(self, node_id: int, request: Request, timeout_seconds: float) -> dict[str, Any]:
+        status, body = await self._exchange(node_id, request, timeout_seconds)
+        return protocol.read_answer(status, body)
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            connector = aiohttp.TCPConnector(limit=ASYNC_CONNECTIONS_MAX)
+            self._http = aiohttp.ClientSession(connector=connector)
+        return self._http
+
+    async def _exchange(
+        self, node_id: int, request: Request, timeout_seconds: float
+    ) -> tuple[int, bytes]:
+        if node_id not in self._view.addresses:
+            raise ValueError(f"node {node_id} is not in the cluster map")
+        address = format_address(self._view.addresses[node_id])
+        # `encoded=True`: the path is already escaped, and a key's "%2F" must stay escaped.
+        url = yarl.URL(f"http://{address}{request.path}", encoded=True)
+        timeout = aiohttp.ClientTimeout(
+            total=timeout_seconds, sock_connect=connect_timeout_for(timeout_seconds)
+        )
+        headers = {"Accept": protocol.JSON_CONTENT_TYPE}
+        if request.body is not None:
+            headers["Content-Type"] = protocol.JSON_CONTENT_TYPE
+        for first_try in (True, False):
+            try:
+                async with self._session().request(
+                    request.method, url, data=request.body, headers=headers, timeout=timeout
+                ) as response:
+                    body = bytearray()
+                    while len(body) <= RESPONSE_BYTES_MAX:
+                        chunk = await response.content.read(RESPONSE_BYTES_MAX + 1 - len(body))
+                        if not chunk:
+                            break
+                        body += chunk
+                    if len(body) > RESPONSE_BYTES_MAX:
+                        message = f"node {node_id} sent an answer over {RESPONSE_BYTES_MAX} bytes"
+                        raise BadResponse(message, {"node": node_id, "message": message})
+                    return response.status, bytes(body)
+            except aiohttp.ServerDisconnectedError:
+                # An idle kept-alive connection the node closed says nothing about the node:
+                # one fresh connection is tried at once (safe for writes: they carry a seq).
+                if first_try:
+                    continue
+                message = f"node {node_id} at {address}: the connection closed"
+                raise Unreachable(message, {"node": node_id, "message": message}) from None
+            except (aiohttp.ClientError, TimeoutError, OSError) as error:
+                message = f"node {node_id} at {address}: {error or type(error).__name__}"
+                raise Unreachable(message, {"node": node_id, "message": message}) from None
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _fan_out(
+        self, node_ids: list[int], work: Callable[[int], Awaitable[_T]]
+    ) -> dict[int, _T | errors.ClientError]:
+        limit = asyncio.Semaphore(FAN_OUT_NODES_MAX)
+
+        async def attempt(node_id: int) -> _T | errors.ClientError:
+            async with limit:
+                try:
+                    return await work(node_id)
+                except errors.ClientError as error:
+                    return error
+
+        answers = await asyncio.gather(*(attempt(node_id) for node_id in node_ids))
+        return dict(zip(node_ids, answers, strict=True))

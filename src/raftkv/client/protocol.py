@@ -1,0 +1,122 @@
+"""The HTTP requests of SPEC §3 and the reading of their answers, shared by both clients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import msgspec
+
+from raftkv.client.errors import BadRequest, BadResponse, NoLeader, Timeout, error_from_answer
+
+CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
+JSON_CONTENT_TYPE = "application/json"
+
+_HTTP_SERVICE_UNAVAILABLE = 503
+_HTTP_GATEWAY_TIMEOUT = 504
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str  # percent-encoded, with its query string
+    body: bytes | None = None
+    # Whether a success means the node that answered leads (or names the leader): stale reads
+    # and node-local queries are answered by any node and teach nothing about the leader.
+    leader_only: bool = True
+
+
+def _kv_path(key: str) -> str:
+    if not key:
+        raise BadRequest("the key is empty", {"message": "the key is empty"})
+    # Keys may hold "/", "?", "%" and any UTF-8: the whole key is one escaped path segment.
+    return "/v1/kv/" + quote(key, safe="")
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return msgspec.json.encode(body)
+
+
+def put_request(
+    key: str,
+    value: str,
+    write: tuple[str, int],
+    *,
+    if_value: str | None = None,
+    if_absent: bool = False,
+) -> Request:
+    client_id, seq = write
+    body: dict[str, Any] = {"value": value}
+    if if_value is not None:
+        body["if_value"] = if_value
+    if if_absent:
+        body["if_absent"] = True
+    body["client_id"] = client_id
+    body["seq"] = seq
+    return Request("PUT", _kv_path(key), _json(body))
+
+
+def get_request(key: str, consistency: str) -> Request:
+    if consistency not in CONSISTENCY_LEVELS:
+        message = f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}"
+        raise BadRequest(message, {"message": message})
+    path = _kv_path(key) + "?" + urlencode({"consistency": consistency})
+    return Request("GET", path, leader_only=consistency != "stale")
+
+
+def delete_request(key: str, write: tuple[str, int]) -> Request:
+    client_id, seq = write
+    return Request("DELETE", _kv_path(key) + "?" + urlencode({"client_id": client_id, "seq": seq}))
+
+
+def status_request() -> Request:
+    return Request("GET", "/v1/status", leader_only=False)
+
+
+def hash_request(index: int) -> Request:
+    return Request("GET", "/v1/hash?" + urlencode({"index": index}), leader_only=False)
+
+
+def members_request() -> Request:
+    return Request("GET", "/v1/members")
+
+
+def add_member_request(node_id: int, address: str) -> Request:
+    return Request("POST", "/v1/members", _json({"id": node_id, "address": address}))
+
+
+def remove_member_request(node_id: int) -> Request:
+    return Request("DELETE", f"/v1/members/{node_id}")
+
+
+def transfer_leader_request(node_id: int) -> Request:
+    return Request("POST", "/v1/transfer-leader", _json({"to": node_id}))
+
+
+def read_answer(status: int, body: bytes) -> dict[str, Any]:
+    """The JSON object of a 2xx answer; any other answer raises its client error."""
+    try:
+        payload = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        payload = None
+    if not isinstance(payload, dict):
+        # Not our server's JSON: perhaps a proxy in front of a restarting node. Its 503 and
+        # 504 still mean "try again"; anything else is an answer this client cannot read.
+        message = f"HTTP {status} without a JSON object"
+        if status == _HTTP_SERVICE_UNAVAILABLE:
+            raise NoLeader(message, {"message": message}, status)
+        if status == _HTTP_GATEWAY_TIMEOUT:
+            raise Timeout(message, {"message": message}, status)
+        raise BadResponse(message, {"message": message, "status": status}, status)
+    if 200 <= status < 300:
+        return payload
+    raise error_from_answer(status, payload)
+
+
+def answered_leader(payload: dict[str, Any], node_id: int, request: Request) -> int | None:
+    """The leader an answer reveals: the one it names, else the node that answered."""
+    leader = payload.get("leader")
+    if isinstance(leader, int) and not isinstance(leader, bool):
+        return leader
+    return node_id if request.leader_only else None

@@ -1,0 +1,98 @@
+"""What the client returns: small typed views of the server's SPEC §3 answers.
+
+Each keeps the answer it was decoded from in `raw`, so `raft-client --json` can print the
+server's own JSON (with any fields this client does not know) rather than a re-encoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+
+from raftkv import errors
+from raftkv.client.errors import BadResponse
+
+
+class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A write the leader committed: who led and the log index it took."""
+
+    leader: int
+    index: int
+    raw: dict[str, Any] = {}
+
+
+class ReadResult(msgspec.Struct, frozen=True, kw_only=True):
+    key: str
+    value: str
+    index: int
+    raw: dict[str, Any] = {}
+
+
+class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One node's `GET /v1/status`; fields a node may leave out default to None."""
+
+    id: int
+    role: str
+    term: int
+    leader: int | None = None
+    commit_index: int
+    last_applied: int
+    last_log_index: int
+    last_log_term: int | None = None
+    snapshot_index: int | None = None
+    log_entries: int | None = None
+    applied_hash: str | None = None
+    cluster_id: str | int | None = None
+    members: Any = None
+    raw: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A node of the cluster map and what it said: its status, or why it could not."""
+
+    node_id: int
+    address: tuple[str, int]
+    status: NodeStatus | None
+    error: errors.ClientError | None = None
+
+    @property
+    def reachable(self) -> bool:
+        return self.status is not None
+
+
+class Member(msgspec.Struct, frozen=True, kw_only=True):
+    id: int
+    role: str  # "voter" | "learner"
+    address: str
+    client_address: str | None = None
+
+
+class Membership(msgspec.Struct, frozen=True, kw_only=True):
+    members: list[Member]
+    leader: int | None = None
+    raw: dict[str, Any] = {}
+
+
+class AdminResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to a membership change or leadership transfer."""
+
+    leader: int | None = None
+    index: int | None = None
+    raw: dict[str, Any] = {}
+
+
+ResultT = TypeVar("ResultT", WriteResult, ReadResult, NodeStatus, Membership, AdminResult)
+
+
+def decode_result(payload: dict[str, Any], result_type: type[ResultT]) -> ResultT:
+    """Validate an answer against its type; a malformed one raises BadResponse."""
+    try:
+        result = msgspec.convert(payload, result_type)
+    except msgspec.ValidationError as error:
+        raise BadResponse(
+            f"unexpected answer: {error}", {"message": f"unexpected answer: {error}"}
+        ) from None
+    return msgspec.structs.replace(result, raw=payload)

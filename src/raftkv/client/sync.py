@@ -1,0 +1,290 @@
+"""`RaftClient`: the blocking client, on `http.client` with one kept-alive connection per node."""
+
+from __future__ import annotations
+
+import http.client
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, TypeVar
+
+from raftkv import errors
+from raftkv.addresses import format_address
+from raftkv.client import protocol
+from raftkv.client.errors import BadResponse, Unreachable
+from raftkv.client.limits import DEFAULT_TIMEOUT_SECONDS, FAN_OUT_NODES_MAX, RESPONSE_BYTES_MAX
+from raftkv.client.protocol import Request
+from raftkv.client.results import (
+    AdminResult,
+    Membership,
+    NodeStatus,
+    ReadResult,
+    StatusReport,
+    WriteResult,
+    decode_result,
+)
+from raftkv.client.routing import ClusterView, Router, connect_timeout_for
+from raftkv.client.sessions import Session, new_client_id
+
+_T = TypeVar("_T")
+
+# A kept-alive connection the node closed while idle fails like this on its first reuse.
+_STALE_CONNECTION_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+class _Connections:
+    """One HTTP/1.1 connection per node, opened on first use and dropped after any failure."""
+
+    def __init__(self, addresses: dict[int, tuple[str, int]]) -> None:
+        # The cluster view's own dict: a leader learned from a hint is reachable at once.
+        self._addresses = addresses
+        self._open: dict[int, http.client.HTTPConnection] = {}
+        # Nodes whose connection has carried a whole exchange, so a failure may be staleness.
+        self._used: set[int] = set()
+
+    def exchange(self, node_id: int, request: Request, timeout_seconds: float) -> tuple[int, bytes]:
+        """Send `request` to the node; its HTTP status and body, or Unreachable."""
+        for first_try in (True, False):
+            reused = node_id in self._used
+            try:
+                return self._exchange_once(node_id, request, timeout_seconds)
+            except (http.client.HTTPException, OSError) as error:
+                self.drop(node_id)
+                # An idle connection the node closed says nothing about the node: one fresh
+                # connection is tried at once. Safe for writes too, as they carry their seq.
+                if first_try and reused and isinstance(error, _STALE_CONNECTION_ERRORS):
+                    continue
+                address = format_address(self._addresses[node_id])
+                message = f"node {node_id} at {address}: {error or type(error).__name__}"
+                raise Unreachable(message, {"node": node_id, "message": message}) from None
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    def _exchange_once(
+        self, node_id: int, request: Request, timeout_seconds: float
+    ) -> tuple[int, bytes]:
+        connection = self._open.get(node_id)
+        if connection is None:
+            host, port = self._addresses[node_id]
+            connection = http.client.HTTPConnection(host, port)
+            self._open[node_id] = connection
+        if connection.sock is None:
+            connection.timeout = connect_timeout_for(timeout_seconds)
+            connection.connect()
+        assert connection.sock is not None
+        connection.sock.settimeout(timeout_seconds)
+        headers = {"Accept": protocol.JSON_CONTENT_TYPE}
+        if request.body is not None:
+            headers["Content-Type"] = protocol.JSON_CONTENT_TYPE
+        connection.request(request.method, request.path, body=request.body, headers=headers)
+        response = connection.getresponse()
+        body = response.read(RESPONSE_BYTES_MAX + 1)
+        if len(body) > RESPONSE_BYTES_MAX or not response.isclosed():
+            self.drop(node_id)
+            message = f"node {node_id} sent an answer over {RESPONSE_BYTES_MAX} bytes"
+            raise BadResponse(message, {"node": node_id, "message": message})
+        self._used.add(node_id)
+        return response.status, body
+
+    def drop(self, node_id: int) -> None:
+        self._used.discard(node_id)
+        connection = self._open.pop(node_id, None)
+        if connection is not None:
+            connection.close()
+
+    def close(self) -> None:
+        for node_id in list(self._open):
+            self.drop(node_id)
+
+
+class RaftClient:
+    """A blocking client for a raftkv cluster (SPEC §3).
+
+    `addresses` maps node ids to client addresses (`parse_address_list(text,
+    client_ports=True)`). `timeout` bounds each operation, retries included. Without `target`
+    the client finds the leader itself; with it, it asks that node only and raises NotLeader
+    when the node does not lead. Safe to share between threads: operations run one at a time
+    (the at-most-once session allows one outstanding write).
+    """
+
+    def __init__(
+        self,
+        addresses: Mapping[int, tuple[str, int]],
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        target: int | None = None,
+        client_id: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("the timeout must be positive")
+        self._view = ClusterView(addresses)
+        if target is not None and target not in self._view.addresses:
+            raise ValueError(f"node {target} is not in the cluster map")
+        self.timeout = timeout
+        self.target = target
+        self._session = Session(client_id or new_client_id())
+        self._random = rng if rng is not None else random.Random()
+        self._connections = _Connections(self._view.addresses)
+        self._lock = threading.RLock()
+
+    @property
+    def client_id(self) -> str:
+        return self._session.client_id
+
+    @property
+    def leader(self) -> int | None:
+        """The last leader this client saw, if any."""
+        return self._view.known_leader
+
+    @property
+    def addresses(self) -> dict[int, tuple[str, int]]:
+        return dict(self._view.addresses)
+
+    def close(self) -> None:
+        with self._lock:
+            self._connections.close()
+
+    def __enter__(self) -> RaftClient:
+        return self
+
+    def __exit__(
+        self,
+        exception_type: type[BaseException] | None,
+        exception: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- key-value -----------------------------------------------------------------------
+    def put(self, key: str, value: str) -> WriteResult:
+        with self._lock:
+            return self._write(protocol.put_request(key, value, self._session.next_write()))
+
+    def cas(self, key: str, expected: str | None, new: str) -> WriteResult:
+        """Set `key` to `new` if its value is `expected` (None: if the key is absent)."""
+        with self._lock:
+            write = self._session.next_write()
+            if expected is None:
+                return self._write(protocol.put_request(key, new, write, if_absent=True))
+            return self._write(protocol.put_request(key, new, write, if_value=expected))
+
+    def put_if_absent(self, key: str, value: str) -> WriteResult:
+        return self.cas(key, None, value)
+
+    def delete(self, key: str) -> WriteResult:
+        with self._lock:
+            return self._write(protocol.delete_request(key, self._session.next_write()))
+
+    def get(self, key: str, consistency: str = "linearizable") -> ReadResult:
+        _, payload = self._call(protocol.get_request(key, consistency))
+        return decode_result(payload, ReadResult)
+
+    # --- cluster -------------------------------------------------------------------------
+    def status(self, node_id: int) -> NodeStatus:
+        with self._lock:
+            return self._status(node_id)
+
+    def statuses(self) -> list[StatusReport]:
+        """Every node's status, asked at once; an unreachable node is reported with its error."""
+        answers = self._fan_out(list(self._view.addresses), self._status)
+        reports = []
+        for node_id, answer in answers.items():
+            address = self._view.addresses[node_id]
+            if isinstance(answer, NodeStatus):
+                reports.append(StatusReport(node_id, address, answer))
+            else:
+                reports.append(StatusReport(node_id, address, None, answer))
+        return reports
+
+    def hash_at(self, node_id: int, index: int) -> str:
+        """The node's applied hash at `index`; NotFound once it no longer remembers it."""
+        with self._lock:
+            return self._hash_at(node_id, index)
+
+    def hashes_at(
+        self, index: int, node_ids: list[int] | None = None
+    ) -> dict[int, str | errors.ClientError]:
+        """`hash_at` of several nodes (default: all), asked at once."""
+        chosen = list(self._view.addresses) if node_ids is None else node_ids
+        return self._fan_out(chosen, lambda node_id: self._hash_at(node_id, index))
+
+    def members(self) -> Membership:
+        _, payload = self._call(protocol.members_request())
+        return decode_result(payload, Membership)
+
+    def add_member(self, node_id: int, address: str) -> AdminResult:
+        _, payload = self._call(protocol.add_member_request(node_id, address))
+        return decode_result(payload, AdminResult)
+
+    def remove_member(self, node_id: int) -> AdminResult:
+        _, payload = self._call(protocol.remove_member_request(node_id))
+        return decode_result(payload, AdminResult)
+
+    def transfer_leader(self, node_id: int) -> AdminResult:
+        _, payload = self._call(protocol.transfer_leader_request(node_id))
+        return decode_result(payload, AdminResult)
+
+    # --- the retry loop ------------------------------------------------------------------
+    # The underscored node queries take no lock: `_fan_out` runs them in worker threads while
+    # the calling thread holds it.
+    def _status(self, node_id: int) -> NodeStatus:
+        payload = self._ask(node_id, protocol.status_request(), self.timeout)
+        return decode_result(payload, NodeStatus)
+
+    def _hash_at(self, node_id: int, index: int) -> str:
+        payload = self._ask(node_id, protocol.hash_request(index), self.timeout)
+        applied_hash = payload.get("applied_hash")
+        if not isinstance(applied_hash, str):
+            message = f"node {node_id} answered /v1/hash without applied_hash"
+            raise BadResponse(message, {"node": node_id, "message": message})
+        return applied_hash
+
+    def _write(self, request: Request) -> WriteResult:
+        node_id, payload = self._call(request)
+        if "leader" not in payload:
+            payload = {**payload, "leader": node_id}
+        return decode_result(payload, WriteResult)
+
+    def _call(self, request: Request) -> tuple[int, dict[str, Any]]:
+        """Ask the leader (or the target) until an answer is final or the timeout expires."""
+        with self._lock:
+            router = Router(
+                self._view, target=self.target, timeout_seconds=self.timeout, rng=self._random
+            )
+            while True:
+                node_id = router.node
+                attempt_timeout = router.attempt_timeout_seconds()
+                try:
+                    payload = self._ask(node_id, request, attempt_timeout)
+                except errors.ClientError as error:
+                    delay = router.failed(error)
+                    if delay > 0:
+                        time.sleep(delay)
+                    continue
+                router.succeeded(protocol.answered_leader(payload, node_id, request))
+                return node_id, payload
+
+    def _ask(self, node_id: int, request: Request, timeout_seconds: float) -> dict[str, Any]:
+        if node_id not in self._view.addresses:
+            raise ValueError(f"node {node_id} is not in the cluster map")
+        status, body = self._connections.exchange(node_id, request, timeout_seconds)
+        return protocol.read_answer(status, body)
+
+    def _fan_out(
+        self, node_ids: list[int], work: Callable[[int], _T]
+    ) -> dict[int, _T | errors.ClientError]:
+        # Each worker uses only its own node's connection, so they never share one.
+        def attempt(node_id: int) -> _T | errors.ClientError:
+            try:
+                return work(node_id)
+            except errors.ClientError as error:
+                return error
+
+        if not node_ids:
+            return {}
+        with self._lock, ThreadPoolExecutor(min(len(node_ids), FAN_OUT_NODES_MAX)) as pool:
+            answers = list(pool.map(attempt, node_ids))
+        return dict(zip(node_ids, answers, strict=True))
