@@ -137,9 +137,7 @@ def main() -> int:
             acknowledged[key] = value
             if (k + 1) % 50 == 0:
                 rate = (k + 1) / (time.monotonic() - started)
-                print(
-                    f"  {k + 1}/{BURST_WRITES} writes acknowledged ({rate:.0f} writes/s, one at a time)"
-                )
+                print(f"  {k + 1}/{BURST_WRITES} acknowledged ({rate:.0f} writes/s, one at a time)")
         print(f"== SIGKILL the leader, node{leader}")
         demo.kill(leader, signal.SIGKILL)
         killed_at = time.monotonic()
