@@ -1,0 +1,130 @@
+"""The Transport seam (ARCHITECTURE.md): how a node's messages reach its peers.
+
+A transport lives inside the node's one asyncio event loop and every method is called from
+that loop. `send()` never blocks and never raises for a peer that is down: each peer has a
+bounded queue, and when it is full the oldest frame is dropped and counted, because Raft
+retransmits whatever still matters. Implementations: `TcpTransport` (length-prefixed
+MessagePack frames over TCP, one outbound connection per peer) and `MemoryTransport` (its
+in-memory twin for tests, connected through a `MemoryHub`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Literal, Protocol
+
+from raftkv.core.messages import AnyMessage
+from raftkv.errors import RaftError
+
+logger = logging.getLogger("raftkv.transport")
+
+MessageHandler = Callable[[AnyMessage], None]
+"""Called in the loop for every message decoded from an authenticated peer."""
+
+PeerStateHandler = Callable[[int, bool], None]
+"""Called with (peer id, connected) whenever the outbound connection to a peer comes up or
+goes down; a peer starts disconnected and is reported only on a change."""
+
+TraceDirection = Literal["send", "receive"]
+TraceHandler = Callable[[TraceDirection, AnyMessage], None]
+"""Called for every message sent (before it is queued) and received (before `on_message`)."""
+
+
+class ListenFailed(RaftError):
+    """The peer address could not be bound (in use, no permission, unknown host)."""
+
+
+@dataclass
+class PeerCounters:
+    """Per-peer counters. Frames and bytes count whole frames, length prefix included.
+
+    `frames_sent` counts frames handed to the connection, not acknowledged by the peer: frames
+    in flight when a connection breaks are lost uncounted, as Raft expects of a network.
+    `frames_dropped` counts frames that were never sent: queue overflow, a frame over the size
+    limit, no address for the destination, the peer removed or the transport closed.
+    """
+
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    frames_received: int = 0
+    bytes_received: int = 0
+    frames_dropped: int = 0
+    connections_opened: int = 0
+    connection_failures: int = 0
+    queued_frames: int = 0
+    queued_bytes: int = 0
+
+
+@dataclass
+class TransportCounters:
+    """A snapshot of a transport's counters, for metrics; changing it changes nothing."""
+
+    peers: dict[int, PeerCounters] = field(default_factory=dict)
+    # Connections refused at the handshake or closed for a malformed or oversized frame.
+    connections_refused: int = 0
+    frames_malformed: int = 0
+
+    def copy(self) -> TransportCounters:
+        return TransportCounters(
+            peers={node_id: replace(counters) for node_id, counters in self.peers.items()},
+            connections_refused=self.connections_refused,
+            frames_malformed=self.frames_malformed,
+        )
+
+    def totals(self) -> PeerCounters:
+        """The per-peer counters summed over every peer."""
+        total = PeerCounters()
+        for counters in self.peers.values():
+            for name, value in vars(counters).items():
+                setattr(total, name, getattr(total, name) + value)
+        return total
+
+
+class Transport(Protocol):
+    """What the server needs from a transport. All methods run in the node's event loop."""
+
+    @property
+    def node_id(self) -> int:
+        """This node's id; every accepted peer is told it during the handshake."""
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        """(host, port) actually listened on; with port 0 the chosen port, after `start()`."""
+
+    async def start(self) -> None:
+        """Start listening and connecting to every known peer; raises `ListenFailed`."""
+
+    async def close(self) -> None:
+        """Stop listening, close every connection, drop every queued frame. Idempotent."""
+
+    def send(self, message: AnyMessage) -> None:
+        """Queue `message` for `message.to`; never blocks, never raises for a peer down."""
+
+    def set_peer_address(self, node_id: int, host: str, port: int) -> None:
+        """Add a peer or move it to a new address (membership changes, `--peers`)."""
+
+    def remove_peer(self, node_id: int) -> None:
+        """Forget a peer: drop its queue, close its connections, refuse it from now on."""
+
+    def is_connected(self, node_id: int) -> bool:
+        """Whether the outbound connection to `node_id` is up (handshake accepted)."""
+
+    def peer_client_address(self, node_id: int) -> str | None:
+        """The client address ("host:port") the peer announced in a handshake, if any."""
+
+    def counters(self) -> TransportCounters:
+        """A snapshot of the counters."""
+
+
+def call_safely(description: str, callback: Callable[[], None]) -> None:
+    """Run a user callback; an exception there is a bug in the caller, logged, not spread.
+
+    The transport's tasks must survive a failing callback: letting it escape would kill the
+    connection (or the writer) and lose every later message for an unrelated reason.
+    """
+    try:
+        callback()
+    except Exception:
+        logger.exception("%s raised", description)

@@ -1,0 +1,242 @@
+"""What TcpTransport and MemoryTransport share: peers, queues, counters, callbacks.
+
+Both keep one `PeerLink` per peer (an outbound connection, or its in-memory twin) that owns
+the peer's bounded queue; everything here is the same for both, so the twin cannot drift from
+the real transport in how it routes, drops, counts, traces or checks a handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Protocol
+
+from raftkv.core import codec
+from raftkv.core.messages import AnyMessage
+from raftkv.errors import FrameError
+from raftkv.transport.base import (
+    MessageHandler,
+    PeerCounters,
+    PeerStateHandler,
+    TraceHandler,
+    TransportCounters,
+    call_safely,
+    logger,
+)
+from raftkv.transport.handshake import Handshake, check_handshake
+from raftkv.transport.limits import (
+    FRAME_HEADER_BYTES,
+    REFUSAL_LOG_INTERVAL_SECONDS,
+    REFUSALS_REMEMBERED_MAX,
+    TransportLimits,
+)
+from raftkv.transport.send_queue import SendQueue
+
+
+class PeerLink(Protocol):
+    """The sending half of the link to one peer."""
+
+    host: str
+    port: int
+    queue: SendQueue
+    counters: PeerCounters
+    connected: bool
+
+    def start(self) -> None: ...
+
+    def stop(self) -> asyncio.Task[None] | None:
+        """Stop without waiting; returns the task still unwinding, if any."""
+
+    def move(self, host: str, port: int) -> asyncio.Task[None] | None:
+        """Use a new address, keeping the queue; returns a task still unwinding, if any."""
+
+    def on_queued(self) -> None:
+        """A frame was queued (the memory twin wakes its delivery task)."""
+
+
+class TransportBase:
+    def __init__(
+        self,
+        *,
+        node_id: int,
+        cluster_id: str,
+        on_message: MessageHandler,
+        on_peer_state: PeerStateHandler | None,
+        on_trace: TraceHandler | None,
+        client_address: str | None,
+        accept_unknown_peers: bool,
+        limits: TransportLimits | None,
+        rng: random.Random | None,
+    ) -> None:
+        if node_id <= 0:
+            raise ValueError("node_id must be a positive integer")
+        self._node_id = node_id
+        self._cluster_id = cluster_id
+        self._on_message = on_message
+        self._on_peer_state = on_peer_state
+        self._on_trace = on_trace
+        self._client_address = client_address or ""
+        self._accept_unknown_peers = accept_unknown_peers
+        self._limits = limits or TransportLimits()
+        # Only reconnect jitter draws from it; a fresh generator when none is injected.
+        self._random = rng or random.Random()
+        self._links: dict[int, PeerLink] = {}
+        self._counters = TransportCounters()
+        self._client_addresses: dict[int, str] = {}
+        # Cancelled link tasks still unwinding; `close()` waits for them.
+        self._retired_tasks: set[asyncio.Task[None]] = set()
+        self._refusals_logged: dict[tuple[str, str], float] = {}
+        self._started = False
+        self._closed = False
+
+    # --- hooks for the implementations ---------------------------------------------------
+    def _create_link(self, node_id: int, host: str, port: int) -> PeerLink:
+        raise NotImplementedError
+
+    def _forget_inbound(self, node_id: int) -> None:
+        """Close what `node_id` opened to us; it was removed from the peers."""
+
+    # --- the Transport protocol ------------------------------------------------------------
+    @property
+    def node_id(self) -> int:
+        return self._node_id
+
+    def send(self, message: AnyMessage) -> None:
+        if self._on_trace is not None:
+            trace = self._on_trace
+            call_safely("on_trace", lambda: trace("send", message))
+        link = self._links.get(message.to)
+        if link is None or self._closed:
+            self._peer_counters(message.to).frames_dropped += 1
+            logger.debug("dropped %s for node %d: no such peer", type(message).__name__, message.to)
+            return
+        payload = codec.encode(message)
+        if len(payload) > self._limits.frame_bytes_max:
+            link.counters.frames_dropped += 1
+            logger.error(
+                "dropped %s for node %d: %d bytes, over the frame limit of %d",
+                type(message).__name__,
+                message.to,
+                len(payload),
+                self._limits.frame_bytes_max,
+            )
+            return
+        dropped = link.queue.push(payload)
+        if dropped:
+            link.counters.frames_dropped += dropped
+            logger.debug("queue for node %d full: dropped %d oldest frames", message.to, dropped)
+        link.on_queued()
+
+    def set_peer_address(self, node_id: int, host: str, port: int) -> None:
+        if node_id == self._node_id:
+            return  # a membership list includes this node; it never dials itself
+        link = self._links.get(node_id)
+        if link is None:
+            link = self._links[node_id] = self._create_link(node_id, host, port)
+            if self._started and not self._closed:
+                link.start()
+        elif (link.host, link.port) != (host, port):
+            self._retire(link.move(host, port))
+
+    def remove_peer(self, node_id: int) -> None:
+        link = self._links.pop(node_id, None)
+        if link is not None:
+            link.counters.frames_dropped += link.queue.clear()
+            self._retire(link.stop())
+        if not self._accept_unknown_peers:
+            self._forget_inbound(node_id)
+
+    def is_connected(self, node_id: int) -> bool:
+        link = self._links.get(node_id)
+        return link is not None and link.connected
+
+    def peer_client_address(self, node_id: int) -> str | None:
+        return self._client_addresses.get(node_id)
+
+    def counters(self) -> TransportCounters:
+        snapshot = self._counters.copy()
+        for node_id, link in self._links.items():
+            snapshot.peers[node_id].queued_frames = len(link.queue)
+            snapshot.peers[node_id].queued_bytes = link.queue.queued_bytes
+        return snapshot
+
+    # --- for the implementations -----------------------------------------------------------
+    def _start_links(self) -> None:
+        self._started = True
+        for link in self._links.values():
+            link.start()
+
+    async def _close_links(self) -> None:
+        for link in self._links.values():
+            link.counters.frames_dropped += link.queue.clear()
+            self._retire(link.stop())
+        await asyncio.gather(*self._retired_tasks, return_exceptions=True)
+
+    def _peer_counters(self, node_id: int) -> PeerCounters:
+        counters = self._counters.peers.get(node_id)
+        if counters is None:
+            counters = self._counters.peers[node_id] = PeerCounters()
+        return counters
+
+    def _retire(self, task: asyncio.Task[None] | None) -> None:
+        if task is not None and not task.done():
+            self._retired_tasks.add(task)
+            task.add_done_callback(self._retired_tasks.discard)
+
+    def _report_peer_state(self, node_id: int, connected: bool) -> None:
+        handler = self._on_peer_state
+        if handler is not None:
+            call_safely("on_peer_state", lambda: handler(node_id, connected))
+
+    def _learn_client_address(self, node_id: int, client_address: str) -> None:
+        if client_address:
+            self._client_addresses[node_id] = client_address
+
+    def _log_refusal(self, sender: str, reason: str, remote: str = "") -> None:
+        """Log a refused connection: a warning the first time, then at most once per
+        `REFUSAL_LOG_INTERVAL_SECONDS` for the same sender and reason, since a refused peer
+        redials every second or so and would otherwise flood the log."""
+        self._counters.connections_refused += 1
+        where = f" (from {remote})" if remote else ""
+        key = (sender, reason)
+        now = time.monotonic()
+        logged_at = self._refusals_logged.get(key)
+        if logged_at is not None and now - logged_at < REFUSAL_LOG_INTERVAL_SECONDS:
+            logger.debug("refused connection from %s: %s%s", sender, reason, where)
+            return
+        if len(self._refusals_logged) >= REFUSALS_REMEMBERED_MAX:
+            self._refusals_logged.clear()
+        self._refusals_logged[key] = now
+        logger.warning("refused connection from %s: %s%s", sender, reason, where)
+
+    def _check_handshake(self, handshake: Handshake) -> str | None:
+        return check_handshake(
+            handshake,
+            cluster_id=self._cluster_id,
+            node_id=self._node_id,
+            known_peers=self._links,
+            accept_unknown_peers=self._accept_unknown_peers,
+        )
+
+    def _receive_payload(self, peer_id: int, payload: bytes, counters: PeerCounters) -> None:
+        """Decode one frame from an authenticated peer and hand it on.
+
+        Raises `FrameError` for a malformed frame or one that names another sender or
+        destination than the connection it came on: a peer that does that is broken.
+        """
+        message = codec.decode(payload)
+        if message.to != self._node_id or message.sender != peer_id:
+            raise FrameError(
+                f"{type(message).__name__} from node {message.sender} to node {message.to} "
+                f"arrived on the link from node {peer_id} to node {self._node_id}"
+            )
+        counters.frames_received += 1
+        counters.bytes_received += len(payload) + FRAME_HEADER_BYTES
+        # Not `call_safely`: this runs for every message received, and a closure costs.
+        try:
+            if self._on_trace is not None:
+                self._on_trace("receive", message)
+            self._on_message(message)
+        except Exception:
+            logger.exception("on_message raised for %s", type(message).__name__)

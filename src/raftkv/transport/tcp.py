@@ -1,0 +1,225 @@
+"""TcpTransport: length-prefixed MessagePack frames over TCP (SPEC §4).
+
+A node listens on its peer address and keeps one outbound connection per peer
+(`tcp_peer.OutboundPeer`); it sends on its outbound connections and receives on the
+connections its peers opened to it ("one connection per peer pair and direction"). Every
+connection starts with a handshake (`handshake.py`); a stranger is refused, logged and
+disconnected, and a malformed or oversized frame closes only the connection it came on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from raftkv.errors import ConnectionClosed, FrameError
+from raftkv.transport.base import (
+    ListenFailed,
+    MessageHandler,
+    PeerStateHandler,
+    TraceHandler,
+    logger,
+)
+from raftkv.transport.framing import FrameParser, encode_frame
+from raftkv.transport.handshake import HandshakeReply, decode_handshake, encode_handshake
+from raftkv.transport.limits import TransportLimits
+from raftkv.transport.shared import TransportBase
+from raftkv.transport.streams import close_writer, describe_remote, read_frame, remote_host
+from raftkv.transport.tcp_peer import OutboundPeer
+
+
+class TcpTransport(TransportBase):
+    """See `base.Transport`. Construct, `await start()`, then `send()`; `await close()`."""
+
+    def __init__(
+        self,
+        *,
+        node_id: int,
+        cluster_id: str,
+        listen_host: str,
+        listen_port: int,
+        on_message: MessageHandler,
+        on_peer_state: PeerStateHandler | None = None,
+        on_trace: TraceHandler | None = None,
+        client_address: str | None = None,
+        accept_unknown_peers: bool = False,
+        limits: TransportLimits | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        super().__init__(
+            node_id=node_id,
+            cluster_id=cluster_id,
+            on_message=on_message,
+            on_peer_state=on_peer_state,
+            on_trace=on_trace,
+            client_address=client_address,
+            accept_unknown_peers=accept_unknown_peers,
+            limits=limits,
+            rng=rng,
+        )
+        self._listen_host = listen_host
+        self._listen_port = listen_port
+        self._server: asyncio.Server | None = None
+        # The live authenticated inbound connection of each peer: a newer one replaces it.
+        self._inbound_by_peer: dict[int, asyncio.StreamWriter] = {}
+        self._connection_tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        if self._server is not None and self._server.sockets:
+            name = self._server.sockets[0].getsockname()
+            return str(name[0]), int(name[1])
+        return self._listen_host, self._listen_port
+
+    async def start(self) -> None:
+        if self._started or self._closed:
+            raise RuntimeError("a transport is started once")
+        try:
+            self._server = await asyncio.start_server(
+                self._on_connection,
+                self._listen_host,
+                self._listen_port,
+                limit=self._limits.read_chunk_bytes,
+            )
+        except OSError as error:
+            address = f"{self._listen_host}:{self._listen_port}"
+            raise ListenFailed(f"cannot listen for peers on {address}: {error}") from error
+        host, port = self.listen_address
+        logger.info("node %d listening for peers on %s:%d", self._node_id, host, port)
+        self._start_links()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._server is not None:
+            self._server.close()
+        for task in self._connection_tasks:
+            task.cancel()
+        await asyncio.gather(*self._connection_tasks, return_exceptions=True)
+        await self._close_links()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def _create_link(self, node_id: int, host: str, port: int) -> OutboundPeer:
+        return OutboundPeer(
+            own_id=self._node_id,
+            peer_id=node_id,
+            host=host,
+            port=port,
+            cluster_id=self._cluster_id,
+            client_address=self._client_address,
+            limits=self._limits,
+            counters=self._peer_counters(node_id),
+            rng=self._random,
+            on_state=self._report_peer_state,
+            on_client_address=self._learn_client_address,
+        )
+
+    def _forget_inbound(self, node_id: int) -> None:
+        inbound = self._inbound_by_peer.pop(node_id, None)
+        if inbound is not None:
+            inbound.close()
+
+    def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A plain function, not a coroutine: asyncio would wrap a coroutine in a task of its
+        # own whose done-callback, on Python 3.11, calls `exception()` and so reports a task
+        # cancelled by `close()` as an unhandled error. This task is ours to cancel.
+        task = asyncio.create_task(
+            self._serve_connection(reader, writer),
+            name=f"raftkv-transport-inbound-{describe_remote(writer)}",
+        )
+        self._connection_tasks.add(task)
+        task.add_done_callback(self._connection_tasks.discard)
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One accepted connection, from handshake to close. Nothing escapes unlogged."""
+        remote = describe_remote(writer)
+        peer_id: int | None = None
+        try:
+            if len(self._connection_tasks) > self._limits.inbound_connections_max:
+                self._log_refusal(remote_host(remote), "too many connections", remote)
+                return
+            accepted = await self._accept(reader, writer, remote)
+            if accepted is None:
+                return
+            peer_id, parser = accepted
+            await self._receive(peer_id, reader, parser)
+            logger.info("node %d closed its connection (from %s)", peer_id, remote)
+        except FrameError as error:
+            if peer_id is None:
+                self._log_refusal(remote_host(remote), str(error), remote)
+            else:
+                self._counters.frames_malformed += 1
+                logger.warning(
+                    "closed connection from node %d (from %s): %s", peer_id, remote, error
+                )
+        except (ConnectionClosed, OSError) as error:
+            who = f"node {peer_id}" if peer_id is not None else remote
+            logger.info("connection from %s ended: %s", who, error)
+        except Exception:
+            logger.exception("unexpected error on the connection from %s", remote)
+        finally:
+            if peer_id is not None and self._inbound_by_peer.get(peer_id) is writer:
+                del self._inbound_by_peer[peer_id]
+            await close_writer(writer, self._limits.close_timeout_seconds)
+
+    async def _accept(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, remote: str
+    ) -> tuple[int, FrameParser] | None:
+        """Run the accepting side of the handshake: the peer's id and the parser holding any
+        bytes that arrived right behind the handshake, or None when refused."""
+        limits = self._limits
+        parser = FrameParser(limits.handshake_frame_bytes_max)
+        try:
+            async with asyncio.timeout(limits.handshake_timeout_seconds):
+                payload = await read_frame(reader, parser, limits.read_chunk_bytes)
+        except TimeoutError:
+            silence = f"no handshake within {limits.handshake_timeout_seconds:.1f} s"
+            self._log_refusal(remote_host(remote), silence, remote)
+            return None
+        try:
+            handshake = decode_handshake(payload)
+        except FrameError as error:
+            # Tell a raftkv node of another version why; a stranger ignores the answer.
+            self._write_reply(writer, HandshakeReply(accepted=False, reason=str(error)))
+            raise
+        reason = self._check_handshake(handshake)
+        if reason is not None:
+            self._log_refusal(f"node {handshake.node_id}", reason, remote)
+            self._write_reply(writer, HandshakeReply(accepted=False, reason=reason))
+            return None
+        peer_id = handshake.node_id
+        reply = HandshakeReply(
+            accepted=True, node_id=self._node_id, client_address=self._client_address
+        )
+        self._write_reply(writer, reply)
+        self._learn_client_address(peer_id, handshake.client_address)
+        # A newer connection from the same node means the old one is dead (the peer
+        # restarted or redialed); closing it frees the socket now rather than at a timeout.
+        previous = self._inbound_by_peer.get(peer_id)
+        if previous is not None:
+            previous.close()
+        self._inbound_by_peer[peer_id] = writer
+        logger.info("accepted connection from node %d (from %s)", peer_id, remote)
+        return peer_id, parser
+
+    def _write_reply(self, writer: asyncio.StreamWriter, reply: HandshakeReply) -> None:
+        writer.write(encode_frame(encode_handshake(reply)))
+
+    async def _receive(
+        self, peer_id: int, reader: asyncio.StreamReader, parser: FrameParser
+    ) -> None:
+        parser.frame_bytes_max = self._limits.frame_bytes_max
+        chunk_bytes = self._limits.read_chunk_bytes
+        counters = self._peer_counters(peer_id)
+        receive_payload = self._receive_payload
+        while True:
+            while (payload := parser.next_frame()) is not None:
+                receive_payload(peer_id, payload, counters)
+            data = await reader.read(chunk_bytes)
+            if not data:
+                return
+            parser.feed(data)

@@ -1,0 +1,225 @@
+"""The outbound side of a TCP peer link: one long-lived connection, its queue and writer.
+
+One task per peer dials, handshakes, then runs two child tasks until the connection dies:
+the writer, which drains the queue in batches (one `write()` of many frames, then `drain()`),
+and a watcher, which notices at once when the peer closes (the accepting side never sends
+after its handshake reply, so any read returning is an end). Then it backs off and redials.
+Frames queued while the link is down wait in the bounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+from raftkv.errors import ConnectionClosed, FrameError
+from raftkv.transport.backoff import Backoff
+from raftkv.transport.base import PeerCounters, logger
+from raftkv.transport.framing import FrameParser, encode_frame, join_frames
+from raftkv.transport.handshake import (
+    HANDSHAKE_MAGIC,
+    PROTOCOL_VERSION,
+    Handshake,
+    decode_reply,
+    encode_handshake,
+)
+from raftkv.transport.limits import TransportLimits
+from raftkv.transport.send_queue import SendQueue
+from raftkv.transport.streams import (
+    close_writer,
+    read_frame,
+    set_unacknowledged_send_timeout,
+)
+
+
+class HandshakeRefused(ConnectionClosed):
+    """The peer answered our handshake with a refusal."""
+
+
+class OutboundPeer:
+    def __init__(
+        self,
+        *,
+        own_id: int,
+        peer_id: int,
+        host: str,
+        port: int,
+        cluster_id: str,
+        client_address: str,
+        limits: TransportLimits,
+        counters: PeerCounters,
+        rng: random.Random,
+        on_state: Callable[[int, bool], None],
+        on_client_address: Callable[[int, str], None],
+    ) -> None:
+        self.own_id = own_id
+        self.peer_id = peer_id
+        self.host = host
+        self.port = port
+        self._cluster_id = cluster_id
+        self._client_address = client_address
+        self._limits = limits
+        self.counters = counters
+        self.queue = SendQueue(limits.send_queue_frames_max, limits.send_queue_bytes_max)
+        self._backoff = Backoff(
+            limits.reconnect_backoff_initial_seconds, limits.reconnect_backoff_max_seconds, rng
+        )
+        self._on_state = on_state
+        self._on_client_address = on_client_address
+        self.connected = False
+        self._task: asyncio.Task[None] | None = None
+        # Bumped whenever the running task is replaced: a task that was cancelled may still
+        # be unwinding, and must not report its stale connection as down after the new one.
+        self._generation = 0
+        # The last failure logged, so a peer down for an hour logs once, not once a second.
+        self._last_failure = ""
+
+    def start(self) -> None:
+        self._generation += 1
+        self._task = asyncio.create_task(
+            self._run(self._generation), name=f"raftkv-transport-peer-{self.peer_id}"
+        )
+
+    def stop(self) -> asyncio.Task[None] | None:
+        """Cancel the link without waiting; returns the task still unwinding, if any."""
+        self._generation += 1
+        self._set_connected(False)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+        return task
+
+    def move(self, host: str, port: int) -> asyncio.Task[None] | None:
+        """Dial a new address from now on; the queue is kept."""
+        self.host, self.port = host, port
+        if self._task is None:
+            return None
+        retired = self.stop()
+        self._last_failure = ""
+        self._backoff.reset()
+        self.start()
+        return retired
+
+    def on_queued(self) -> None:
+        pass  # the queue's own event wakes the writer
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected == self.connected:
+            return
+        self.connected = connected
+        self._on_state(self.peer_id, connected)
+
+    async def _run(self, generation: int) -> None:
+        # The generation check is a second line of defence: a task replaced by `stop()` or
+        # `move()` ends at its next turn even if a library swallowed its cancellation.
+        while generation == self._generation:
+            try:
+                await self._connect_and_serve(generation)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                self._log_failure(error, was_connected=self.connected)
+            finally:
+                if generation == self._generation:
+                    self._set_connected(False)
+            await asyncio.sleep(self._backoff.next_delay_seconds())
+
+    def _log_failure(self, error: Exception, *, was_connected: bool) -> None:
+        where = f"node {self.peer_id} at {self.host}:{self.port}"
+        if was_connected and isinstance(error, (ConnectionClosed, OSError)):
+            logger.info("lost connection to %s: %s", where, error)
+            self._last_failure = ""
+            return
+        self.counters.connection_failures += 1
+        if isinstance(error, HandshakeRefused):
+            description = f"{where} refused our connection: {error}"
+        elif isinstance(error, TimeoutError):
+            description = f"no answer from {where} in time"
+        elif isinstance(error, (ConnectionClosed, OSError)):
+            description = f"connection to {where} failed: {error}"
+        else:
+            logger.exception("unexpected error on the connection to %s", where)
+            return
+        if description == self._last_failure:
+            logger.debug("%s (retrying)", description)
+            return
+        self._last_failure = description
+        if isinstance(error, HandshakeRefused):
+            logger.warning("%s; retrying with backoff", description)
+        else:
+            logger.info("%s; retrying with backoff", description)
+
+    async def _connect_and_serve(self, generation: int) -> None:
+        limits = self._limits
+        async with asyncio.timeout(limits.connect_timeout_seconds):
+            reader, writer = await asyncio.open_connection(
+                self.host, self.port, limit=limits.read_chunk_bytes
+            )
+        try:
+            set_unacknowledged_send_timeout(writer, limits.unacknowledged_send_timeout_seconds)
+            handshake = Handshake(
+                magic=HANDSHAKE_MAGIC,
+                protocol_version=PROTOCOL_VERSION,
+                cluster_id=self._cluster_id,
+                node_id=self.own_id,
+                to_node_id=self.peer_id,
+                client_address=self._client_address,
+            )
+            writer.write(encode_frame(encode_handshake(handshake)))
+            parser = FrameParser(limits.handshake_frame_bytes_max)
+            async with asyncio.timeout(limits.handshake_timeout_seconds):
+                payload = await read_frame(reader, parser, limits.read_chunk_bytes)
+            reply = decode_reply(payload)
+            if not reply.accepted:
+                raise HandshakeRefused(reply.reason or "no reason given")
+            if reply.node_id != self.peer_id:
+                raise HandshakeRefused(f"it answered as node {reply.node_id}")
+            if reply.client_address:
+                self._on_client_address(self.peer_id, reply.client_address)
+            self._backoff.reset()
+            self._last_failure = ""
+            self.counters.connections_opened += 1
+            logger.info("connected to node %d at %s:%d", self.peer_id, self.host, self.port)
+            if generation != self._generation:
+                return  # replaced while dialing; the new task owns the link now
+            self._set_connected(True)
+            await self._serve(reader, writer, parser)
+        finally:
+            await close_writer(writer, limits.close_timeout_seconds)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: FrameParser
+    ) -> None:
+        watcher = asyncio.create_task(self._watch_for_close(reader, parser))
+        sender = asyncio.create_task(self._write_batches(writer))
+        try:
+            done, _ = await asyncio.wait({watcher, sender}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            sender.cancel()
+            await asyncio.gather(watcher, sender, return_exceptions=True)
+        for task in done:
+            task.result()  # re-raises why the connection ended, for the caller to log
+
+    async def _watch_for_close(self, reader: asyncio.StreamReader, parser: FrameParser) -> None:
+        data = await reader.read(self._limits.read_chunk_bytes)
+        if data or parser.buffered_bytes:
+            raise FrameError("node sent data after its handshake reply")
+        raise ConnectionClosed("closed by the peer")
+
+    async def _write_batches(self, writer: asyncio.StreamWriter) -> None:
+        queue = self.queue
+        counters = self.counters
+        batch_bytes_max = self._limits.write_batch_bytes_max
+        while True:
+            await queue.nonempty.wait()
+            if writer.is_closing():
+                raise ConnectionClosed("connection closing")
+            # Everything queued while the last drain waited goes out in one write.
+            batch = queue.take_batch(batch_bytes_max)
+            data = join_frames(batch)
+            writer.write(data)
+            counters.frames_sent += len(batch)
+            counters.bytes_sent += len(data)
+            await writer.drain()
