@@ -172,7 +172,8 @@ class MembershipOperations:
                 raise Timeout(f"leadership did not move to node{target} in time")
             self._leader_changed.clear()
             try:
-                await asyncio.wait_for(self._leader_changed.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._leader_changed.wait()
             except TimeoutError:
                 continue
         return target

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 ROLE_CODES = {"follower": 0, "pre_candidate": 1, "candidate": 2, "leader": 3, "learner": 4}
 # The `_created` timestamps double the output and tell an operator nothing here.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 FSYNC_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
 

@@ -49,9 +49,8 @@ class RequestTracker:
         self._proposals[index] = (term, future)
         server.wake()
         try:
-            result = await asyncio.wait_for(
-                asyncio.shield(future), server.options.request_timeout_seconds
-            )
+            async with asyncio.timeout(server.options.request_timeout_seconds):
+                result = await future
         except TimeoutError:
             raise Timeout(f"entry {index} not applied in time; it may still commit") from None
         finally:
@@ -82,7 +81,8 @@ class RequestTracker:
         server.node.read_index(request_id)
         server.wake()
         try:
-            return await asyncio.wait_for(future, server.options.request_timeout_seconds)
+            async with asyncio.timeout(server.options.request_timeout_seconds):
+                return await future
         except TimeoutError:
             raise Timeout("leadership not confirmed in time") from None
         finally:
@@ -100,7 +100,8 @@ class RequestTracker:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._applied_waits, (index, next(self._wait_ids), future))
         try:
-            await asyncio.wait_for(future, server.options.request_timeout_seconds)
+            async with asyncio.timeout(server.options.request_timeout_seconds):
+                await future
         except TimeoutError:
             raise Timeout(f"index {index} not applied in time") from None
 
