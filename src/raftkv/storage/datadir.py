@@ -1,0 +1,206 @@
+"""A node's data dir: whose it is (meta.json), who has it open (LOCK), and where things go.
+
+Layout::
+
+    <data dir>/meta.json    {"format_version": 1, "node_id": 1, "cluster_id": "..." | null}
+    <data dir>/LOCK         flock()ed while a process has the data dir open (holds its pid)
+    <data dir>/wal/         FileStorage segments (wal-<number>.log)
+    <data dir>/snapshots/   FileSnapshotStore files (snapshot-<index>-<term>.snap)
+
+meta.json is written atomically (temporary file, fsync, rename, directory fsync) on first
+use. Opening a data dir of another node id or cluster id raises DataDirMismatch naming both.
+
+`cluster_id=None` is for a node that does not know its cluster yet (one about to join):
+it accepts whatever cluster id the data dir has recorded (`DataDir.cluster_id`, possibly
+still None), and `record_cluster_id()` stores it once learnt. A known cluster id given to a
+data dir that has none recorded yet is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from types import TracebackType
+
+import msgspec
+
+from raftkv.errors import Corruption, DataDirMismatch
+from raftkv.storage.file_io import (
+    FILE_MODE,
+    atomic_write_file,
+    ensure_directory,
+    storage_error,
+)
+from raftkv.storage.file_log import FileStorage
+from raftkv.storage.snapshot_files import SNAPSHOTS_KEPT_DEFAULT, FileSnapshotStore
+
+DATA_DIR_FORMAT_VERSION = 1
+META_FILE_NAME = "meta.json"
+LOCK_FILE_NAME = "LOCK"
+WAL_DIRECTORY_NAME = "wal"
+SNAPSHOT_DIRECTORY_NAME = "snapshots"
+# Entries a brand-new data dir may already hold: a lock file or a meta.json.tmp left by a
+# crash during the very first open.
+_FIRST_OPEN_LEFTOVERS = frozenset({LOCK_FILE_NAME, META_FILE_NAME + ".tmp"})
+
+
+class DataDirMeta(msgspec.Struct, frozen=True):
+    format_version: int
+    node_id: int
+    cluster_id: str | None = None
+
+
+_meta_decoder = msgspec.json.Decoder(DataDirMeta)
+
+
+class DataDir:
+    """An open, locked data dir. Use `open_data_dir()`; `close()` releases the lock."""
+
+    def __init__(self, path: str, lock_descriptor: int, meta: DataDirMeta) -> None:
+        self.path = path
+        self._lock_descriptor = lock_descriptor
+        self._meta = meta
+
+    @property
+    def node_id(self) -> int:
+        return self._meta.node_id
+
+    @property
+    def cluster_id(self) -> str | None:
+        return self._meta.cluster_id
+
+    @property
+    def wal_directory(self) -> str:
+        return os.path.join(self.path, WAL_DIRECTORY_NAME)
+
+    @property
+    def snapshot_directory(self) -> str:
+        return os.path.join(self.path, SNAPSHOT_DIRECTORY_NAME)
+
+    def record_cluster_id(self, cluster_id: str) -> None:
+        """Record the cluster id learnt after joining; refuse a different one."""
+        recorded = self._meta.cluster_id
+        if recorded == cluster_id:
+            return
+        if recorded is not None:
+            raise DataDirMismatch(
+                f"data dir {self.path} belongs to cluster {recorded!r}, not {cluster_id!r}"
+            )
+        meta = DataDirMeta(DATA_DIR_FORMAT_VERSION, self._meta.node_id, cluster_id)
+        _write_meta(self.path, meta)
+        self._meta = meta
+
+    def open_storage(self, **options: int) -> FileStorage:
+        """The WAL (log and hard state); `options` go to FileStorage."""
+        return FileStorage(self.wal_directory, **options)
+
+    def open_snapshots(self, keep: int = SNAPSHOTS_KEPT_DEFAULT) -> FileSnapshotStore:
+        return FileSnapshotStore(self.snapshot_directory, keep=keep)
+
+    def close(self) -> None:
+        """Release the lock (closing the descriptor drops the flock)."""
+        if self._lock_descriptor >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_descriptor)
+            self._lock_descriptor = -1
+
+    def __enter__(self) -> DataDir:
+        return self
+
+    def __exit__(
+        self,
+        exception_type: type[BaseException] | None,
+        exception: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_data_dir(
+    path: str | os.PathLike[str], node_id: int, cluster_id: str | None = None
+) -> DataDir:
+    """Open (creating on first use) and lock the data dir of `node_id` in `cluster_id`."""
+    path = os.fspath(path)
+    ensure_directory(path)
+    lock_descriptor = _lock(path)
+    try:
+        meta = _read_meta(path)
+        if meta is None:
+            meta = DataDirMeta(DATA_DIR_FORMAT_VERSION, node_id, cluster_id)
+            _write_meta(path, meta)
+        else:
+            meta = _check_meta(path, meta, node_id, cluster_id)
+        return DataDir(path, lock_descriptor, meta)
+    except BaseException:
+        os.close(lock_descriptor)
+        raise
+
+
+def _lock(path: str) -> int:
+    lock_path = os.path.join(path, LOCK_FILE_NAME)
+    try:
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    except OSError as error:
+        raise storage_error(error, "opening", lock_path) from error
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(descriptor)
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise DataDirMismatch(f"data dir {path} is in use by another process") from None
+        raise storage_error(error, "locking", lock_path) from error
+    # The pid is only for a curious operator; the flock is what excludes.
+    with contextlib.suppress(OSError):
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+    return descriptor
+
+
+def _read_meta(path: str) -> DataDirMeta | None:
+    meta_path = os.path.join(path, META_FILE_NAME)
+    try:
+        with open(meta_path, "rb") as file:
+            content = file.read()
+    except FileNotFoundError:
+        try:
+            leftovers = set(os.listdir(path)) - _FIRST_OPEN_LEFTOVERS
+        except OSError as error:
+            raise storage_error(error, "listing", path) from error
+        if leftovers:
+            raise DataDirMismatch(
+                f"data dir {path} is not empty but has no {META_FILE_NAME}: refusing to use it "
+                f"(found {', '.join(sorted(leftovers))})"
+            ) from None
+        return None
+    except OSError as error:
+        raise storage_error(error, "reading", meta_path) from error
+    try:
+        meta = _meta_decoder.decode(content)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise Corruption(f"unreadable data dir metadata ({error})", meta_path, 0) from None
+    if meta.format_version != DATA_DIR_FORMAT_VERSION:
+        raise DataDirMismatch(
+            f"data dir {path} has format version {meta.format_version}; this build reads "
+            f"version {DATA_DIR_FORMAT_VERSION}"
+        )
+    return meta
+
+
+def _check_meta(path: str, meta: DataDirMeta, node_id: int, cluster_id: str | None) -> DataDirMeta:
+    if meta.node_id != node_id:
+        raise DataDirMismatch(f"data dir {path} belongs to node {meta.node_id}, not node {node_id}")
+    if cluster_id is None or meta.cluster_id == cluster_id:
+        return meta
+    if meta.cluster_id is not None:
+        raise DataDirMismatch(
+            f"data dir {path} belongs to cluster {meta.cluster_id!r}, not cluster {cluster_id!r}"
+        )
+    recorded = DataDirMeta(DATA_DIR_FORMAT_VERSION, node_id, cluster_id)
+    _write_meta(path, recorded)
+    return recorded
+
+
+def _write_meta(path: str, meta: DataDirMeta) -> None:
+    atomic_write_file(os.path.join(path, META_FILE_NAME), msgspec.json.encode(meta) + b"\n")

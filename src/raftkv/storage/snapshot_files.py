@@ -1,0 +1,198 @@
+"""`FileSnapshotStore`: snapshots as files, written atomically, the newest `keep` kept.
+
+A snapshot file `snapshot-<20-digit index>-<20-digit term>.snap` is (little-endian)::
+
+    offset 0   8s   magic b"RAFTKVSN"
+    offset 8   u32  format version
+    offset 12  u32  meta length M
+    offset 16  u64  data length D
+    offset 24  u32  crc: zlib.crc32 of bytes 0..23, then the meta, then the data
+    offset 28  M    SnapshotMeta as MessagePack (index, term, membership)
+    28 + M     D    the state machine's snapshot
+
+It is written to `<name>.tmp`, fsynced, renamed into place and the directory fsynced, so a
+crash leaves either no file or a whole one. `latest()` returns the newest valid snapshot;
+a damaged newer file is logged, listed in `skipped_corrupt` and passed over; if files exist
+but none is valid, Corruption is raised with the newest file's path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import struct
+import zlib
+
+import msgspec
+
+from raftkv.core.ready import SnapshotMeta
+from raftkv.errors import Corruption
+from raftkv.storage.file_io import (
+    FILE_MODE,
+    ensure_directory,
+    fsync_directory,
+    storage_error,
+    write_all,
+)
+
+logger = logging.getLogger("raftkv.storage")
+
+SNAPSHOT_MAGIC = b"RAFTKVSN"
+SNAPSHOT_FORMAT_VERSION = 1
+SNAPSHOTS_KEPT_DEFAULT = 2
+SNAPSHOT_FILE_PATTERN = re.compile(r"^snapshot-(\d{20})-(\d{20})\.snap$")
+TEMPORARY_SUFFIX = ".tmp"
+
+_HEADER = struct.Struct("<8sIIQI")  # magic, version, meta length, data length, crc
+_CHECKED_HEADER_BYTES = _HEADER.size - 4  # everything before the crc field
+_meta_encoder = msgspec.msgpack.Encoder()
+_meta_decoder = msgspec.msgpack.Decoder(SnapshotMeta)
+
+
+def snapshot_file_name(index: int, term: int) -> str:
+    return f"snapshot-{index:020d}-{term:020d}.snap"
+
+
+class _Damage(Exception):
+    def __init__(self, reason: str, offset: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.offset = offset
+
+
+class FileSnapshotStore:
+    """SnapshotStore over a directory (created if missing); keeps the newest `keep` files."""
+
+    def __init__(self, directory: str | os.PathLike[str], keep: int = SNAPSHOTS_KEPT_DEFAULT):
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        self.directory = os.fspath(directory)
+        self.keep = keep
+        # Paths of damaged snapshot files passed over by the last `latest()`.
+        self.skipped_corrupt: list[str] = []
+        ensure_directory(self.directory)
+        self._remove_temporary_files()
+
+    def save(self, meta: SnapshotMeta, data: bytes) -> None:
+        encoded_meta = _meta_encoder.encode(meta)
+        header = _HEADER.pack(
+            SNAPSHOT_MAGIC, SNAPSHOT_FORMAT_VERSION, len(encoded_meta), len(data), 0
+        )
+        checksum = zlib.crc32(header[:_CHECKED_HEADER_BYTES])
+        checksum = zlib.crc32(data, zlib.crc32(encoded_meta, checksum))
+        header = header[:_CHECKED_HEADER_BYTES] + checksum.to_bytes(4, "little")
+        path = os.path.join(self.directory, snapshot_file_name(meta.index, meta.term))
+        temporary_path = path + TEMPORARY_SUFFIX
+        try:
+            descriptor = os.open(
+                temporary_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE
+            )
+            try:
+                write_all(descriptor, header + encoded_meta)
+                write_all(descriptor, data)
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            os.replace(temporary_path, path)
+            fsync_directory(self.directory)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary_path)
+            raise storage_error(error, "saving snapshot", path) from error
+        self._prune()
+
+    def latest(self) -> tuple[SnapshotMeta, bytes] | None:
+        self.skipped_corrupt = []
+        paths = self._snapshot_paths()
+        first_damage: _Damage | None = None
+        for path, index, term in paths:
+            try:
+                return self._read(path, index, term)
+            except _Damage as damage:
+                first_damage = first_damage or damage
+                logger.warning(
+                    "snapshot %s is damaged (%s at offset %d); trying an older one",
+                    path,
+                    damage.reason,
+                    damage.offset,
+                )
+                self.skipped_corrupt.append(path)
+        if first_damage is not None:
+            raise Corruption(
+                f"no valid snapshot ({len(paths)} damaged): {first_damage.reason}",
+                paths[0][0],
+                first_damage.offset,
+            )
+        return None
+
+    def _snapshot_paths(self) -> list[tuple[str, int, int]]:
+        """(path, index, term) of every snapshot file, newest first."""
+        try:
+            names = os.listdir(self.directory)
+        except OSError as error:
+            raise storage_error(error, "listing", self.directory) from error
+        found = []
+        for name in names:
+            match = SNAPSHOT_FILE_PATTERN.match(name)
+            if match:
+                index, term = int(match.group(1)), int(match.group(2))
+                found.append((os.path.join(self.directory, name), index, term))
+        found.sort(key=lambda item: (item[1], item[2]), reverse=True)
+        return found
+
+    def _read(self, path: str, index: int, term: int) -> tuple[SnapshotMeta, bytes]:
+        try:
+            with open(path, "rb") as file:
+                content = file.read()
+        except OSError as error:
+            raise storage_error(error, "reading snapshot", path) from error
+        if len(content) < _HEADER.size:
+            raise _Damage(f"file of {len(content)} bytes is shorter than the header", 0)
+        magic, version, meta_length, data_length, checksum = _HEADER.unpack_from(content)
+        if magic != SNAPSHOT_MAGIC:
+            raise _Damage("bad magic", 0)
+        if version != SNAPSHOT_FORMAT_VERSION:
+            raise _Damage(f"unsupported format version {version}", 8)
+        if _HEADER.size + meta_length + data_length != len(content):
+            raise _Damage(
+                f"lengths (meta {meta_length}, data {data_length}) do not match the file size "
+                f"{len(content)}",
+                12,
+            )
+        view = memoryview(content)
+        # The meta and the data are contiguous after the header: one crc call covers both.
+        computed = zlib.crc32(view[_HEADER.size :], zlib.crc32(view[:_CHECKED_HEADER_BYTES]))
+        if computed != checksum:
+            raise _Damage("checksum mismatch", _HEADER.size)
+        meta_end = _HEADER.size + meta_length
+        try:
+            meta = _meta_decoder.decode(view[_HEADER.size : meta_end])
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            raise _Damage(f"undecodable metadata ({error})", _HEADER.size) from None
+        if (meta.index, meta.term) != (index, term):
+            raise _Damage(f"metadata ({meta.index}, {meta.term}) does not match the name", 0)
+        return meta, bytes(view[meta_end:])
+
+    def _prune(self) -> None:
+        """Delete all but the newest `keep` snapshot files (damaged ones count too)."""
+        doomed = self._snapshot_paths()[self.keep :]
+        if not doomed:
+            return
+        try:
+            for path, _index, _term in doomed:
+                os.unlink(path)
+            fsync_directory(self.directory)
+        except OSError as error:
+            raise storage_error(error, "deleting old snapshots in", self.directory) from error
+
+    def _remove_temporary_files(self) -> None:
+        """A crash during `save` leaves a temporary file that was never renamed: remove it."""
+        try:
+            for name in os.listdir(self.directory):
+                if name.endswith(TEMPORARY_SUFFIX) and name.startswith("snapshot-"):
+                    logger.info("removing unfinished snapshot file %s", name)
+                    os.unlink(os.path.join(self.directory, name))
+        except OSError as error:
+            raise storage_error(error, "cleaning", self.directory) from error
