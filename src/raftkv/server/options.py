@@ -12,6 +12,9 @@ VALUE_BYTES_MAX_DEFAULT = 1 << 20
 REQUEST_TIMEOUT_SECONDS_DEFAULT = 5.0
 # applied_hash values remembered per applied index, for `raft-client check`.
 HASH_WINDOW_ENTRIES = 10_000
+# WAL segment size: compaction deletes whole segments, so this bounds the log on disk at
+# about two segments beyond what the last snapshot covers.
+WAL_SEGMENT_BYTES = 16 << 20
 # Log entries kept behind a snapshot so slightly slow followers avoid an InstallSnapshot.
 SNAPSHOT_TRAILING_ENTRIES = 1_000
 

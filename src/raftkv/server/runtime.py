@@ -31,7 +31,12 @@ from raftkv.server.http_api import build_app
 from raftkv.server.logs import trace_line
 from raftkv.server.members import MembershipOperations
 from raftkv.server.metrics import NodeMetrics
-from raftkv.server.options import HASH_WINDOW_ENTRIES, NodeOptions, derive_cluster_id
+from raftkv.server.options import (
+    HASH_WINDOW_ENTRIES,
+    WAL_SEGMENT_BYTES,
+    NodeOptions,
+    derive_cluster_id,
+)
 from raftkv.server.peers_file import load_peer_addresses, save_peer_addresses
 from raftkv.server.requests import RequestFailed, RequestTracker
 from raftkv.server.snapshots import SnapshotTaker
@@ -126,7 +131,7 @@ class RaftServer:
         if self.data_dir.cluster_id is None and cluster_id is not None:
             self.data_dir.record_cluster_id(cluster_id)
         self.cluster_id = self.data_dir.cluster_id or cluster_id or ""
-        self.storage = self.data_dir.open_storage()
+        self.storage = self.data_dir.open_storage(segment_bytes_max=WAL_SEGMENT_BYTES)
         self.snapshot_store = self.data_dir.open_snapshots()
         self.peer_addresses = load_peer_addresses(self.data_dir.path)
         for peer, address in {**self.join_peers, **options.peers}.items():
@@ -417,7 +422,8 @@ class RaftServer:
             "last_applied": log.applied,
             "last_log_index": log.last_index,
             "last_log_term": log.last_term,
-            "snapshot_index": log.snapshot_index,
+            "snapshot_index": node.snapshot[0].index if node.snapshot else 0,
+            "log_first_index": log.first_index,
             "log_entries": log.last_index - log.snapshot_index,
             "members": sorted(membership.members),
             "voters": sorted(membership.all_voters),
