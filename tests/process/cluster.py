@@ -74,6 +74,12 @@ class ProcessCluster:
             f"{n.id}=127.0.0.1:{n.peer_port}" for n in self.nodes.values() if n.id != exclude
         )
 
+    def peers_argument_among(self, node_id: int, members: Iterable[int]) -> str:
+        return ",".join(f"{n}=127.0.0.1:{self.nodes[n].peer_port}" for n in members if n != node_id)
+
+    def cluster_argument_among(self, members: Iterable[int]) -> str:
+        return ",".join(f"{n}=127.0.0.1:{self.nodes[n].client_port}" for n in members)
+
     def cluster_argument(self) -> str:
         return ",".join(f"{n.id}=127.0.0.1:{n.client_port}" for n in self.nodes.values())
 

@@ -119,7 +119,11 @@ async def serve(options: NodeOptions) -> int:
         with contextlib.suppress(Exception):
             await server.stop()
         raise
-    await stop.wait()
+    stopped = asyncio.create_task(stop.wait())
+    removed = asyncio.create_task(server.removed.wait())
+    await asyncio.wait({stopped, removed}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    removed.cancel()
     logger.info("shutting down")
     await server.shutdown_gracefully()
     return EXIT_OK

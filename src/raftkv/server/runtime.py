@@ -75,6 +75,8 @@ class RaftServer:
         self.disk_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"disk-{self.id}")
         self._stopping = False
         self._stopped = asyncio.Event()
+        # Set once this node applies a configuration without itself: it should stop.
+        self.removed = asyncio.Event()
         self.snapshots = SnapshotTaker(self)
         self.members = MembershipOperations(self)
         self._http_runner: web.AppRunner | None = None
@@ -330,6 +332,9 @@ class RaftServer:
         self.requests.applied_through(entries[-1].index)
 
     def _membership_applied(self, membership: Membership) -> None:
+        if membership.voters and self.id not in membership.members:
+            logger.warning("this node was removed from the cluster; stopping")
+            self.removed.set()
         changed = False
         for member, address_text in membership.addresses.items():
             address = parse_host_port(address_text)

@@ -1,0 +1,122 @@
+"""Real processes: growing, shrinking and replacing members while a client writes, and
+leadership transfer under load (§6 joint consensus, thesis §3.10)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from raftkv.client import RaftClient
+from raftkv.errors import ClientError
+from tests.process.cluster import ProcessCluster, wait_for
+
+
+class BackgroundWriter(threading.Thread):
+    """Writes continuously; remembers the last acknowledged value of each key."""
+
+    def __init__(self, cluster: ProcessCluster) -> None:
+        super().__init__(daemon=True)
+        addresses = {n: ("127.0.0.1", node.client_port) for n, node in cluster.nodes.items()}
+        self.client = RaftClient(addresses, timeout=20)
+        self.acknowledged: dict[str, str] = {}
+        self.count = 0
+        self.failures = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            key, value = f"key-{self.count % 40}", f"value-{self.count}"
+            try:
+                self.client.put(key, value)
+                self.acknowledged[key] = value
+            except ClientError:
+                self.failures += 1  # indeterminate: not counted as acknowledged
+            self.count += 1
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=60)
+        self.client.close()
+
+
+def voters(cluster: ProcessCluster, node_id: int) -> list[int]:
+    return list(cluster.status(node_id)["voters"])
+
+
+def join(cluster: ProcessCluster, node_id: int) -> None:
+    leader = cluster.wait_leader()
+    cluster.start(node_id, "--join", f"127.0.0.1:{cluster.nodes[leader].client_port}")
+    wait_for(lambda: node_id in voters(cluster, cluster.wait_leader()), 60, f"node {node_id} voter")
+
+
+def remove(cluster: ProcessCluster, node_id: int) -> None:
+    result = cluster.client("members", "remove", str(node_id))
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: node_id not in voters(cluster, cluster.wait_leader()), 30, "removal")
+    process = cluster.nodes[node_id].process
+    assert process is not None
+    process.wait(timeout=30)  # a removed node stops by itself
+
+
+def assert_all_acknowledged_present(cluster: ProcessCluster, writer: BackgroundWriter) -> None:
+    leader = cluster.wait_leader()
+    for key, value in writer.acknowledged.items():
+        code, body = cluster.request(leader, "GET", f"/v1/kv/{key}")
+        assert code == 200 and body["value"] == value, (key, body)
+
+
+def test_grow_shrink_and_replace_while_writing(tmp_path: Path) -> None:
+    cluster = ProcessCluster(tmp_path)
+    for node_id in (4, 5, 6):
+        cluster.add_node(node_id)
+    writer: BackgroundWriter | None = None
+    try:
+        for node_id in (1, 2, 3):
+            cluster.start(
+                node_id,
+                "--peers",
+                cluster.peers_argument_among(node_id, [1, 2, 3]),
+                bootstrap=False,
+            )
+        cluster.wait_leader()
+        writer = BackgroundWriter(cluster)
+        writer.start()
+        join(cluster, 4)  # grow 3 -> 5
+        join(cluster, 5)
+        assert sorted(voters(cluster, cluster.wait_leader())) == [1, 2, 3, 4, 5]
+        remove(cluster, 4)  # shrink 5 -> 3
+        remove(cluster, 5)
+        join(cluster, 6)  # replace node 1 by node 6
+        remove(cluster, 1)
+        assert sorted(voters(cluster, cluster.wait_leader())) == [2, 3, 6]
+        before = writer.count
+        wait_for(lambda: writer is not None and writer.count > before + 20, 30, "more writes")
+        writer.stop()
+        assert writer.count > 50
+        assert_all_acknowledged_present(cluster, writer)
+        check = cluster.client("--cluster", cluster.cluster_argument_among([2, 3, 6]), "check")
+        assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        if writer is not None and writer.is_alive():
+            writer.stop()
+        cluster.stop_all()
+
+
+def test_transfer_leadership_to_each_node_under_load(cluster: ProcessCluster) -> None:
+    writer = BackgroundWriter(cluster)
+    writer.start()
+    try:
+        admin = RaftClient(
+            {n: ("127.0.0.1", node.client_port) for n, node in cluster.nodes.items()}, timeout=10
+        )
+        for target in [*cluster.nodes, *cluster.nodes]:
+            started = time.monotonic()
+            admin.transfer_leader(target)
+            elapsed = time.monotonic() - started
+            assert cluster.wait_leader() == target
+            assert elapsed < 1.0, f"transfer to {target} took {elapsed:.2f} s"
+        admin.close()
+    finally:
+        writer.stop()
+    assert_all_acknowledged_present(cluster, writer)
