@@ -46,8 +46,9 @@ def wait_for(condition: Callable[[], T | None], timeout: float, what: str = "con
 
 
 class NodeProcess:
-    def __init__(self, node_id: int, root: Path) -> None:
+    def __init__(self, node_id: int, root: Path, peer_host: str = "127.0.0.1") -> None:
         self.id = node_id
+        self.peer_host = peer_host
         self.peer_port = free_port()
         self.client_port = free_port()
         self.data_dir = root / f"node-{node_id}"
@@ -61,17 +62,24 @@ class NodeProcess:
 
 class ProcessCluster:
     def __init__(
-        self, root: Path, node_ids: Iterable[int] = (1, 2, 3), extra_args: Iterable[str] = ()
+        self,
+        root: Path,
+        node_ids: Iterable[int] = (1, 2, 3),
+        extra_args: Iterable[str] = (),
+        peer_hosts: Callable[[int], str] | None = None,
     ) -> None:
         self.root = root
-        self.nodes = {node_id: NodeProcess(node_id, root) for node_id in node_ids}
+        self._peer_hosts = peer_hosts or (lambda node_id: "127.0.0.1")
+        self.nodes = {
+            node_id: NodeProcess(node_id, root, self._peer_hosts(node_id)) for node_id in node_ids
+        }
         self.extra_args = list(extra_args)
         self._connections: dict[int, http.client.HTTPConnection] = {}
 
     # --- processes ----------------------------------------------------------------------
     def peers_argument(self, exclude: int) -> str:
         return ",".join(
-            f"{n.id}=127.0.0.1:{n.peer_port}" for n in self.nodes.values() if n.id != exclude
+            f"{n.id}={n.peer_host}:{n.peer_port}" for n in self.nodes.values() if n.id != exclude
         )
 
     def peers_argument_among(self, node_id: int, members: Iterable[int]) -> str:
@@ -92,7 +100,7 @@ class ProcessCluster:
             "--data-dir",
             str(node.data_dir),
             "--listen",
-            f"127.0.0.1:{node.peer_port}",
+            f"{node.peer_host}:{node.peer_port}",
             "--client-listen",
             f"127.0.0.1:{node.client_port}",
             "--seed",
@@ -129,7 +137,7 @@ class ProcessCluster:
         self._connections.clear()
 
     def add_node(self, node_id: int) -> NodeProcess:
-        self.nodes[node_id] = NodeProcess(node_id, self.root)
+        self.nodes[node_id] = NodeProcess(node_id, self.root, self._peer_hosts(node_id))
         return self.nodes[node_id]
 
     def log_text(self, node_id: int) -> str:

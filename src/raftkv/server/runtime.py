@@ -75,6 +75,8 @@ class RaftServer:
         self.disk_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"disk-{self.id}")
         self._stopping = False
         self._stopped = asyncio.Event()
+        self._last_tick_time = 0.0
+        self._lease_blackout_ticks = 0
         # Set once this node applies a configuration without itself: it should stop.
         self.removed = asyncio.Event()
         self.snapshots = SnapshotTaker(self)
@@ -262,14 +264,26 @@ class RaftServer:
             next_tick += interval
             delay = next_tick - loop.time()
             if delay < -interval:
-                # The loop was blocked: do not fire a burst of ticks (it would look like a
-                # silent leader and trigger needless elections); resume from now.
+                # The process was paused or the loop blocked. Do not fire a burst of ticks
+                # (it would look like a silent leader and trigger needless elections); resume
+                # from now. But logical time no longer tracks real time, so the leader lease
+                # (counted in ticks) cannot be trusted until a full election timeout of
+                # normal ticking has passed.
                 next_tick = loop.time()
                 delay = 0
+                self._lease_blackout_ticks = self.node.config.election_timeout_ticks * 2
             await asyncio.sleep(max(0.0, delay))
+            self._last_tick_time = loop.time()
+            self._lease_blackout_ticks = max(0, self._lease_blackout_ticks - 1)
             if self.storage_failure is None:
                 self.node.tick()
                 self._wake.set()
+
+    def lease_usable(self) -> bool:
+        """The core's lease, guarded against a paused process: its ticks must be on time."""
+        interval = self.options.tick_ms / 1000
+        on_time = asyncio.get_running_loop().time() - self._last_tick_time < 2 * interval
+        return on_time and self._lease_blackout_ticks == 0 and self.node.lease_valid()
 
     # --- the Ready loop -----------------------------------------------------------------
     async def _ready_loop(self) -> None:
@@ -380,7 +394,7 @@ class RaftServer:
         if consistency != "stale":
             if node.role != "leader":
                 raise NotLeader(node.leader_id)
-            if consistency == "lease" and node.lease_valid():
+            if consistency == "lease" and self.lease_usable():
                 index = node.log.committed
             else:
                 index = await self.requests.read_index()

@@ -28,6 +28,10 @@ from raftkv.transport.streams import close_writer, describe_remote, read_frame, 
 from raftkv.transport.tcp_peer import OutboundPeer
 
 
+# Listening on every interface says nothing about which one to send from.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+
 class TcpTransport(TransportBase):
     """See `base.Transport`. Construct, `await start()`, then `send()`; `await close()`."""
 
@@ -114,6 +118,7 @@ class TcpTransport(TransportBase):
             rng=self._random,
             on_state=self._report_peer_state,
             on_client_address=self._learn_client_address,
+            source_host=None if self._listen_host in WILDCARD_HOSTS else self._listen_host,
         )
 
     def _forget_inbound(self, node_id: int) -> None:

@@ -52,8 +52,12 @@ class OutboundPeer:
         rng: random.Random,
         on_state: Callable[[int, bool], None],
         on_client_address: Callable[[int, str], None],
+        source_host: str | None = None,
     ) -> None:
         self.own_id = own_id
+        # Outbound connections leave from the node's own peer address when it listens on a
+        # specific one, so that firewall rules (and peers' logs) can tell nodes apart.
+        self.source_host = source_host
         self.peer_id = peer_id
         self.host = host
         self.port = port
@@ -154,7 +158,10 @@ class OutboundPeer:
         limits = self._limits
         async with asyncio.timeout(limits.connect_timeout_seconds):
             reader, writer = await asyncio.open_connection(
-                self.host, self.port, limit=limits.read_chunk_bytes
+                self.host,
+                self.port,
+                limit=limits.read_chunk_bytes,
+                local_addr=(self.source_host, 0) if self.source_host else None,
             )
         try:
             set_unacknowledged_send_timeout(writer, limits.unacknowledged_send_timeout_seconds)
