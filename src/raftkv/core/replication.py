@@ -62,9 +62,13 @@ class Replication:
         self._reads_unsent: list[int] = []
         self._read_rounds: deque[tuple[int, _ReadRound]] = deque()
         self._snapshot_stalled: dict[int, int] = {}
+        # Once TimeoutNow is sent, the target may win votes that ignore the followers'
+        # lease promise: the lease is gone for the rest of this term.
+        self._lease_forfeited = False
 
     # --- lifecycle ----------------------------------------------------------------------
     def become_leader(self) -> None:
+        self._lease_forfeited = False
         self.progress = {}
         self._uncommitted_bytes = 0
         self._last_heard = {}
@@ -392,6 +396,7 @@ class Replication:
         if progress is None:
             return
         if progress.match == node.log.last_index:
+            self._lease_forfeited = True
             node.messages_now.append(TimeoutNow(to=target, term=node.term, leader_id=node.id))
         else:
             self._dirty.add(target)
@@ -444,7 +449,9 @@ class Replication:
         cannot have elected another leader yet (requires check-quorum)."""
         node = self.node
         config = node.config
-        if not config.check_quorum or node.log.term(node.log.committed) != node.term:
+        if self._lease_forfeited or not config.check_quorum:
+            return False
+        if node.log.term(node.log.committed) != node.term:
             return False
         # Measured from when the answered message was *sent*: the follower's timer started
         # no earlier than that. The margin absorbs clock drift between the nodes' tickers.
