@@ -74,9 +74,11 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
     return NodeOptions(
         node_id=node_id,
         data_dir=arguments.data_dir or os.path.join("data", f"node-{node_id}"),
-        listen=parse_host_port(arguments.listen) if arguments.listen
+        listen=parse_host_port(arguments.listen)
+        if arguments.listen
         else default_peer_address(node_id),
-        client_listen=parse_host_port(arguments.client_listen) if arguments.client_listen
+        client_listen=parse_host_port(arguments.client_listen)
+        if arguments.client_listen
         else default_client_address(node_id),
         peers=peers,
         join=parse_host_port(arguments.join) if arguments.join else None,

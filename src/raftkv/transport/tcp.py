@@ -27,7 +27,6 @@ from raftkv.transport.shared import TransportBase
 from raftkv.transport.streams import close_writer, describe_remote, read_frame, remote_host
 from raftkv.transport.tcp_peer import OutboundPeer
 
-
 # Listening on every interface says nothing about which one to send from.
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
