@@ -124,3 +124,43 @@ def test_whole_cluster_killed_right_after_a_snapshot(tmp_path: Path) -> None:
         assert body["index"] > highest
     finally:
         cluster.stop_all()
+
+
+def test_corrupt_newest_snapshot_falls_back_and_all_corrupt_exits_4(tmp_path: Path) -> None:
+    cluster = ProcessCluster(tmp_path)
+    try:
+        cluster.extra_args = ["--snapshot-entries", "50"]
+        cluster.start_all()
+        write_many(cluster, 400, 40, list(cluster.nodes))
+        victim = next(n for n in cluster.nodes if n != cluster.wait_leader())
+        snapshots_dir = cluster.nodes[victim].data_dir / "snapshots"
+        wait_for(lambda: len(list(snapshots_dir.glob("*.snap"))) >= 2, 30, "two snapshots")
+        cluster.kill(victim, signal.SIGTERM)
+        snapshots = sorted(snapshots_dir.glob("*.snap"))
+        newest = snapshots[-1]
+        data = bytearray(newest.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        newest.write_bytes(bytes(data))
+        cluster.start(victim, bootstrap=False)
+        leader = cluster.wait_leader()
+        wait_for(
+            lambda: (
+                cluster.status(victim)["last_applied"] >= cluster.status(leader)["commit_index"]
+            ),
+            30,
+            "the node to recover from its older snapshot",
+        )
+        assert newest.name in cluster.log_text(victim)
+        cluster.kill(victim, signal.SIGTERM)
+        for snapshot in snapshots_dir.glob("*.snap"):
+            damaged = bytearray(snapshot.read_bytes())
+            third = len(damaged) // 3
+            damaged[third : third + 8] = bytes(b ^ 0x5A for b in damaged[third : third + 8])
+            snapshot.write_bytes(bytes(damaged))
+        cluster.start(victim, bootstrap=False)
+        process = cluster.nodes[victim].process
+        assert process is not None
+        assert process.wait(timeout=60) == 4
+        assert "Traceback" not in cluster.log_text(victim)
+    finally:
+        cluster.stop_all()
