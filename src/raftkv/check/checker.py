@@ -1,0 +1,227 @@
+"""`check_history`: is a key-value history linearizable?
+
+Linearizability is local (Herlihy & Wing 1990, §3.3): a history is linearizable exactly when
+its restriction to each object is, so each key is checked on its own. Per key: first the
+short proofs of witness.py (stale read, lost update, read of a value never or not yet
+written), then the search of Wing & Gong 1993 as refined by Lowe 2017 (search.py). A key that
+fails is then explained: the deepest partial linearization reached, the operation that could
+not follow it, and a minimised sub-history that still fails (minimize.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+import msgspec
+
+from raftkv.check.explain import explain_result
+from raftkv.check.history import History, IndexedOperation, Operation, checked_history
+from raftkv.check.limits import (
+    LOCALIZE_EARLY_STATES_MAX,
+    MINIMIZE_CHECKS_MAX,
+    MINIMIZE_STATES_MAX,
+    SEARCH_FIRST_ATTEMPT_STATES,
+    SEARCH_STATES_MAX,
+)
+from raftkv.check.minimize import Budget, localize, minimize_failure
+from raftkv.check.model import ModelOperation, remove_unobservable_writes, step, to_model
+from raftkv.check.search import SearchOutcome, search_linearization
+from raftkv.check.witness import find_witness
+
+
+@dataclass(frozen=True)
+class KeyResult:
+    """The verdict for one key, and on failure or unknown what the search reached."""
+
+    key: str
+    ok: bool | None  # None: the search budget ran out (see budget_exhausted)
+    operation_count: int  # operations on this key in the history
+    searched_count: int  # after dropping those without effect and unobservable writes
+    states_explored: int
+    reason: str = ""  # in words, why it failed or is unknown
+    budget_exhausted: str | None = None  # "max_states" or "time"
+    # The deepest partial linearization found, in linearization order, and the value after it.
+    longest_prefix: tuple[IndexedOperation, ...] = ()
+    value_after_prefix: str | None = None
+    # Operations that could not be linearized next (the first to return among the rest).
+    blocking: tuple[IndexedOperation, ...] = ()
+    # Operations called before the blocking one returned and not in the prefix.
+    pending: tuple[IndexedOperation, ...] = ()
+    # A small sub-history, weakened as minimize.py explains, that is still not linearizable.
+    # Operations whose outcome it treats as unknown have status "unknown".
+    minimal: tuple[IndexedOperation, ...] = ()
+    minimization_checks: int = 0
+    minimization_complete: bool = False
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool | None  # False if any key fails, else None if any is unknown, else True
+    operation_count: int
+    keys: dict[str, KeyResult]
+
+    @property
+    def failed_keys(self) -> list[str]:
+        return [key for key, result in self.keys.items() if result.ok is False]
+
+    @property
+    def unknown_keys(self) -> list[str]:
+        return [key for key, result in self.keys.items() if result.ok is None]
+
+    def summary(self) -> str:
+        verdict = {True: "OK", False: "NOT LINEARIZABLE", None: "UNKNOWN"}[self.ok]
+        return f"{verdict} n={self.operation_count} keys={len(self.keys)}"
+
+    def explain(self) -> str:
+        """A readable account: the summary line, then each failed or unknown key."""
+        return explain_result(self)
+
+
+def check_history(
+    operations: Iterable[Operation],
+    *,
+    max_states: int = SEARCH_STATES_MAX,
+    time_budget_seconds: float | None = None,
+    minimize: bool = True,
+    minimize_checks_max: int = MINIMIZE_CHECKS_MAX,
+    minimize_states_max: int = MINIMIZE_STATES_MAX,
+) -> CheckResult:
+    """Check a key-value history for linearizability (every key starts absent).
+
+    `max_states` bounds the configurations the search explores per key; the minimize_ limits
+    bound, per key, the searches that shrink a failure (or localise one the search could not
+    finish); `time_budget_seconds`, if given, bounds the whole call. Without a time budget
+    the result depends on the history alone, so a simulator seed replays it exactly. Raises
+    HistoryError if an operation is invalid.
+    """
+    history: History = checked_history(operations)
+    deadline = None if time_budget_seconds is None else time.monotonic() + time_budget_seconds
+    by_key: dict[str, list[IndexedOperation]] = {}
+    for index, operation in enumerate(history.operations):
+        by_key.setdefault(operation.key, []).append(IndexedOperation(index, operation))
+    results: dict[str, KeyResult] = {}
+    for key in sorted(by_key):
+        budget = Budget(minimize_checks_max if minimize else 0, minimize_states_max, deadline)
+        results[key] = _check_key(key, by_key[key], max_states, deadline, budget)
+    verdicts = [result.ok for result in results.values()]
+    ok = False if False in verdicts else (None if None in verdicts else True)
+    return CheckResult(ok, len(history), results)
+
+
+def _check_key(
+    key: str,
+    operations: list[IndexedOperation],
+    max_states: int,
+    deadline: float | None,
+    budget: Budget,
+) -> KeyResult:
+    by_index = {indexed.index: indexed.operation for indexed in operations}
+    modelled = [to_model(indexed.operation, indexed.index) for indexed in operations]
+    searched = remove_unobservable_writes(op for op in modelled if op is not None)
+    counts = (len(operations), len(searched))
+
+    def indexed(model_operations: Iterable[ModelOperation]) -> tuple[IndexedOperation, ...]:
+        return tuple(
+            IndexedOperation(op.history_index, _as_weakened(by_index[op.history_index], op))
+            for op in model_operations
+        )
+
+    witness = find_witness(searched)
+    if witness is not None:
+        return KeyResult(
+            key,
+            False,
+            *counts,
+            0,
+            reason=witness.reason,
+            blocking=indexed([witness.blocking]),
+            minimal=indexed(witness.operations),
+            minimization_complete=True,
+        )
+    # A first, smaller search: if it cannot finish, a failure is more cheaply shown by a
+    # window around where it got stuck than by exhausting everything before it.
+    first_states = min(max_states, SEARCH_FIRST_ATTEMPT_STATES)
+    outcome = search_linearization(searched, max_states=first_states, deadline=deadline)
+    window: list[ModelOperation] | None = None
+    if outcome.ok is None:
+        if budget.left:
+            early = budget.portion(LOCALIZE_EARLY_STATES_MAX)
+            window = localize(searched, _stuck(searched, outcome)[2], early)
+            budget.settle(early, LOCALIZE_EARLY_STATES_MAX)
+        if window is None and first_states < max_states:
+            outcome = search_linearization(searched, max_states=max_states, deadline=deadline)
+    if outcome.ok and window is None:
+        return KeyResult(key, True, *counts, outcome.states_explored)
+    prefix, value, blocking, pending = _stuck(searched, outcome)
+    if window is not None:
+        verdict: bool | None = False
+        reason = (
+            "a window of the history around where the search got stuck, with everything "
+            "outside it weakened, has no linearization"
+        )
+    elif outcome.ok is False:
+        verdict, reason = False, "no order of the operations respects real time and the register"
+    else:
+        verdict = None
+        reason = f"the search ran out of its budget ({outcome.budget_exhausted}) first"
+    result = KeyResult(
+        key,
+        verdict,
+        *counts,
+        outcome.states_explored,
+        reason=reason,
+        budget_exhausted=outcome.budget_exhausted if verdict is None else None,
+        longest_prefix=indexed(prefix),
+        value_after_prefix=value,
+        blocking=indexed([] if blocking is None else [blocking]),
+        pending=indexed(pending),
+    )
+    if verdict is None or not budget.left:
+        return replace(result, minimization_checks=budget.checks)
+    if window is None:
+        window = localize(searched, blocking, budget) or searched
+    minimization = minimize_failure(window, budget)
+    return replace(
+        result,
+        minimal=indexed(minimization.operations),
+        minimization_checks=minimization.checks,
+        minimization_complete=minimization.complete,
+    )
+
+
+def _stuck(
+    searched: list[ModelOperation], outcome: SearchOutcome
+) -> tuple[list[ModelOperation], str | None, ModelOperation | None, list[ModelOperation]]:
+    """Where an unfinished or failed search got stuck: the deepest prefix, the value after it,
+    the first operation to return among the rest (which could not follow it), and the other
+    operations called by then."""
+    prefix = [searched[position] for position in outcome.longest_prefix]
+    value: str | None = None
+    for operation in prefix:
+        value = step(operation, value)[1]
+    linearized = {op.history_index for op in prefix}
+    rest = [op for op in searched if op.history_index not in linearized]
+    blocking = min(
+        (op for op in rest if op.return_time is not None),
+        key=lambda op: (op.return_time, op.history_index),
+        default=None,
+    )
+    pending: list[ModelOperation] = []
+    if blocking is not None:
+        assert blocking.return_time is not None
+        pending = sorted(
+            (op for op in rest if op is not blocking and op.call_time <= blocking.return_time),
+            key=lambda op: (op.call_time, op.history_index),
+        )
+    return prefix, value, blocking, pending
+
+
+def _as_weakened(original: Operation, model_operation: ModelOperation) -> Operation:
+    """The original record, marked unknown if minimisation made its outcome indeterminate."""
+    if model_operation.return_time is None and original.status != "unknown":
+        return msgspec.structs.replace(
+            original, status="unknown", result=None, error=None, current=msgspec.UNSET
+        )
+    return original
