@@ -104,6 +104,9 @@ def test_grow_shrink_and_replace_while_writing(tmp_path: Path) -> None:
 
 
 def test_transfer_leadership_to_each_node_under_load(cluster: ProcessCluster) -> None:
+    leader = cluster.wait_leader()
+    for node_id in cluster.nodes:  # every node up and following before the transfers
+        wait_for(lambda n=node_id: cluster.status(n)["leader"] == leader, 30, f"node {node_id} up")
     writer = BackgroundWriter(cluster)
     writer.start()
     try:

@@ -74,7 +74,9 @@ def test_follower_behind_compaction_catches_up_through_install_snapshot(tmp_path
             60,
             "the follower to catch up",
         )
-        assert "snapshot installed" in cluster.log_text(follower)
+        wait_for(
+            lambda: "snapshot installed" in cluster.log_text(follower), 30, "the install logged"
+        )
         check = cluster.client("check")
         assert check.returncode == 0, check.stdout + check.stderr
         for key in list(acknowledged)[:50]:

@@ -86,13 +86,19 @@ class Replication:
         self._read_rounds.clear()
 
     def sync_progress(self) -> None:
-        """Track exactly the current members (other than ourselves) while leading."""
+        """Track the current members (other than ourselves) while leading.
+
+        A peer removed by a configuration that is not yet committed keeps being replicated
+        to, so that it learns of its removal; it is dropped after a last message carrying
+        the commit (see `_after_commit`). It never counts toward any quorum meanwhile.
+        """
         node = self.node
         if node.role != "leader":
             return
         members = node.membership.members - {node.id}
+        removal_committed = node.membership_index <= node.log.committed
         for peer in list(self.progress):
-            if peer not in members:
+            if peer not in members and removal_committed:
                 del self.progress[peer]
         for peer in members:
             if peer not in self.progress:
@@ -203,6 +209,21 @@ class Replication:
             while sent and progress.state is ProgressState.REPLICATE:
                 sent = self._send_append(peer, progress, send_if_empty=False)
         self._dirty.clear()
+        self._say_farewell()
+
+    def _say_farewell(self) -> None:
+        """Drop peers whose removal is committed, once they hold the configuration entry
+        that removed them, with a last message at their match point (which they hold)
+        carrying the commit index: so they apply their own removal and can stop."""
+        node = self.node
+        if node.membership_index > node.log.committed:
+            return
+        members = node.membership.members
+        for peer in [peer for peer in self.progress if peer not in members]:
+            progress = self.progress[peer]
+            if progress.match >= node.membership_index:
+                del self.progress[peer]
+                self._send_empty_append(peer, progress.match, node.log.term(progress.match) or 0)
 
     def _send_append(self, peer: int, progress: Progress, send_if_empty: bool) -> bool:
         """Send the next AppendEntries to `peer`; True if it carried entries."""

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from aiohttp import web
 
 from raftkv.errors import ClientError, NotLeader, ProposalDropped, Timeout
@@ -36,10 +36,12 @@ class TooLarge(ClientError):
     code = "too_large"
 
 
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+
 def json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(payload).encode(), status=status, content_type="application/json"
-    )
+    return web.Response(body=_json_encode(payload), status=status, content_type="application/json")
 
 
 def error_response(code: str, status: int, **extra: Any) -> web.Response:
@@ -106,8 +108,8 @@ async def _body(request: web.Request, required: bool = True) -> dict[str, Any]:
     if not raw and not required:
         return {}
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+        body = _json_decode(raw)
+    except msgspec.DecodeError as error:
         raise BadRequest(f"malformed JSON: {error}") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")

@@ -166,13 +166,20 @@ class MembershipOperations:
         server.wake()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout_seconds or server.options.request_timeout_seconds)
+        poll_seconds = server.options.tick_ms / 1000
         while node.leader_id != target:
+            if node.role == "leader" and node.transfer_target is None:
+                raise Timeout(
+                    f"leadership transfer to node{target} aborted: it did not catch up "
+                    "within an election timeout"
+                )
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise Timeout(f"leadership did not move to node{target} in time")
             self._leader_changed.clear()
             try:
-                async with asyncio.timeout(remaining):
+                # Woken by a leader change; polled each tick to notice an abort.
+                async with asyncio.timeout(min(remaining, poll_seconds)):
                     await self._leader_changed.wait()
             except TimeoutError:
                 continue

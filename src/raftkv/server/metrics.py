@@ -16,7 +16,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -60,6 +60,9 @@ class _NodeCollector(Collector):
             ),
         ):
             yield GaugeMetricFamily(name, help_text, value=value)
+        yield CounterMetricFamily(
+            "raft_proposals", "Client commands proposed", value=server.requests.proposals_total
+        )
         lag = GaugeMetricFamily(
             "raft_replication_lag_entries",
             "Leader only: entries each follower is behind the leader's last index",
@@ -81,9 +84,6 @@ class _NodeCollector(Collector):
 class NodeMetrics:
     def __init__(self, server: RaftServer) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.proposals = Counter(
-            "raft_proposals", "Client commands proposed", registry=self.registry
-        )
         self.elections = Counter(
             "raft_elections", "Elections this node started", registry=self.registry
         )

@@ -274,6 +274,7 @@ class RaftServer:
                 self._lease_blackout_ticks = self.node.config.election_timeout_ticks * 2
             await asyncio.sleep(max(0.0, delay))
             self._last_tick_time = loop.time()
+            self.requests.expire(self._last_tick_time)
             self._lease_blackout_ticks = max(0, self._lease_blackout_ticks - 1)
             if self.storage_failure is None:
                 self.node.tick()
@@ -313,8 +314,10 @@ class RaftServer:
         if ready.hard_state is not None:
             self.storage.set_hard_state(ready.hard_state)
         if ready.must_sync:
+            if ready.messages:
+                await asyncio.sleep(0)  # let the transport's writers put them on the wire
             started = time.perf_counter()
-            await asyncio.get_running_loop().run_in_executor(self.disk_executor, self.storage.sync)
+            self.storage.sync()
             self.metrics.fsync_seconds.observe(time.perf_counter() - started)
         for message in ready.messages_after_persist:
             self.transport.send(message)
