@@ -1,11 +1,12 @@
 """RaftServer: one node's runtime. A ticker drives `core.tick()`, the Ready loop persists
-(one fsync per Ready, off the event loop), sends, applies and advances, and client requests
-become proposals answered when their entry is applied.
+(one fsync per Ready), sends, applies and advances, and client requests become proposals
+answered when their entry is applied.
 
-Everything runs in one asyncio event loop; only the fsync and snapshot encoding run in a
-single disk thread, so the loop keeps receiving messages and requests while the disk works,
-and those pile up into the next Ready: under load one fsync and one AppendEntries per
-follower carry many requests.
+Everything runs in one asyncio event loop. The fsync runs on the loop once the transport has
+put the Ready's leader messages on the wire; peer messages and client requests that arrive
+meanwhile wait in the kernel's buffers and pile up into the next Ready: under load one fsync
+and one AppendEntries per follower carry many requests. Snapshot encoding and writing run in
+a disk thread (see docs/ARCHITECTURE.md for why the fsync does not).
 """
 
 from __future__ import annotations
