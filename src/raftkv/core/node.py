@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 from raftkv.core.config import RaftConfig
+from raftkv.core.follower import FollowerSide
 from raftkv.core.log import RaftLog, entry_size
 from raftkv.core.membership import EMPTY, Membership
 from raftkv.core.messages import (
@@ -86,7 +87,7 @@ class RaftNode:
         self.replication = Replication(self)
         self.membership: Membership = EMPTY
         self.membership_index = 0
-        self._reload_membership()
+        self.reload_membership()
 
         self.leader_id: int | None = None
         self.election_elapsed = 0
@@ -100,9 +101,9 @@ class RaftNode:
         # timeout (thesis §6.4.1 relies on followers honouring the lease).
         self._quiet_ticks = config.election_timeout_ticks if self.term > 0 else 0
 
-        # Follower side of InstallSnapshot: the snapshot being received, chunk by chunk.
-        self._incoming_snapshot: tuple[int, int, bytearray] | None = None
-        self._received_snapshot: tuple[SnapshotMeta, bytes] | None = None
+        self.follower = FollowerSide(self)
+        # A snapshot installed from the leader, for the next Ready to hand to the driver.
+        self.received_snapshot: tuple[SnapshotMeta, bytes] | None = None
 
         self._last_hard_state = hard_state
         self._last_soft_state = SoftState(self.role.value, None)
@@ -117,7 +118,7 @@ class RaftNode:
         self.term = 1
         self.log.append([entry])
         self.log.commit_to(1)
-        self._reload_membership()
+        self.reload_membership()
 
     def tick(self) -> None:
         """One unit of logical time (§5.2: timeouts are counted in ticks)."""
@@ -194,10 +195,10 @@ class RaftNode:
                 self._handle_vote_response(message)
             case AppendEntries():
                 self._become_follower_of(message.leader_id)
-                self._handle_append_entries(message)
+                self.follower.handle_append_entries(message)
             case InstallSnapshot():
                 self._become_follower_of(message.leader_id)
-                self._handle_install_snapshot(message)
+                self.follower.handle_install_snapshot(message)
             case TimeoutNow():
                 if self.promotable() and self.role is not Role.LEADER:
                     self.events.append(f"TimeoutNow from {message.leader_id}: campaigning")
@@ -217,7 +218,7 @@ class RaftNode:
             or self.messages_after_persist
             or self.read_states
             or self.events
-            or self._received_snapshot
+            or self.received_snapshot
             or self.log.stable < self.log.last_index
             or self.log.committed > self.log.applied
             or self.hard_state() != self._last_hard_state
@@ -243,8 +244,8 @@ class RaftNode:
         ready.entries = self.log.unstable_entries()
         if ready.entries:
             ready.must_sync = True
-        if self._received_snapshot is not None:
-            ready.snapshot, self._received_snapshot = self._received_snapshot, None
+        if self.received_snapshot is not None:
+            ready.snapshot, self.received_snapshot = self.received_snapshot, None
             ready.must_sync = True
         ready.committed_entries = self.log.next_committed(self.config.committed_bytes_per_ready_max)
         ready.messages, self.messages_now = self.messages_now, []
@@ -290,7 +291,7 @@ class RaftNode:
         maximum = self.config.election_timeout_ticks_max or 2 * timeout
         self.randomized_election_timeout = self._rng.randrange(timeout, maximum)
 
-    def _reload_membership(self) -> None:
+    def reload_membership(self) -> None:
         """The configuration in force is the newest one in the log, committed or not (§6)."""
         for entry in reversed(self.log.entries):
             if entry.kind == EntryKind.MEMBERSHIP:
@@ -498,98 +499,6 @@ class RaftNode:
         if message.from_id not in self.votes:
             self.votes[message.from_id] = message.granted
             self._tally_votes()
-
-    # --- follower side of replication (§5.3, §7) -----------------------------------------
-    def _handle_append_entries(self, message: AppendEntries) -> None:
-        prev_index, prev_term = message.prev_log_index, message.prev_log_term
-        entries: Sequence[Entry] = message.entries
-        committed = self.log.committed
-        if prev_index < committed:
-            # Our committed prefix matches every legitimate leader's log (§5.4, Leader
-            # Completeness); skip the part of the message it covers.
-            entries = entries[committed - prev_index :]
-            prev_index, prev_term = committed, self.log.term(committed) or 0
-        if not self.log.matches(prev_index, prev_term):
-            hint_index, hint_term = self.log.find_conflict_by_term(prev_index, prev_term)
-            self._respond_append(message, False, prev_index, hint_index, hint_term)
-            return
-        changed = self.log.merge(entries)
-        if changed is not None and (
-            changed <= self.membership_index
-            or any(entry.kind == EntryKind.MEMBERSHIP for entry in entries)
-        ):
-            self._reload_membership()
-        last_new = prev_index + len(entries)
-        self.log.commit_to(min(message.leader_commit, last_new))
-        self._respond_append(message, True, last_new)
-
-    def _respond_append(
-        self,
-        message: AppendEntries,
-        success: bool,
-        match_index: int,
-        hint_index: int = 0,
-        hint_term: int = 0,
-    ) -> None:
-        self.messages_after_persist.append(
-            AppendEntriesResponse(
-                to=message.leader_id,
-                term=self.term,
-                from_id=self.id,
-                success=success,
-                match_index=match_index,
-                conflict_index=hint_index,
-                conflict_term=hint_term,
-                read_context=message.read_context,
-            )
-        )
-
-    def _handle_install_snapshot(self, message: InstallSnapshot) -> None:
-        index, term = message.last_included_index, message.last_included_term
-        if index <= self.log.committed:
-            self._incoming_snapshot = None
-            self._respond_snapshot(message, self.log.committed, 0, done=True)
-            return
-        incoming = self._incoming_snapshot
-        if incoming is None or incoming[:2] != (index, term):
-            if message.offset != 0:
-                self._respond_snapshot(message, index, 0)
-                return
-            incoming = self._incoming_snapshot = (index, term, bytearray())
-        buffer = incoming[2]
-        if message.offset != len(buffer):
-            self._respond_snapshot(message, index, len(buffer))
-            return
-        buffer += message.data
-        if not message.done:
-            self._respond_snapshot(message, index, len(buffer))
-            return
-        self._incoming_snapshot = None
-        if self.log.matches(index, term):
-            # §7: our log already holds the snapshot's last entry; keep what follows it.
-            self.log.commit_to(index)
-        else:
-            meta = SnapshotMeta(index, term, Membership.decode(message.membership))
-            data = bytes(buffer)
-            self.log.restore(index, term)
-            self.snapshot = self._received_snapshot = (meta, data)
-            self._reload_membership()
-            self.events.append(f"installed snapshot at index {index} term {term}")
-        self._respond_snapshot(message, index, len(buffer), done=True)
-
-    def _respond_snapshot(
-        self, message: InstallSnapshot, index: int, next_offset: int, done: bool = False
-    ) -> None:
-        self.messages_after_persist.append(
-            InstallSnapshotResponse(
-                to=message.leader_id,
-                term=self.term,
-                from_id=self.id,
-                last_included_index=index,
-                next_offset=next_offset,
-                done=done,
-            )
-        )
 
 
 def describe_membership(membership: Membership) -> str:

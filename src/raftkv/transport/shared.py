@@ -8,6 +8,7 @@ the real transport in how it routes, drops, counts, traces or checks a handshake
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 import random
 import time
 from typing import Protocol
@@ -55,7 +56,7 @@ class PeerLink(Protocol):
         """A frame was queued (the memory twin wakes its delivery task)."""
 
 
-class TransportBase:
+class TransportBase(ABC):
     def __init__(
         self,
         *,
@@ -91,8 +92,9 @@ class TransportBase:
         self._closed = False
 
     # --- hooks for the implementations ---------------------------------------------------
+    @abstractmethod
     def _create_link(self, node_id: int, host: str, port: int) -> PeerLink:
-        raise NotImplementedError
+        """The implementation's link to a peer (a TCP connection or a hub mailbox)."""
 
     def _forget_inbound(self, node_id: int) -> None:
         """Close what `node_id` opened to us; it was removed from the peers."""

@@ -1,0 +1,125 @@
+"""The follower's half of Raft: AppendEntries (§5.3) and InstallSnapshot (§7).
+
+The node has already checked the term and recognised the sender as leader of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from raftkv.core.membership import Membership
+from raftkv.core.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+)
+from raftkv.core.ready import SnapshotMeta
+
+if TYPE_CHECKING:
+    from raftkv.core.node import RaftNode
+
+
+class FollowerSide:
+    def __init__(self, node: RaftNode) -> None:
+        self.node = node
+        # The snapshot being received, chunk by chunk: (index, term, bytes so far).
+        self.incoming_snapshot: tuple[int, int, bytearray] | None = None
+
+    def handle_append_entries(self, message: AppendEntries) -> None:
+        node = self.node
+        prev_index, prev_term = message.prev_log_index, message.prev_log_term
+        entries: Sequence[Entry] = message.entries
+        committed = node.log.committed
+        if prev_index < committed:
+            # Our committed prefix matches every legitimate leader's log (§5.4, Leader
+            # Completeness); skip the part of the message it covers.
+            entries = entries[committed - prev_index :]
+            prev_index, prev_term = committed, node.log.term(committed) or 0
+        if not node.log.matches(prev_index, prev_term):
+            hint_index, hint_term = node.log.find_conflict_by_term(prev_index, prev_term)
+            self._respond_append(message, False, prev_index, hint_index, hint_term)
+            return
+        changed = node.log.merge(entries)
+        if changed is not None and (
+            changed <= node.membership_index
+            or any(entry.kind == EntryKind.MEMBERSHIP for entry in entries)
+        ):
+            node.reload_membership()
+        last_new = prev_index + len(entries)
+        node.log.commit_to(min(message.leader_commit, last_new))
+        self._respond_append(message, True, last_new)
+
+    def _respond_append(
+        self,
+        message: AppendEntries,
+        success: bool,
+        match_index: int,
+        hint_index: int = 0,
+        hint_term: int = 0,
+    ) -> None:
+        node = self.node
+        node.messages_after_persist.append(
+            AppendEntriesResponse(
+                to=message.leader_id,
+                term=node.term,
+                from_id=node.id,
+                success=success,
+                match_index=match_index,
+                conflict_index=hint_index,
+                conflict_term=hint_term,
+                read_context=message.read_context,
+            )
+        )
+
+    def handle_install_snapshot(self, message: InstallSnapshot) -> None:
+        node = self.node
+        index, term = message.last_included_index, message.last_included_term
+        if index <= node.log.committed:
+            self.incoming_snapshot = None
+            self._respond_snapshot(message, node.log.committed, 0, done=True)
+            return
+        incoming = self.incoming_snapshot
+        if incoming is None or incoming[:2] != (index, term):
+            if message.offset != 0:
+                self._respond_snapshot(message, index, 0)
+                return
+            incoming = self.incoming_snapshot = (index, term, bytearray())
+        buffer = incoming[2]
+        if message.offset != len(buffer):
+            self._respond_snapshot(message, index, len(buffer))
+            return
+        buffer += message.data
+        if not message.done:
+            self._respond_snapshot(message, index, len(buffer))
+            return
+        self.incoming_snapshot = None
+        if node.log.matches(index, term):
+            # §7: our log already holds the snapshot's last entry; keep what follows it.
+            node.log.commit_to(index)
+        else:
+            meta = SnapshotMeta(index, term, Membership.decode(message.membership))
+            data = bytes(buffer)
+            node.log.restore(index, term)
+            node.snapshot = node.received_snapshot = (meta, data)
+            node.reload_membership()
+            node.events.append(f"installed snapshot at index {index} term {term}")
+        self._respond_snapshot(message, index, len(buffer), done=True)
+
+    def _respond_snapshot(
+        self, message: InstallSnapshot, index: int, next_offset: int, done: bool = False
+    ) -> None:
+        node = self.node
+        node.messages_after_persist.append(
+            InstallSnapshotResponse(
+                to=message.leader_id,
+                term=node.term,
+                from_id=node.id,
+                last_included_index=index,
+                next_offset=next_offset,
+                done=done,
+            )
+        )
