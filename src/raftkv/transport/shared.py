@@ -8,9 +8,9 @@ the real transport in how it routes, drops, counts, traces or checks a handshake
 from __future__ import annotations
 
 import asyncio
-from abc import ABC, abstractmethod
 import random
 import time
+from abc import ABC, abstractmethod
 from typing import Protocol
 
 from raftkv.core import codec
@@ -96,8 +96,9 @@ class TransportBase(ABC):
     def _create_link(self, node_id: int, host: str, port: int) -> PeerLink:
         """The implementation's link to a peer (a TCP connection or a hub mailbox)."""
 
-    def _forget_inbound(self, node_id: int) -> None:
-        """Close what `node_id` opened to us; it was removed from the peers."""
+    def _forget_inbound(self, node_id: int) -> None:  # noqa: B027 - optional hook
+        """Close what `node_id` opened to us; it was removed from the peers (a no-op where
+        there is nothing inbound to close)."""
 
     # --- the Transport protocol ------------------------------------------------------------
     @property
