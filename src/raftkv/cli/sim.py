@@ -1,0 +1,141 @@
+"""`raft-sim`: run the deterministic simulator (SPEC §2, docs/simulator.md).
+
+    raft-sim --seed S [--nodes N] [--ticks T] [--faults LIST] [--workload W] [--verbose]
+    raft-sim --golden
+    raft-sim --sweep FIRST-LAST [--nodes N] [--ticks T] [--faults LIST] [--workload W]
+
+Exit status: 0 when every check passed, 1 on a violation (the seed and the command that
+replays it are printed), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from raftkv.sim.golden import golden_lines
+from raftkv.sim.options import (
+    FAULT_KINDS,
+    NODES_DEFAULT,
+    TICKS_DEFAULT,
+    WORKLOADS,
+    SimulationOptions,
+    format_faults,
+    parse_faults,
+)
+from raftkv.sim.runner import run_simulation
+from raftkv.sim.sweep import describe_failures, run_seeds
+
+
+def _faults(text: str) -> frozenset[str]:
+    try:
+        return parse_faults(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _seed_range(text: str) -> range:
+    first, separator, last = text.partition("-")
+    try:
+        low = int(first)
+        high = int(last) if separator else low
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected FIRST-LAST, got {text!r}") from error
+    if high < low:
+        raise argparse.ArgumentTypeError(f"empty seed range {text!r}")
+    return range(low, high + 1)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raft-sim",
+        description="Run a Raft cluster on virtual time with injected faults; check safety"
+        " after every step, liveness after healing, and linearizability at the end.",
+    )
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--seed", type=int, help="the seed that decides every random choice")
+    mode.add_argument(
+        "--golden", action="store_true", help="print the scripted golden-path transcript"
+    )
+    mode.add_argument(
+        "--sweep", type=_seed_range, metavar="FIRST-LAST", help="run every seed in a range"
+    )
+    parser.add_argument("--nodes", type=int, default=NODES_DEFAULT, help="cluster size")
+    parser.add_argument(
+        "--ticks", type=int, default=TICKS_DEFAULT, help="ticks of faults before healing"
+    )
+    parser.add_argument(
+        "--faults",
+        type=_faults,
+        default=frozenset(FAULT_KINDS),
+        help=f"comma list of {', '.join(FAULT_KINDS)}; or all (default), none",
+    )
+    parser.add_argument("--workload", choices=WORKLOADS, default="kv", help="client mix")
+    parser.add_argument(
+        "--verbose", action="store_true", help="print a transcript of events and RPCs"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader of a pipe (`raft-sim --verbose | head`) went away: stop quietly.
+        sys.stderr.close()
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    write = sys.stdout.write
+    if arguments.golden:
+        write("".join(line + "\n" for line in golden_lines()))
+        return 0
+    try:
+        if arguments.sweep is not None:
+            return _sweep(arguments)
+        options = SimulationOptions(
+            seed=arguments.seed,
+            nodes=arguments.nodes,
+            ticks=arguments.ticks,
+            faults=arguments.faults,
+            workload=arguments.workload,
+            verbose=arguments.verbose,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+
+    def sink(line: str) -> None:
+        write(line + "\n")
+
+    result = run_simulation(options, sink=sink)
+    write("".join(line + "\n" for line in result.report_lines()))
+    return 0 if result.ok else 1
+
+
+def _sweep(arguments: argparse.Namespace) -> int:
+    seeds: range = arguments.sweep
+    outcomes = run_seeds(
+        seeds,
+        arguments.nodes,
+        ticks=arguments.ticks,
+        faults=arguments.faults,
+        workload=arguments.workload,
+    )
+    failures = [outcome for outcome in outcomes if not outcome.ok]
+    out = sys.stdout
+    if failures:
+        out.write(describe_failures(failures) + "\n")
+    out.write(
+        f"seeds {seeds.start}-{seeds.stop - 1} nodes={arguments.nodes} ticks={arguments.ticks}"
+        f" faults={format_faults(arguments.faults)} workload={arguments.workload}:"
+        f" {len(outcomes) - len(failures)} ok, {len(failures)} violations\n"
+    )
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

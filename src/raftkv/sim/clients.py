@@ -1,0 +1,333 @@
+"""Simulated clients: each issues one KV operation at a time to the node it believes leads,
+retries on the way, and records the call and its outcome in a `HistoryRecorder` (the format
+of docs/history-format.md) for the linearizability checker.
+
+A write is acknowledged when the entry (index, term) that propose() returned is applied on
+the node it was proposed to; another term at that index means it was lost (it can never
+commit), so the client retries it. Writes carry a client session (client_id, seq; thesis
+§6.3), so an attempt whose fate is unknown (its node crashed, or no answer came in time) is
+retried with the same request: the state machine applies it at most once. A read goes
+through ReadIndex (thesis §6.4) or, sometimes, the leader lease (§6.4.1), and is served once
+the node has applied the read index.
+
+Outcomes are recorded the way a real client would know them: "ok"; "fail" when the
+operation certainly had no effect (refused, or lost as above, until its deadline);
+"unknown" when the deadline passed after some attempt was appended (it may still commit).
+
+Beyond the checker's verdict, the clients check the real-time order cheaply as they go: all
+replicas apply one log, so an operation that starts after another completed must see the log
+at least that far (a read's state index) or land beyond it (a write's index).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from raftkv.check import HistoryRecorder
+from raftkv.check.history import OperationKind, Status
+from raftkv.core.messages import Entry
+from raftkv.core.ready import ReadState
+from raftkv.errors import NotLeader, ProposalDropped
+from raftkv.kv.commands import Command, Result, encode_command
+
+if TYPE_CHECKING:
+    from raftkv.sim.cluster import Simulation
+
+CLIENTS = 3
+KEYS = ("x", "y", "z")
+# Chance per tick that an idle client starts its next operation.
+OPERATION_PROBABILITY_PER_TICK = 0.25
+# The operation mix (the rest are puts).
+READ_SHARE = 0.4
+DELETE_SHARE = 0.15
+LEASE_READ_SHARE = 0.25  # of the reads
+# An attempt unanswered this long is retried (a real client's RPC timeout): a few election
+# timeouts, so a leader change during the attempt usually still answers it.
+ATTEMPT_TIMEOUT_TICKS = 60
+# Pause before retrying after a definite refusal, so a leaderless cluster is not hammered.
+RETRY_BACKOFF_TICKS = 3
+# An operation not acknowledged this long is given up: "fail" if no attempt was ever appended,
+# else "unknown".
+OPERATION_DEADLINE_TICKS = 300
+# History times are tick + sequence / this, so events within one tick keep their order.
+HISTORY_EVENTS_PER_TICK_MAX = 10_000
+
+
+@dataclass
+class _Operation:
+    handle: int  # the recorder's handle
+    kind: OperationKind  # "put" | "del" | "get"
+    key: str
+    value: str | None
+    invoked_tick: int
+    # The furthest log index an operation completed before this one was invoked had reached.
+    must_see: int
+    # The attempt in flight, if any.
+    node_id: int = 0
+    started_tick: int = 0
+    index: int = 0  # a write's entry, or a read's index once known
+    term: int = 0
+    request_id: int = 0
+    in_flight: bool = False
+    retry_tick: int = 0
+    seq: int = 0  # the write's session sequence number
+    appended: bool = False  # some attempt was appended to a log: it may take effect
+
+
+class Client:
+    def __init__(self, client_id: int, target: int) -> None:
+        self.id = client_id
+        self.target = target
+        self.generation = 0  # bumped after an unknown outcome: a new process (Knossos)
+        self.operation: _Operation | None = None
+        self.session = f"c{client_id}"
+        self.seq = 0
+
+    @property
+    def name(self) -> str:
+        return f"c{self.id}" if self.generation == 0 else f"c{self.id}.{self.generation}"
+
+
+class Workload:
+    def __init__(self, rng: random.Random, simulation: Simulation, enabled: bool) -> None:
+        """`enabled`: three clients issue operations; otherwise there are no clients."""
+        self._rng = rng
+        self._simulation = simulation
+        self.recorder = HistoryRecorder()
+        self.issuing = enabled
+        node_ids = simulation.node_ids
+        self.clients = (
+            [Client(number, rng.choice(node_ids)) for number in range(1, CLIENTS + 1)]
+            if enabled
+            else []
+        )
+        self._writes: dict[tuple[int, int], Client] = {}  # (node, index) -> waiting client
+        self._reads: dict[int, Client] = {}  # request id -> waiting client
+        self._next_request_id = 1
+        self._next_value = 1
+        self._history_tick = -1
+        self._history_sequence = 0
+        self.completed_index_max = 0
+
+    @property
+    def idle(self) -> bool:
+        return all(client.operation is None for client in self.clients)
+
+    def _time(self) -> float:
+        now = self._simulation.now
+        if now != self._history_tick:
+            self._history_tick, self._history_sequence = now, 0
+        self._history_sequence += 1
+        assert self._history_sequence < HISTORY_EVENTS_PER_TICK_MAX
+        return now + self._history_sequence / HISTORY_EVENTS_PER_TICK_MAX
+
+    # --- per tick -----------------------------------------------------------------------
+    def tick(self, now: int) -> None:
+        for client in self.clients:
+            operation = client.operation
+            if operation is None:
+                if self.issuing and self._rng.random() < OPERATION_PROBABILITY_PER_TICK:
+                    self._invoke(client, now)
+                continue
+            if now - operation.invoked_tick > OPERATION_DEADLINE_TICKS:
+                self._give_up(client, operation)
+            elif operation.in_flight:
+                if operation.kind == "get" and operation.index:
+                    self._maybe_serve(client, operation)
+                elif now - operation.started_tick > ATTEMPT_TIMEOUT_TICKS:
+                    self._retry_later(client, operation)
+            elif now >= operation.retry_tick:
+                self._attempt(client, operation, now)
+
+    def _invoke(self, client: Client, now: int) -> None:
+        rng = self._rng
+        key = rng.choice(KEYS)
+        draw = rng.random()
+        value: str | None = None
+        kind: OperationKind
+        if draw < READ_SHARE:
+            kind = "get"
+        elif draw < READ_SHARE + DELETE_SHARE:
+            kind = "del"
+        else:
+            kind = "put"
+            value = f"{client.id}.{self._next_value}"
+            self._next_value += 1
+        handle = self.recorder.invoke(client.name, kind, key, time=self._time(), value=value)
+        operation = _Operation(handle, kind, key, value, now, self.completed_index_max)
+        if kind != "get":
+            client.seq += 1
+            operation.seq = client.seq
+        client.operation = operation
+        self._attempt(client, operation, now)
+
+    def _attempt(self, client: Client, operation: _Operation, now: int) -> None:
+        simulation = self._simulation
+        driver = simulation.nodes[client.target]
+        node = driver.node
+        operation.node_id = client.target
+        operation.started_tick = now
+        operation.index = operation.term = 0
+        try:
+            if node is None or driver.paused(now):
+                raise NotLeader(None)  # refused or no answer: try someone else
+            if operation.kind == "get":
+                if self._rng.random() < LEASE_READ_SHARE and driver.lease_usable():
+                    operation.index = node.log.committed
+                else:
+                    operation.request_id = self._next_request_id
+                    self._next_request_id += 1
+                    node.read_index(operation.request_id)
+                    self._reads[operation.request_id] = client
+            else:
+                command = Command(
+                    op=operation.kind,
+                    key=operation.key,
+                    value=operation.value,
+                    client_id=client.session,
+                    seq=operation.seq,
+                )
+                operation.index, operation.term = node.propose(encode_command(command))
+                operation.appended = True
+                self._writes[(client.target, operation.index)] = client
+                simulation.checker.observe(client.target, node)
+        except NotLeader as error:
+            client.target = (
+                error.leader_id
+                if error.leader_id is not None and error.leader_id != client.target
+                else self._rng.choice(simulation.node_ids)
+            )
+            operation.retry_tick = (
+                now + 1 if error.leader_id is not None else now + RETRY_BACKOFF_TICKS
+            )
+            return
+        except ProposalDropped:
+            # No leader, or a leadership transfer: a real client tries elsewhere after a pause.
+            operation.retry_tick = now + RETRY_BACKOFF_TICKS
+            client.target = self._rng.choice(simulation.node_ids)
+            return
+        operation.in_flight = True
+        if operation.kind == "get" and operation.index:
+            self._maybe_serve(client, operation)
+
+    def _retry_later(self, client: Client, operation: _Operation) -> None:
+        """Try again, maybe elsewhere: the attempt had no effect, or a write's session makes
+        a second application impossible."""
+        self._forget_attempt(operation)
+        operation.in_flight = False
+        operation.retry_tick = self._simulation.now + RETRY_BACKOFF_TICKS
+        client.target = self._rng.choice(self._simulation.node_ids)
+
+    def _forget_attempt(self, operation: _Operation) -> None:
+        if operation.kind == "get":
+            self._reads.pop(operation.request_id, None)
+        else:
+            self._writes.pop((operation.node_id, operation.index), None)
+
+    def _give_up(self, client: Client, operation: _Operation) -> None:
+        """The deadline passed: a read or a never-appended write had no effect."""
+        if operation.in_flight:
+            self._forget_attempt(operation)
+        if operation.kind != "get" and operation.appended:
+            self._complete(client, "unknown")
+        else:
+            self._complete(client, "fail", error="timeout")
+
+    def _complete(
+        self,
+        client: Client,
+        status: Status,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        index: int = 0,
+    ) -> None:
+        operation = client.operation
+        assert operation is not None
+        name = client.name
+        stats = self._simulation.stats
+        time = None if status == "unknown" else self._time()
+        self.recorder.complete(operation.handle, status, time=time, result=result, error=error)
+        client.operation = None
+        if status == "ok":
+            stats.client_ok += 1
+            stats.reads_ok += operation.kind == "get"
+            self.completed_index_max = max(self.completed_index_max, index)
+        elif status == "fail":
+            stats.client_failed += 1
+        else:
+            stats.client_unknown += 1
+            client.generation += 1
+        transcript = self._simulation.transcript
+        if transcript.enabled:
+            shown = f" -> {result!r}" if operation.kind == "get" and status == "ok" else ""
+            transcript.line(
+                self._simulation.now,
+                f"client {name}: {operation.kind} {operation.key}"
+                f"{'=' + operation.value if operation.value else ''} {status}{shown}"
+                f"{' at ' + str(index) if index else ''}",
+            )
+
+    # --- from the nodes -----------------------------------------------------------------
+    def on_applied(self, node_id: int, entry: Entry, result: Any) -> None:
+        client = self._writes.pop((node_id, entry.index), None)
+        if client is None:
+            return
+        operation = client.operation
+        assert operation is not None and operation.index == entry.index
+        if entry.term != operation.term:
+            self._retry_later(client, operation)  # overwritten: it never commits
+            return
+        simulation = self._simulation
+        if entry.index <= operation.must_see:
+            raise simulation.checker.fail(
+                "Linearizability",
+                f"client {client.name}'s {operation.kind} {operation.key} committed at"
+                f" {entry.index}, but the log had reached {operation.must_see} when it began",
+            )
+        simulation.checker.on_acknowledged(entry.index, entry.term)
+        error = result.error if isinstance(result, Result) and not result.ok else None
+        if error == "stale_request":
+            raise simulation.checker.fail(
+                "Client sessions",
+                f"client {client.name}'s request seq {operation.seq} was refused as stale at"
+                f" {entry.index}, but it is the client's newest request",
+            )
+        self._complete(client, "ok", error=error, index=entry.index)
+
+    def on_read_state(self, node_id: int, read_state: ReadState) -> None:
+        client = self._reads.pop(read_state.request_id, None)
+        if client is None or client.operation is None:
+            return
+        operation = client.operation
+        operation.index = read_state.index
+        self._maybe_serve(client, operation)
+
+    def _maybe_serve(self, client: Client, operation: _Operation) -> None:
+        driver = self._simulation.nodes[operation.node_id]
+        if driver.applied_index < operation.index or driver.paused(self._simulation.now):
+            return
+        state_index = driver.applied_index
+        if state_index < operation.must_see:
+            raise self._simulation.checker.fail(
+                "Linearizability",
+                f"client {client.name}'s read of {operation.key} on node {operation.node_id}"
+                f" saw the log up to {state_index}, but {operation.must_see} had completed"
+                " before it began (stale read)",
+            )
+        self._complete(client, "ok", result=driver.kv.get(operation.key), index=state_index)
+
+    def on_crash(self, node_id: int) -> None:
+        for client in self.clients:
+            operation = client.operation
+            if operation is not None and operation.in_flight and operation.node_id == node_id:
+                self._retry_later(client, operation)  # the connection broke: ask again
+
+    def finish(self) -> None:
+        """The run is over: what is still in flight may or may not have happened."""
+        for client in self.clients:
+            operation = client.operation
+            if operation is not None:
+                self._give_up(client, operation)

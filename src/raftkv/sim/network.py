@@ -1,0 +1,181 @@
+"""The simulated network: messages in flight on virtual time, with loss, duplication,
+reordering, partitions (symmetric and one-way) and crashed receivers.
+
+Every message gets a delivery tick when sent. Messages due at the same tick are delivered in
+the order they were sent, so the only source of reordering is the random delay, drawn from the
+network's own random stream.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+
+from raftkv.core.messages import AnyMessage
+from raftkv.sim.stats import Stats
+from raftkv.sim.transcript import Transcript
+
+# Without reordering every message takes exactly the base latency: links are FIFO. A latency
+# of 0 delivers within the same tick (a LAN, where a round trip is far below a tick); 1 tick
+# makes every round trip a noticeable share of the election timeout (a WAN).
+LATENCY_TICKS_CHOICES = (0, 1)
+# With reordering, a share of the messages (`reorder_rate`) is held up for an extra 1 to
+# REORDER_SPREAD_TICKS ticks, a few heartbeat intervals: stale AppendEntries and responses
+# overtake each other, while most traffic keeps the base latency.
+REORDER_SPREAD_TICKS = 5
+
+
+class Network:
+    def __init__(self, rng: random.Random, stats: Stats, transcript: Transcript) -> None:
+        self._rng = rng
+        self._stats = stats
+        self._transcript = transcript
+        # Delivery tick -> (receiver incarnation, message), in send order.
+        self._in_flight: dict[int, list[tuple[int, AnyMessage]]] = {}
+        self.drop_rate = 0.0
+        self.duplicate_rate = 0.0
+        self.latency_ticks = 1
+        self.reorder_rate = 0.0
+        # Directed links that lose everything, (sender, receiver): a symmetric partition's and
+        # one-way faults', healed separately, and their union.
+        self._partition_links: set[tuple[int, int]] = set()
+        self._oneway_links: set[tuple[int, int]] = set()
+        self._blocked: set[tuple[int, int]] = set()
+        # The incarnation of each running node; a crashed node is absent. A message is only
+        # delivered to the incarnation it was sent to: a restart drops every connection.
+        self.incarnations: dict[int, int] = {}
+
+    # --- links --------------------------------------------------------------------------
+    def can_reach(self, sender: int, receiver: int) -> bool:
+        return (sender, receiver) not in self._blocked
+
+    def block(self, sender: int, receiver: int) -> None:
+        """One-way fault: `sender` can no longer reach `receiver` (the reverse still works)."""
+        self._oneway_links.add((sender, receiver))
+        self._blocked = self._partition_links | self._oneway_links
+
+    def partition(self, groups: Iterable[Iterable[int]], node_ids: Iterable[int]) -> None:
+        """Symmetric partition (replacing any earlier one): nodes in different groups cannot
+        reach each other; a node in no group is isolated from everyone."""
+        group_of: dict[int, int] = {}
+        for number, group in enumerate(groups):
+            for node_id in group:
+                group_of[node_id] = number
+        ids = sorted(node_ids)
+        links: set[tuple[int, int]] = set()
+        for sender in ids:
+            for receiver in ids:
+                if sender != receiver and group_of.get(sender, -sender) != group_of.get(
+                    receiver, -receiver
+                ):
+                    links.add((sender, receiver))
+        self._partition_links = links
+        self._blocked = self._partition_links | self._oneway_links
+
+    def heal_partition(self) -> None:
+        self._partition_links = set()
+        self._blocked = set(self._oneway_links)
+
+    def heal_oneway(self) -> None:
+        self._oneway_links = set()
+        self._blocked = set(self._partition_links)
+
+    def heal(self) -> None:
+        self._partition_links, self._oneway_links, self._blocked = set(), set(), set()
+
+    @property
+    def blocked_links(self) -> list[tuple[int, int]]:
+        return sorted(self._blocked)
+
+    @property
+    def in_flight_count(self) -> int:
+        return sum(len(batch) for batch in self._in_flight.values())
+
+    def postpone(self, now: int) -> None:
+        """Move what is still due at `now` to the next tick (a tick's delivery rounds ran
+        out)."""
+        batch = self._in_flight.pop(now, None)
+        if batch:
+            self._in_flight.setdefault(now + 1, [])[:0] = batch
+
+    # --- traffic ------------------------------------------------------------------------
+    def send(self, now: int, messages: Iterable[AnyMessage]) -> None:
+        stats = self._stats
+        transcript = self._transcript
+        rng = self._rng
+        incarnations = self.incarnations
+        for message in messages:
+            stats.messages_sent += 1
+            receiver = message.to
+            if (message.sender, receiver) in self._blocked:
+                stats.messages_dropped += 1
+                if transcript.enabled:
+                    transcript.rpc(now, message, "blocked")
+                continue
+            if self.drop_rate and rng.random() < self.drop_rate:
+                stats.messages_dropped += 1
+                stats.count_fault("drop")
+                if transcript.enabled:
+                    transcript.rpc(now, message, "dropped")
+                continue
+            incarnation = incarnations.get(receiver)
+            if incarnation is None:
+                stats.messages_dropped += 1
+                if transcript.enabled:
+                    transcript.rpc(now, message, "receiver down")
+                continue
+            copies = 1
+            if self.duplicate_rate and rng.random() < self.duplicate_rate:
+                copies = 2
+                stats.messages_duplicated += 1
+                stats.count_fault("duplicate")
+            if transcript.enabled:
+                transcript.rpc(now, message, "duplicated" if copies == 2 else "")
+            for _ in range(copies):
+                delay = self.latency_ticks
+                if self.reorder_rate and rng.random() < self.reorder_rate:
+                    delay += 1 + int(rng.random() * REORDER_SPREAD_TICKS)
+                    stats.count_fault("reorder")
+                batch = self._in_flight.get(now + delay)
+                if batch is None:
+                    self._in_flight[now + delay] = [(incarnation, message)]
+                else:
+                    batch.append((incarnation, message))
+
+    def hold(self, message: AnyMessage, until: int) -> None:
+        """Deliver `message` at `until` instead (its receiver is paused: the bytes wait in
+        its socket buffer)."""
+        incarnation = self.incarnations.get(message.to)
+        if incarnation is not None:
+            self._in_flight.setdefault(until, []).append((incarnation, message))
+            self._stats.messages_delivered -= 1  # counted again when it really arrives
+
+    def due(self, now: int) -> list[AnyMessage]:
+        """The messages that arrive at `now`, minus those lost on the way (the link broke or
+        the receiver crashed since they were sent). Messages sent at `now` with no delay are
+        due at `now` too: call again until it returns nothing."""
+        # Messages sent between two ticks (by a test, or a restart) with no latency were due
+        # at the tick that had just ended: they go first.
+        leftover = self._in_flight.pop(now - 1, None)
+        batch = self._in_flight.pop(now, None)
+        if leftover:
+            batch = leftover + batch if batch else leftover
+        if not batch:
+            return []
+        delivered: list[AnyMessage] = []
+        incarnations = self.incarnations
+        blocked = self._blocked
+        for incarnation, message in batch:
+            if incarnations.get(message.to) != incarnation:
+                self._lose(now, message, "receiver crashed")
+            elif blocked and (message.sender, message.to) in blocked:
+                self._lose(now, message, "link broken in flight")
+            else:
+                delivered.append(message)
+        self._stats.messages_delivered += len(delivered)
+        return delivered
+
+    def _lose(self, now: int, message: AnyMessage, reason: str) -> None:
+        self._stats.messages_dropped += 1
+        if self._transcript.enabled:
+            self._transcript.rpc(now, message, f"lost: {reason}")
