@@ -15,6 +15,8 @@ HASH_WINDOW_ENTRIES = 10_000
 # WAL segment size: compaction deletes whole segments, so this bounds the log on disk at
 # about two segments beyond what the last snapshot covers.
 WAL_SEGMENT_BYTES = 16 << 20
+# How long a removed member stays reachable, so queued messages (its removal) still reach it.
+REMOVED_PEER_GRACE_SECONDS = 2.0
 # Log entries kept behind a snapshot so slightly slow followers avoid an InstallSnapshot.
 SNAPSHOT_TRAILING_ENTRIES = 1_000
 

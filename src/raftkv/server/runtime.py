@@ -34,6 +34,7 @@ from raftkv.server.members import MembershipOperations
 from raftkv.server.metrics import NodeMetrics
 from raftkv.server.options import (
     HASH_WINDOW_ENTRIES,
+    REMOVED_PEER_GRACE_SECONDS,
     WAL_SEGMENT_BYTES,
     NodeOptions,
     derive_cluster_id,
@@ -80,6 +81,7 @@ class RaftServer:
         self._lease_blackout_ticks = 0
         # Set once this node applies a configuration without itself: it should stop.
         self.removed = asyncio.Event()
+        self._was_member = False
         self.snapshots = SnapshotTaker(self)
         self.members = MembershipOperations(self)
         self._http_runner: web.AppRunner | None = None
@@ -350,7 +352,11 @@ class RaftServer:
         self.requests.applied_through(entries[-1].index)
 
     def _membership_applied(self, membership: Membership) -> None:
-        if membership.voters and self.id not in membership.members:
+        # A joining node replays configurations from before it was added: only leaving a
+        # configuration it belonged to means it was removed.
+        if self.id in membership.members:
+            self._was_member = True
+        elif self._was_member and not self.removed.is_set():
             logger.warning("this node was removed from the cluster; stopping")
             self.removed.set()
         changed = False
@@ -363,10 +369,18 @@ class RaftServer:
         for member in list(self.peer_addresses):
             if member != self.id and member not in membership.members and membership.addresses:
                 del self.peer_addresses[member]
-                self.transport.remove_peer(member)
+                # Later, not now: the leader's last message to the removed node (the commit
+                # that tells it so) may still be queued.
+                asyncio.get_running_loop().call_later(
+                    REMOVED_PEER_GRACE_SECONDS, self._forget_peer, member
+                )
                 changed = True
         if changed and self.data_dir is not None:
             save_peer_addresses(self.data_dir.path, self.peer_addresses)
+
+    def _forget_peer(self, member: int) -> None:
+        if member not in self.peer_addresses and not self._stopping:
+            self.transport.remove_peer(member)
 
     def _log_changes(self, ready: Ready) -> None:
         for event in ready.events:
