@@ -1,0 +1,60 @@
+"""The classic membership-change hazards (Raft thesis §4.2): a removed server that keeps
+campaigning, and a new server with an empty log."""
+
+from __future__ import annotations
+
+from raftkv.core import Membership
+from tests.core.harness import Cluster
+
+
+def founded_by(voters: set[int], everyone: list[int]) -> Cluster:
+    cluster = Cluster(everyone, bootstrap=False)
+    for node_id in everyone:
+        cluster[node_id].bootstrap(Membership(voters=frozenset(voters)))
+    cluster.process()
+    return cluster
+
+
+def test_removed_server_that_keeps_campaigning_does_not_disrupt_the_cluster() -> None:
+    cluster = founded_by({1, 2, 3}, [1, 2, 3])
+    cluster.campaign(1)
+    cluster.propose(1, b"before")
+    # Node 3 is cut off, then removed: it never learns of its removal.
+    cluster.isolate(3)
+    cluster[1].propose_membership(
+        Membership(voters=frozenset({1, 2}), voters_outgoing=frozenset({1, 2, 3}))
+    )
+    cluster.process()
+    cluster.deliver()
+    cluster.tick(10)  # 1 and 2 are a majority of both halves: it commits without 3
+    assert cluster[1].membership.voters == frozenset({1, 2})
+    term = cluster[1].term
+    cluster.heal()
+    cluster.cut |= {(1, 3), (3, 1)}  # 3 only reaches 2 now, campaigning in vain
+    for round_number in range(20):
+        cluster.tick(5)
+        cluster.propose(1, b"w%d" % round_number)
+    assert cluster.leader() == 1 and cluster[1].term == term, "the removed node disrupted"
+    assert cluster[2].term == term
+    assert cluster[3].role != "leader"
+    assert cluster[3].term == term, "pre-vote kept the removed node from bumping terms"
+
+
+def test_new_server_with_an_empty_log_does_not_stall_commitment() -> None:
+    cluster = founded_by({1, 2, 3}, [1, 2, 3, 4])
+    cluster.campaign(1)
+    for k in range(200):
+        cluster.propose(1, b"history-%d" % k)
+    # Node 4 joins as a learner; it cannot receive anything yet (slow link).
+    cluster.cut |= {(1, 4), (4, 1)}
+    cluster[1].propose_membership(Membership(voters=frozenset({1, 2, 3}), learners=frozenset({4})))
+    cluster.process()
+    cluster.deliver()
+    committed = cluster[1].log.committed
+    index, _ = cluster.propose(1, b"while the learner catches up")
+    assert cluster[1].log.committed >= index > committed, "a learner must not count for commit"
+    assert cluster[4].log.last_index <= 1
+    # Once the link works it catches up, and only then would it be promoted.
+    cluster.heal()
+    cluster.tick(20)
+    assert cluster.log_of(4) == cluster.log_of(1)
