@@ -164,7 +164,13 @@ class RaftNode:
         self.replication.request_read(request_id)
 
     def lease_valid(self) -> bool:
-        """A leader lease (thesis §6.4.1): safe to read locally without a round trip."""
+        """A leader lease (thesis §6.4.1): safe to read locally without a round trip.
+
+        The lease is counted in ticks, so it holds only while the driver's ticks keep pace
+        with real time (up to the drift margin). A driver whose process was paused, or whose
+        ticks fell behind, must not trust it until ticks have been on time for an election
+        timeout again; the server and the simulator both do exactly that.
+        """
         return self.role is Role.LEADER and self.replication.lease_valid()
 
     def snapshot_taken(self, meta: SnapshotMeta, data: bytes, keep_entries: int = 0) -> None:
@@ -221,8 +227,18 @@ class RaftNode:
             or self.received_snapshot
             or self.log.stable < self.log.last_index
             or self.log.committed > self.log.applied
-            or self.hard_state() != self._last_hard_state
-            or self._soft_state() != self._last_soft_state
+            or self._hard_state_changed()
+            or self.role.value != self._last_soft_state.role
+            or self.leader_id != self._last_soft_state.leader_id
+        )
+
+    def _hard_state_changed(self) -> bool:
+        # Field by field: has_ready() runs after every step, so it allocates nothing.
+        last = self._last_hard_state
+        return (
+            self.term != last.term
+            or self.voted_for != last.voted_for
+            or self.log.committed != last.commit
         )
 
     def ready(self) -> Ready:
