@@ -1,0 +1,89 @@
+"""Snapshot costs for a KV store of 100,000 keys with 100-byte values.
+
+    .venv/bin/python bench/bench_snapshot.py [--keys N] [--runs R]
+
+Prints the median over R runs of: the time the event loop is blocked to take a snapshot
+(`prepare_snapshot`: the dict copy), the encoding (done in the disk thread), the durable
+save (temp file, fsync, rename, directory fsync), loading and verifying it, and restoring a
+store from it (what a follower does on InstallSnapshot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+from raftkv.core import Membership, SnapshotMeta
+from raftkv.kv import Command, KVStore, encode_command
+from raftkv.storage import FileSnapshotStore
+
+
+def timed(action: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = action()
+    return time.perf_counter() - started, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keys", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=5)
+    arguments = parser.parse_args()
+    store = KVStore()
+    value = "v" * 100
+    for index in range(1, arguments.keys + 1):
+        command = Command(op="put", key=f"key-{index:08d}", value=value, client_id="c", seq=index)
+        store.apply(index, encode_command(command))
+    meta = SnapshotMeta(arguments.keys, 1, Membership(voters=frozenset({1, 2, 3})))
+    rows: dict[str, list[float]] = {}
+    size = 0
+    with tempfile.TemporaryDirectory() as directory:
+        snapshots = FileSnapshotStore(directory, keep=2)
+        for _ in range(arguments.runs):
+            blocked, encode = timed(store.prepare_snapshot)
+            encoding, data = timed(encode)  # type: ignore[operator]
+            assert isinstance(data, bytes)
+            size = len(data)
+            saving, _ = timed(lambda data=data: snapshots.save(meta, data))
+            loading, latest = timed(snapshots.latest)
+            assert latest is not None
+            restored = KVStore()
+            restoring, _ = timed(lambda r=restored, d=latest[1]: r.restore(d))
+            assert restored.applied_hash == store.applied_hash
+            for name, seconds in (
+                ("loop blocked (copy)", blocked),
+                ("encode (disk thread)", encoding),
+                ("save durably", saving),
+                ("load and verify", loading),
+                ("restore into a store", restoring),
+            ):
+                rows.setdefault(name, []).append(seconds)
+    print(
+        f"snapshot of {arguments.keys} keys, 100-byte values: {size / 1e6:.1f} MB; "
+        f"median of {arguments.runs} runs"
+    )
+    for name, samples in rows.items():
+        print(f"  {name:<22} {statistics.median(samples) * 1000:8.1f} ms")
+    take = statistics.median(
+        [
+            a + b + c
+            for a, b, c in zip(
+                rows["loop blocked (copy)"],
+                rows["encode (disk thread)"],
+                rows["save durably"],
+                strict=True,
+            )
+        ]
+    )
+    install = statistics.median(
+        [a + b for a, b in zip(rows["save durably"], rows["restore into a store"], strict=True)]
+    )
+    print(f"  {'take (total)':<22} {take * 1000:8.1f} ms")
+    print(f"  {'install (total)':<22} {install * 1000:8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
