@@ -27,6 +27,15 @@ BIN = Path(sys.executable).parent
 STARTUP_DEADLINE_SECONDS = 30
 _pause = threading.Event()
 
+PRELOAD_SCRIPT = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("PUT", "/v1/kv/preload-" .. (counter % KEYS),
+                    {["Content-Type"] = "application/json"}, '{"value":"VALUE"}')
+end
+"""
+
 PUT_SCRIPT = """
 counter = 0
 request = function()
@@ -148,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="raft-bench", description=__doc__)
     parser.add_argument("--seconds", type=int, default=5, help="per measurement")
     parser.add_argument("--node-arg", action="append", default=[], help="extra raft-node flag")
+    parser.add_argument(
+        "--preload-keys",
+        type=int,
+        default=0,
+        help="first fill the store with about this many keys of 100-byte values (a big "
+        "state makes every snapshot taken during the measurements copy it)",
+    )
     arguments = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("raft-bench needs wrk (apt-get install wrk)", file=sys.stderr)
@@ -160,6 +176,21 @@ def main(argv: list[str] | None = None) -> int:
         put_script = root / "put.lua"
         put_script.write_text(PUT_SCRIPT)
         http_json(url + "/v1/kv/bench-key", "PUT", b'{"value":"0123456789abcdef"}')
+        if arguments.preload_keys:
+            preload = root / "preload.lua"
+            script = PRELOAD_SCRIPT.replace("KEYS", str(arguments.preload_keys))
+            preload.write_text(script.replace("VALUE", "v" * 100))
+            started = time.monotonic()
+            while True:
+                status = http_json(url + "/v1/status")
+                applied = status["last_applied"] if isinstance(status, dict) else 0
+                if applied >= arguments.preload_keys * 1.2:
+                    break
+                run_wrk(url, 64, 5, preload)
+            print(
+                f"preloaded about {arguments.preload_keys} keys in "
+                f"{time.monotonic() - started:.0f} s"
+            )
         rows: list[tuple[str, int, dict[str, float]]] = []
         for connections in (1, 16, 64):
             rows.append(

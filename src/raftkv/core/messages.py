@@ -18,8 +18,10 @@ class EntryKind(IntEnum):
     MEMBERSHIP = 2  # a membership change; `data` is an encoded Membership
 
 
-class Entry(msgspec.Struct, frozen=True, array_like=True):
-    """One log entry. Array-like on the wire: entries dominate frame size."""
+class Entry(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One log entry. Array-like on the wire: entries dominate frame size. Not tracked by
+    the cyclic garbage collector (it holds only ints and bytes): a log of hundreds of
+    thousands of entries would otherwise make every full collection a long pause."""
 
     term: int
     index: int
@@ -27,7 +29,7 @@ class Entry(msgspec.Struct, frozen=True, array_like=True):
     data: bytes = b""
 
 
-class HardState(msgspec.Struct, frozen=True):
+class HardState(msgspec.Struct, frozen=True, gc=False):
     """What must be durable before the messages that depend on it leave (§5.1, Figure 2)."""
 
     term: int = 0
