@@ -26,9 +26,11 @@ async def client_loop(
     recorder: HistoryRecorder,
     rng: random.Random,
     stop: asyncio.Event,
+    progress: asyncio.Event,
 ) -> None:
     counter = 0
     while not stop.is_set():
+        progress.set()
         key = rng.choice(KEYS)
         kind = rng.choices(["get", "put", "cas", "del"], weights=[4, 4, 2, 1])[0]
         counter += 1
@@ -79,15 +81,28 @@ async def client_loop(
             )
 
 
-async def kill_leaders(cluster: ProcessCluster, stop: asyncio.Event) -> None:
+async def operations_recorded(
+    recorder: HistoryRecorder, progress: asyncio.Event, more: int
+) -> None:
+    """Wait (with a deadline) until the clients have issued `more` further operations."""
+    target = len(recorder.history().operations) + more
+    async with asyncio.timeout(60):
+        while len(recorder.history().operations) < target:
+            progress.clear()
+            await progress.wait()  # set by the clients after each operation
+
+
+async def kill_leaders(
+    cluster: ProcessCluster, recorder: HistoryRecorder, progress: asyncio.Event, stop: asyncio.Event
+) -> None:
     for _ in range(LEADER_KILLS):
-        await asyncio.sleep(0.7)  # let the clients work against this leader for a while
+        await operations_recorded(recorder, progress, 150)  # work against this leader for a while
         leader = await asyncio.to_thread(cluster.wait_leader)
         await asyncio.to_thread(cluster.kill, leader, signal.SIGKILL)
         others = [n for n in cluster.nodes if n != leader]
         await asyncio.to_thread(cluster.wait_leader, 20, others)
         await asyncio.to_thread(cluster.start, leader, bootstrap=False)
-    await asyncio.sleep(0.7)
+    await operations_recorded(recorder, progress, 150)
     stop.set()
 
 
@@ -99,12 +114,13 @@ def test_history_with_leader_crashes_is_linearizable(
 
     async def run() -> None:
         stop = asyncio.Event()
+        progress = asyncio.Event()
         async with AsyncRaftClient(addresses, timeout=3) as client:
             clients = [
-                client_loop(f"c{n}", client, recorder, random.Random(n), stop)
+                client_loop(f"c{n}", client, recorder, random.Random(n), stop, progress)
                 for n in range(CLIENTS)
             ]
-            await asyncio.gather(kill_leaders(cluster, stop), *clients)
+            await asyncio.gather(kill_leaders(cluster, recorder, progress, stop), *clients)
 
     asyncio.run(run())
     history = recorder.history()
