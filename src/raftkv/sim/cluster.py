@@ -28,6 +28,7 @@ from raftkv.sim.invariants import InvariantChecker, LogView
 from raftkv.sim.network import Network
 from raftkv.sim.operator import Operator
 from raftkv.sim.options import CoreTuning, SimulationOptions
+from raftkv.sim.stale_reads import StaleReadProbe
 from raftkv.sim.stats import Stats
 from raftkv.sim.transcript import Transcript
 
@@ -57,6 +58,8 @@ class Simulation:
         drawn = CoreTuning.draw(random.Random(root.getrandbits(64)))
         self.tuning = tuning or drawn
         operator_rng = random.Random(root.getrandbits(64))
+        # Drawn last, so adding the stale-read probe left every other stream as it was.
+        stale_read_rng = random.Random(root.getrandbits(64))
         self.stats = Stats()
         self.transcript = Transcript(sink if options.verbose else None)
         self.checker = InvariantChecker()
@@ -65,6 +68,7 @@ class Simulation:
         self.node_ids = list(range(1, options.nodes + 1))
         self.nodes = {node_id: driver_class(node_id, self, node_class) for node_id in self.node_ids}
         self.workload = Workload(client_rng, self, enabled=options.workload != "none")
+        self.stale_reads = StaleReadProbe(stale_read_rng, self, enabled=options.workload != "none")
         self.operator = Operator(
             operator_rng,
             self,
@@ -112,6 +116,7 @@ class Simulation:
         if self.operator.active:
             self.operator.tick(now, self.workload.issuing)
         self.workload.tick(now)
+        self.stale_reads.tick(now)
         network = self.network
         # Deliver, then carry out the Readies, until the tick is quiet: with no latency an
         # answer arrives within the tick, and its consequences too. After the first round only

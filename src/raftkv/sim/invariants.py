@@ -97,6 +97,8 @@ class InvariantChecker:
         self.election_listeners: list[Callable[[int, int], None]] = []
         # Every node's log as an election would see it; set by the simulation.
         self.log_views: Callable[[], list[LogView]] | None = None
+        # Called with each entry the first time any node applies its index.
+        self.apply_listeners: list[Callable[[Entry], None]] = []
 
     def fail(self, invariant: str, detail: str) -> InvariantViolation:
         return InvariantViolation(invariant, detail, self.now)
@@ -298,6 +300,8 @@ class InvariantChecker:
         if seen is None:
             self._applied[index] = applied
             self._applied_hash[index] = applied_hash
+            for listener in self.apply_listeners:
+                listener(entry)
             return
         if seen != applied:
             raise self.fail(

@@ -30,6 +30,7 @@ class Stats:
     client_failed: int = 0
     client_unknown: int = 0
     reads_ok: int = 0
+    stale_reads: int = 0  # consistency=stale reads checked against the cluster's state
     linearizability: str = "not checked"
 
     def count_fault(self, kind: str) -> None:
@@ -52,6 +53,7 @@ class Stats:
             f"leadership transfers: {self.transfers}  membership changes:"
             f" {self.membership_changes}",
             f"client ops: ok={self.client_ok} failed={self.client_failed}"
-            f" unknown={self.client_unknown} (reads ok={self.reads_ok})",
+            f" unknown={self.client_unknown} (reads ok={self.reads_ok})"
+            f"  stale reads checked: {self.stale_reads}",
             f"linearizability: {self.linearizability}",
         ]

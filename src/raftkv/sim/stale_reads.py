@@ -1,0 +1,82 @@
+"""`consistency=stale` reads in the simulator.
+
+A stale read may return an old value, but not any value: it must be exactly what the key
+held once the cluster had applied the reading node's applied index. The probe keeps a
+reference store fed with every index the first time any node applies it (those first
+applications come in index order: a node applies an index only after all before it, or
+restores a snapshot that another node built by applying them), records each key's value
+after every index, and compares each stale read with it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from raftkv.core import Entry, EntryKind
+from raftkv.kv import KVStore, decode_command
+
+if TYPE_CHECKING:
+    from raftkv.sim.cluster import Simulation
+
+KEYS = ("x", "y", "z")
+# Chance per tick of one stale read from a random running node.
+STALE_READ_PROBABILITY_PER_TICK = 0.2
+
+
+class StaleReadProbe:
+    def __init__(self, rng: random.Random, simulation: Simulation, enabled: bool) -> None:
+        self._rng = rng
+        self._simulation = simulation
+        self._enabled = enabled
+        self._reference = KVStore()
+        self._reference_index = 0
+        # key -> (indexes, values): the key's value from each index on.
+        self._history: dict[str, tuple[list[int], list[str | None]]] = {}
+        simulation.checker.apply_listeners.append(self._first_applied)
+
+    def _first_applied(self, entry: Entry) -> None:
+        if entry.index != self._reference_index + 1:
+            # Cannot happen (see the module docstring); stop checking rather than guess.
+            self._enabled = False
+            return
+        self._reference_index = entry.index
+        if entry.kind != EntryKind.NORMAL:
+            return
+        self._reference.apply(entry.index, entry.data)
+        try:
+            key = decode_command(entry.data).key
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        indexes, values = self._history.setdefault(key, ([], []))
+        indexes.append(entry.index)
+        values.append(self._reference.get(key))
+
+    def value_at(self, key: str, index: int) -> str | None:
+        indexes, values = self._history.get(key, ([], []))
+        position = bisect.bisect_right(indexes, index)
+        return values[position - 1] if position else None
+
+    def tick(self, now: int) -> None:
+        if not self._enabled or self._rng.random() >= STALE_READ_PROBABILITY_PER_TICK:
+            return
+        simulation = self._simulation
+        driver = simulation.nodes[self._rng.choice(simulation.node_ids)]
+        key = self._rng.choice(KEYS)
+        if driver.node is None or driver.paused(now):
+            return
+        applied = driver.applied_index
+        if applied > self._reference_index:
+            return  # not possible either; the reference is never behind a node
+        value = driver.kv.get(key)
+        expected = self.value_at(key, applied)
+        simulation.stats.stale_reads += 1
+        if value != expected:
+            raise simulation.checker.fail(
+                "Stale reads",
+                f"node {driver.id} at applied index {applied} read {key}={value!r}"
+                f" but the cluster's state there has {key}={expected!r}",
+            )
