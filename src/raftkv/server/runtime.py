@@ -184,7 +184,7 @@ class RaftServer:
             hard_state = HardState(hard_state.term, hard_state.voted_for, last_index)
         self.node = RaftNode(
             config,
-            random.Random(options.seed if options.seed is not None else None),
+            random.Random(options.seed),
             hard_state=hard_state,
             entries=entries,
             snapshot=snapshot,
