@@ -51,6 +51,13 @@ class ClusterView:
         self.addresses: dict[int, tuple[str, int]] = dict(addresses)
         self.known_leader: int | None = None
 
+    def check_options(self, timeout: float, target: int | None) -> None:
+        """The constructor checks both clients share."""
+        if timeout <= 0:
+            raise ValueError("the timeout must be positive")
+        if target is not None and target not in self.addresses:
+            raise ValueError(f"node {target} is not in the cluster map")
+
     def first_choice(self) -> int:
         if self.known_leader in self.addresses:
             assert self.known_leader is not None

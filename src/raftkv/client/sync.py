@@ -118,11 +118,8 @@ class RaftClient:
         client_id: str | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        if timeout <= 0:
-            raise ValueError("the timeout must be positive")
         self._view = ClusterView(addresses)
-        if target is not None and target not in self._view.addresses:
-            raise ValueError(f"node {target} is not in the cluster map")
+        self._view.check_options(timeout, target)
         self.timeout = timeout
         self.target = target
         self._session = Session(client_id or new_client_id())
