@@ -1,5 +1,6 @@
-"""The client HTTP API (SPEC §3) on aiohttp: every request validated, every error a JSON body
-`{"error": CODE, ...}` with a fitting status."""
+"""The client HTTP API (SPEC §3): routing, validation and errors. Every request is
+validated; every error is a JSON body `{"error": CODE, "message": ...}` with a fitting
+status. The HTTP protocol itself is `http_server.py`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from aiohttp import web
 
 from raftkv.errors import ClientError, NotLeader, ProposalDropped, Timeout
 from raftkv.kv import Command, Result, encode_command
+from raftkv.server.http_server import Request, Response
 from raftkv.server.options import KEY_BYTES_MAX
 from raftkv.server.requests import RequestFailed
 
@@ -23,9 +24,10 @@ logger = logging.getLogger("raftkv.http")
 # Room for the JSON around a maximal value (quotes, escapes, the other fields).
 BODY_OVERHEAD_BYTES = 64 << 10
 CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
-SERVER_KEY: web.AppKey[RaftServer] = web.AppKey("server")
+KV_PREFIX = "/v1/kv/"
+MEMBERS_PREFIX = "/v1/members/"
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Route = Callable[[Request], Awaitable[Response]]
 
 
 class BadRequest(ClientError):
@@ -36,75 +38,27 @@ class TooLarge(ClientError):
     code = "too_large"
 
 
-_json_encode = msgspec.json.Encoder().encode
+class NoRoute(ClientError):
+    code = "not_found"
+
+
+class WrongMethod(ClientError):
+    code = "bad_request"
+
+
 _json_decode = msgspec.json.Decoder().decode
 
 
-def json_response(payload: dict[str, Any], status: int = 200) -> web.Response:
-    return web.Response(body=_json_encode(payload), status=status, content_type="application/json")
-
-
-def error_response(code: str, status: int, **extra: Any) -> web.Response:
-    return json_response({"error": code, **extra}, status)
-
-
-def _not_leader_response(server: RaftServer, leader_id: int | None) -> web.Response:
-    if leader_id is None or leader_id == server.id:
-        return error_response("no_leader", 503, message="no leader known; try again")
-    address = server.leader_client_address(leader_id)
-    return error_response(
-        "not_leader",
-        421,
-        leader=f"node{leader_id}",
-        leader_id=leader_id,
-        leader_url=f"http://{address}" if address else None,
-    )
-
-
-@web.middleware
-async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    server = request.app[SERVER_KEY]
-    try:
-        return await handler(request)
-    except NotLeader as error:
-        return _not_leader_response(server, error.leader_id)
-    except Timeout as error:
-        return error_response("timeout", 504, message=str(error))
-    except RequestFailed as error:
-        code = "storage_failed" if server.storage_failure else "no_leader"
-        return error_response(code, 503, message=str(error))
-    except BadRequest as error:
-        return error_response("bad_request", 400, message=str(error))
-    except TooLarge as error:
-        return error_response("too_large", 413, message=str(error))
-    except ProposalDropped as error:
-        status = 400 if error.code == "bad_request" else 503
-        return error_response(error.code, status, message=str(error))
-    except web.HTTPRequestEntityTooLarge:
-        return error_response("too_large", 413, message="request body too large")
-    except web.HTTPException as error:
-        code = "not_found" if error.status == 404 else "bad_request"
-        return error_response(code, error.status, message=error.reason)
-    except Exception:
-        logger.exception("internal error serving %s %s", request.method, request.path)
-        return error_response("internal", 500, message="internal error; see the node's log")
-
-
 # --- validation ---------------------------------------------------------------------------
-def _key(request: web.Request) -> str:
-    key = request.match_info["key"]
-    size = len(key.encode("utf-8", errors="surrogatepass"))
-    if not key or size > KEY_BYTES_MAX:
+def _key(request: Request) -> str:
+    key = request.path[len(KV_PREFIX) :]
+    if not key or len(key.encode("utf-8")) > KEY_BYTES_MAX:
         raise BadRequest(f"keys are 1 to {KEY_BYTES_MAX} bytes of UTF-8")
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequest("keys are UTF-8") from None
     return key
 
 
-async def _body(request: web.Request, required: bool = True) -> dict[str, Any]:
-    raw = await request.read()
+def _body(request: Request, required: bool = True) -> dict[str, Any]:
+    raw = request.body
     if not raw and not required:
         return {}
     try:
@@ -144,134 +98,170 @@ def _session(source: dict[str, Any]) -> tuple[str, int]:
     return client_id, seq
 
 
-def _write_response(server: RaftServer, result: Result, index: int) -> web.Response:
-    if result.ok:
-        return json_response({"ok": True, "leader": server.id, "index": index})
-    if result.error == "cas_failed":
-        return error_response("cas_failed", 409, current=result.current, index=index)
-    if result.error == "not_found":
-        return error_response("not_found", 404, index=index)
-    return error_response(result.error or "bad_request", 400, index=index)
+class ClientApi:
+    """Routes a request to its handler and turns every failure into a JSON error."""
 
+    def __init__(self, server: RaftServer) -> None:
+        self.server = server
+        self.body_bytes_max = server.options.value_bytes_max + BODY_OVERHEAD_BYTES
+        # method -> handler, for each exact path and for each prefix ("/v1/kv/{key}").
+        self._exact: dict[str, dict[str, Route]] = {
+            "/v1/status": {"GET": self.get_status},
+            "/v1/hash": {"GET": self.get_hash},
+            "/v1/members": {"GET": self.get_members, "POST": self.post_member},
+            "/v1/transfer-leader": {"POST": self.post_transfer_leader},
+            "/metrics": {"GET": self.get_metrics},
+        }
+        self._prefixed: list[tuple[str, dict[str, Route]]] = [
+            (KV_PREFIX, {"PUT": self.put_key, "GET": self.get_key, "DELETE": self.delete_key}),
+            (MEMBERS_PREFIX, {"DELETE": self.delete_member}),
+        ]
 
-# --- handlers ------------------------------------------------------------------------------
-async def put_key(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
-    key = _key(request)
-    body = await _body(request)
-    value = body.get("value")
-    if not isinstance(value, str):
-        raise BadRequest("'value' must be a string")
-    if len(value.encode("utf-8", errors="surrogatepass")) > server.options.value_bytes_max:
-        raise TooLarge(f"values are at most {server.options.value_bytes_max} bytes")
-    if_value = _optional_string(body, "if_value")
-    if_absent = _optional_flag(body, "if_absent")
-    client_id, seq = _session(body)
-    operation = "cas" if if_value is not None or if_absent else "put"
-    command = Command(
-        op=operation,
-        key=key,
-        value=value,
-        if_value=if_value,
-        if_absent=if_absent,
-        client_id=client_id,
-        seq=seq,
-    )
-    result, index = await server.requests.propose(encode_command(command))
-    return _write_response(server, result, index)
+    def _route(self, request: Request) -> Route:
+        path = request.path
+        methods = self._exact.get(path)
+        if methods is None:
+            for prefix, candidates in self._prefixed:
+                if path.startswith(prefix):
+                    methods = candidates
+                    break
+            else:
+                raise NoRoute(f"no such path: {path}")
+        method = "GET" if request.method == "HEAD" else request.method
+        route = methods.get(method)
+        if route is None:
+            raise WrongMethod(f"{request.method} is not allowed here; use {', '.join(methods)}")
+        return route
 
+    async def handle(self, request: Request) -> Response:
+        server = self.server
+        try:
+            return await self._route(request)(request)
+        except NotLeader as error:
+            return self._not_leader(error.leader_id)
+        except Timeout as error:
+            return Response.error(504, "timeout", str(error))
+        except RequestFailed as error:
+            code = "storage_failed" if server.storage_failure else "no_leader"
+            return Response.error(503, code, str(error))
+        except BadRequest as error:
+            return Response.error(400, "bad_request", str(error))
+        except TooLarge as error:
+            return Response.error(413, "too_large", str(error))
+        except NoRoute as error:
+            return Response.error(404, "not_found", str(error))
+        except WrongMethod as error:
+            return Response.error(405, "bad_request", str(error))
+        except ProposalDropped as error:
+            status = 400 if error.code == "bad_request" else 503
+            return Response.error(status, error.code, str(error))
 
-async def delete_key(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
-    key = _key(request)
-    body = await _body(request, required=False)
-    client_id, seq = _session({**request.query, **body})
-    command = Command(op="del", key=key, client_id=client_id, seq=seq)
-    result, index = await server.requests.propose(encode_command(command))
-    return _write_response(server, result, index)
+    def _not_leader(self, leader_id: int | None) -> Response:
+        server = self.server
+        if leader_id is None or leader_id == server.id:
+            return Response.error(503, "no_leader", "no leader known; try again")
+        address = server.leader_client_address(leader_id)
+        return Response.error(
+            421,
+            "not_leader",
+            leader=f"node{leader_id}",
+            leader_id=leader_id,
+            leader_url=f"http://{address}" if address else None,
+        )
 
+    def _write_response(self, result: Result, index: int) -> Response:
+        if result.ok:
+            return Response.json({"ok": True, "leader": self.server.id, "index": index})
+        if result.error == "cas_failed":
+            return Response.error(409, "cas_failed", current=result.current, index=index)
+        if result.error == "not_found":
+            return Response.error(404, "not_found", index=index)
+        return Response.error(400, result.error or "bad_request", index=index)
 
-async def get_key(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
-    key = _key(request)
-    consistency = request.query.get("consistency", "linearizable")
-    if consistency not in CONSISTENCY_LEVELS:
-        raise BadRequest(f"consistency is one of {', '.join(CONSISTENCY_LEVELS)}")
-    value, index = await server.read(key, consistency)
-    if value is None:
-        return error_response("not_found", 404, key=key, index=index)
-    return json_response({"key": key, "value": value, "index": index})
+    # --- handlers --------------------------------------------------------------------------
+    async def put_key(self, request: Request) -> Response:
+        server = self.server
+        key = _key(request)
+        body = _body(request)
+        value = body.get("value")
+        if not isinstance(value, str):
+            raise BadRequest("'value' must be a string")
+        if len(value.encode("utf-8", errors="surrogatepass")) > server.options.value_bytes_max:
+            raise TooLarge(f"values are at most {server.options.value_bytes_max} bytes")
+        if_value = _optional_string(body, "if_value")
+        if_absent = _optional_flag(body, "if_absent")
+        client_id, seq = _session(body)
+        operation = "cas" if if_value is not None or if_absent else "put"
+        command = Command(
+            op=operation,
+            key=key,
+            value=value,
+            if_value=if_value,
+            if_absent=if_absent,
+            client_id=client_id,
+            seq=seq,
+        )
+        result, index = await server.requests.propose(encode_command(command))
+        return self._write_response(result, index)
 
+    async def delete_key(self, request: Request) -> Response:
+        key = _key(request)
+        body = _body(request, required=False)
+        client_id, seq = _session({**request.query, **body})
+        command = Command(op="del", key=key, client_id=client_id, seq=seq)
+        result, index = await self.server.requests.propose(encode_command(command))
+        return self._write_response(result, index)
 
-async def get_status(request: web.Request) -> web.Response:
-    return json_response(request.app[SERVER_KEY].status())
+    async def get_key(self, request: Request) -> Response:
+        key = _key(request)
+        consistency = request.query.get("consistency", "linearizable")
+        if consistency not in CONSISTENCY_LEVELS:
+            raise BadRequest(f"consistency is one of {', '.join(CONSISTENCY_LEVELS)}")
+        value, index = await self.server.read(key, consistency)
+        if value is None:
+            return Response.error(404, "not_found", key=key, index=index)
+        return Response.json({"key": key, "value": value, "index": index})
 
+    async def get_status(self, request: Request) -> Response:
+        return Response.json(self.server.status())
 
-async def get_hash(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
-    text = request.query.get("index", "")
-    if not text.isdigit():
-        raise BadRequest("'index' must be a non-negative integer")
-    index = int(text)
-    applied_hash = server.applied_hashes.get(index)
-    if applied_hash is None:
-        return error_response("not_found", 404, index=index, message="hash not remembered")
-    return json_response({"index": index, "applied_hash": applied_hash})
+    async def get_hash(self, request: Request) -> Response:
+        text = request.query.get("index", "")
+        if not text.isdigit():
+            raise BadRequest("'index' must be a non-negative integer")
+        index = int(text)
+        applied_hash = self.server.applied_hashes.get(index)
+        if applied_hash is None:
+            return Response.error(404, "not_found", index=index, message="hash not remembered")
+        return Response.json({"index": index, "applied_hash": applied_hash})
 
+    async def get_metrics(self, request: Request) -> Response:
+        body = self.server.metrics.render()
+        return Response(200, body, "text/plain; version=0.0.4; charset=utf-8")
 
-async def get_metrics(request: web.Request) -> web.Response:
-    body = request.app[SERVER_KEY].metrics.render()
-    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+    async def get_members(self, request: Request) -> Response:
+        return Response.json(self.server.members.describe())
 
+    async def post_member(self, request: Request) -> Response:
+        body = _body(request)
+        member = body.get("id")
+        address = body.get("address")
+        if not isinstance(member, int) or isinstance(member, bool) or member <= 0:
+            raise BadRequest("'id' must be a positive integer")
+        if not isinstance(address, str):
+            raise BadRequest("'address' must be 'host:port'")
+        return Response.json(await self.server.members.add(member, address))
 
-async def get_members(request: web.Request) -> web.Response:
-    return json_response(request.app[SERVER_KEY].members.describe())
+    async def delete_member(self, request: Request) -> Response:
+        text = request.path[len(MEMBERS_PREFIX) :]
+        if not text.isdigit():
+            raise BadRequest("member ids are positive integers")
+        return Response.json(await self.server.members.remove(int(text)))
 
-
-async def post_member(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
-    body = await _body(request)
-    member = body.get("id")
-    address = body.get("address")
-    if not isinstance(member, int) or isinstance(member, bool) or member <= 0:
-        raise BadRequest("'id' must be a positive integer")
-    if not isinstance(address, str):
-        raise BadRequest("'address' must be 'host:port'")
-    return json_response(await server.members.add(member, address))
-
-
-async def delete_member(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
-    text = request.match_info["member"]
-    if not text.isdigit():
-        raise BadRequest("member ids are positive integers")
-    return json_response(await server.members.remove(int(text)))
-
-
-async def post_transfer_leader(request: web.Request) -> web.Response:
-    server = request.app[SERVER_KEY]
-    body = await _body(request)
-    target = body.get("to")
-    if not isinstance(target, int) or isinstance(target, bool):
-        raise BadRequest("'to' must be a node id")
-    leader = await server.members.transfer_leadership(target)
-    return json_response({"ok": True, "leader": leader})
-
-
-def build_app(server: RaftServer) -> web.Application:
-    app = web.Application(
-        client_max_size=server.options.value_bytes_max + BODY_OVERHEAD_BYTES,
-        middlewares=[errors_as_json],
-    )
-    app[SERVER_KEY] = server
-    app.router.add_put("/v1/kv/{key:.+}", put_key)
-    app.router.add_get("/v1/kv/{key:.+}", get_key)
-    app.router.add_delete("/v1/kv/{key:.+}", delete_key)
-    app.router.add_get("/v1/status", get_status)
-    app.router.add_get("/v1/hash", get_hash)
-    app.router.add_get("/v1/members", get_members)
-    app.router.add_post("/v1/members", post_member)
-    app.router.add_delete("/v1/members/{member}", delete_member)
-    app.router.add_post("/v1/transfer-leader", post_transfer_leader)
-    app.router.add_get("/metrics", get_metrics)
-    return app
+    async def post_transfer_leader(self, request: Request) -> Response:
+        body = _body(request)
+        target = body.get("to")
+        if not isinstance(target, int) or isinstance(target, bool):
+            raise BadRequest("'to' must be a node id")
+        leader = await self.server.members.transfer_leadership(target)
+        return Response.json({"ok": True, "leader": leader})

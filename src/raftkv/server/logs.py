@@ -51,8 +51,6 @@ def configure_logging(node_id: int, level: str, json_format: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiohttp's access log would print a line per client request.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def trace_line(direction: str, message: AnyMessage) -> str:

@@ -21,14 +21,13 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aiohttp import web
-
 from raftkv.addresses import format_address, parse_host_port
 from raftkv.core import Entry, EntryKind, HardState, Membership, RaftConfig, RaftNode, Ready
 from raftkv.core.messages import AnyMessage
 from raftkv.errors import NotLeader, RaftError, StorageError
 from raftkv.kv import KVStore, StateMachine
-from raftkv.server.http_api import build_app
+from raftkv.server.http_api import ClientApi
+from raftkv.server.http_server import HttpServer
 from raftkv.server.logs import trace_line
 from raftkv.server.members import MembershipOperations
 from raftkv.server.metrics import NodeMetrics
@@ -84,7 +83,7 @@ class RaftServer:
         self._was_member = False
         self.snapshots = SnapshotTaker(self)
         self.members = MembershipOperations(self)
-        self._http_runner: web.AppRunner | None = None
+        self._http: HttpServer | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -112,10 +111,9 @@ class RaftServer:
             asyncio.create_task(self._ready_loop(), name="ready-loop"),
             asyncio.create_task(self.members.promote_caught_up_learners(), name="promotion"),
         ]
-        self._http_runner = web.AppRunner(build_app(self), access_log=None)
-        await self._http_runner.setup()
-        site = web.TCPSite(self._http_runner, *options.client_listen, reuse_address=True)
-        await site.start()
+        api = ClientApi(self)
+        self._http = HttpServer(api.handle, body_bytes_max=api.body_bytes_max)
+        await self._http.start(*options.client_listen)
         self._wake.set()
         logger.info(
             "started: cluster %s, peers on %s, clients on %s, term %d, log %d..%d, applied %d",
@@ -218,10 +216,12 @@ class RaftServer:
         if self._stopping:
             return
         self._stopping = True
-        if self._http_runner is not None:
-            with contextlib.suppress(Exception):
-                await self._http_runner.cleanup()
+        if self._http is not None:
+            self._http.stop_listening()
+        # Waiting requests get their answer (an error) before the connections close.
         self.requests.fail_all("node shutting down")
+        if self._http is not None:
+            await self._http.close(grace_seconds=1.0)
         self.snapshots.cancel()
         for task in self._tasks:
             task.cancel()
