@@ -3,8 +3,9 @@
 Starts three raft-node processes (fsync on) in a temporary directory, then drives the leader
 with wrk (a C load generator, Debian package `wrk`) over keep-alive connections with
 16-byte values: writes at C = 1, 16, 64 and reads at C = 64 for each consistency level.
-To show that wrk is not the bottleneck it also measures a request the node answers without
-consensus (`GET /v1/status`) at C = 64: that rate bounds what the load generator can send.
+To show that wrk is not the bottleneck, every row reports the CPU wrk itself used (% of one
+core, from its rusage): a generator that is the bottleneck sits near 100%. A request the
+node answers without consensus (`GET /v1/status`) at C = 64 is measured too, for scale.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -140,9 +142,15 @@ def run_wrk(url: str, connections: int, seconds: float, script: Path | None) -> 
     ]
     if script is not None:
         command += ["-s", str(script)]
+    # The nodes are children too, but still running: only wrk's usage lands in this delta.
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
     output = subprocess.run(
         [*command, url], capture_output=True, text=True, timeout=seconds + 60
     ).stdout
+    elapsed = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     return {
@@ -150,6 +158,7 @@ def run_wrk(url: str, connections: int, seconds: float, script: Path | None) -> 
         "p50_ms": parse_latency(output, "50"),
         "p99_ms": parse_latency(output, "99"),
         "errors": float(errors.group(1)) if errors else 0.0,
+        "wrk_cpu_percent": 100 * cpu / elapsed,
     }
 
 
@@ -202,11 +211,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             ("status (no consensus)", 64, run_wrk(url + "/v1/status", 64, arguments.seconds, None))
         )
-        print(f"{'operation':<24}{'C':>4}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+        print(
+            f"{'operation':<24}{'C':>4}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+            f"{'wrk cpu':>9}"
+        )
         for name, connections, result in rows:
             print(
                 f"{name:<24}{connections:>4}{result['rate']:>10.0f}{result['p50_ms']:>9.2f}"
                 f"{result['p99_ms']:>9.2f}{result['errors']:>8.0f}"
+                f"{result['wrk_cpu_percent']:>8.0f}%"
             )
         return 0
     finally:

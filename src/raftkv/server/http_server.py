@@ -342,11 +342,14 @@ class _Connection(asyncio.Protocol):
         self._reading_paused = pause
 
     # --- housekeeping --------------------------------------------------------------------
+    def busy(self) -> bool:
+        """Serving a request, or holding some that wait their turn."""
+        return self._serving is not None or bool(self._queue)
+
     def expired(self, now: float) -> bool:
         if self._message_started is not None:
             return now - self._message_started > self._server.request_timeout
-        busy = self._serving is not None or self._queue
-        return not busy and now - self.last_active > self._server.idle_timeout
+        return not self.busy() and now - self.last_active > self._server.idle_timeout
 
     def close(self) -> None:
         if self._transport is not None:
