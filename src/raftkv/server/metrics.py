@@ -63,6 +63,11 @@ class _NodeCollector(Collector):
         yield CounterMetricFamily(
             "raft_proposals", "Client commands proposed", value=server.requests.proposals_total
         )
+        yield GaugeMetricFamily(
+            "raft_requests_waiting",
+            "Client writes and reads waiting to be committed, confirmed or applied",
+            value=server.requests.waiting,
+        )
         lag = GaugeMetricFamily(
             "raft_replication_lag_entries",
             "Leader only: entries each follower is behind the leader's last index",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from raftkv.core import Entry
@@ -38,20 +37,32 @@ class RequestTracker:
         # (index, sequence, future) heap of waits for the applied index to reach `index`.
         self._applied_waits: list[tuple[int, int, asyncio.Future[None]]] = []
         self._wait_ids = itertools.count()
-        # Every wait gets the same timeout, so deadlines arrive in order: a deque swept by
-        # the ticker replaces a timer per request (cheaper on the hot path).
-        self._deadlines: deque[tuple[float, asyncio.Future[Any], str]] = deque()
+        # Every wait gets the same timeout, so deadlines arrive in insertion order: a dict
+        # swept from the front by the ticker replaces a timer per request (cheaper on the
+        # hot path). A wait that ends leaves it at once: entries kept until their deadline
+        # would pile up (150,000 at 30,000 reads/s) and make every full GC pass tens of
+        # milliseconds long, which was the p99 of reads.
+        self._deadlines: dict[asyncio.Future[Any], tuple[float, str]] = {}
         self.proposals_total = 0
 
     def _expires(self, future: asyncio.Future[Any], message: str) -> None:
         deadline = asyncio.get_running_loop().time() + self.server.options.request_timeout_seconds
-        self._deadlines.append((deadline, future, message))
+        self._deadlines[future] = (deadline, message)
+
+    @property
+    def waiting(self) -> int:
+        """Client requests waiting on the core right now."""
+        return len(self._deadlines)
 
     def expire(self, now: float) -> None:
         """Fail every wait whose deadline has passed (called by the ticker)."""
         deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now:
-            _, future, message = deadlines.popleft()
+        while deadlines:
+            future = next(iter(deadlines))
+            deadline, message = deadlines[future]
+            if deadline > now:
+                break
+            del deadlines[future]
             if not future.done():
                 future.set_exception(Timeout(message))
 
@@ -69,6 +80,7 @@ class RequestTracker:
         try:
             result = await future
         finally:
+            self._deadlines.pop(future, None)
             if self._proposals.get(index, (None, None))[1] is future:
                 del self._proposals[index]
         return result, index
@@ -99,6 +111,7 @@ class RequestTracker:
         try:
             return await future
         finally:
+            self._deadlines.pop(future, None)
             self._reads.pop(request_id, None)
 
     def read_confirmed(self, request_id: int, index: int) -> None:
@@ -113,7 +126,10 @@ class RequestTracker:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._applied_waits, (index, next(self._wait_ids), future))
         self._expires(future, f"index {index} not applied in time")
-        await future
+        try:
+            await future
+        finally:
+            self._deadlines.pop(future, None)
 
     def applied_through(self, index: int) -> None:
         waits = self._applied_waits
@@ -146,6 +162,7 @@ class RequestTracker:
         self._proposals.clear()
         self._reads.clear()
         self._applied_waits.clear()
+        self._deadlines.clear()
 
     def _check_serving(self) -> None:
         server = self.server

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import sys
@@ -48,6 +49,14 @@ from raftkv.storage.snapshot_files import FileSnapshotStore
 from raftkv.transport.tcp import TcpTransport
 
 logger = logging.getLogger("raftkv.node")
+
+
+def _freeze_startup_objects() -> None:
+    """Move everything alive after start-up (modules, classes, functions: a few hundred
+    thousand objects) out of the cyclic GC's reach. Otherwise every full collection walks
+    them all, a 40-60 ms pause that showed up as the p99 of linearizable reads."""
+    gc.collect()
+    gc.freeze()
 
 
 class RaftServer:
@@ -114,6 +123,7 @@ class RaftServer:
         api = ClientApi(self)
         self._http = HttpServer(api.handle, body_bytes_max=api.body_bytes_max)
         await self._http.start(*options.client_listen)
+        _freeze_startup_objects()
         self._wake.set()
         logger.info(
             "started: cluster %s, peers on %s, clients on %s, term %d, log %d..%d, applied %d",
