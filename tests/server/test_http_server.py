@@ -390,3 +390,19 @@ def test_close_lets_requests_in_flight_answer_then_closes_connections() -> None:
             await asyncio.open_connection("127.0.0.1", port)
 
     run(test)
+
+
+@pytest.mark.parametrize("length", [b"9" * 20, b"9" * 5000])
+def test_an_absurd_content_length_is_refused_without_a_handler_call(
+    length: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def test(server: HttpServer, recorder: Recorder, connect) -> None:
+        client = await connect()
+        await client.send(b"PUT /k HTTP/1.1\r\nContent-Length: " + length + b"\r\n\r\nxx")
+        status, headers, _ = await client.full_response()
+        assert status in (400, 413) and headers["connection"] == "close"
+        assert await client.closed()
+        assert recorder.requests == []
+
+    run(test)
+    assert "callback failed" not in caplog.text

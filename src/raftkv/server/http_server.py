@@ -204,8 +204,10 @@ class _Connection(asyncio.Protocol):
             raise _Rejected(response)
         lowered = name.lower()
         if lowered == b"content-length":
-            # llhttp rejects a malformed length itself, after this callback.
-            if value.isdigit() and int(value) > self._server.body_bytes_max:
+            # llhttp rejects a malformed length itself, after this callback. (The length
+            # check first: int() refuses strings of over 4,300 digits.)
+            limit = self._server.body_bytes_max
+            if value.isdigit() and (len(value) > 15 or int(value) > limit):
                 self._refuse_body()
         elif lowered == b"expect" and value.lower() == b"100-continue":
             # Only when nothing is ahead of it: a 100 must not precede an earlier answer.
