@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from raftkv.addresses import format_address, parse_host_port
 from raftkv.errors import RaftError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 logger = logging.getLogger("raftkv.node")
 
@@ -46,6 +47,10 @@ async def join_cluster(
     contact: tuple[str, int], node_id: int, peer_address: tuple[str, int]
 ) -> ClusterInfo:
     """Learn the cluster and have the leader add us as a learner (following leader hints)."""
+    # Imported here: only a joining node needs an HTTP client, and aiohttp is a tenth of a
+    # second and tens of thousands of objects at every node's start.
+    import aiohttp
+
     timeout = aiohttp.ClientTimeout(total=JOIN_REQUEST_TIMEOUT_SECONDS)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         target = f"http://{format_address(contact)}"
