@@ -10,6 +10,7 @@ from raftkv.client.errors import (
     BadRequest,
     NoLeader,
     NotLeader,
+    Overloaded,
     StorageFailed,
     Timeout,
     Unreachable,
@@ -108,6 +109,8 @@ def test_target_reports_not_leader_and_retries_only_itself() -> None:
     router = _router(ClusterView(ADDRESSES), FakeClock(), target=2)
     assert router.node == 2
     assert router.failed(StorageFailed("disk")) > 0
+    assert router.node == 2
+    assert router.failed(Overloaded("busy")) > 0
     assert router.node == 2
     with pytest.raises(NotLeader):
         router.failed(NotLeader(1))

@@ -406,3 +406,23 @@ def test_an_absurd_content_length_is_refused_without_a_handler_call(
 
     run(test)
     assert "callback failed" not in caplog.text
+
+
+def test_connections_over_the_cap_get_503_overloaded_and_a_close() -> None:
+    async def test(server: HttpServer, recorder: Recorder, connect) -> None:
+        first, second = await connect(), await connect()
+        third = await connect()
+        status, headers, body = await third.full_response()
+        assert status == 503 and headers["connection"] == "close"
+        assert json.loads(body)["error"] == "overloaded"
+        assert await third.closed()
+        for client in (first, second):
+            await client.send(get("/still-served"))
+            assert (await client.full_response())[0] == 200
+        first.writer.close()
+        await wait_until(lambda: len(server.connections) < 2)
+        fourth = await connect()
+        await fourth.send(get("/room-again"))
+        assert (await fourth.full_response())[0] == 200
+
+    run(test, max_connections=2)

@@ -109,6 +109,12 @@ class StorageFailed(RequestError):
     code = "storage_failed"
 
 
+class Overloaded(RequestError):
+    """The node refused the connection: it serves as many clients as it allows."""
+
+    code = "overloaded"
+
+
 class BadResponse(RequestError):
     """The answer was not the JSON object SPEC §3 promises (wrong server, proxy page...)."""
 
@@ -143,6 +149,7 @@ _CLASSES_BY_CODE: dict[str, type[RequestError]] = {
         BadRequest,
         TooLarge,
         StorageFailed,
+        Overloaded,
         CorruptLog,
     )
 }
@@ -152,7 +159,7 @@ _CLASSES_BY_CODE["corrupt"] = CorruptLog
 
 # Failures after which another node (or the same one, later) may well succeed. Retrying a
 # write after any of them is safe because it carries the same (client_id, seq).
-RETRYABLE = (NoLeader, Timeout, StorageFailed)
+RETRYABLE = (NoLeader, Timeout, StorageFailed, Overloaded)
 
 
 def _leader_id_from(payload: dict[str, Any]) -> int | None:

@@ -16,7 +16,7 @@ What a client can rely on:
   body is read and dropped first (up to `DISCARD_BYTES_MAX`) so the client sees the answer.
 - Bytes that are not HTTP get a 400 and a close; they never reach a handler.
 - A connection idle for `idle_timeout` seconds, or mid-request for `request_timeout`
-  seconds, is closed.
+  seconds, is closed. Connections over `max_connections` get a 503 `overloaded` and a close.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ HEADER_FIELDS_MAX = 100
 PIPELINE_MAX = 32
 DISCARD_BYTES_MAX = 16 << 20
 SWEEP_SECONDS = 1.0
+CONNECTIONS_MAX = 10_000
 
 _json_encode = msgspec.json.Encoder().encode
 
@@ -146,6 +147,11 @@ class _Connection(asyncio.Protocol):
         # uvloop's transports quack like asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
         self._server.connections.add(self)
+        if len(self._server.connections) > self._server.max_connections:
+            # Refused with an answer rather than by running out of file descriptors, which
+            # would also starve the WAL, snapshots and peer connections.
+            message = "too many client connections; try again later"
+            self._reject(Response.error(503, "overloaded", message))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -370,12 +376,14 @@ class HttpServer:
         idle_timeout: float = 75.0,
         request_timeout: float = 30.0,
         sweep_seconds: float = SWEEP_SECONDS,
+        max_connections: int = CONNECTIONS_MAX,
     ) -> None:
         self.handler = handler
         self.body_bytes_max = body_bytes_max
         self.idle_timeout = idle_timeout
         self.request_timeout = request_timeout
         self.sweep_seconds = sweep_seconds
+        self.max_connections = max_connections
         self.connections: set[_Connection] = set()
         self.clock = _Clock()
         self.in_flight = 0

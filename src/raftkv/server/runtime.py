@@ -16,6 +16,7 @@ import contextlib
 import gc
 import logging
 import random
+import resource
 import sys
 import time
 from collections import OrderedDict
@@ -28,7 +29,7 @@ from raftkv.core.messages import AnyMessage
 from raftkv.errors import NotLeader, RaftError, StorageError
 from raftkv.kv import KVStore, StateMachine
 from raftkv.server.http_api import ClientApi
-from raftkv.server.http_server import HttpServer
+from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
 from raftkv.server.logs import trace_line
 from raftkv.server.members import MembershipOperations
 from raftkv.server.metrics import NodeMetrics
@@ -49,6 +50,19 @@ from raftkv.storage.snapshot_files import FileSnapshotStore
 from raftkv.transport.tcp import TcpTransport
 
 logger = logging.getLogger("raftkv.node")
+
+# File descriptors kept for everything but client connections: WAL segments, snapshot
+# files, the data dir lock, listening sockets, peer connections in and out.
+FDS_RESERVED = 256
+
+
+def _client_connections_max() -> int:
+    """As many client connections as the file-descriptor limit allows, keeping room for
+    the WAL, snapshots and peer connections, and at most CONNECTIONS_MAX."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return CONNECTIONS_MAX
+    return max(16, min(CONNECTIONS_MAX, soft - FDS_RESERVED))
 
 
 def _freeze_startup_objects() -> None:
@@ -121,7 +135,11 @@ class RaftServer:
             asyncio.create_task(self.members.promote_caught_up_learners(), name="promotion"),
         ]
         api = ClientApi(self)
-        self._http = HttpServer(api.handle, body_bytes_max=api.body_bytes_max)
+        self._http = HttpServer(
+            api.handle,
+            body_bytes_max=api.body_bytes_max,
+            max_connections=_client_connections_max(),
+        )
         await self._http.start(*options.client_listen)
         _freeze_startup_objects()
         self._wake.set()
