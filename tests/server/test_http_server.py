@@ -426,3 +426,27 @@ def test_connections_over_the_cap_get_503_overloaded_and_a_close() -> None:
         assert (await fourth.full_response())[0] == 200
 
     run(test, max_connections=2)
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        get("/%ff"),  # a bad URL, found only once the message is complete
+        b"PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n" % (BODY_MAX + 1)
+        + b"x" * (BODY_MAX + 1)
+        + b"\r\n0\r\n\r\n",  # a chunked body over the limit, drained to its end
+    ],
+    ids=["bad-url", "chunked-too-large"],
+)
+def test_requests_pipelined_after_a_rejection_are_never_served(ending: bytes) -> None:
+    async def test(server: HttpServer, recorder: Recorder, connect) -> None:
+        client = await connect()
+        await client.send(get("/first") + ending + get("/after") + put("/after2", b"{}"))
+        assert (await client.full_response())[0] == 200
+        status, headers, _ = await client.full_response()
+        assert status in (400, 413) and headers["connection"] == "close"
+        assert await client.closed()
+        assert [r.path for r in recorder.requests] == ["/first"]
+
+    run(test)

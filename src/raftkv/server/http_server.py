@@ -84,6 +84,11 @@ class _Rejected(Exception):
         self.response = response
 
 
+class _StopParsing(Exception):
+    """Raised from a parser callback when a message begins after the last one this
+    connection will serve: the rest of the bytes are not looked at."""
+
+
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH")}
 
@@ -176,7 +181,9 @@ class _Connection(asyncio.Protocol):
             self._stop_accepting()  # the request before the upgrade is served; no upgrade
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
-            if isinstance(cause, _Rejected):
+            if isinstance(cause, _StopParsing):
+                pass
+            elif isinstance(cause, _Rejected):
                 self._reject(cause.response)
             else:  # a bug of ours, not the client's: say so, and drop this connection only
                 logger.error("HTTP parser callback failed", exc_info=cause)
@@ -190,6 +197,10 @@ class _Connection(asyncio.Protocol):
 
     # --- httptools callbacks -------------------------------------------------------------
     def on_message_begin(self) -> None:
+        if not self._accepting:
+            # Pipelined after a request that ends the connection (a rejection, or one
+            # without keep-alive): never served, never answered.
+            raise _StopParsing
         self._url = b""
         self._header_bytes = 0
         self._header_fields = 0
