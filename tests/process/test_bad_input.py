@@ -13,7 +13,7 @@ from tests.process.cluster import ProcessCluster, wait_for
 
 
 def send_raw(port: int, data: bytes) -> bytes:
-    """Send bytes to a peer port and return what comes back before the node closes."""
+    """Send bytes to a port and return what comes back before the node closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
         connection.sendall(data)
         received = b""
@@ -60,6 +60,29 @@ def test_garbage_at_the_peer_port_is_refused_and_logged(cluster: ProcessCluster)
     cluster.put_until_ok("after", "2")
     code, body = cluster.request(1, "GET", "/v1/kv/before?consistency=stale")
     assert code == 200 and body["value"] == "1"
+
+
+def test_garbage_at_the_client_port_gets_an_http_error_and_loses_nothing(
+    cluster: ProcessCluster,
+) -> None:
+    leader = cluster.wait_leader()
+    cluster.put_until_ok("before", "1")
+    port = cluster.nodes[leader].client_port
+    for garbage in (
+        os.urandom(4096),
+        b"\x16\x03\x01" + os.urandom(300),  # a TLS hello
+        b"GET /v1/status HTTP/1.1\r\n" + b"X: y\r\n" * 500 + b"\r\n",  # too many headers
+        b"PUT /v1/kv/k HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
+    ):
+        reply = send_raw(port, garbage)
+        status_line, _, rest = reply.partition(b"\r\n")
+        assert status_line.split()[1] in (b"400", b"413", b"431"), reply[:200]
+        assert b'"error":' in rest
+    assert cluster.nodes[leader].alive
+    assert "Traceback" not in cluster.log_text(leader)
+    code, body = cluster.request(leader, "GET", "/v1/kv/before")
+    assert code == 200 and body["value"] == "1"
+    cluster.put_until_ok("after", "2")
 
 
 def test_bad_client_requests_get_clear_json_errors(cluster: ProcessCluster) -> None:

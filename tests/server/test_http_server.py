@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from raftkv.server import http_server
 from raftkv.server.http_server import (
     HEADER_FIELDS_MAX,
     PIPELINE_MAX,
@@ -213,7 +214,11 @@ def test_expect_100_continue_is_answered_before_the_body() -> None:
     run(test)
 
 
-def test_expect_100_continue_with_too_big_a_body_gets_413_and_no_continue() -> None:
+def test_expect_100_continue_with_too_big_a_body_gets_413_and_no_continue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(http_server, "LINGER_SECONDS", 0.05)
+
     async def test(server: HttpServer, recorder: Recorder, connect) -> None:
         client = await connect()
         head = b"PUT /k HTTP/1.1\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n" % (
@@ -223,9 +228,13 @@ def test_expect_100_continue_with_too_big_a_body_gets_413_and_no_continue() -> N
         status, headers, body = await client.full_response()
         assert status == 413 and headers["connection"] == "close"
         assert json.loads(body)["error"] == "too_large"
+        # The server half-closes at once (the client sees the end of the answer), then
+        # closes for good once it has waited a little for a body that never comes.
+        assert await client.closed()
+        await wait_until(lambda: not server.connections)
         assert recorder.requests == []
 
-    run(test)
+    run(test, sweep_seconds=0.01)
 
 
 def test_an_oversized_body_is_drained_then_answered_413_and_closed() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -99,6 +100,15 @@ def _has_state(data_dir: str) -> bool:
     return os.path.isdir(os.path.join(data_dir, "wal"))
 
 
+def _freeze_startup_objects() -> None:
+    """Move what is alive after start-up (modules, classes, functions: some 36,000 objects)
+    out of the cyclic GC's reach, so full collections walk only what the node made since
+    (each took 15-30 ms on the 2-core VM). The process is ours, so this is done here, not
+    in RaftServer, which a library user may run inside their own program."""
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(options: NodeOptions) -> int:
     if options.join is not None and not _has_state(options.data_dir):
         info = await join_cluster(options.join, options.node_id, options.listen)
@@ -121,6 +131,7 @@ async def serve(options: NodeOptions) -> int:
         with contextlib.suppress(Exception):
             await server.stop()
         raise
+    _freeze_startup_objects()
     stopped = asyncio.create_task(stop.wait())
     removed = asyncio.create_task(server.removed.wait())
     await asyncio.wait({stopped, removed}, return_when=asyncio.FIRST_COMPLETED)

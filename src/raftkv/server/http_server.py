@@ -13,7 +13,8 @@ What a client can rely on:
   turn; at most `PIPELINE_MAX` are buffered before the server stops reading).
 - A request line over 8 KiB, headers over 16 KiB or 100 fields, or a body over the limit
   gets one error response (`Connection: close`) and the connection closes; an oversized
-  body is read and dropped first (up to `DISCARD_BYTES_MAX`) so the client sees the answer.
+  body is answered 413 at once, then the server half-closes and drains what is still
+  coming (up to `DISCARD_BYTES_MAX`, for `LINGER_SECONDS`) so the client sees the answer.
 - Bytes that are not HTTP get a 400 and a close; they never reach a handler.
 - A connection idle for `idle_timeout` seconds, or mid-request for `request_timeout`
   seconds, is closed. Connections over `max_connections` get a 503 `overloaded` and a close.
@@ -43,6 +44,7 @@ HEADER_FIELDS_MAX = 100
 PIPELINE_MAX = 32
 DISCARD_BYTES_MAX = 16 << 20
 SWEEP_SECONDS = 1.0
+LINGER_SECONDS = 2.0
 CONNECTIONS_MAX = 10_000
 
 _json_encode = msgspec.json.Encoder().encode
@@ -142,6 +144,7 @@ class _Connection(asyncio.Protocol):
         self._queue: deque[Request | Response] = deque()
         self._serving: asyncio.Task[None] | None = None
         self._discarding = False  # reading and dropping an oversized body
+        self._lingering_since: float | None = None  # answered, half-closed, still draining
         self._accepting = True  # False once no further request will be served
         self._reading_paused = False
         self._writing_paused = False
@@ -278,6 +281,7 @@ class _Connection(asyncio.Protocol):
             item = self._queue.popleft()
             if isinstance(item, Response):  # a rejection: the connection's last answer
                 self._write(item, head_only=False, last=True)
+                self._linger()
             else:
                 self._serving = self._loop.create_task(self._serve(item))
         self._update_reading()
@@ -330,6 +334,16 @@ class _Connection(asyncio.Protocol):
         self._queue.append(Response.error(413, "too_large", message))
         self._serve_next()
 
+    def _linger(self) -> None:
+        """After the last answer, while a refused body is still arriving: half-close, so
+        the client sees the answer and the end of it, and keep draining for a little while
+        (closing at once could reset the connection and lose the answer in transit)."""
+        transport = self._transport
+        if self._discarding and transport is not None and not transport.is_closing():
+            if transport.can_write_eof():
+                transport.write_eof()
+            self._lingering_since = self._loop.time()
+
     def _reject(self, response: Response) -> None:
         self._stop_accepting()
         self._discarding = False
@@ -366,6 +380,8 @@ class _Connection(asyncio.Protocol):
         return self._serving is not None or bool(self._queue)
 
     def expired(self, now: float) -> bool:
+        if self._lingering_since is not None:
+            return now - self._lingering_since > LINGER_SECONDS
         if self._message_started is not None:
             return now - self._message_started > self._server.request_timeout
         return not self.busy() and now - self.last_active > self._server.idle_timeout
