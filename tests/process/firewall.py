@@ -1,6 +1,11 @@
 """Real network partitions on loopback with nftables: each node sends and receives peer
 traffic on its own loopback address (127.0.0.1N), and a table of drop rules cuts chosen
-pairs apart. Client traffic (on 127.0.0.1) is never touched."""
+pairs apart. Client traffic (on 127.0.0.1) is never touched.
+
+Clusters of tests running in parallel use the same addresses, so a rule names a node by its
+address *and* its peer port (unique on the machine while it listens): a connection from A
+to B is A's address to B's listening port, and B's answers come from that port. Rules by
+address alone once cut a parallel test's cluster apart too."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import itertools
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 _tables = itertools.count()
 
@@ -22,7 +27,10 @@ def nft_available() -> bool:
 
 
 class Firewall:
-    def __init__(self) -> None:
+    def __init__(self, peer_ports: Mapping[int, int]) -> None:
+        """`peer_ports`: node id -> peer port, for the nodes of one cluster (read at each
+        cut, so nodes added later are included)."""
+        self.peer_ports = peer_ports
         self.table = f"raftkv_test_{os.getpid()}_{next(_tables)}"
         self._nft(f"add table inet {self.table}")
         self._nft(
@@ -35,14 +43,20 @@ class Firewall:
 
     def cut(self, group: Iterable[int], others: Iterable[int]) -> None:
         """Drop all peer traffic between `group` and `others`, both ways."""
-        left = ", ".join(peer_host(n) for n in group)
-        right = ", ".join(peer_host(n) for n in others)
-        self._nft(
-            f"add rule inet {self.table} output ip saddr {{ {left} }} ip daddr {{ {right} }} drop"
-        )
-        self._nft(
-            f"add rule inet {self.table} output ip saddr {{ {right} }} ip daddr {{ {left} }} drop"
-        )
+        for side, other_side in ((list(group), list(others)), (list(others), list(group))):
+            senders = ", ".join(peer_host(n) for n in side)
+            listeners = ", ".join(peer_host(n) for n in other_side)
+            ports = ", ".join(str(self.peer_ports[n]) for n in other_side)
+            # `side` connecting to `other_side`'s listeners, and those listeners answering.
+            self._rule(
+                f"ip saddr {{ {senders} }} ip daddr {{ {listeners} }} tcp dport {{ {ports} }}"
+            )
+            self._rule(
+                f"ip saddr {{ {listeners} }} ip daddr {{ {senders} }} tcp sport {{ {ports} }}"
+            )
+
+    def _rule(self, match: str) -> None:
+        self._nft(f"add rule inet {self.table} output {match} drop")
 
     def heal(self) -> None:
         self._nft(f"flush chain inet {self.table} output")

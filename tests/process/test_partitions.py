@@ -4,7 +4,7 @@ partition heals the cluster converges."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -15,11 +15,27 @@ from tests.process.firewall import Firewall, nft_available, peer_host
 SHORT_TIMEOUT_ARGS = ["--election-timeout-ms", "150-300"]
 
 
+class PeerPorts(Mapping[int, int]):
+    """The cluster's peer ports, as they are now."""
+
+    def __init__(self, cluster: ProcessCluster) -> None:
+        self.cluster = cluster
+
+    def __getitem__(self, node_id: int) -> int:
+        return self.cluster.nodes[node_id].peer_port
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.cluster.nodes)
+
+    def __len__(self) -> int:
+        return len(self.cluster.nodes)
+
+
 @pytest.fixture
 def partitionable(tmp_path: Path) -> Iterator[tuple[ProcessCluster, Firewall]]:
     assert nft_available(), "these tests need root and nftables (.ci/run installs it)"
     cluster = ProcessCluster(tmp_path, peer_hosts=peer_host)
-    firewall = Firewall()
+    firewall = Firewall(PeerPorts(cluster))
     try:
         cluster.start_all()
         cluster.wait_leader()
