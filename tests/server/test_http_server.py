@@ -459,3 +459,19 @@ def test_requests_pipelined_after_a_rejection_are_never_served(ending: bytes) ->
         assert [r.path for r in recorder.requests] == ["/first"]
 
     run(test)
+
+
+def test_http10_keep_alive_is_confirmed_and_kept() -> None:
+    async def test(server: HttpServer, recorder: Recorder, connect) -> None:
+        client = await connect()
+        for path in ("/one", "/two"):
+            await client.send(get(path, b"Connection: keep-alive\r\n", version=b"1.0"))
+            status, headers, body = await client.full_response()
+            assert status == 200 and headers["connection"] == "keep-alive"
+            assert json.loads(body)["path"] == path
+        await client.send(get("/last", version=b"1.0"))
+        status, headers, _ = await client.full_response()
+        assert headers["connection"] == "close"
+        assert await client.closed()
+
+    run(test)

@@ -56,6 +56,7 @@ class Request(msgspec.Struct, gc=False):
     query: dict[str, str]  # the first value of each name
     body: bytes
     keep_alive: bool
+    http10: bool = False  # HTTP/1.0: keep-alive only when asked for, and confirmed
 
 
 class Response(msgspec.Struct, gc=False):
@@ -91,6 +92,8 @@ class _StopParsing(Exception):
     connection will serve: the rest of the bytes are not looked at."""
 
 
+_CLOSE = b"Connection: close\r\n"
+_KEEP_ALIVE = b"Connection: keep-alive\r\n"
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS", "PATCH")}
 
@@ -267,6 +270,7 @@ class _Connection(asyncio.Protocol):
             query,
             b"".join(self._body),
             keep_alive,
+            parser.get_http_version() == "1.0",
         )
         self._body = []
         if not keep_alive:
@@ -300,11 +304,15 @@ class _Connection(asyncio.Protocol):
             if server.in_flight == 0:
                 server.idle.set()
         last = not self._accepting and not self._queue and not self._discarding
-        self._write(response, head_only=request.method == "HEAD", last=last)
+        self._write(response, head_only=request.method == "HEAD", last=last, confirm=request.http10)
         self._serving = None
         self._serve_next()
 
-    def _write(self, response: Response, head_only: bool, last: bool) -> None:
+    def _write(
+        self, response: Response, head_only: bool, last: bool, confirm: bool = False
+    ) -> None:
+        """Send one answer; `last` says the connection closes after it, `confirm` that an
+        HTTP/1.0 client asked for keep-alive and must be told it got it."""
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -317,7 +325,7 @@ class _Connection(asyncio.Protocol):
                 response.content_type.encode(),
                 len(body),
                 self._server.clock.date_header(),
-                b"Connection: close\r\n" if last else b"",
+                _CLOSE if last else _KEEP_ALIVE if confirm else b"",
                 b"" if head_only else body,
             )
         )
