@@ -185,6 +185,7 @@ class _Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._stop_accepting()  # the request before the upgrade is served; no upgrade
+            self._close_if_done()
         except httptools.HttpParserCallbackError as error:
             cause = error.__context__
             if isinstance(cause, _StopParsing):
