@@ -318,6 +318,8 @@ class _Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         body = response.body
+        responses = self._server.responses
+        responses[response.status] = responses.get(response.status, 0) + 1
         transport.write(
             b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s"
             % (
@@ -424,6 +426,8 @@ class HttpServer:
         self.clock = _Clock()
         self.in_flight = 0
         self.sweeps = 0
+        # Answers sent, by HTTP status (for metrics: 4xx and 5xx show misbehaving clients).
+        self.responses: dict[int, int] = {}
         self.idle = asyncio.Event()
         self.loop = asyncio.get_running_loop()
         self._server: asyncio.Server | None = None

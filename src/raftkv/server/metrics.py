@@ -77,6 +77,19 @@ class _NodeCollector(Collector):
             for peer, progress in sorted(node.replication.progress.items()):
                 lag.add_metric([str(peer)], log.last_index - progress.match)
         yield lag
+        http = server.http
+        if http is not None:
+            yield GaugeMetricFamily(
+                "raft_http_connections", "Open client connections", value=len(http.connections)
+            )
+            responses = CounterMetricFamily(
+                "raft_http_responses",
+                "Answers on the client port, by HTTP status",
+                labels=["status"],
+            )
+            for status, count in sorted(http.responses.items()):
+                responses.add_metric([str(status)], count)
+            yield responses
         if hasattr(server, "transport"):
             totals = server.transport.counters().totals()
             yield GaugeMetricFamily(

@@ -97,7 +97,7 @@ class RaftServer:
         self._was_member = False
         self.snapshots = SnapshotTaker(self)
         self.members = MembershipOperations(self)
-        self._http: HttpServer | None = None
+        self.http: HttpServer | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -126,12 +126,12 @@ class RaftServer:
             asyncio.create_task(self.members.promote_caught_up_learners(), name="promotion"),
         ]
         api = ClientApi(self)
-        self._http = HttpServer(
+        self.http = HttpServer(
             api.handle,
             body_bytes_max=api.body_bytes_max,
             max_connections=_client_connections_max(),
         )
-        await self._http.start(*options.client_listen)
+        await self.http.start(*options.client_listen)
         self._wake.set()
         logger.info(
             "started: cluster %s, peers on %s, clients on %s, term %d, log %d..%d, applied %d",
@@ -234,12 +234,12 @@ class RaftServer:
         if self._stopping:
             return
         self._stopping = True
-        if self._http is not None:
-            self._http.stop_listening()
+        if self.http is not None:
+            self.http.stop_listening()
         # Waiting requests get their answer (an error) before the connections close.
         self.requests.fail_all("node shutting down")
-        if self._http is not None:
-            await self._http.close(grace_seconds=1.0)
+        if self.http is not None:
+            await self.http.close(grace_seconds=1.0)
         self.snapshots.cancel()
         for task in self._tasks:
             task.cancel()
