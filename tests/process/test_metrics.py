@@ -43,7 +43,7 @@ def test_metrics_follow_the_cluster(cluster: ProcessCluster) -> None:
     assert samples[("raft_requests_waiting", ())] == 0
     assert samples[("raft_fsync_seconds_count", ())] >= 1
     assert samples[("raft_fsync_seconds_sum", ())] > 0
-    assert ("raft_elections_total", ()) in samples
+    assert samples[("raft_elections_total", ())] >= 1  # it campaigned to become leader
     for follower in followers:
         assert samples[("raft_replication_lag_entries", (str(follower),))] >= 0
     assert samples[("raft_http_connections", ())] >= 1
