@@ -1,10 +1,9 @@
 """The client HTTP API (SPEC §3): routing, validation and errors. Every request is
-validated; every error is a JSON body `{"error": CODE, "message": ...}` with a fitting
+validated; every error is a JSON body `{"error": CODE, ...}` with a fitting
 status. The HTTP protocol itself is `http_server.py`."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +17,6 @@ from raftkv.server.requests import RequestFailed
 
 if TYPE_CHECKING:
     from raftkv.server.runtime import RaftServer
-
-logger = logging.getLogger("raftkv.http")
 
 # Room for the JSON around a maximal value (quotes, escapes, the other fields).
 BODY_OVERHEAD_BYTES = 64 << 10
