@@ -19,6 +19,9 @@ WAL_SEGMENT_BYTES = 16 << 20
 REMOVED_PEER_GRACE_SECONDS = 2.0
 # Log entries kept behind a snapshot so slightly slow followers avoid an InstallSnapshot.
 SNAPSHOT_TRAILING_ENTRIES = 1_000
+# ...and no more than this many bytes of commands: with 1 MiB values, 1,000 entries would
+# keep a GiB in memory.
+SNAPSHOT_TRAILING_BYTES = 16 << 20
 
 
 @dataclass

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from raftkv.core import SnapshotMeta
-from raftkv.server.options import SNAPSHOT_TRAILING_ENTRIES
+from raftkv.server.options import SNAPSHOT_TRAILING_BYTES, SNAPSHOT_TRAILING_ENTRIES
 
 if TYPE_CHECKING:
     from raftkv.server.runtime import RaftServer
@@ -45,7 +45,7 @@ class SnapshotTaker:
         if self._ready_to_compact is not None:
             meta, data = self._ready_to_compact
             self._ready_to_compact = None
-            node.snapshot_taken(meta, data, keep_entries=SNAPSHOT_TRAILING_ENTRIES)
+            node.snapshot_taken(meta, data, keep_entries=self._trailing_entries(meta.index))
             compacted = node.log.snapshot_index
             compacted_term = node.log.term(compacted)
             if compacted_term is not None and compacted > server.storage.first_index() - 1:
@@ -57,6 +57,19 @@ class SnapshotTaker:
         limit = server.options.snapshot_entries
         if (limit > 0 and entries_since >= limit) or self.bytes_since >= SNAPSHOT_BYTES_DEFAULT:
             self._task = asyncio.create_task(self._take(), name="snapshot")
+
+    def _trailing_entries(self, index: int) -> int:
+        """How many entries up to `index` the log keeps after a snapshot there, for
+        followers slightly behind (cheaper than sending them the snapshot): at most
+        SNAPSHOT_TRAILING_ENTRIES, holding at most SNAPSHOT_TRAILING_BYTES of commands."""
+        log = self.server.node.log
+        kept = size = 0
+        while kept < SNAPSHOT_TRAILING_ENTRIES and index - kept > log.snapshot_index:
+            size += len(log.entry(index - kept).data)
+            if size > SNAPSHOT_TRAILING_BYTES:
+                break
+            kept += 1
+        return kept
 
     async def _take(self) -> None:
         server = self.server
