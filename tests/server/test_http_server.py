@@ -22,6 +22,11 @@ from raftkv.server.http_server import (
 
 BODY_MAX = 1000
 DEADLINE = 10.0
+# Timeouts are checked by calling `server.sweep(now)` with a chosen `now`; the server's own
+# sweeper is set never to run.
+NEVER = 3600.0
+IDLE = 5.0
+REQUEST = 30.0
 
 
 class Recorder:
@@ -55,11 +60,12 @@ class Recorder:
 
 
 async def wait_until(condition: Callable[[], bool]) -> None:
+    """Let the loop run (it has socket events to handle) until `condition` holds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DEADLINE
     while not condition():
         assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0)
 
 
 class Client:
@@ -214,11 +220,7 @@ def test_expect_100_continue_is_answered_before_the_body() -> None:
     run(test)
 
 
-def test_expect_100_continue_with_too_big_a_body_gets_413_and_no_continue(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(http_server, "LINGER_SECONDS", 0.05)
-
+def test_expect_100_continue_with_too_big_a_body_gets_413_and_no_continue() -> None:
     async def test(server: HttpServer, recorder: Recorder, connect) -> None:
         client = await connect()
         head = b"PUT /k HTTP/1.1\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n" % (
@@ -231,10 +233,15 @@ def test_expect_100_continue_with_too_big_a_body_gets_413_and_no_continue(
         # The server half-closes at once (the client sees the end of the answer), then
         # closes for good once it has waited a little for a body that never comes.
         assert await client.closed()
+        now = asyncio.get_running_loop().time()
+        server.sweep(now + http_server.LINGER_SECONDS / 2)
+        await asyncio.sleep(0)
+        assert len(server.connections) == 1, "closed while still lingering"
+        server.sweep(now + http_server.LINGER_SECONDS + 1)
         await wait_until(lambda: not server.connections)
         assert recorder.requests == []
 
-    run(test, sweep_seconds=0.01)
+    run(test, sweep_seconds=NEVER)
 
 
 def test_an_oversized_body_is_drained_then_answered_413_and_closed() -> None:
@@ -351,19 +358,30 @@ def test_idle_connections_are_closed() -> None:
         client = await connect()
         await client.send(get("/once"))
         assert (await client.full_response())[0] == 200
+        now = asyncio.get_running_loop().time()
+        server.sweep(now + IDLE / 2)
+        await asyncio.sleep(0)
+        assert len(server.connections) == 1, "closed before its idle timeout"
+        server.sweep(now + IDLE + 1)
         assert await client.closed()
 
-    run(test, idle_timeout=0.05, sweep_seconds=0.01)
+    run(test, idle_timeout=IDLE, sweep_seconds=NEVER)
 
 
 def test_a_request_that_never_finishes_is_cut_off() -> None:
     async def test(server: HttpServer, recorder: Recorder, connect) -> None:
         client = await connect()
         await client.send(b"GET /slowloris HTTP/1.1\r\nX-1: a\r\n")
+        await wait_until(lambda: any(c.mid_request for c in server.connections))
+        now = asyncio.get_running_loop().time()
+        server.sweep(now + IDLE + 1)  # past the idle timeout, but a request is under way
+        await asyncio.sleep(0)
+        assert len(server.connections) == 1, "cut off before its request timeout"
+        server.sweep(now + REQUEST + 1)
         assert await client.closed()
         assert recorder.requests == []
 
-    run(test, request_timeout=0.05, sweep_seconds=0.01)
+    run(test, idle_timeout=IDLE, request_timeout=REQUEST, sweep_seconds=NEVER)
 
 
 def test_a_held_request_is_not_idle() -> None:
@@ -372,13 +390,14 @@ def test_a_held_request_is_not_idle() -> None:
         client = await connect()
         await client.send(get("/slow"))
         await asyncio.wait_for(recorder.arrived["/slow"].wait(), DEADLINE)
-        # Many sweeps pass while the handler works; the connection must survive them.
-        await wait_until(lambda: server.sweeps >= 20)
+        # Long past the idle timeout while the handler works: the connection stays.
+        server.sweep(asyncio.get_running_loop().time() + IDLE * 100)
+        await asyncio.sleep(0)
         assert len(server.connections) == 1
         recorder.held["/slow"].set()
         assert (await client.full_response())[0] == 200
 
-    run(test, idle_timeout=0.01, sweep_seconds=0.005)
+    run(test, idle_timeout=IDLE, sweep_seconds=NEVER)
 
 
 def test_close_lets_requests_in_flight_answer_then_closes_connections() -> None:

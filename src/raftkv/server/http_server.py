@@ -390,6 +390,11 @@ class _Connection(asyncio.Protocol):
         """Serving a request, or holding some that wait their turn."""
         return self._serving is not None or bool(self._queue)
 
+    @property
+    def mid_request(self) -> bool:
+        """A request has begun arriving and is not complete yet."""
+        return self._message_started is not None
+
     def expired(self, now: float) -> bool:
         if self._lingering_since is not None:
             return now - self._lingering_since > LINGER_SECONDS
@@ -425,7 +430,6 @@ class HttpServer:
         self.connections: set[_Connection] = set()
         self.clock = _Clock()
         self.in_flight = 0
-        self.sweeps = 0
         # Answers sent, by HTTP status (for metrics: 4xx and 5xx show misbehaving clients).
         self.responses: dict[int, int] = {}
         self.idle = asyncio.Event()
@@ -463,10 +467,12 @@ class HttpServer:
         if self._server is not None:
             await self._server.wait_closed()
 
+    def sweep(self, now: float) -> None:
+        """Close the connections idle, unfinished or lingering for too long at `now`."""
+        for connection in [c for c in self.connections if c.expired(now)]:
+            connection.close()
+
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self.sweep_seconds)
-            now = self.loop.time()
-            self.sweeps += 1
-            for connection in [c for c in self.connections if c.expired(now)]:
-                connection.close()
+            self.sweep(self.loop.time())
