@@ -57,7 +57,12 @@ def test_garbage_at_the_peer_port_is_refused_and_logged(cluster: ProcessCluster)
     assert "Traceback" not in log
     # The node keeps serving and nothing was lost.
     assert target.alive
-    cluster.put_until_ok("after", "2")
+    written = cluster.put_until_ok("after", "2")
+    # A stale read answers from what node 1 has applied, which may lag the commit (it may
+    # even have connected to the leader only now): wait for it to catch up first.
+    wait_for(
+        lambda: cluster.status(1)["last_applied"] >= written["index"], 10, "node 1 to catch up"
+    )
     code, body = cluster.request(1, "GET", "/v1/kv/before?consistency=stale")
     assert code == 200 and body["value"] == "1"
 
