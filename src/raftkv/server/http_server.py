@@ -391,6 +391,10 @@ class _Connection(asyncio.Protocol):
         return self._serving is not None or bool(self._queue)
 
     @property
+    def is_open(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
+    @property
     def mid_request(self) -> bool:
         """A request has begun arriving and is not complete yet."""
         return self._message_started is not None
