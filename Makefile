@@ -7,7 +7,7 @@ PYTEST := $(BIN)/python -m pytest
 # Two workers: CI is a shared 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: all install test demo lint format sim-long bench bench-storage bench-checker bench-snapshot bench-cluster clean
+.PHONY: all install test demo lint format sim-long bench bench-storage bench-checker bench-snapshot bench-cluster bench-http clean
 
 all: install
 
@@ -37,13 +37,16 @@ format: $(STAMP)
 sim-long: $(STAMP)
 	RAFTKV_SIM_LONG=1 $(PYTEST) -n $(PYTEST_WORKERS) -q tests/sim
 
-bench: bench-storage bench-checker bench-snapshot bench-cluster
+bench: bench-storage bench-checker bench-snapshot bench-http bench-cluster
 
 bench-snapshot: $(STAMP)
 	$(BIN)/python bench/bench_snapshot.py
 
 bench-cluster: $(STAMP)
 	$(BIN)/raft-bench
+
+bench-http: $(STAMP)
+	$(BIN)/python bench/bench_http.py
 
 bench-storage: $(STAMP)
 	$(BIN)/python bench/bench_storage.py
