@@ -4,9 +4,10 @@ llhttp parser uvicorn uses).
 Why not aiohttp's server: on this project's 2-core target, the leader, its followers and the
 load generator share the CPUs, and aiohttp's request/response machinery costs about 42 µs of
 CPU per request against about 15 µs here (a JSON PUT at 64 connections, same machine;
-`make bench-http`). That was half of the leader's CPU at 10,000 writes/s. The API needs little of HTTP: small JSON
-bodies, keep-alive, pipelining, `Expect: 100-continue`, chunked bodies (which httptools
-decodes), limits on every part of a request, and closing idle connections.
+`make bench-http`). That was half of the leader's CPU at 10,000 writes/s. The API needs
+little of HTTP: small JSON bodies, keep-alive, pipelining, `Expect: 100-continue`, chunked
+bodies (which httptools decodes), limits on every part of a request, and closing idle
+connections.
 
 What a client can rely on:
 - Responses come back in request order on each connection (pipelined requests wait their
