@@ -16,6 +16,7 @@ import uvloop
 
 from raftkv.core.messages import AnyMessage, AppendEntries, Entry
 from raftkv.transport import (
+    LeaseSettings,
     MemoryHub,
     MemoryTransport,
     PeerStateHandler,
@@ -26,6 +27,8 @@ from raftkv.transport import (
 )
 
 CLUSTER_ID = "test-cluster"
+# What every test transport declares unless a test says otherwise (the server's defaults).
+LEASE_SETTINGS = LeaseSettings.of(tick_ms=10, election_timeout_ticks_min=15, check_quorum=True)
 HOST = "127.0.0.1"
 # A condition that has not come true by then is a failure, not a slow machine.
 WAIT_DEADLINE_SECONDS = 5.0
@@ -125,6 +128,7 @@ class Network:
         *,
         port: int = 0,
         cluster_id: str = CLUSTER_ID,
+        lease_settings: LeaseSettings = LEASE_SETTINGS,
         limits: TransportLimits = TEST_LIMITS,
         accept_unknown_peers: bool = False,
         on_peer_state: PeerStateHandler | None = None,
@@ -134,6 +138,7 @@ class Network:
         common: dict[str, Any] = {
             "node_id": node_id,
             "cluster_id": cluster_id,
+            "lease_settings": lease_settings,
             "listen_host": HOST,
             "listen_port": port,
             "on_message": on_message,

@@ -19,6 +19,7 @@ from raftkv.transport.handshake import (
     HANDSHAKE_MAGIC,
     PROTOCOL_VERSION,
     Handshake,
+    LeaseSettings,
     check_handshake,
     decode_handshake,
     encode_handshake,
@@ -135,6 +136,10 @@ def test_backoff_is_reproducible_from_its_seed() -> None:
 
 
 # --- handshake -----------------------------------------------------------------------------
+SETTINGS = LeaseSettings.of(tick_ms=10, election_timeout_ticks_min=15, check_quorum=True)
+OURS = "node 1 has election timeout 150 ms (tick 10 ms), check-quorum on"
+
+
 def hello(**changes: object) -> Handshake:
     fields: dict[str, object] = {
         "magic": HANDSHAKE_MAGIC,
@@ -143,6 +148,7 @@ def hello(**changes: object) -> Handshake:
         "node_id": 2,
         "to_node_id": 1,
         "client_address": "127.0.0.1:8002",
+        "lease": SETTINGS,
     }
     fields.update(changes)
     return Handshake(**fields)  # type: ignore[arg-type]
@@ -153,12 +159,24 @@ def hello(**changes: object) -> Handshake:
     [
         (hello(), False, None),
         (hello(to_node_id=0), False, None),
-        (hello(cluster_id="x"), False, "cluster id 'x' != 'c'"),
         (hello(to_node_id=3), False, "addressed to node 3 but this is node 1"),
         (hello(node_id=1), True, "node id 1 is this node's own id"),
         (hello(node_id=0), True, "invalid node id 0"),
         (hello(node_id=9), False, "unknown node id 9 (not a configured peer)"),
         (hello(node_id=9), True, None),
+        (
+            hello(lease=LeaseSettings(10, 100, True)),
+            False,
+            "lease settings differ: node 2 has election timeout 100 ms (tick 10 ms), "
+            f"check-quorum on; {OURS} (every node needs the same tick, minimum election "
+            "timeout and check-quorum setting)",
+        ),
+        (
+            hello(lease=None),
+            False,
+            f"lease settings differ: node 2 has no lease settings; {OURS} (every node needs the "
+            "same tick, minimum election timeout and check-quorum setting)",
+        ),
     ],
 )
 def test_check_handshake(handshake: Handshake, accept_unknown: bool, reason: str | None) -> None:
@@ -166,10 +184,64 @@ def test_check_handshake(handshake: Handshake, accept_unknown: bool, reason: str
         handshake,
         cluster_id="c",
         node_id=1,
+        lease_settings=SETTINGS,
         known_peers={2, 3},
         accept_unknown_peers=accept_unknown,
     )
-    assert answer == reason
+    if reason is None:
+        assert answer is None
+    else:
+        assert answer is not None and (answer.reply, answer.log) == (reason, reason)
+
+
+def test_a_wrong_cluster_id_is_answered_without_the_real_one() -> None:
+    answer = check_handshake(
+        hello(cluster_id="x"),
+        cluster_id="secret-cluster",
+        node_id=1,
+        lease_settings=SETTINGS,
+        known_peers={2},
+        accept_unknown_peers=False,
+    )
+    assert answer is not None
+    assert answer.reply == "cluster id 'x' is not this node's cluster id"
+    assert answer.log == "cluster id 'x' != 'secret-cluster'"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"tick_ms": 20, "election_timeout_ticks_min": 15},  # 300 ms
+        {"tick_ms": 20, "election_timeout_ticks_min": 7},  # 140 ms
+        {"election_timeout_ticks_min": 14},
+        {"election_timeout_ticks_min": 16},
+        {"check_quorum": False},
+    ],
+)
+def test_any_lease_setting_that_differs_is_refused(changes: dict[str, object]) -> None:
+    fields: dict[str, object] = {
+        "tick_ms": 10,
+        "election_timeout_ticks_min": 15,
+        "check_quorum": True,
+    }
+    fields.update(changes)
+    theirs = LeaseSettings.of(**fields)  # type: ignore[arg-type]
+    answer = check_handshake(
+        hello(lease=theirs),
+        cluster_id="c",
+        node_id=1,
+        lease_settings=SETTINGS,
+        known_peers={2},
+        accept_unknown_peers=False,
+    )
+    assert answer is not None and theirs.describe() in answer.log and OURS in answer.log
+
+
+def test_lease_settings_are_the_effective_ones() -> None:
+    # The timeout the core counts (ticks times the tick), not the flag's text.
+    assert LeaseSettings.of(tick_ms=10, election_timeout_ticks_min=15, check_quorum=True) == (
+        LeaseSettings(tick_ms=10, election_timeout_ms_min=150, check_quorum=True)
+    )
 
 
 def test_handshake_round_trips_and_ignores_fields_of_a_later_version() -> None:
@@ -187,8 +259,8 @@ def test_handshake_round_trips_and_ignores_fields_of_a_later_version() -> None:
 
 
 def test_handshake_of_another_version_is_refused_for_its_version() -> None:
-    other = msgspec.msgpack.encode({"magic": HANDSHAKE_MAGIC, "protocol_version": 2, "ids": []})
-    with pytest.raises(FrameError, match=f"protocol version 2 != {PROTOCOL_VERSION}"):
+    other = msgspec.msgpack.encode({"magic": HANDSHAKE_MAGIC, "protocol_version": 1, "ids": []})
+    with pytest.raises(FrameError, match=f"protocol version 1 != {PROTOCOL_VERSION}"):
         decode_handshake(other)
 
 

@@ -14,13 +14,14 @@ from raftkv.transport.base import (
     Transport,
     TransportCounters,
 )
-from raftkv.transport.handshake import PROTOCOL_VERSION
+from raftkv.transport.handshake import PROTOCOL_VERSION, LeaseSettings
 from raftkv.transport.limits import TransportLimits
 from raftkv.transport.memory import MemoryHub, MemoryTransport
 from raftkv.transport.tcp import TcpTransport
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "LeaseSettings",
     "ListenFailed",
     "MemoryHub",
     "MemoryTransport",

@@ -22,10 +22,13 @@ from multiprocessing.queues import Queue
 import uvloop
 
 from raftkv.core.messages import AnyMessage, AppendEntries, AppendEntriesResponse, Entry
+from raftkv.transport.handshake import LeaseSettings
 from raftkv.transport.tcp import TcpTransport
 
 HOST = "127.0.0.1"
 CLUSTER_ID = "benchmark"
+# Both ends must declare the same (the handshake compares them); the server's defaults.
+LEASE_SETTINGS = LeaseSettings.of(tick_ms=10, election_timeout_ticks_min=15, check_quorum=True)
 SENDER, RECEIVER = 1, 2
 # Below the send queue's frame limit (4096), so the benchmark never measures drops.
 WINDOW_MESSAGES = 2048
@@ -73,6 +76,7 @@ def run_receiver(sender_port: int, messages: int, loop: str, ports: Queue[int]) 
         transport = TcpTransport(
             node_id=RECEIVER,
             cluster_id=CLUSTER_ID,
+            lease_settings=LEASE_SETTINGS,
             listen_host=HOST,
             listen_port=0,
             on_message=on_message,
@@ -105,6 +109,7 @@ async def send(messages: int, batch: int, entry_bytes: int, loop: str) -> float:
     transport = TcpTransport(
         node_id=SENDER,
         cluster_id=CLUSTER_ID,
+        lease_settings=LEASE_SETTINGS,
         listen_host=HOST,
         listen_port=0,
         on_message=on_message,

@@ -5,18 +5,72 @@ The connecting side sends a `Handshake`; the accepting side checks it with
 Both are MessagePack maps, not arrays, so a later version can add fields that this one
 ignores; and the magic and version are checked before the rest is validated, so a peer of
 another version is refused for its version rather than for a field it no longer sends.
+
+Version 2 added `lease`: the settings a leader lease relies on every node sharing
+(`LeaseSettings`); a peer whose settings differ is refused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Container
+from dataclasses import dataclass
 
 import msgspec
 
 from raftkv.errors import FrameError
 
 HANDSHAKE_MAGIC = "raftkv"
-PROTOCOL_VERSION = 1
+# 2: the handshake carries `lease` (a version-1 peer is refused for its version, both ways).
+PROTOCOL_VERSION = 2
+
+
+class LeaseSettings(msgspec.Struct, frozen=True):
+    """What a leader lease (thesis §6.4.1) assumes every node runs with, so nodes compare it.
+
+    A leader reads locally while a quorum answered a heartbeat it sent less than its lease
+    ago (`core/replication.py`, `lease_valid`: its minimum election timeout minus a margin,
+    counted in its own ticks). That is safe only because each of those followers ignores
+    vote and pre-vote requests until its own minimum election timeout, counted in its own
+    ticks, has passed since it heard the leader, and only with check-quorum on
+    (`core/node.py`, `_accept_higher_term`). The core computes the lease from its own
+    settings as if they were everyone's, and any voter may lead, so every node must have:
+
+    - the same `check_quorum`: a follower with it off grants votes inside the lease;
+    - the same minimum election timeout in milliseconds (`election_timeout_ms_min`: the
+      ticks the core uses times the tick, so `--election-timeout-ms 155` at 10 ms ticks
+      is 150): a shorter one on any voter lets it vote before another leader's lease ends,
+      and a longer one makes its own lease, when it leads, outlast the others' promise;
+    - the same `tick_ms`: timers advance in whole ticks, so a follower with coarser ticks
+      can time out up to one of its ticks early (at 50 ms ticks a 150 ms timeout may end
+      after 100 ms), more than a leader's margin sized in its own finer ticks covers (at
+      10 ms ticks and 150 ms, the lease is 120 ms).
+
+    The margin (a fifth of the timeout, at least one tick) is there for clock-rate drift
+    between nodes; a tolerance rule ("within 20 %") would spend it on configuration, so
+    the rule is equality. The maximum election timeout, the heartbeat interval and pre-vote
+    are not compared: they change when a node campaigns or how often the lease is renewed,
+    never how long a follower keeps its promise (a node answers pre-votes the same way
+    whatever its own pre-vote setting).
+    """
+
+    tick_ms: int
+    election_timeout_ms_min: int
+    check_quorum: bool
+
+    @classmethod
+    def of(
+        cls, *, tick_ms: int, election_timeout_ticks_min: int, check_quorum: bool
+    ) -> LeaseSettings:
+        """The settings of a node whose core counts `election_timeout_ticks_min` ticks of
+        `tick_ms` each."""
+        return cls(tick_ms, election_timeout_ticks_min * tick_ms, check_quorum)
+
+    def describe(self) -> str:
+        quorum = "on" if self.check_quorum else "off"
+        return (
+            f"election timeout {self.election_timeout_ms_min} ms (tick {self.tick_ms} ms), "
+            f"check-quorum {quorum}"
+        )
 
 
 class Handshake(msgspec.Struct, frozen=True):
@@ -29,6 +83,8 @@ class Handshake(msgspec.Struct, frozen=True):
     to_node_id: int = 0
     # The sender's client address ("host:port"), for leader hints (SPEC §1).
     client_address: str = ""
+    # Version 2: the sender's lease settings; None (absent) never matches.
+    lease: LeaseSettings | None = None
 
 
 class HandshakeReply(msgspec.Struct, frozen=True):
@@ -79,23 +135,55 @@ def decode_reply(payload: bytes) -> HandshakeReply:
         raise FrameError(f"malformed handshake reply: {error}") from error
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a handshake is refused: `reply` is told to the remote, `log` is logged here.
+
+    They differ where the full reason names something of this node that the remote has not
+    shown it may know: a wrong cluster id is answered without the right one.
+    """
+
+    reply: str
+    log: str
+
+    @classmethod
+    def same(cls, reason: str) -> Refusal:
+        return cls(reason, reason)
+
+
 def check_handshake(
     handshake: Handshake,
     *,
     cluster_id: str,
     node_id: int,
+    lease_settings: LeaseSettings,
     known_peers: Container[int],
     accept_unknown_peers: bool,
-) -> str | None:
-    """Why the handshake is refused, or None when it is accepted."""
+) -> Refusal | None:
+    """Why the handshake is refused, or None when it is accepted.
+
+    The lease settings are compared last: only a remote that passed every identity check,
+    one that would otherwise be accepted and could send Raft messages, hears this node's
+    settings in the refusal.
+    """
     if handshake.cluster_id != cluster_id:
-        return f"cluster id {handshake.cluster_id!r} != {cluster_id!r}"
+        return Refusal(
+            reply=f"cluster id {handshake.cluster_id!r} is not this node's cluster id",
+            log=f"cluster id {handshake.cluster_id!r} != {cluster_id!r}",
+        )
     if handshake.to_node_id not in (0, node_id):
-        return f"addressed to node {handshake.to_node_id} but this is node {node_id}"
+        return Refusal.same(f"addressed to node {handshake.to_node_id} but this is node {node_id}")
     if handshake.node_id == node_id:
-        return f"node id {node_id} is this node's own id"
+        return Refusal.same(f"node id {node_id} is this node's own id")
     if handshake.node_id <= 0:
-        return f"invalid node id {handshake.node_id}"
+        return Refusal.same(f"invalid node id {handshake.node_id}")
     if handshake.node_id not in known_peers and not accept_unknown_peers:
-        return f"unknown node id {handshake.node_id} (not a configured peer)"
+        return Refusal.same(f"unknown node id {handshake.node_id} (not a configured peer)")
+    if handshake.lease != lease_settings:
+        theirs = "no lease settings" if handshake.lease is None else handshake.lease.describe()
+        return Refusal.same(
+            f"lease settings differ: node {handshake.node_id} has {theirs}; "
+            f"node {node_id} has {lease_settings.describe()} (every node needs the same tick, "
+            "minimum election timeout and check-quorum setting)"
+        )
     return None

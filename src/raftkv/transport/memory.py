@@ -24,7 +24,12 @@ from raftkv.transport.base import (
     TraceHandler,
     logger,
 )
-from raftkv.transport.handshake import HANDSHAKE_MAGIC, PROTOCOL_VERSION, Handshake
+from raftkv.transport.handshake import (
+    HANDSHAKE_MAGIC,
+    PROTOCOL_VERSION,
+    Handshake,
+    LeaseSettings,
+)
 from raftkv.transport.limits import FRAME_HEADER_BYTES, TransportLimits
 from raftkv.transport.send_queue import SendQueue
 from raftkv.transport.shared import TransportBase
@@ -200,6 +205,7 @@ class _MemoryLink:
             node_id=owner.node_id,
             to_node_id=self.peer_id,
             client_address=owner.client_address,
+            lease=owner.lease_settings,
         )
         reason = destination._refusal(handshake)
         if reason is not None:
@@ -229,6 +235,7 @@ class MemoryTransport(TransportBase):
         *,
         node_id: int,
         cluster_id: str,
+        lease_settings: LeaseSettings,
         listen_host: str,
         listen_port: int,
         on_message: MessageHandler,
@@ -242,6 +249,7 @@ class MemoryTransport(TransportBase):
         super().__init__(
             node_id=node_id,
             cluster_id=cluster_id,
+            lease_settings=lease_settings,
             on_message=on_message,
             on_peer_state=on_peer_state,
             on_trace=on_trace,
@@ -272,6 +280,10 @@ class MemoryTransport(TransportBase):
     def client_address(self) -> str:
         return self._client_address
 
+    @property
+    def lease_settings(self) -> LeaseSettings:
+        return self._lease_settings
+
     async def start(self) -> None:
         if self._started or self._closed:
             raise RuntimeError("a transport is started once")
@@ -299,11 +311,12 @@ class MemoryTransport(TransportBase):
             link.on_queued()
 
     def _refusal(self, handshake: Handshake) -> str | None:
-        """The accepting side of the handshake, as TcpTransport runs it."""
-        reason = self._check_handshake(handshake)
-        if reason is not None:
-            self._log_refusal(f"node {handshake.node_id}", reason)
-            return reason
+        """The accepting side of the handshake, as TcpTransport runs it: the reason told to
+        the dialer, or None when accepted."""
+        refusal = self._check_handshake(handshake)
+        if refusal is not None:
+            self._log_refusal(f"node {handshake.node_id}", refusal.log)
+            return refusal.reply
         self._learn_client_address(handshake.node_id, handshake.client_address)
         self._inbound_peers.add(handshake.node_id)
         return None

@@ -25,7 +25,7 @@ from raftkv.transport.base import (
     call_safely,
     logger,
 )
-from raftkv.transport.handshake import Handshake, check_handshake
+from raftkv.transport.handshake import Handshake, LeaseSettings, Refusal, check_handshake
 from raftkv.transport.limits import (
     FRAME_HEADER_BYTES,
     REFUSAL_LOG_INTERVAL_SECONDS,
@@ -62,6 +62,7 @@ class TransportBase(ABC):
         *,
         node_id: int,
         cluster_id: str,
+        lease_settings: LeaseSettings,
         on_message: MessageHandler,
         on_peer_state: PeerStateHandler | None,
         on_trace: TraceHandler | None,
@@ -74,6 +75,7 @@ class TransportBase(ABC):
             raise ValueError("node_id must be a positive integer")
         self._node_id = node_id
         self._cluster_id = cluster_id
+        self._lease_settings = lease_settings
         self._on_message = on_message
         self._on_peer_state = on_peer_state
         self._on_trace = on_trace
@@ -213,11 +215,12 @@ class TransportBase(ABC):
         self._refusals_logged[key] = now
         logger.warning("refused connection from %s: %s%s", sender, reason, where)
 
-    def _check_handshake(self, handshake: Handshake) -> str | None:
+    def _check_handshake(self, handshake: Handshake) -> Refusal | None:
         return check_handshake(
             handshake,
             cluster_id=self._cluster_id,
             node_id=self._node_id,
+            lease_settings=self._lease_settings,
             known_peers=self._links,
             accept_unknown_peers=self._accept_unknown_peers,
         )

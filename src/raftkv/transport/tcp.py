@@ -21,7 +21,12 @@ from raftkv.transport.base import (
     logger,
 )
 from raftkv.transport.framing import FrameParser, encode_frame
-from raftkv.transport.handshake import HandshakeReply, decode_handshake, encode_handshake
+from raftkv.transport.handshake import (
+    HandshakeReply,
+    LeaseSettings,
+    decode_handshake,
+    encode_handshake,
+)
 from raftkv.transport.limits import TransportLimits
 from raftkv.transport.shared import TransportBase
 from raftkv.transport.streams import close_writer, describe_remote, read_frame, remote_host
@@ -39,6 +44,7 @@ class TcpTransport(TransportBase):
         *,
         node_id: int,
         cluster_id: str,
+        lease_settings: LeaseSettings,
         listen_host: str,
         listen_port: int,
         on_message: MessageHandler,
@@ -52,6 +58,7 @@ class TcpTransport(TransportBase):
         super().__init__(
             node_id=node_id,
             cluster_id=cluster_id,
+            lease_settings=lease_settings,
             on_message=on_message,
             on_peer_state=on_peer_state,
             on_trace=on_trace,
@@ -111,6 +118,7 @@ class TcpTransport(TransportBase):
             host=host,
             port=port,
             cluster_id=self._cluster_id,
+            lease_settings=self._lease_settings,
             client_address=self._client_address,
             limits=self._limits,
             counters=self._peer_counters(node_id),
@@ -190,10 +198,10 @@ class TcpTransport(TransportBase):
             # Tell a raftkv node of another version why; a stranger ignores the answer.
             self._write_reply(writer, HandshakeReply(accepted=False, reason=str(error)))
             raise
-        reason = self._check_handshake(handshake)
-        if reason is not None:
-            self._log_refusal(f"node {handshake.node_id}", reason, remote)
-            self._write_reply(writer, HandshakeReply(accepted=False, reason=reason))
+        refusal = self._check_handshake(handshake)
+        if refusal is not None:
+            self._log_refusal(f"node {handshake.node_id}", refusal.log, remote)
+            self._write_reply(writer, HandshakeReply(accepted=False, reason=refusal.reply))
             return None
         peer_id = handshake.node_id
         reply = HandshakeReply(

@@ -21,6 +21,7 @@ from raftkv.transport.handshake import (
     HANDSHAKE_MAGIC,
     PROTOCOL_VERSION,
     Handshake,
+    LeaseSettings,
     decode_reply,
     encode_handshake,
 )
@@ -46,6 +47,7 @@ class OutboundPeer:
         host: str,
         port: int,
         cluster_id: str,
+        lease_settings: LeaseSettings,
         client_address: str,
         limits: TransportLimits,
         counters: PeerCounters,
@@ -62,6 +64,7 @@ class OutboundPeer:
         self.host = host
         self.port = port
         self._cluster_id = cluster_id
+        self._lease_settings = lease_settings
         self._client_address = client_address
         self._limits = limits
         self.counters = counters
@@ -172,6 +175,7 @@ class OutboundPeer:
                 node_id=self.own_id,
                 to_node_id=self.peer_id,
                 client_address=self._client_address,
+                lease=self._lease_settings,
             )
             writer.write(encode_frame(encode_handshake(handshake)))
             parser = FrameParser(limits.handshake_frame_bytes_max)
