@@ -56,6 +56,10 @@ class NodeProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
+    def peer_address(self) -> tuple[str, int]:
+        return self.peer_host, self.peer_port
+
+    @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -67,9 +71,13 @@ class ProcessCluster:
         node_ids: Iterable[int] = (1, 2, 3),
         extra_args: Iterable[str] = (),
         peer_hosts: Callable[[int], str] | None = None,
+        peer_route: Callable[[int, NodeProcess], tuple[str, int]] | None = None,
     ) -> None:
+        """`peer_route(sender, receiver)`: the address `sender` is told (in `--peers`) that
+        `receiver` lives at; by default the receiver's own. Link proxies are put in with it."""
         self.root = root
         self._peer_hosts = peer_hosts or (lambda node_id: "127.0.0.1")
+        self._peer_route = peer_route or (lambda sender, receiver: receiver.peer_address)
         self.nodes = {
             node_id: NodeProcess(node_id, root, self._peer_hosts(node_id)) for node_id in node_ids
         }
@@ -78,9 +86,11 @@ class ProcessCluster:
 
     # --- processes ----------------------------------------------------------------------
     def peers_argument(self, exclude: int) -> str:
-        return ",".join(
-            f"{n.id}={n.peer_host}:{n.peer_port}" for n in self.nodes.values() if n.id != exclude
-        )
+        """The `--peers` of node `exclude`: every other node, at the address it should dial."""
+        routes = {
+            n.id: self._peer_route(exclude, n) for n in self.nodes.values() if n.id != exclude
+        }
+        return ",".join(f"{node_id}={host}:{port}" for node_id, (host, port) in routes.items())
 
     def peers_argument_among(self, node_id: int, members: Iterable[int]) -> str:
         return ",".join(f"{n}=127.0.0.1:{self.nodes[n].peer_port}" for n in members if n != node_id)

@@ -5,7 +5,10 @@ pairs apart. Client traffic (on 127.0.0.1) is never touched.
 Clusters of tests running in parallel use the same addresses, so a rule names a node by its
 address *and* its peer port (unique on the machine while it listens): a connection from A
 to B is A's address to B's listening port, and B's answers come from that port. Rules by
-address alone once cut a parallel test's cluster apart too."""
+address alone once cut a parallel test's cluster apart too.
+
+One of two link cutters with the same `cut`/`heal`/`close` (`links.py` picks one); the other,
+`link_proxy.py`, needs neither root nor nftables."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ def peer_host(node_id: int) -> str:
 
 
 def nft_available() -> bool:
+    """Root, and `nft` on PATH: what adding a table takes."""
     return shutil.which("nft") is not None and os.geteuid() == 0
 
 
