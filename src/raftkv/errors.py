@@ -1,7 +1,8 @@
 """The one root exception of raftkv and its kinds.
 
 Operating errors (a peer gone, a full disk, bad input) are raised as these and handled at the
-boundary; invariant violations inside the core are `AssertionError`s, because they mean a bug.
+boundary. A broken invariant raises `InvariantViolation` (never a bare `assert`, which
+`python -O` strips): it means a bug, and a node that meets one stops taking part.
 """
 
 from __future__ import annotations
@@ -38,6 +39,23 @@ class ProposalDropped(ClientError):
     """The proposal was not appended (no leader, leadership transfer, or a full window)."""
 
     code = "no_leader"
+
+
+# --- invariants ----------------------------------------------------------------------------
+class InvariantViolation(RaftError):
+    """A rule the code relies on does not hold: a bug. The driver stops the node."""
+
+
+class SafetyViolation(InvariantViolation):
+    """A peer's message contradicts this node's committed log (§5.4: committed entries are
+    never replaced). Either side may be damaged; the message is refused, loudly, before it
+    changes anything."""
+
+
+def check(condition: bool, message: str) -> None:
+    """An invariant that stays under `python -O` (unlike `assert`)."""
+    if not condition:
+        raise InvariantViolation(message)
 
 
 # --- storage -------------------------------------------------------------------------------

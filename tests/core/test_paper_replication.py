@@ -12,6 +12,7 @@ from raftkv.core import (
     EntryKind,
 )
 from raftkv.core.progress import ProgressState
+from raftkv.errors import InvariantViolation
 from tests.core.harness import Cluster
 
 
@@ -98,7 +99,7 @@ def test_committed_entry_is_never_truncated() -> None:
     cluster.propose(1, b"x")
     follower = cluster[2]
     committed = follower.log.committed
-    with pytest.raises(AssertionError, match="truncating committed"):
+    with pytest.raises(InvariantViolation, match="truncating committed"):
         follower.log.merge([Entry(term=99, index=committed)])
 
 

@@ -21,7 +21,7 @@ from raftkv.core.messages import (
     TimeoutNow,
 )
 from raftkv.core.node import RaftNode, Role
-from raftkv.core.ready import ReadState, Ready, SnapshotMeta, SoftState
+from raftkv.core.ready import PeerStatus, ReadState, Ready, SnapshotMeta, SoftState
 
 __all__ = [
     "AppendEntries",
@@ -33,6 +33,7 @@ __all__ = [
     "InstallSnapshotResponse",
     "Membership",
     "Message",
+    "PeerStatus",
     "RaftConfig",
     "RaftNode",
     "ReadState",

@@ -18,6 +18,7 @@ from raftkv.core.messages import (
     InstallSnapshotResponse,
 )
 from raftkv.core.ready import SnapshotMeta
+from raftkv.errors import SafetyViolation
 
 if TYPE_CHECKING:
     from raftkv.core.node import RaftNode
@@ -33,10 +34,19 @@ class FollowerSide:
         node = self.node
         prev_index, prev_term = message.prev_log_index, message.prev_log_term
         entries: Sequence[Entry] = message.entries
+        for position, entry in enumerate(entries):
+            if entry.index != prev_index + 1 + position:
+                node.events.append(
+                    f"refused AppendEntries from node {message.leader_id}: entry index "
+                    f"{entry.index} does not follow prev_log_index {prev_index}"
+                )
+                return
         committed = node.log.committed
         if prev_index < committed:
             # Our committed prefix matches every legitimate leader's log (§5.4, Leader
-            # Completeness); skip the part of the message it covers.
+            # Completeness); skip the part of the message it covers, after checking that
+            # it does match: a difference there is a broken safety property, never hidden.
+            self._check_committed_prefix(message, committed)
             entries = entries[committed - prev_index :]
             prev_index, prev_term = committed, node.log.term(committed) or 0
         if not node.log.matches(prev_index, prev_term):
@@ -52,6 +62,19 @@ class FollowerSide:
         last_new = prev_index + len(entries)
         node.log.commit_to(min(message.leader_commit, last_new))
         self._respond_append(message, True, last_new)
+
+    def _check_committed_prefix(self, message: AppendEntries, committed: int) -> None:
+        log = self.node.log
+        claims = [(message.prev_log_index, message.prev_log_term)]
+        claims += [(e.index, e.term) for e in message.entries if e.index <= committed]
+        for index, term in claims:
+            held = log.term(index)
+            if held is not None and held != term:
+                raise SafetyViolation(
+                    f"node {message.leader_id} (term {message.term}) sent term {term} at "
+                    f"index {index}, where this node committed term {held} "
+                    f"(commit index {committed})"
+                )
 
     def _respond_append(
         self,

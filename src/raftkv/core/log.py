@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from raftkv.core.messages import Entry
+from raftkv.errors import InvariantViolation
 
 # Bytes an entry costs beyond its payload when sizing batches (terms, index, framing).
 ENTRY_OVERHEAD_BYTES = 16
@@ -35,11 +36,13 @@ class RaftLog:
         self.snapshot_term = snapshot_term
         self.entries: list[Entry] = list(entries)
         for offset, entry in enumerate(self.entries):
-            assert entry.index == snapshot_index + 1 + offset, "stored entries are not consecutive"
+            if entry.index != snapshot_index + 1 + offset:
+                raise InvariantViolation("stored entries are not consecutive")
         # Entries up to `stable` are durable in storage; those after it are not yet.
         self.stable = self.last_index
         self.committed = max(committed, snapshot_index)
-        assert self.committed <= self.last_index, "commit index beyond the stored log"
+        if self.committed > self.last_index:
+            raise InvariantViolation("commit index beyond the stored log")
         # The last index handed to the driver for applying (or restored from a snapshot).
         self.applied = max(applied, snapshot_index)
 
@@ -74,7 +77,8 @@ class RaftLog:
 
     def slice(self, low: int, high: int, bytes_max: int) -> list[Entry]:
         """Entries [low, high), cut at `bytes_max` but never empty when the range is not."""
-        assert low > self.snapshot_index, "slice reaches into the compacted prefix"
+        if low <= self.snapshot_index:
+            raise InvariantViolation("slice reaches into the compacted prefix")
         entries = self.entries[low - self.snapshot_index - 1 : high - self.snapshot_index - 1]
         total = 0
         for count, entry in enumerate(entries):
@@ -107,7 +111,10 @@ class RaftLog:
     def append(self, entries: Sequence[Entry]) -> None:
         """Append entries that directly follow our last index (leader side)."""
         if entries:
-            assert entries[0].index == self.last_index + 1
+            if entries[0].index != self.last_index + 1:
+                raise InvariantViolation(
+                    f"appending index {entries[0].index} after {self.last_index}"
+                )
             self.entries.extend(entries)
 
     def merge(self, entries: Sequence[Entry]) -> int | None:
@@ -121,9 +128,10 @@ class RaftLog:
             if existing == entry.term:
                 continue
             if existing is not None:
-                assert entry.index > self.committed, (
-                    f"truncating committed entry {entry.index} (committed {self.committed})"
-                )
+                if entry.index <= self.committed:
+                    raise InvariantViolation(
+                        f"truncating committed entry {entry.index} (committed {self.committed})"
+                    )
                 del self.entries[entry.index - self.snapshot_index - 1 :]
                 self.stable = min(self.stable, entry.index - 1)
             self.entries.extend(entries[position:])
@@ -132,7 +140,8 @@ class RaftLog:
 
     def commit_to(self, index: int) -> bool:
         if index > self.committed:
-            assert index <= self.last_index, "commit beyond the log"
+            if index > self.last_index:
+                raise InvariantViolation(f"commit {index} beyond the log ({self.last_index})")
             self.committed = index
             return True
         return False
@@ -150,8 +159,10 @@ class RaftLog:
         """Drop entries through `index` (covered by a snapshot the driver took)."""
         if index <= self.snapshot_index:
             return
-        assert index <= self.applied, "compacting entries not yet applied"
-        assert self.term(index) == term, "snapshot term does not match the log"
+        if index > self.applied:
+            raise InvariantViolation("compacting entries not yet applied")
+        if self.term(index) != term:
+            raise InvariantViolation("snapshot term does not match the log")
         del self.entries[: index - self.snapshot_index]
         self.snapshot_index, self.snapshot_term = index, term
 

@@ -29,9 +29,9 @@ from raftkv.core.messages import (
     TimeoutNow,
 )
 from raftkv.core.quorum import VoteResult, joint_vote_result
-from raftkv.core.ready import ReadState, Ready, SnapshotMeta, SoftState
+from raftkv.core.ready import PeerStatus, ReadState, Ready, SnapshotMeta, SoftState
 from raftkv.core.replication import Replication
-from raftkv.errors import NotLeader, ProposalDropped
+from raftkv.errors import InvariantViolation, NotLeader, ProposalDropped
 
 
 class Role(StrEnum):
@@ -96,10 +96,12 @@ class RaftNode:
         self._reset_randomized_election_timeout()
         self.votes: dict[int, bool] = {}
         self.transfer_target: int | None = None
-        # A restarted node has forgotten which leader it heard from, and with it the promise
-        # not to vote while that leader may hold a lease; so it keeps quiet for one election
-        # timeout (thesis §6.4.1 relies on followers honouring the lease).
-        self._quiet_ticks = config.election_timeout_ticks if self.term > 0 else 0
+        # Ticks left of our promise not to vote: for an election timeout after we last
+        # heard from a leader, that leader may hold a lease (thesis §6.4.1 relies on
+        # followers honouring it). Kept apart from `leader_id`, which a higher term clears
+        # (a late vote answer, say) while the promise still stands. A restarted node has
+        # forgotten which leader it heard from, so it keeps the promise from the start.
+        self.lease_promise_ticks = config.election_timeout_ticks if self.term > 0 else 0
 
         self.follower = FollowerSide(self)
         # A snapshot installed from the leader, for the next Ready to hand to the driver.
@@ -113,7 +115,8 @@ class RaftNode:
     def bootstrap(self, membership: Membership) -> None:
         """Start a brand-new cluster: every founding member calls this with the same
         membership, so all of them hold the identical, already committed entry 1."""
-        assert self.log.last_index == 0 and self.term == 0, "bootstrap needs a fresh node"
+        if self.log.last_index != 0 or self.term != 0:
+            raise InvariantViolation("bootstrap needs a fresh node")
         entry = Entry(term=1, index=1, kind=EntryKind.MEMBERSHIP, data=membership.encode())
         self.term = 1
         self.log.append([entry])
@@ -125,7 +128,7 @@ class RaftNode:
         if self.role is Role.LEADER:
             self.replication.tick()
         else:
-            self._quiet_ticks = max(0, self._quiet_ticks - 1)
+            self.lease_promise_ticks = max(0, self.lease_promise_ticks - 1)
             self.election_elapsed += 1
             if self.election_elapsed >= self.randomized_election_timeout and self.promotable():
                 self.events.append(f"election timeout at term {self.term}")
@@ -138,9 +141,20 @@ class RaftNode:
 
     def propose_membership(self, membership: Membership) -> tuple[int, int]:
         """Propose a new configuration (§6). One change at a time: refused while an earlier
-        one is not committed. Entering a joint configuration is left automatically."""
+        one is not committed. Entering a joint configuration is left automatically.
+
+        Also refused until an entry of this leader's own term is committed (the 2015 fix to
+        single-server changes, thesis §4.1 errata): a configuration the previous leader
+        appended but did not commit could still be committed by another majority, and a
+        change based on ours would then let two majorities decide the same index.
+        """
+        self._require_leader()
         if self.membership_index > self.log.committed:
             raise MembershipChangeRefused("a membership change is already in progress")
+        if self.log.term(self.log.committed) != self.term:
+            raise ProposalDropped(
+                "this leader has not yet committed an entry of its term; try again shortly"
+            )
         if not membership.voters:
             raise MembershipChangeRefused("a configuration needs at least one voter")
         return self._append_as_leader(EntryKind.MEMBERSHIP, membership.encode())
@@ -148,20 +162,24 @@ class RaftNode:
     def transfer_leadership(self, target: int) -> None:
         """Thesis §3.10: bring `target` up to date, then tell it to campaign at once."""
         self._require_leader()
-        if target == self.id:
-            return
+        if target == self.id or target == self.transfer_target:
+            return  # a repeat changes nothing (and must not restart the abort timer)
         if not self.membership.is_voter(target):
             raise MembershipChangeRefused(f"node {target} is not a voter")
         self.transfer_target = target
-        self.election_elapsed = 0  # the transfer aborts after one election timeout
         self.events.append(f"transferring leadership to {target}")
-        self.replication.advance_transfer()
+        self.replication.start_transfer()
 
     def read_index(self, request_id: int) -> None:
         """Thesis §6.4: ask for a read index; a ReadState with `request_id` comes out of a
         later Ready once leadership is confirmed by a quorum."""
         self._require_leader()
         self.replication.request_read(request_id)
+
+    def peer_status(self) -> dict[int, PeerStatus]:
+        """Replication progress of every peer while leading (empty otherwise): the public
+        view drivers read instead of reaching into `replication`."""
+        return self.replication.peer_status() if self.role is Role.LEADER else {}
 
     def lease_valid(self) -> bool:
         """A leader lease (thesis §6.4.1): safe to read locally without a round trip.
@@ -176,7 +194,10 @@ class RaftNode:
     def snapshot_taken(self, meta: SnapshotMeta, data: bytes, keep_entries: int = 0) -> None:
         """The driver snapshotted the state machine at `meta.index`: discard the log prefix
         it covers, keeping `keep_entries` before it for followers that are slightly behind."""
-        assert meta.index <= self.log.applied, "snapshot beyond the applied index"
+        if meta.index > self.log.applied:
+            raise InvariantViolation(
+                f"snapshot at {meta.index} beyond the applied index {self.log.applied}"
+            )
         if self.snapshot is None or meta.index > self.snapshot[0].index:
             self.snapshot = (meta, data)
         compact_to = meta.index - keep_entries
@@ -242,7 +263,8 @@ class RaftNode:
         )
 
     def ready(self) -> Ready:
-        assert not self._ready_outstanding, "advance() the previous Ready first"
+        if self._ready_outstanding:
+            raise InvariantViolation("advance() the previous Ready first")
         if self.role is Role.LEADER:
             self.replication.flush()
         ready = Ready()
@@ -250,13 +272,15 @@ class RaftNode:
         if soft_state != self._last_soft_state:
             ready.soft_state = self._last_soft_state = soft_state
         hard_state = self.hard_state()
+        term_or_vote_changed = False
         if hard_state != self._last_hard_state:
             previous = self._last_hard_state
             ready.hard_state = self._last_hard_state = hard_state
-            ready.must_sync = (hard_state.term, hard_state.voted_for) != (
+            term_or_vote_changed = (hard_state.term, hard_state.voted_for) != (
                 previous.term,
                 previous.voted_for,
             )
+            ready.must_sync = term_or_vote_changed
         ready.entries = self.log.unstable_entries()
         if ready.entries:
             ready.must_sync = True
@@ -264,8 +288,18 @@ class RaftNode:
             ready.snapshot, self.received_snapshot = self.received_snapshot, None
             ready.must_sync = True
         ready.committed_entries = self.log.next_committed(self.config.committed_bytes_per_ready_max)
-        ready.messages, self.messages_now = self.messages_now, []
-        ready.messages_after_persist, self.messages_after_persist = self.messages_after_persist, []
+        if term_or_vote_changed:
+            # Every message carries our term, and a leader's speaks for it (§5.1): none may
+            # leave before that term and vote are durable. A single voter wins its election
+            # inside one step, so its first AppendEntries would otherwise reach a learner
+            # before a power loss could send the node back to the old term, to win the same
+            # term again and append different entries at the same indexes.
+            ready.messages_after_persist = self.messages_now + self.messages_after_persist
+            self.messages_now = []
+        else:
+            ready.messages, self.messages_now = self.messages_now, []
+            ready.messages_after_persist = self.messages_after_persist
+        self.messages_after_persist = []
         ready.read_states, self.read_states = self.read_states, []
         ready.events, self.events = self.events, []
         self._ready_outstanding = True
@@ -274,7 +308,8 @@ class RaftNode:
     def advance(self, ready: Ready) -> None:
         """The driver carried out `ready`: its entries are durable, its committed entries
         applied."""
-        assert self._ready_outstanding, "advance() without ready()"
+        if not self._ready_outstanding:
+            raise InvariantViolation("advance() without ready()")
         self._ready_outstanding = False
         if ready.entries:
             last = ready.entries[-1]
@@ -359,10 +394,12 @@ class RaftNode:
     def _become_follower_of(self, leader_id: int) -> None:
         """Same-term AppendEntries or InstallSnapshot: that sender is the leader (§5.2)."""
         if self.role is not Role.FOLLOWER:
-            assert self.role is not Role.LEADER, f"two leaders in term {self.term}"
+            if self.role is Role.LEADER:
+                raise InvariantViolation(f"two leaders in term {self.term}")
             self.become_follower(self.term, leader_id)
         self.leader_id = leader_id
         self.election_elapsed = 0
+        self.lease_promise_ticks = self.config.election_timeout_ticks
 
     def campaign(self, *, pre_vote: bool, transfer: bool = False) -> None:
         """§5.2: start an election; with `pre_vote`, first a trial run at term + 1 that
@@ -440,11 +477,7 @@ class RaftNode:
             # Thesis §4.2.3: while we hear from a live leader, ignore vote requests, so a
             # removed or partitioned server cannot depose it. TimeoutNow campaigns pass.
             in_lease = self.config.check_quorum and (
-                self._quiet_ticks > 0
-                or (
-                    self.leader_id is not None
-                    and self.election_elapsed < self.config.election_timeout_ticks
-                )
+                self.role is Role.LEADER or self.lease_promise_ticks > 0
             )
             if in_lease and not message.transfer:
                 return False

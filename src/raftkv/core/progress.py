@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from collections import deque
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from raftkv.core.ready import SnapshotMeta
 
 
 class ProgressState(Enum):
@@ -26,9 +30,10 @@ class Progress:
         "next",
         "probe_sent",
         "recent_active",
+        "snapshot",
         "snapshot_acked_offset",
-        "snapshot_index",
         "snapshot_sent_offset",
+        "snapshot_window_chunks",
         "state",
     )
 
@@ -42,29 +47,40 @@ class Progress:
         self.inflight_max = inflight_max
         # Heard from since the last check-quorum round.
         self.recent_active = False
-        # InstallSnapshot transfer: which snapshot, and how far sent and acknowledged.
-        self.snapshot_index = 0
+        # InstallSnapshot transfer: the snapshot being sent (held until the transfer ends,
+        # even if the leader takes a newer one meanwhile), how far sent and acknowledged.
+        self.snapshot: tuple[SnapshotMeta, bytes] | None = None
+        # Chunks allowed unacknowledged: one after a stall, doubling with each acknowledged
+        # advance up to the configured window (so a slow link is not flooded with resends).
+        self.snapshot_window_chunks = 1
         self.snapshot_sent_offset = 0
         self.snapshot_acked_offset = 0
+
+    @property
+    def snapshot_index(self) -> int:
+        return self.snapshot[0].index if self.snapshot is not None else 0
 
     def become_probe(self) -> None:
         if self.state is ProgressState.SNAPSHOT:
             self.next = max(self.match + 1, self.snapshot_index + 1)
         else:
             self.next = self.match + 1
+        self.snapshot = None
         self.state = ProgressState.PROBE
         self.probe_sent = False
         self.inflight.clear()
 
     def become_replicate(self) -> None:
+        self.snapshot = None
         self.state = ProgressState.REPLICATE
         self.next = self.match + 1
         self.probe_sent = False
         self.inflight.clear()
 
-    def become_snapshot(self, snapshot_index: int) -> None:
+    def become_snapshot(self, snapshot: tuple[SnapshotMeta, bytes], window_chunks: int) -> None:
         self.state = ProgressState.SNAPSHOT
-        self.snapshot_index = snapshot_index
+        self.snapshot = snapshot
+        self.snapshot_window_chunks = window_chunks
         self.snapshot_sent_offset = self.snapshot_acked_offset = 0
         self.inflight.clear()
 

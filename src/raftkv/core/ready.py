@@ -27,6 +27,18 @@ class SoftState:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerStatus:
+    """The leader's view of one follower (etcd's `Status().Progress`): how far its log
+    matches ours, how replication to it runs, and whether it answered lately (within an
+    election timeout)."""
+
+    match: int
+    next: int
+    state: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ReadState:
     """A ReadIndex answer (thesis §6.4): the read `request_id` may be served once the state
     machine has applied `index`."""

@@ -25,8 +25,8 @@ from raftkv.core.messages import (
 )
 from raftkv.core.progress import Progress, ProgressState
 from raftkv.core.quorum import joint_committed_index, quorum_active
-from raftkv.core.ready import ReadState
-from raftkv.errors import ProposalDropped
+from raftkv.core.ready import PeerStatus, ReadState
+from raftkv.errors import InvariantViolation, ProposalDropped
 
 if TYPE_CHECKING:
     from raftkv.core.node import RaftNode
@@ -62,6 +62,11 @@ class Replication:
         self._reads_unsent: list[int] = []
         self._read_rounds: deque[tuple[int, _ReadRound]] = deque()
         self._snapshot_stalled: dict[int, int] = {}
+        # Ticks since the current leadership transfer began (it aborts after an election
+        # timeout); apart from `election_elapsed`, which paces check-quorum.
+        self._transfer_elapsed = 0
+        # The tick at which each peer last answered anything (for `peer_status`).
+        self._last_answer: dict[int, int] = {}
         # Once TimeoutNow is sent, the target may win votes that ignore the followers'
         # lease promise: the lease is gone for the rest of this term.
         self._lease_forfeited = False
@@ -72,6 +77,7 @@ class Replication:
         self.progress = {}
         self._uncommitted_bytes = 0
         self._last_heard = {}
+        self._last_answer = {}
         self._start_round()
         self.sync_progress()
         for progress in self.progress.values():
@@ -107,6 +113,18 @@ class Replication:
                 self.progress[peer] = progress
                 self._dirty.add(peer)
 
+    def peer_status(self) -> dict[int, PeerStatus]:
+        horizon = self._ticks - self.node.config.election_timeout_ticks
+        return {
+            peer: PeerStatus(
+                match=progress.match,
+                next=progress.next,
+                state=progress.state.value,
+                active=self._last_answer.get(peer, horizon - 1) >= horizon,
+            )
+            for peer, progress in self.progress.items()
+        }
+
     # --- proposals ----------------------------------------------------------------------
     def admit(self, size: int) -> None:
         """Flow control for proposals: refuse once too much is appended but uncommitted."""
@@ -137,7 +155,9 @@ class Replication:
                     return
                 for progress in self.progress.values():
                     progress.recent_active = False
-            if node.transfer_target is not None:
+        if node.transfer_target is not None:
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= config.election_timeout_ticks:
                 node.events.append(f"leadership transfer to {node.transfer_target} aborted")
                 node.transfer_target = None
         if node.heartbeat_elapsed >= config.heartbeat_ticks:
@@ -172,7 +192,12 @@ class Replication:
             else:
                 acked = progress.snapshot_acked_offset
                 if self._snapshot_stalled.get(peer) == acked:
-                    progress.snapshot_sent_offset = acked  # no progress: resend from there
+                    # No progress for a heartbeat: the window may have been lost, or the link
+                    # is just slow. Resend from the acknowledged offset with a window of one
+                    # chunk, doubling as acknowledgements return (resending the whole window
+                    # every heartbeat saturated slow links).
+                    progress.snapshot_sent_offset = acked
+                    progress.snapshot_window_chunks = 1
                 self._snapshot_stalled[peer] = acked
                 self._send_snapshot(peer, progress)
                 self._send_empty_append(peer, 0, 0)  # keeps the follower's timer quiet
@@ -262,18 +287,24 @@ class Replication:
         return bool(entries)
 
     def _send_snapshot(self, peer: int, progress: Progress) -> None:
-        """§7, in chunks with a bounded number unacknowledged."""
+        """§7, in chunks with a bounded number unacknowledged.
+
+        A transfer in flight is finished before a newer snapshot is sent: restarting at
+        every new snapshot never completes a transfer that takes longer than the interval
+        between snapshots. The follower then catches up from the log, or with the newer one.
+        """
         node = self.node
-        snapshot = node.snapshot
-        assert snapshot is not None, "log compacted without a snapshot"
+        if progress.state is not ProgressState.SNAPSHOT or progress.snapshot is None:
+            if node.snapshot is None:
+                raise InvariantViolation("log compacted without a snapshot")
+            progress.become_snapshot(node.snapshot, node.config.snapshot_chunks_inflight_max)
+            node.events.append(f"sending snapshot at index {node.snapshot[0].index} to node {peer}")
+        snapshot = progress.snapshot
+        if snapshot is None:
+            raise InvariantViolation("snapshot progress without a snapshot")
         meta, data = snapshot
-        if progress.state is not ProgressState.SNAPSHOT or progress.snapshot_index != meta.index:
-            progress.become_snapshot(meta.index)
-            node.events.append(f"sending snapshot at index {meta.index} to node {peer}")
         chunk_size = node.config.snapshot_chunk_bytes
-        window_end = (
-            progress.snapshot_acked_offset + chunk_size * node.config.snapshot_chunks_inflight_max
-        )
+        window_end = progress.snapshot_acked_offset + chunk_size * progress.snapshot_window_chunks
         total = len(data)
         while progress.snapshot_sent_offset < window_end:
             offset = progress.snapshot_sent_offset
@@ -306,6 +337,7 @@ class Replication:
         if progress is None:
             return
         progress.recent_active = True
+        self._last_answer[peer] = self._ticks
         sent_at = self._round_started.get(message.read_context)
         if sent_at is not None and sent_at > self._last_heard.get(peer, -1):
             self._last_heard[peer] = sent_at
@@ -343,6 +375,7 @@ class Replication:
         if progress is None:
             return
         progress.recent_active = True
+        self._last_answer[peer] = self._ticks
         if message.done:
             progress.update_match(message.last_included_index)
             if progress.state is ProgressState.SNAPSHOT:
@@ -355,9 +388,15 @@ class Replication:
             or message.last_included_index != progress.snapshot_index
         ):
             return
-        progress.snapshot_acked_offset = max(progress.snapshot_acked_offset, message.next_offset)
-        if message.next_offset < progress.snapshot_sent_offset:
-            progress.snapshot_sent_offset = message.next_offset  # a chunk was lost
+        if message.next_offset > progress.snapshot_acked_offset:
+            progress.snapshot_acked_offset = message.next_offset
+            progress.snapshot_window_chunks = min(
+                2 * progress.snapshot_window_chunks, self.node.config.snapshot_chunks_inflight_max
+            )
+        # An answer below what we sent is usually just the acknowledgement of an earlier
+        # chunk of the window, not a loss: rewinding on it sent every chunk twice. Losses
+        # are repaired by the stall check at the next heartbeat (see `_heartbeat`).
+        progress.snapshot_sent_offset = max(progress.snapshot_sent_offset, message.next_offset)
         self._dirty.add(peer)
 
     # --- commitment (§5.3, §5.4.2) ------------------------------------------------------
@@ -408,6 +447,10 @@ class Replication:
             node.become_follower(node.term, None)
 
     # --- leadership transfer (thesis §3.10) ---------------------------------------------
+    def start_transfer(self) -> None:
+        self._transfer_elapsed = 0
+        self.advance_transfer()
+
     def advance_transfer(self) -> None:
         node = self.node
         target = node.transfer_target

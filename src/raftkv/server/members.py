@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from raftkv.addresses import AddressError, format_address, parse_host_port
 from raftkv.core import Membership
 from raftkv.core.node import MembershipChangeRefused
-from raftkv.errors import NotLeader, Timeout
+from raftkv.errors import NotLeader, RaftError, Timeout
 
 if TYPE_CHECKING:
     from raftkv.server.runtime import RaftServer
@@ -121,36 +121,55 @@ class MembershipOperations:
         return {"ok": True, "changed": True, "index": index, "members": sorted(voters)}
 
     async def promote_caught_up_learners(self) -> None:
-        """Runs on every node; acts only while leader and no change is in flight."""
+        """Runs on every node; acts only while leader and no change is in flight.
+
+        A background task must outlive every refusal it can meet (not leader, a change in
+        flight, a transfer, a full proposal window) and log what it did not expect: a task
+        that dies silently here left learners unpromoted until a restart.
+        """
         while True:
             await asyncio.sleep(PROMOTION_CHECK_SECONDS)
-            server = self.server
-            node = server.node
-            if node.role != "leader" or node.membership_index > node.log.committed:
+            try:
+                self.promote_one_learner()
+            except RaftError as error:
+                logger.info("learner promotion postponed: %s", error)
+            except Exception:
+                logger.exception("learner promotion failed; trying again later")
+
+    def promote_one_learner(self) -> int | None:
+        """Propose promoting the first caught-up, live learner; returns its id, if any.
+
+        Only a learner that answered within an election timeout: a dead one that had caught
+        up would become a voter that cannot vote, and with one voter before, a change to
+        two would stall every write until it returns.
+        """
+        server = self.server
+        node = server.node
+        if node.role != "leader" or node.membership_index > node.log.committed:
+            return None
+        current = node.membership
+        if current.is_joint:
+            return None
+        peers = node.peer_status()
+        for learner in sorted(current.learners):
+            progress = peers.get(learner)
+            if (
+                progress is None
+                or not progress.active
+                or node.log.committed - progress.match > PROMOTION_LAG_ENTRIES_MAX
+            ):
                 continue
-            current = node.membership
-            if current.is_joint:
-                continue
-            for learner in sorted(current.learners):
-                progress = node.replication.progress.get(learner)
-                if (
-                    progress is None
-                    or node.log.committed - progress.match > PROMOTION_LAG_ENTRIES_MAX
-                ):
-                    continue
-                change = Membership(
-                    voters=current.voters | {learner},
-                    voters_outgoing=current.voters,
-                    learners=current.learners - {learner},
-                    addresses=self._known_addresses(current),
-                )
-                try:
-                    node.propose_membership(change)
-                    server.wake()
-                    logger.info("promoting caught-up learner node%d to voter", learner)
-                except (MembershipChangeRefused, NotLeader) as error:
-                    logger.info("promotion of node%d postponed: %s", learner, error)
-                break
+            change = Membership(
+                voters=current.voters | {learner},
+                voters_outgoing=current.voters,
+                learners=current.learners - {learner},
+                addresses=self._known_addresses(current),
+            )
+            node.propose_membership(change)
+            server.wake()
+            logger.info("promoting caught-up learner node%d to voter", learner)
+            return learner
+        return None
 
     def leader_changed(self) -> None:
         self._leader_changed.set()

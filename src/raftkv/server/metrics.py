@@ -73,9 +73,8 @@ class _NodeCollector(Collector):
             "Leader only: entries each follower is behind the leader's last index",
             labels=["peer"],
         )
-        if node.role == "leader":
-            for peer, progress in sorted(node.replication.progress.items()):
-                lag.add_metric([str(peer)], log.last_index - progress.match)
+        for peer, peer_status in sorted(node.peer_status().items()):
+            lag.add_metric([str(peer)], log.last_index - peer_status.match)
         yield lag
         http = server.http
         if http is not None:
