@@ -23,10 +23,19 @@ POLL_SECONDS = 0.05
 _pause = threading.Event()  # never set: `wait` is an interruptible pause between polls
 
 
+# Ports handed out by this process: the kernel may give a just-released port again, and
+# two nodes of one cluster once got the same one (about 1 cluster in 700).
+_ports_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def wait_for(condition: Callable[[], T | None], timeout: float, what: str = "condition") -> T:
