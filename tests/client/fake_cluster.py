@@ -3,7 +3,8 @@
 Every node is an aiohttp server on its own loopback port, all served by one event loop in a
 background thread; they share one key-value map (as if perfectly replicated) and answer
 `not_leader` with hints unless they are `leader`. Tests script faults per node (an answer, a
-dropped connection, a hang) and read back every request the nodes received.
+dropped connection, a hang) and read back every request the nodes received. Sessions follow
+the store's rule (raftkv.kv.store): `forget_sessions()` stands for their eviction.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import socket
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +89,11 @@ class FakeCluster:
         self.data: dict[str, str] = {}
         # client_id -> (seq, status, payload): a retried write is answered, not applied again.
         self.sessions: dict[str, tuple[int, int, dict[str, Any]]] = {}
+        # The store's eviction watermark: the index of the last forgotten session's activity.
+        self.evicted_through = 0
         self.applied_writes: list[tuple[str, int]] = []
+        # Called after each write is applied (to change the cluster between two attempts).
+        self.after_apply: list[Callable[[], None]] = []
         self.requests: list[Recorded] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -147,6 +153,11 @@ class FakeCluster:
 
     def writes(self) -> list[Recorded]:
         return [r for r in self.requests if r.method in ("PUT", "DELETE") and "/kv/" in r.path]
+
+    def forget_sessions(self) -> None:
+        """As if newer sessions had evicted every session the cluster remembers."""
+        self.sessions.clear()
+        self.evicted_through = self.index
 
     # --- handlers ------------------------------------------------------------------------
     async def _record(self, request: web.Request) -> tuple[FakeNode, dict[str, Any] | None]:
@@ -209,9 +220,19 @@ class FakeCluster:
 
     def _apply(self, method: str, key: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         client_id, seq = str(body.get("client_id", "")), int(body.get("seq", 0))
+        after_index = body.get("after_index")
         remembered = self.sessions.get(client_id)
         if client_id and remembered is not None and remembered[0] == seq:
             return remembered[1], remembered[2]
+        if client_id and remembered is None:
+            opens = seq <= 1 if after_index is None else self.evicted_through <= int(after_index)
+            if not opens:
+                self.index += 1
+                return 409, {
+                    "error": "session_expired",
+                    "message": "forgotten",
+                    "index": self.index,
+                }
         self.applied_writes.append((client_id, seq))
         self.index += 1
         status: int = 200
@@ -228,6 +249,8 @@ class FakeCluster:
             self.data[key] = body["value"]
         if client_id:
             self.sessions[client_id] = (seq, status, payload)
+        for hook in self.after_apply:
+            hook()
         return status, payload
 
     async def _status(self, request: web.Request) -> web.Response:

@@ -34,7 +34,9 @@ from raftkv.client.text import format_table
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # bad usage, not_found, cas_failed, bad input, anything else
-EXIT_TIMEOUT = 2  # no answer within --timeout, or no leader reachable
+# No answer within --timeout, or no leader reachable; or a write's outcome is unknown
+# (`outcome_unknown`: an attempt got no answer and it may have been applied).
+EXIT_TIMEOUT = 2
 EXIT_NOT_LEADER = 3  # only with --target
 EXIT_INCONSISTENT = 4  # check found differing applied state, or a node reports a corrupt log
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT

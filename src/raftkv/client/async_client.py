@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -15,12 +14,13 @@ import yarl
 from raftkv import errors
 from raftkv.addresses import format_address
 from raftkv.client import protocol
-from raftkv.client.errors import BadResponse, Unreachable
+from raftkv.client.errors import BadResponse, SessionExpired, Unreachable
 from raftkv.client.limits import (
     ASYNC_CONNECTIONS_MAX,
     DEFAULT_TIMEOUT_SECONDS,
     FAN_OUT_NODES_MAX,
     RESPONSE_BYTES_MAX,
+    SESSION_RESENDS_MAX,
 )
 from raftkv.client.protocol import Request
 from raftkv.client.results import (
@@ -33,7 +33,13 @@ from raftkv.client.results import (
     decode_result,
 )
 from raftkv.client.routing import ClusterView, Router, connect_timeout_for
-from raftkv.client.sessions import SessionPool, new_client_id
+from raftkv.client.sessions import (
+    CommittedIndex,
+    PendingWrite,
+    Session,
+    SessionPool,
+    new_client_id,
+)
 
 _T = TypeVar("_T")
 
@@ -61,6 +67,7 @@ class AsyncRaftClient:
         self.target = target
         self.client_id = client_id or new_client_id()
         self._sessions = SessionPool(self.client_id)
+        self._committed = CommittedIndex()
         self._random = rng if rng is not None else random.Random()
         # Made on first use: an aiohttp session belongs to the event loop that runs it.
         self._http: aiohttp.ClientSession | None = None
@@ -73,6 +80,11 @@ class AsyncRaftClient:
     @property
     def addresses(self) -> dict[int, tuple[str, int]]:
         return dict(self._view.addresses)
+
+    @property
+    def committed_index(self) -> int:
+        """The highest committed index seen in an answer (the `after_index` of new writes)."""
+        return self._committed.value
 
     async def close(self) -> None:
         if self._http is not None:
@@ -92,32 +104,37 @@ class AsyncRaftClient:
 
     # --- key-value -----------------------------------------------------------------------
     async def put(self, key: str, value: str) -> WriteResult:
-        async with self._write_session() as write:
-            return await self._write(protocol.put_request(key, value, write))
+        return await self._write(lambda write: protocol.put_request(key, value, write))
 
     async def cas(self, key: str, expected: str | None, new: str) -> WriteResult:
         """Set `key` to `new` if its value is `expected` (None: if the key is absent)."""
-        async with self._write_session() as write:
-            if expected is None:
-                request = protocol.put_request(key, new, write, if_absent=True)
-            else:
-                request = protocol.put_request(key, new, write, if_value=expected)
-            return await self._write(request)
+        if expected is None:
+            return await self._write(
+                lambda write: protocol.put_request(key, new, write, if_absent=True)
+            )
+        return await self._write(
+            lambda write: protocol.put_request(key, new, write, if_value=expected)
+        )
 
     async def put_if_absent(self, key: str, value: str) -> WriteResult:
         return await self.cas(key, None, value)
 
     async def delete(self, key: str) -> WriteResult:
-        async with self._write_session() as write:
-            return await self._write(protocol.delete_request(key, write))
+        return await self._write(lambda write: protocol.delete_request(key, write))
 
     async def get(self, key: str, consistency: str = "linearizable") -> ReadResult:
-        _, payload = await self._call(protocol.get_request(key, consistency))
+        try:
+            _, payload = await self._call(protocol.get_request(key, consistency))
+        except errors.ClientError as error:
+            self._committed.note_error(error)
+            raise
+        self._committed.note(payload)
         return decode_result(payload, ReadResult)
 
     # --- cluster -------------------------------------------------------------------------
     async def status(self, node_id: int) -> NodeStatus:
         payload = await self._ask(node_id, protocol.status_request(), self.timeout)
+        self._committed.note(payload, "commit_index")
         return decode_result(payload, NodeStatus)
 
     async def statuses(self) -> list[StatusReport]:
@@ -165,50 +182,89 @@ class AsyncRaftClient:
         return decode_result(payload, AdminResult)
 
     # --- the retry loop ------------------------------------------------------------------
-    @asynccontextmanager
-    async def _write_session(self) -> AsyncIterator[tuple[str, int]]:
+    async def _write(self, build: Callable[[PendingWrite], Request]) -> WriteResult:
+        """One logical write on a session of its own from the pool: its attempts, and its
+        resending under a new session when the cluster forgot the session and no attempt
+        may have been applied (sessions.py). A forgotten session is not given back."""
+        router = self._router()
         session = self._sessions.acquire()
         try:
-            yield session.next_write()
+            resends = 0
+            while True:
+                write = PendingWrite(session, self._committed.value)
+                try:
+                    node_id, payload = await self._call(build(write), router, write)
+                except errors.ClientError as error:
+                    self._committed.note_error(error)
+                    if isinstance(error, SessionExpired):
+                        session = Session(new_client_id())
+                    final = write.conclude(error)
+                    if final is None and resends < SESSION_RESENDS_MAX:
+                        resends += 1
+                        continue
+                    if final is None or final is error:
+                        raise
+                    raise final from error
+                self._committed.note(payload)
+                if "leader" not in payload:
+                    payload = {**payload, "leader": node_id}
+                return decode_result(payload, WriteResult)
         finally:
             self._sessions.release(session)
 
-    async def _write(self, request: Request) -> WriteResult:
-        node_id, payload = await self._call(request)
-        if "leader" not in payload:
-            payload = {**payload, "leader": node_id}
-        return decode_result(payload, WriteResult)
-
-    async def _call(self, request: Request) -> tuple[int, dict[str, Any]]:
-        """Ask the leader (or the target) until an answer is final or the timeout expires."""
-        router = Router(
+    def _router(self) -> Router:
+        return Router(
             self._view, target=self.target, timeout_seconds=self.timeout, rng=self._random
         )
+
+    async def _call(
+        self, request: Request, router: Router | None = None, write: PendingWrite | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """Ask the leader (or the target) until an answer is final or the timeout expires."""
+        if router is None:
+            router = self._router()
         while True:
             node_id = router.node
             attempt_timeout = router.attempt_timeout_seconds()
             try:
-                payload = await self._ask(node_id, request, attempt_timeout)
+                payload = await self._ask(node_id, request, attempt_timeout, write)
             except errors.ClientError as error:
-                delay = router.failed(error)
+                delay = router.failed(error)  # raises the error when it is final
+                if write is not None:
+                    write.attempt_failed(error)
                 if delay > 0:
                     await asyncio.sleep(delay)
                 continue
             router.succeeded(protocol.answered_leader(payload, node_id, request))
             return node_id, payload
 
-    async def _ask(self, node_id: int, request: Request, timeout_seconds: float) -> dict[str, Any]:
-        status, body = await self._exchange(node_id, request, timeout_seconds)
+    async def _ask(
+        self,
+        node_id: int,
+        request: Request,
+        timeout_seconds: float,
+        write: PendingWrite | None = None,
+    ) -> dict[str, Any]:
+        status, body = await self._exchange(node_id, request, timeout_seconds, write)
         return protocol.read_answer(status, body)
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
             connector = aiohttp.TCPConnector(limit=ASYNC_CONNECTIONS_MAX)
             self._http = aiohttp.ClientSession(connector=connector)
+            # aiohttp resends a PUT or DELETE once, silently, when a kept-alive connection
+            # breaks. The retry loop below must see every attempt that may have reached a
+            # node (sessions.PendingWrite), so it does that resend itself. No public switch:
+            # this is the one aiohttp's own test client flips (aiohttp is pinned).
+            self._http._retry_connection = False
         return self._http
 
     async def _exchange(
-        self, node_id: int, request: Request, timeout_seconds: float
+        self,
+        node_id: int,
+        request: Request,
+        timeout_seconds: float,
+        write: PendingWrite | None = None,
     ) -> tuple[int, bytes]:
         if node_id not in self._view.addresses:
             raise ValueError(f"node {node_id} is not in the cluster map")
@@ -236,16 +292,21 @@ class AsyncRaftClient:
                         message = f"node {node_id} sent an answer over {RESPONSE_BYTES_MAX} bytes"
                         raise BadResponse(message, {"node": node_id, "message": message})
                     return response.status, bytes(body)
-            except aiohttp.ServerDisconnectedError:
-                # An idle kept-alive connection the node closed says nothing about the node:
-                # one fresh connection is tried at once (safe for writes: they carry a seq).
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
+                # The connection was never made: the node cannot have seen the request.
+                raise _unreachable(node_id, address, error, request_sent=False) from None
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
+                # The connection broke, most often an idle kept-alive one the node closed,
+                # which says nothing about the node: one fresh connection is tried at once.
+                # Safe for writes (they carry their seq), but the node may have read the
+                # request, so a write no longer counts the attempt as refused.
                 if first_try:
+                    if write is not None:
+                        write.attempt_lost()
                     continue
-                message = f"node {node_id} at {address}: the connection closed"
-                raise Unreachable(message, {"node": node_id, "message": message}) from None
+                raise _unreachable(node_id, address, error, request_sent=True) from None
             except (aiohttp.ClientError, TimeoutError, OSError) as error:
-                message = f"node {node_id} at {address}: {error or type(error).__name__}"
-                raise Unreachable(message, {"node": node_id, "message": message}) from None
+                raise _unreachable(node_id, address, error, request_sent=True) from None
         raise AssertionError("unreachable: the loop returns or raises")
 
     async def _fan_out(
@@ -262,3 +323,10 @@ class AsyncRaftClient:
 
         answers = await asyncio.gather(*(attempt(node_id) for node_id in node_ids))
         return dict(zip(node_ids, answers, strict=True))
+
+
+def _unreachable(
+    node_id: int, address: str, error: BaseException, *, request_sent: bool
+) -> Unreachable:
+    message = f"node {node_id} at {address}: {error or type(error).__name__}"
+    return Unreachable(message, {"node": node_id, "message": message}, request_sent=request_sent)

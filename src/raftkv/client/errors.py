@@ -78,9 +78,41 @@ class Timeout(RequestError, errors.Timeout):
 
 
 class Unreachable(Timeout):
-    """The connection failed (refused, reset, timed out) before a whole answer arrived."""
+    """The connection failed (refused, reset, timed out) before a whole answer arrived.
+
+    `request_sent` is False only when the connection was never made, so the node cannot
+    have seen the request.
+    """
 
     code = "unreachable"
+
+    def __init__(
+        self,
+        message: str,
+        payload: dict[str, Any] | None = None,
+        status: int | None = None,
+        *,
+        request_sent: bool = True,
+    ) -> None:
+        super().__init__(message, payload, status)
+        self.request_sent = request_sent
+
+
+class OutcomeUnknown(Timeout):
+    """A write ended without a known outcome: an attempt of it got no answer and it may have
+    been applied (or may still be). `payload["last_error"]` is the last failure. A `Timeout`,
+    so code that treats a timed-out write as possibly applied treats this alike."""
+
+    code = "outcome_unknown"
+
+
+class SessionExpired(RequestError):
+    """The cluster no longer remembers the client's session (SPEC §6): this attempt was not
+    applied, but an earlier one of the same write may have been. The clients never raise it
+    to their caller: they start a new session, and resend the write when no attempt of it
+    may have been applied, else raise `OutcomeUnknown`."""
+
+    code = "session_expired"
 
 
 class NotFound(RequestError):
@@ -151,6 +183,7 @@ _CLASSES_BY_CODE: dict[str, type[RequestError]] = {
         StorageFailed,
         Overloaded,
         CorruptLog,
+        SessionExpired,
     )
 }
 # Other spellings a node may use for a damaged log.
@@ -160,6 +193,22 @@ _CLASSES_BY_CODE["corrupt"] = CorruptLog
 # Failures after which another node (or the same one, later) may well succeed. Retrying a
 # write after any of them is safe because it carries the same (client_id, seq).
 RETRYABLE = (NoLeader, Timeout, StorageFailed, Overloaded)
+
+# Answers a node gives only for a write it did not append: another node leads or none is
+# known (the proposal was refused, or its entry was overwritten), its disk failed before it
+# proposed, it has no room for the connection. A raftkv node marks the exceptions (a failure
+# after proposing) with `"outcome": "unknown"`.
+_REFUSALS = (NotLeader, NoLeader, StorageFailed, Overloaded)
+
+
+def may_have_applied(error: errors.ClientError) -> bool:
+    """Whether the write attempt that failed with `error` may have been applied, or may still
+    be: anything but a refusal above, or a connection that was never made."""
+    if isinstance(error, Unreachable):
+        return error.request_sent
+    if isinstance(error, ErrorDetail) and error.payload.get("outcome") == "unknown":
+        return True
+    return not isinstance(error, _REFUSALS)
 
 
 def _leader_id_from(payload: dict[str, Any]) -> int | None:

@@ -28,3 +28,6 @@ FAN_OUT_NODES_MAX = 16
 ASYNC_CONNECTIONS_MAX = 100
 # `check`: the pause before fetching fresh statuses, doubling per attempt.
 CHECK_RETRY_PAUSE_SECONDS = 0.05
+# A write refused `session_expired` with no attempt that may have been applied is sent again
+# under a new session at most this many times (each refusal is a committed log entry).
+SESSION_RESENDS_MAX = 3

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import msgspec
@@ -15,6 +15,17 @@ JSON_CONTENT_TYPE = "application/json"
 
 _HTTP_SERVICE_UNAVAILABLE = 503
 _HTTP_GATEWAY_TIMEOUT = 504
+
+
+class WriteSession(Protocol):
+    """What a write request carries of its session (sessions.PendingWrite)."""
+
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def after_index(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,19 +52,19 @@ def _json(body: dict[str, Any]) -> bytes:
 def put_request(
     key: str,
     value: str,
-    write: tuple[str, int],
+    write: WriteSession,
     *,
     if_value: str | None = None,
     if_absent: bool = False,
 ) -> Request:
-    client_id, seq = write
     body: dict[str, Any] = {"value": value}
     if if_value is not None:
         body["if_value"] = if_value
     if if_absent:
         body["if_absent"] = True
-    body["client_id"] = client_id
-    body["seq"] = seq
+    body["client_id"] = write.client_id
+    body["seq"] = write.seq
+    body["after_index"] = write.after_index
     return Request("PUT", _kv_path(key), _json(body))
 
 
@@ -65,9 +76,9 @@ def get_request(key: str, consistency: str) -> Request:
     return Request("GET", path, leader_only=consistency != "stale")
 
 
-def delete_request(key: str, write: tuple[str, int]) -> Request:
-    client_id, seq = write
-    return Request("DELETE", _kv_path(key) + "?" + urlencode({"client_id": client_id, "seq": seq}))
+def delete_request(key: str, write: WriteSession) -> Request:
+    query = {"client_id": write.client_id, "seq": write.seq, "after_index": write.after_index}
+    return Request("DELETE", _kv_path(key) + "?" + urlencode(query))
 
 
 def status_request() -> Request:
@@ -103,11 +114,12 @@ def read_answer(status: int, body: bytes) -> dict[str, Any]:
     if not isinstance(payload, dict):
         # Not our server's JSON: perhaps a proxy in front of a restarting node. Its 503 and
         # 504 still mean "try again"; anything else is an answer this client cannot read.
+        # Nor can it say whether a write went through: its outcome is unknown.
         message = f"HTTP {status} without a JSON object"
         if status == _HTTP_SERVICE_UNAVAILABLE:
-            raise NoLeader(message, {"message": message}, status)
+            raise NoLeader(message, {"message": message, "outcome": "unknown"}, status)
         if status == _HTTP_GATEWAY_TIMEOUT:
-            raise Timeout(message, {"message": message}, status)
+            raise Timeout(message, {"message": message, "outcome": "unknown"}, status)
         raise BadResponse(message, {"message": message, "status": status}, status)
     if 200 <= status < 300:
         return payload

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import random
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -14,8 +16,13 @@ from typing import Any, TypeVar
 from raftkv import errors
 from raftkv.addresses import format_address
 from raftkv.client import protocol
-from raftkv.client.errors import BadResponse, Unreachable
-from raftkv.client.limits import DEFAULT_TIMEOUT_SECONDS, FAN_OUT_NODES_MAX, RESPONSE_BYTES_MAX
+from raftkv.client.errors import BadResponse, SessionExpired, Unreachable
+from raftkv.client.limits import (
+    DEFAULT_TIMEOUT_SECONDS,
+    FAN_OUT_NODES_MAX,
+    RESPONSE_BYTES_MAX,
+    SESSION_RESENDS_MAX,
+)
 from raftkv.client.protocol import Request
 from raftkv.client.results import (
     AdminResult,
@@ -27,12 +34,22 @@ from raftkv.client.results import (
     decode_result,
 )
 from raftkv.client.routing import ClusterView, Router, connect_timeout_for
-from raftkv.client.sessions import Session, new_client_id
+from raftkv.client.sessions import CommittedIndex, PendingWrite, Session, new_client_id
 
 _T = TypeVar("_T")
 
 # A kept-alive connection the node closed while idle fails like this on its first reuse.
 _STALE_CONNECTION_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """Whether an idle kept-alive connection is readable, which means the node closed it (or
+    sent what nobody asked for): either way it is not reused. Checked before sending, so a
+    write is rarely sent on a connection the node already closed, where a failure would
+    leave its fate open."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class _Connections:
@@ -45,27 +62,47 @@ class _Connections:
         # Nodes whose connection has carried a whole exchange, so a failure may be staleness.
         self._used: set[int] = set()
 
-    def exchange(self, node_id: int, request: Request, timeout_seconds: float) -> tuple[int, bytes]:
+    def exchange(
+        self,
+        node_id: int,
+        request: Request,
+        timeout_seconds: float,
+        write: PendingWrite | None = None,
+    ) -> tuple[int, bytes]:
         """Send `request` to the node; its HTTP status and body, or Unreachable."""
         for first_try in (True, False):
-            reused = node_id in self._used
+            sent = reused = False
             try:
-                return self._exchange_once(node_id, request, timeout_seconds)
+                connection = self._connection(node_id, timeout_seconds)
+                reused = node_id in self._used
+                sent = True
+                return self._exchange_once(node_id, connection, request, timeout_seconds)
             except (http.client.HTTPException, OSError) as error:
                 self.drop(node_id)
                 # An idle connection the node closed says nothing about the node: one fresh
-                # connection is tried at once. Safe for writes too, as they carry their seq.
-                if first_try and reused and isinstance(error, _STALE_CONNECTION_ERRORS):
+                # connection is tried at once. Safe for writes too, as they carry their seq;
+                # but the node might have read it before closing, so a write no longer
+                # counts the attempt as refused.
+                if first_try and sent and reused and isinstance(error, _STALE_CONNECTION_ERRORS):
+                    if write is not None:
+                        write.attempt_lost()
                     continue
                 address = format_address(self._addresses[node_id])
                 message = f"node {node_id} at {address}: {error or type(error).__name__}"
-                raise Unreachable(message, {"node": node_id, "message": message}) from None
+                payload = {"node": node_id, "message": message}
+                raise Unreachable(message, payload, request_sent=sent) from None
         raise AssertionError("unreachable: the loop returns or raises")
 
-    def _exchange_once(
-        self, node_id: int, request: Request, timeout_seconds: float
-    ) -> tuple[int, bytes]:
+    def _connection(self, node_id: int, timeout_seconds: float) -> http.client.HTTPConnection:
+        """The node's connection, connected (a fresh one if the node closed the idle one)."""
         connection = self._open.get(node_id)
+        if (
+            connection is not None
+            and connection.sock is not None
+            and _closed_by_peer(connection.sock)
+        ):
+            self.drop(node_id)
+            connection = None
         if connection is None:
             host, port = self._addresses[node_id]
             connection = http.client.HTTPConnection(host, port)
@@ -73,6 +110,15 @@ class _Connections:
         if connection.sock is None:
             connection.timeout = connect_timeout_for(timeout_seconds)
             connection.connect()
+        return connection
+
+    def _exchange_once(
+        self,
+        node_id: int,
+        connection: http.client.HTTPConnection,
+        request: Request,
+        timeout_seconds: float,
+    ) -> tuple[int, bytes]:
         assert connection.sock is not None
         connection.sock.settimeout(timeout_seconds)
         headers = {"Accept": protocol.JSON_CONTENT_TYPE}
@@ -123,13 +169,20 @@ class RaftClient:
         self.timeout = timeout
         self.target = target
         self._session = Session(client_id or new_client_id())
+        self._committed = CommittedIndex()
         self._random = rng if rng is not None else random.Random()
         self._connections = _Connections(self._view.addresses)
         self._lock = threading.RLock()
 
     @property
     def client_id(self) -> str:
+        """The current session's id (a new one after the cluster forgot the session)."""
         return self._session.client_id
+
+    @property
+    def committed_index(self) -> int:
+        """The highest committed index seen in an answer (the `after_index` of new writes)."""
+        return self._committed.value
 
     @property
     def leader(self) -> int | None:
@@ -157,26 +210,27 @@ class RaftClient:
 
     # --- key-value -----------------------------------------------------------------------
     def put(self, key: str, value: str) -> WriteResult:
-        with self._lock:
-            return self._write(protocol.put_request(key, value, self._session.next_write()))
+        return self._write(lambda write: protocol.put_request(key, value, write))
 
     def cas(self, key: str, expected: str | None, new: str) -> WriteResult:
         """Set `key` to `new` if its value is `expected` (None: if the key is absent)."""
-        with self._lock:
-            write = self._session.next_write()
-            if expected is None:
-                return self._write(protocol.put_request(key, new, write, if_absent=True))
-            return self._write(protocol.put_request(key, new, write, if_value=expected))
+        if expected is None:
+            return self._write(lambda write: protocol.put_request(key, new, write, if_absent=True))
+        return self._write(lambda write: protocol.put_request(key, new, write, if_value=expected))
 
     def put_if_absent(self, key: str, value: str) -> WriteResult:
         return self.cas(key, None, value)
 
     def delete(self, key: str) -> WriteResult:
-        with self._lock:
-            return self._write(protocol.delete_request(key, self._session.next_write()))
+        return self._write(lambda write: protocol.delete_request(key, write))
 
     def get(self, key: str, consistency: str = "linearizable") -> ReadResult:
-        _, payload = self._call(protocol.get_request(key, consistency))
+        try:
+            _, payload = self._call(protocol.get_request(key, consistency))
+        except errors.ClientError as error:
+            self._committed.note_error(error)
+            raise
+        self._committed.note(payload)
         return decode_result(payload, ReadResult)
 
     # --- cluster -------------------------------------------------------------------------
@@ -229,6 +283,7 @@ class RaftClient:
     # the calling thread holds it.
     def _status(self, node_id: int) -> NodeStatus:
         payload = self._ask(node_id, protocol.status_request(), self.timeout)
+        self._committed.note(payload, "commit_index")
         return decode_result(payload, NodeStatus)
 
     def _hash_at(self, node_id: int, index: int) -> str:
@@ -239,35 +294,69 @@ class RaftClient:
             raise BadResponse(message, {"node": node_id, "message": message})
         return applied_hash
 
-    def _write(self, request: Request) -> WriteResult:
-        node_id, payload = self._call(request)
-        if "leader" not in payload:
-            payload = {**payload, "leader": node_id}
-        return decode_result(payload, WriteResult)
+    def _write(self, build: Callable[[PendingWrite], Request]) -> WriteResult:
+        """One logical write: its attempts, and its resending under a new session when the
+        cluster forgot the session and no attempt may have been applied (sessions.py)."""
+        with self._lock:
+            router = self._router()
+            resends = 0
+            while True:
+                write = PendingWrite(self._session, self._committed.value)
+                try:
+                    node_id, payload = self._call(build(write), router, write)
+                except errors.ClientError as error:
+                    self._committed.note_error(error)
+                    if isinstance(error, SessionExpired):
+                        self._session = Session(new_client_id())
+                    final = write.conclude(error)
+                    if final is None and resends < SESSION_RESENDS_MAX:
+                        resends += 1
+                        continue
+                    if final is None or final is error:
+                        raise
+                    raise final from error
+                self._committed.note(payload)
+                if "leader" not in payload:
+                    payload = {**payload, "leader": node_id}
+                return decode_result(payload, WriteResult)
 
-    def _call(self, request: Request) -> tuple[int, dict[str, Any]]:
+    def _router(self) -> Router:
+        return Router(
+            self._view, target=self.target, timeout_seconds=self.timeout, rng=self._random
+        )
+
+    def _call(
+        self, request: Request, router: Router | None = None, write: PendingWrite | None = None
+    ) -> tuple[int, dict[str, Any]]:
         """Ask the leader (or the target) until an answer is final or the timeout expires."""
         with self._lock:
-            router = Router(
-                self._view, target=self.target, timeout_seconds=self.timeout, rng=self._random
-            )
+            if router is None:
+                router = self._router()
             while True:
                 node_id = router.node
                 attempt_timeout = router.attempt_timeout_seconds()
                 try:
-                    payload = self._ask(node_id, request, attempt_timeout)
+                    payload = self._ask(node_id, request, attempt_timeout, write)
                 except errors.ClientError as error:
-                    delay = router.failed(error)
+                    delay = router.failed(error)  # raises the error when it is final
+                    if write is not None:
+                        write.attempt_failed(error)
                     if delay > 0:
                         time.sleep(delay)
                     continue
                 router.succeeded(protocol.answered_leader(payload, node_id, request))
                 return node_id, payload
 
-    def _ask(self, node_id: int, request: Request, timeout_seconds: float) -> dict[str, Any]:
+    def _ask(
+        self,
+        node_id: int,
+        request: Request,
+        timeout_seconds: float,
+        write: PendingWrite | None = None,
+    ) -> dict[str, Any]:
         if node_id not in self._view.addresses:
             raise ValueError(f"node {node_id} is not in the cluster map")
-        status, body = self._connections.exchange(node_id, request, timeout_seconds)
+        status, body = self._connections.exchange(node_id, request, timeout_seconds, write)
         return protocol.read_answer(status, body)
 
     def _fan_out(

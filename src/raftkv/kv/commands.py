@@ -15,11 +15,15 @@ class Command(msgspec.Struct, frozen=True, omit_defaults=True):
     # Client session (thesis §6.3): a retried (client_id, seq) is applied once.
     client_id: str = ""
     seq: int = 0
+    # A log index the client knew committed before it first sent this request (None: not
+    # given). Every attempt lands after it, which lets the store tell a request of a session
+    # it never saw from one of a session it forgot (KVStore, docs/client.md).
+    after_index: int | None = None
 
 
 class Result(msgspec.Struct, frozen=True, omit_defaults=True):
     ok: bool
-    error: str | None = None  # "cas_failed" | "not_found"
+    error: str | None = None  # "cas_failed" | "not_found" | "stale_request" | "session_expired"
     current: str | None = None  # the value found when a cas fails
 
 

@@ -23,6 +23,12 @@ BODY_OVERHEAD_BYTES = 64 << 10
 CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
 KV_PREFIX = "/v1/kv/"
 MEMBERS_PREFIX = "/v1/members/"
+SESSION_EXPIRED_MESSAGE = (
+    "the cluster no longer remembers this client's session (or this write's after_index is"
+    " older than the sessions it forgot): the write was not applied now, but if this is a"
+    " retry an earlier attempt may have been, so its outcome is unknown; use a new client_id"
+    " for further writes"
+)
 
 Route = Callable[[Request], Awaitable[Response]]
 
@@ -81,18 +87,28 @@ def _optional_flag(body: dict[str, Any], name: str) -> bool:
     return value
 
 
-def _session(source: dict[str, Any]) -> tuple[str, int]:
+def _count(source: dict[str, Any], name: str) -> int | None:
+    """An optional non-negative integer (a digit string too: DELETE takes it in the query)."""
+    value = source.get(name)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise BadRequest(f"{name!r} must be a non-negative integer")
+    return value
+
+
+def _session(source: dict[str, Any]) -> tuple[str, int, int | None]:
+    """The write's client session: client id, seq and `after_index` (SPEC §3, §6)."""
     client_id = source.get("client_id") or ""
-    seq = source.get("seq", 0)
-    if isinstance(seq, str) and seq.isdigit():
-        seq = int(seq)
     if not isinstance(client_id, str) or len(client_id) > 128:
         raise BadRequest("'client_id' must be a string of at most 128 characters")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise BadRequest("'seq' must be a non-negative integer")
+    seq = _count(source, "seq") or 0
+    after_index = _count(source, "after_index")
     if client_id and seq == 0:
         raise BadRequest("a 'client_id' needs a 'seq' of 1 or more")
-    return client_id, seq
+    if after_index is not None and not client_id:
+        raise BadRequest("'after_index' belongs to a session: it needs a 'client_id'")
+    return client_id, seq, after_index
 
 
 class ClientApi:
@@ -166,6 +182,25 @@ class ClientApi:
             leader_url=f"http://{address}" if address else None,
         )
 
+    async def _propose_write(self, command: Command) -> Response:
+        """Propose a write and answer with its result. A failure after the entry entered the
+        log says `"outcome": "unknown"`: the entry may still commit, so a client must not
+        count that attempt as refused (docs/client.md)."""
+        server = self.server
+        # requests.propose() refuses at once, before proposing, only when storage has
+        # failed; past that check every RequestFailed comes after the entry was appended.
+        refused_before_proposing = server.storage_failure is not None
+        try:
+            result, index = await server.requests.propose(encode_command(command))
+        except Timeout as error:
+            return Response.error(504, "timeout", str(error), outcome="unknown")
+        except RequestFailed as error:
+            if refused_before_proposing:
+                raise
+            code = "storage_failed" if server.storage_failure else "no_leader"
+            return Response.error(503, code, str(error), outcome="unknown")
+        return self._write_response(result, index)
+
     def _write_response(self, result: Result, index: int) -> Response:
         if result.ok:
             return Response.json({"ok": True, "leader": self.server.id, "index": index})
@@ -173,6 +208,11 @@ class ClientApi:
             return Response.error(409, "cas_failed", current=result.current, index=index)
         if result.error == "not_found":
             return Response.error(404, "not_found", index=index)
+        if result.error == "session_expired":
+            # 409, not 410: the request conflicts with the cluster's state (its session
+            # table) and the client resolves it by opening a new session; 410 would say the
+            # key's URL is gone for good.
+            return Response.error(409, "session_expired", SESSION_EXPIRED_MESSAGE, index=index)
         return Response.error(400, result.error or "bad_request", index=index)
 
     # --- handlers --------------------------------------------------------------------------
@@ -187,7 +227,7 @@ class ClientApi:
             raise TooLarge(f"values are at most {server.options.value_bytes_max} bytes")
         if_value = _optional_string(body, "if_value")
         if_absent = _optional_flag(body, "if_absent")
-        client_id, seq = _session(body)
+        client_id, seq, after_index = _session(body)
         operation = "cas" if if_value is not None or if_absent else "put"
         command = Command(
             op=operation,
@@ -197,17 +237,16 @@ class ClientApi:
             if_absent=if_absent,
             client_id=client_id,
             seq=seq,
+            after_index=after_index,
         )
-        result, index = await server.requests.propose(encode_command(command))
-        return self._write_response(result, index)
+        return await self._propose_write(command)
 
     async def delete_key(self, request: Request) -> Response:
         key = _key(request)
         body = _body(request, required=False)
-        client_id, seq = _session({**request.query, **body})
-        command = Command(op="del", key=key, client_id=client_id, seq=seq)
-        result, index = await self.server.requests.propose(encode_command(command))
-        return self._write_response(result, index)
+        client_id, seq, after_index = _session({**request.query, **body})
+        command = Command(op="del", key=key, client_id=client_id, seq=seq, after_index=after_index)
+        return await self._propose_write(command)
 
     async def get_key(self, request: Request) -> Response:
         key = _key(request)

@@ -10,9 +10,20 @@ retried with the same request: the state machine applies it at most once. A read
 through ReadIndex (thesis §6.4) or, sometimes, the leader lease (§6.4.1), and is served once
 the node has applied the read index.
 
+Like the client library (raftkv.client.sessions), every attempt of a write also carries
+`after_index`: the highest committed index the client had seen complete before the write
+began. A session the store forgot refuses the write `session_expired`; if no attempt of it
+may still take effect (each was refused or seen overwritten) the client opens a new session
+and sends the write again, otherwise the write's outcome is unknown.
+
 Outcomes are recorded the way a real client would know them: "ok"; "fail" when the
 operation certainly had no effect (refused, or lost as above, until its deadline);
-"unknown" when the deadline passed after some attempt was appended (it may still commit).
+"unknown" when the deadline passed after some attempt was appended (it may still commit),
+or when the store refused a retry as of a forgotten session (an earlier attempt may have
+been applied).
+
+An execution ledger (a replica of the store fed each index once) checks that no (client_id,
+seq) is executed twice: the at-most-once promise the sessions make.
 
 Beyond the checker's verdict, the clients check the real-time order cheaply as they go: all
 replicas apply one log, so an operation that starts after another completed must see the log
@@ -27,10 +38,11 @@ from typing import TYPE_CHECKING, Any
 
 from raftkv.check import HistoryRecorder
 from raftkv.check.history import OperationKind, Status
-from raftkv.core.messages import Entry
+from raftkv.core.messages import Entry, EntryKind
 from raftkv.core.ready import ReadState
 from raftkv.errors import NotLeader, ProposalDropped
 from raftkv.kv.commands import Command, Result, encode_command
+from raftkv.kv.store import KVStore
 
 if TYPE_CHECKING:
     from raftkv.sim.cluster import Simulation
@@ -73,7 +85,11 @@ class _Operation:
     in_flight: bool = False
     retry_tick: int = 0
     seq: int = 0  # the write's session sequence number
+    after_index: int = 0  # the committed index the client had seen when the write began
     appended: bool = False  # some attempt was appended to a log: it may take effect
+    # Some attempt was appended and then abandoned unanswered (no answer in time, its node
+    # crashed): it may still take effect. Attempts seen overwritten or refused do not count.
+    maybe_applied: bool = False
 
 
 class Client:
@@ -83,6 +99,15 @@ class Client:
         self.generation = 0  # bumped after an unknown outcome: a new process (Knossos)
         self.operation: _Operation | None = None
         self.session = f"c{client_id}"
+        self.seq = 0
+        self.sessions_opened = 1
+        # The highest log index this client saw in a completed operation's answer.
+        self.committed_index = 0
+
+    def open_session(self) -> None:
+        """The store forgot the session: writes go on under a new client id."""
+        self.sessions_opened += 1
+        self.session = f"c{self.id}s{self.sessions_opened}"
         self.seq = 0
 
     @property
@@ -110,6 +135,10 @@ class Workload:
         self._history_tick = -1
         self._history_sequence = 0
         self.completed_index_max = 0
+        self.sessions_expired = 0  # writes refused session_expired
+        self.ledger = _ExecutionLedger(simulation)
+        if enabled:
+            simulation.checker.apply_listeners.append(self.ledger.first_applied)
 
     @property
     def idle(self) -> bool:
@@ -137,7 +166,7 @@ class Workload:
                 if operation.kind == "get" and operation.index:
                     self._maybe_serve(client, operation)
                 elif now - operation.started_tick > ATTEMPT_TIMEOUT_TICKS:
-                    self._retry_later(client, operation)
+                    self._abandon_attempt(client, operation)
             elif now >= operation.retry_tick:
                 self._attempt(client, operation, now)
 
@@ -160,6 +189,7 @@ class Workload:
         if kind != "get":
             client.seq += 1
             operation.seq = client.seq
+            operation.after_index = client.committed_index
         client.operation = operation
         self._attempt(client, operation, now)
 
@@ -188,6 +218,7 @@ class Workload:
                     value=operation.value,
                     client_id=client.session,
                     seq=operation.seq,
+                    after_index=operation.after_index,
                 )
                 operation.index, operation.term = node.propose(encode_command(command))
                 operation.appended = True
@@ -211,6 +242,12 @@ class Workload:
         operation.in_flight = True
         if operation.kind == "get" and operation.index:
             self._maybe_serve(client, operation)
+
+    def _abandon_attempt(self, client: Client, operation: _Operation) -> None:
+        """The attempt in flight gets no answer: retry, and a write's attempt may yet apply."""
+        if operation.kind != "get":
+            operation.maybe_applied = True
+        self._retry_later(client, operation)
 
     def _retry_later(self, client: Client, operation: _Operation) -> None:
         """Try again, maybe elsewhere: the attempt had no effect, or a write's session makes
@@ -246,6 +283,7 @@ class Workload:
     ) -> None:
         operation = client.operation
         assert operation is not None
+        client.committed_index = max(client.committed_index, index)
         name = client.name
         stats = self._simulation.stats
         time = None if status == "unknown" else self._time()
@@ -289,6 +327,9 @@ class Workload:
             )
         simulation.checker.on_acknowledged(entry.index, entry.term)
         error = result.error if isinstance(result, Result) and not result.ok else None
+        if error == "session_expired":
+            self._session_expired(client, operation, entry.index)
+            return
         if error == "stale_request":
             raise simulation.checker.fail(
                 "Client sessions",
@@ -296,6 +337,23 @@ class Workload:
                 f" {entry.index}, but it is the client's newest request",
             )
         self._complete(client, "ok", error=error, index=entry.index)
+
+    def _session_expired(self, client: Client, operation: _Operation, index: int) -> None:
+        """The store no longer knows the write's session: this attempt was not applied."""
+        self.sessions_expired += 1
+        client.committed_index = max(client.committed_index, index)
+        client.open_session()
+        if operation.maybe_applied:
+            # An earlier attempt may have been applied: nobody can tell any more.
+            self._complete(client, "unknown")
+            return
+        # Nothing of it was applied: the same write under the new session, at the next tick
+        # (not from inside the node's apply loop).
+        client.seq += 1
+        operation.seq = client.seq
+        operation.after_index = client.committed_index
+        operation.in_flight = False
+        operation.retry_tick = self._simulation.now
 
     def on_read_state(self, node_id: int, read_state: ReadState) -> None:
         client = self._reads.pop(read_state.request_id, None)
@@ -323,7 +381,7 @@ class Workload:
         for client in self.clients:
             operation = client.operation
             if operation is not None and operation.in_flight and operation.node_id == node_id:
-                self._retry_later(client, operation)  # the connection broke: ask again
+                self._abandon_attempt(client, operation)  # the connection broke: ask again
 
     def finish(self) -> None:
         """The run is over: what is still in flight may or may not have happened."""
@@ -331,3 +389,37 @@ class Workload:
             operation = client.operation
             if operation is not None:
                 self._give_up(client, operation)
+
+
+class _ExecutionLedger(KVStore):
+    """A replica of the store fed each index once, the first time any node applies it (in
+    index order: see raftkv.sim.stale_reads), recording every session write it executes."""
+
+    def __init__(self, simulation: Simulation) -> None:
+        super().__init__()
+        self._simulation = simulation
+        self._enabled = True
+        self._last_index = 0
+        self._executed_at: dict[tuple[str, int], int] = {}
+
+    def first_applied(self, entry: Entry) -> None:
+        if not self._enabled:
+            return
+        if entry.index != self._last_index + 1:
+            self._enabled = False  # cannot happen; stop checking rather than guess
+            return
+        self._last_index = entry.index
+        if entry.kind == EntryKind.NORMAL:
+            self.apply(entry.index, entry.data)
+
+    def execute(self, command: Command) -> Result:
+        if command.client_id:
+            write = (command.client_id, command.seq)
+            first = self._executed_at.setdefault(write, self.applied_index)
+            if first != self.applied_index:
+                raise self._simulation.checker.fail(
+                    "Client sessions",
+                    f"{command.op} {command.key} of session {command.client_id} seq"
+                    f" {command.seq} was executed at {first} and again at {self.applied_index}",
+                )
+        return super().execute(command)
