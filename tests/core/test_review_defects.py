@@ -289,3 +289,31 @@ def test_repeated_transfer_requests_do_not_postpone_check_quorum(targets: list[i
         leader.tick()
         cluster.process()
     assert leader.role != "leader", "a leader cut off from the quorum never stepped down"
+
+
+def test_a_follower_restarted_mid_transfer_gets_the_snapshot_from_the_start() -> None:
+    cluster = Cluster([1, 2, 3], snapshot_chunk_bytes=64, snapshot_chunks_inflight_max=2)
+    cluster.campaign(1)
+    cluster.isolate(3)
+    for k in range(20):
+        cluster.propose(1, b"value-%02d" % k)
+    take_snapshot(cluster, 1, 1000)
+    cluster.heal()
+    chunks = 0
+
+    def crash_after_some_chunks(message: object) -> object:
+        nonlocal chunks
+        if isinstance(message, InstallSnapshot) and message.to == 3:
+            chunks += 1
+            if chunks == 6:
+                cluster.crash(3)  # loses its partial copy, which was never durable
+                return None
+        return message
+
+    cluster.filter = crash_after_some_chunks  # type: ignore[assignment]
+    cluster.tick(2)
+    cluster.filter = None
+    cluster.restart(3)
+    cluster.tick(30)
+    assert cluster[3].log.snapshot_index > 0, "the transfer never started over"
+    assert cluster[3].log.last_index == cluster[1].log.last_index

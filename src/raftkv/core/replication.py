@@ -393,6 +393,12 @@ class Replication:
             progress.snapshot_window_chunks = min(
                 2 * progress.snapshot_window_chunks, self.node.config.snapshot_chunks_inflight_max
             )
+        elif message.next_offset < progress.snapshot_acked_offset:
+            # Below what it acknowledged before: the follower lost its partial copy (it
+            # restarted). Start again from what it holds.
+            progress.snapshot_acked_offset = message.next_offset
+            progress.snapshot_window_chunks = 1
+            progress.snapshot_sent_offset = message.next_offset
         # An answer below what we sent is usually just the acknowledgement of an earlier
         # chunk of the window, not a loss: rewinding on it sent every chunk twice. Losses
         # are repaired by the stall check at the next heartbeat (see `_heartbeat`).
