@@ -10,6 +10,7 @@ from dataclasses import replace
 from raftkv.core import Entry, Membership, RaftConfig, RaftNode, ReadState
 from raftkv.core.messages import AnyMessage
 from raftkv.storage import MemoryLogStore, MemorySnapshotStore, MemoryStableStore
+from raftkv.storage.recovery import recover
 
 
 class Cluster:
@@ -46,15 +47,14 @@ class Cluster:
 
     def _new_node(self, node_id: int) -> RaftNode:
         config = RaftConfig(node_id=node_id, **self.config)  # type: ignore[arg-type]
-        log = self.logs[node_id]
-        snapshot = self.snapshots[node_id].latest()
+        recovered = recover(self.logs[node_id], self.stables[node_id], self.snapshots[node_id])
         return RaftNode(
             config,
             random.Random(self.seed * 1000 + node_id),
-            hard_state=self.stables[node_id].hard_state(),
-            entries=log.entries(log.first_index(), log.last_index() + 1),
-            snapshot=snapshot,
-            applied=snapshot[0].index if snapshot else 0,
+            hard_state=recovered.hard_state,
+            entries=recovered.entries,
+            snapshot=recovered.snapshot,
+            applied=recovered.applied_index,
         )
 
     def __getitem__(self, node_id: int) -> RaftNode:

@@ -1,9 +1,9 @@
-"""FileSnapshotStore: atomic saves, the newest N kept, damaged files passed over."""
+"""FileSnapshotStore: atomic saves, the newest N kept, damaged files reported (never passed
+over: whether an older snapshot may stand in is recovery's decision, test_recovery.py)."""
 
 from __future__ import annotations
 
 import errno
-import logging
 import os
 from pathlib import Path
 
@@ -52,18 +52,20 @@ def test_only_the_newest_are_kept(tmp_path: Path) -> None:
     assert store.latest() == (snapshot_meta(40, 1), b"state 40")
 
 
-def test_a_damaged_newest_falls_back_to_an_older_one(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_damaged_newest_is_corruption_not_an_older_one(tmp_path: Path) -> None:
     store = FileSnapshotStore(tmp_path, keep=3)
     for index in (10, 20, 30):
         store.save(snapshot_meta(index, 1), b"state %d" % index)
     newest = tmp_path / snapshot_file_name(30, 1)
     damage(newest, newest.stat().st_size - 1)
-    with caplog.at_level(logging.WARNING, logger="raftkv.storage"):
-        assert store.latest() == (snapshot_meta(20, 1), b"state 20")
-    assert store.skipped_corrupt == [str(newest)]
-    assert "damaged" in caplog.text and str(newest) in caplog.text
+    with pytest.raises(Corruption, match="damaged snapshot") as caught:
+        store.latest()
+    assert caught.value.path == str(newest)
+    refs = store.stored()
+    assert [(ref.index, ref.term, ref.location) for ref in refs] == [
+        (index, 1, str(tmp_path / snapshot_file_name(index, 1))) for index in (30, 20, 10)
+    ]
+    assert store.load(refs[1]) == (snapshot_meta(20, 1), b"state 20")
 
 
 @pytest.mark.parametrize("how", ["data", "header", "truncated", "empty"])
@@ -80,20 +82,24 @@ def test_every_kind_of_damage_is_noticed(tmp_path: Path, how: str) -> None:
         os.truncate(newest, newest.stat().st_size - 1)
     else:
         os.truncate(newest, 0)
-    assert store.latest() == (snapshot_meta(10, 1), b"older")
-    assert store.skipped_corrupt == [str(newest)]
+    newest_ref, older_ref = store.stored()
+    with pytest.raises(Corruption) as caught:
+        store.load(newest_ref)
+    assert caught.value.path == str(newest) and caught.value.offset is not None
+    assert store.load(older_ref) == (snapshot_meta(10, 1), b"older")
 
 
-def test_all_damaged_raises_corruption_with_the_path(tmp_path: Path) -> None:
+def test_every_damaged_file_is_corruption_with_its_path(tmp_path: Path) -> None:
     store = FileSnapshotStore(tmp_path)
     store.save(snapshot_meta(10, 1), b"older")
     store.save(snapshot_meta(20, 1), b"newer")
     for name in snapshot_files(tmp_path):
         damage(tmp_path / name, 40)
-    with pytest.raises(Corruption, match="no valid snapshot") as caught:
-        store.latest()
-    assert caught.value.path == str(tmp_path / snapshot_file_name(20, 1))
-    assert caught.value.offset is not None
+    for ref in store.stored():
+        with pytest.raises(Corruption, match="checksum mismatch") as caught:
+            store.load(ref)
+        assert caught.value.path == ref.location
+        assert caught.value.offset is not None
 
 
 def test_a_renamed_file_does_not_pass_for_another_snapshot(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from raftkv.kv.store import KVStore
 from raftkv.sim.invariants import LogView
 from raftkv.sim.transcript import describe_entry
 from raftkv.storage.memory import MemoryLogStore, MemorySnapshotStore, MemoryStableStore
+from raftkv.storage.recovery import recover
 
 if TYPE_CHECKING:
     from raftkv.sim.cluster import Simulation
@@ -89,33 +90,23 @@ class SimNode:
         self.incarnation += 1
         config = self.simulation.options.raft_config(self.id, self.simulation.tuning)
         rng = node_rng(self.simulation.options.seed, self.id, self.incarnation)
-        snapshot = self.snapshot_store.latest()
+        # The server's own recovery (raftkv.storage.recovery), so the simulator vouches for it:
+        # e.g. a crash between saving a received snapshot and resetting the log.
+        recovered = recover(self.log_store, self.stable_store, self.snapshot_store)
         self.kv = KVStore()
-        self.applied_index = 0
+        self.applied_index = recovered.applied_index
         self.applied_membership = EMPTY
-        entries: list[Entry] = []
-        log = self.log_store
-        low = log.first_index()
-        if snapshot is not None:
-            meta, data = snapshot
+        if recovered.snapshot is not None:
+            meta, data = recovered.snapshot
             self.kv.restore(data)
-            self.applied_index = self.last_snapshot_index = meta.index
+            self.last_snapshot_index = meta.index
             self.applied_membership = meta.membership
-            # A crash between saving a received snapshot and resetting the log leaves a log
-            # that does not continue the snapshot: it goes, as the server does on start
-            # (raftkv.server.runtime).
-            if log.term(meta.index) != meta.term:
-                log.reset(meta.index, meta.term)
-                log.sync()
-            low = meta.index + 1
-        if low <= log.last_index():
-            entries = log.entries(low, log.last_index() + 1)
         self.node = node = self.node_class(
             config,
             rng,
-            hard_state=self.stable_store.hard_state(),
-            entries=entries,
-            snapshot=snapshot,
+            hard_state=recovered.hard_state,
+            entries=recovered.entries,
+            snapshot=recovered.snapshot,
             applied=self.applied_index,
         )
         if bootstrap is not None:

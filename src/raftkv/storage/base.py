@@ -8,6 +8,7 @@ Implementations: the in-memory twins in `memory.py` (for the simulator and tests
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from raftkv.core.messages import Entry, HardState
@@ -54,9 +55,37 @@ class StableStore(Protocol):
         """Make every earlier write durable."""
 
 
+# Snapshots a store keeps (the newest ones); an older one is a fallback for recovery when
+# the newest is damaged and the log still holds everything after the older one.
+SNAPSHOTS_KEPT_DEFAULT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRef:
+    """A stored snapshot, known by its name before it is read (and found valid or not)."""
+
+    index: int
+    term: int
+    location: str  # the file's path (a name for the memory twin): what a message names
+
+
 class SnapshotStore(Protocol):
+    @property
+    def location(self) -> str:
+        """Where the snapshots live (a directory), for messages."""
+
     def save(self, meta: SnapshotMeta, data: bytes) -> None:
         """Store a snapshot atomically and durably before returning."""
 
+    def stored(self) -> list[SnapshotRef]:
+        """Every stored snapshot, newest (by index, then term) first, without reading them."""
+
+    def load(self, ref: SnapshotRef) -> tuple[SnapshotMeta, bytes]:
+        """Read and check one snapshot; `Corruption` (naming `ref.location`) if damaged."""
+
     def latest(self) -> tuple[SnapshotMeta, bytes] | None:
-        """The newest valid snapshot, or None."""
+        """The newest snapshot, or None; `Corruption` if it is damaged.
+
+        Never an older one in its place: whether an older snapshot may stand in for a
+        damaged newer one depends on the log, and only recovery (storage/recovery.py)
+        decides that."""

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from raftkv.core.messages import Entry, HardState
 from raftkv.core.ready import SnapshotMeta
+from raftkv.errors import Corruption
+from raftkv.storage.base import SNAPSHOTS_KEPT_DEFAULT, SnapshotRef
 
 
 class _LogState:
@@ -114,15 +116,47 @@ class MemoryStableStore:
 
 
 class MemorySnapshotStore:
-    def __init__(self) -> None:
-        self._latest: tuple[SnapshotMeta, bytes] | None = None
+    """Keeps the newest `keep` snapshots, as the file store does; `damage()` models a
+    snapshot file gone bad, for recovery tests."""
+
+    location = "memory"
+
+    def __init__(self, keep: int = SNAPSHOTS_KEPT_DEFAULT) -> None:
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        self.keep = keep
+        # (index, term) -> snapshot, and which of them are damaged.
+        self._snapshots: dict[tuple[int, int], tuple[SnapshotMeta, bytes]] = {}
+        self._damaged: set[tuple[int, int]] = set()
 
     def save(self, meta: SnapshotMeta, data: bytes) -> None:
-        if self._latest is None or meta.index >= self._latest[0].index:
-            self._latest = (meta, bytes(data))
+        key = (meta.index, meta.term)
+        self._snapshots[key] = (meta, bytes(data))
+        self._damaged.discard(key)
+        for doomed in sorted(self._snapshots, reverse=True)[self.keep :]:
+            del self._snapshots[doomed]
+            self._damaged.discard(doomed)
+
+    def stored(self) -> list[SnapshotRef]:
+        return [
+            SnapshotRef(index, term, f"memory snapshot {index}/{term}")
+            for index, term in sorted(self._snapshots, reverse=True)
+        ]
+
+    def load(self, ref: SnapshotRef) -> tuple[SnapshotMeta, bytes]:
+        key = (ref.index, ref.term)
+        if key in self._damaged or key not in self._snapshots:
+            raise Corruption("damaged snapshot", ref.location)
+        return self._snapshots[key]
 
     def latest(self) -> tuple[SnapshotMeta, bytes] | None:
-        return self._latest
+        refs = self.stored()
+        return self.load(refs[0]) if refs else None
+
+    def damage(self, index: int, term: int) -> None:
+        """Make the stored snapshot (index, term) unreadable, as bit rot would."""
+        assert (index, term) in self._snapshots, f"no snapshot {index}/{term} to damage"
+        self._damaged.add((index, term))
 
     def crash(self) -> None:
         """Snapshots are saved durably before `save` returns: nothing to lose."""

@@ -11,9 +11,12 @@ A snapshot file `snapshot-<20-digit index>-<20-digit term>.snap` is (little-endi
     28 + M     D    the state machine's snapshot
 
 It is written to `<name>.tmp`, fsynced, renamed into place and the directory fsynced, so a
-crash leaves either no file or a whole one. `latest()` returns the newest valid snapshot;
-a damaged newer file is logged, listed in `skipped_corrupt` and passed over; if files exist
-but none is valid, Corruption is raised with the newest file's path.
+crash leaves either no file or a whole one (a leftover `.tmp` is deleted on open: it was
+never renamed, so nothing, the log's compaction included, ever relied on it). `stored()`
+lists the files newest first, `load()` reads and checks one (a damaged file is `Corruption`
+naming it), and `latest()` is the newest one, never an older one in its place: whether an
+older snapshot may stand in for a damaged newer one is recovery's decision
+(storage/recovery.py), because only the log can tell.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ import msgspec
 
 from raftkv.core.ready import SnapshotMeta
 from raftkv.errors import Corruption
+from raftkv.storage.base import SNAPSHOTS_KEPT_DEFAULT as SNAPSHOTS_KEPT_DEFAULT
+from raftkv.storage.base import SnapshotRef
 from raftkv.storage.file_io import (
     FILE_MODE,
     ensure_directory,
@@ -41,7 +46,6 @@ logger = logging.getLogger("raftkv.storage")
 
 SNAPSHOT_MAGIC = b"RAFTKVSN"
 SNAPSHOT_FORMAT_VERSION = 1
-SNAPSHOTS_KEPT_DEFAULT = 2
 SNAPSHOT_FILE_PATTERN = re.compile(r"^snapshot-(\d{20})-(\d{20})\.snap$")
 TEMPORARY_SUFFIX = ".tmp"
 
@@ -70,8 +74,6 @@ class FileSnapshotStore:
             raise ValueError("keep must be at least 1")
         self.directory = os.fspath(directory)
         self.keep = keep
-        # Paths of damaged snapshot files passed over by the last `latest()`.
-        self.skipped_corrupt: list[str] = []
         ensure_directory(self.directory)
         self._remove_temporary_files()
 
@@ -103,29 +105,24 @@ class FileSnapshotStore:
             raise storage_error(error, "saving snapshot", path) from error
         self._prune()
 
-    def latest(self) -> tuple[SnapshotMeta, bytes] | None:
-        self.skipped_corrupt = []
-        paths = self._snapshot_paths()
-        first_damage: _Damage | None = None
-        for path, index, term in paths:
-            try:
-                return self._read(path, index, term)
-            except _Damage as damage:
-                first_damage = first_damage or damage
-                logger.warning(
-                    "snapshot %s is damaged (%s at offset %d); trying an older one",
-                    path,
-                    damage.reason,
-                    damage.offset,
-                )
-                self.skipped_corrupt.append(path)
-        if first_damage is not None:
+    @property
+    def location(self) -> str:
+        return self.directory
+
+    def stored(self) -> list[SnapshotRef]:
+        return [SnapshotRef(index, term, path) for path, index, term in self._snapshot_paths()]
+
+    def load(self, ref: SnapshotRef) -> tuple[SnapshotMeta, bytes]:
+        try:
+            return self._read(ref.location, ref.index, ref.term)
+        except _Damage as damage:
             raise Corruption(
-                f"no valid snapshot ({len(paths)} damaged): {first_damage.reason}",
-                paths[0][0],
-                first_damage.offset,
-            )
-        return None
+                f"damaged snapshot ({damage.reason})", ref.location, damage.offset
+            ) from None
+
+    def latest(self) -> tuple[SnapshotMeta, bytes] | None:
+        refs = self.stored()
+        return self.load(refs[0]) if refs else None
 
     def _snapshot_paths(self) -> list[tuple[str, int, int]]:
         """(path, index, term) of every snapshot file, newest first."""
