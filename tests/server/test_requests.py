@@ -39,6 +39,7 @@ def make_tracker() -> tuple[RequestTracker, FakeNode]:
     server: Any = SimpleNamespace(
         node=node,
         storage_failure=None,
+        applied_index=0,
         options=SimpleNamespace(request_timeout_seconds=TIMEOUT),
         wake=lambda: None,
     )

@@ -22,7 +22,12 @@ def test_first_open_records_the_ids(tmp_path: Path) -> None:
     with open_data_dir(tmp_path / "node-1", 1, "cluster-a") as data_dir:
         assert (data_dir.node_id, data_dir.cluster_id) == (1, "cluster-a")
     meta = json.loads((tmp_path / "node-1" / META_FILE_NAME).read_text())
-    assert meta == {"format_version": 1, "node_id": 1, "cluster_id": "cluster-a"}
+    assert meta == {
+        "format_version": 1,
+        "node_id": 1,
+        "cluster_id": "cluster-a",
+        "joined_index": 0,
+    }
     with open_data_dir(tmp_path / "node-1", 1, "cluster-a") as data_dir:
         assert data_dir.cluster_id == "cluster-a"
 

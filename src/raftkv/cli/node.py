@@ -116,6 +116,7 @@ async def serve(options: NodeOptions) -> int:
         options.peers = {}
         server = RaftServer(options)
         server.join_peers = info.peers
+        server.joined_index = info.joined_index
     else:
         if options.join is not None:
             logger.info("data dir already holds this node's state; ignoring --join")

@@ -26,9 +26,13 @@ class JoinFailed(RaftError):
 
 
 class ClusterInfo:
-    def __init__(self, cluster_id: str, peers: dict[int, tuple[str, int]]) -> None:
+    def __init__(
+        self, cluster_id: str, peers: dict[int, tuple[str, int]], joined_index: int = 0
+    ) -> None:
         self.cluster_id = cluster_id
         self.peers = peers
+        # The index of a configuration holding this node, from the add's answer.
+        self.joined_index = joined_index
 
 
 async def _request(
@@ -77,7 +81,12 @@ async def join_cluster(
                     if member.get("address") and int(member["id"]) != node_id
                 }
                 logger.info("joined cluster %s through %s", members.get("cluster_id"), target)
-                return ClusterInfo(str(members.get("cluster_id", "")), peers)
+                joined_index = answer.get("index")
+                return ClusterInfo(
+                    str(members.get("cluster_id", "")),
+                    peers,
+                    joined_index if isinstance(joined_index, int) else 0,
+                )
             except (aiohttp.ClientError, TimeoutError, JoinFailed, ValueError) as error:
                 last_error = str(error) or type(error).__name__
                 logger.info("join attempt failed: %s", last_error)

@@ -79,7 +79,14 @@ class MembershipOperations:
             raise MembershipChangeRefused(str(error)) from None
         current = node.membership
         if member in current.members:
-            return {"ok": True, "changed": False, "members": sorted(current.members)}
+            # `index`: the configuration in force, which holds the member (a joining node
+            # records it: configurations before it are history, see RaftServer).
+            return {
+                "ok": True,
+                "changed": False,
+                "index": node.membership_index,
+                "members": sorted(current.members),
+            }
         addresses = self._known_addresses(current)
         addresses[member] = address
         change = Membership(

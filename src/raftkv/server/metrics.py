@@ -107,6 +107,11 @@ class NodeMetrics:
         self.snapshots_taken = Counter(
             "raft_snapshots_taken", "Snapshots taken", registry=self.registry
         )
+        self.safety_violations = Counter(
+            "raft_safety_violations",
+            "Peer messages refused because they contradict this node's committed log",
+            registry=self.registry,
+        )
         self.snapshots_installed = Counter(
             "raft_snapshots_installed", "Snapshots installed from a leader", registry=self.registry
         )

@@ -121,7 +121,7 @@ class RequestTracker:
 
     async def wait_applied(self, index: int) -> None:
         server = self.server
-        if server.node.log.applied >= index:
+        if server.applied_index >= index:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._applied_waits, (index, next(self._wait_ids), future))

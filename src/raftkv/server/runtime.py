@@ -23,9 +23,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from raftkv.addresses import format_address, parse_host_port
-from raftkv.core import Entry, EntryKind, HardState, Membership, RaftConfig, RaftNode, Ready
+from raftkv.core import Entry, EntryKind, Membership, RaftConfig, RaftNode, Ready
 from raftkv.core.messages import AnyMessage
-from raftkv.errors import NotLeader, RaftError, StorageError
+from raftkv.errors import NotLeader, RaftError, SafetyViolation, StorageError
 from raftkv.kv import KVStore, StateMachine
 from raftkv.server.http_api import ClientApi
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
@@ -45,7 +45,9 @@ from raftkv.server.snapshots import SnapshotTaker
 from raftkv.storage import open_data_dir
 from raftkv.storage.datadir import DataDir
 from raftkv.storage.file_log import FileStorage
+from raftkv.storage.recovery import recover
 from raftkv.storage.snapshot_files import FileSnapshotStore
+from raftkv.transport.handshake import LeaseSettings
 from raftkv.transport.tcp import TcpTransport
 
 logger = logging.getLogger("raftkv.node")
@@ -83,8 +85,15 @@ class RaftServer:
         self.peer_addresses: dict[int, tuple[str, int]] = {}
         # Peer addresses learned while joining (`--join`), before the log tells them.
         self.join_peers: dict[int, tuple[str, int]] = {}
+        # The index of the configuration that added this node (`--join`; kept in the data
+        # dir). Only configurations from there on can say this node was removed.
+        self.joined_index = 0
         self.client_addresses: dict[int, str] = {}
         self.applied_hashes: OrderedDict[int, str] = OrderedDict()
+        # The index the state machine reflects. Not `node.log.applied`: a received snapshot
+        # moves that at once, while the state machine is restored only at the next Ready.
+        # Reads, applied-index waits and snapshots go by what the state machine holds.
+        self.applied_index = 0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.disk_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"disk-{self.id}")
@@ -104,9 +113,16 @@ class RaftServer:
         options = self.options
         self._open_storage()
         self._build_node()
+        self.applied_index = self.node.log.applied
         self.transport = TcpTransport(
             node_id=self.id,
             cluster_id=self.cluster_id,
+            # Peers compare these and refuse a mismatch: the lease assumes all nodes share them.
+            lease_settings=LeaseSettings.of(
+                tick_ms=options.tick_ms,
+                election_timeout_ticks_min=self.node.config.election_timeout_ticks,
+                check_quorum=self.node.config.check_quorum,
+            ),
             listen_host=options.listen[0],
             listen_port=options.listen[1],
             on_message=self._on_message,
@@ -125,6 +141,8 @@ class RaftServer:
             asyncio.create_task(self._ready_loop(), name="ready-loop"),
             asyncio.create_task(self.members.promote_caught_up_learners(), name="promotion"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._watch)
         api = ClientApi(self)
         self.http = HttpServer(
             api.handle,
@@ -154,6 +172,9 @@ class RaftServer:
         if self.data_dir.cluster_id is None and cluster_id is not None:
             self.data_dir.record_cluster_id(cluster_id)
         self.cluster_id = self.data_dir.cluster_id or cluster_id or ""
+        if self.joined_index > 0:
+            self.data_dir.record_joined_index(self.joined_index)
+        self.joined_index = self.data_dir.joined_index
         self.storage = self.data_dir.open_storage(segment_bytes_max=WAL_SEGMENT_BYTES)
         self.snapshot_store = self.data_dir.open_snapshots()
         self.peer_addresses = load_peer_addresses(self.data_dir.path)
@@ -173,38 +194,22 @@ class RaftServer:
             pre_vote=options.pre_vote,
             check_quorum=options.check_quorum,
         )
-        snapshot = self.snapshot_store.latest()
-        applied = 0
-        if snapshot is not None:
-            meta, data = snapshot
+        # Every rule of what a node restarts from lives in recover(); it raises Corruption
+        # (exit code 4) rather than start without entries this node stored.
+        recovered = recover(self.storage, self.storage, self.snapshot_store)
+        for warning in recovered.warnings:
+            logger.warning("recovery: %s", warning)
+        if recovered.snapshot is not None:
+            meta, data = recovered.snapshot
             self.state_machine.restore(data)
-            applied = meta.index
             logger.info("loaded snapshot at index %d term %d", meta.index, meta.term)
-        storage = self.storage
-        hard_state = storage.hard_state()
-        if snapshot is None:
-            entries = storage.entries(storage.first_index(), storage.last_index() + 1)
-        else:
-            meta = snapshot[0]
-            if storage.term(meta.index) == meta.term:
-                entries = storage.entries(meta.index + 1, storage.last_index() + 1)
-            else:
-                # A crash came between saving an installed snapshot and resetting the WAL:
-                # what the WAL holds does not continue the snapshot, so it goes.
-                logger.warning("WAL does not continue snapshot %d; resetting it", meta.index)
-                storage.reset(meta.index, meta.term)
-                storage.sync()
-                entries = []
-        last_index = entries[-1].index if entries else (snapshot[0].index if snapshot else 0)
-        if hard_state.commit > last_index:
-            hard_state = HardState(hard_state.term, hard_state.voted_for, last_index)
         self.node = RaftNode(
             config,
             random.Random(options.seed),
-            hard_state=hard_state,
-            entries=entries,
-            snapshot=snapshot,
-            applied=applied,
+            hard_state=recovered.hard_state,
+            entries=recovered.entries,
+            snapshot=recovered.snapshot,
+            applied=recovered.applied_index,
         )
         brand_new = self.node.log.last_index == 0 and self.node.term == 0
         if brand_new and options.peers and options.join is None:
@@ -217,10 +222,12 @@ class RaftServer:
         cluster does not wait out an election timeout (thesis §3.10); then stop."""
         node = self.node
         if node.role == "leader" and self.storage_failure is None:
-            progress = node.replication.progress
+            progress = node.peer_status()
             voters = [p for p in node.membership.all_voters if p != self.id and p in progress]
             if voters:
-                best = max(voters, key=lambda peer: (progress[peer].match, -peer))
+                best = max(
+                    voters, key=lambda peer: (progress[peer].active, progress[peer].match, -peer)
+                )
                 timeout_seconds = self.options.election_timeout_ms[1] / 1000
                 try:
                     await self.members.transfer_leadership(best, timeout_seconds)
@@ -263,9 +270,24 @@ class RaftServer:
         self._wake.set()
 
     def _on_message(self, message: AnyMessage) -> None:
-        if self.storage_failure is None:
+        if self.storage_failure is not None:
+            return
+        try:
             self.node.step(message)
-            self._wake.set()
+        except SafetyViolation as error:
+            # Checked before anything changed: refuse the message, keep our committed log,
+            # and say so as loudly as we can (a peer or this node's storage is damaged).
+            self.metrics.safety_violations.inc()
+            logger.critical(
+                "SAFETY VIOLATION, message from node%d refused: %s", message.sender, error
+            )
+            return
+        except Exception:
+            # Our own invariant broke while stepping: nothing more can be trusted.
+            logger.exception("internal error stepping a message from node%d", message.sender)
+            self._stop_participating("internal error stepping a message")
+            return
+        self._wake.set()
 
     def _on_peer_state(self, peer: int, connected: bool) -> None:
         logger.info("peer node%d %s", peer, "connected" if connected else "disconnected")
@@ -298,7 +320,12 @@ class RaftServer:
             self.requests.expire(self._last_tick_time)
             self._lease_blackout_ticks = max(0, self._lease_blackout_ticks - 1)
             if self.storage_failure is None:
-                self.node.tick()
+                try:
+                    self.node.tick()
+                except Exception:
+                    # The ticker itself goes on: it also times out waiting requests.
+                    logger.exception("internal error in a tick")
+                    self._stop_participating("internal error in the ticker")
                 self._wake.set()
 
     def lease_usable(self) -> bool:
@@ -318,10 +345,10 @@ class RaftServer:
         except asyncio.CancelledError:
             raise
         except StorageError as error:
-            self._fail_storage(str(error))
+            self._stop_participating(str(error))
         except Exception:
             logger.exception("the Ready loop failed; stopping the node")
-            self._fail_storage("internal error in the Ready loop")
+            self._stop_participating("internal error in the Ready loop")
 
     async def _handle_ready(self, ready: Ready) -> None:
         node = self.node
@@ -362,17 +389,21 @@ class RaftServer:
                 result = state_machine.apply(entry.index, entry.data)
                 self.snapshots.note_applied_bytes(len(entry.data))
             elif entry.kind == EntryKind.MEMBERSHIP:
-                self._membership_applied(Membership.decode(entry.data))
+                self._membership_applied(Membership.decode(entry.data), entry.index)
             hashes[entry.index] = state_machine.applied_hash
             self.requests.applied(entry, result)
         while len(hashes) > HASH_WINDOW_ENTRIES:
             hashes.popitem(last=False)
-        self.requests.applied_through(entries[-1].index)
+        self.applied_index = entries[-1].index
+        self.requests.applied_through(self.applied_index)
 
-    def _membership_applied(self, membership: Membership) -> None:
-        # A joining node replays configurations from before it was added: only leaving a
-        # configuration it belonged to means it was removed.
-        if self.id in membership.members:
+    def _membership_applied(self, membership: Membership, index: int) -> None:
+        # A joining node replays configurations from before it was added, perhaps an earlier
+        # add and removal of the same id: only leaving a configuration it belonged to since
+        # its own join means it was removed.
+        if index < self.joined_index:
+            pass
+        elif self.id in membership.members:
             self._was_member = True
         elif self._was_member and not self.removed.is_set():
             logger.warning("this node was removed from the cluster; stopping")
@@ -414,11 +445,24 @@ class RaftServer:
                 f"node{leader}" if leader is not None else "unknown",
             )
 
-    def _fail_storage(self, reason: str) -> None:
-        """The disk failed: stop taking part (nothing more can be made durable) and say so."""
+    def _stop_participating(self, reason: str) -> None:
+        """The disk failed, or an invariant broke: stop taking part (nothing more can be
+        made durable or trusted), fail what waits, and say so. Reads of status and metrics
+        go on, so an operator sees why (`storage_failure` in the status)."""
+        if self.storage_failure is not None:
+            return
         self.storage_failure = reason
-        logger.critical("storage failed, refusing writes from now on: %s", reason)
+        logger.critical("stopped taking part, refusing writes from now on: %s", reason)
         self.requests.fail_all(f"storage failed: {reason}")
+
+    def _watch(self, task: asyncio.Task[None]) -> None:
+        """A background task that ends on its own is a bug: stop loudly, never silently
+        (a ticker that died once left a node answering HTTP but never ticking)."""
+        if task.cancelled() or self._stopping:
+            return
+        error = task.exception()
+        logger.critical("background task %s ended: %r", task.get_name(), error, exc_info=error)
+        self._stop_participating(f"background task {task.get_name()} ended")
 
     # --- client operations --------------------------------------------------------------
     async def read(self, key: str, consistency: str) -> tuple[str | None, int]:
@@ -439,7 +483,7 @@ class RaftServer:
         if getter is None:
             raise RequestFailed("this state machine does not support key reads")
         value: str | None = getter(key)
-        return value, node.log.applied
+        return value, self.applied_index
 
     # --- queries for the API ------------------------------------------------------------
     def leader_client_address(self, leader_id: int | None) -> str | None:

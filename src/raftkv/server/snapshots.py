@@ -3,6 +3,11 @@
 Taking one: the state machine's state is copied on the loop (`prepare_snapshot`, a dict
 copy), encoded and written in the disk thread, and the log is compacted by the Ready loop
 between two Readies, the only place where the WAL is never being synced at the same time.
+
+A snapshot is labelled with the index the state machine holds when it is copied (the
+server's `applied_index`), never the core's: a received snapshot moves the core's applied
+index before the state machine is restored. And one taken while a received snapshot is
+being installed is never saved at or below that snapshot's index.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ class SnapshotTaker:
         if self._task is not None:
             return
         self.last_index = max(self.last_index, node.log.snapshot_index)
-        entries_since = node.log.applied - self.last_index
+        entries_since = server.applied_index - self.last_index
         limit = server.options.snapshot_entries
         if (limit > 0 and entries_since >= limit) or self.bytes_since >= SNAPSHOT_BYTES_DEFAULT:
             self._task = asyncio.create_task(self._take(), name="snapshot")
@@ -76,9 +81,13 @@ class SnapshotTaker:
         node = server.node
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        index = node.log.applied
+        index = server.applied_index
         term = node.log.term(index)
-        assert term is not None
+        if term is None or index <= self.last_index:
+            # The core's log moved past what the state machine holds (a received snapshot
+            # is being installed): that snapshot supersedes this one.
+            self._task = None
+            return
         meta = SnapshotMeta(index, term, node.membership_at(index))
         prepare: Callable[[], Callable[[], bytes]] | None = getattr(
             server.state_machine, "prepare_snapshot", None
@@ -92,12 +101,16 @@ class SnapshotTaker:
         self.bytes_since = 0
         try:
             data = await loop.run_in_executor(server.disk_executor, encode)
+            if index <= self.last_index:
+                logger.info("snapshot at index %d dropped: a newer one was installed", index)
+                self._task = None
+                return
             await loop.run_in_executor(server.disk_executor, server.snapshot_store.save, meta, data)
         except Exception:
             logger.exception("taking a snapshot at index %d failed", index)
             self._task = None
             return
-        self.last_index = index
+        self.last_index = max(self.last_index, index)
         self._ready_to_compact = (meta, data)
         self._task = None
         seconds = time.perf_counter() - started
@@ -119,12 +132,15 @@ class SnapshotTaker:
         server = self.server
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
+        # Before the save is queued: a snapshot being taken must not be saved after it.
+        self.last_index = max(self.last_index, meta.index)
         await loop.run_in_executor(server.disk_executor, server.snapshot_store.save, meta, data)
         server.storage.reset(meta.index, meta.term)
         server.state_machine.restore(data)
         server.applied_hashes.clear()
         server.applied_hashes[meta.index] = server.state_machine.applied_hash
-        self.last_index = meta.index
+        server.applied_index = meta.index
+        server.requests.applied_through(meta.index)
         self.bytes_since = 0
         server.metrics.snapshots_installed.inc()
         server.metrics.snapshot_seconds.labels("install").observe(time.perf_counter() - started)

@@ -50,6 +50,10 @@ class DataDirMeta(msgspec.Struct, frozen=True):
     format_version: int
     node_id: int
     cluster_id: str | None = None
+    # The index of the configuration that added this node when it joined (`--join`); 0 for
+    # a founding member. Configurations before it are history: a node re-added under an id
+    # removed earlier must not read that earlier removal as its own.
+    joined_index: int = 0
 
 
 _meta_decoder = msgspec.json.Decoder(DataDirMeta)
@@ -72,6 +76,16 @@ class DataDir:
         return self._meta.cluster_id
 
     @property
+    def joined_index(self) -> int:
+        return self._meta.joined_index
+
+    def record_joined_index(self, index: int) -> None:
+        if index != self._meta.joined_index:
+            meta = msgspec.structs.replace(self._meta, joined_index=index)
+            _write_meta(self.path, meta)
+            self._meta = meta
+
+    @property
     def wal_directory(self) -> str:
         return os.path.join(self.path, WAL_DIRECTORY_NAME)
 
@@ -88,7 +102,7 @@ class DataDir:
             raise DataDirMismatch(
                 f"data dir {self.path} belongs to cluster {recorded!r}, not {cluster_id!r}"
             )
-        meta = DataDirMeta(DATA_DIR_FORMAT_VERSION, self._meta.node_id, cluster_id)
+        meta = msgspec.structs.replace(self._meta, cluster_id=cluster_id)
         _write_meta(self.path, meta)
         self._meta = meta
 

@@ -1,0 +1,183 @@
+"""A snapshot being taken while a received one is installed (review defect 2): the taken one
+must be labelled with the index the state machine holds, and never saved over the
+installed one. Driven in-process through the server's own Ready handling and snapshot
+task, with the real file stores; only the network is replaced by a recorder."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from raftkv.core import AppendEntries, Entry, InstallSnapshot, Membership
+from raftkv.core.messages import AnyMessage
+from raftkv.kv import KVStore
+from raftkv.kv.commands import Command, encode_command
+from raftkv.server.options import NodeOptions
+from raftkv.server.runtime import RaftServer
+
+LEADER, FOLLOWER = 1, 2
+
+
+class RecordingTransport:
+    """Stands in for the TCP transport: the follower's answers are only recorded."""
+
+    def __init__(self) -> None:
+        self.sent: list[AnyMessage] = []
+
+    def send(self, message: AnyMessage) -> None:
+        self.sent.append(message)
+
+
+def follower_server(data_dir: Path) -> RaftServer:
+    options = NodeOptions(
+        node_id=FOLLOWER,
+        data_dir=str(data_dir),
+        listen=("127.0.0.1", 1),
+        client_listen=("127.0.0.1", 2),
+        peers={LEADER: ("127.0.0.1", 3)},
+        snapshot_entries=1,  # a snapshot is due after every applied entry
+    )
+    server = RaftServer(options)
+    server._open_storage()
+    server._build_node()
+    server.applied_index = server.node.log.applied
+    server.transport = RecordingTransport()  # type: ignore[assignment]
+    return server
+
+
+def put(index: int, term: int, key: str, value: str) -> Entry:
+    return Entry(term=term, index=index, data=encode_command(Command("put", key, value)))
+
+
+def leader_state(through: int) -> bytes:
+    store = KVStore()
+    store.apply(1, encode_command(Command("put", "x", "from-the-leader")))
+    for index in range(2, through + 1):
+        store.apply(index, encode_command(Command("put", f"k{index}", "v")))
+    return store.snapshot()
+
+
+async def drain_ready(server: RaftServer) -> None:
+    while server.node.has_ready():
+        await server._handle_ready(server.node.ready())
+
+
+async def race(data_dir: Path) -> tuple[int, dict[str, str | None]]:
+    server = follower_server(data_dir)
+    node = server.node
+    await drain_ready(server)  # the bootstrap entry
+    term = 2
+    node.step(
+        AppendEntries(
+            to=FOLLOWER,
+            term=term,
+            leader_id=LEADER,
+            prev_log_index=1,
+            prev_log_term=1,
+            entries=[put(2, term, "x", "old"), put(3, term, "y", "old")],
+            leader_commit=3,
+        )
+    )
+    # Applies 2..3; at the end of that Ready a snapshot becomes due and its task is created,
+    # but it has not run yet when the next message arrives.
+    await server._handle_ready(node.ready())
+    assert server.snapshots._task is not None
+    installed_index = 50
+    data = leader_state(installed_index)
+    node.step(
+        InstallSnapshot(
+            to=FOLLOWER,
+            term=term,
+            leader_id=LEADER,
+            last_included_index=installed_index,
+            last_included_term=term,
+            offset=0,
+            data=data,
+            done=True,
+            membership=Membership(voters=frozenset({LEADER, FOLLOWER})).encode(),
+        )
+    )
+    install = asyncio.ensure_future(drain_ready(server))
+    taking = server.snapshots._task
+    await asyncio.gather(install, taking)
+    await drain_ready(server)
+    latest = server.snapshot_store.latest()
+    assert latest is not None
+    restored = KVStore()
+    restored.restore(latest[1])
+    server.storage.close()
+    server.disk_executor.shutdown(wait=True)
+    assert server.data_dir is not None
+    server.data_dir.close()
+    return latest[0].index, {key: restored.get(key) for key in ("x", "y", "k50")}
+
+
+def test_a_snapshot_taken_during_an_install_never_replaces_it(tmp_path: Path) -> None:
+    index, state = asyncio.run(race(tmp_path / "node-2"))
+    assert index == 50
+    assert state == {"x": "from-the-leader", "y": None, "k50": "v"}, (
+        "the newest snapshot file holds the follower's old state under the leader's index"
+    )
+
+
+def test_a_restarted_follower_serves_the_installed_state(tmp_path: Path) -> None:
+    asyncio.run(race(tmp_path / "node-2"))
+    server = follower_server(tmp_path / "node-2")
+    try:
+        assert server.node.log.applied == 50
+        assert server.state_machine.get("x") == "from-the-leader"  # type: ignore[attr-defined]
+    finally:
+        server.storage.close()
+        server.disk_executor.shutdown(wait=True)
+        assert server.data_dir is not None
+        server.data_dir.close()
+
+
+async def read_around_an_install(data_dir: Path) -> list[tuple[str | None, int]]:
+    server = follower_server(data_dir)
+    node = server.node
+    await drain_ready(server)
+    node.step(
+        AppendEntries(
+            to=FOLLOWER,
+            term=2,
+            leader_id=LEADER,
+            prev_log_index=1,
+            prev_log_term=1,
+            entries=[put(2, 2, "x", "old")],
+            leader_commit=2,
+        )
+    )
+    await drain_ready(server)
+    node.step(
+        InstallSnapshot(
+            to=FOLLOWER,
+            term=2,
+            leader_id=LEADER,
+            last_included_index=50,
+            last_included_term=2,
+            offset=0,
+            data=leader_state(50),
+            done=True,
+            membership=Membership(voters=frozenset({LEADER, FOLLOWER})).encode(),
+        )
+    )
+    # The core's log is at 50 already; the state machine is restored only by the next Ready.
+    reads = [await server.read("x", "stale")]
+    waiter = asyncio.ensure_future(server.requests.wait_applied(50))
+    await asyncio.sleep(0)
+    assert not waiter.done(), "an applied-index wait returned before the state was restored"
+    await drain_ready(server)
+    await waiter
+    reads.append(await server.read("x", "stale"))
+    server.snapshots.cancel()
+    server.storage.close()
+    server.disk_executor.shutdown(wait=True)
+    assert server.data_dir is not None
+    server.data_dir.close()
+    return reads
+
+
+def test_a_stale_read_reports_the_index_of_the_state_it_read(tmp_path: Path) -> None:
+    reads = asyncio.run(read_around_an_install(tmp_path / "node-2"))
+    assert reads == [("old", 2), ("from-the-leader", 50)]
