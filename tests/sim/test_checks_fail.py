@@ -21,10 +21,10 @@ from raftkv.sim.sweep import SeedOutcome, run_seeds
 from tests.sim.helpers import commit, elect, put, quiet_simulation
 
 NODES = 3
-FIGURE_8_SEEDS = range(1, 17)  # caught at seed 16 (5 of seeds 1-60)
-FORGOTTEN_VOTE_SEEDS = range(1, 6)  # caught at seed 4 (7 of seeds 1-60)
-EARLY_VOTE_SEEDS = range(60, 66)  # caught at seed 65 (3 of seeds 1-160)
-NO_PAUSE_BLACKOUT_SEEDS = range(1, 10)  # caught at seed 9 (6 of seeds 1-39)
+FIGURE_8_SEEDS = range(1, 3)  # caught at seed 2 (9 of seeds 1-80)
+FORGOTTEN_VOTE_SEEDS = range(1, 6)  # caught at seed 5 (4 of seeds 1-60)
+EARLY_VOTE_SEEDS = range(60, 66)  # caught at seed 64 (3 of seeds 1-200)
+NO_PAUSE_BLACKOUT_SEEDS = range(1, 10)  # caught at seed 9 (12 of seeds 1-60)
 
 
 def commit_by_counting_any_term(self: Replication) -> None:
@@ -118,7 +118,10 @@ def test_sweep_catches_a_vote_that_is_not_persisted() -> None:
 
 def test_sweep_catches_a_vote_sent_before_it_is_persisted() -> None:
     found = first_violation(EARLY_VOTE_SEEDS, node_class=EarlyVoter)
-    assert found.violation is not None and found.violation.startswith("Election Safety")
+    # A vote granted twice in one term: two leaders, or a leader elected without an entry
+    # a majority had committed (the second vote came from a node that forgot the first).
+    assert found.violation is not None
+    assert found.violation.startswith(("Election Safety", "Leader Completeness"))
     assert_correct_core_passes(found.seed)
 
 

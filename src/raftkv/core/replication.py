@@ -248,7 +248,13 @@ class Replication:
             progress = self.progress[peer]
             if progress.match >= node.membership_index:
                 del self.progress[peer]
-                self._send_empty_append(peer, progress.match, node.log.term(progress.match) or 0)
+                # At its match point, which it holds (or, compacted away here, at index 0,
+                # which every log shares): never a made-up term at a real index.
+                term = node.log.term(progress.match)
+                if term is None:
+                    self._send_empty_append(peer, 0, 0)
+                else:
+                    self._send_empty_append(peer, progress.match, term)
 
     def _send_append(self, peer: int, progress: Progress, send_if_empty: bool) -> bool:
         """Send the next AppendEntries to `peer`; True if it carried entries."""
