@@ -36,6 +36,8 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from raftkv.check import HistoryRecorder
 from raftkv.check.history import OperationKind, Status
 from raftkv.core.messages import Entry, EntryKind
@@ -52,8 +54,11 @@ KEYS = ("x", "y", "z")
 # Chance per tick that an idle client starts its next operation.
 OPERATION_PROBABILITY_PER_TICK = 0.25
 # The operation mix (the rest are puts).
-READ_SHARE = 0.4
-DELETE_SHARE = 0.15
+READ_SHARE = 0.35
+DELETE_SHARE = 0.1
+CAS_SHARE = 0.15  # compare-and-set on a value the client saw, or on absence
+CONDITIONAL_PUT_SHARE = 0.05  # put only if absent (SPEC §3)
+CAS_IF_ABSENT_SHARE = 0.25  # of the cas operations
 LEASE_READ_SHARE = 0.25  # of the reads
 # An attempt unanswered this long is retried (a real client's RPC timeout): a few election
 # timeouts, so a leader change during the attempt usually still answers it.
@@ -70,7 +75,7 @@ HISTORY_EVENTS_PER_TICK_MAX = 10_000
 @dataclass
 class _Operation:
     handle: int  # the recorder's handle
-    kind: OperationKind  # "put" | "del" | "get"
+    kind: OperationKind  # "put" | "del" | "get" | "cas"
     key: str
     value: str | None
     invoked_tick: int
@@ -90,6 +95,9 @@ class _Operation:
     # Some attempt was appended and then abandoned unanswered (no answer in time, its node
     # crashed): it may still take effect. Attempts seen overwritten or refused do not count.
     maybe_applied: bool = False
+    # cas and conditional puts: write only if the value is `if_value`, or absent.
+    if_value: str | None = None
+    if_absent: bool = False
 
 
 class Client:
@@ -103,6 +111,8 @@ class Client:
         self.sessions_opened = 1
         # The highest log index this client saw in a completed operation's answer.
         self.committed_index = 0
+        # The last value this client saw or wrote per key: what its cas operations expect.
+        self.seen: dict[str, str] = {}
 
     def open_session(self) -> None:
         """The store forgot the session: writes go on under a new client id."""
@@ -175,6 +185,8 @@ class Workload:
         key = rng.choice(KEYS)
         draw = rng.random()
         value: str | None = None
+        if_value: str | None = None
+        if_absent = False
         kind: OperationKind
         if draw < READ_SHARE:
             kind = "get"
@@ -184,8 +196,27 @@ class Workload:
             kind = "put"
             value = f"{client.id}.{self._next_value}"
             self._next_value += 1
-        handle = self.recorder.invoke(client.name, kind, key, time=self._time(), value=value)
+            draw -= READ_SHARE + DELETE_SHARE
+            if draw < CAS_SHARE:
+                kind = "cas"
+                seen = client.seen.get(key)
+                if seen is None or rng.random() < CAS_IF_ABSENT_SHARE:
+                    if_absent = True
+                else:
+                    if_value = seen
+            elif draw < CAS_SHARE + CONDITIONAL_PUT_SHARE:
+                if_absent = True
+        handle = self.recorder.invoke(
+            client.name,
+            kind,
+            key,
+            time=self._time(),
+            value=value,
+            if_value=if_value,
+            if_absent=if_absent,
+        )
         operation = _Operation(handle, kind, key, value, now, self.completed_index_max)
+        operation.if_value, operation.if_absent = if_value, if_absent
         if kind != "get":
             client.seq += 1
             operation.seq = client.seq
@@ -216,6 +247,8 @@ class Workload:
                     op=operation.kind,
                     key=operation.key,
                     value=operation.value,
+                    if_value=operation.if_value,
+                    if_absent=operation.if_absent,
                     client_id=client.session,
                     seq=operation.seq,
                     after_index=operation.after_index,
@@ -279,6 +312,7 @@ class Workload:
         *,
         result: str | None = None,
         error: str | None = None,
+        current: str | msgspec.UnsetType | None = msgspec.UNSET,
         index: int = 0,
     ) -> None:
         operation = client.operation
@@ -287,7 +321,20 @@ class Workload:
         name = client.name
         stats = self._simulation.stats
         time = None if status == "unknown" else self._time()
-        self.recorder.complete(operation.handle, status, time=time, result=result, error=error)
+        self.recorder.complete(
+            operation.handle, status, time=time, result=result, error=error, current=current
+        )
+        if status == "ok":
+            seen = current if error == "cas_failed" else result
+            if operation.kind == "get" or error == "cas_failed":
+                if isinstance(seen, str):
+                    client.seen[operation.key] = seen
+                else:
+                    client.seen.pop(operation.key, None)
+            elif operation.kind == "del":
+                client.seen.pop(operation.key, None)
+            elif operation.value is not None:
+                client.seen[operation.key] = operation.value
         client.operation = None
         if status == "ok":
             stats.client_ok += 1
@@ -336,6 +383,10 @@ class Workload:
                 f"client {client.name}'s request seq {operation.seq} was refused as stale at"
                 f" {entry.index}, but it is the client's newest request",
             )
+        if error == "cas_failed" and isinstance(result, Result):
+            # An observation: the value found (None: absent) made the condition false.
+            self._complete(client, "ok", error=error, current=result.current, index=entry.index)
+            return
         self._complete(client, "ok", error=error, index=entry.index)
 
     def _session_expired(self, client: Client, operation: _Operation, index: int) -> None:

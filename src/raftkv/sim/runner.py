@@ -119,6 +119,13 @@ def _run(simulation: Simulation, check_linearizability: bool) -> None:
         )
         if result.ok is False:
             raise simulation.checker.fail("Linearizability", result.explain())
+        if result.ok is None:
+            # Not a pass: the checker gave up, so nothing was shown either way.
+            raise simulation.checker.fail(
+                "Linearizability",
+                f"UNKNOWN: the checker's search budget ({LINEARIZABILITY_STATES_MAX} states)"
+                f" ran out on {result.operation_count} operations; nothing was proven",
+            )
 
 
 def _entries_behind(simulation: Simulation) -> int:
