@@ -270,3 +270,12 @@ def test_a_replica_restored_from_a_snapshot_decides_as_one_that_applied_the_log(
     later = [second.apply(index, log[index - 1]) for index in range(cut + 1, len(log) + 1)]
     assert later == results[cut:]
     assert second.snapshot() == whole.snapshot()
+
+
+def test_a_put_without_a_value_is_refused_alike_everywhere_never_a_crash() -> None:
+    replicas = [KVStore(), KVStore()]
+    for op in ("put", "cas"):
+        command = encode_command(Command(op=op, key="k", if_absent=op == "cas"))
+        results = [replica.apply(1 if op == "put" else 2, command) for replica in replicas]
+        assert all(r.error == "bad_request" for r in results)
+    assert replicas[0].applied_hash == replicas[1].applied_hash

@@ -7,10 +7,12 @@ from collections.abc import Callable
 
 import msgspec
 
+from raftkv.errors import InvariantViolation
 from raftkv.kv.commands import Command, Result, decode_command
 
 _OK = Result(ok=True)
 _STALE_REQUEST = Result(ok=False, error="stale_request")
+_BAD_REQUEST = Result(ok=False, error="bad_request")
 _SESSION_EXPIRED = Result(ok=False, error="session_expired")
 # Client sessions remembered (thesis §6.3). The least recently active session is forgotten
 # first; which one that is depends only on the log, so every replica forgets the same one.
@@ -57,7 +59,8 @@ class KVStore:
         self.evicted_through = 0
 
     def apply(self, index: int, command: bytes) -> Result:
-        assert index > self.applied_index, f"apply {index} after {self.applied_index}"
+        if index <= self.applied_index:
+            raise InvariantViolation(f"apply {index} after {self.applied_index}")
         self.applied_index = index
         # The running hash chains every applied command with its index, so two replicas agree
         # on it at an index exactly when they applied the same commands up to there.
@@ -67,7 +70,7 @@ class KVStore:
         try:
             parsed = decode_command(command)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            return Result(ok=False, error="bad_request")
+            return _BAD_REQUEST
         if not parsed.client_id:
             return self.execute(parsed)
         return self._apply_in_session(index, parsed)
@@ -115,7 +118,8 @@ class KVStore:
         if command.op == "put":
             if command.if_absent and command.key in self.data:
                 return Result(ok=False, error="cas_failed", current=self.data[command.key])
-            assert command.value is not None
+            if command.value is None:
+                return _BAD_REQUEST  # decided alike on every replica; never a crash
             self.data[command.key] = command.value
             return _OK
         if command.op == "del":
@@ -127,10 +131,11 @@ class KVStore:
             matches = current is None if command.if_absent else current == command.if_value
             if not matches:
                 return Result(ok=False, error="cas_failed", current=current)
-            assert command.value is not None
+            if command.value is None:
+                return _BAD_REQUEST  # decided alike on every replica; never a crash
             self.data[command.key] = command.value
             return _OK
-        return Result(ok=False, error="bad_request")
+        return _BAD_REQUEST
 
     def get(self, key: str) -> str | None:
         return self.data.get(key)
