@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 from types import TracebackType
 
@@ -34,6 +33,7 @@ from raftkv.storage.file_io import (
     storage_error,
 )
 from raftkv.storage.file_log import FileStorage
+from raftkv.storage.filesystem import OS_FILE_SYSTEM, FileSystem
 from raftkv.storage.snapshot_files import SNAPSHOTS_KEPT_DEFAULT, FileSnapshotStore
 
 DATA_DIR_FORMAT_VERSION = 1
@@ -60,10 +60,20 @@ _meta_decoder = msgspec.json.Decoder(DataDirMeta)
 
 
 class DataDir:
-    """An open, locked data dir. Use `open_data_dir()`; `close()` releases the lock."""
+    """An open, locked data dir. Use `open_data_dir()`; `close()` releases the lock.
 
-    def __init__(self, path: str, lock_descriptor: int, meta: DataDirMeta) -> None:
+    `filesystem` is where it lives; the stores it opens use the same one.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        lock_descriptor: int,
+        meta: DataDirMeta,
+        filesystem: FileSystem = OS_FILE_SYSTEM,
+    ) -> None:
         self.path = path
+        self.filesystem = filesystem
         self._lock_descriptor = lock_descriptor
         self._meta = meta
 
@@ -82,7 +92,7 @@ class DataDir:
     def record_joined_index(self, index: int) -> None:
         if index != self._meta.joined_index:
             meta = msgspec.structs.replace(self._meta, joined_index=index)
-            _write_meta(self.path, meta)
+            _write_meta(self.path, meta, self.filesystem)
             self._meta = meta
 
     @property
@@ -103,21 +113,21 @@ class DataDir:
                 f"data dir {self.path} belongs to cluster {recorded!r}, not {cluster_id!r}"
             )
         meta = msgspec.structs.replace(self._meta, cluster_id=cluster_id)
-        _write_meta(self.path, meta)
+        _write_meta(self.path, meta, self.filesystem)
         self._meta = meta
 
     def open_storage(self, **options: int) -> FileStorage:
         """The WAL (log and hard state); `options` go to FileStorage."""
-        return FileStorage(self.wal_directory, **options)
+        return FileStorage(self.wal_directory, filesystem=self.filesystem, **options)
 
     def open_snapshots(self, keep: int = SNAPSHOTS_KEPT_DEFAULT) -> FileSnapshotStore:
-        return FileSnapshotStore(self.snapshot_directory, keep=keep)
+        return FileSnapshotStore(self.snapshot_directory, keep=keep, filesystem=self.filesystem)
 
     def close(self) -> None:
         """Release the lock (closing the descriptor drops the flock)."""
         if self._lock_descriptor >= 0:
             with contextlib.suppress(OSError):
-                os.close(self._lock_descriptor)
+                self.filesystem.close(self._lock_descriptor)
             self._lock_descriptor = -1
 
     def __enter__(self) -> DataDir:
@@ -133,53 +143,57 @@ class DataDir:
 
 
 def open_data_dir(
-    path: str | os.PathLike[str], node_id: int, cluster_id: str | None = None
+    path: str | os.PathLike[str],
+    node_id: int,
+    cluster_id: str | None = None,
+    *,
+    filesystem: FileSystem = OS_FILE_SYSTEM,
 ) -> DataDir:
-    """Open (creating on first use) and lock the data dir of `node_id` in `cluster_id`."""
+    """Open (creating on first use) and lock the data dir of `node_id` in `cluster_id`, on
+    `filesystem` (the real one unless given)."""
     path = os.fspath(path)
-    ensure_directory(path)
-    lock_descriptor = _lock(path)
+    ensure_directory(path, filesystem)
+    lock_descriptor = _lock(path, filesystem)
     try:
-        meta = _read_meta(path)
+        meta = _read_meta(path, filesystem)
         if meta is None:
             meta = DataDirMeta(DATA_DIR_FORMAT_VERSION, node_id, cluster_id)
-            _write_meta(path, meta)
+            _write_meta(path, meta, filesystem)
         else:
-            meta = _check_meta(path, meta, node_id, cluster_id)
-        return DataDir(path, lock_descriptor, meta)
+            meta = _check_meta(path, meta, node_id, cluster_id, filesystem)
+        return DataDir(path, lock_descriptor, meta, filesystem)
     except BaseException:
-        os.close(lock_descriptor)
+        filesystem.close(lock_descriptor)
         raise
 
 
-def _lock(path: str) -> int:
+def _lock(path: str, filesystem: FileSystem) -> int:
     lock_path = os.path.join(path, LOCK_FILE_NAME)
     try:
-        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        descriptor = filesystem.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
     except OSError as error:
         raise storage_error(error, "opening", lock_path) from error
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        filesystem.lock(descriptor)
     except OSError as error:
-        os.close(descriptor)
+        filesystem.close(descriptor)
         if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise DataDirMismatch(f"data dir {path} is in use by another process") from None
         raise storage_error(error, "locking", lock_path) from error
     # The pid is only for a curious operator; the flock is what excludes.
     with contextlib.suppress(OSError):
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        filesystem.ftruncate(descriptor, 0)
+        filesystem.pwrite(descriptor, f"{filesystem.process_id()}\n".encode(), 0)
     return descriptor
 
 
-def _read_meta(path: str) -> DataDirMeta | None:
+def _read_meta(path: str, filesystem: FileSystem) -> DataDirMeta | None:
     meta_path = os.path.join(path, META_FILE_NAME)
     try:
-        with open(meta_path, "rb") as file:
-            content = file.read()
+        content = filesystem.read_file(meta_path)
     except FileNotFoundError:
         try:
-            leftovers = set(os.listdir(path)) - _FIRST_OPEN_LEFTOVERS
+            leftovers = set(filesystem.listdir(path)) - _FIRST_OPEN_LEFTOVERS
         except OSError as error:
             raise storage_error(error, "listing", path) from error
         if leftovers:
@@ -202,7 +216,9 @@ def _read_meta(path: str) -> DataDirMeta | None:
     return meta
 
 
-def _check_meta(path: str, meta: DataDirMeta, node_id: int, cluster_id: str | None) -> DataDirMeta:
+def _check_meta(
+    path: str, meta: DataDirMeta, node_id: int, cluster_id: str | None, filesystem: FileSystem
+) -> DataDirMeta:
     if meta.node_id != node_id:
         raise DataDirMismatch(f"data dir {path} belongs to node {meta.node_id}, not node {node_id}")
     if cluster_id is None or meta.cluster_id == cluster_id:
@@ -212,9 +228,11 @@ def _check_meta(path: str, meta: DataDirMeta, node_id: int, cluster_id: str | No
             f"data dir {path} belongs to cluster {meta.cluster_id!r}, not cluster {cluster_id!r}"
         )
     recorded = DataDirMeta(DATA_DIR_FORMAT_VERSION, node_id, cluster_id)
-    _write_meta(path, recorded)
+    _write_meta(path, recorded, filesystem)
     return recorded
 
 
-def _write_meta(path: str, meta: DataDirMeta) -> None:
-    atomic_write_file(os.path.join(path, META_FILE_NAME), msgspec.json.encode(meta) + b"\n")
+def _write_meta(path: str, meta: DataDirMeta, filesystem: FileSystem) -> None:
+    atomic_write_file(
+        os.path.join(path, META_FILE_NAME), msgspec.json.encode(meta) + b"\n", filesystem
+    )

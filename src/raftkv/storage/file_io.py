@@ -2,7 +2,7 @@
 
 Every `OSError` of the file stores is translated here into a `StorageError` whose message
 says what was being done to which path; ENOSPC gets its own wording because an operator
-can fix a full disk.
+can fix a full disk. The helpers reach the disk through a `FileSystem` (filesystem.py).
 """
 
 from __future__ import annotations
@@ -12,10 +12,17 @@ import errno
 import os
 
 from raftkv.errors import StorageError
+from raftkv.storage.filesystem import DIRECTORY_MODE, FILE_MODE, Bytes, FileSystem
 
-# Mode of every file and directory the stores create (the umask still applies).
-FILE_MODE = 0o644
-DIRECTORY_MODE = 0o755
+__all__ = [
+    "DIRECTORY_MODE",
+    "FILE_MODE",
+    "atomic_write_file",
+    "ensure_directory",
+    "read_exactly",
+    "storage_error",
+    "write_all",
+]
 
 
 def storage_error(error: OSError, action: str, path: str) -> StorageError:
@@ -27,26 +34,27 @@ def storage_error(error: OSError, action: str, path: str) -> StorageError:
     return StorageError(f"I/O error while {action} {path}: {error}")
 
 
-def write_all(file_descriptor: int, data: bytes | bytearray | memoryview) -> None:
-    """Write every byte of `data`; `os.write` may write less than asked on a regular file."""
+def write_all(filesystem: FileSystem, file_descriptor: int, data: Bytes) -> None:
+    """Write every byte of `data`; a write may write less than asked on a regular file."""
     view = memoryview(data)
+    write = filesystem.write
     while view:
-        written = os.write(file_descriptor, view)
+        written = write(file_descriptor, view)
         if written <= 0:
             # A regular file only writes nothing when it cannot grow: report it as ENOSPC.
             raise OSError(errno.ENOSPC, "write wrote no bytes")
         view = view[written:]
 
 
-def read_exactly(file_descriptor: int, size: int, offset: int) -> bytes:
+def read_exactly(filesystem: FileSystem, file_descriptor: int, size: int, offset: int) -> bytes:
     """`size` bytes at `offset`, or fewer if the file ends first (the caller checks)."""
-    data = os.pread(file_descriptor, size, offset)
+    data = filesystem.pread(file_descriptor, size, offset)
     if len(data) == size or not data:
         return data
     parts = [data]
     received = len(data)
     while received < size:
-        more = os.pread(file_descriptor, size - received, offset + received)
+        more = filesystem.pread(file_descriptor, size - received, offset + received)
         if not more:
             break
         parts.append(more)
@@ -54,27 +62,18 @@ def read_exactly(file_descriptor: int, size: int, offset: int) -> bytes:
     return b"".join(parts)
 
 
-def fsync_directory(path: str) -> None:
-    """Make the directory entries of `path` durable (file creation, rename, deletion)."""
-    file_descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(file_descriptor)
-    finally:
-        os.close(file_descriptor)
-
-
-def ensure_directory(path: str) -> None:
+def ensure_directory(path: str, filesystem: FileSystem) -> None:
     """Create `path` (and parents) if missing, durably: the new entry's parent is fsynced."""
-    if os.path.isdir(path):
+    if filesystem.isdir(path):
         return
     try:
-        os.makedirs(path, mode=DIRECTORY_MODE, exist_ok=True)
-        fsync_directory(os.path.dirname(os.path.abspath(path)))
+        filesystem.makedirs(path, DIRECTORY_MODE)
+        filesystem.fsync_directory(os.path.dirname(os.path.abspath(path)))
     except OSError as error:
         raise storage_error(error, "creating directory", path) from error
 
 
-def atomic_write_file(path: str, data: bytes) -> None:
+def atomic_write_file(path: str, data: bytes, filesystem: FileSystem) -> None:
     """Replace `path` by `data` so that a crash leaves either the old or the new content.
 
     Written to a temporary sibling, fsynced, renamed over `path`, then the directory is
@@ -83,18 +82,18 @@ def atomic_write_file(path: str, data: bytes) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     temporary_path = f"{path}.tmp"
     try:
-        file_descriptor = os.open(
+        file_descriptor = filesystem.open(
             temporary_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE
         )
         try:
-            write_all(file_descriptor, data)
-            os.fsync(file_descriptor)
+            write_all(filesystem, file_descriptor, data)
+            filesystem.fsync(file_descriptor)
         finally:
-            os.close(file_descriptor)
-        os.replace(temporary_path, path)
-        fsync_directory(directory)
+            filesystem.close(file_descriptor)
+        filesystem.replace(temporary_path, path)
+        filesystem.fsync_directory(directory)
     except OSError as error:
         # Leave no half-written temporary file behind; the old `path` is untouched.
         with contextlib.suppress(OSError):
-            os.unlink(temporary_path)
+            filesystem.unlink(temporary_path)
         raise storage_error(error, "writing", path) from error

@@ -2,7 +2,7 @@
 
 Layout: a directory of segment files `wal-<16-digit number>.log`, records framed as in
 `wal_records`. Writes are buffered in memory and `sync()` hands them to the disk with one
-`os.write` and one `os.fdatasync`, so a Ready (hard state + entries) costs one fsync and many
+write and one fdatasync, so a Ready (hard state + entries) costs one fsync and many
 entries share it (group commit).
 
 - Truncating a suffix appends a TRUNCATE record; compaction appends a COMPACT record and
@@ -19,6 +19,8 @@ entries share it (group commit).
   for a bounded cache of the newest entries, which is what a leader reads back.
 - Any OSError while writing puts the store in a failed state: the call raises StorageError
   and so does every later write, so nothing is ever reported durable that is not.
+- Every file operation goes through a `FileSystem` (the real one by default; the simulator
+  passes its simulated disk).
 """
 
 from __future__ import annotations
@@ -36,11 +38,11 @@ from raftkv.errors import Corruption, StorageError
 from raftkv.storage.file_io import (
     FILE_MODE,
     ensure_directory,
-    fsync_directory,
     read_exactly,
     storage_error,
     write_all,
 )
+from raftkv.storage.filesystem import OS_FILE_SYSTEM, FileSystem
 from raftkv.storage.wal_cache import TailCache
 from raftkv.storage.wal_index import LogIndex
 from raftkv.storage.wal_records import (
@@ -71,7 +73,8 @@ _ENTRY_TYPE = int(RecordType.ENTRY)
 
 
 class FileStorage:
-    """LogStore + StableStore over one WAL in `directory` (created if missing).
+    """LogStore + StableStore over one WAL in `directory` (created if missing), on
+    `filesystem` (the real one unless given).
 
     Opening recovers the WAL (see `wal_recovery`) and may raise Corruption. Call `sync()`
     before `close()`: unsynced writes are dropped, exactly as a crash would drop them.
@@ -85,17 +88,19 @@ class FileStorage:
         segment_bytes_max: int = SEGMENT_BYTES_DEFAULT,
         cache_entries_max: int = CACHE_ENTRIES_DEFAULT,
         cache_bytes_max: int = CACHE_BYTES_DEFAULT,
+        filesystem: FileSystem = OS_FILE_SYSTEM,
     ) -> None:
         if segment_bytes_max <= 0 or cache_entries_max < 0 or cache_bytes_max < 0:
             raise ValueError("segment_bytes_max must be positive and the cache limits not negative")
         self.directory = os.fspath(directory)
+        self.filesystem = filesystem
         self._segment_bytes_max = segment_bytes_max
         # The runtime may sync in a worker thread (keeping fsync off its event loop) while a
         # shutdown syncs and closes from the loop: one lock keeps the buffer, the index and
         # the descriptors consistent. Uncontended it costs well under a microsecond.
         self._lock = threading.Lock()
-        ensure_directory(self.directory)
-        recovered = recover(self.directory)
+        ensure_directory(self.directory, filesystem)
+        recovered = recover(self.directory, filesystem)
         self._index: LogIndex = recovered.index
         self._hard_state = recovered.hard_state
         self._segment_numbers = recovered.segment_numbers
@@ -111,7 +116,9 @@ class FileStorage:
             self._active_size = recovered.last_segment_size
             path = self._segment_path(self._active_number)
             try:
-                self._active_descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+                self._active_descriptor = filesystem.open(
+                    path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+                )
             except OSError as error:
                 raise storage_error(error, "opening", path) from error
         else:
@@ -235,8 +242,8 @@ class FileStorage:
             if self._active_descriptor < 0:
                 self._create_active_segment(path)
             try:
-                write_all(self._active_descriptor, self._buffer)
-                os.fdatasync(self._active_descriptor)
+                write_all(self.filesystem, self._active_descriptor, self._buffer)
+                self.filesystem.fdatasync(self._active_descriptor)
             except OSError as error:
                 raise self._fail(error, "writing", path) from error
             self._active_size += len(self._buffer)
@@ -261,7 +268,7 @@ class FileStorage:
             for descriptor in descriptors:
                 if descriptor >= 0:
                     with contextlib.suppress(OSError):
-                        os.close(descriptor)
+                        self.filesystem.close(descriptor)
 
     def __enter__(self) -> FileStorage:
         return self
@@ -326,8 +333,8 @@ class FileStorage:
         """Create the active segment's file, durably: its directory entry is fsynced."""
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
-            self._active_descriptor = os.open(path, flags, FILE_MODE)
-            fsync_directory(self.directory)
+            self._active_descriptor = self.filesystem.open(path, flags, FILE_MODE)
+            self.filesystem.fsync_directory(self.directory)
         except OSError as error:
             raise self._fail(error, "creating", path) from error
 
@@ -337,16 +344,17 @@ class FileStorage:
         if self._segment_numbers[0] >= keep_from:
             return
         path = self.directory
+        filesystem = self.filesystem
         try:
             while self._segment_numbers[0] < keep_from:
                 number = self._segment_numbers[0]
                 path = self._segment_path(number)
                 descriptor = self._read_descriptors.pop(number, -1)
                 if descriptor >= 0:
-                    os.close(descriptor)
-                os.unlink(path)
+                    filesystem.close(descriptor)
+                filesystem.unlink(path)
                 self._segment_numbers.pop(0)
-            fsync_directory(self.directory)
+            filesystem.fsync_directory(self.directory)
         except OSError as error:
             raise self._fail(error, "deleting", path) from error
 
@@ -393,18 +401,21 @@ class FileStorage:
 
     def _read_span(self, segment: int, start: int, size: int) -> bytes:
         path = self._segment_path(segment)
+        filesystem = self.filesystem
         try:
             if segment != self._active_number:
                 descriptor = self._read_descriptors.get(segment)
                 if descriptor is None:
-                    descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                    descriptor = filesystem.open(path, os.O_RDONLY | os.O_CLOEXEC)
                     self._read_descriptors[segment] = descriptor
-                data = read_exactly(descriptor, size, start)
+                data = read_exactly(filesystem, descriptor, size, start)
             else:
                 written = self._active_size
                 data = b""
                 if start < written:
-                    data = read_exactly(self._active_descriptor, min(size, written - start), start)
+                    data = read_exactly(
+                        filesystem, self._active_descriptor, min(size, written - start), start
+                    )
                 if start + size > written:
                     buffer_start = max(start - written, 0)
                     data += bytes(self._buffer[buffer_start : start + size - written])

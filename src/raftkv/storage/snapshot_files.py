@@ -37,10 +37,10 @@ from raftkv.storage.base import SnapshotRef
 from raftkv.storage.file_io import (
     FILE_MODE,
     ensure_directory,
-    fsync_directory,
     storage_error,
     write_all,
 )
+from raftkv.storage.filesystem import OS_FILE_SYSTEM, FileSystem
 
 logger = logging.getLogger("raftkv.storage")
 
@@ -67,14 +67,22 @@ class _Damage(Exception):
 
 
 class FileSnapshotStore:
-    """SnapshotStore over a directory (created if missing); keeps the newest `keep` files."""
+    """SnapshotStore over a directory (created if missing); keeps the newest `keep` files.
+    Files are reached through `filesystem` (the real one unless given)."""
 
-    def __init__(self, directory: str | os.PathLike[str], keep: int = SNAPSHOTS_KEPT_DEFAULT):
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        keep: int = SNAPSHOTS_KEPT_DEFAULT,
+        *,
+        filesystem: FileSystem = OS_FILE_SYSTEM,
+    ):
         if keep < 1:
             raise ValueError("keep must be at least 1")
         self.directory = os.fspath(directory)
         self.keep = keep
-        ensure_directory(self.directory)
+        self.filesystem = filesystem
+        ensure_directory(self.directory, filesystem)
         self._remove_temporary_files()
 
     def save(self, meta: SnapshotMeta, data: bytes) -> None:
@@ -87,21 +95,22 @@ class FileSnapshotStore:
         header = header[:_CHECKED_HEADER_BYTES] + checksum.to_bytes(4, "little")
         path = os.path.join(self.directory, snapshot_file_name(meta.index, meta.term))
         temporary_path = path + TEMPORARY_SUFFIX
+        filesystem = self.filesystem
         try:
-            descriptor = os.open(
+            descriptor = filesystem.open(
                 temporary_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE
             )
             try:
-                write_all(descriptor, header + encoded_meta)
-                write_all(descriptor, data)
-                os.fsync(descriptor)
+                write_all(filesystem, descriptor, header + encoded_meta)
+                write_all(filesystem, descriptor, data)
+                filesystem.fsync(descriptor)
             finally:
-                os.close(descriptor)
-            os.replace(temporary_path, path)
-            fsync_directory(self.directory)
+                filesystem.close(descriptor)
+            filesystem.replace(temporary_path, path)
+            filesystem.fsync_directory(self.directory)
         except OSError as error:
             with contextlib.suppress(OSError):
-                os.unlink(temporary_path)
+                filesystem.unlink(temporary_path)
             raise storage_error(error, "saving snapshot", path) from error
         self._prune()
 
@@ -127,7 +136,7 @@ class FileSnapshotStore:
     def _snapshot_paths(self) -> list[tuple[str, int, int]]:
         """(path, index, term) of every snapshot file, newest first."""
         try:
-            names = os.listdir(self.directory)
+            names = self.filesystem.listdir(self.directory)
         except OSError as error:
             raise storage_error(error, "listing", self.directory) from error
         found = []
@@ -141,8 +150,7 @@ class FileSnapshotStore:
 
     def _read(self, path: str, index: int, term: int) -> tuple[SnapshotMeta, bytes]:
         try:
-            with open(path, "rb") as file:
-                content = file.read()
+            content = self.filesystem.read_file(path)
         except OSError as error:
             raise storage_error(error, "reading snapshot", path) from error
         if len(content) < _HEADER.size:
@@ -179,17 +187,17 @@ class FileSnapshotStore:
             return
         try:
             for path, _index, _term in doomed:
-                os.unlink(path)
-            fsync_directory(self.directory)
+                self.filesystem.unlink(path)
+            self.filesystem.fsync_directory(self.directory)
         except OSError as error:
             raise storage_error(error, "deleting old snapshots in", self.directory) from error
 
     def _remove_temporary_files(self) -> None:
         """A crash during `save` leaves a temporary file that was never renamed: remove it."""
         try:
-            for name in os.listdir(self.directory):
+            for name in self.filesystem.listdir(self.directory):
                 if name.endswith(TEMPORARY_SUFFIX) and name.startswith("snapshot-"):
                     logger.info("removing unfinished snapshot file %s", name)
-                    os.unlink(os.path.join(self.directory, name))
+                    self.filesystem.unlink(os.path.join(self.directory, name))
         except OSError as error:
             raise storage_error(error, "cleaning", self.directory) from error

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from raftkv.core.messages import HardState
 from raftkv.errors import Corruption, StorageError
-from raftkv.storage.file_io import fsync_directory, storage_error
+from raftkv.storage.file_io import storage_error
+from raftkv.storage.filesystem import FileSystem
 from raftkv.storage.wal_index import UNKNOWN_SEGMENT, LogIndex
 from raftkv.storage.wal_records import (
     CHECKSUM_BYTES,
@@ -81,9 +82,9 @@ class RecoveredWal:
     last_segment_size: int  # valid bytes of the last segment (0 when there is none)
 
 
-def list_segments(directory: str) -> list[int]:
+def list_segments(directory: str, filesystem: FileSystem) -> list[int]:
     try:
-        names = os.listdir(directory)
+        names = filesystem.listdir(directory)
     except OSError as error:
         raise storage_error(error, "listing", directory) from error
     numbers = []
@@ -94,9 +95,9 @@ def list_segments(directory: str) -> list[int]:
     return sorted(numbers)
 
 
-def recover(directory: str) -> RecoveredWal:
+def recover(directory: str, filesystem: FileSystem) -> RecoveredWal:
     """Replay the WAL in `directory`, repairing a torn tail; raise Corruption on damage."""
-    numbers = list_segments(directory)
+    numbers = list_segments(directory, filesystem)
     if numbers and numbers[0] < FIRST_SEGMENT_NUMBER:
         path = os.path.join(directory, segment_file_name(numbers[0]))
         raise Corruption("WAL segment numbers start at 1", path, 0)
@@ -104,7 +105,7 @@ def recover(directory: str) -> RecoveredWal:
         if number != previous + 1:
             path = os.path.join(directory, segment_file_name(number))
             raise Corruption(f"WAL segments {previous + 1}..{number - 1} are missing", path, 0)
-    replayer = _Replayer(directory)
+    replayer = _Replayer(directory, filesystem)
     last_segment_size = 0
     for position, number in enumerate(numbers):
         is_last = position == len(numbers) - 1
@@ -131,7 +132,7 @@ def recover(directory: str) -> RecoveredWal:
         logger.warning(
             "removing WAL segment %s: it has no valid header (torn on creation)", headerless_path
         )
-        _remove_segment(directory, headerless_path)
+        _remove_segment(directory, headerless_path, filesystem)
     elif replayer.torn_tail is not None:
         path, offset, reason, dropped = replayer.torn_tail
         logger.warning(
@@ -141,26 +142,26 @@ def recover(directory: str) -> RecoveredWal:
             reason,
             dropped,
         )
-        _truncate_file(path, offset)
+        _truncate_file(path, offset, filesystem)
     return RecoveredWal(index, replayer.hard_state, numbers, last_segment_size)
 
 
-def _remove_segment(directory: str, path: str) -> None:
+def _remove_segment(directory: str, path: str, filesystem: FileSystem) -> None:
     try:
-        os.unlink(path)
-        fsync_directory(directory)
+        filesystem.unlink(path)
+        filesystem.fsync_directory(directory)
     except OSError as error:
         raise storage_error(error, "removing", path) from error
 
 
-def _truncate_file(path: str, size: int) -> None:
+def _truncate_file(path: str, size: int, filesystem: FileSystem) -> None:
     try:
-        file_descriptor = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        file_descriptor = filesystem.open(path, os.O_RDWR | os.O_CLOEXEC)
         try:
-            os.ftruncate(file_descriptor, size)
-            os.fsync(file_descriptor)
+            filesystem.ftruncate(file_descriptor, size)
+            filesystem.fsync(file_descriptor)
         finally:
-            os.close(file_descriptor)
+            filesystem.close(file_descriptor)
     except OSError as error:
         raise storage_error(error, "truncating the torn tail of", path) from error
 
@@ -168,8 +169,9 @@ def _truncate_file(path: str, size: int) -> None:
 class _Replayer:
     """Applies the records of each segment, in order, to a LogIndex."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, filesystem: FileSystem) -> None:
         self.directory = directory
+        self.filesystem = filesystem
         self.index = LogIndex()
         self.hard_state = HardState()
         self.segment_sizes: list[int] = []
@@ -181,8 +183,7 @@ class _Replayer:
         """Replay one segment; return its valid size (0 when it has no valid header)."""
         path = os.path.join(self.directory, segment_file_name(number))
         try:
-            with open(path, "rb") as file:
-                data = file.read()
+            data = self.filesystem.read_file(path)
         except OSError as error:
             raise storage_error(error, "reading", path) from error
         view = memoryview(data)
