@@ -19,7 +19,7 @@ import resource
 import sys
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from raftkv.addresses import format_address, parse_host_port
@@ -47,6 +47,7 @@ from raftkv.storage.datadir import DataDir
 from raftkv.storage.file_log import FileStorage
 from raftkv.storage.recovery import recover
 from raftkv.storage.snapshot_files import FileSnapshotStore
+from raftkv.transport.base import Transport, TransportFactory
 from raftkv.transport.handshake import LeaseSettings
 from raftkv.transport.tcp import TcpTransport
 
@@ -67,9 +68,23 @@ def _client_connections_max() -> int:
 
 
 class RaftServer:
-    """Open with `await start()`, stop with `await stop()`. See NodeOptions for settings."""
+    """Open with `await start()`, stop with `await stop()`. See NodeOptions for settings.
 
-    def __init__(self, options: NodeOptions, state_machine: StateMachine | None = None) -> None:
+    Seams passed in (hashicorp/raft's `NewRaft(conf, fsm, logs, stable, snaps, trans)`):
+    the state machine; `transport_factory`, called once the node knows its identity
+    (`TcpTransport` by default; the simulator passes in-memory ones on a faulty hub);
+    `disk_executor`, where snapshot encoding and saving run (a one-thread pool by default;
+    the simulator's event loop runs executor work itself). Time is the event loop's.
+    """
+
+    def __init__(
+        self,
+        options: NodeOptions,
+        state_machine: StateMachine | None = None,
+        *,
+        transport_factory: TransportFactory = TcpTransport,
+        disk_executor: Executor | None = None,
+    ) -> None:
         self.options = options
         self.id = options.node_id
         self.state_machine: StateMachine = state_machine or KVStore()
@@ -78,7 +93,8 @@ class RaftServer:
         self.node: RaftNode
         self.storage: FileStorage
         self.snapshot_store: FileSnapshotStore
-        self.transport: TcpTransport
+        self.transport: Transport
+        self._transport_factory = transport_factory
         self.data_dir: DataDir | None = None
         self.cluster_id = ""
         self.storage_failure: str | None = None
@@ -96,7 +112,9 @@ class RaftServer:
         self.applied_index = 0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self.disk_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"disk-{self.id}")
+        self.disk_executor: Executor = disk_executor or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"disk-{self.id}"
+        )
         self._stopping = False
         self._stopped = asyncio.Event()
         self._last_tick_time = 0.0
@@ -114,7 +132,7 @@ class RaftServer:
         self._open_storage()
         self._build_node()
         self.applied_index = self.node.log.applied
-        self.transport = TcpTransport(
+        self.transport = self._transport_factory(
             node_id=self.id,
             cluster_id=self.cluster_id,
             # Peers compare these and refuse a mismatch: the lease assumes all nodes share them.

@@ -13,10 +13,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from raftkv.core.messages import AnyMessage
 from raftkv.errors import RaftError
+
+if TYPE_CHECKING:
+    import random
+
+    from raftkv.transport.handshake import LeaseSettings
 
 logger = logging.getLogger("raftkv.transport")
 
@@ -116,6 +121,27 @@ class Transport(Protocol):
 
     def counters(self) -> TransportCounters:
         """A snapshot of the counters."""
+
+
+class TransportFactory(Protocol):
+    """Builds a node's transport once the server knows its identity and callbacks:
+    `TcpTransport` itself, or `functools.partial(MemoryTransport, hub)` in simulations."""
+
+    def __call__(
+        self,
+        *,
+        node_id: int,
+        cluster_id: str,
+        lease_settings: LeaseSettings,
+        listen_host: str,
+        listen_port: int,
+        on_message: MessageHandler,
+        on_peer_state: PeerStateHandler | None = None,
+        on_trace: TraceHandler | None = None,
+        client_address: str | None = None,
+        accept_unknown_peers: bool = False,
+        rng: random.Random | None = None,
+    ) -> Transport: ...
 
 
 def call_safely(description: str, callback: Callable[[], None]) -> None:
