@@ -7,6 +7,7 @@ conftest.py can never shadow it.
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import raftkv
@@ -16,6 +17,7 @@ from raftkv.core.ready import SnapshotMeta
 from raftkv.storage.base import LogStore, SnapshotStore, StableStore
 from raftkv.storage.file_log import FileStorage
 from raftkv.storage.memory import MemoryLogStore, MemorySnapshotStore, MemoryStableStore
+from raftkv.storage.simulated_disk import DiskFaults, SimulatedFileSystem
 from raftkv.storage.snapshot_files import FileSnapshotStore
 
 # Small enough that a few dozen entries span several segments.
@@ -98,3 +100,31 @@ class FileHarness(StoreHarness):
 
     def close(self) -> None:
         self.storage.close()
+
+
+class SimulatedHarness(StoreHarness):
+    """The file stores on a simulated disk; `reopen()` is a power loss (`crash()`), then
+    the stores are opened again on the same disk."""
+
+    def __init__(self, seed: int, segment_bytes_max: int, cache_entries_max: int) -> None:
+        self.filesystem = SimulatedFileSystem(random.Random(seed), DiskFaults())
+        self.wal_directory = "/node/wal"
+        self.snapshot_directory = "/node/snapshots"
+        self.options = {
+            "segment_bytes_max": segment_bytes_max,
+            "cache_entries_max": cache_entries_max,
+        }
+        self._open()
+
+    def _open(self) -> None:
+        self.storage = FileStorage(self.wal_directory, filesystem=self.filesystem, **self.options)
+        self.log = self.stable = self.storage
+        self.snapshots = FileSnapshotStore(self.snapshot_directory, filesystem=self.filesystem)
+
+    def reopen(self) -> None:
+        self.filesystem.crash()
+        self._open()
+
+    def close(self) -> None:
+        if not self.filesystem.powered_off:
+            self.storage.close()

@@ -10,7 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from storage_helpers import MemoryHarness, StoreHarness, make_entries, snapshot_meta
+from storage_helpers import (
+    MemoryHarness,
+    SimulatedHarness,
+    StoreHarness,
+    make_entries,
+    snapshot_meta,
+)
 
 from raftkv.core.messages import Entry, HardState
 from raftkv.errors import Corruption
@@ -39,6 +45,10 @@ def damage_snapshot(stores: StoreHarness, index: int, term: int) -> str:
     """Damage the stored snapshot (index, term); returns its location as errors name it."""
     if isinstance(stores, MemoryHarness):
         stores.memory_snapshots.damage(index, term)
+    elif isinstance(stores, SimulatedHarness):
+        path = f"{stores.snapshot_directory}/{snapshot_file_name(index, term)}"
+        size = len(stores.filesystem.read_bytes(path))
+        stores.filesystem.flip_bit(path, size // 2, 7)
     else:
         assert isinstance(stores.snapshots, FileSnapshotStore)
         path = Path(stores.snapshots.directory) / snapshot_file_name(index, term)

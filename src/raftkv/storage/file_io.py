@@ -63,12 +63,21 @@ def read_exactly(filesystem: FileSystem, file_descriptor: int, size: int, offset
 
 
 def ensure_directory(path: str, filesystem: FileSystem) -> None:
-    """Create `path` (and parents) if missing, durably: the new entry's parent is fsynced."""
+    """Create `path` (and parents) if missing, durably: each new entry's parent is fsynced.
+
+    Parents first, each made durable on its own: fsyncing only the last one's parent left a
+    new parent's own entry volatile, and a power loss could then take the whole tree (the
+    simulated disk showed it: a data dir created as /node/wal lost /node).
+    """
     if filesystem.isdir(path):
         return
+    absolute = os.path.abspath(path)
+    parent = os.path.dirname(absolute)
+    if parent != absolute:
+        ensure_directory(parent, filesystem)
     try:
         filesystem.makedirs(path, DIRECTORY_MODE)
-        filesystem.fsync_directory(os.path.dirname(os.path.abspath(path)))
+        filesystem.fsync_directory(parent)
     except OSError as error:
         raise storage_error(error, "creating directory", path) from error
 
