@@ -1,22 +1,23 @@
 """The peer addresses a node knows, kept in its data dir so that a restarted member needs
-neither --peers nor --join (SPEC §1)."""
+neither --peers nor --join (SPEC §1). Read and written through the data dir's file system,
+so a simulated disk holds it too."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 
 from raftkv.addresses import format_address, parse_host_port
+from raftkv.storage.file_io import atomic_write_file
+from raftkv.storage.filesystem import FileSystem
 
 PEERS_FILE_NAME = "peers.json"
 
 
-def load_peer_addresses(data_dir: str) -> dict[int, tuple[str, int]]:
+def load_peer_addresses(data_dir: str, filesystem: FileSystem) -> dict[int, tuple[str, int]]:
     path = os.path.join(data_dir, PEERS_FILE_NAME)
     try:
-        with open(path, encoding="utf-8") as file:
-            raw = json.load(file)
+        raw = json.loads(filesystem.read_file(path).decode("utf-8"))
         return {int(node): parse_host_port(address) for node, address in raw.items()}
     except FileNotFoundError:
         return {}
@@ -24,19 +25,10 @@ def load_peer_addresses(data_dir: str) -> dict[int, tuple[str, int]]:
         raise ValueError(f"{path} is damaged: {error}") from error
 
 
-def save_peer_addresses(data_dir: str, addresses: dict[int, tuple[str, int]]) -> None:
+def save_peer_addresses(
+    data_dir: str, addresses: dict[int, tuple[str, int]], filesystem: FileSystem
+) -> None:
     """Atomically: a crash leaves the old file or the new one, never half of one."""
     path = os.path.join(data_dir, PEERS_FILE_NAME)
-    temporary = path + ".tmp"
     text = json.dumps({str(node): format_address(a) for node, a in sorted(addresses.items())})
-    with open(temporary, "w", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-    with contextlib.suppress(OSError):
-        directory = os.open(data_dir, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+    atomic_write_file(path, text.encode("utf-8"), filesystem)

@@ -45,6 +45,7 @@ from raftkv.server.snapshots import SnapshotTaker
 from raftkv.storage import open_data_dir
 from raftkv.storage.datadir import DataDir
 from raftkv.storage.file_log import FileStorage
+from raftkv.storage.filesystem import OS_FILE_SYSTEM, FileSystem
 from raftkv.storage.recovery import recover
 from raftkv.storage.snapshot_files import FileSnapshotStore
 from raftkv.transport.base import Transport, TransportFactory
@@ -74,7 +75,9 @@ class RaftServer:
     the state machine; `transport_factory`, called once the node knows its identity
     (`TcpTransport` by default; the simulator passes in-memory ones on a faulty hub);
     `disk_executor`, where snapshot encoding and saving run (a one-thread pool by default;
-    the simulator's event loop runs executor work itself). Time is the event loop's.
+    the simulator's event loop runs executor work itself); `filesystem`, under the data dir
+    and every store in it (the real one by default; the simulator's simulated disk). Time
+    is the event loop's.
     """
 
     def __init__(
@@ -84,8 +87,10 @@ class RaftServer:
         *,
         transport_factory: TransportFactory = TcpTransport,
         disk_executor: Executor | None = None,
+        filesystem: FileSystem = OS_FILE_SYSTEM,
     ) -> None:
         self.options = options
+        self._filesystem = filesystem
         self.id = options.node_id
         self.state_machine: StateMachine = state_machine or KVStore()
         self.metrics = NodeMetrics(self)
@@ -186,7 +191,9 @@ class RaftServer:
         cluster_id = options.cluster_id
         if cluster_id is None and options.peers:
             cluster_id = derive_cluster_id(bootstrapping_ids)
-        self.data_dir = open_data_dir(options.data_dir, self.id, cluster_id)
+        self.data_dir = open_data_dir(
+            options.data_dir, self.id, cluster_id, filesystem=self._filesystem
+        )
         if self.data_dir.cluster_id is None and cluster_id is not None:
             self.data_dir.record_cluster_id(cluster_id)
         self.cluster_id = self.data_dir.cluster_id or cluster_id or ""
@@ -195,11 +202,11 @@ class RaftServer:
         self.joined_index = self.data_dir.joined_index
         self.storage = self.data_dir.open_storage(segment_bytes_max=WAL_SEGMENT_BYTES)
         self.snapshot_store = self.data_dir.open_snapshots()
-        self.peer_addresses = load_peer_addresses(self.data_dir.path)
+        self.peer_addresses = load_peer_addresses(self.data_dir.path, self.data_dir.filesystem)
         for peer, address in {**self.join_peers, **options.peers}.items():
             self.peer_addresses[peer] = address
         self.peer_addresses[self.id] = options.listen
-        save_peer_addresses(self.data_dir.path, self.peer_addresses)
+        save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
 
     def _build_node(self) -> None:
         options = self.options
@@ -443,7 +450,7 @@ class RaftServer:
                 )
                 changed = True
         if changed and self.data_dir is not None:
-            save_peer_addresses(self.data_dir.path, self.peer_addresses)
+            save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
 
     def _forget_peer(self, member: int) -> None:
         if member not in self.peer_addresses and not self._stopping:
