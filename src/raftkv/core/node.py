@@ -41,6 +41,13 @@ class Role(StrEnum):
     LEADER = "leader"
 
 
+# Module constants: an enum member looked up on its class costs a class lookup on every use.
+_FOLLOWER = Role.FOLLOWER
+_PRE_CANDIDATE = Role.PRE_CANDIDATE
+_CANDIDATE = Role.CANDIDATE
+_LEADER = Role.LEADER
+
+
 class MembershipChangeRefused(ProposalDropped):
     code = "bad_request"
 
@@ -83,7 +90,7 @@ class RaftNode:
         self.messages_after_persist: list[AnyMessage] = []
         self.read_states: list[ReadState] = []
         self.events: list[str] = []
-        self.role = Role.FOLLOWER
+        self.role = _FOLLOWER
         self.replication = Replication(self)
         self.membership: Membership = EMPTY
         self.membership_index = 0
@@ -109,6 +116,7 @@ class RaftNode:
 
         self._last_hard_state = hard_state
         self._last_soft_state = SoftState(self.role.value, None)
+        self._last_role = self.role  # the role of `_last_soft_state`, compared by identity
         self._ready_outstanding = False
 
     # --- public driving API -------------------------------------------------------------
@@ -125,7 +133,7 @@ class RaftNode:
 
     def tick(self) -> None:
         """One unit of logical time (§5.2: timeouts are counted in ticks)."""
-        if self.role is Role.LEADER:
+        if self.role is _LEADER:
             self.replication.tick()
         else:
             self.lease_promise_ticks = max(0, self.lease_promise_ticks - 1)
@@ -179,7 +187,7 @@ class RaftNode:
     def peer_status(self) -> dict[int, PeerStatus]:
         """Replication progress of every peer while leading (empty otherwise): the public
         view drivers read instead of reaching into `replication`."""
-        return self.replication.peer_status() if self.role is Role.LEADER else {}
+        return self.replication.peer_status() if self.role is _LEADER else {}
 
     def lease_valid(self) -> bool:
         """A leader lease (thesis §6.4.1): safe to read locally without a round trip.
@@ -189,7 +197,7 @@ class RaftNode:
         ticks fell behind, must not trust it until ticks have been on time for an election
         timeout again; the server and the simulator both do exactly that.
         """
-        return self.role is Role.LEADER and self.replication.lease_valid()
+        return self.role is _LEADER and self.replication.lease_valid()
 
     def snapshot_taken(self, meta: SnapshotMeta, data: bytes, keep_entries: int = 0) -> None:
         """The driver snapshotted the state machine at `meta.index`: discard the log prefix
@@ -215,95 +223,116 @@ class RaftNode:
         elif message.term < self.term:
             self._reject_stale(message)
             return
-        match message:
-            case RequestVote():
-                self._handle_request_vote(message)
-            case RequestVoteResponse():
-                self._handle_vote_response(message)
-            case AppendEntries():
-                self._become_follower_of(message.leader_id)
-                self.follower.handle_append_entries(message)
-            case InstallSnapshot():
-                self._become_follower_of(message.leader_id)
-                self.follower.handle_install_snapshot(message)
-            case TimeoutNow():
-                if self.promotable() and self.role is not Role.LEADER:
-                    self.events.append(f"TimeoutNow from {message.leader_id}: campaigning")
-                    self.campaign(pre_vote=False, transfer=True)
-            case AppendEntriesResponse():
-                if self.role is Role.LEADER:
-                    self.replication.handle_append_response(message)
-            case InstallSnapshotResponse():
-                if self.role is Role.LEADER:
-                    self.replication.handle_snapshot_response(message)
+        # The message types are disjoint, so testing the common ones first changes nothing.
+        if isinstance(message, AppendEntries):
+            self._become_follower_of(message.leader_id)
+            self.follower.handle_append_entries(message)
+        elif isinstance(message, AppendEntriesResponse):
+            if self.role is _LEADER:
+                self.replication.handle_append_response(message)
+        elif isinstance(message, RequestVote):
+            self._handle_request_vote(message)
+        elif isinstance(message, RequestVoteResponse):
+            self._handle_vote_response(message)
+        elif isinstance(message, InstallSnapshot):
+            self._become_follower_of(message.leader_id)
+            self.follower.handle_install_snapshot(message)
+        elif isinstance(message, InstallSnapshotResponse):
+            if self.role is _LEADER:
+                self.replication.handle_snapshot_response(message)
+        elif isinstance(message, TimeoutNow) and self.promotable() and self.role is not _LEADER:
+            self.events.append(f"TimeoutNow from {message.leader_id}: campaigning")
+            self.campaign(pre_vote=False, transfer=True)
 
     def has_ready(self) -> bool:
-        if self.role is Role.LEADER and self.replication.has_pending_sends():
-            return True
-        return bool(
+        # The simulator asks after every step: plain attribute tests, no allocation, cheapest
+        # first (every test is free of side effects, so their order changes no answer).
+        if (
             self.messages_now
             or self.messages_after_persist
             or self.read_states
             or self.events
-            or self.received_snapshot
-            or self.log.stable < self.log.last_index
-            or self.log.committed > self.log.applied
-            or self._hard_state_changed()
-            or self.role.value != self._last_soft_state.role
-            or self.leader_id != self._last_soft_state.leader_id
-        )
-
-    def _hard_state_changed(self) -> bool:
-        # Field by field: has_ready() runs after every step, so it allocates nothing.
+            or self.received_snapshot is not None
+        ):
+            return True
+        log = self.log
+        committed = log.committed
+        if log.stable < log.snapshot_index + len(log.entries) or committed > log.applied:
+            return True
         last = self._last_hard_state
-        return (
-            self.term != last.term
-            or self.voted_for != last.voted_for
-            or self.log.committed != last.commit
-        )
+        if self.term != last.term or self.voted_for != last.voted_for or committed != last.commit:
+            return True
+        role = self.role
+        if role is not self._last_role or self.leader_id != self._last_soft_state.leader_id:
+            return True
+        return role is _LEADER and self.replication.has_pending_sends()
 
     def ready(self) -> Ready:
         if self._ready_outstanding:
             raise InvariantViolation("advance() the previous Ready first")
-        if self.role is Role.LEADER:
+        if self.role is _LEADER:
             self.replication.flush()
-        ready = Ready()
-        soft_state = self._soft_state()
-        if soft_state != self._last_soft_state:
-            ready.soft_state = self._last_soft_state = soft_state
-        hard_state = self.hard_state()
+        role = self.role
+        # Compared field by field, built only when changed: ready() runs once per Ready.
+        soft_state: SoftState | None = None
+        leader_id = self.leader_id
+        if role is not self._last_role or leader_id != self._last_soft_state.leader_id:
+            soft_state = self._last_soft_state = SoftState(role.value, leader_id)
+            self._last_role = role
+        log = self.log
+        previous = self._last_hard_state
+        hard_state: HardState | None = None
         term_or_vote_changed = False
-        if hard_state != self._last_hard_state:
-            previous = self._last_hard_state
-            ready.hard_state = self._last_hard_state = hard_state
-            term_or_vote_changed = (hard_state.term, hard_state.voted_for) != (
-                previous.term,
-                previous.voted_for,
+        if (
+            self.term != previous.term
+            or self.voted_for != previous.voted_for
+            or log.committed != previous.commit
+        ):
+            hard_state = self._last_hard_state = self.hard_state()
+            term_or_vote_changed = (
+                hard_state.term != previous.term or hard_state.voted_for != previous.voted_for
             )
-            ready.must_sync = term_or_vote_changed
-        ready.entries = self.log.unstable_entries()
-        if ready.entries:
-            ready.must_sync = True
-        if self.received_snapshot is not None:
-            ready.snapshot, self.received_snapshot = self.received_snapshot, None
-            ready.must_sync = True
-        ready.committed_entries = self.log.next_committed(self.config.committed_bytes_per_ready_max)
+        must_sync = term_or_vote_changed
+        entries = log.unstable_entries() if log.stable < log.last_index else []
+        if entries:
+            must_sync = True
+        snapshot = self.received_snapshot
+        if snapshot is not None:
+            self.received_snapshot = None
+            must_sync = True
+        committed_entries = (
+            log.next_committed(self.config.committed_bytes_per_ready_max)
+            if log.committed > log.applied
+            else []
+        )
         if term_or_vote_changed:
             # Every message carries our term, and a leader's speaks for it (§5.1): none may
             # leave before that term and vote are durable. A single voter wins its election
             # inside one step, so its first AppendEntries would otherwise reach a learner
             # before a power loss could send the node back to the old term, to win the same
             # term again and append different entries at the same indexes.
-            ready.messages_after_persist = self.messages_now + self.messages_after_persist
-            self.messages_now = []
+            messages: list[AnyMessage] = []
+            messages_after_persist = self.messages_now + self.messages_after_persist
         else:
-            ready.messages, self.messages_now = self.messages_now, []
-            ready.messages_after_persist = self.messages_after_persist
+            messages = self.messages_now
+            messages_after_persist = self.messages_after_persist
+        self.messages_now = []
         self.messages_after_persist = []
-        ready.read_states, self.read_states = self.read_states, []
-        ready.events, self.events = self.events, []
+        read_states, self.read_states = self.read_states, []
+        events, self.events = self.events, []
         self._ready_outstanding = True
-        return ready
+        return Ready(
+            soft_state=soft_state,
+            hard_state=hard_state,
+            entries=entries,
+            snapshot=snapshot,
+            messages=messages,
+            messages_after_persist=messages_after_persist,
+            committed_entries=committed_entries,
+            read_states=read_states,
+            events=events,
+            must_sync=must_sync,
+        )
 
     def advance(self, ready: Ready) -> None:
         """The driver carried out `ready`: its entries are durable, its committed entries
@@ -319,7 +348,7 @@ class RaftNode:
                 self.log.stable = last.index
         if ready.committed_entries:
             self.log.applied = max(self.log.applied, ready.committed_entries[-1].index)
-        if self.role is Role.LEADER:
+        if self.role is _LEADER:
             # The leader counts itself only for what its own disk holds.
             self.replication.on_self_persisted()
 
@@ -327,14 +356,11 @@ class RaftNode:
     def hard_state(self) -> HardState:
         return HardState(term=self.term, voted_for=self.voted_for, commit=self.log.committed)
 
-    def _soft_state(self) -> SoftState:
-        return SoftState(self.role.value, self.leader_id)
-
     def promotable(self) -> bool:
         return self.membership.is_voter(self.id)
 
     def _require_leader(self) -> None:
-        if self.role is not Role.LEADER:
+        if self.role is not _LEADER:
             raise NotLeader(self.leader_id)
 
     def _reset_randomized_election_timeout(self) -> None:
@@ -385,16 +411,16 @@ class RaftNode:
     def become_follower(self, term: int, leader_id: int | None) -> None:
         was = self.role
         self._reset(term)
-        self.role = Role.FOLLOWER
+        self.role = _FOLLOWER
         self.leader_id = leader_id
         self.replication.clear()
-        if was is not Role.FOLLOWER:
+        if was is not _FOLLOWER:
             self.events.append(f"became follower at term {term}")
 
     def _become_follower_of(self, leader_id: int) -> None:
         """Same-term AppendEntries or InstallSnapshot: that sender is the leader (§5.2)."""
-        if self.role is not Role.FOLLOWER:
-            if self.role is Role.LEADER:
+        if self.role is not _FOLLOWER:
+            if self.role is _LEADER:
                 raise InvariantViolation(f"two leaders in term {self.term}")
             self.become_follower(self.term, leader_id)
         self.leader_id = leader_id
@@ -406,12 +432,12 @@ class RaftNode:
         changes nobody's term (thesis §9.6)."""
         if pre_vote:
             self._reset(self.term)
-            self.role = Role.PRE_CANDIDATE
+            self.role = _PRE_CANDIDATE
             vote_term = self.term + 1
             self.events.append(f"became pre-candidate at term {self.term}")
         else:
             self._reset(self.term + 1)
-            self.role = Role.CANDIDATE
+            self.role = _CANDIDATE
             self.voted_for = self.id
             vote_term = self.term
             self.events.append(f"became candidate at term {self.term}")
@@ -438,7 +464,7 @@ class RaftNode:
             return False
         granted = sorted(voter for voter, granted in self.votes.items() if granted)
         if result is VoteResult.WON:
-            if self.role is Role.PRE_CANDIDATE:
+            if self.role is _PRE_CANDIDATE:
                 self.events.append(f"pre-vote won at term {self.term} (votes {granted})")
                 self.campaign(pre_vote=False)
             else:
@@ -450,7 +476,7 @@ class RaftNode:
 
     def _become_leader(self, granted: list[int]) -> None:
         self._reset(self.term)
-        self.role = Role.LEADER
+        self.role = _LEADER
         self.leader_id = self.id
         self.events.append(f"became leader at term {self.term} (votes {granted})")
         self.replication.become_leader()
@@ -477,7 +503,7 @@ class RaftNode:
             # Thesis §4.2.3: while we hear from a live leader, ignore vote requests, so a
             # removed or partitioned server cannot depose it. TimeoutNow campaigns pass.
             in_lease = self.config.check_quorum and (
-                self.role is Role.LEADER or self.lease_promise_ticks > 0
+                self.role is _LEADER or self.lease_promise_ticks > 0
             )
             if in_lease and not message.transfer:
                 return False
@@ -540,8 +566,8 @@ class RaftNode:
         )
 
     def _handle_vote_response(self, message: RequestVoteResponse) -> None:
-        expecting_pre_vote = self.role is Role.PRE_CANDIDATE
-        if self.role not in (Role.PRE_CANDIDATE, Role.CANDIDATE):
+        expecting_pre_vote = self.role is _PRE_CANDIDATE
+        if self.role not in (_PRE_CANDIDATE, _CANDIDATE):
             return
         if message.pre_vote != expecting_pre_vote:
             return

@@ -22,6 +22,12 @@ class ProgressState(Enum):
     SNAPSHOT = "snapshot"
 
 
+# Module constants: an enum member looked up on its class costs a class lookup on every use.
+_PROBE = ProgressState.PROBE
+_REPLICATE = ProgressState.REPLICATE
+_SNAPSHOT = ProgressState.SNAPSHOT
+
+
 class Progress:
     __slots__ = (
         "inflight",
@@ -40,7 +46,7 @@ class Progress:
     def __init__(self, next_index: int, inflight_max: int) -> None:
         self.match = 0
         self.next = next_index
-        self.state = ProgressState.PROBE
+        self.state = _PROBE
         self.probe_sent = False
         # Last index carried by each AppendEntries in flight, oldest first.
         self.inflight: deque[int] = deque()
@@ -61,33 +67,33 @@ class Progress:
         return self.snapshot[0].index if self.snapshot is not None else 0
 
     def become_probe(self) -> None:
-        if self.state is ProgressState.SNAPSHOT:
+        if self.state is _SNAPSHOT:
             self.next = max(self.match + 1, self.snapshot_index + 1)
         else:
             self.next = self.match + 1
         self.snapshot = None
-        self.state = ProgressState.PROBE
+        self.state = _PROBE
         self.probe_sent = False
         self.inflight.clear()
 
     def become_replicate(self) -> None:
         self.snapshot = None
-        self.state = ProgressState.REPLICATE
+        self.state = _REPLICATE
         self.next = self.match + 1
         self.probe_sent = False
         self.inflight.clear()
 
     def become_snapshot(self, snapshot: tuple[SnapshotMeta, bytes], window_chunks: int) -> None:
-        self.state = ProgressState.SNAPSHOT
+        self.state = _SNAPSHOT
         self.snapshot = snapshot
         self.snapshot_window_chunks = window_chunks
         self.snapshot_sent_offset = self.snapshot_acked_offset = 0
         self.inflight.clear()
 
     def is_paused(self) -> bool:
-        if self.state is ProgressState.PROBE:
+        if self.state is _PROBE:
             return self.probe_sent
-        if self.state is ProgressState.REPLICATE:
+        if self.state is _REPLICATE:
             return len(self.inflight) >= self.inflight_max
         return True
 
@@ -103,7 +109,7 @@ class Progress:
         return False
 
     def sent_entries(self, last_index: int) -> None:
-        if self.state is ProgressState.REPLICATE:
+        if self.state is _REPLICATE:
             self.next = last_index + 1
             self.inflight.append(last_index)
         else:
@@ -112,7 +118,7 @@ class Progress:
     def decrease_to(self, rejected: int, next_hint: int) -> bool:
         """Back off after the follower rejected `prev_log_index == rejected`; False when the
         rejection is stale (a duplicate or an answer to an older message)."""
-        if self.state is ProgressState.REPLICATE:
+        if self.state is _REPLICATE:
             if rejected <= self.match:
                 return False
             self.next = self.match + 1

@@ -31,6 +31,11 @@ from raftkv.errors import InvariantViolation, ProposalDropped
 if TYPE_CHECKING:
     from raftkv.core.node import RaftNode
 
+# Module constants: an enum member looked up on its class costs a class lookup on every use.
+_PROBE = ProgressState.PROBE
+_REPLICATE = ProgressState.REPLICATE
+_SNAPSHOT = ProgressState.SNAPSHOT
+
 
 class _ReadRound:
     """One heartbeat round confirming leadership for every read queued before it."""
@@ -176,10 +181,10 @@ class Replication:
     def _heartbeat(self) -> None:
         node = self.node
         for peer, progress in self.progress.items():
-            if progress.state is ProgressState.PROBE:
+            if progress.state is _PROBE:
                 progress.probe_sent = False  # retry a probe that may have been lost
                 self._send_append(peer, progress, send_if_empty=True)
-            elif progress.state is ProgressState.REPLICATE:
+            elif progress.state is _REPLICATE:
                 prev_index = progress.next - 1
                 prev_term = node.log.term(prev_index)
                 if prev_term is None:
@@ -227,11 +232,11 @@ class Replication:
             progress = self.progress.get(peer)
             if progress is None:
                 continue
-            if progress.state is ProgressState.SNAPSHOT:
+            if progress.state is _SNAPSHOT:
                 self._send_snapshot(peer, progress)
                 continue
             sent = self._send_append(peer, progress, send_if_empty=commit_changed)
-            while sent and progress.state is ProgressState.REPLICATE:
+            while sent and progress.state is _REPLICATE:
                 sent = self._send_append(peer, progress, send_if_empty=False)
         self._dirty.clear()
         self._say_farewell()
@@ -276,7 +281,7 @@ class Replication:
             return False
         if entries:
             progress.sent_entries(entries[-1].index)
-        elif progress.state is ProgressState.PROBE:
+        elif progress.state is _PROBE:
             progress.probe_sent = True
         node.messages_now.append(
             AppendEntries(
@@ -300,7 +305,7 @@ class Replication:
         between snapshots. The follower then catches up from the log, or with the newer one.
         """
         node = self.node
-        if progress.state is not ProgressState.SNAPSHOT or progress.snapshot is None:
+        if progress.state is not _SNAPSHOT or progress.snapshot is None:
             if node.snapshot is None:
                 raise InvariantViolation("log compacted without a snapshot")
             progress.become_snapshot(node.snapshot, node.config.snapshot_chunks_inflight_max)
@@ -356,19 +361,19 @@ class Replication:
                     message.conflict_index, message.conflict_term
                 )
             if progress.decrease_to(message.match_index, next_hint):
-                if progress.state is ProgressState.REPLICATE:
+                if progress.state is _REPLICATE:
                     progress.become_probe()
                 self._dirty.add(peer)
             return
         updated = progress.update_match(message.match_index)
-        if progress.state is ProgressState.PROBE and message.match_index == progress.match:
+        if progress.state is _PROBE and message.match_index == progress.match:
             # The probe found where our logs agree: stream from there on.
             progress.become_replicate()
         if updated:
             self._maybe_commit()
             if peer == node.transfer_target:
                 self.advance_transfer()
-        elif progress.state is ProgressState.REPLICATE and progress.inflight:
+        elif progress.state is _REPLICATE and progress.inflight:
             # A heartbeat answered at our optimistic end while acknowledgements were lost.
             while progress.inflight and progress.inflight[0] <= message.match_index:
                 progress.inflight.popleft()
@@ -384,13 +389,13 @@ class Replication:
         self._last_answer[peer] = self._ticks
         if message.done:
             progress.update_match(message.last_included_index)
-            if progress.state is ProgressState.SNAPSHOT:
+            if progress.state is _SNAPSHOT:
                 progress.become_probe()
             self._maybe_commit()
             self._dirty.add(peer)
             return
         if (
-            progress.state is not ProgressState.SNAPSHOT
+            progress.state is not _SNAPSHOT
             or message.last_included_index != progress.snapshot_index
         ):
             return
@@ -532,9 +537,7 @@ class Replication:
         # Measured from when the answered message was *sent*: the follower's timer started
         # no earlier than that. The margin absorbs clock drift between the nodes' tickers.
         lease_ticks = config.election_timeout_ticks - max(1, config.election_timeout_ticks // 5)
-        recent = {node.id} | {
-            peer
-            for peer, sent_at in self._last_heard.items()
-            if self._ticks - sent_at < lease_ticks
-        }
+        oldest = self._ticks - lease_ticks  # heard after this tick: within the lease
+        recent = {peer for peer, sent_at in self._last_heard.items() if sent_at > oldest}
+        recent.add(node.id)
         return quorum_active(node.membership, recent)

@@ -32,6 +32,8 @@ from raftkv.sim.stale_reads import StaleReadProbe
 from raftkv.sim.stats import Stats
 from raftkv.sim.transcript import Transcript
 
+_LEADER = Role.LEADER  # a module constant: `Role.LEADER` is a class lookup on every use
+
 # Rounds of delivery within one tick before the rest waits for the next tick; each round
 # is a message hop, and a quiet cluster needs a handful (a vote, an append, its answer).
 DELIVERY_ROUNDS_PER_TICK_MAX = 32
@@ -95,10 +97,13 @@ class Simulation:
         self.now = now = self.now + 1
         checker = self.checker
         checker.now = now
-        if self.faults.active:
-            self.faults.step(now)
+        observe = checker.observe
+        faults = self.faults
+        if faults.active:
+            faults.step(now)
         nodes = self.nodes
-        for node_id in self.node_ids:
+        node_ids = self.node_ids
+        for node_id in node_ids:
             driver = nodes[node_id]
             node = driver.node
             if node is None:
@@ -112,7 +117,7 @@ class Simulation:
             elif driver.lease_blackout_ticks:
                 driver.lease_blackout_ticks -= 1
             node.tick()
-            checker.observe(node_id, node)
+            observe(node_id, node)
         if self.operator.active:
             self.operator.tick(now, self.workload.issuing)
         self.workload.tick(now)
@@ -121,7 +126,8 @@ class Simulation:
         # Deliver, then carry out the Readies, until the tick is quiet: with no latency an
         # answer arrives within the tick, and its consequences too. After the first round only
         # the nodes that received something can have work.
-        self._process_readies()
+        for node_id in node_ids:
+            nodes[node_id].process_ready()
         for _ in range(DELIVERY_ROUNDS_PER_TICK_MAX):
             due = network.due(now)
             if not due:
@@ -139,19 +145,27 @@ class Simulation:
                     network.hold(message, driver.paused_until)
                     continue
                 node.step(message)
-                checker.observe(receiver, node)
+                observe(receiver, node)
                 receivers.add(receiver)
-            if self.faults.active:
-                self.faults.after_delivery_round(now)
-            for node_id in self.node_ids:  # in id order: set order must not leak into output
+            if faults.active:
+                faults.after_delivery_round(now)
+            for node_id in node_ids:  # in id order: set order must not leak into output
                 if node_id in receivers:
                     nodes[node_id].process_ready()
         else:
             network.postpone(now)
-        for node_id in self.node_ids:
+        # Lease safety, for leaders of an older term than the newest elected one (the only
+        # ones whose lease the check could refuse; asking the others changes nothing).
+        newest_leader_term = checker.newest_leader_term
+        for node_id in node_ids:
             driver = nodes[node_id]
             node = driver.node
-            if node is not None and node.role is Role.LEADER and not driver.paused(now):
+            if (
+                node is not None
+                and node.role is _LEADER
+                and node.term < newest_leader_term
+                and not driver.paused(now)
+            ):
                 checker.check_lease(node_id, node, driver.lease_usable())
         self.stats.ticks = now
 

@@ -39,6 +39,13 @@ class CrashPoint(Enum):
     AFTER_PERSIST = "after persisting, before sending messages_after_persist"
 
 
+# Module constants: an enum member looked up on its class costs a class lookup on every use.
+_AFTER_SEND = CrashPoint.AFTER_SEND
+_AFTER_SNAPSHOT_SAVE = CrashPoint.AFTER_SNAPSHOT_SAVE
+_AFTER_PERSIST = CrashPoint.AFTER_PERSIST
+_NORMAL = EntryKind.NORMAL
+_MEMBERSHIP = EntryKind.MEMBERSHIP
+
 # After a pause the node's ticks no longer track real time: like the server's ticker
 # (raftkv.server.runtime), the driver does not trust the lease for this many election
 # timeouts of normal ticking.
@@ -161,74 +168,86 @@ class SimNode:
     # --- the Ready loop -----------------------------------------------------------------
     def process_ready(self) -> None:
         node = self.node
-        simulation = self.simulation
-        rounds = 0
-        while node is not None and node.has_ready():
-            rounds += 1
-            if rounds > READY_ROUNDS_MAX:
-                raise simulation.checker.fail(
-                    "Liveness", f"node {self.id} produced {READY_ROUNDS_MAX} Readies in a row"
-                )
-            if not self._carry_out(node, node.ready()):
-                return  # crashed inside the Ready
-            simulation.checker.observe(self.id, node)
-        if node is not None and self.snapshot_interval:
+        if node is None:
+            return
+        if node.has_ready():
+            checker = self.simulation.checker
+            rounds = 0
+            while True:
+                rounds += 1
+                if rounds > READY_ROUNDS_MAX:
+                    raise checker.fail(
+                        "Liveness", f"node {self.id} produced {READY_ROUNDS_MAX} Readies in a row"
+                    )
+                if not self._carry_out(node, node.ready()):
+                    return  # crashed inside the Ready
+                checker.observe(self.id, node)
+                if not node.has_ready():
+                    break
+        if self.snapshot_interval and (
+            self.applied_index - self.last_snapshot_index >= self.snapshot_interval
+        ):
             self._maybe_snapshot(node)
 
     def _carry_out(self, node: RaftNode, ready: Ready) -> bool:
         """Steps 1-4 of Ready, then advance(); False when a crash struck inside."""
         simulation = self.simulation
         now = simulation.now
-        transcript = simulation.transcript
-        if ready.events and transcript.enabled:
+        if ready.events and simulation.transcript.enabled:
             for event in ready.events:
-                transcript.line(now, f"node {self.id}: {event}")
+                simulation.transcript.line(now, f"node {self.id}: {event}")
+        crash_point = self.crash_point
         # 1. Messages that may leave before the save.
-        if ready.messages:
-            simulation.network.send(now, ready.messages)
+        messages = ready.messages
+        if messages:
+            simulation.network.send(now, messages)
             if simulation.faults.deafen_on_timeout_now == self.id and any(
-                isinstance(message, TimeoutNow) for message in ready.messages
+                isinstance(message, TimeoutNow) for message in messages
             ):
                 simulation.faults.on_timeout_now_sent(self.id)
-        persists = bool(ready.entries or ready.hard_state or ready.snapshot)
-        if self.crash_point is CrashPoint.AFTER_SEND and persists:
+        snapshot = ready.snapshot
+        entries = ready.entries
+        hard_state = ready.hard_state
+        persists = bool(entries or hard_state or snapshot)
+        if crash_point is _AFTER_SEND and persists:
             simulation.crash(self.id, CrashPoint.AFTER_SEND)
             return False
         # 2. Save, durably when asked.
-        if ready.snapshot is not None:
-            meta, data = ready.snapshot
+        if snapshot is not None:
+            meta, data = snapshot
             self.snapshot_store.save(meta, data)
-            if self.crash_point is CrashPoint.AFTER_SNAPSHOT_SAVE:
+            if crash_point is _AFTER_SNAPSHOT_SAVE:
                 simulation.crash(self.id, CrashPoint.AFTER_SNAPSHOT_SAVE)
                 return False
             self.log_store.reset(meta.index, meta.term)
-        if ready.entries:
-            first = ready.entries[0].index
+        if entries:
+            first = entries[0].index
             previous_term = node.log.term(first - 1)
             if previous_term is None:
                 raise simulation.checker.fail(
                     "Ready contract", f"node {self.id} hands out entries from {first} after a gap"
                 )
-            simulation.checker.on_entries(self.id, previous_term, ready.entries)
-            self.log_store.append(ready.entries)
-        if ready.hard_state is not None:
-            self.save_hard_state(ready.hard_state)
+            simulation.checker.on_entries(self.id, previous_term, entries)
+            self.log_store.append(entries)
+        if hard_state is not None:
+            self.save_hard_state(hard_state)
         if ready.must_sync:
             self.log_store.sync()
             self.stable_store.sync()
-        if self.crash_point is CrashPoint.AFTER_PERSIST and persists:
+        if crash_point is _AFTER_PERSIST and persists:
             simulation.crash(self.id, CrashPoint.AFTER_PERSIST)
             return False
         # 3. Messages that promise what was just saved.
         if ready.messages_after_persist:
             simulation.network.send(now, ready.messages_after_persist)
         # 4. The state machine.
-        if ready.snapshot is not None:
-            self._restore(*ready.snapshot)
+        if snapshot is not None:
+            self._restore(*snapshot)
         if ready.committed_entries:
             self._apply(ready.committed_entries)
-        for read_state in ready.read_states:
-            self.answer_read(read_state)
+        if ready.read_states:
+            for read_state in ready.read_states:
+                self.answer_read(read_state)
         node.advance(ready)
         return True
 
@@ -263,17 +282,19 @@ class SimNode:
         transcript = simulation.transcript
         kv = self.kv
         for entry in entries:
-            if entry.index != self.applied_index + 1:
+            index = entry.index
+            if index != self.applied_index + 1:
                 raise checker.fail(
                     "Ready contract",
-                    f"node {self.id} asked to apply {entry.index} after {self.applied_index}",
+                    f"node {self.id} asked to apply {index} after {self.applied_index}",
                 )
             result: Any = None
-            if entry.kind == EntryKind.NORMAL:
-                result = kv.apply(entry.index, entry.data)
-            elif entry.kind == EntryKind.MEMBERSHIP:
+            kind = entry.kind
+            if kind == _NORMAL:
+                result = kv.apply(index, entry.data)
+            elif kind == _MEMBERSHIP:
                 self.applied_membership = Membership.decode(entry.data)
-            self.applied_index = entry.index
+            self.applied_index = index
             if transcript.enabled:
                 transcript.line(simulation.now, f"node {self.id}: applied {describe_entry(entry)}")
             checker.on_apply(self.id, entry, kv.applied_hash)

@@ -39,6 +39,8 @@ from typing import NamedTuple
 from raftkv.core.messages import Entry
 from raftkv.core.node import RaftNode, Role
 
+_LEADER = Role.LEADER  # a module constant: `Role.LEADER` is a class lookup on every use
+
 
 class LogView(NamedTuple):
     """What a node's log would say in an election: a running node's log in memory, a
@@ -119,20 +121,22 @@ class InvariantChecker:
 
     # --- after every tick and step ------------------------------------------------------
     def observe(self, node_id: int, node: RaftNode) -> None:
+        # Runs after every tick, step and Ready: the common case (nothing new) does a few
+        # attribute tests and calls nothing.
         log = node.log
-        if node.role is Role.LEADER:
-            seen = self._leaders.get(node_id)
+        leaders = self._leaders
+        if node.role is _LEADER:
+            entries = log.entries
+            last = log.snapshot_index + len(entries)
+            seen = leaders.get(node_id)
             if seen is None or seen[1] != node.term:
                 self._on_new_leader(node_id, node)
-            else:
+            elif last != seen[2]:
                 self._check_append_only(node_id, node, seen[2], seen[3])
-            last = log.last_index
-            last_entry = log.entries[-1] if log.entries else None
-            self._leaders[node_id] = (node, node.term, last, last_entry)
-        elif node_id in self._leaders:
-            del self._leaders[node_id]
-        committed = log.committed
-        if committed != self._commit_seen.get(node_id, 0):
+            leaders[node_id] = (node, node.term, last, entries[-1] if entries else None)
+        elif node_id in leaders:
+            del leaders[node_id]
+        if log.committed != self._commit_seen.get(node_id, 0):
             self._on_commit(node_id, node)
 
     def _on_new_leader(self, node_id: int, node: RaftNode) -> None:

@@ -101,46 +101,55 @@ class Network:
     # --- traffic ------------------------------------------------------------------------
     def send(self, now: int, messages: Iterable[AnyMessage]) -> None:
         stats = self._stats
-        transcript = self._transcript
+        transcript = self._transcript if self._transcript.enabled else None
         rng = self._rng
         incarnations = self.incarnations
+        blocked = self._blocked
+        in_flight = self._in_flight
+        drop_rate = self.drop_rate
+        duplicate_rate = self.duplicate_rate
+        reorder_rate = self.reorder_rate
+        latency_ticks = self.latency_ticks
+        sent = 0
+        # The random draws per message, in this order, are part of every seed's schedule.
         for message in messages:
-            stats.messages_sent += 1
+            sent += 1
             receiver = message.to
-            if (message.sender, receiver) in self._blocked:
+            if blocked and (message.sender, receiver) in blocked:
                 stats.messages_dropped += 1
-                if transcript.enabled:
+                if transcript is not None:
                     transcript.rpc(now, message, "blocked")
                 continue
-            if self.drop_rate and rng.random() < self.drop_rate:
+            if drop_rate and rng.random() < drop_rate:
                 stats.messages_dropped += 1
                 stats.count_fault("drop")
-                if transcript.enabled:
+                if transcript is not None:
                     transcript.rpc(now, message, "dropped")
                 continue
             incarnation = incarnations.get(receiver)
             if incarnation is None:
                 stats.messages_dropped += 1
-                if transcript.enabled:
+                if transcript is not None:
                     transcript.rpc(now, message, "receiver down")
                 continue
             copies = 1
-            if self.duplicate_rate and rng.random() < self.duplicate_rate:
+            if duplicate_rate and rng.random() < duplicate_rate:
                 copies = 2
                 stats.messages_duplicated += 1
                 stats.count_fault("duplicate")
-            if transcript.enabled:
+            if transcript is not None:
                 transcript.rpc(now, message, "duplicated" if copies == 2 else "")
             for _ in range(copies):
-                delay = self.latency_ticks
-                if self.reorder_rate and rng.random() < self.reorder_rate:
+                delay = latency_ticks
+                if reorder_rate and rng.random() < reorder_rate:
                     delay += 1 + int(rng.random() * REORDER_SPREAD_TICKS)
                     stats.count_fault("reorder")
-                batch = self._in_flight.get(now + delay)
+                batch = in_flight.get(now + delay)
                 if batch is None:
-                    self._in_flight[now + delay] = [(incarnation, message)]
+                    in_flight[now + delay] = [(incarnation, message)]
                 else:
                     batch.append((incarnation, message))
+        stats.messages_sent += sent
 
     def hold(self, message: AnyMessage, until: int) -> None:
         """Deliver `message` at `until` instead (its receiver is paused: the bytes wait in
