@@ -23,7 +23,10 @@ class FakeLog:
 
 def trailing(snapshot_index: int, index: int, size: int) -> int:
     log = FakeLog(snapshot_index, {i: size for i in range(snapshot_index + 1, index + 1)})
-    server: Any = SimpleNamespace(node=SimpleNamespace(log=log))
+    server: Any = SimpleNamespace(
+        node=SimpleNamespace(log=log),
+        options=SimpleNamespace(snapshot_trailing_entries=SNAPSHOT_TRAILING_ENTRIES),
+    )
     return SnapshotTaker(server)._trailing_entries(index)
 
 

@@ -38,6 +38,9 @@ class NodeOptions:
     election_timeout_ms: tuple[int, int] = (150, 300)
     heartbeat_ms: int = 50
     snapshot_entries: int = 10_000
+    # Entries kept behind a snapshot for slightly slow followers (at most
+    # SNAPSHOT_TRAILING_BYTES of them); the simulator keeps few, so installs happen.
+    snapshot_trailing_entries: int = SNAPSHOT_TRAILING_ENTRIES
     seed: int | None = None
     trace_rpc: bool = False
     value_bytes_max: int = VALUE_BYTES_MAX_DEFAULT

@@ -77,7 +77,8 @@ class RaftServer:
     `disk_executor`, where snapshot encoding and saving run (a one-thread pool by default;
     the simulator's event loop runs executor work itself); `filesystem`, under the data dir
     and every store in it (the real one by default; the simulator's simulated disk). Time
-    is the event loop's.
+    is the event loop's. Without `listen_for_clients` no client port is opened, and
+    requests go to `api.handle()` directly (the simulator's clients do).
     """
 
     def __init__(
@@ -88,9 +89,11 @@ class RaftServer:
         transport_factory: TransportFactory = TcpTransport,
         disk_executor: Executor | None = None,
         filesystem: FileSystem = OS_FILE_SYSTEM,
+        listen_for_clients: bool = True,
     ) -> None:
         self.options = options
         self._filesystem = filesystem
+        self._listen_for_clients = listen_for_clients
         self.id = options.node_id
         self.state_machine: StateMachine = state_machine or KVStore()
         self.metrics = NodeMetrics(self)
@@ -130,6 +133,7 @@ class RaftServer:
         self.snapshots = SnapshotTaker(self)
         self.members = MembershipOperations(self)
         self.http: HttpServer | None = None
+        self.api: ClientApi | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -166,13 +170,14 @@ class RaftServer:
         ]
         for task in self._tasks:
             task.add_done_callback(self._watch)
-        api = ClientApi(self)
-        self.http = HttpServer(
-            api.handle,
-            body_bytes_max=api.body_bytes_max,
-            max_connections=_client_connections_max(),
-        )
-        await self.http.start(*options.client_listen)
+        self.api = ClientApi(self)
+        if self._listen_for_clients:
+            self.http = HttpServer(
+                self.api.handle,
+                body_bytes_max=self.api.body_bytes_max,
+                max_connections=_client_connections_max(),
+            )
+            await self.http.start(*options.client_listen)
         self._wake.set()
         logger.info(
             "started: cluster %s, peers on %s, clients on %s, term %d, log %d..%d, applied %d",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from raftkv.core import SnapshotMeta
-from raftkv.server.options import SNAPSHOT_TRAILING_BYTES, SNAPSHOT_TRAILING_ENTRIES
+from raftkv.server.options import SNAPSHOT_TRAILING_BYTES
 
 if TYPE_CHECKING:
     from raftkv.server.runtime import RaftServer
@@ -66,10 +66,11 @@ class SnapshotTaker:
     def _trailing_entries(self, index: int) -> int:
         """How many entries up to `index` the log keeps after a snapshot there, for
         followers slightly behind (cheaper than sending them the snapshot): at most
-        SNAPSHOT_TRAILING_ENTRIES, holding at most SNAPSHOT_TRAILING_BYTES of commands."""
+        `snapshot_trailing_entries`, holding at most SNAPSHOT_TRAILING_BYTES of commands."""
         log = self.server.node.log
         kept = size = 0
-        while kept < SNAPSHOT_TRAILING_ENTRIES and index - kept > log.snapshot_index:
+        trailing_max = self.server.options.snapshot_trailing_entries
+        while kept < trailing_max and index - kept > log.snapshot_index:
             size += len(log.entry(index - kept).data)
             if size > SNAPSHOT_TRAILING_BYTES:
                 break

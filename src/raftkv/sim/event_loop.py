@@ -61,9 +61,15 @@ class SimulatedEventLoop(asyncio.AbstractEventLoop):
         self._stopping = False
         self._closed = False
         self._dead: set[object] = set()
+        # What killed processes left: kept referenced until the loop closes, so that the
+        # garbage collector never finalizes their coroutines (which would run their
+        # `finally` blocks) at a moment no seed decides.
+        self._graveyard: list[asyncio.Handle] = []
         # Exceptions raised in callbacks and never retrieved, in the order they happened.
         self.unhandled: list[dict[str, Any]] = []
         self.callbacks_run = 0
+        # Called after every callback that ran: where a simulator checks its invariants.
+        self.after_callback: Callable[[], None] | None = None
 
     # --- time ---------------------------------------------------------------------------
     def time(self) -> float:
@@ -143,7 +149,12 @@ class SimulatedEventLoop(asyncio.AbstractEventLoop):
     def kill(self, owner: object) -> None:
         """Drop every callback and timer of `owner`, now and from now on."""
         self._dead.add(owner)
+        self._graveyard += [h for h in self._ready if self._is_dead(h)]
         self._ready = [h for h in self._ready if not self._is_dead(h)]
+
+    def bury(self, remains: object) -> None:
+        """Keep `remains` (a killed process's objects) referenced until the loop closes."""
+        self._graveyard.append(remains)  # type: ignore[arg-type]
 
     def _is_dead(self, handle: asyncio.Handle) -> bool:
         if not self._dead:
@@ -165,10 +176,15 @@ class SimulatedEventLoop(asyncio.AbstractEventLoop):
             handle = ready.pop(self._rng.randrange(len(ready)))
         else:
             handle = ready.pop(0)
-        if handle.cancelled() or self._is_dead(handle):
+        if handle.cancelled():
+            return True
+        if self._is_dead(handle):
+            self._graveyard.append(handle)
             return True
         self.callbacks_run += 1
         handle._run()
+        if self.after_callback is not None:
+            self.after_callback()
         return True
 
     def _move_due_timers(self, *, jump: bool) -> bool:
@@ -257,6 +273,7 @@ class SimulatedEventLoop(asyncio.AbstractEventLoop):
         self._closed = True
         self._ready.clear()
         self._timers.clear()
+        self._graveyard.clear()
 
     def _check_closed(self) -> None:
         if self._closed:

@@ -50,6 +50,9 @@ class MemoryHub:
         self._next_port = _FIRST_EPHEMERAL_PORT
         self.drop_probability = 0.0
         self.frames_lost = 0
+        # Delivery delay in seconds, drawn per frame from [low, high) by the same generator;
+        # None delivers at once. Frames of one link keep their order, as over TCP.
+        self.latency_seconds: tuple[float, float] | None = None
 
     # --- faults ----------------------------------------------------------------------------
     def partition(self, *groups: Collection[int]) -> None:
@@ -81,6 +84,14 @@ class MemoryHub:
         if not 0.0 <= probability <= 1.0:
             raise ValueError("drop probability must be within [0, 1]")
         self.drop_probability = probability
+
+    def crash(self, address: tuple[str, int]) -> None:
+        """The process listening at `address` died (no `close()` ran): it takes no frame
+        and no connection from now on, and its address is free for a restart."""
+        transport = self._listeners.pop(address, None)
+        if transport is not None:
+            transport._closed = True
+        self._changed()
 
     def can_reach(self, from_id: int, to_id: int) -> bool:
         if from_id in self._isolated or to_id in self._isolated:
@@ -134,6 +145,7 @@ class _MemoryLink:
         self._task: asyncio.Task[None] | None = None
         self._last_refusal = ""
         self._destination: MemoryTransport | None = None
+        self._last_arrival = 0.0
 
     def start(self) -> None:
         self._task = asyncio.create_task(
@@ -176,11 +188,28 @@ class _MemoryLink:
                     self.counters.frames_sent += 1
                     self.counters.bytes_sent += len(payload) + FRAME_HEADER_BYTES
                     if not owner.hub._lose_frame():
-                        destination._accept_frame(owner.node_id, payload)
+                        self._deliver(destination, payload)
                 # Yield, as a socket write would, so one busy link cannot starve the loop.
                 await asyncio.sleep(0)
                 continue
             await self._wake.wait()
+
+    def _deliver(self, destination: MemoryTransport, payload: bytes) -> None:
+        hub = self.owner.hub
+        if hub.latency_seconds is None:
+            destination._accept_frame(self.owner.node_id, payload)
+            return
+        loop = asyncio.get_running_loop()
+        low, high = hub.latency_seconds
+        # In order per link (TCP); a cut made meanwhile loses what was on the wire.
+        arrival = max(self._last_arrival, loop.time() + hub._random.uniform(low, high))
+        self._last_arrival = arrival
+        loop.call_at(arrival, self._arrive, destination, payload)
+
+    def _arrive(self, destination: MemoryTransport, payload: bytes) -> None:
+        owner = self.owner
+        if owner.hub.can_reach(owner.node_id, destination.node_id):
+            destination._accept_frame(owner.node_id, payload)
 
     def _connect(self) -> MemoryTransport | None:
         """The destination if the link is up now, doing the handshake check of TCP."""
