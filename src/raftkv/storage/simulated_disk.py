@@ -248,7 +248,7 @@ class SimulatedFileSystem:
         return self._write_at(self._writable(descriptor), bytes(data), offset)
 
     def pread(self, descriptor: int, size: int, offset: int) -> bytes:
-        self._begin("read", None)
+        self._begin("read", self._path_of(descriptor))
         open_file = self._descriptor(descriptor)
         if not open_file.readable:
             raise _error(errno.EBADF)
@@ -256,16 +256,32 @@ class SimulatedFileSystem:
         return bytes(open_file.node.content[offset : offset + size])
 
     def fsync(self, descriptor: int) -> None:
-        self._begin("fsync", None)
-        open_file = self._descriptor(descriptor)
-        self._sync_file(open_file.node, open_file.path)
+        open_file = self._descriptors.get(descriptor)
+        path = open_file.path if open_file is not None else None
+        try:
+            self._begin("fsync", path)
+            if open_file is None:
+                raise _error(errno.EBADF)
+            self._maybe_fail_fsync(open_file.path)
+        except OSError:
+            if open_file is not None:
+                # Linux: what was written back before the error is on the disk, the rest is
+                # dropped from the write-back queue (it stays in the page cache, so reads
+                # still see it, until a crash), and a later fsync does not report it again.
+                self._persist_prefix(open_file.node)
+                open_file.node.unsynced.clear()
+            raise
+        node = open_file.node
+        for change in node.unsynced:
+            _apply_data_change(node.durable, change)
+        node.unsynced.clear()
 
     def fdatasync(self, descriptor: int) -> None:
         # The file's size is part of its data; nothing else fdatasync skips is modelled.
         self.fsync(descriptor)
 
     def ftruncate(self, descriptor: int, size: int) -> None:
-        self._begin("ftruncate", None)
+        self._begin("ftruncate", self._path_of(descriptor))
         open_file = self._descriptor(descriptor)
         if not open_file.writable:
             raise _error(errno.EINVAL)
@@ -345,7 +361,7 @@ class SimulatedFileSystem:
         node.unsynced.clear()
 
     def lock(self, descriptor: int) -> None:
-        self._begin("lock", None)
+        self._begin("lock", self._path_of(descriptor))
         open_file = self._descriptor(descriptor)
         holder = open_file.node.lock_holder
         if holder is not None and holder != descriptor:
@@ -383,6 +399,10 @@ class SimulatedFileSystem:
         if after_operations < 1:
             raise ValueError("after_operations must be at least 1")
         self._crash_countdown = after_operations
+
+    def cancel_crash(self) -> None:
+        """Forget a scheduled crash that has not struck yet."""
+        self._crash_countdown = None
 
     @property
     def powered_off(self) -> bool:
@@ -539,6 +559,10 @@ class SimulatedFileSystem:
             sizes[id(open_file.node)] = len(open_file.node.content)
         return sum(sizes.values())
 
+    def _path_of(self, descriptor: int) -> str | None:
+        open_file = self._descriptors.get(descriptor)
+        return open_file.path if open_file is not None else None
+
     def _descriptor(self, descriptor: int) -> _OpenFile:
         open_file = self._descriptors.get(descriptor)
         if open_file is None:
@@ -613,20 +637,6 @@ class SimulatedFileSystem:
         ):
             if rate and rng.random() < rate:
                 raise _error(code, path)
-
-    def _sync_file(self, node: _File, path: str) -> None:
-        try:
-            self._maybe_fail_fsync(path)
-        except OSError:
-            # Linux: what was written back before the error is on the disk, the rest is
-            # dropped from the write-back queue (it stays in the page cache, so reads still
-            # see it, until a crash), and a later fsync does not report it again.
-            self._persist_prefix(node)
-            node.unsynced.clear()
-            raise
-        for change in node.unsynced:
-            _apply_data_change(node.durable, change)
-        node.unsynced.clear()
 
     def _persist_prefix(self, node: _File) -> None:
         """Apply to `node.durable` the part of its unsynced changes a crash lets through."""
