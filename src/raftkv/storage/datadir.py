@@ -227,7 +227,8 @@ def _check_meta(
         raise DataDirMismatch(
             f"data dir {path} belongs to cluster {meta.cluster_id!r}, not cluster {cluster_id!r}"
         )
-    recorded = DataDirMeta(DATA_DIR_FORMAT_VERSION, node_id, cluster_id)
+    # Everything else recorded (the joined index) stays.
+    recorded = msgspec.structs.replace(meta, cluster_id=cluster_id)
     _write_meta(path, recorded, filesystem)
     return recorded
 
