@@ -61,7 +61,6 @@ class WholeNodeOptions:
     seconds: float = 6.0  # virtual time under faults, before healing
     faults: bool = True
     clients: int = 3
-    snapshot_entries: int = 30  # small: snapshots, installs and compaction happen often
     # Core-only and whole-node seeds are separate spaces: a seed means one or the other.
 
     def replay_command(self) -> str:
@@ -82,6 +81,8 @@ class WholeNodeStats:
     client_ok: int = 0
     client_failed: int = 0
     client_unknown: int = 0
+    snapshot_entries: int = 0
+    snapshot_trailing_entries: int = 0
     snapshots_taken: int = 0
     snapshots_installed: int = 0
     max_term: int = 0
@@ -108,7 +109,9 @@ class WholeNodeResult:
             f"  commit index: {stats.commit_index}",
             f"faults: crash={stats.crashes} (inside a disk operation {stats.disk_crashes})"
             f" restart={stats.restarts} partition={stats.partitions}",
-            f"snapshots: taken={stats.snapshots_taken} installed={stats.snapshots_installed}",
+            f"snapshots: every {stats.snapshot_entries} entries, keeping"
+            f" {stats.snapshot_trailing_entries}; taken={stats.snapshots_taken}"
+            f" installed={stats.snapshots_installed}",
             f"client ops: ok={stats.client_ok} failed={stats.client_failed}"
             f" unknown={stats.client_unknown}",
             f"linearizability: {stats.linearizability}",
@@ -176,6 +179,11 @@ class WholeNodeSimulation:
         self.hub = MemoryHub(random.Random(seeds.getrandbits(64)))
         self.hub.latency_seconds = (0.0002, 0.004)
         self.node_ids = list(range(1, options.nodes + 1))
+        # Drawn per seed: small intervals and few trailing entries make snapshots, installs
+        # and compaction (and their races with everything else) happen often.
+        tuning = random.Random(seeds.getrandbits(64))
+        self.snapshot_entries = tuning.choice((3, 10, 30))
+        self.snapshot_trailing_entries = tuning.choice((0, 2, 5))
         faults = DiskFaults(crash_bit_flip_rate=0.02) if options.faults else DiskFaults()
         self.machines = {
             node_id: _Machine(
@@ -201,8 +209,8 @@ class WholeNodeSimulation:
                 peer: (HOST, PEER_PORT_BASE + peer) for peer in self.node_ids if peer != node_id
             },
             seed=self.options.seed * 1000 + node_id,
-            snapshot_entries=self.options.snapshot_entries,
-            snapshot_trailing_entries=5,
+            snapshot_entries=self.snapshot_entries,
+            snapshot_trailing_entries=self.snapshot_trailing_entries,
         )
 
     def start(self, node_id: int) -> None:
@@ -298,6 +306,8 @@ class WholeNodeSimulation:
         rng = self.rng
         while self.issuing:
             await asyncio.sleep(rng.uniform(0.05, 0.3))
+            if not self.issuing:
+                return  # healed meanwhile: no fault after the heal
             draw = rng.random()
             alive = [m.id for m in self.machines.values() if m.server is not None]
             down = [m.id for m in self.machines.values() if m.server is None and not m.refused]
@@ -466,6 +476,8 @@ class WholeNodeSimulation:
             self.loop.after_callback = None
             logging.getLogger("raftkv").setLevel(logging.NOTSET)
         self.stats.callbacks = self.loop.callbacks_run
+        self.stats.snapshot_entries = self.snapshot_entries
+        self.stats.snapshot_trailing_entries = self.snapshot_trailing_entries
         self.stats.commit_index = self.checker.committed_index
         for machine in self.machines.values():
             server = machine.server
