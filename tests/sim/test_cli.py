@@ -77,3 +77,28 @@ def test_sweep_mode(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["--sweep", "1-3", "--nodes", "3", "--ticks", "300", "--workload", "none"])
     out = capsys.readouterr().out
     assert "seeds 1-3" in out and ("3 ok, 0 violations" in out or code == 1)
+
+
+def test_sweep_with_jobs_prints_what_one_process_prints(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Failing seeds too: the broken commit rule (patched before the workers fork) fails the
+    # last seed of FIGURE_8_SEEDS, and the listing must come out in seed order either way.
+    monkeypatch.setattr(Replication, "_maybe_commit", commit_by_counting_any_term)
+    seeds = f"1-{FIGURE_8_SEEDS[-1] + 1}"
+    outputs = []
+    for jobs in ("1", "2", "auto"):
+        code = main(["--sweep", seeds, "--nodes", "3", "--jobs", jobs])
+        outputs.append((code, capsys.readouterr().out))
+    assert outputs[0][0] == 1
+    assert f"seed {FIGURE_8_SEEDS[-1]} (3 nodes):" in outputs[0][1]
+    assert outputs[1] == outputs[0] and outputs[2] == outputs[0]
+
+
+@pytest.mark.parametrize(
+    "argv", [["--seed", "1", "--jobs", "2"], ["--sweep", "1-2", "--jobs", "-1"]]
+)
+def test_jobs_usage_errors(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2

@@ -63,3 +63,23 @@ def test_long_sweep(chunk: int) -> None:
         "membership" if chunk % MEMBERSHIP_EVERY_CHUNKS == MEMBERSHIP_EVERY_CHUNKS - 1 else "kv"
     )
     _assert_clean(range(first, first + LONG_SEEDS_PER_CHUNK), NODE_COUNTS, workload=workload)
+
+
+def test_jobs_give_the_same_outcomes_in_seed_order() -> None:
+    # A test double (defined in a test module) reaches forked workers, and a sweep that stops
+    # at its first violation stops at the same seed as one process does.
+    from tests.sim.test_checks_fail import FORGOTTEN_VOTE_SEEDS, ForgetfulVoterDriver
+
+    options: dict[str, object] = {
+        "driver_class": ForgetfulVoterDriver,
+        "check_linearizability": False,
+        "stop_at_first_violation": True,
+    }
+    alone = run_seeds(FORGOTTEN_VOTE_SEEDS, 3, **options)  # type: ignore[arg-type]
+    assert not alone[-1].ok
+    assert run_seeds(FORGOTTEN_VOTE_SEEDS, 3, jobs=2, **options) == alone  # type: ignore[arg-type]
+    kinds = run_seeds(range(1, 7), NODE_COUNTS, ticks=300, faults=frozenset({"crash"}))
+    assert (
+        run_seeds(range(1, 7), NODE_COUNTS, ticks=300, faults=frozenset({"crash"}), jobs=0) == kinds
+    )
+    assert [outcome.seed for outcome in kinds] == list(range(1, 7))

@@ -3,6 +3,7 @@
     raft-sim --seed S [--nodes N] [--ticks T] [--faults LIST] [--workload W] [--verbose]
     raft-sim --golden
     raft-sim --sweep FIRST-LAST [--nodes N] [--ticks T] [--faults LIST] [--workload W]
+             [--jobs N]
 
 Exit status: 0 when every check passed, 1 on a violation (the seed and the command that
 replays it are printed), 2 on bad usage.
@@ -47,6 +48,19 @@ def _seed_range(text: str) -> range:
     return range(low, high + 1)
 
 
+def _jobs(text: str) -> int:
+    """A worker count; 0 or `auto`: one per CPU."""
+    if text == "auto":
+        return 0
+    try:
+        jobs = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {text!r}") from error
+    if jobs < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {jobs}")
+    return jobs
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="raft-sim",
@@ -75,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verbose", action="store_true", help="print a transcript of events and RPCs"
     )
+    parser.add_argument(
+        "--jobs",
+        type=_jobs,
+        default=None,
+        metavar="N",
+        help="--sweep: seeds in N worker processes (default 1; 0 or auto: one per CPU);"
+        " the output is the same for any N",
+    )
     return parser
 
 
@@ -94,6 +116,8 @@ def _main(argv: Sequence[str] | None) -> int:
     if arguments.golden:
         write("".join(line + "\n" for line in golden_lines()))
         return 0
+    if arguments.jobs is not None and arguments.sweep is None:
+        parser.error("--jobs applies to --sweep only")
     try:
         if arguments.sweep is not None:
             return _sweep(arguments)
@@ -124,6 +148,7 @@ def _sweep(arguments: argparse.Namespace) -> int:
         ticks=arguments.ticks,
         faults=arguments.faults,
         workload=arguments.workload,
+        jobs=1 if arguments.jobs is None else arguments.jobs,
     )
     failures = [outcome for outcome in outcomes if not outcome.ok]
     out = sys.stdout

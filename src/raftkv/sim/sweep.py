@@ -1,8 +1,16 @@
-"""Many seeds at once: the API behind the sweep tests and `raft-sim --sweep`."""
+"""Many seeds at once: the API behind the sweep tests and `raft-sim --sweep`.
+
+With `jobs` above 1 the seeds run in worker processes, one seed per task (runs differ in
+length, so small tasks balance best), and the outcomes come back in seed order: a seed's run
+depends on nothing but its options, so the list is the same as with one process.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 from raftkv.core.node import RaftNode
@@ -41,28 +49,79 @@ def run_seeds(
     driver_class: type[SimNode] = SimNode,
     check_linearizability: bool = True,
     stop_at_first_violation: bool = False,
+    jobs: int = 1,
 ) -> list[SeedOutcome]:
-    """Run each seed (with a node count from `nodes`) and report what every run found."""
+    """Run each seed (with a node count from `nodes`) and report what every run found, in
+    seed order. `jobs`: worker processes (0: one per CPU); the outcomes do not depend on it."""
+    tasks = [
+        _SeedTask(
+            SimulationOptions(
+                seed=seed,
+                nodes=nodes_for_seed(seed, nodes),
+                ticks=ticks,
+                faults=faults,
+                workload=workload,
+            ),
+            node_class,
+            driver_class,
+            check_linearizability,
+        )
+        for seed in seeds
+    ]
     outcomes: list[SeedOutcome] = []
-    for seed in seeds:
-        options = SimulationOptions(
-            seed=seed,
-            nodes=nodes_for_seed(seed, nodes),
-            ticks=ticks,
-            faults=faults,
-            workload=workload,
-        )
-        result: SimulationResult = run_simulation(
-            options,
-            node_class=node_class,
-            driver_class=driver_class,
-            check_linearizability=check_linearizability,
-        )
-        violation = None if result.violation is None else str(result.violation)
-        outcomes.append(SeedOutcome(seed, options.nodes, violation, options.replay_command()))
-        if violation is not None and stop_at_first_violation:
+    for outcome in _run_tasks(tasks, resolve_jobs(jobs)):
+        outcomes.append(outcome)
+        if not outcome.ok and stop_at_first_violation:
             break
     return outcomes
+
+
+def resolve_jobs(jobs: int) -> int:
+    """0 means one worker per CPU."""
+    if jobs < 0:
+        raise ValueError(f"jobs must be 0 (one per CPU) or more, not {jobs}")
+    return jobs or os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class _SeedTask:
+    options: SimulationOptions
+    node_class: type[RaftNode]
+    driver_class: type[SimNode]
+    check_linearizability: bool
+
+
+def _run_task(task: _SeedTask) -> SeedOutcome:
+    options = task.options
+    result: SimulationResult = run_simulation(
+        options,
+        node_class=task.node_class,
+        driver_class=task.driver_class,
+        check_linearizability=task.check_linearizability,
+    )
+    violation = None if result.violation is None else str(result.violation)
+    return SeedOutcome(options.seed, options.nodes, violation, options.replay_command())
+
+
+def _run_tasks(tasks: list[_SeedTask], jobs: int) -> Iterator[SeedOutcome]:
+    """The outcome of each task, in task order; runs ahead in `jobs` worker processes. A
+    consumer that stops early cancels what has not started."""
+    if jobs <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield _run_task(task)
+        return
+    # Forked workers inherit what the parent has loaded and patched (test doubles defined in
+    # a test module, monkeypatched methods); spawn only where fork does not exist.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
+        futures: list[Future[SeedOutcome]] = [pool.submit(_run_task, task) for task in tasks]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
 
 
 def describe_failures(outcomes: Iterable[SeedOutcome]) -> str:
