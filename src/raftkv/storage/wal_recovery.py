@@ -9,8 +9,11 @@ Rules (docs/storage.md has the full story):
   valid record anywhere after it is a torn tail from a crash mid-write: the file is
   truncated there and a warning logged. A damaged record followed by a valid one is
   corruption of durable data.
-- A last segment without even a valid header is deleted (a crash right after it was
-  created), unless it is the only segment left and not the first ever written.
+- A last segment holding no more than its header is deleted (a crash right after it was
+  created, or one that tore its first write, which carries the header and the current hard
+  state together), unless it is the only segment left and not the first ever written.
+  Kept, it would go on without the hard state, and deleting the older segments later
+  would lose the vote and term they hold.
 - Records that parse but make no sense (an entry index that does not follow its
   predecessor, a header that does not continue the previous segment) are corruption.
 
@@ -68,6 +71,8 @@ _FIXED_PAYLOAD_BYTES = {
 
 
 _ENTRY_TYPE = int(RecordType.ENTRY)
+# A segment's header record alone; its first write always adds the current hard state.
+_HEADER_RECORD_BYTES = RECORD_HEADER_BYTES + SEGMENT_HEADER_FIELDS.size
 
 
 def segment_file_name(number: int) -> str:
@@ -111,11 +116,14 @@ def recover(directory: str, filesystem: FileSystem) -> RecoveredWal:
         is_last = position == len(numbers) - 1
         last_segment_size = replayer.replay_segment(number, is_last)
     headerless_path = None
-    if numbers and last_segment_size == 0:
-        # The last segment has no valid header: a crash right after it was created.
+    if numbers and last_segment_size <= _HEADER_RECORD_BYTES:
+        # The last segment holds no valid header, or nothing after it: the first write of
+        # a new segment (header and hard state) was cut short by a crash.
         headerless_path = os.path.join(directory, segment_file_name(numbers[-1]))
         if len(numbers) == 1 and numbers[0] != FIRST_SEGMENT_NUMBER:
-            raise Corruption("the only WAL segment has no valid header", headerless_path, 0)
+            raise Corruption(
+                "the only WAL segment has no valid header and hard state", headerless_path, 0
+            )
         numbers.pop()
         last_segment_size = replayer.segment_sizes[-2] if numbers else 0
     index = replayer.index
@@ -130,7 +138,9 @@ def recover(directory: str, filesystem: FileSystem) -> RecoveredWal:
     # Repairs come last: a WAL that is refused is left exactly as it was found.
     if headerless_path is not None:
         logger.warning(
-            "removing WAL segment %s: it has no valid header (torn on creation)", headerless_path
+            "removing WAL segment %s: it holds no valid header and hard state (its first write "
+            "was torn)",
+            headerless_path,
         )
         _remove_segment(directory, headerless_path, filesystem)
     elif replayer.torn_tail is not None:
