@@ -23,6 +23,8 @@ from raftkv.errors import SafetyViolation
 if TYPE_CHECKING:
     from raftkv.core.node import RaftNode
 
+_MEMBERSHIP = EntryKind.MEMBERSHIP  # a module constant: no class lookup per entry
+
 
 class FollowerSide:
     def __init__(self, node: RaftNode) -> None:
@@ -32,35 +34,37 @@ class FollowerSide:
 
     def handle_append_entries(self, message: AppendEntries) -> None:
         node = self.node
+        log = node.log
         prev_index, prev_term = message.prev_log_index, message.prev_log_term
         entries: Sequence[Entry] = message.entries
-        for position, entry in enumerate(entries):
-            if entry.index != prev_index + 1 + position:
+        expected = prev_index + 1
+        for entry in entries:
+            if entry.index != expected:
                 node.events.append(
                     f"refused AppendEntries from node {message.leader_id}: entry index "
                     f"{entry.index} does not follow prev_log_index {prev_index}"
                 )
                 return
-        committed = node.log.committed
+            expected += 1
+        committed = log.committed
         if prev_index < committed:
             # Our committed prefix matches every legitimate leader's log (§5.4, Leader
             # Completeness); skip the part of the message it covers, after checking that
             # it does match: a difference there is a broken safety property, never hidden.
             self._check_committed_prefix(message, committed)
             entries = entries[committed - prev_index :]
-            prev_index, prev_term = committed, node.log.term(committed) or 0
-        if not node.log.matches(prev_index, prev_term):
-            hint_index, hint_term = node.log.find_conflict_by_term(prev_index, prev_term)
+            prev_index, prev_term = committed, log.term(committed) or 0
+        if log.term(prev_index) != prev_term:
+            hint_index, hint_term = log.find_conflict_by_term(prev_index, prev_term)
             self._respond_append(message, False, prev_index, hint_index, hint_term)
             return
-        changed = node.log.merge(entries)
+        changed = log.merge(entries) if entries else None
         if changed is not None and (
-            changed <= node.membership_index
-            or any(entry.kind == EntryKind.MEMBERSHIP for entry in entries)
+            changed <= node.membership_index or any(entry.kind == _MEMBERSHIP for entry in entries)
         ):
             node.reload_membership()
         last_new = prev_index + len(entries)
-        node.log.commit_to(min(message.leader_commit, last_new))
+        log.commit_to(min(message.leader_commit, last_new))
         self._respond_append(message, True, last_new)
 
     def _check_committed_prefix(self, message: AppendEntries, committed: int) -> None:

@@ -136,7 +136,8 @@ class RaftNode:
         if self.role is _LEADER:
             self.replication.tick()
         else:
-            self.lease_promise_ticks = max(0, self.lease_promise_ticks - 1)
+            if self.lease_promise_ticks > 0:  # never below 0
+                self.lease_promise_ticks -= 1
             self.election_elapsed += 1
             if self.election_elapsed >= self.randomized_election_timeout and self.promotable():
                 self.events.append(f"election timeout at term {self.term}")

@@ -75,6 +75,8 @@ class Replication:
         # Once TimeoutNow is sent, the target may win votes that ignore the followers'
         # lease promise: the lease is gone for the rest of this term.
         self._lease_forfeited = False
+        self._members_of: Membership | None = None
+        self._members_cache: frozenset[int] = frozenset()
 
     # --- lifecycle ----------------------------------------------------------------------
     def become_leader(self) -> None:
@@ -248,7 +250,7 @@ class Replication:
         node = self.node
         if node.membership_index > node.log.committed:
             return
-        members = node.membership.members
+        members = self._members()
         for peer in [peer for peer in self.progress if peer not in members]:
             progress = self.progress[peer]
             if progress.match >= node.membership_index:
@@ -261,6 +263,14 @@ class Replication:
                 else:
                     self._send_empty_append(peer, progress.match, term)
 
+    def _members(self) -> frozenset[int]:
+        """The current configuration's members, computed once per configuration (flush()
+        asks on every Ready; `Membership.members` builds a new set on every call)."""
+        membership = self.node.membership
+        if membership is not self._members_of:
+            self._members_of, self._members_cache = membership, membership.members
+        return self._members_cache
+
     def _send_append(self, peer: int, progress: Progress, send_if_empty: bool) -> bool:
         """Send the next AppendEntries to `peer`; True if it carried entries."""
         node = self.node
@@ -272,9 +282,10 @@ class Replication:
         if prev_term is None:
             self._send_snapshot(peer, progress)
             return False
+        last_index = log.snapshot_index + len(log.entries)
         entries = (
-            log.slice(progress.next, log.last_index + 1, node.config.message_bytes_max)
-            if progress.next <= log.last_index
+            log.slice(progress.next, last_index + 1, node.config.message_bytes_max)
+            if progress.next <= last_index
             else []
         )
         if not entries and not send_if_empty:

@@ -147,14 +147,15 @@ class FaultInjector:
         simulation = self._simulation
         rng = self._rng
         kinds = self.kinds
-        for node_id in sorted(self._restart_tick):
-            driver = simulation.nodes[node_id]
-            if driver.alive and driver.crash_point is not None:
-                if now - driver.crash_armed_tick > ARMED_CRASH_TICKS_MAX:
-                    simulation.crash(node_id, CrashPoint.NOW)
-            elif now >= self._restart_tick[node_id]:
-                del self._restart_tick[node_id]
-                simulation.restart(node_id)
+        if self._restart_tick:
+            for node_id in sorted(self._restart_tick):
+                driver = simulation.nodes[node_id]
+                if driver.alive and driver.crash_point is not None:
+                    if now - driver.crash_armed_tick > ARMED_CRASH_TICKS_MAX:
+                        simulation.crash(node_id, CrashPoint.NOW)
+                elif now >= self._restart_tick[node_id]:
+                    del self._restart_tick[node_id]
+                    simulation.restart(node_id)
         if self._partition_end_tick is not None and now >= self._partition_end_tick:
             self._partition_end_tick = None
             simulation.heal_partition()
