@@ -94,11 +94,43 @@ def test_a_torn_tail_is_cut_and_logged(
     assert reopen_entries(tmp_path) == entries + make_entries(len(entries) + 1, 3, term=2)
 
 
-def test_a_bad_checksum_on_the_last_record_is_a_torn_tail(tmp_path: Path) -> None:
+def test_a_bit_flip_in_a_complete_last_record_is_corruption_not_a_torn_tail(
+    tmp_path: Path,
+) -> None:
+    """A record that is all there yet fails its checksum was written whole and synced:
+    cutting it as a torn write would silently drop an entry or a vote this node
+    acknowledged (found by the whole-node simulator)."""
+    build_wal(tmp_path)
+    last_segment = segment_paths(tmp_path)[-1]
+    last_record = record_offsets(last_segment)[-1]
+    size = last_segment.stat().st_size
+    flip_bit(last_segment, size - 1)
+    with pytest.raises(Corruption, match="not a torn write") as caught:
+        reopen_entries(tmp_path)
+    assert caught.value.offset == last_record
+    assert last_segment.stat().st_size == size, "a refused WAL is left as found"
+
+
+def test_a_last_record_cut_short_is_a_torn_tail(tmp_path: Path) -> None:
     entries = build_wal(tmp_path)
     last_segment = segment_paths(tmp_path)[-1]
     last_record = record_offsets(last_segment)[-1]
-    flip_bit(last_segment, last_segment.stat().st_size - 1)
+    with open(last_segment, "r+b") as file:
+        file.truncate(last_segment.stat().st_size - 3)
+    recovered = reopen_entries(tmp_path)
+    assert recovered == entries[: len(recovered)]
+    assert last_segment.stat().st_size == last_record
+
+
+def test_a_last_record_whose_data_never_landed_is_a_torn_tail(tmp_path: Path) -> None:
+    """The file grew but the write's data did not reach the disk: zeros from inside the
+    record to the end of the file."""
+    entries = build_wal(tmp_path)
+    last_segment = segment_paths(tmp_path)[-1]
+    last_record = record_offsets(last_segment)[-1]
+    data = bytearray(last_segment.read_bytes())
+    data[last_record + RECORD_HEADER_BYTES :] = bytes(len(data) - last_record - RECORD_HEADER_BYTES)
+    last_segment.write_bytes(bytes(data))
     recovered = reopen_entries(tmp_path)
     assert recovered == entries[: len(recovered)]
     assert last_segment.stat().st_size == last_record

@@ -75,6 +75,40 @@ _ENTRY_TYPE = int(RecordType.ENTRY)
 _HEADER_RECORD_BYTES = RECORD_HEADER_BYTES + SEGMENT_HEADER_FIELDS.size
 
 
+# Torn writes leave whole unwritten blocks (zeros where the file grew but its data did not
+# land); a record holding one of these, or this many zeros up to the end of the file, is
+# taken for one.
+ZERO_BLOCK_BYTES = 512
+ZERO_TAIL_BYTES_MIN = 8
+
+
+def looks_torn(view: memoryview, offset: int) -> bool:
+    """Whether the damaged record at `offset`, the last in the log, is a torn write.
+
+    A crash mid-write leaves the record cut short (the file ends inside it) or with blocks
+    that never got their data (zeros). A record that is all there, with no such zeros, yet
+    fails its checksum was written whole: it is damaged durable data (a bit flip), and
+    cutting it would silently drop an entry or a vote this node acknowledged.
+    """
+    size = len(view)
+    if size - offset < RECORD_HEADER_BYTES:
+        return True
+    _checksum, length, _type = RECORD_HEADER.unpack_from(view, offset)
+    end = offset + RECORD_HEADER_BYTES + length
+    if length > RECORD_PAYLOAD_BYTES_MAX or end > size:
+        return True
+    # Zeros from inside the record to the end of the file: its data never landed.
+    zeros_from = offset + len(view[offset:size].tobytes().rstrip(b"\x00"))
+    if zeros_from < end and size - zeros_from >= ZERO_TAIL_BYTES_MIN:
+        return True
+    first_block = -(-offset // ZERO_BLOCK_BYTES) * ZERO_BLOCK_BYTES
+    zero_block = bytes(ZERO_BLOCK_BYTES)
+    for start in range(first_block, end - ZERO_BLOCK_BYTES + 1, ZERO_BLOCK_BYTES):
+        if view[start : start + ZERO_BLOCK_BYTES] == zero_block:
+            return True
+    return False
+
+
 def segment_file_name(number: int) -> str:
     return f"wal-{number:016d}.log"
 
@@ -228,8 +262,16 @@ class _Replayer:
                     record_type, end = parse_record(view, offset)
                 except RecordDamage as damage:
                     if is_last and find_valid_record(view, offset + 1) is None:
-                        self.torn_tail = (path, offset, damage.reason, size - offset)
-                        break
+                        if looks_torn(view, offset):
+                            self.torn_tail = (path, offset, damage.reason, size - offset)
+                            break
+                        raise Corruption(
+                            f"damaged last WAL record: {damage.reason}; it is complete and"
+                            " holds no unwritten (zero) block, so it is not a torn write but"
+                            " damage to data that was durable",
+                            path,
+                            offset,
+                        ) from None
                     raise Corruption(f"damaged WAL record: {damage.reason}", path, offset) from None
             if record_type == _ENTRY_TYPE and offset and length >= ENTRY_FIELDS_BYTES:
                 term, entry_index, _kind = unpack_entry(view, offset + RECORD_HEADER_BYTES)
