@@ -12,6 +12,11 @@ import pytest
 from raftkv.sim.whole_node import WholeNodeOptions, run_whole_node
 
 SEEDS = range(1, 7)
+# `make sim-long` (RAFTKV_SIM_LONG=1) sweeps 400 more seeds over 3 and 5 nodes.
+LONG = os.environ.get("RAFTKV_SIM_LONG") == "1"
+LONG_CHUNKS = 8
+LONG_SEEDS_PER_CHUNK = 50 if LONG else 1
+LONG_FIRST_SEED = 10_000
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -19,6 +24,19 @@ def test_whole_node_seeds_hold_every_invariant(seed: int) -> None:
     result = run_whole_node(WholeNodeOptions(seed=seed, nodes=3, seconds=4))
     assert result.ok, "\n".join(result.report_lines())
     assert result.stats.client_ok > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chunk", range(LONG_CHUNKS))
+def test_long_whole_node_sweep(chunk: int) -> None:
+    first = LONG_FIRST_SEED + chunk * LONG_SEEDS_PER_CHUNK
+    nodes = 3 if chunk % 2 == 0 else 5
+    failures = []
+    for seed in range(first, first + LONG_SEEDS_PER_CHUNK):
+        result = run_whole_node(WholeNodeOptions(seed=seed, nodes=nodes))
+        if not result.ok:
+            failures.append("\n".join(result.report_lines()[-3:]))
+    assert not failures, "\n\n".join(failures)
 
 
 def test_without_faults_the_cluster_serves_and_snapshots() -> None:

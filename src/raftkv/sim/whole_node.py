@@ -161,7 +161,7 @@ class _Machine:
         self.server: RaftServer | None = None
         self.incarnation = 0
         self.refused: str | None = None
-        # What this node's core counted durable: (index, term) of its stable log end.
+        # (index, term) of the newest committed entry its WAL held after a sync.
         self.durable = (0, 0)
 
     @property
@@ -250,7 +250,25 @@ class WholeNodeSimulation:
                 f"node {machine.id} restarted without entry {index}/{term} it had made"
                 f" durable (its log ends at {node.log.last_index}/{node.log.last_term})",
             )
+        self._track_durable(machine, server)
         self.checker.on_start(machine.id)
+
+    def _track_durable(self, machine: _Machine, server: RaftServer) -> None:
+        """After every sync that returned, record the newest committed entry the WAL
+        holds: durable and never truncated, so every later incarnation must hold it (or
+        refuse to start). Uncommitted entries may legitimately vanish: a later leader
+        truncates them, and a crash may keep part of that unsynced truncation."""
+        storage = server.storage
+        sync = storage.sync
+
+        def sync_and_record() -> None:
+            sync()
+            index = min(storage.last_index(), server.node.log.committed)
+            term = storage.term(index)
+            if term is not None and index > machine.durable[0]:
+                machine.durable = (index, term)
+
+        storage.sync = sync_and_record  # type: ignore[method-assign]
 
     def crash(self, node_id: int) -> None:
         machine = self.machines[node_id]
@@ -289,9 +307,6 @@ class WholeNodeSimulation:
             except InvariantViolation as violation:
                 if self._violation is None:
                     self._violation = violation
-            log = node.log
-            if log.stable and (log.stable, log.term(log.stable) or 0) != machine.durable:
-                machine.durable = (log.stable, log.term(log.stable) or 0)
             self.stats.max_term = max(self.stats.max_term, node.term)
         for context in self.loop.unhandled:
             error = context.get("exception")
