@@ -63,3 +63,14 @@ def test_same_seed_same_output_whatever_the_hash_seed() -> None:
     first = report(3, "1")
     assert first == report(3, "2")
     assert "callbacks: " in first
+
+
+def test_raft_sim_whole_node_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from raftkv.cli.sim import main
+
+    assert main(["--whole-node", "--seed", "2", "--nodes", "3", "--seconds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("raft-sim --whole-node seed=2 nodes=3 seconds=2")
+    assert out.rstrip().endswith("result: OK")
+    assert main(["--whole-node", "--sweep", "1-2", "--seconds", "1", "--jobs", "2"]) == 0
+    assert "whole-node seeds 1-2 nodes=3 seconds=1: 2 ok, 0 violations" in capsys.readouterr().out

@@ -26,7 +26,8 @@ from raftkv.sim.options import (
     parse_faults,
 )
 from raftkv.sim.runner import run_simulation
-from raftkv.sim.sweep import describe_failures, run_seeds
+from raftkv.sim.sweep import describe_failures, resolve_jobs, run_seeds
+from raftkv.sim.whole_node import WholeNodeOptions, run_whole_node, sweep_whole_node
 
 
 def _faults(text: str) -> frozenset[str]:
@@ -90,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose", action="store_true", help="print a transcript of events and RPCs"
     )
     parser.add_argument(
+        "--whole-node",
+        action="store_true",
+        help="run real RaftServers (server runtime, storage, recovery) on a deterministic"
+        " event loop, simulated disks and a faulty network; --seconds of faults",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=WholeNodeOptions.seconds,
+        help="--whole-node: virtual seconds of faults before healing",
+    )
+    parser.add_argument(
         "--jobs",
         type=_jobs,
         default=None,
@@ -118,6 +131,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if arguments.jobs is not None and arguments.sweep is None:
         parser.error("--jobs applies to --sweep only")
+    if arguments.whole_node:
+        return _whole_node(arguments)
     try:
         if arguments.sweep is not None:
             return _sweep(arguments)
@@ -138,6 +153,34 @@ def _main(argv: Sequence[str] | None) -> int:
     result = run_simulation(options, sink=sink)
     write("".join(line + "\n" for line in result.report_lines()))
     return 0 if result.ok else 1
+
+
+def _whole_node(arguments: argparse.Namespace) -> int:
+    faults = bool(arguments.faults)
+    write = sys.stdout.write
+    if arguments.sweep is None:
+        options = WholeNodeOptions(
+            seed=arguments.seed, nodes=arguments.nodes, seconds=arguments.seconds, faults=faults
+        )
+        result = run_whole_node(options)
+        write("".join(line + "\n" for line in result.report_lines()))
+        return 0 if result.ok else 1
+    seeds: range = arguments.sweep
+    failures = 0
+    runs = [
+        WholeNodeOptions(seed=seed, nodes=arguments.nodes, seconds=arguments.seconds, faults=faults)
+        for seed in seeds
+    ]
+    jobs = resolve_jobs(1 if arguments.jobs is None else arguments.jobs)
+    for lines in sweep_whole_node(runs, jobs):
+        if lines[-1] != "result: OK":
+            failures += 1
+            write("".join(line + "\n" for line in lines[-3:]))
+    write(
+        f"whole-node seeds {seeds.start}-{seeds.stop - 1} nodes={arguments.nodes}"
+        f" seconds={arguments.seconds:g}: {len(seeds) - failures} ok, {failures} violations\n"
+    )
+    return 0 if failures == 0 else 1
 
 
 def _sweep(arguments: argparse.Namespace) -> int:

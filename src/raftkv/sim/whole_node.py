@@ -22,8 +22,10 @@ import asyncio
 import contextvars
 import functools
 import logging
+import multiprocessing
 import random
-from collections.abc import Callable
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -519,12 +521,18 @@ def run_whole_node(options: WholeNodeOptions) -> WholeNodeResult:
     return WholeNodeSimulation(options).run()
 
 
-def sweep_whole_node(
-    seeds: range, nodes: int, seconds: float, report: Callable[[WholeNodeResult], None]
-) -> list[WholeNodeResult]:
-    results = []
-    for seed in seeds:
-        result = run_whole_node(WholeNodeOptions(seed=seed, nodes=nodes, seconds=seconds))
-        report(result)
-        results.append(result)
-    return results
+def _report_lines(options: WholeNodeOptions) -> list[str]:
+    return run_whole_node(options).report_lines()
+
+
+def sweep_whole_node(options: list[WholeNodeOptions], jobs: int = 1) -> Iterator[list[str]]:
+    """Each run's report, in the order given; with `jobs` above 1 in worker processes
+    (forked where possible, as the core-only sweep does). Reports do not depend on it."""
+    if jobs <= 1 or len(options) <= 1:
+        for one in options:
+            yield _report_lines(one)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(options)), mp_context=context) as pool:
+        yield from pool.map(_report_lines, options)
