@@ -13,7 +13,7 @@ from raftkv.core import AppendEntriesResponse, Membership
 from raftkv.server import members
 from raftkv.server.options import NodeOptions
 from raftkv.server.runtime import RaftServer
-from tests.server.test_snapshot_install_race import RecordingTransport, drain_ready
+from tests.server.test_snapshot_install_race import RecordingTransport, close_server, drain_ready
 
 LEADER, LEARNER = 1, 2
 
@@ -31,13 +31,6 @@ def single_voter_with_a_learner(data_dir: Path) -> RaftServer:
     server.transport = RecordingTransport()  # type: ignore[assignment]
     server.node.bootstrap(Membership(voters=frozenset({LEADER}), learners=frozenset({LEARNER})))
     return server
-
-
-def close(server: RaftServer) -> None:
-    server.storage.close()
-    server.disk_executor.shutdown(wait=True)
-    assert server.data_dir is not None
-    server.data_dir.close()
 
 
 def learner_answers(server: RaftServer) -> None:
@@ -67,7 +60,7 @@ async def promote_through_a_refusal(data_dir: Path) -> tuple[bool, Membership]:
         await asyncio.sleep(0)
     task.cancel()
     membership = node.membership
-    close(server)
+    close_server(server)
     return refused_alive, membership
 
 
@@ -90,7 +83,7 @@ async def promote_a_silent_learner(data_dir: Path) -> tuple[int | None, int | No
     silent = server.members.promote_one_learner()
     learner_answers(server)
     heard = server.members.promote_one_learner()
-    close(server)
+    close_server(server)
     return silent, heard
 
 

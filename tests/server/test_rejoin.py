@@ -10,7 +10,7 @@ from pathlib import Path
 from raftkv.core import AppendEntries, Entry, EntryKind, Membership
 from raftkv.server.options import NodeOptions
 from raftkv.server.runtime import RaftServer
-from tests.server.test_snapshot_install_race import RecordingTransport, drain_ready
+from tests.server.test_snapshot_install_race import RecordingTransport, close_server, drain_ready
 
 LEADER, JOINER = 1, 4
 TERM = 2
@@ -79,10 +79,7 @@ async def replay(data_dir: Path, joined_index: int) -> list[bool]:
     replicate(server, [configuration(5, FOUNDERS)], commit=5)
     await drain_ready(server)
     stopped.append(server.removed.is_set())
-    server.storage.close()
-    server.disk_executor.shutdown(wait=True)
-    assert server.data_dir is not None
-    server.data_dir.close()
+    close_server(server)
     return stopped
 
 
@@ -92,15 +89,9 @@ def test_a_re_added_node_ignores_its_earlier_removal(tmp_path: Path) -> None:
 
 def test_the_join_index_is_kept_across_restarts(tmp_path: Path) -> None:
     server = joiner(tmp_path / "node-4", joined_index=4)
-    server.storage.close()
-    server.disk_executor.shutdown(wait=True)
-    assert server.data_dir is not None
-    server.data_dir.close()
+    close_server(server)
     restarted = joiner(tmp_path / "node-4", joined_index=0)  # no --join this time
     try:
         assert restarted.joined_index == 4
     finally:
-        restarted.storage.close()
-        restarted.disk_executor.shutdown(wait=True)
-        assert restarted.data_dir is not None
-        restarted.data_dir.close()
+        close_server(restarted)

@@ -14,6 +14,7 @@ from raftkv.errors import InvariantViolation
 from tests.server.test_snapshot_install_race import (
     FOLLOWER,
     LEADER,
+    close_server,
     drain_ready,
     follower_server,
     put,
@@ -51,10 +52,7 @@ async def forged_history(data_dir: Path) -> tuple[float, str | None, list[str]]:
     refused = server.metrics.safety_violations._value.get()
     failure = server.storage_failure
     data = [e.data.decode(errors="replace") for e in node.log.entries]
-    server.storage.close()
-    server.disk_executor.shutdown(wait=True)
-    assert server.data_dir is not None
-    server.data_dir.close()
+    close_server(server)
     return refused, failure, data
 
 
@@ -86,10 +84,7 @@ async def broken_tick(data_dir: Path) -> str | None:
     alive = not server._tasks[0].done()
     server._stopping = True
     server._tasks[0].cancel()
-    server.storage.close()
-    server.disk_executor.shutdown(wait=True)
-    assert server.data_dir is not None
-    server.data_dir.close()
+    close_server(server)
     assert alive, "the ticker died (it also times out waiting requests)"
     return server.storage_failure
 

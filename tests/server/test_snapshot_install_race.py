@@ -45,6 +45,15 @@ def follower_server(data_dir: Path) -> RaftServer:
     return server
 
 
+def close_server(server: RaftServer) -> None:
+    """Release what `follower_server` (never started) opened: the WAL, the disk thread, the
+    data dir's lock."""
+    server.storage.close()
+    server.disk_executor.shutdown(wait=True)
+    assert server.data_dir is not None
+    server.data_dir.close()
+
+
 def put(index: int, term: int, key: str, value: str) -> Entry:
     return Entry(term=term, index=index, data=encode_command(Command("put", key, value)))
 
@@ -105,10 +114,7 @@ async def race(data_dir: Path) -> tuple[int, dict[str, str | None]]:
     assert latest is not None
     restored = KVStore()
     restored.restore(latest[1])
-    server.storage.close()
-    server.disk_executor.shutdown(wait=True)
-    assert server.data_dir is not None
-    server.data_dir.close()
+    close_server(server)
     return latest[0].index, {key: restored.get(key) for key in ("x", "y", "k50")}
 
 
@@ -127,10 +133,7 @@ def test_a_restarted_follower_serves_the_installed_state(tmp_path: Path) -> None
         assert server.node.log.applied == 50
         assert server.state_machine.get("x") == "from-the-leader"  # type: ignore[attr-defined]
     finally:
-        server.storage.close()
-        server.disk_executor.shutdown(wait=True)
-        assert server.data_dir is not None
-        server.data_dir.close()
+        close_server(server)
 
 
 async def read_around_an_install(data_dir: Path) -> list[tuple[str | None, int]]:
@@ -171,10 +174,7 @@ async def read_around_an_install(data_dir: Path) -> list[tuple[str | None, int]]
     await waiter
     reads.append(await server.read("x", "stale"))
     server.snapshots.cancel()
-    server.storage.close()
-    server.disk_executor.shutdown(wait=True)
-    assert server.data_dir is not None
-    server.data_dir.close()
+    close_server(server)
     return reads
 
 
