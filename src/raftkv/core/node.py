@@ -294,7 +294,9 @@ class RaftNode:
                 hard_state.term != previous.term or hard_state.voted_for != previous.voted_for
             )
         must_sync = term_or_vote_changed
-        entries = log.unstable_entries() if log.stable < log.last_index else []
+        entries = (
+            log.unstable_entries() if log.stable < log.snapshot_index + len(log.entries) else []
+        )
         if entries:
             must_sync = True
         snapshot = self.received_snapshot
@@ -322,17 +324,18 @@ class RaftNode:
         read_states, self.read_states = self.read_states, []
         events, self.events = self.events, []
         self._ready_outstanding = True
+        # Positional, in Ready's field order: a dataclass __init__ matches keywords slowly.
         return Ready(
-            soft_state=soft_state,
-            hard_state=hard_state,
-            entries=entries,
-            snapshot=snapshot,
-            messages=messages,
-            messages_after_persist=messages_after_persist,
-            committed_entries=committed_entries,
-            read_states=read_states,
-            events=events,
-            must_sync=must_sync,
+            soft_state,
+            hard_state,
+            entries,
+            snapshot,
+            messages,
+            messages_after_persist,
+            committed_entries,
+            read_states,
+            events,
+            must_sync,
         )
 
     def advance(self, ready: Ready) -> None:

@@ -185,13 +185,13 @@ class Replication:
         for peer, progress in self.progress.items():
             if progress.state is _PROBE:
                 progress.probe_sent = False  # retry a probe that may have been lost
-                self._send_append(peer, progress, send_if_empty=True)
+                self._send_append(peer, progress, True)
             elif progress.state is _REPLICATE:
                 prev_index = progress.next - 1
                 prev_term = node.log.term(prev_index)
                 if prev_term is None:
                     progress.become_probe()
-                    self._send_append(peer, progress, send_if_empty=True)
+                    self._send_append(peer, progress, True)
                 else:
                     # Checking the optimistic end of the stream: if messages in flight were
                     # lost, the follower rejects and we fall back to probing.
@@ -230,16 +230,21 @@ class Replication:
         if self._reads_unsent:
             self._start_read_round()
         commit_changed, self._commit_changed = self._commit_changed, False
-        for peer in sorted(self._dirty | (set(self.progress) if commit_changed else set())):
+        dirty = self._dirty
+        if commit_changed:
+            peers = sorted(dirty.union(self.progress))
+        else:
+            peers = sorted(dirty) if dirty else []
+        for peer in peers:
             progress = self.progress.get(peer)
             if progress is None:
                 continue
             if progress.state is _SNAPSHOT:
                 self._send_snapshot(peer, progress)
                 continue
-            sent = self._send_append(peer, progress, send_if_empty=commit_changed)
+            sent = self._send_append(peer, progress, commit_changed)
             while sent and progress.state is _REPLICATE:
-                sent = self._send_append(peer, progress, send_if_empty=False)
+                sent = self._send_append(peer, progress, False)
         self._dirty.clear()
         self._say_farewell()
 
@@ -251,6 +256,8 @@ class Replication:
         if node.membership_index > node.log.committed:
             return
         members = self._members()
+        if self.progress.keys() <= members:
+            return  # nobody to drop (the common case: flush() ends here on every Ready)
         for peer in [peer for peer in self.progress if peer not in members]:
             progress = self.progress[peer]
             if progress.match >= node.membership_index:
@@ -388,7 +395,8 @@ class Replication:
             # A heartbeat answered at our optimistic end while acknowledgements were lost.
             while progress.inflight and progress.inflight[0] <= message.match_index:
                 progress.inflight.popleft()
-        if progress.match < node.log.last_index:
+        log = node.log
+        if progress.match < log.snapshot_index + len(log.entries):  # behind our last index
             self._dirty.add(peer)
 
     def handle_snapshot_response(self, message: InstallSnapshotResponse) -> None:
@@ -434,9 +442,25 @@ class Replication:
     def _maybe_commit(self) -> None:
         node = self.node
         log = node.log
-        match = {peer: progress.match for peer, progress in self.progress.items()}
-        match[node.id] = log.stable
-        index = joint_committed_index(node.membership, match)
+        membership = node.membership
+        if membership.voters and not membership.voters_outgoing:
+            # joint_committed_index for one voter set, without building the match map:
+            # called after every leader Ready and every acknowledgement.
+            node_id, stable, progress = node.id, log.stable, self.progress
+            indexes = sorted(
+                [
+                    stable
+                    if voter == node_id
+                    else (peer.match if (peer := progress.get(voter)) is not None else 0)
+                    for voter in membership.voters
+                ],
+                reverse=True,
+            )
+            index = indexes[len(indexes) // 2]
+        else:
+            match = {peer: progress.match for peer, progress in self.progress.items()}
+            match[node.id] = log.stable
+            index = joint_committed_index(membership, match)
         # Figure 8: only an entry of the leader's own term is committed by counting replicas.
         if index <= log.committed or log.term(index) != node.term:
             return

@@ -252,7 +252,11 @@ class InvariantChecker:
         for candidate in views:
             if candidate.holds(index, term):
                 continue
-            voters = [view.node_id for view in views if candidate.at_least_as_up_to_date_as(view)]
+            # candidate.at_least_as_up_to_date_as(view), as one tuple comparison (§5.4.1).
+            position = (candidate.last_term, candidate.last_index)
+            voters = [
+                view.node_id for view in views if position >= (view.last_term, view.last_index)
+            ]
             if len(voters) >= majority:
                 raise self.fail(
                     "Leader Completeness",
