@@ -27,7 +27,6 @@ from raftkv.sim.options import (
 )
 from raftkv.sim.runner import run_simulation
 from raftkv.sim.sweep import describe_failures, resolve_jobs, run_seeds
-from raftkv.sim.whole_node import WholeNodeOptions, run_whole_node, sweep_whole_node
 
 
 def _faults(text: str) -> frozenset[str]:
@@ -60,6 +59,10 @@ def _jobs(text: str) -> int:
     if jobs < 0:
         raise argparse.ArgumentTypeError(f"expected 0 or more, got {jobs}")
     return jobs
+
+
+# Virtual seconds of faults in a whole-node run (sim.whole_node.WholeNodeOptions.seconds).
+WHOLE_NODE_SECONDS_DEFAULT = 6.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seconds",
         type=float,
-        default=WholeNodeOptions.seconds,
+        default=WHOLE_NODE_SECONDS_DEFAULT,
         help="--whole-node: virtual seconds of faults before healing",
     )
     parser.add_argument(
@@ -156,6 +159,9 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _whole_node(arguments: argparse.Namespace) -> int:
+    # Imported here: the server's modules cost every core-only run a quarter second.
+    from raftkv.sim.whole_node import WholeNodeOptions, run_whole_node, sweep_whole_node
+
     faults = bool(arguments.faults)
     write = sys.stdout.write
     if arguments.sweep is None:

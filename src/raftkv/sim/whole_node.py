@@ -60,7 +60,7 @@ LINEARIZABILITY_STATES_MAX = 200_000
 class WholeNodeOptions:
     seed: int
     nodes: int = 3
-    seconds: float = 6.0  # virtual time under faults, before healing
+    seconds: float = 6.0  # virtual time under faults, before healing (raft-sim's default)
     faults: bool = True
     clients: int = 3
     # Core-only and whole-node seeds are separate spaces: a seed means one or the other.
