@@ -62,6 +62,13 @@ def test_follower_behind_compaction_catches_up_through_install_snapshot(tmp_path
         start_cluster(cluster)
         leader = cluster.wait_leader()
         follower = next(n for n in cluster.nodes if n != leader)
+        # Killed before its first start-up finished (a loaded CI machine), it would come
+        # back without the founding configuration, and is restarted without --peers.
+        wait_for(
+            lambda: cluster.status(follower)["leader"] == leader,
+            30,
+            "the follower to follow the leader",
+        )
         cluster.kill(follower)
         survivors = [n for n in cluster.nodes if n != follower]
         acknowledged = write_many(cluster, CATCH_UP_WRITES, 500, survivors)
