@@ -175,14 +175,20 @@ def take_snapshot(cluster: Cluster, node_id: int, size: int, keep: int = 0) -> S
     return meta
 
 
-def test_a_lagging_follower_gets_a_snapshot_under_steady_snapshots() -> None:
-    cluster = Cluster([1, 2, 3], snapshot_chunk_bytes=64, snapshot_chunks_inflight_max=2)
+def follower_3_behind_a_snapshot(cluster: Cluster, size: int) -> None:
+    """Leader 1 writes while node 3 is cut off, then snapshots (`size` bytes) and compacts
+    everything: node 3 needs an InstallSnapshot once the link heals."""
     cluster.campaign(1)
     cluster.isolate(3)
     for k in range(20):
         cluster.propose(1, b"value-%02d" % k)
-    take_snapshot(cluster, 1, 1000)
+    take_snapshot(cluster, 1, size)
     cluster.heal()
+
+
+def test_a_lagging_follower_gets_a_snapshot_under_steady_snapshots() -> None:
+    cluster = Cluster([1, 2, 3], snapshot_chunk_bytes=64, snapshot_chunks_inflight_max=2)
+    follower_3_behind_a_snapshot(cluster, 1000)
     leader = cluster[1]
     snapshots_taken = 0
     installed_after: int | None = None
@@ -215,12 +221,7 @@ def test_a_stalled_snapshot_transfer_resends_one_chunk_per_heartbeat() -> None:
     cluster = Cluster(
         [1, 2, 3], snapshot_chunk_bytes=64, snapshot_chunks_inflight_max=8, heartbeat_ticks=2
     )
-    cluster.campaign(1)
-    cluster.isolate(3)
-    for k in range(20):
-        cluster.propose(1, b"value-%02d" % k)
-    take_snapshot(cluster, 1, 5000)
-    cluster.heal()
+    follower_3_behind_a_snapshot(cluster, 5000)
     # The link to 3 now loses every chunk: nothing is ever acknowledged.
     lost: list[InstallSnapshot] = []
 
@@ -293,12 +294,7 @@ def test_repeated_transfer_requests_do_not_postpone_check_quorum(targets: list[i
 
 def test_a_follower_restarted_mid_transfer_gets_the_snapshot_from_the_start() -> None:
     cluster = Cluster([1, 2, 3], snapshot_chunk_bytes=64, snapshot_chunks_inflight_max=2)
-    cluster.campaign(1)
-    cluster.isolate(3)
-    for k in range(20):
-        cluster.propose(1, b"value-%02d" % k)
-    take_snapshot(cluster, 1, 1000)
-    cluster.heal()
+    follower_3_behind_a_snapshot(cluster, 1000)
     chunks = 0
 
     def crash_after_some_chunks(message: object) -> object:

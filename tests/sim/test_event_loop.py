@@ -1,5 +1,6 @@
 """The simulation's event loop: real asyncio code runs on virtual time, in an order a seed
-decides and replays; a killed process's callbacks never run."""
+decides and replays; a killed process's callbacks never run. (Every `asyncio.sleep` here
+runs on the simulated loop: virtual time, no real waiting.)"""
 
 from __future__ import annotations
 
@@ -94,6 +95,19 @@ def test_a_killed_process_runs_nothing_more_not_even_finally() -> None:
     assert ran.count("p1") == before == 3
     assert "p1 finally" not in ran
     assert ran.count("p2") == 13
+
+
+def test_an_exception_handler_set_by_the_code_under_test_is_called() -> None:
+    loop = SimulatedEventLoop(random.Random(2))
+    seen: list[object] = []
+    loop.set_exception_handler(lambda _loop, context: seen.append(context["exception"]))
+
+    def broken() -> None:
+        raise KeyError("k")
+
+    loop.call_soon(broken)
+    loop.run_for(0.1)
+    assert [type(error) for error in seen] == [KeyError] and not loop.unhandled
 
 
 def test_an_exception_nobody_handles_is_recorded() -> None:

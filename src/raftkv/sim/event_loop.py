@@ -68,6 +68,7 @@ class SimulatedEventLoop(asyncio.AbstractEventLoop):
         # Exceptions raised in callbacks and never retrieved, in the order they happened.
         self.unhandled: list[dict[str, Any]] = []
         self.callbacks_run = 0
+        self._exception_handler: Any = None
         # Called after every callback that ran: where a simulator checks its invariants.
         self.after_callback: Callable[[], None] | None = None
 
@@ -287,16 +288,20 @@ class SimulatedEventLoop(asyncio.AbstractEventLoop):
 
     # --- errors -------------------------------------------------------------------------
     def call_exception_handler(self, context: dict[str, Any]) -> None:
-        self.unhandled.append(context)
+        if self._exception_handler is not None:
+            self._exception_handler(self, context)
+        else:
+            self.default_exception_handler(context)
 
     def default_exception_handler(self, context: dict[str, Any]) -> None:
+        """Record it: the simulator decides what an unhandled exception means."""
         self.unhandled.append(context)
 
     def set_exception_handler(self, handler: Any) -> None:
-        raise NotImplementedError("the simulation records unhandled exceptions itself")
+        self._exception_handler = handler
 
-    def get_exception_handler(self) -> None:
-        return None
+    def get_exception_handler(self) -> Any:
+        return self._exception_handler
 
     def get_debug(self) -> bool:
         return False
