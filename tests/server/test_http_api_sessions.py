@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -34,16 +33,49 @@ class StubRequests:
         return result, self.index
 
 
-def make_api(sessions_max: int = 1) -> tuple[ClientApi, Any]:
-    store = KVStore(sessions_max=sessions_max)
-    server: Any = SimpleNamespace(
-        id=1,
-        storage_failure=None,
-        options=SimpleNamespace(value_bytes_max=1 << 20),
-        requests=StubRequests(store),
-        leader_client_address=lambda leader_id: None,
-    )
-    return ClientApi(server), server
+class Unused:
+    """The member, metrics, read and status routes, which these tests never call."""
+
+    def describe(self) -> dict[str, Any]:
+        raise AssertionError("not used here")
+
+    async def add(self, member: int, address: str) -> dict[str, Any]:
+        raise AssertionError("not used here")
+
+    async def remove(self, member: int) -> dict[str, Any]:
+        raise AssertionError("not used here")
+
+    async def transfer_leadership(self, target: int, timeout_seconds: float | None = None) -> int:
+        raise AssertionError("not used here")
+
+    def render(self) -> bytes:
+        raise AssertionError("not used here")
+
+
+class FakeServer:
+    """The node as the API sees it (http_api.ApiBackend): node 1, no leader known to
+    redirect to, writes applied at once by `requests`."""
+
+    def __init__(self, store: KVStore) -> None:
+        self.id = 1
+        self.storage_failure: str | None = None
+        self.applied_hashes: dict[int, str] = {}
+        self.requests = StubRequests(store)
+        self.members = self.metrics = Unused()
+
+    def leader_client_address(self, leader_id: int | None) -> str | None:
+        return None
+
+    async def read(self, key: str, consistency: str) -> tuple[str | None, int]:
+        raise AssertionError("not used here")
+
+    def status(self) -> dict[str, Any]:
+        raise AssertionError("not used here")
+
+
+def make_api(sessions_max: int = 1) -> tuple[ClientApi, FakeServer]:
+    server = FakeServer(KVStore(sessions_max=sessions_max))
+    return ClientApi(server, value_bytes_max=1 << 20), server
 
 
 def call(

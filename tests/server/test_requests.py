@@ -6,8 +6,6 @@ thousand and made every full GC pass tens of milliseconds long)."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
@@ -19,12 +17,14 @@ TIMEOUT = 5.0
 
 
 class FakeNode:
+    """The core as the tracker drives it (requests.ConsensusForRequests): proposals get
+    the next index in term 3, read requests are only recorded."""
+
     def __init__(self) -> None:
         self.next_index = 1
         self.term = 3
         self.read_requests: list[int] = []
-        self.log = SimpleNamespace(applied=0)
-        self.leader_id = 1
+        self.leader_id: int | None = 1
 
     def propose(self, data: bytes) -> tuple[int, int]:
         index, self.next_index = self.next_index, self.next_index + 1
@@ -34,16 +34,21 @@ class FakeNode:
         self.read_requests.append(request_id)
 
 
+class FakeServer:
+    """The node as the tracker sees it (requests.RequestHost): healthy, nothing applied."""
+
+    def __init__(self) -> None:
+        self.node = FakeNode()
+        self.applied_index = 0
+        self.storage_failure: str | None = None
+
+    def wake(self) -> None:
+        pass
+
+
 def make_tracker() -> tuple[RequestTracker, FakeNode]:
-    node = FakeNode()
-    server: Any = SimpleNamespace(
-        node=node,
-        storage_failure=None,
-        applied_index=0,
-        options=SimpleNamespace(request_timeout_seconds=TIMEOUT),
-        wake=lambda: None,
-    )
-    return RequestTracker(server), node
+    server = FakeServer()
+    return RequestTracker(server, timeout_seconds=TIMEOUT), server.node
 
 
 async def settle() -> None:

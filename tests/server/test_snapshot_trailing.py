@@ -4,30 +4,26 @@ entries would pin a GiB in memory)."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any
-
+from raftkv.core import Entry
 from raftkv.server.options import SNAPSHOT_TRAILING_BYTES, SNAPSHOT_TRAILING_ENTRIES
-from raftkv.server.snapshots import SnapshotTaker
+from raftkv.server.snapshots import trailing_entries
 
 
 class FakeLog:
+    """The core's log as `trailing_entries` reads it (snapshots.TrailingLog)."""
+
     def __init__(self, snapshot_index: int, sizes: dict[int, int]) -> None:
         self.snapshot_index = snapshot_index
         self.sizes = sizes
 
-    def entry(self, index: int) -> Any:
+    def entry(self, index: int) -> Entry:
         assert index > self.snapshot_index, "asked for a compacted entry"
-        return SimpleNamespace(data=b"x" * self.sizes[index])
+        return Entry(index=index, term=1, data=b"x" * self.sizes[index])
 
 
 def trailing(snapshot_index: int, index: int, size: int) -> int:
     log = FakeLog(snapshot_index, {i: size for i in range(snapshot_index + 1, index + 1)})
-    server: Any = SimpleNamespace(
-        node=SimpleNamespace(log=log),
-        options=SimpleNamespace(snapshot_trailing_entries=SNAPSHOT_TRAILING_ENTRIES),
-    )
-    return SnapshotTaker(server)._trailing_entries(index)
+    return trailing_entries(log, index, SNAPSHOT_TRAILING_ENTRIES)
 
 
 def test_small_entries_keep_the_entry_count() -> None:

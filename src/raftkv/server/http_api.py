@@ -4,8 +4,8 @@ status. The HTTP protocol itself is `http_server.py`."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 import msgspec
 
@@ -14,9 +14,6 @@ from raftkv.kv import Command, Result, encode_command
 from raftkv.server.http_server import Request, Response
 from raftkv.server.options import KEY_BYTES_MAX
 from raftkv.server.requests import RequestFailed
-
-if TYPE_CHECKING:
-    from raftkv.server.runtime import RaftServer
 
 # Room for the JSON around a maximal value (quotes, escapes, the other fields).
 BODY_OVERHEAD_BYTES = 64 << 10
@@ -111,12 +108,70 @@ def _session(source: dict[str, Any]) -> tuple[str, int, int | None]:
     return client_id, seq, after_index
 
 
+class Proposer(Protocol):
+    """Proposes a command and waits for it to apply (`RequestTracker`)."""
+
+    async def propose(self, data: bytes) -> tuple[Any, int]:
+        """The command's result and its log index, once applied."""
+
+
+class ClusterOperations(Protocol):
+    """The membership and leadership routes' work (`MembershipOperations`)."""
+
+    def describe(self) -> dict[str, Any]: ...
+
+    async def add(self, member: int, address: str) -> dict[str, Any]: ...
+
+    async def remove(self, member: int) -> dict[str, Any]: ...
+
+    async def transfer_leadership(
+        self, target: int, timeout_seconds: float | None = None
+    ) -> int: ...
+
+
+class MetricsPage(Protocol):
+    """`GET /metrics` (`NodeMetrics`)."""
+
+    def render(self) -> bytes: ...
+
+
+class ApiBackend(Protocol):
+    """What the API answers from (`RaftServer`). Properties: `storage_failure` and the
+    remembered hashes change as the node runs."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def storage_failure(self) -> str | None: ...
+
+    @property
+    def applied_hashes(self) -> Mapping[int, str]:
+        """The state machine's hash after each recently applied index."""
+
+    @property
+    def requests(self) -> Proposer: ...
+
+    @property
+    def members(self) -> ClusterOperations: ...
+
+    @property
+    def metrics(self) -> MetricsPage: ...
+
+    def leader_client_address(self, leader_id: int | None) -> str | None: ...
+
+    async def read(self, key: str, consistency: str) -> tuple[str | None, int]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
 class ClientApi:
     """Routes a request to its handler and turns every failure into a JSON error."""
 
-    def __init__(self, server: RaftServer) -> None:
+    def __init__(self, server: ApiBackend, value_bytes_max: int) -> None:
         self.server = server
-        self.body_bytes_max = server.options.value_bytes_max + BODY_OVERHEAD_BYTES
+        self.value_bytes_max = value_bytes_max
+        self.body_bytes_max = value_bytes_max + BODY_OVERHEAD_BYTES
         # method -> handler, for each exact path and for each prefix ("/v1/kv/{key}").
         self._exact: dict[str, dict[str, Route]] = {
             "/v1/status": {"GET": self.get_status},
@@ -217,14 +272,13 @@ class ClientApi:
 
     # --- handlers --------------------------------------------------------------------------
     async def put_key(self, request: Request) -> Response:
-        server = self.server
         key = _key(request)
         body = _body(request)
         value = body.get("value")
         if not isinstance(value, str):
             raise BadRequest("'value' must be a string")
-        if len(value.encode("utf-8", errors="surrogatepass")) > server.options.value_bytes_max:
-            raise TooLarge(f"values are at most {server.options.value_bytes_max} bytes")
+        if len(value.encode("utf-8", errors="surrogatepass")) > self.value_bytes_max:
+            raise TooLarge(f"values are at most {self.value_bytes_max} bytes")
         if_value = _optional_string(body, "if_value")
         if_absent = _optional_flag(body, "if_absent")
         client_id, seq, after_index = _session(body)

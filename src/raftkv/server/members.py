@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 from raftkv.addresses import AddressError, format_address, parse_host_port
-from raftkv.core import Membership
+from raftkv.core import Membership, RaftNode
 from raftkv.core.node import MembershipChangeRefused
 from raftkv.errors import NotLeader, RaftError, Timeout
-
-if TYPE_CHECKING:
-    from raftkv.server.runtime import RaftServer
 
 logger = logging.getLogger("raftkv.node")
 
@@ -23,9 +21,43 @@ PROMOTION_LAG_ENTRIES_MAX = 100
 PROMOTION_CHECK_SECONDS = 0.2
 
 
+class MembershipHost(Protocol):
+    """What membership operations need of the node (`RaftServer`). Properties: the core
+    and the cluster id exist only once the node has started, and addresses change."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def node(self) -> RaftNode: ...
+
+    @property
+    def cluster_id(self) -> str: ...
+
+    @property
+    def peer_addresses(self) -> Mapping[int, tuple[str, int]]:
+        """Peer addresses known to this node, the log's and those it started with."""
+
+    def leader_client_address(self, leader_id: int | None) -> str | None: ...
+
+    def wake(self) -> None:
+        """Have the Ready loop look at the core again (after a proposal)."""
+
+
 class MembershipOperations:
-    def __init__(self, server: RaftServer) -> None:
+    def __init__(
+        self,
+        server: MembershipHost,
+        wait_applied: Callable[[int], Awaitable[None]],
+        *,
+        request_timeout_seconds: float,
+        tick_seconds: float,
+    ) -> None:
         self.server = server
+        # Waits until the state machine reflects an index (RequestTracker.wait_applied).
+        self._wait_applied = wait_applied
+        self._request_timeout_seconds = request_timeout_seconds
+        self._tick_seconds = tick_seconds
         self._leader_changed = asyncio.Event()
 
     def describe(self) -> dict[str, Any]:
@@ -64,7 +96,7 @@ class MembershipOperations:
         server = self.server
         index, _ = server.node.propose_membership(membership)
         server.wake()
-        await server.requests.wait_applied(index)
+        await self._wait_applied(index)
         return index
 
     async def add(self, member: int, address: str) -> dict[str, Any]:
@@ -191,8 +223,8 @@ class MembershipOperations:
         node.transfer_leadership(target)
         server.wake()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout_seconds or server.options.request_timeout_seconds)
-        poll_seconds = server.options.tick_ms / 1000
+        deadline = loop.time() + (timeout_seconds or self._request_timeout_seconds)
+        poll_seconds = self._tick_seconds
         while node.leader_id != target:
             if node.role == "leader" and node.transfer_target is None:
                 raise Timeout(

@@ -7,7 +7,7 @@ for the counters and the fsync histogram.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -19,8 +19,9 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from raftkv.server.runtime import RaftServer
+from raftkv.core import RaftNode
+from raftkv.server.http_server import HttpServer
+from raftkv.transport.base import Transport
 
 ROLE_CODES = {"follower": 0, "pre_candidate": 1, "candidate": 2, "leader": 3, "learner": 4}
 # The `_created` timestamps double the output and tell an operator nothing here.
@@ -29,8 +30,40 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 FSYNC_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
 
 
+class RequestCounts(Protocol):
+    """Client requests as the metrics count them (`RequestTracker`)."""
+
+    @property
+    def proposals_total(self) -> int: ...
+
+    @property
+    def waiting(self) -> int: ...
+
+
+class MetricsSource(Protocol):
+    """What the gauges are read from when scraped (`RaftServer`). Properties: the core,
+    the transport and the client port exist only once the node has started."""
+
+    @property
+    def node(self) -> RaftNode: ...
+
+    @property
+    def storage_failure(self) -> str | None: ...
+
+    @property
+    def requests(self) -> RequestCounts: ...
+
+    @property
+    def http(self) -> HttpServer | None: ...
+
+    @property
+    def transport(self) -> Transport: ...
+
+    def role_name(self) -> str: ...
+
+
 class _NodeCollector(Collector):
-    def __init__(self, server: RaftServer) -> None:
+    def __init__(self, server: MetricsSource) -> None:
         self.server = server
 
     def collect(self) -> Iterator[Metric]:
@@ -89,7 +122,7 @@ class _NodeCollector(Collector):
             for status, count in sorted(http.responses.items()):
                 responses.add_metric([str(status)], count)
             yield responses
-        if hasattr(server, "transport"):
+        if hasattr(server, "transport"):  # set once the node has started
             totals = server.transport.counters().totals()
             yield GaugeMetricFamily(
                 "raft_transport_frames_dropped",
@@ -99,7 +132,7 @@ class _NodeCollector(Collector):
 
 
 class NodeMetrics:
-    def __init__(self, server: RaftServer) -> None:
+    def __init__(self, server: MetricsSource) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.elections = Counter(
             "raft_elections", "Elections this node started", registry=self.registry

@@ -6,13 +6,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from raftkv.core import Entry
 from raftkv.errors import NotLeader, RaftError, Timeout
-
-if TYPE_CHECKING:
-    from raftkv.server.runtime import RaftServer
 
 
 class ProposalLost(NotLeader):
@@ -26,9 +23,39 @@ class RequestFailed(RaftError):
     code = "no_leader"
 
 
+class ConsensusForRequests(Protocol):
+    """What of the Raft core the tracker drives (`RaftNode`)."""
+
+    @property
+    def leader_id(self) -> int | None: ...
+
+    def propose(self, data: bytes) -> tuple[int, int]: ...
+
+    def read_index(self, request_id: int) -> None: ...
+
+
+class RequestHost(Protocol):
+    """What the tracker needs of the node it serves (`RaftServer`). Properties, not values
+    taken once: the core exists only after start-up, and the rest changes as it runs."""
+
+    @property
+    def node(self) -> ConsensusForRequests: ...
+
+    @property
+    def applied_index(self) -> int:
+        """The index the state machine reflects."""
+
+    @property
+    def storage_failure(self) -> str | None: ...
+
+    def wake(self) -> None:
+        """Have the Ready loop look at the core again (after a proposal or a read)."""
+
+
 class RequestTracker:
-    def __init__(self, server: RaftServer) -> None:
+    def __init__(self, server: RequestHost, timeout_seconds: float) -> None:
         self.server = server
+        self._timeout_seconds = timeout_seconds
         # index -> (term, future) of proposals waiting to be applied.
         self._proposals: dict[int, tuple[int, asyncio.Future[Any]]] = {}
         # ReadIndex requests waiting for their round: request id -> future of the index.
@@ -46,7 +73,7 @@ class RequestTracker:
         self.proposals_total = 0
 
     def _expires(self, future: asyncio.Future[Any], message: str) -> None:
-        deadline = asyncio.get_running_loop().time() + self.server.options.request_timeout_seconds
+        deadline = asyncio.get_running_loop().time() + self._timeout_seconds
         self._deadlines[future] = (deadline, message)
 
     @property

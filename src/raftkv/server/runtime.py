@@ -79,6 +79,9 @@ class RaftServer:
     and every store in it (the real one by default; the simulator's simulated disk). Time
     is the event loop's. Without `listen_for_clients` no client port is opened, and
     requests go to `api.handle()` directly (the simulator's clients do).
+
+    The helpers (requests, snapshots, members, metrics, the API) each see the server
+    through a Protocol of their own that names what they use.
     """
 
     def __init__(
@@ -97,7 +100,7 @@ class RaftServer:
         self.id = options.node_id
         self.state_machine: StateMachine = state_machine or KVStore()
         self.metrics = NodeMetrics(self)
-        self.requests = RequestTracker(self)
+        self.requests = RequestTracker(self, options.request_timeout_seconds)
         self.node: RaftNode
         self.storage: FileStorage
         self.snapshot_store: FileSnapshotStore
@@ -130,8 +133,19 @@ class RaftServer:
         # Set once this node applies a configuration without itself: it should stop.
         self.removed = asyncio.Event()
         self._was_member = False
-        self.snapshots = SnapshotTaker(self)
-        self.members = MembershipOperations(self)
+        self.snapshots = SnapshotTaker(
+            self,
+            self.metrics,
+            self.disk_executor,
+            snapshot_entries=options.snapshot_entries,
+            trailing_entries_max=options.snapshot_trailing_entries,
+        )
+        self.members = MembershipOperations(
+            self,
+            self.requests.wait_applied,
+            request_timeout_seconds=options.request_timeout_seconds,
+            tick_seconds=options.tick_ms / 1000,
+        )
         self.http: HttpServer | None = None
         self.api: ClientApi | None = None
 
@@ -170,7 +184,7 @@ class RaftServer:
         ]
         for task in self._tasks:
             task.add_done_callback(self._watch)
-        self.api = ClientApi(self)
+        self.api = ClientApi(self, options.value_bytes_max)
         if self._listen_for_clients:
             self.http = HttpServer(
                 self.api.handle,
@@ -426,6 +440,14 @@ class RaftServer:
             hashes.popitem(last=False)
         self.applied_index = entries[-1].index
         self.requests.applied_through(self.applied_index)
+
+    def state_machine_restored(self, index: int) -> None:
+        """The state machine was just restored from a snapshot at `index` (SnapshotTaker):
+        it reflects that index now, and waits for it are over."""
+        self.applied_hashes.clear()
+        self.applied_hashes[index] = self.state_machine.applied_hash
+        self.applied_index = index
+        self.requests.applied_through(index)
 
     def _membership_applied(self, membership: Membership, index: int) -> None:
         # A joining node replays configurations from before it was added, perhaps an earlier

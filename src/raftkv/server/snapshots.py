@@ -16,13 +16,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from concurrent.futures import Executor
+from typing import Protocol
 
-from raftkv.core import SnapshotMeta
+from raftkv.core import Entry, RaftNode, SnapshotMeta
+from raftkv.kv import StateMachine
+from raftkv.server.metrics import NodeMetrics
 from raftkv.server.options import SNAPSHOT_TRAILING_BYTES
-
-if TYPE_CHECKING:
-    from raftkv.server.runtime import RaftServer
+from raftkv.storage.base import LogStore, SnapshotStore
 
 logger = logging.getLogger("raftkv.node")
 
@@ -30,9 +31,72 @@ logger = logging.getLogger("raftkv.node")
 SNAPSHOT_BYTES_DEFAULT = 64 << 20
 
 
+class SnapshotHost(Protocol):
+    """What taking and installing snapshots needs of the node (`RaftServer`). Properties:
+    the core and the stores exist only once the node has started."""
+
+    @property
+    def node(self) -> RaftNode: ...
+
+    @property
+    def storage(self) -> LogStore: ...
+
+    @property
+    def snapshot_store(self) -> SnapshotStore: ...
+
+    @property
+    def state_machine(self) -> StateMachine: ...
+
+    @property
+    def applied_index(self) -> int:
+        """The index the state machine reflects: what a snapshot taken now holds."""
+
+    def state_machine_restored(self, index: int) -> None:
+        """The state machine was just restored from a snapshot at `index`."""
+
+    def wake(self) -> None:
+        """Have the Ready loop run (a taken snapshot waits there to compact the log)."""
+
+
+class TrailingLog(Protocol):
+    """The part of the core's log `trailing_entries` reads."""
+
+    @property
+    def snapshot_index(self) -> int: ...
+
+    def entry(self, index: int) -> Entry: ...
+
+
+def trailing_entries(log: TrailingLog, index: int, entries_max: int) -> int:
+    """How many entries up to `index` the log keeps after a snapshot there, for followers
+    slightly behind (cheaper than sending them the snapshot): at most `entries_max`,
+    holding at most SNAPSHOT_TRAILING_BYTES of commands."""
+    kept = size = 0
+    while kept < entries_max and index - kept > log.snapshot_index:
+        size += len(log.entry(index - kept).data)
+        if size > SNAPSHOT_TRAILING_BYTES:
+            break
+        kept += 1
+    return kept
+
+
 class SnapshotTaker:
-    def __init__(self, server: RaftServer) -> None:
+    def __init__(
+        self,
+        server: SnapshotHost,
+        metrics: NodeMetrics,
+        disk_executor: Executor,
+        *,
+        snapshot_entries: int,
+        trailing_entries_max: int,
+    ) -> None:
         self.server = server
+        self._metrics = metrics
+        self._disk_executor = disk_executor
+        # A snapshot is due once this many entries were applied since the last one (0: never
+        # by count, only by bytes).
+        self._snapshot_entries = snapshot_entries
+        self._trailing_entries_max = trailing_entries_max
         self._task: asyncio.Task[None] | None = None
         self._ready_to_compact: tuple[SnapshotMeta, bytes] | None = None
         self.last_index = 0
@@ -50,7 +114,8 @@ class SnapshotTaker:
         if self._ready_to_compact is not None:
             meta, data = self._ready_to_compact
             self._ready_to_compact = None
-            node.snapshot_taken(meta, data, keep_entries=self._trailing_entries(meta.index))
+            keep = trailing_entries(node.log, meta.index, self._trailing_entries_max)
+            node.snapshot_taken(meta, data, keep_entries=keep)
             compacted = node.log.snapshot_index
             compacted_term = node.log.term(compacted)
             if compacted_term is not None and compacted > server.storage.first_index() - 1:
@@ -59,23 +124,9 @@ class SnapshotTaker:
             return
         self.last_index = max(self.last_index, node.log.snapshot_index)
         entries_since = server.applied_index - self.last_index
-        limit = server.options.snapshot_entries
+        limit = self._snapshot_entries
         if (limit > 0 and entries_since >= limit) or self.bytes_since >= SNAPSHOT_BYTES_DEFAULT:
             self._task = asyncio.create_task(self._take(), name="snapshot")
-
-    def _trailing_entries(self, index: int) -> int:
-        """How many entries up to `index` the log keeps after a snapshot there, for
-        followers slightly behind (cheaper than sending them the snapshot): at most
-        `snapshot_trailing_entries`, holding at most SNAPSHOT_TRAILING_BYTES of commands."""
-        log = self.server.node.log
-        kept = size = 0
-        trailing_max = self.server.options.snapshot_trailing_entries
-        while kept < trailing_max and index - kept > log.snapshot_index:
-            size += len(log.entry(index - kept).data)
-            if size > SNAPSHOT_TRAILING_BYTES:
-                break
-            kept += 1
-        return kept
 
     async def _take(self) -> None:
         server = self.server
@@ -101,12 +152,12 @@ class SnapshotTaker:
         self.loop_blocked_seconds = time.perf_counter() - started
         self.bytes_since = 0
         try:
-            data = await loop.run_in_executor(server.disk_executor, encode)
+            data = await loop.run_in_executor(self._disk_executor, encode)
             if index <= self.last_index:
                 logger.info("snapshot at index %d dropped: a newer one was installed", index)
                 self._task = None
                 return
-            await loop.run_in_executor(server.disk_executor, server.snapshot_store.save, meta, data)
+            await loop.run_in_executor(self._disk_executor, server.snapshot_store.save, meta, data)
         except Exception:
             logger.exception("taking a snapshot at index %d failed", index)
             self._task = None
@@ -115,8 +166,8 @@ class SnapshotTaker:
         self._ready_to_compact = (meta, data)
         self._task = None
         seconds = time.perf_counter() - started
-        server.metrics.snapshots_taken.inc()
-        server.metrics.snapshot_seconds.labels("take").observe(seconds)
+        self._metrics.snapshots_taken.inc()
+        self._metrics.snapshot_seconds.labels("take").observe(seconds)
         logger.info(
             "snapshot taken at index %d term %d: %d bytes in %.3f s (loop blocked %.4f s)",
             index,
@@ -135,16 +186,13 @@ class SnapshotTaker:
         loop = asyncio.get_running_loop()
         # Before the save is queued: a snapshot being taken must not be saved after it.
         self.last_index = max(self.last_index, meta.index)
-        await loop.run_in_executor(server.disk_executor, server.snapshot_store.save, meta, data)
+        await loop.run_in_executor(self._disk_executor, server.snapshot_store.save, meta, data)
         server.storage.reset(meta.index, meta.term)
         server.state_machine.restore(data)
-        server.applied_hashes.clear()
-        server.applied_hashes[meta.index] = server.state_machine.applied_hash
-        server.applied_index = meta.index
-        server.requests.applied_through(meta.index)
+        server.state_machine_restored(meta.index)
         self.bytes_since = 0
-        server.metrics.snapshots_installed.inc()
-        server.metrics.snapshot_seconds.labels("install").observe(time.perf_counter() - started)
+        self._metrics.snapshots_installed.inc()
+        self._metrics.snapshot_seconds.labels("install").observe(time.perf_counter() - started)
         logger.info(
             "snapshot installed at index %d term %d (%d bytes)", meta.index, meta.term, len(data)
         )
