@@ -48,7 +48,7 @@ def follower_server(data_dir: Path) -> RaftServer:
 def close_server(server: RaftServer) -> None:
     """Release what `follower_server` (never started) opened: the WAL, the disk thread, the
     data dir's lock."""
-    server.storage.close()
+    server._close_own_stores()
     server.disk_executor.shutdown(wait=True)
     assert server.data_dir is not None
     server.data_dir.close()

@@ -43,11 +43,11 @@ from raftkv.server.peers_file import load_peer_addresses, save_peer_addresses
 from raftkv.server.requests import RequestFailed, RequestTracker
 from raftkv.server.snapshots import SnapshotTaker
 from raftkv.storage import open_data_dir
+from raftkv.storage.base import LogStore, SnapshotStore, StableStore, Stores
 from raftkv.storage.datadir import DataDir
 from raftkv.storage.file_log import FileStorage
 from raftkv.storage.filesystem import OS_FILE_SYSTEM, FileSystem
 from raftkv.storage.recovery import recover
-from raftkv.storage.snapshot_files import FileSnapshotStore
 from raftkv.transport.base import Transport, TransportFactory
 from raftkv.transport.handshake import LeaseSettings
 from raftkv.transport.tcp import TcpTransport
@@ -72,13 +72,18 @@ class RaftServer:
     """Open with `await start()`, stop with `await stop()`. See NodeOptions for settings.
 
     Seams passed in (hashicorp/raft's `NewRaft(conf, fsm, logs, stable, snaps, trans)`):
-    the state machine; `transport_factory`, called once the node knows its identity
-    (`TcpTransport` by default; the simulator passes in-memory ones on a faulty hub);
-    `disk_executor`, where snapshot encoding and saving run (a one-thread pool by default;
-    the simulator's event loop runs executor work itself); `filesystem`, under the data dir
-    and every store in it (the real one by default; the simulator's simulated disk). Time
-    is the event loop's. Without `listen_for_clients` no client port is opened, and
-    requests go to `api.handle()` directly (the simulator's clients do).
+    the state machine; `stores`, the log, stable and snapshot stores (by default the WAL and
+    snapshot files in the data dir, which the server opens and closes; stores passed in
+    belong to the caller: the server syncs them but never closes them); `transport_factory`,
+    called once the node knows its identity (`TcpTransport` by default; the simulator
+    passes in-memory ones on a faulty hub); `disk_executor`, where snapshot encoding and
+    saving run (a one-thread pool by default; the simulator's event loop runs executor work
+    itself); `filesystem`, under the data dir and the file stores in it (the real one by
+    default; the simulator's simulated disk). The data dir is opened either way: it holds
+    the node's identity, its lock and the peers file. Time is the event loop's
+    (`loop.time()`, which the simulator's loop makes virtual). Without
+    `listen_for_clients` no client port is opened, and requests go to `api.handle()`
+    directly (the simulator's clients do).
 
     The helpers (requests, snapshots, members, metrics, the API) each see the server
     through a Protocol of their own that names what they use.
@@ -93,17 +98,25 @@ class RaftServer:
         disk_executor: Executor | None = None,
         filesystem: FileSystem = OS_FILE_SYSTEM,
         listen_for_clients: bool = True,
+        stores: Stores | None = None,
     ) -> None:
         self.options = options
         self._filesystem = filesystem
+        self._given_stores = stores
+        # The WAL this server opened itself (no `stores` given): closed at stop.
+        self._own_wal: FileStorage | None = None
+        # One store holds the log and the hard state (the WAL): one sync covers both.
+        self._stable_in_log = True
         self._listen_for_clients = listen_for_clients
         self.id = options.node_id
         self.state_machine: StateMachine = state_machine or KVStore()
         self.metrics = NodeMetrics(self)
         self.requests = RequestTracker(self, options.request_timeout_seconds)
         self.node: RaftNode
-        self.storage: FileStorage
-        self.snapshot_store: FileSnapshotStore
+        # The log store keeps its historical name: the simulator wraps `storage.sync`.
+        self.storage: LogStore
+        self.stable_store: StableStore
+        self.snapshot_store: SnapshotStore
         self.transport: Transport
         self._transport_factory = transport_factory
         self.data_dir: DataDir | None = None
@@ -219,8 +232,16 @@ class RaftServer:
         if self.joined_index > 0:
             self.data_dir.record_joined_index(self.joined_index)
         self.joined_index = self.data_dir.joined_index
-        self.storage = self.data_dir.open_storage(segment_bytes_max=WAL_SEGMENT_BYTES)
-        self.snapshot_store = self.data_dir.open_snapshots()
+        stores = self._given_stores
+        if stores is None:
+            # One WAL holds the log and the hard state, so a Ready costs one fsync.
+            self._own_wal = self.data_dir.open_storage(segment_bytes_max=WAL_SEGMENT_BYTES)
+            stores = Stores(self._own_wal, self._own_wal, self.data_dir.open_snapshots())
+        self.storage = stores.log
+        self.stable_store = stores.stable
+        self.snapshot_store = stores.snapshots
+        log: object = stores.log
+        self._stable_in_log = stores.stable is log
         self.peer_addresses = load_peer_addresses(self.data_dir.path, self.data_dir.filesystem)
         for peer, address in {**self.join_peers, **options.peers}.items():
             self.peer_addresses[peer] = address
@@ -240,7 +261,7 @@ class RaftServer:
         )
         # Every rule of what a node restarts from lives in recover(); it raises Corruption
         # (exit code 4) rather than start without entries this node stored.
-        recovered = recover(self.storage, self.storage, self.snapshot_store)
+        recovered = recover(self.storage, self.stable_store, self.snapshot_store)
         for warning in recovered.warnings:
             logger.warning("recovery: %s", warning)
         if recovered.snapshot is not None:
@@ -301,13 +322,25 @@ class RaftServer:
             await self.transport.close()
         with contextlib.suppress(StorageError):
             if self.storage_failure is None:
-                self.storage.sync()
-        self.storage.close()
+                self._sync_stores()
+        self._close_own_stores()
         self.disk_executor.shutdown(wait=True)
         if self.data_dir is not None:
             self.data_dir.close()
         self._stopped.set()
         logger.info("stopped")
+
+    def _sync_stores(self) -> None:
+        """Make the Ready's writes durable: the log, then the hard state, as the core
+        simulator does; a store holding both (the WAL) is synced once."""
+        self.storage.sync()
+        if not self._stable_in_log:
+            self.stable_store.sync()
+
+    def _close_own_stores(self) -> None:
+        """Close the WAL if this server opened it (stores passed in are the caller's)."""
+        if self._own_wal is not None:
+            self._own_wal.close()
 
     # --- inputs -------------------------------------------------------------------------
     def wake(self) -> None:
@@ -404,12 +437,12 @@ class RaftServer:
         if ready.entries:
             self.storage.append(ready.entries)
         if ready.hard_state is not None:
-            self.storage.set_hard_state(ready.hard_state)
+            self.stable_store.set_hard_state(ready.hard_state)
         if ready.must_sync:
             if ready.messages:
                 await asyncio.sleep(0)  # let the transport's writers put them on the wire
             started = time.perf_counter()
-            self.storage.sync()
+            self._sync_stores()
             self.metrics.fsync_seconds.observe(time.perf_counter() - started)
         for message in ready.messages_after_persist:
             self.transport.send(message)

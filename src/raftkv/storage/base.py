@@ -89,3 +89,15 @@ class SnapshotStore(Protocol):
         Never an older one in its place: whether an older snapshot may stand in for a
         damaged newer one depends on the log, and only recovery (storage/recovery.py)
         decides that."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """The stores one node runs on, as `RaftServer(stores=...)` takes them.
+
+    `log` and `stable` may be one object: the WAL holds both, so a Ready costs one fsync
+    (the server syncs a shared store once)."""
+
+    log: LogStore
+    stable: StableStore
+    snapshots: SnapshotStore
