@@ -15,10 +15,13 @@ The server's code (tasks, futures, `asyncio.sleep`, `asyncio.timeout`, events, q
   rng (`executor_delay_max`): the disk thread's work finishes at an arbitrary later point,
   interleaved with everything else, deterministically.
 
-Processes crash: every handle belongs to the contextvars context it was scheduled from,
-and a simulator marks whose it is with `OWNER`. `kill(owner)` drops that owner's ready
-callbacks and timers, and every later one, without running them (no `finally` runs, as in
-a real crash), so a node can die at any await point.
+Processes crash and stall: every handle belongs to the contextvars context it was
+scheduled from, and a simulator marks whose it is with `OWNER`. `kill(owner)` drops that
+owner's ready callbacks and timers, and every later one, without running them (no `finally`
+runs, as in a real crash), so a node can die at any await point. `pause(owner, seconds)`
+holds back every callback of that owner until the time is up (a stopped process, a slow
+fsync that blocked its thread): its timers come due late, all at once, as after a real
+SIGSTOP, and what arrived for it meanwhile waits, as in a socket buffer.
 """
 
 from __future__ import annotations
@@ -55,12 +58,14 @@ class SimulatedEventLoop(asyncio.AbstractEventLoop):
         self._executor_delay_max = executor_delay_max
         self._time = 0.0
         self._ready: list[asyncio.Handle] = []
-        self._timers: list[tuple[float, int, asyncio.TimerHandle]] = []
+        self._timers: list[tuple[float, int, asyncio.Handle]] = []
         self._sequence = itertools.count()
         self._running = False
         self._stopping = False
         self._closed = False
         self._dead: set[object] = set()
+        # owner -> the virtual time its callbacks are held back until.
+        self._paused: dict[object, float] = {}
         # What killed processes left: kept referenced until the loop closes, so that the
         # garbage collector never finalizes their coroutines (which would run their
         # `finally` blocks) at a moment no seed decides.
@@ -157,6 +162,28 @@ class SimulatedEventLoop(asyncio.AbstractEventLoop):
         """Keep `remains` (a killed process's objects) referenced until the loop closes."""
         self._graveyard.append(remains)  # type: ignore[arg-type]
 
+    def pause(self, owner: object, seconds: float) -> None:
+        """Run none of `owner`'s callbacks for the next `seconds` (or until a longer pause
+        already under way ends)."""
+        until = self._time + seconds
+        if until > self._paused.get(owner, 0.0):
+            self._paused[owner] = until
+
+    def paused(self, owner: object) -> bool:
+        return self._paused.get(owner, 0.0) > self._time
+
+    def _held_back(self, handle: asyncio.Handle) -> bool:
+        """Put off a paused owner's callback until its pause ends."""
+        context: contextvars.Context = handle._context  # type: ignore[attr-defined]
+        until = self._paused.get(context.get(OWNER))
+        if until is None:
+            return False
+        if until <= self._time:
+            del self._paused[context.get(OWNER)]
+            return False
+        heapq.heappush(self._timers, (until, next(self._sequence), handle))
+        return True
+
     def _is_dead(self, handle: asyncio.Handle) -> bool:
         if not self._dead:
             return False
@@ -182,6 +209,8 @@ class SimulatedEventLoop(asyncio.AbstractEventLoop):
         if self._is_dead(handle):
             self._graveyard.append(handle)
             return True
+        if self._paused and self._held_back(handle):
+            return True
         self.callbacks_run += 1
         handle._run()
         if self.after_callback is not None:
@@ -200,7 +229,8 @@ class SimulatedEventLoop(asyncio.AbstractEventLoop):
         while timers and timers[0][0] <= self._time:
             _, _, handle = heapq.heappop(timers)
             if not handle.cancelled():
-                handle._scheduled = False  # type: ignore[attr-defined]
+                if isinstance(handle, asyncio.TimerHandle):
+                    handle._scheduled = False  # type: ignore[attr-defined]
                 self._ready.append(handle)
                 moved = True
         return moved or bool(self._ready)

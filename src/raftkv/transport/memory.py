@@ -11,6 +11,7 @@ peer is unreachable, refusal of strangers, redelivery of the queue once a peer i
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 from collections.abc import Collection
 from itertools import combinations
@@ -204,7 +205,7 @@ class _MemoryLink:
         # In order per link (TCP); a cut made meanwhile loses what was on the wire.
         arrival = max(self._last_arrival, loop.time() + hub._random.uniform(low, high))
         self._last_arrival = arrival
-        loop.call_at(arrival, self._arrive, destination, payload)
+        loop.call_at(arrival, self._arrive, destination, payload, context=destination._context)
 
     def _arrive(self, destination: MemoryTransport, payload: bytes) -> None:
         owner = self.owner
@@ -235,6 +236,7 @@ class _MemoryLink:
             to_node_id=self.peer_id,
             client_address=owner.client_address,
             lease=owner.lease_settings,
+            peer_address=owner.own_peer_address(),
         )
         reason = destination._refusal(handshake)
         if reason is not None:
@@ -292,6 +294,10 @@ class MemoryTransport(TransportBase):
         self._bound = False
         # Peers that passed the handshake toward us, as TcpTransport's inbound connections.
         self._inbound_peers: set[int] = set()
+        # Frames arriving after a latency are handled in the context this transport was made
+        # in (its process, for the simulator's loop): a receiver that is paused or dead
+        # takes them late or never, whoever sent them.
+        self._context = contextvars.copy_context()
 
     @property
     def listen_address(self) -> tuple[str, int]:
