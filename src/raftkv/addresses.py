@@ -10,6 +10,8 @@ from __future__ import annotations
 CLIENT_PORT_BASE = 8000
 PEER_PORT_BASE = 9000
 DEFAULT_HOST = "127.0.0.1"
+# Listening on these accepts on every interface: no address a peer could dial back.
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 
 class AddressError(ValueError):

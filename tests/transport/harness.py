@@ -134,12 +134,13 @@ class Network:
         on_peer_state: PeerStateHandler | None = None,
         on_trace: TraceHandler | None = None,
         client_address: str | None = None,
+        listen_host: str = HOST,
     ) -> Transport:
         common: dict[str, Any] = {
             "node_id": node_id,
             "cluster_id": cluster_id,
             "lease_settings": lease_settings,
-            "listen_host": HOST,
+            "listen_host": listen_host,
             "listen_port": port,
             "on_message": on_message,
             "on_peer_state": on_peer_state,

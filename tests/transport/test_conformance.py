@@ -260,7 +260,7 @@ def test_a_node_of_another_cluster_is_refused_and_logged(
 
 
 @pytest.mark.parametrize("accept_unknown_peers", [False, True])
-def test_an_unknown_node_id_is_refused_unless_allowed(
+def test_an_unknown_node_id_without_an_address_is_refused_unless_allowed(
     kind: str, accept_unknown_peers: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="raftkv.transport")
@@ -269,21 +269,59 @@ def test_an_unknown_node_id_is_refused_unless_allowed(
         inbox = Inbox()
         member = network.create(1, inbox, accept_unknown_peers=accept_unknown_peers)
         await member.start()
-        joining = network.create(4, Inbox())
-        await joining.start()
-        joining.set_peer_address(1, *member.listen_address)
-        joining.send(append_entries(4, 1, 0))
+        # Listening on every interface, it has no address to give in its handshake.
+        stranger = network.create(4, Inbox(), listen_host="0.0.0.0")
+        await stranger.start()
+        stranger.set_peer_address(1, *member.listen_address)
+        stranger.send(append_entries(4, 1, 0))
         if accept_unknown_peers:
             await inbox.wait_for_count(1)
-            assert joining.is_connected(1)
+            assert stranger.is_connected(1)
         else:
             await wait_until(lambda: member.counters().connections_refused >= 1, "a refusal")
-            assert not joining.is_connected(1)
+            assert not stranger.is_connected(1)
             assert inbox.messages == []
 
     run_on_network(kind, body)
     refused = "refused connection from node 4: unknown node id 4" in caplog.text
     assert refused != accept_unknown_peers
+
+
+def test_a_member_not_known_yet_that_names_its_address_is_accepted_and_answered(
+    kind: str,
+) -> None:
+    """A node that lagged (or restarted knowing only the members at its join) must accept
+    a leader added since, and answer it: otherwise it can never catch up."""
+
+    async def body(network: Network) -> None:
+        lagging_inbox, leader_inbox = Inbox(), Inbox()
+        lagging = network.create(1, lagging_inbox)
+        await lagging.start()
+        leader = network.create(5, leader_inbox)
+        await leader.start()
+        leader.set_peer_address(1, *lagging.listen_address)
+        leader.send(append_entries(5, 1, 0))
+        await lagging_inbox.wait_for_count(1)
+        # Dialed back at the address the handshake named: the answer reaches the leader.
+        lagging.send(append_entries(1, 5, 0))
+        await leader_inbox.wait_for_count(1)
+        assert lagging.is_connected(5)
+
+    run_on_network(kind, body)
+
+
+def test_a_removed_peer_is_refused_even_when_it_names_its_address(kind: str) -> None:
+    async def body(network: Network) -> None:
+        nodes = await start_cluster(network, [1, 2])
+        first, first_inbox = nodes[1]
+        second, _ = nodes[2]
+        await wait_until(lambda: first.is_connected(2) and second.is_connected(1), "links up")
+        first.remove_peer(2)
+        second.send(append_entries(2, 1, 0))
+        await wait_until(lambda: first.counters().connections_refused >= 1, "node 2 refused")
+        assert first_inbox.messages == []
+
+    run_on_network(kind, body)
 
 
 def test_removed_peer_loses_its_queue_and_is_refused(kind: str) -> None:

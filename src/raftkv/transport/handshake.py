@@ -85,6 +85,11 @@ class Handshake(msgspec.Struct, frozen=True):
     client_address: str = ""
     # Version 2: the sender's lease settings; None (absent) never matches.
     lease: LeaseSettings | None = None
+    # The sender's peer address ("host:port"; empty when it listens on a wildcard address):
+    # a member added after this node last heard of the configuration (it lagged, or
+    # restarted knowing only the members of its join) can still reach it, be answered,
+    # and so bring it up to date. Optional: older version-2 nodes leave it out.
+    peer_address: str = ""
 
 
 class HandshakeReply(msgspec.Struct, frozen=True):
@@ -159,6 +164,7 @@ def check_handshake(
     lease_settings: LeaseSettings,
     known_peers: Container[int],
     accept_unknown_peers: bool,
+    removed_peers: Container[int] = (),
 ) -> Refusal | None:
     """Why the handshake is refused, or None when it is accepted.
 
@@ -178,7 +184,12 @@ def check_handshake(
     if handshake.node_id <= 0:
         return Refusal.same(f"invalid node id {handshake.node_id}")
     if handshake.node_id not in known_peers and not accept_unknown_peers:
-        return Refusal.same(f"unknown node id {handshake.node_id} (not a configured peer)")
+        # A member this node has not heard of yet is welcome if it says where to answer it;
+        # a removed one is not (it has left, and its messages would only disrupt).
+        if handshake.node_id in removed_peers:
+            return Refusal.same(f"node id {handshake.node_id} was removed from the cluster")
+        if not handshake.peer_address:
+            return Refusal.same(f"unknown node id {handshake.node_id} (not a configured peer)")
     if handshake.lease != lease_settings:
         theirs = "no lease settings" if handshake.lease is None else handshake.lease.describe()
         return Refusal.same(

@@ -13,6 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Protocol
 
+from raftkv.addresses import WILDCARD_HOSTS, AddressError, format_address, parse_host_port
 from raftkv.core import codec
 from raftkv.core.messages import AnyMessage
 from raftkv.errors import FrameError
@@ -87,6 +88,9 @@ class TransportBase(ABC):
         self._links: dict[int, PeerLink] = {}
         self._counters = TransportCounters()
         self._client_addresses: dict[int, str] = {}
+        # Peers removed with `remove_peer` (until given an address again): refused even
+        # when their handshake says where to reach them.
+        self._removed_peers: set[int] = set()
         # Cancelled link tasks still unwinding; `close()` waits for them.
         self._retired_tasks: set[asyncio.Task[None]] = set()
         self._refusals_logged: dict[tuple[str, str], float] = {}
@@ -94,6 +98,11 @@ class TransportBase(ABC):
         self._closed = False
 
     # --- hooks for the implementations ---------------------------------------------------
+    @property
+    @abstractmethod
+    def listen_address(self) -> tuple[str, int]:
+        """Where this transport accepts peers (the bound port once started)."""
+
     @abstractmethod
     def _create_link(self, node_id: int, host: str, port: int) -> PeerLink:
         """The implementation's link to a peer (a TCP connection or a hub mailbox)."""
@@ -136,6 +145,7 @@ class TransportBase(ABC):
     def set_peer_address(self, node_id: int, host: str, port: int) -> None:
         if node_id == self._node_id:
             return  # a membership list includes this node; it never dials itself
+        self._removed_peers.discard(node_id)
         link = self._links.get(node_id)
         if link is None:
             link = self._links[node_id] = self._create_link(node_id, host, port)
@@ -145,6 +155,7 @@ class TransportBase(ABC):
             self._retire(link.move(host, port))
 
     def remove_peer(self, node_id: int) -> None:
+        self._removed_peers.add(node_id)
         link = self._links.pop(node_id, None)
         if link is not None:
             link.counters.frames_dropped += link.queue.clear()
@@ -216,14 +227,34 @@ class TransportBase(ABC):
         logger.warning("refused connection from %s: %s%s", sender, reason, where)
 
     def _check_handshake(self, handshake: Handshake) -> Refusal | None:
-        return check_handshake(
+        """Why the handshake is refused, or None; a peer accepted without being known
+        (it named its address) is dialed back at that address, so it gets answers."""
+        refusal = check_handshake(
             handshake,
             cluster_id=self._cluster_id,
             node_id=self._node_id,
             lease_settings=self._lease_settings,
             known_peers=self._links,
             accept_unknown_peers=self._accept_unknown_peers,
+            removed_peers=self._removed_peers,
         )
+        if refusal is None and handshake.node_id not in self._links and handshake.peer_address:
+            try:
+                host, port = parse_host_port(handshake.peer_address)
+            except AddressError:
+                return Refusal.same(f"bad peer address {handshake.peer_address!r}")
+            logger.info(
+                "node %d, not in the configuration known here, connected from %s",
+                handshake.node_id,
+                handshake.peer_address,
+            )
+            self.set_peer_address(handshake.node_id, host, port)
+        return refusal
+
+    def own_peer_address(self) -> str:
+        """Where peers reach this node, for handshakes; empty on a wildcard address."""
+        host, port = self.listen_address
+        return "" if host in WILDCARD_HOSTS else format_address((host, port))
 
     def _receive_payload(self, peer_id: int, payload: bytes, counters: PeerCounters) -> None:
         """Decode one frame from an authenticated peer and hand it on.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 
+from raftkv.addresses import WILDCARD_HOSTS
 from raftkv.errors import ConnectionClosed, FrameError
 from raftkv.transport.base import (
     ListenFailed,
@@ -33,7 +34,6 @@ from raftkv.transport.streams import close_writer, describe_remote, read_frame, 
 from raftkv.transport.tcp_peer import OutboundPeer
 
 # Listening on every interface says nothing about which one to send from.
-WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 
 class TcpTransport(TransportBase):
@@ -125,6 +125,7 @@ class TcpTransport(TransportBase):
             rng=self._random,
             on_state=self._report_peer_state,
             on_client_address=self._learn_client_address,
+            own_peer_address=self.own_peer_address,
             source_host=None if self._listen_host in WILDCARD_HOSTS else self._listen_host,
         )
 

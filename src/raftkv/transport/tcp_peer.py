@@ -54,6 +54,7 @@ class OutboundPeer:
         rng: random.Random,
         on_state: Callable[[int, bool], None],
         on_client_address: Callable[[int, str], None],
+        own_peer_address: Callable[[], str] = lambda: "",
         source_host: str | None = None,
     ) -> None:
         self.own_id = own_id
@@ -74,6 +75,7 @@ class OutboundPeer:
         )
         self._on_state = on_state
         self._on_client_address = on_client_address
+        self._own_peer_address = own_peer_address
         self.connected = False
         self._task: asyncio.Task[None] | None = None
         # Bumped whenever the running task is replaced: a task that was cancelled may still
@@ -176,6 +178,7 @@ class OutboundPeer:
                 to_node_id=self.peer_id,
                 client_address=self._client_address,
                 lease=self._lease_settings,
+                peer_address=self._own_peer_address(),
             )
             writer.write(encode_frame(encode_handshake(handshake)))
             parser = FrameParser(limits.handshake_frame_bytes_max)
