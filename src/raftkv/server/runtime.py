@@ -146,6 +146,8 @@ class RaftServer:
         # Set once this node applies a configuration without itself: it should stop.
         self.removed = asyncio.Event()
         self._was_member = False
+        # The newest configuration whose addresses were learnt (`_learn_addresses`).
+        self._membership_index_seen = 0
         self.snapshots = SnapshotTaker(
             self,
             self.metrics,
@@ -221,7 +223,7 @@ class RaftServer:
         options = self.options
         bootstrapping_ids = {self.id, *options.peers}
         cluster_id = options.cluster_id
-        if cluster_id is None and options.peers:
+        if cluster_id is None and (options.peers or options.single_node):
             cluster_id = derive_cluster_id(bootstrapping_ids)
         self.data_dir = open_data_dir(
             options.data_dir, self.id, cluster_id, filesystem=self._filesystem
@@ -232,6 +234,14 @@ class RaftServer:
         if self.joined_index > 0:
             self.data_dir.record_joined_index(self.joined_index)
         self.joined_index = self.data_dir.joined_index
+        # Peers before the WAL: a node whose WAL exists counts as started (`--join` is then
+        # ignored), so a crash between the two must not leave it knowing nobody (it would
+        # refuse every member's connection, for good).
+        self.peer_addresses = load_peer_addresses(self.data_dir.path, self.data_dir.filesystem)
+        for peer, address in {**self.join_peers, **options.peers}.items():
+            self.peer_addresses[peer] = address
+        self.peer_addresses[self.id] = options.listen
+        save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
         stores = self._given_stores
         if stores is None:
             # One WAL holds the log and the hard state, so a Ready costs one fsync.
@@ -242,11 +252,6 @@ class RaftServer:
         self.snapshot_store = stores.snapshots
         log: object = stores.log
         self._stable_in_log = stores.stable is log
-        self.peer_addresses = load_peer_addresses(self.data_dir.path, self.data_dir.filesystem)
-        for peer, address in {**self.join_peers, **options.peers}.items():
-            self.peer_addresses[peer] = address
-        self.peer_addresses[self.id] = options.listen
-        save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
 
     def _build_node(self) -> None:
         options = self.options
@@ -277,7 +282,7 @@ class RaftServer:
             applied=recovered.applied_index,
         )
         brand_new = self.node.log.last_index == 0 and self.node.term == 0
-        if brand_new and options.peers and options.join is None:
+        if brand_new and (options.peers or options.single_node) and options.join is None:
             members = frozenset({self.id, *options.peers})
             self.node.bootstrap(Membership(voters=members))
             logger.info("bootstrapping a new cluster with members %s", sorted(members))
@@ -406,7 +411,10 @@ class RaftServer:
                 self._wake.set()
 
     def lease_usable(self) -> bool:
-        """The core's lease, guarded against a paused process: its ticks must be on time."""
+        """The core's lease, guarded against a paused process: its ticks must be on time.
+        A node that stopped taking part claims none (its core still says leader)."""
+        if self.storage_failure is not None:
+            return False
         interval = self.options.tick_ms / 1000
         on_time = asyncio.get_running_loop().time() - self._last_tick_time < 2 * interval
         return on_time and self._lease_blackout_ticks == 0 and self.node.lease_valid()
@@ -433,7 +441,12 @@ class RaftServer:
         for message in ready.messages:
             self.transport.send(message)
         if ready.snapshot is not None:
-            await self.snapshots.install(*ready.snapshot)
+            meta, data = ready.snapshot
+            await self.snapshots.install(meta, data)
+            # The configuration it carries is one this node never applies as an entry: a
+            # follower caught up by a snapshot must learn its peers (and its own removal)
+            # from it, or it refuses a new leader it has never heard of.
+            self._membership_applied(meta.membership, meta.index)
         if ready.entries:
             self.storage.append(ready.entries)
         if ready.hard_state is not None:
@@ -451,6 +464,9 @@ class RaftServer:
         for read_state in ready.read_states:
             self.requests.read_confirmed(read_state.request_id, read_state.index)
         node.advance(ready)
+        if node.membership_index != self._membership_index_seen:
+            self._membership_index_seen = node.membership_index
+            self._learn_addresses(node.membership)
         if ready.soft_state is not None:
             self.members.leader_changed()
             if ready.soft_state.role != "leader":
@@ -493,13 +509,7 @@ class RaftServer:
         elif self._was_member and not self.removed.is_set():
             logger.warning("this node was removed from the cluster; stopping")
             self.removed.set()
-        changed = False
-        for member, address_text in membership.addresses.items():
-            address = parse_host_port(address_text)
-            if member != self.id and self.peer_addresses.get(member) != address:
-                self.peer_addresses[member] = address
-                self.transport.set_peer_address(member, *address)
-                changed = True
+        changed = self._learn_addresses(membership, save=False)
         for member in list(self.peer_addresses):
             if member != self.id and member not in membership.members and membership.addresses:
                 del self.peer_addresses[member]
@@ -511,6 +521,22 @@ class RaftServer:
                 changed = True
         if changed and self.data_dir is not None:
             save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
+
+    def _learn_addresses(self, membership: Membership, *, save: bool = True) -> bool:
+        """Connect to every member of `membership` (the newest one in the log, not yet
+        committed, or one being applied). Raft uses a configuration as soon as it is in the
+        log (§6), and a member that is not known here cannot be talked to: its connections
+        are refused as from an unknown node, so a new leader could never reach us."""
+        changed = False
+        for member, address_text in membership.addresses.items():
+            address = parse_host_port(address_text)
+            if member != self.id and self.peer_addresses.get(member) != address:
+                self.peer_addresses[member] = address
+                self.transport.set_peer_address(member, *address)
+                changed = True
+        if changed and save and self.data_dir is not None:
+            save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
+        return changed
 
     def _forget_peer(self, member: int) -> None:
         if member not in self.peer_addresses and not self._stopping:
