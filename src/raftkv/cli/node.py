@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raft-node", description="Run one raftkv node.")
     parser.add_argument("--id", type=int, required=True, help="this node's id (1, 2, ...)")
     parser.add_argument("--peers", help="bootstrap a new cluster: '2,3' or '2=HOST:PORT,...'")
+    parser.add_argument(
+        "--single-node",
+        action="store_true",
+        help="bootstrap a new cluster of this node alone (others then --join it)",
+    )
     parser.add_argument("--join", help="join a running cluster through a member's HOST:PORT")
     parser.add_argument("--data-dir", help="default ./data/node-N")
     parser.add_argument("--listen", help="peer address HOST:PORT (default 127.0.0.1:9000+N)")
@@ -72,6 +77,8 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         raise AddressError("--id must be a positive integer")
     peers = parse_address_list(arguments.peers, client_ports=False) if arguments.peers else {}
     peers.pop(node_id, None)
+    if arguments.single_node and (peers or arguments.join):
+        raise AddressError("--single-node founds a cluster alone: no --peers or --join with it")
     return NodeOptions(
         node_id=node_id,
         data_dir=arguments.data_dir or os.path.join("data", f"node-{node_id}"),
@@ -82,6 +89,7 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         if arguments.client_listen
         else default_client_address(node_id),
         peers=peers,
+        single_node=arguments.single_node,
         join=parse_host_port(arguments.join) if arguments.join else None,
         cluster_id=arguments.cluster_id,
         tick_ms=arguments.tick_ms,

@@ -33,6 +33,10 @@ class NodeOptions:
     # Peer addresses of the founding members (`--peers`), self excluded.
     peers: dict[int, tuple[str, int]] = field(default_factory=dict)
     join: tuple[str, int] | None = None
+    # Bootstrap a brand-new cluster whose only member is this node (`--single-node`); it
+    # grows by others joining. Explicit, never the default: a member restarted on an
+    # emptied data dir without `--join` must not quietly found a cluster of its own.
+    single_node: bool = False
     cluster_id: str | None = None
     tick_ms: int = 10
     election_timeout_ms: tuple[int, int] = (150, 300)
