@@ -89,7 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=frozenset(FAULT_KINDS),
         help=f"comma list of {', '.join(FAULT_KINDS)}; or all (default), none",
     )
-    parser.add_argument("--workload", choices=WORKLOADS, default="kv", help="client mix")
+    parser.add_argument(
+        "--workload",
+        choices=WORKLOADS,
+        default=None,
+        help="client mix (default kv; --whole-node: membership, i.e. kv plus joins,"
+        " removals and leadership transfers)",
+    )
     parser.add_argument(
         "--verbose", action="store_true", help="print a transcript of events and RPCs"
     )
@@ -136,6 +142,7 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.error("--jobs applies to --sweep only")
     if arguments.whole_node:
         return _whole_node(arguments)
+    arguments.workload = arguments.workload or "kv"
     try:
         if arguments.sweep is not None:
             return _sweep(arguments)
@@ -163,10 +170,15 @@ def _whole_node(arguments: argparse.Namespace) -> int:
     from raftkv.sim.whole_node import WholeNodeOptions, run_whole_node, sweep_whole_node
 
     faults = bool(arguments.faults)
+    membership = arguments.workload in (None, "membership")
     write = sys.stdout.write
     if arguments.sweep is None:
         options = WholeNodeOptions(
-            seed=arguments.seed, nodes=arguments.nodes, seconds=arguments.seconds, faults=faults
+            seed=arguments.seed,
+            nodes=arguments.nodes,
+            seconds=arguments.seconds,
+            faults=faults,
+            membership=membership,
         )
         result = run_whole_node(options)
         write("".join(line + "\n" for line in result.report_lines()))
@@ -174,7 +186,13 @@ def _whole_node(arguments: argparse.Namespace) -> int:
     seeds: range = arguments.sweep
     failures = 0
     runs = [
-        WholeNodeOptions(seed=seed, nodes=arguments.nodes, seconds=arguments.seconds, faults=faults)
+        WholeNodeOptions(
+            seed=seed,
+            nodes=arguments.nodes,
+            seconds=arguments.seconds,
+            faults=faults,
+            membership=membership,
+        )
         for seed in seeds
     ]
     jobs = resolve_jobs(1 if arguments.jobs is None else arguments.jobs)

@@ -31,29 +31,42 @@ from typing import Any
 
 import msgspec
 
+from raftkv.addresses import parse_host_port
 from raftkv.check import HistoryRecorder, check_history
-from raftkv.check.history import OperationKind
 from raftkv.core import Entry, EntryKind
-from raftkv.errors import StorageError
+from raftkv.errors import Corruption, StorageError
 from raftkv.kv import KVStore
 from raftkv.server.http_server import Request
 from raftkv.server.options import NodeOptions
 from raftkv.server.runtime import RaftServer
 from raftkv.sim.event_loop import OWNER, SimulatedEventLoop
 from raftkv.sim.invariants import InvariantChecker, InvariantViolation
+from raftkv.sim.whole_node_clients import ATTEMPT_TIMEOUT_SECONDS, KvClient
+from raftkv.sim.whole_node_machine import Machine, MachineState
+from raftkv.sim.whole_node_operator import Operator
 from raftkv.storage.simulated_disk import DiskFaults, SimulatedCrash, SimulatedFileSystem
 from raftkv.transport.memory import MemoryHub, MemoryTransport
 
 HOST = "sim"
 PEER_PORT_BASE = 9000
-KEYS = ("x", "y", "z")
 CLIENT_OWNER = "clients"
 FAULT_OWNER = "faults"
-# A client gives an attempt this long before it calls the outcome unknown and retries.
-ATTEMPT_TIMEOUT_SECONDS = 1.0
 # After healing, every live node must reach the leader's commit within this much time.
 CONVERGENCE_SECONDS = 15.0
 LINEARIZABILITY_STATES_MAX = 200_000
+TICK_MS = 10
+# Disks of a "failing" seed: errors per operation (ENOSPC and EIO on writes and fsyncs, EIO
+# on reads), each a storage failure the server must survive by stopping cleanly.
+FAILING_DISK = {
+    "write_enospc_rate": 0.0004,
+    "write_eio_rate": 0.0004,
+    "fsync_enospc_rate": 0.001,
+    "fsync_eio_rate": 0.001,
+    "read_eio_rate": 0.0002,
+}
+# Disks of a "slow" seed: some fsyncs block the node's process for up to 40 ticks.
+SLOW_DISK = {"slow_fsync_rate": 0.03, "slow_fsync_ticks_max": 40}
+CRASH_BIT_FLIP_RATE = 0.02
 
 
 @dataclass
@@ -63,12 +76,20 @@ class WholeNodeOptions:
     seconds: float = 6.0  # virtual time under faults, before healing (raft-sim's default)
     faults: bool = True
     clients: int = 3
+    # Members removed and added (joins, re-adds on a new disk) and leadership transfers.
+    membership: bool = True
     # Core-only and whole-node seeds are separate spaces: a seed means one or the other.
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1:
+            raise ValueError("--nodes must be at least 1")
 
     def replay_command(self) -> str:
         return (
             f"raft-sim --whole-node --seed {self.seed} --nodes {self.nodes}"
-            f" --seconds {self.seconds:g}" + ("" if self.faults else " --faults none")
+            f" --seconds {self.seconds:g}"
+            + ("" if self.faults else " --faults none")
+            + ("" if self.membership else " --workload kv")
         )
 
 
@@ -80,9 +101,18 @@ class WholeNodeStats:
     restarts: int = 0
     refused_starts: list[str] = field(default_factory=list)
     partitions: int = 0
+    pauses: int = 0
+    slow_fsyncs: int = 0
+    storage_failures: int = 0
+    joins: int = 0
+    removals: int = 0
+    removed_stops: int = 0  # nodes that stopped after applying their own removal
+    transfers: int = 0
     client_ok: int = 0
     client_failed: int = 0
     client_unknown: int = 0
+    shape: str = ""
+    disks: str = ""
     snapshot_entries: int = 0
     snapshot_trailing_entries: int = 0
     snapshots_taken: int = 0
@@ -106,11 +136,16 @@ class WholeNodeResult:
         options, stats = self.options, self.stats
         lines = [
             f"raft-sim --whole-node seed={options.seed} nodes={options.nodes}"
-            f" seconds={options.seconds:g} faults={'all' if options.faults else 'none'}",
+            f" seconds={options.seconds:g} faults={'all' if options.faults else 'none'}"
+            f" workload={'membership' if options.membership else 'kv'}",
+            f"cluster: {stats.shape}; disks: {stats.disks}",
             f"callbacks: {stats.callbacks}  max term: {stats.max_term}"
             f"  commit index: {stats.commit_index}",
             f"faults: crash={stats.crashes} (inside a disk operation {stats.disk_crashes})"
-            f" restart={stats.restarts} partition={stats.partitions}",
+            f" restart={stats.restarts} partition={stats.partitions} pause={stats.pauses}"
+            f" slow-fsync={stats.slow_fsyncs} storage-failure={stats.storage_failures}",
+            f"operator: join={stats.joins} remove={stats.removals}"
+            f" (stopped on removal {stats.removed_stops}) transfer={stats.transfers}",
             f"snapshots: every {stats.snapshot_entries} entries, keeping"
             f" {stats.snapshot_trailing_entries}; taken={stats.snapshots_taken}"
             f" installed={stats.snapshots_installed}",
@@ -134,9 +169,9 @@ class WholeNodeResult:
 class _ObservedStore(KVStore):
     """The KV store, reporting every apply and restore to the invariant checker."""
 
-    def __init__(self, simulation: WholeNodeSimulation, node_id: int) -> None:
+    def __init__(self, checker: InvariantChecker, node_id: int) -> None:
         super().__init__()
-        self._simulation = simulation
+        self._checker = checker
         self._node_id = node_id
         self.server: RaftServer | None = None
 
@@ -144,34 +179,19 @@ class _ObservedStore(KVStore):
         result = super().apply(index, command)
         server = self.server
         term = server.node.log.term(index) if server is not None else None
-        self._simulation.checker.on_apply(
+        self._checker.on_apply(
             self._node_id, Entry(term or 0, index, EntryKind.NORMAL, command), self.applied_hash
         )
         return result
 
     def restore(self, data: bytes) -> None:
         super().restore(data)
-        self._simulation.checker.on_restore(self._node_id, self.applied_index, self.applied_hash)
-
-
-class _Machine:
-    """One simulated computer: its disk outlives the server processes it runs."""
-
-    def __init__(self, node_id: int, disk: SimulatedFileSystem) -> None:
-        self.id = node_id
-        self.disk = disk
-        self.server: RaftServer | None = None
-        self.incarnation = 0
-        self.refused: str | None = None
-        # (index, term) of the newest committed entry its WAL held after a sync.
-        self.durable = (0, 0)
-
-    @property
-    def owner(self) -> tuple[int, int]:
-        return (self.id, self.incarnation)
+        self._checker.on_restore(self._node_id, self.applied_index, self.applied_hash)
 
 
 class WholeNodeSimulation:
+    OPERATOR_OWNER = FAULT_OWNER
+
     def __init__(self, options: WholeNodeOptions) -> None:
         self.options = options
         seeds = random.Random(options.seed)
@@ -182,72 +202,139 @@ class WholeNodeSimulation:
         self.hub.latency_seconds = (0.0002, 0.004)
         self.node_ids = list(range(1, options.nodes + 1))
         # Drawn per seed: small intervals and few trailing entries make snapshots, installs
-        # and compaction (and their races with everything else) happen often.
+        # and compaction (and their races with everything else) happen often; the cluster
+        # is either founded by every node, or by one node alone that the others join (one
+        # voter with learners); some seeds' disks fail now and then, some are slow.
         tuning = random.Random(seeds.getrandbits(64))
         self.snapshot_entries = tuning.choice((3, 10, 30))
         self.snapshot_trailing_entries = tuning.choice((0, 2, 5))
-        faults = DiskFaults(crash_bit_flip_rate=0.02) if options.faults else DiskFaults()
+        grown = options.faults and options.membership and tuning.random() < 0.4
+        self.founders = [1] if grown or options.nodes == 1 else list(self.node_ids)
+        failing = options.faults and tuning.random() < 0.3
+        slow = options.faults and tuning.random() < 0.3
+        self.disk_faults = DiskFaults(
+            crash_bit_flip_rate=CRASH_BIT_FLIP_RATE if options.faults else 0.0,
+            **(FAILING_DISK if failing else {}),  # type: ignore[arg-type]
+            **(SLOW_DISK if slow else {}),  # type: ignore[arg-type]
+        )
+        self._disk_rng = random.Random(seeds.getrandbits(64))
+        self.membership_changes = options.faults and options.membership and options.nodes > 1
         self.machines = {
-            node_id: _Machine(
-                node_id, SimulatedFileSystem(random.Random(seeds.getrandbits(64)), faults)
-            )
+            node_id: Machine(node_id, self._new_disk(), disk_faults=failing)
             for node_id in self.node_ids
         }
         self.checker = InvariantChecker()
-        self.stats = WholeNodeStats()
+        self.stats = WholeNodeStats(
+            shape=(
+                f"founded by {len(self.founders)} of {options.nodes}"
+                + (", the others join" if len(self.founders) < options.nodes else "")
+            ),
+            disks=", ".join(
+                name for name, on in (("failing", failing), ("slow", slow), ("sound", True)) if on
+            ).replace(", sound", "")
+            or "sound",
+        )
         self.recorder = HistoryRecorder()
+        self.operator = Operator(self, random.Random(seeds.getrandbits(64)))
         self.issuing = True
         self._next_value = 1
         self._violation: InvariantViolation | None = None
 
-    # --- processes ----------------------------------------------------------------------
+    # --- machines and processes ---------------------------------------------------------
+    def _new_disk(self) -> SimulatedFileSystem:
+        return SimulatedFileSystem(random.Random(self._disk_rng.getrandbits(64)), self.disk_faults)
+
+    def new_disk(self, machine: Machine) -> None:
+        """The machine gets an empty disk (a rebuilt or re-added node)."""
+        machine.disk = self._new_disk()
+        machine.durable = (0, 0)
+        machine.refusal = None
+
+    def machines_in(self, state: MachineState) -> list[Machine]:
+        return [machine for machine in self.machines.values() if machine.state is state]
+
+    def peer_address_text(self, node_id: int) -> str:
+        return f"{HOST}:{PEER_PORT_BASE + node_id}"
+
     def _node_options(self, node_id: int) -> NodeOptions:
+        founding = node_id in self.founders
         return NodeOptions(
             node_id=node_id,
             data_dir=f"/disk/node-{node_id}",
             listen=(HOST, PEER_PORT_BASE + node_id),
             client_listen=(HOST, PEER_PORT_BASE - 1000 + node_id),
             peers={
-                peer: (HOST, PEER_PORT_BASE + peer) for peer in self.node_ids if peer != node_id
+                peer: (HOST, PEER_PORT_BASE + peer)
+                for peer in self.founders
+                if peer != node_id and founding
             },
+            single_node=founding and len(self.founders) == 1,
+            tick_ms=TICK_MS,
             seed=self.options.seed * 1000 + node_id,
             snapshot_entries=self.snapshot_entries,
             snapshot_trailing_entries=self.snapshot_trailing_entries,
         )
 
-    def start(self, node_id: int) -> None:
-        machine = self.machines[node_id]
+    def start(self, machine: Machine, joining: tuple[dict[str, Any], int] | None = None) -> None:
+        """Start a server process on the machine; `joining`: the cluster's answers to a
+        join (its membership description and the index of the add), as `raft-node --join`
+        passes them in."""
         machine.incarnation += 1
-        store = _ObservedStore(self, node_id)
+        machine.state = MachineState.RUNNING
+        machine.leaving = False
+        options = self._node_options(machine.id)
+        store = _ObservedStore(self.checker, machine.id)
         server = RaftServer(
-            self._node_options(node_id),
+            options,
             store,
             transport_factory=functools.partial(MemoryTransport, self.hub),
             filesystem=machine.disk,
             listen_for_clients=False,
         )
+        if joining is not None:
+            described, joined_index = joining
+            options.cluster_id = str(described.get("cluster_id", ""))
+            server.join_peers = {
+                int(member["id"]): parse_host_port(member["address"])
+                for member in described.get("members", [])
+                if member.get("address") and int(member["id"]) != machine.id
+            }
+            server.joined_index = joined_index
         store.server = server
         machine.server = server
-        self._in_process(machine.owner, self._boot(machine, server))
+        self.in_process(machine.owner, self._boot(machine, server))
 
-    def _in_process(self, owner: object, coroutine: Any) -> None:
+    def restart(self, machine: Machine) -> None:
+        """Start a crashed machine again; one that joined but kept nothing joins again, as
+        `raft-node --join` does on an empty data dir."""
+        self.stats.restarts += 1
+        if machine.id not in self.founders and not machine.disk.isdir(
+            f"/disk/node-{machine.id}/wal"
+        ):
+            self.in_process(FAULT_OWNER, self.operator.join(machine))
+        else:
+            self.start(machine)
+
+    def in_process(self, owner: object, coroutine: Any) -> None:
         context = contextvars.copy_context()
         context.run(OWNER.set, owner)
         context.run(self.loop.create_task, coroutine)
 
-    async def _boot(self, machine: _Machine, server: RaftServer) -> None:
+    async def _boot(self, machine: Machine, server: RaftServer) -> None:
         try:
             await server.start()
-        except (StorageError, ValueError) as error:
+        except Corruption as error:
             # Refusing to start is right only if the disk lost or damaged what it held.
-            machine.server = None
-            machine.refused = f"node {machine.id}: {error}"
-            self.stats.refused_starts.append(machine.refused)
+            self._refused(machine, MachineState.REFUSED, f"node {machine.id}: {error}")
+            return
+        except (StorageError, ValueError) as error:
+            # A failing disk (EIO while reading): try again later.
+            self._refused(machine, MachineState.DOWN, f"node {machine.id}: {error}")
             return
         node = server.node
         index, term = machine.durable
         if index > node.log.snapshot_index and node.log.term(index) != term:
-            self._fail(
+            self.fail(
                 "Durability",
                 f"node {machine.id} restarted without entry {index}/{term} it had made"
                 f" durable (its log ends at {node.log.last_index}/{node.log.last_term})",
@@ -255,7 +342,20 @@ class WholeNodeSimulation:
         self._track_durable(machine, server)
         self.checker.on_start(machine.id)
 
-    def _track_durable(self, machine: _Machine, server: RaftServer) -> None:
+    def _refused(self, machine: Machine, state: MachineState, refusal: str) -> None:
+        self.loop.kill(machine.owner)
+        self.hub.crash((HOST, PEER_PORT_BASE + machine.id))
+        # The operator restarts the machine, not only the process: after a failed fsync the
+        # page cache may hold changes that will never reach the disk (Linux drops them from
+        # write-back), and a new process would read them as if they were durable.
+        machine.disk.crash()
+        machine.server = None
+        machine.state = state
+        if state is MachineState.REFUSED:
+            machine.refusal = refusal
+            self.stats.refused_starts.append(refusal)
+
+    def _track_durable(self, machine: Machine, server: RaftServer) -> None:
         """After every sync that returned, record the newest committed entry the WAL
         holds: durable and never truncated, so every later incarnation must hold it (or
         refuse to start). Uncommitted entries may legitimately vanish: a later leader
@@ -272,35 +372,124 @@ class WholeNodeSimulation:
 
         storage.sync = sync_and_record  # type: ignore[method-assign]
 
-    def crash(self, node_id: int) -> None:
-        machine = self.machines[node_id]
+    def crash(self, machine: Machine) -> None:
+        """Power loss: the process dies at whatever await it was, unsynced data is lost."""
         if machine.server is None:
             return
         self.stats.crashes += 1
         self.loop.kill(machine.owner)
         self.loop.bury(machine.server)
-        self.hub.crash((HOST, PEER_PORT_BASE + node_id))
+        self.hub.crash((HOST, PEER_PORT_BASE + machine.id))
         machine.disk.crash()
         machine.server = None
-        self.checker.on_crash(node_id)
+        machine.state = MachineState.DOWN
+        self.checker.on_crash(machine.id)
+
+    def _leave(self, machine: Machine) -> None:
+        """It applied its own removal: stop as `raft-node` does (hand leadership over, stop,
+        exit), in its own process."""
+        server = machine.server
+        assert server is not None
+        self.stats.removed_stops += 1
+        owner = machine.owner
+
+        async def leave() -> None:
+            await server.shutdown_gracefully()
+            if machine.server is server and machine.owner == owner:
+                self.loop.kill(owner)
+                self.hub.crash((HOST, PEER_PORT_BASE + machine.id))
+                machine.disk.close_all()
+                machine.server = None
+                machine.state = MachineState.REMOVED
+                self.checker.on_crash(machine.id)
+
+        machine.leaving = True
+        self.in_process(owner, leave())
+
+    def leader(self) -> Machine | None:
+        """The running leader of the highest term, if any."""
+        best: Machine | None = None
+        for machine in self.machines.values():
+            if not machine.started() or machine.server_node().role != "leader":
+                continue
+            if best is None or machine.server_node().term > best.server_node().term:
+                best = machine
+        return best
+
+    # --- requests -----------------------------------------------------------------------
+    async def call(
+        self,
+        target: int,
+        method: str,
+        path: str,
+        body: dict[str, object] | None,
+        timeout_seconds: float,
+    ) -> tuple[int, dict[str, Any]]:
+        """One HTTP request, handled by the target's real API in the target's process: a
+        node that dies or stalls meanwhile never answers (the caller's timeout decides)."""
+        machine = self.machines[target]
+        server = machine.server
+        if server is None or server.api is None:
+            return 503, {"error": "unreachable"}
+        encoded = msgspec.json.encode(body) if body is not None else b""
+        request = Request(method, path, {}, encoded, True)
+        answer: asyncio.Future[tuple[int, dict[str, Any]]] = self.loop.create_future()
+        api = server.api
+
+        async def serve() -> None:
+            response = await api.handle(request)
+            if not answer.done():
+                answer.set_result((response.status, msgspec.json.decode(response.body)))
+
+        self.in_process(machine.owner, serve())
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                return await answer
+        except TimeoutError:
+            return 504, {"error": "timeout"}
+
+    def next_value(self, client: int) -> str:
+        value = f"{client}.{self._next_value}"
+        self._next_value += 1
+        return value
+
+    def complete(
+        self, handle: int, status: str, *, result: str | None = None, error: str | None = None
+    ) -> None:
+        time = None if status == "unknown" else self.loop.time()
+        self.recorder.complete(handle, status, time=time, result=result, error=error)  # type: ignore[arg-type]
+        if status == "ok":
+            self.stats.client_ok += 1
+        elif status == "fail":
+            self.stats.client_failed += 1
+        else:
+            self.stats.client_unknown += 1
 
     # --- checking -----------------------------------------------------------------------
-    def _fail(self, invariant: str, detail: str) -> None:
+    def fail(self, invariant: str, detail: str) -> None:
         if self._violation is None:
             self._violation = self.checker.fail(invariant, detail)
 
     def _after_callback(self) -> None:
         checker = self.checker
         checker.now = int(self.loop.time() * 1000)
+        tick_seconds = TICK_MS / 1000
         for machine in self.machines.values():
             if machine.disk.powered_off:
                 # A scheduled power loss struck inside a disk operation.
                 self.stats.disk_crashes += 1
-                self.crash(machine.id)
+                self.crash(machine)
                 continue
             server = machine.server
             if server is None or not hasattr(server, "node"):
                 continue
+            delay_ticks = machine.disk.take_fsync_delay_ticks()
+            if delay_ticks:
+                # A slow fsync blocked the node's only thread: nothing of it runs meanwhile.
+                self.stats.slow_fsyncs += 1
+                self.loop.pause(machine.owner, delay_ticks * tick_seconds)
+            if server.removed.is_set() and not machine.leaving:
+                self._leave(machine)
             node = server.node
             try:
                 checker.observe(machine.id, node)
@@ -315,148 +504,61 @@ class WholeNodeSimulation:
             if not isinstance(error, SimulatedCrash) and "destroyed" not in str(
                 context.get("message")
             ):
-                self._fail("Unhandled exception", f"{context.get('message')}: {error!r}")
+                self.fail("Unhandled exception", f"{context.get('message')}: {error!r}")
         self.loop.unhandled.clear()
 
-    # --- faults -------------------------------------------------------------------------
-    async def _faults(self) -> None:
-        rng = self.rng
-        while self.issuing:
-            await asyncio.sleep(rng.uniform(0.05, 0.3))
-            if not self.issuing:
-                return  # healed meanwhile: no fault after the heal
-            draw = rng.random()
-            alive = [m.id for m in self.machines.values() if m.server is not None]
-            down = [m.id for m in self.machines.values() if m.server is None and not m.refused]
-            if draw < 0.12 and alive:
-                self.crash(rng.choice(alive))
-            elif draw < 0.2 and alive:
-                # A power loss inside one of the next disk operations of a node.
-                self.machines[rng.choice(alive)].disk.schedule_crash(rng.randint(1, 40))
-            elif draw < 0.45 and down:
-                self.stats.restarts += 1
-                self.start(rng.choice(down))
-            elif draw < 0.55:
-                self.stats.partitions += 1
-                self.hub.isolate(rng.choice(self.node_ids))
-            elif draw < 0.65:
-                self.hub.heal()
-            elif draw < 0.7:
-                self.hub.set_drop_probability(rng.choice((0.0, 0.05, 0.2)))
-
+    # --- the run ------------------------------------------------------------------------
     def heal(self) -> None:
+        """The faults end: links heal, disks stop failing, and what is down comes back."""
         self.hub.heal()
         self.hub.set_drop_probability(0.0)
+        calm = DiskFaults()
         for machine in self.machines.values():
             machine.disk.cancel_crash()
-            if machine.server is None and not machine.refused:
-                self.stats.restarts += 1
-                self.start(machine.id)
+            machine.disk.faults = calm
+        self.operator.restart_failed_storage()
+        for machine in self.machines_in(MachineState.DOWN):
+            self.restart(machine)
 
-    # --- clients ------------------------------------------------------------------------
-    async def _client(self, number: int) -> None:
-        rng = self.rng
-        session = f"w{number}"
-        seq = 0
-        seen_index = 0
-        target = rng.choice(self.node_ids)
-        while self.issuing:
-            await asyncio.sleep(rng.uniform(0.0, 0.05))
-            key = rng.choice(KEYS)
-            draw = rng.random()
-            kind: OperationKind = "get" if draw < 0.4 else "del" if draw < 0.5 else "put"
-            value = None
-            if kind == "put":
-                value = f"{number}.{self._next_value}"
-                self._next_value += 1
-            handle = self.recorder.invoke(
-                f"w{number}", kind, key, time=self.loop.time(), value=value
-            )
-            body: dict[str, object] = {}
-            if kind != "get":
-                seq += 1
-                body = {"client_id": session, "seq": seq, "after_index": seen_index}
-                if value is not None:
-                    body["value"] = value
-            maybe_applied = False
-            deadline = self.loop.time() + 4 * ATTEMPT_TIMEOUT_SECONDS
-            while True:
-                if self.loop.time() > deadline or not self.issuing:
-                    if maybe_applied:
-                        self._complete(handle, "unknown")
-                    else:
-                        self._complete(handle, "fail", error="timeout")
-                    break
-                answer = await self._call(target, kind, key, body)
-                status, payload = answer
-                if status == 200:
-                    index = int(payload.get("index", 0))
-                    seen_index = max(seen_index, index)
-                    result = payload.get("value") if kind == "get" else None
-                    self._complete(handle, "ok", result=result)
-                    break
-                error = payload.get("error")
-                if error == "not_found":
-                    seen_index = max(seen_index, int(payload.get("index", 0)))
-                    self._complete(handle, "ok", error="not_found")
-                    break
-                if error == "session_expired":
-                    session, seq = f"{session}+", 0
-                    self._complete(handle, "unknown" if maybe_applied else "fail", error=error)
-                    break
-                if error in (None, "timeout", "unreachable") or payload.get("outcome"):
-                    maybe_applied = maybe_applied or kind != "get"
-                leader = payload.get("leader_id")
-                target = leader if isinstance(leader, int) else rng.choice(self.node_ids)
-                await asyncio.sleep(rng.uniform(0.01, 0.05))
-
-    async def _call(
-        self, target: int, kind: str, key: str, body: dict[str, object]
-    ) -> tuple[int, dict[str, Any]]:
-        """One HTTP request, handled by the target's real API in the target's process: a
-        node that dies meanwhile never answers (the client's timeout then decides)."""
-        machine = self.machines[target]
-        server = machine.server
-        if server is None or server.api is None:
-            return 503, {"error": "unreachable"}
-        method = {"get": "GET", "put": "PUT", "del": "DELETE"}[kind]
-        request = Request(method, f"/v1/kv/{key}", {}, msgspec.json.encode(body), True)
-        answer: asyncio.Future[tuple[int, dict[str, Any]]] = self.loop.create_future()
-
-        async def serve() -> None:
-            assert server.api is not None
-            response = await server.api.handle(request)
-            if not answer.done():
-                answer.set_result((response.status, msgspec.json.decode(response.body)))
-
-        self._in_process(machine.owner, serve())
-        try:
-            async with asyncio.timeout(ATTEMPT_TIMEOUT_SECONDS):
-                return await answer
-        except TimeoutError:
-            return 504, {"error": "timeout"}
-
-    def _complete(
-        self, handle: int, status: str, *, result: str | None = None, error: str | None = None
-    ) -> None:
-        time = None if status == "unknown" else self.loop.time()
-        self.recorder.complete(handle, status, time=time, result=result, error=error)  # type: ignore[arg-type]
-        if status == "ok":
-            self.stats.client_ok += 1
-        elif status == "fail":
-            self.stats.client_failed += 1
-        else:
-            self.stats.client_unknown += 1
-
-    # --- the run ------------------------------------------------------------------------
     def converged(self) -> bool:
-        live = [m.server for m in self.machines.values() if m.server is not None]
-        nodes = [s.node for s in live if hasattr(s, "node")]
-        leaders = [n for n in nodes if n.role == "leader"]
-        if len(nodes) != len(live) or len(leaders) != 1:
+        """One leader; every running member applied its commit; no joint configuration;
+        no running learner left unpromoted; every join finished."""
+        if self.machines_in(MachineState.JOINING) or self.machines_in(MachineState.DOWN):
             return False
-        commit = leaders[0].log.committed
-        return all(s.applied_index >= commit for s in live)
+        running = [m for m in self.machines.values() if m.server is not None]
+        if not all(m.started() for m in running):
+            return False
+        leaders = [m for m in running if m.server_node().role == "leader"]
+        if len(leaders) != 1:
+            return False
+        node = leaders[0].server_node()
+        membership = node.membership
+        if membership.is_joint or node.membership_index > node.log.committed:
+            return False
+        commit = node.log.committed
+        for machine in running:
+            if machine.id not in membership.members:
+                continue
+            if machine.id in membership.learners:
+                return False
+            assert machine.server is not None
+            if machine.server.applied_index < commit:
+                return False
+        return True
+
+    def _quorum_can_run(self) -> bool:
+        """Whether enough voters of the newest configuration may start (no refusal)."""
+        newest = None
+        for machine in self.machines.values():
+            if machine.started():
+                node = machine.server_node()
+                if newest is None or node.membership_index > newest[0]:
+                    newest = (node.membership_index, node.membership)
+        if newest is None:
+            return not self.machines_in(MachineState.REFUSED)
+        voters = newest[1].all_voters
+        refused = sum(1 for v in voters if self.machines[v].state is MachineState.REFUSED)
+        return 2 * refused < len(voters)
 
     def run(self) -> WholeNodeResult:
         options = self.options
@@ -467,24 +569,25 @@ class WholeNodeSimulation:
             return self._violation is not None
 
         try:
-            for node_id in self.node_ids:
-                self.start(node_id)
+            for node_id in self.founders:
+                self.start(self.machines[node_id])
             if options.faults:
-                self._in_process(FAULT_OWNER, self._faults())
+                self.in_process(FAULT_OWNER, self.operator.run(faults=True))
+            if len(self.founders) < options.nodes:
+                self.in_process(FAULT_OWNER, self.operator.grow(self.node_ids[1:]))
+            client_rng = random.Random(self.rng.getrandbits(64))
             for number in range(1, options.clients + 1):
-                self._in_process(CLIENT_OWNER, self._client(number))
+                self.in_process(CLIENT_OWNER, KvClient(self, number, client_rng).run())
             self.loop.run_until(stop, options.seconds)
             self.issuing = False
             self.heal()
-            refused = sum(1 for m in self.machines.values() if m.refused)
-            quorum_alive = refused <= (len(self.node_ids) - 1) // 2
             limit = self.loop.time() + CONVERGENCE_SECONDS
             if (
                 self._violation is None
                 and not self.loop.run_until(lambda: stop() or self.converged(), limit)
-                and quorum_alive
+                and self._quorum_can_run()
             ):
-                self._fail("Liveness", f"no convergence within {CONVERGENCE_SECONDS:g} s")
+                self.fail("Liveness", f"no convergence within {CONVERGENCE_SECONDS:g} s")
             # Let the clients' last attempts finish or time out.
             self.loop.run_until(stop, self.loop.time() + 2 * ATTEMPT_TIMEOUT_SECONDS)
             if self._violation is None:
@@ -492,18 +595,20 @@ class WholeNodeSimulation:
         finally:
             self.loop.after_callback = None
             logging.getLogger("raftkv").setLevel(logging.NOTSET)
-        self.stats.callbacks = self.loop.callbacks_run
-        self.stats.snapshot_entries = self.snapshot_entries
-        self.stats.snapshot_trailing_entries = self.snapshot_trailing_entries
-        self.stats.commit_index = self.checker.committed_index
+        self._final_stats()
+        return WholeNodeResult(options, self.stats, self._violation)
+
+    def _final_stats(self) -> None:
+        stats = self.stats
+        stats.callbacks = self.loop.callbacks_run
+        stats.snapshot_entries = self.snapshot_entries
+        stats.snapshot_trailing_entries = self.snapshot_trailing_entries
+        stats.commit_index = self.checker.committed_index
         for machine in self.machines.values():
             server = machine.server
             if server is not None and hasattr(server, "metrics"):
-                self.stats.snapshots_taken += int(server.metrics.snapshots_taken._value.get())
-                self.stats.snapshots_installed += int(
-                    server.metrics.snapshots_installed._value.get()
-                )
-        return WholeNodeResult(options, self.stats, self._violation)
+                stats.snapshots_taken += int(server.metrics.snapshots_taken._value.get())
+                stats.snapshots_installed += int(server.metrics.snapshots_installed._value.get())
 
     def _check_history(self) -> None:
         result = check_history(
@@ -512,9 +617,9 @@ class WholeNodeSimulation:
         verdict = {True: "OK", False: "NOT LINEARIZABLE", None: "UNKNOWN (search budget)"}
         self.stats.linearizability = f"{verdict[result.ok]} ({result.operation_count} operations)"
         if result.ok is False:
-            self._fail("Linearizability", result.explain())
+            self.fail("Linearizability", result.explain())
         elif result.ok is None:
-            self._fail("Linearizability", "UNKNOWN: the checker's search budget ran out")
+            self.fail("Linearizability", "UNKNOWN: the checker's search budget ran out")
 
 
 def run_whole_node(options: WholeNodeOptions) -> WholeNodeResult:

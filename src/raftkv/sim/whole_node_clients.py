@@ -1,0 +1,89 @@
+"""The whole-node simulator's clients: key-value requests through a node's real HTTP
+handlers (`ClientApi.handle`), with sessions, retries and leader hints as the client
+libraries do, recorded for the linearizability check."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import TYPE_CHECKING
+
+from raftkv.check.history import OperationKind
+
+if TYPE_CHECKING:
+    from raftkv.sim.whole_node import WholeNodeSimulation
+
+KEYS = ("x", "y", "z")
+# A client gives an attempt this long before it calls the outcome unknown and retries.
+ATTEMPT_TIMEOUT_SECONDS = 1.0
+# ...and an operation this long before it gives up on it.
+OPERATION_TIMEOUT_SECONDS = 4 * ATTEMPT_TIMEOUT_SECONDS
+_METHODS = {"get": "GET", "put": "PUT", "del": "DELETE"}
+
+
+class KvClient:
+    """One client: one operation at a time, under its own session."""
+
+    def __init__(self, simulation: WholeNodeSimulation, number: int, rng: random.Random) -> None:
+        self.simulation = simulation
+        self.number = number
+        self.rng = rng
+        self.session = f"w{number}"
+        self.seq = 0
+        # A committed index this client knew before each write's first attempt: a server
+        # that forgot the session runs the write only if it provably never ran (SPEC §3).
+        self.seen_index = 0
+        self.target = rng.choice(simulation.node_ids)
+
+    async def run(self) -> None:
+        simulation = self.simulation
+        while simulation.issuing:
+            await asyncio.sleep(self.rng.uniform(0.0, 0.05))
+            await self._one_operation()
+
+    async def _one_operation(self) -> None:
+        simulation, rng = self.simulation, self.rng
+        key = rng.choice(KEYS)
+        draw = rng.random()
+        kind: OperationKind = "get" if draw < 0.4 else "del" if draw < 0.5 else "put"
+        value = simulation.next_value(self.number) if kind == "put" else None
+        handle = simulation.recorder.invoke(
+            f"w{self.number}", kind, key, time=simulation.loop.time(), value=value
+        )
+        body: dict[str, object] = {}
+        if kind != "get":
+            self.seq += 1
+            body = {"client_id": self.session, "seq": self.seq, "after_index": self.seen_index}
+            if value is not None:
+                body["value"] = value
+        maybe_applied = False
+        deadline = simulation.loop.time() + OPERATION_TIMEOUT_SECONDS
+        while True:
+            if simulation.loop.time() > deadline or not simulation.issuing:
+                if maybe_applied:
+                    simulation.complete(handle, "unknown")
+                else:
+                    simulation.complete(handle, "fail", error="timeout")
+                return
+            status, payload = await simulation.call(
+                self.target, _METHODS[kind], f"/v1/kv/{key}", body, ATTEMPT_TIMEOUT_SECONDS
+            )
+            if status == 200:
+                self.seen_index = max(self.seen_index, int(payload.get("index", 0)))
+                result = payload.get("value") if kind == "get" else None
+                simulation.complete(handle, "ok", result=result)
+                return
+            error = payload.get("error")
+            if error == "not_found":
+                self.seen_index = max(self.seen_index, int(payload.get("index", 0)))
+                simulation.complete(handle, "ok", error="not_found")
+                return
+            if error == "session_expired":
+                self.session, self.seq = f"{self.session}+", 0
+                simulation.complete(handle, "unknown" if maybe_applied else "fail", error=error)
+                return
+            if error in (None, "timeout", "unreachable") or payload.get("outcome"):
+                maybe_applied = maybe_applied or kind != "get"
+            leader = payload.get("leader_id")
+            self.target = leader if isinstance(leader, int) else rng.choice(simulation.node_ids)
+            await asyncio.sleep(rng.uniform(0.01, 0.05))
