@@ -238,7 +238,9 @@ class _MemoryLink:
             lease=owner.lease_settings,
             peer_address=owner.own_peer_address(),
         )
-        reason = destination._refusal(handshake)
+        # The accepting side runs in its own process's context: what it starts there (a
+        # link back to a peer it did not know) is its own, and dies with it, not with us.
+        reason = destination._context.run(destination._refusal, handshake)
         if reason is not None:
             if reason != self._last_refusal:
                 self._last_refusal = reason
