@@ -256,8 +256,10 @@ class WholeNodeSimulation:
     def peer_address_text(self, node_id: int) -> str:
         return f"{HOST}:{PEER_PORT_BASE + node_id}"
 
-    def _node_options(self, node_id: int) -> NodeOptions:
-        founding = node_id in self.founders
+    def _node_options(self, node_id: int, *, joined: bool) -> NodeOptions:
+        """The command line of `raft-node` on this machine: the founders' `--peers` (or
+        `--single-node`), or `--join` for one that joined (and any re-added id)."""
+        founding = node_id in self.founders and not joined
         return NodeOptions(
             node_id=node_id,
             data_dir=f"/disk/node-{node_id}",
@@ -269,6 +271,7 @@ class WholeNodeSimulation:
                 if peer != node_id and founding
             },
             single_node=founding and len(self.founders) == 1,
+            join=(HOST, PEER_PORT_BASE - 1000 + self.founders[0]) if joined else None,
             tick_ms=TICK_MS,
             seed=self.options.seed * 1000 + node_id,
             snapshot_entries=self.snapshot_entries,
@@ -282,7 +285,9 @@ class WholeNodeSimulation:
         machine.incarnation += 1
         machine.state = MachineState.RUNNING
         machine.leaving = False
-        options = self._node_options(machine.id)
+        if joining is not None:
+            machine.joined = True
+        options = self._node_options(machine.id, joined=machine.joined)
         store = _ObservedStore(self.checker, machine.id)
         server = RaftServer(
             options,
@@ -308,9 +313,7 @@ class WholeNodeSimulation:
         """Start a crashed machine again; one that joined but kept nothing joins again, as
         `raft-node --join` does on an empty data dir."""
         self.stats.restarts += 1
-        if machine.id not in self.founders and not machine.disk.isdir(
-            f"/disk/node-{machine.id}/wal"
-        ):
+        if machine.joined and not machine.disk.isdir(f"/disk/node-{machine.id}/wal"):
             self.in_process(FAULT_OWNER, self.operator.join(machine))
         else:
             self.start(machine)
@@ -490,6 +493,9 @@ class WholeNodeSimulation:
                 self.loop.pause(machine.owner, delay_ticks * tick_seconds)
             if server.removed.is_set() and not machine.leaving:
                 self._leave(machine)
+            failure = server.storage_failure
+            if failure is not None and (not machine.disk_faults or _is_internal(failure)):
+                self.fail("Node stopped", f"node {machine.id} stopped taking part: {failure}")
             node = server.node
             try:
                 checker.observe(machine.id, node)
@@ -536,13 +542,15 @@ class WholeNodeSimulation:
         if membership.is_joint or node.membership_index > node.log.committed:
             return False
         commit = node.log.committed
-        for machine in running:
-            if machine.id not in membership.members:
-                continue
-            if machine.id in membership.learners:
+        for member in membership.members:
+            machine = self.machines[member]
+            if machine.state is MachineState.REMOVED:
+                # Stopped as if removed, yet a member: it may never come back by itself.
+                self.fail("Liveness", f"node {member} stopped as removed but is a member")
                 return False
-            assert machine.server is not None
-            if machine.server.applied_index < commit:
+            if machine.server is None:
+                continue  # refused to start, or never got to join
+            if member in membership.learners or machine.server.applied_index < commit:
                 return False
         return True
 
@@ -620,6 +628,11 @@ class WholeNodeSimulation:
             self.fail("Linearizability", result.explain())
         elif result.ok is None:
             self.fail("Linearizability", "UNKNOWN: the checker's search budget ran out")
+
+
+def _is_internal(failure: str) -> bool:
+    """A reason for stopping that no disk fault explains (see RaftServer)."""
+    return failure.startswith(("internal", "background"))
 
 
 def run_whole_node(options: WholeNodeOptions) -> WholeNodeResult:

@@ -31,6 +31,8 @@ class Machine:
         self.refusal: str | None = None
         # It applied its own removal and is stopping.
         self.leaving = False
+        # Started with `--join` (not a founder, or a founder's id re-added on a new disk).
+        self.joined = False
         # (index, term) of the newest committed entry its WAL held after a sync.
         self.durable = (0, 0)
 
