@@ -69,6 +69,7 @@ class Simulation:
         self.network = Network(network_rng, self.stats, self.transcript)
         self.node_ids = list(range(1, options.nodes + 1))
         self.nodes = {node_id: driver_class(node_id, self, node_class) for node_id in self.node_ids}
+        self._drivers = [self.nodes[node_id] for node_id in self.node_ids]  # in id order
         self.workload = Workload(client_rng, self, enabled=options.workload != "none")
         self.stale_reads = StaleReadProbe(stale_read_rng, self, enabled=options.workload != "none")
         self.operator = Operator(
@@ -101,10 +102,8 @@ class Simulation:
         faults = self.faults
         if faults.active:
             faults.step(now)
-        nodes = self.nodes
-        node_ids = self.node_ids
-        for node_id in node_ids:
-            driver = nodes[node_id]
+        drivers = self._drivers
+        for driver in drivers:
             node = driver.node
             if node is None:
                 continue
@@ -113,21 +112,27 @@ class Simulation:
                     continue
                 driver.resume()
                 if self.transcript.enabled:
-                    self.transcript.line(now, f"fault: node {node_id} resumes from a pause")
+                    self.transcript.line(now, f"fault: node {driver.id} resumes from a pause")
             elif driver.lease_blackout_ticks:
                 driver.lease_blackout_ticks -= 1
+            # A tick never touches the log or the commit index; it changes what the checker
+            # reads only through a role change (an election timeout, a leader stepping
+            # down), and a term only changes with the role. Otherwise observing is a no-op.
+            role, term = node.role, node.term
             node.tick()
-            observe(node_id, node)
+            if node.role is not role or node.term != term:
+                observe(driver.id, node)
         if self.operator.active:
             self.operator.tick(now, self.workload.issuing)
         self.workload.tick(now)
         self.stale_reads.tick(now)
         network = self.network
+        nodes = self.nodes
         # Deliver, then carry out the Readies, until the tick is quiet: with no latency an
         # answer arrives within the tick, and its consequences too. After the first round only
         # the nodes that received something can have work.
-        for node_id in node_ids:
-            nodes[node_id].process_ready()
+        for driver in drivers:
+            driver.process_ready()
         for _ in range(DELIVERY_ROUNDS_PER_TICK_MAX):
             due = network.due(now)
             if not due:
@@ -149,16 +154,15 @@ class Simulation:
                 receivers.add(receiver)
             if faults.active:
                 faults.after_delivery_round(now)
-            for node_id in node_ids:  # in id order: set order must not leak into output
-                if node_id in receivers:
-                    nodes[node_id].process_ready()
+            # In id order: set order must not leak into the output.
+            for receiver in sorted(receivers):
+                nodes[receiver].process_ready()
         else:
             network.postpone(now)
         # Lease safety, for leaders of an older term than the newest elected one (the only
         # ones whose lease the check could refuse; asking the others changes nothing).
         newest_leader_term = checker.newest_leader_term
-        for node_id in node_ids:
-            driver = nodes[node_id]
+        for driver in drivers:
             node = driver.node
             if (
                 node is not None
@@ -166,7 +170,7 @@ class Simulation:
                 and node.term < newest_leader_term
                 and not driver.paused(now)
             ):
-                checker.check_lease(node_id, node, driver.lease_usable())
+                checker.check_lease(driver.id, node, driver.lease_usable())
         self.stats.ticks = now
 
     def _process_readies(self) -> None:

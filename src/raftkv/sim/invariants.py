@@ -128,12 +128,21 @@ class InvariantChecker:
         if node.role is _LEADER:
             entries = log.entries
             last = log.snapshot_index + len(entries)
+            last_entry = entries[-1] if entries else None
             seen = leaders.get(node_id)
-            if seen is None or seen[1] != node.term:
-                self._on_new_leader(node_id, node)
-            elif last != seen[2]:
-                self._check_append_only(node_id, node, seen[2], seen[3])
-            leaders[node_id] = (node, node.term, last, entries[-1] if entries else None)
+            if (
+                seen is None
+                or seen[2] != last
+                or seen[3] is not last_entry
+                or seen[1] != node.term
+                or seen[0] is not node
+            ):
+                # Otherwise the record as last seen stands: nothing to check or rewrite.
+                if seen is None or seen[1] != node.term:
+                    self._on_new_leader(node_id, node)
+                elif last != seen[2]:
+                    self._check_append_only(node_id, node, seen[2], seen[3])
+                leaders[node_id] = (node, node.term, last, last_entry)
         elif node_id in leaders:
             del leaders[node_id]
         if log.committed != self._commit_seen.get(node_id, 0):
