@@ -54,18 +54,45 @@ class FollowerSide:
             self._check_committed_prefix(message, committed)
             entries = entries[committed - prev_index :]
             prev_index, prev_term = committed, log.term(committed) or 0
-        if log.term(prev_index) != prev_term:
+        # log.term(prev_index), inlined: this runs for every AppendEntries.
+        snapshot_index = log.snapshot_index
+        if prev_index > snapshot_index:
+            offset = prev_index - snapshot_index - 1
+            held = log.entries[offset].term if offset < len(log.entries) else None
+        else:
+            held = log.snapshot_term if prev_index == snapshot_index else None
+        if held != prev_term:
             hint_index, hint_term = log.find_conflict_by_term(prev_index, prev_term)
             self._respond_append(message, False, prev_index, hint_index, hint_term)
             return
-        changed = log.merge(entries) if entries else None
-        if changed is not None and (
-            changed <= node.membership_index or any(entry.kind == _MEMBERSHIP for entry in entries)
-        ):
-            node.reload_membership()
-        last_new = prev_index + len(entries)
-        log.commit_to(min(message.leader_commit, last_new))
-        self._respond_append(message, True, last_new)
+        if entries:
+            changed = log.merge(entries)
+            if changed is not None and (
+                changed <= node.membership_index
+                or any(entry.kind == _MEMBERSHIP for entry in entries)
+            ):
+                node.reload_membership()
+            last_new = prev_index + len(entries)
+        else:
+            last_new = prev_index
+        commit = message.leader_commit
+        if last_new < commit:
+            commit = last_new
+        if commit > log.committed:
+            log.commit_to(commit)
+        # _respond_append(message, True, last_new), inlined.
+        node.messages_after_persist.append(
+            AppendEntriesResponse(
+                to=message.leader_id,
+                term=node.term,
+                from_id=node.id,
+                success=True,
+                match_index=last_new,
+                conflict_index=0,
+                conflict_term=0,
+                read_context=message.read_context,
+            )
+        )
 
     def _check_committed_prefix(self, message: AppendEntries, committed: int) -> None:
         log = self.node.log

@@ -174,11 +174,19 @@ class Replication:
 
     def _start_round(self) -> None:
         self._round += 1
-        self._round_started[self._round] = self._ticks
-        # Answers to rounds older than an election timeout are useless for the lease.
+        started = self._round_started
+        started[self._round] = self._ticks
+        # Answers to rounds older than an election timeout are useless for the lease. Rounds
+        # are recorded in the order they start and `_ticks` never goes back, so the old ones
+        # are a prefix.
         horizon = self._ticks - 2 * self.node.config.election_timeout_ticks
-        for old in [r for r, tick in self._round_started.items() if tick < horizon]:
-            del self._round_started[old]
+        old = []
+        for number, tick in started.items():
+            if tick >= horizon:
+                break
+            old.append(number)
+        for number in old:
+            del started[number]
 
     def _heartbeat(self) -> None:
         node = self.node
@@ -282,7 +290,12 @@ class Replication:
         """Send the next AppendEntries to `peer`; True if it carried entries."""
         node = self.node
         log = node.log
-        if progress.is_paused():
+        # progress.is_paused(), inlined: this runs for every peer in every flush.
+        state = progress.state
+        if state is _PROBE:
+            if progress.probe_sent:
+                return False
+        elif state is not _REPLICATE or len(progress.inflight) >= progress.inflight_max:
             return False
         prev_index = progress.next - 1
         prev_term = log.term(prev_index)
@@ -442,6 +455,10 @@ class Replication:
     def _maybe_commit(self) -> None:
         node = self.node
         log = node.log
+        if log.committed >= log.snapshot_index + len(log.entries):
+            # Everything is committed (the common case: every leader Ready and every
+            # acknowledgement ask): an index beyond the log has no term, so nothing commits.
+            return
         membership = node.membership
         if membership.voters and not membership.voters_outgoing:
             # joint_committed_index for one voter set, without building the match map:
