@@ -123,3 +123,28 @@ def test_transfer_leadership_to_each_node_under_load(cluster: ProcessCluster) ->
     finally:
         writer.stop()
     assert_all_acknowledged_present(cluster, writer)
+
+
+def test_a_single_node_cluster_grows_by_joins(tmp_path: Path) -> None:
+    """`--single-node` founds a cluster of one (the leader with learners, then voters)."""
+    cluster = ProcessCluster(tmp_path)
+    try:
+        cluster.start(1, "--single-node", bootstrap=False)
+        assert cluster.wait_leader() == 1
+        code, _ = cluster.request(1, "PUT", "/v1/kv/alone", {"value": "one"})
+        assert code == 200
+        join(cluster, 2)
+        join(cluster, 3)
+        leader = cluster.wait_leader()
+        assert sorted(voters(cluster, leader)) == [1, 2, 3]
+        for node_id in (2, 3):
+            wait_for(
+                lambda n=node_id: (
+                    cluster.request(n, "GET", "/v1/kv/alone?consistency=stale")[1].get("value")
+                    == "one"
+                ),
+                30,
+                f"the write on node {node_id}",
+            )
+    finally:
+        cluster.stop_all()
