@@ -58,3 +58,44 @@ def test_new_server_with_an_empty_log_does_not_stall_commitment() -> None:
     cluster.heal()
     cluster.tick(20)
     assert cluster.log_of(4) == cluster.log_of(1)
+
+
+def test_a_leader_that_lost_office_while_removing_itself_can_still_finish_the_change() -> None:
+    """Leader 3 removes itself: {2,3} -> joint {2}/{2,3} (committed) -> C_new {2}, which
+    only 3 holds when it loses leadership. Node 2 cannot win: the joint configuration needs
+    3's vote, and 3's log is more up-to-date. Only 3 can finish the change, so it must be
+    allowed to campaign while its removal is uncommitted (as etcd, which applies a
+    configuration at commit, allows); it then commits C_new with 2's vote and steps down.
+    Found by the whole-node simulator (seed 36, 3 nodes): no leader, ever."""
+    cluster = founded_by({2, 3}, [2, 3])
+    cluster.campaign(3)
+    assert cluster.leader() == 3
+    cluster.propose(3, b"before")
+    # Node 2 hears of the joint configuration and its commit, never of C_new.
+    joint = Membership(voters=frozenset({2}), voters_outgoing=frozenset({2, 3}))
+
+    def drop_c_new(message: object) -> object | None:
+        entries = getattr(message, "entries", None) or []
+        if any(entry.index > joint_index for entry in entries):
+            return None
+        return message
+
+    joint_index = cluster[3].log.last_index + 1
+    cluster.filter = drop_c_new  # type: ignore[assignment]
+    cluster[3].propose_membership(joint)
+    cluster.process()
+    cluster.deliver()
+    cluster.tick(3)
+    assert cluster[3].log.committed >= joint_index
+    assert cluster[3].membership.voters == frozenset({2}) and not cluster[3].membership.is_joint
+    assert cluster[2].membership.is_joint, "node 2 never got C_new"
+    # Node 3 loses office before C_new commits (it hears nothing from node 2 for a while).
+    cluster.isolate(3)
+    cluster.tick(60)
+    assert cluster[3].role != "leader"
+    cluster.heal()
+    cluster.filter = None
+    cluster.tick(200)
+    assert cluster.leader() == 2, "nobody could finish the change"
+    assert cluster[2].membership == Membership(voters=frozenset({2}))
+    assert cluster[3].role != "leader"

@@ -361,7 +361,18 @@ class RaftNode:
         return HardState(term=self.term, voted_for=self.voted_for, commit=self.log.committed)
 
     def promotable(self) -> bool:
-        return self.membership.is_voter(self.id)
+        """May campaign: a voter of the newest configuration, or of the one before it while
+        the newest is uncommitted. A leader that removed itself and lost office before its
+        C_new committed may be the only node holding C_new; the others, still in the joint
+        configuration, need its vote and cannot get it (its log is more up-to-date), so only
+        it can finish the change (votes are still counted in C_new, which it is not in)."""
+        membership = self.membership
+        if membership.is_voter(self.id):
+            return True
+        index = self.membership_index
+        if index <= self.log.committed or index <= self.log.snapshot_index:
+            return False
+        return self.membership_at(index - 1).is_voter(self.id)
 
     def _require_leader(self) -> None:
         if self.role is not _LEADER:
@@ -550,7 +561,12 @@ class RaftNode:
 
     # --- elections (§5.2, §5.4.1) ---------------------------------------------------------
     def _handle_request_vote(self, message: RequestVote) -> None:
-        can_vote = (
+        # A node that holds no configuration yet (one joining, perhaps under the id of a
+        # removed member whose disk is gone) votes for nobody: it cannot know which entries
+        # were committed, and a stale candidate that still counts that id as a voter would
+        # win with its empty log's vote (found by the whole-node simulator, seed 57). Once a
+        # leader has sent it a configuration, its log holds everything committed before it.
+        can_vote = bool(self.membership.members) and (
             self.voted_for == message.candidate_id
             or (self.voted_for is None and self.leader_id is None)
             or (message.pre_vote and message.term > self.term)
