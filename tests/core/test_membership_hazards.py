@@ -4,6 +4,7 @@ campaigning, and a new server with an empty log."""
 from __future__ import annotations
 
 from raftkv.core import Membership
+from raftkv.storage import MemoryLogStore, MemorySnapshotStore, MemoryStableStore
 from tests.core.harness import Cluster
 
 
@@ -99,3 +100,29 @@ def test_a_leader_that_lost_office_while_removing_itself_can_still_finish_the_ch
     assert cluster.leader() == 2, "nobody could finish the change"
     assert cluster[2].membership == Membership(voters=frozenset({2}))
     assert cluster[3].role != "leader"
+
+
+def test_a_node_that_holds_no_configuration_votes_for_nobody() -> None:
+    """Node 2's disk is replaced (an id re-added after a removal, or a rebuilt node) while
+    node 1 lags: node 1 still counts 2 as a voter, and an empty log is never more
+    up-to-date than anyone's. Granting would elect a leader without committed entries.
+    Found by the whole-node simulator (seed 57, 3 nodes: Leader Completeness)."""
+    cluster = founded_by({1, 2, 3}, [1, 2, 3])
+    cluster.campaign(3)
+    cluster.isolate(1)
+    for k in range(5):
+        cluster.propose(3, b"committed-%d" % k)
+    committed = cluster[3].log.committed
+    assert committed > cluster[1].log.last_index
+    # Node 2 comes back with nothing: no term, no log, no configuration.
+    cluster.logs[2] = MemoryLogStore()
+    cluster.stables[2] = MemoryStableStore()
+    cluster.snapshots[2] = MemorySnapshotStore()
+    cluster.nodes[2] = cluster._new_node(2)
+    assert not cluster[2].membership.members
+    cluster.isolate(3)
+    cluster.cut -= {(1, 2), (2, 1)}
+    cluster.campaign(1)
+    assert cluster[1].role != "leader", "elected with the vote of a node that knows nothing"
+    cluster.tick(30, only=[1, 2])
+    assert cluster[1].role != "leader" and cluster[2].role != "leader"
