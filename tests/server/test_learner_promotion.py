@@ -91,3 +91,33 @@ def test_a_learner_that_never_answered_is_not_promoted(tmp_path: Path) -> None:
     silent, heard = asyncio.run(promote_a_silent_learner(tmp_path / "node-1"))
     assert silent is None, "a learner that is not answering was promoted"
     assert heard == LEARNER
+
+
+async def promote_an_empty_learner(data_dir: Path) -> tuple[int | None, int | None]:
+    server = single_voter_with_a_learner(data_dir)
+    node = server.node
+    await drain_ready(server)
+    node.campaign(pre_vote=False)
+    await drain_ready(server)
+    # Alive and "close" to the commit index (2), but it holds nothing yet, not even the
+    # configuration at index 1 that names it.
+    node.step(
+        AppendEntriesResponse(
+            to=LEADER, term=node.term, from_id=LEARNER, success=True, match_index=0
+        )
+    )
+    empty = server.members.promote_one_learner()
+    learner_answers(server)  # now it holds index 1
+    holding = server.members.promote_one_learner()
+    close_server(server)
+    return empty, holding
+
+
+def test_a_learner_is_promoted_only_once_it_holds_the_configuration_naming_it(
+    tmp_path: Path,
+) -> None:
+    """A voter that holds no configuration votes for nobody; promoted while empty, it could
+    leave a joint configuration with no electable node (whole-node simulator, seed 138)."""
+    empty, holding = asyncio.run(promote_an_empty_learner(tmp_path / "node-1"))
+    assert empty is None, "a learner holding nothing was promoted"
+    assert holding == LEARNER

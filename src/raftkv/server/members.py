@@ -196,6 +196,9 @@ class MembershipOperations:
                 progress is None
                 or not progress.active
                 or node.log.committed - progress.match > PROMOTION_LAG_ENTRIES_MAX
+                # It must hold the configuration that names it: a node with none votes for
+                # nobody (core), and a voter that cannot vote can stall elections for good.
+                or progress.match < node.membership_index
             ):
                 continue
             change = Membership(
