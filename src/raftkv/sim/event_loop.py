@@ -30,6 +30,7 @@ import asyncio
 import contextvars
 import heapq
 import itertools
+import math
 import random
 from collections.abc import Callable, Coroutine, Generator
 from concurrent.futures import Executor
@@ -52,8 +53,14 @@ class SimulatedEventLoop(asyncio.AbstractEventLoop):
         *,
         perturbation: float = 0.5,
         executor_delay_max: float = 0.002,
+        time_quantum: float | None = None,
     ) -> None:
         self._rng = rng
+        # Timers come due on multiples of this (rounded up): callbacks due within one
+        # quantum are ready together and run in a seeded order. With times drawn from a
+        # continuous range two events would never coincide, and races between, say, a
+        # client request and the tick that makes a node leader would never be explored.
+        self._quanta_per_second = round(1 / time_quantum) if time_quantum else 0
         self._perturbation = perturbation
         self._executor_delay_max = executor_delay_max
         self._time = 0.0
@@ -112,6 +119,9 @@ class SimulatedEventLoop(asyncio.AbstractEventLoop):
         context: contextvars.Context | None = None,
     ) -> asyncio.TimerHandle:
         self._check_closed()
+        if self._quanta_per_second:
+            quanta = self._quanta_per_second
+            when = math.ceil(when * quanta - 1e-6) / quanta
         handle = asyncio.TimerHandle(when, callback, args, self, context)
         heapq.heappush(self._timers, (when, next(self._sequence), handle))
         handle._scheduled = True  # type: ignore[attr-defined]

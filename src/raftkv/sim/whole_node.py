@@ -55,6 +55,8 @@ FAULT_OWNER = "faults"
 CONVERGENCE_SECONDS = 15.0
 LINEARIZABILITY_STATES_MAX = 200_000
 TICK_MS = 10
+# Virtual time moves in steps of 1 ms: whatever comes due in one step is concurrent.
+TIME_QUANTUM_SECONDS = 0.001
 # Disks of a "failing" seed: errors per operation (ENOSPC and EIO on writes and fsyncs, EIO
 # on reads), each a storage failure the server must survive by stopping cleanly.
 FAILING_DISK = {
@@ -70,6 +72,7 @@ CRASH_BIT_FLIP_RATE = 0.05
 # How often a node that just installed a snapshot loses power soon after (0.1-0.6 s): what
 # the install left on disk is then what the node restarts from.
 CRASH_AFTER_INSTALL_RATE = 0.3
+CRASH_SOON_AFTER_RESTART_RATE = 0.3
 
 
 @dataclass
@@ -210,10 +213,11 @@ class WholeNodeSimulation:
         loop_rng = random.Random(seeds.getrandbits(64))
         # Half the seeds run ready callbacks in any order, half mostly oldest first.
         perturbation = loop_rng.choice((0.5, 1.0))
-        self.loop = SimulatedEventLoop(loop_rng, perturbation=perturbation)  # type: ignore[abstract]
+        self.loop = SimulatedEventLoop(  # type: ignore[abstract]
+            loop_rng, perturbation=perturbation, time_quantum=TIME_QUANTUM_SECONDS
+        )
         self.hub = MemoryHub(random.Random(seeds.getrandbits(64)))
         self.hub.latency_seconds = (0.0002, 0.004)
-        self.hub.latency_grid_seconds = 0.001
         self.node_ids = list(range(1, options.nodes + 1))
         # Drawn per seed: small intervals and few trailing entries make snapshots, installs
         # and compaction (and their races with everything else) happen often; the cluster
@@ -331,8 +335,12 @@ class WholeNodeSimulation:
         self.stats.restarts += 1
         if machine.joined and not machine.disk.isdir(f"/disk/node-{machine.id}/wal"):
             self.in_process(FAULT_OWNER, self.operator.join(machine))
-        else:
-            self.start(machine)
+            return
+        if self.issuing and self.rng.random() < CRASH_SOON_AFTER_RESTART_RATE:
+            # A flapping machine: power fails again within its first disk operations, often
+            # inside its first election's Ready (messages out, term not yet durable).
+            machine.disk.schedule_crash(self.rng.randint(1, 80))
+        self.start(machine)
 
     def in_process(self, owner: object, coroutine: Any) -> None:
         context = contextvars.copy_context()

@@ -18,6 +18,7 @@ KEYS = ("x", "y", "z")
 ATTEMPT_TIMEOUT_SECONDS = 1.0
 # ...and an operation this long before it gives up on it.
 OPERATION_TIMEOUT_SECONDS = 4 * ATTEMPT_TIMEOUT_SECONDS
+THINK_SECONDS_MAX = 0.05
 _METHODS = {"get": "GET", "put": "PUT", "del": "DELETE"}
 
 
@@ -38,7 +39,7 @@ class KvClient:
     async def run(self) -> None:
         simulation = self.simulation
         while simulation.issuing:
-            await asyncio.sleep(self.rng.uniform(0.0, 0.05))
+            await asyncio.sleep(self.rng.uniform(0.0, THINK_SECONDS_MAX))
             await self._one_operation()
 
     async def _one_operation(self) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import math
 import random
 from collections.abc import Collection
 from itertools import combinations
@@ -55,10 +54,6 @@ class MemoryHub:
         # Delivery delay in seconds, drawn per frame from [low, high) by the same generator;
         # None delivers at once. Frames of one link keep their order, as over TCP.
         self.latency_seconds: tuple[float, float] | None = None
-        # Arrivals rounded up to this grid: frames from different links then land at the
-        # same instant, and the simulated loop runs them in a seeded order (which makes
-        # races between a peer's message and a node's own pending task reachable).
-        self.latency_grid_seconds: float | None = None
 
     # --- faults ----------------------------------------------------------------------------
     def partition(self, *groups: Collection[int]) -> None:
@@ -209,9 +204,6 @@ class _MemoryLink:
         low, high = hub.latency_seconds
         # In order per link (TCP); a cut made meanwhile loses what was on the wire.
         arrival = max(self._last_arrival, loop.time() + hub._random.uniform(low, high))
-        grid = hub.latency_grid_seconds
-        if grid:
-            arrival = math.ceil(arrival / grid) * grid
         self._last_arrival = arrival
         loop.call_at(arrival, self._arrive, destination, payload, context=destination._context)
 
