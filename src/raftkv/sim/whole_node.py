@@ -41,7 +41,7 @@ from raftkv.server.options import NodeOptions
 from raftkv.server.runtime import RaftServer
 from raftkv.sim.event_loop import OWNER, SimulatedEventLoop
 from raftkv.sim.invariants import InvariantChecker, InvariantViolation
-from raftkv.sim.whole_node_clients import ATTEMPT_TIMEOUT_SECONDS, KvClient
+from raftkv.sim.whole_node_clients import ATTEMPT_TIMEOUT_SECONDS, KvClient, LoadWriter
 from raftkv.sim.whole_node_machine import Machine, MachineState
 from raftkv.sim.whole_node_operator import Operator
 from raftkv.storage.simulated_disk import DiskFaults, SimulatedCrash, SimulatedFileSystem
@@ -118,6 +118,7 @@ class WholeNodeStats:
     client_failed: int = 0
     client_unknown: int = 0
     shape: str = ""
+    load_writers: int = 0
     disks: str = ""
     snapshot_entries: int = 0
     snapshot_trailing_entries: int = 0
@@ -145,7 +146,7 @@ class WholeNodeResult:
             f"raft-sim --whole-node seed={options.seed} nodes={options.nodes}"
             f" seconds={options.seconds:g} faults={'all' if options.faults else 'none'}"
             f" workload={'membership' if options.membership else 'kv'}",
-            f"cluster: {stats.shape}; disks: {stats.disks}",
+            f"cluster: {stats.shape}; disks: {stats.disks}; load writers: {stats.load_writers}",
             f"callbacks: {stats.callbacks}  max term: {stats.max_term}"
             f"  commit index: {stats.commit_index}",
             f"faults: crash={stats.crashes} (inside a disk operation {stats.disk_crashes})"
@@ -226,6 +227,8 @@ class WholeNodeSimulation:
         tuning = random.Random(seeds.getrandbits(64))
         self.snapshot_entries = tuning.choice((3, 10, 30, 100))
         self.snapshot_trailing_entries = tuning.choice((0, 2, 5, 20))
+        # Half the seeds carry background write load beyond the checked clients.
+        self.load_writers = tuning.choice((0, 2))
         grown = options.faults and options.membership and tuning.random() < 0.4
         self.founders = [1] if grown or options.nodes == 1 else list(self.node_ids)
         failing = options.faults and tuning.random() < 0.3
@@ -617,6 +620,8 @@ class WholeNodeSimulation:
             client_rng = random.Random(self.rng.getrandbits(64))
             for number in range(1, options.clients + 1):
                 self.in_process(CLIENT_OWNER, KvClient(self, number, client_rng).run())
+            for number in range(1, self.load_writers + 1):
+                self.in_process(CLIENT_OWNER, LoadWriter(self, number, client_rng).run())
             self.loop.run_until(stop, options.seconds)
             self.issuing = False
             self.heal()
@@ -647,6 +652,7 @@ class WholeNodeSimulation:
         stats = self.stats
         stats.callbacks = self.loop.callbacks_run
         stats.snapshot_entries = self.snapshot_entries
+        stats.load_writers = self.load_writers
         stats.snapshot_trailing_entries = self.snapshot_trailing_entries
         stats.commit_index = self.checker.committed_index
         for machine in self.machines.values():

@@ -88,3 +88,34 @@ class KvClient:
             leader = payload.get("leader_id")
             self.target = leader if isinstance(leader, int) else rng.choice(simulation.node_ids)
             await asyncio.sleep(rng.uniform(0.01, 0.05))
+
+
+class LoadWriter:
+    """Background load, outside the checked history: writes to a key of its own as fast as
+    the cluster answers, so every node applies entries (and takes snapshots) all the time,
+    as under real traffic, and a follower's own snapshot races the leader's InstallSnapshot.
+    Its writes carry no session: what they do is never read back."""
+
+    def __init__(self, simulation: WholeNodeSimulation, number: int, rng: random.Random) -> None:
+        self.simulation = simulation
+        self.key = f"load-{number}"
+        self.rng = rng
+        self.target = rng.choice(simulation.node_ids)
+        self.count = 0
+
+    async def run(self) -> None:
+        simulation, rng = self.simulation, self.rng
+        while simulation.issuing:
+            await asyncio.sleep(rng.uniform(0.002, 0.01))
+            self.count += 1
+            status, payload = await simulation.call(
+                self.target,
+                "PUT",
+                f"/v1/kv/{self.key}",
+                {"value": str(self.count)},
+                ATTEMPT_TIMEOUT_SECONDS,
+            )
+            if status != 200:
+                leader = payload.get("leader_id")
+                self.target = leader if isinstance(leader, int) else rng.choice(simulation.node_ids)
+                await asyncio.sleep(rng.uniform(0.01, 0.05))

@@ -123,6 +123,10 @@ class Operator:
         # Grow toward the full size more often than shrink; never remove the last member.
         if outside and (len(members) <= 1 or rng.random() < 0.6):
             await self.join(rng.choice(outside))
+            if rng.random() < 0.5:
+                # Rolling operations move leadership right after adding a node, while the
+                # newcomer is still a learner waiting for its promotion.
+                await self._transfer_leadership()
         elif len(members) > 1:
             await self._remove(rng.choice(sorted(members)))
 
