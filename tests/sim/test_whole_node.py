@@ -26,6 +26,20 @@ def test_whole_node_seeds_hold_every_invariant(seed: int) -> None:
     assert result.stats.client_ok > 0
 
 
+@pytest.mark.parametrize(("nodes", "seed"), [(1, 1), (1, 3), (2, 1), (4, 1), (5, 1), (7, 1)])
+def test_whole_node_clusters_of_one_to_seven(nodes: int, seed: int) -> None:
+    result = run_whole_node(WholeNodeOptions(seed=seed, nodes=nodes, seconds=3))
+    assert result.ok, "\n".join(result.report_lines())
+    assert result.stats.client_ok > 0
+
+
+def test_the_kv_workload_changes_no_membership() -> None:
+    result = run_whole_node(WholeNodeOptions(seed=4, nodes=3, seconds=3, membership=False))
+    assert result.ok, "\n".join(result.report_lines())
+    assert (result.stats.joins, result.stats.removals, result.stats.transfers) == (0, 0, 0)
+    assert "founded by 3 of 3" in result.report_lines()[1]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("chunk", range(LONG_CHUNKS))
 def test_long_whole_node_sweep(chunk: int) -> None:

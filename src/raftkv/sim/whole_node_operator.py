@@ -49,7 +49,7 @@ class Operator:
         running = simulation.machines_in(MachineState.RUNNING)
         down = simulation.machines_in(MachineState.DOWN)
         if draw < 0.10 and running:
-            simulation.crash(rng.choice(running))
+            simulation.crash(self._victim(running))
         elif draw < 0.16 and running:
             # A power loss inside one of the next disk operations of a node.
             rng.choice(running).disk.schedule_crash(rng.randint(1, 40))
@@ -57,16 +57,24 @@ class Operator:
             simulation.restart(rng.choice(down))
         elif draw < 0.44:
             stats.partitions += 1
-            simulation.hub.isolate(rng.choice(simulation.node_ids))
+            simulation.hub.isolate(self._victim(running).id if running else 1)
         elif draw < 0.52:
             simulation.hub.heal()
         elif draw < 0.56:
             simulation.hub.set_drop_probability(rng.choice((0.0, 0.05, 0.2)))
         elif draw < 0.62 and running:
             stats.pauses += 1
-            simulation.loop.pause(rng.choice(running).owner, rng.uniform(*PAUSE_SECONDS))
-        elif draw < 0.67 and not self._busy:
+            simulation.loop.pause(self._victim(running).owner, rng.uniform(*PAUSE_SECONDS))
+        elif draw < 0.67 and not self._busy and simulation.membership_changes:
             self._start(self._transfer_leadership())
+
+    def _victim(self, running: list[Machine]) -> Machine:
+        """Half the time the leader (Jepsen's kill-leader and partition-leader nemeses:
+        most of the protocol's hard cases start there), else any running node."""
+        leader = self.simulation.leader()
+        if leader is not None and self.rng.random() < 0.5:
+            return leader
+        return self.rng.choice(running)
 
     def restart_failed_storage(self) -> None:
         """A node whose disk failed stops taking part and says why (SPEC); the operator
