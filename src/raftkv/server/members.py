@@ -48,14 +48,14 @@ class MembershipOperations:
     def __init__(
         self,
         server: MembershipHost,
-        wait_applied: Callable[[int], Awaitable[None]],
+        wait_entry: Callable[[int, int], Awaitable[object]],
         *,
         request_timeout_seconds: float,
         tick_seconds: float,
     ) -> None:
         self.server = server
-        # Waits until the state machine reflects an index (RequestTracker.wait_applied).
-        self._wait_applied = wait_applied
+        # Waits until an entry this leader appended applies (RequestTracker.wait_entry).
+        self._wait_entry = wait_entry
         self._request_timeout_seconds = request_timeout_seconds
         self._tick_seconds = tick_seconds
         self._leader_changed = asyncio.Event()
@@ -94,9 +94,9 @@ class MembershipOperations:
 
     async def _change(self, membership: Membership) -> int:
         server = self.server
-        index, _ = server.node.propose_membership(membership)
+        index, term = server.node.propose_membership(membership)
         server.wake()
-        await self._wait_applied(index)
+        await self._wait_entry(index, term)
         return index
 
     async def add(self, member: int, address: str) -> dict[str, Any]:

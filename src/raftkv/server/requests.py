@@ -100,17 +100,24 @@ class RequestTracker:
         self._check_serving()
         index, term = server.node.propose(data)
         self.proposals_total += 1
+        return await self.wait_entry(index, term), index
+
+    async def wait_entry(self, index: int, term: int) -> Any:
+        """Wait for the entry this leader appended at (index, term) to apply; returns what
+        applying it returned. `ProposalLost` if another entry was applied at that index:
+        reaching the index is not enough, a later leader may have replaced the entry (a
+        membership change once reported success for a removal that never happened)."""
+        server = self.server
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._proposals[index] = (term, future)
         self._expires(future, f"entry {index} not applied in time; it may still commit")
         server.wake()
         try:
-            result = await future
+            return await future
         finally:
             self._deadlines.pop(future, None)
             if self._proposals.get(index, (None, None))[1] is future:
                 del self._proposals[index]
-        return result, index
 
     def applied(self, entry: Entry, result: Any) -> None:
         waiting = self._proposals.pop(entry.index, None)

@@ -157,7 +157,7 @@ class RaftServer:
         )
         self.members = MembershipOperations(
             self,
-            self.requests.wait_applied,
+            self.requests.wait_entry,
             request_timeout_seconds=options.request_timeout_seconds,
             tick_seconds=options.tick_ms / 1000,
         )
