@@ -20,18 +20,18 @@ from tests.sim import whole_node_defects as defects
 NODES = 3
 # (the double, the seeds to sweep, what the simulator must report)
 REACH: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], range, str]] = {
-    # Defect 4: caught at seed 58 (and 73 of seeds 1-300): the node restarts without
+    # Defect 4: caught at seed 50 (and 175 of seeds 1-300): the node restarts without
     # committed entries it had made durable.
     "damaged newest snapshot": (
         defects.damaged_newest_snapshot_falls_back,
-        range(56, 59),
+        range(48, 51),
         "Durability",
     ),
-    # Defect 7: caught at seed 108 (and 156, 173 of seeds 1-300): a node re-added under
+    # Defect 7: caught at seed 38 (and 131, 141 of seeds 1-300): a node re-added under
     # the id of a removed one replays that removal and stops.
     "re-added id stops itself": (
         defects.rejoined_node_trusts_old_removals,
-        range(106, 109),
+        range(36, 39),
         "stopped as removed but is a member",
     ),
 }
