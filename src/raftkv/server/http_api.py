@@ -18,6 +18,9 @@ from raftkv.server.requests import RequestFailed
 # Room for the JSON around a maximal value (quotes, escapes, the other fields).
 BODY_OVERHEAD_BYTES = 64 << 10
 CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
+# The largest number the API takes (seq, after_index, index, member ids): commands and peer
+# messages carry them as 64-bit MessagePack integers; anything larger is a 400, not a 500.
+NUMBER_MAX = (1 << 63) - 1
 KV_PREFIX = "/v1/kv/"
 MEMBERS_PREFIX = "/v1/members/"
 SESSION_EXPIRED_MESSAGE = (
@@ -84,14 +87,27 @@ def _optional_flag(body: dict[str, Any], name: str) -> bool:
     return value
 
 
+def _number(value: object) -> int | None:
+    """`value` as an integer in 0..NUMBER_MAX (a JSON number, or a string of ASCII digits
+    from a URL), or None. str.isdigit() alone takes "²" and other digits int() refuses."""
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()) or len(value) > 19:
+            return None
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= NUMBER_MAX:
+        return None
+    return value
+
+
 def _count(source: dict[str, Any], name: str) -> int | None:
     """An optional non-negative integer (a digit string too: DELETE takes it in the query)."""
     value = source.get(name)
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-        raise BadRequest(f"{name!r} must be a non-negative integer")
-    return value
+    if value is None:
+        return None
+    number = _number(value)
+    if number is None:
+        raise BadRequest(f"{name!r} must be an integer from 0 to {NUMBER_MAX}")
+    return number
 
 
 def _session(source: dict[str, Any]) -> tuple[str, int, int | None]:
@@ -316,10 +332,9 @@ class ClientApi:
         return Response.json(self.server.status())
 
     async def get_hash(self, request: Request) -> Response:
-        text = request.query.get("index", "")
-        if not text.isdigit():
-            raise BadRequest("'index' must be a non-negative integer")
-        index = int(text)
+        index = _number(request.query.get("index", ""))
+        if index is None:
+            raise BadRequest(f"'index' must be an integer from 0 to {NUMBER_MAX}")
         applied_hash = self.server.applied_hashes.get(index)
         if applied_hash is None:
             return Response.error(404, "not_found", index=index, message="hash not remembered")
@@ -336,22 +351,22 @@ class ClientApi:
         body = _body(request)
         member = body.get("id")
         address = body.get("address")
-        if not isinstance(member, int) or isinstance(member, bool) or member <= 0:
-            raise BadRequest("'id' must be a positive integer")
+        if not isinstance(member, int) or _number(member) is None or member == 0:
+            raise BadRequest(f"'id' must be an integer from 1 to {NUMBER_MAX}")
         if not isinstance(address, str):
             raise BadRequest("'address' must be 'host:port'")
         return Response.json(await self.server.members.add(member, address))
 
     async def delete_member(self, request: Request) -> Response:
-        text = request.path[len(MEMBERS_PREFIX) :]
-        if not text.isdigit():
-            raise BadRequest("member ids are positive integers")
-        return Response.json(await self.server.members.remove(int(text)))
+        member = _number(request.path[len(MEMBERS_PREFIX) :])
+        if not member:
+            raise BadRequest(f"member ids are integers from 1 to {NUMBER_MAX}")
+        return Response.json(await self.server.members.remove(member))
 
     async def post_transfer_leader(self, request: Request) -> Response:
         body = _body(request)
         target = body.get("to")
-        if not isinstance(target, int) or isinstance(target, bool):
+        if not isinstance(target, int) or _number(target) is None:
             raise BadRequest("'to' must be a node id")
         leader = await self.server.members.transfer_leadership(target)
         return Response.json({"ok": True, "leader": leader})
