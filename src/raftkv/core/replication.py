@@ -378,6 +378,11 @@ class Replication:
         progress = self.progress.get(peer)
         if progress is None:
             return
+        if message.match_index > node.log.last_index:
+            # We never sent that index: a broken or hostile peer. Believing it would make
+            # the next heartbeat look for entries we do not hold.
+            self._refuse_claim(peer, "match index", message.match_index)
+            return
         progress.recent_active = True
         self._last_answer[peer] = self._ticks
         sent_at = self._round_started.get(message.read_context)
@@ -412,10 +417,19 @@ class Replication:
         if progress.match < log.snapshot_index + len(log.entries):  # behind our last index
             self._dirty.add(peer)
 
+    def _refuse_claim(self, peer: int, what: str, index: int) -> None:
+        self.node.events.append(
+            f"refused an answer from node {peer}: {what} {index} is past the last index "
+            f"{self.node.log.last_index}"
+        )
+
     def handle_snapshot_response(self, message: InstallSnapshotResponse) -> None:
         peer = message.from_id
         progress = self.progress.get(peer)
         if progress is None:
+            return
+        if message.last_included_index > self.node.log.last_index:
+            self._refuse_claim(peer, "snapshot index", message.last_included_index)
             return
         progress.recent_active = True
         self._last_answer[peer] = self._ticks
