@@ -15,8 +15,19 @@ from raftkv.server.http_server import Request, Response
 from raftkv.server.options import KEY_BYTES_MAX
 from raftkv.server.requests import RequestFailed
 
-# Room for the JSON around a maximal value (quotes, escapes, the other fields).
+# The body allowance: a value and an `if_value` within the value limit are accepted however
+# they are encoded. JSON may write any character as `\uXXXX`, six bytes for one (a control
+# character must be), so each takes at most six times its length; plus room for the rest
+# of the object (keys, client id, numbers). 12 MiB + 64 KiB for the default 1 MiB limit.
+JSON_ESCAPE_FACTOR_MAX = 6
 BODY_OVERHEAD_BYTES = 64 << 10
+
+
+def body_bytes_max(value_bytes_max: int) -> int:
+    """The largest request body the client port reads for a value limit."""
+    return 2 * JSON_ESCAPE_FACTOR_MAX * value_bytes_max + BODY_OVERHEAD_BYTES
+
+
 CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
 # The largest number the API takes (seq, after_index, index, member ids): commands and peer
 # messages carry them as 64-bit MessagePack integers; anything larger is a 400, not a 500.
@@ -187,7 +198,7 @@ class ClientApi:
     def __init__(self, server: ApiBackend, value_bytes_max: int) -> None:
         self.server = server
         self.value_bytes_max = value_bytes_max
-        self.body_bytes_max = value_bytes_max + BODY_OVERHEAD_BYTES
+        self.body_bytes_max = body_bytes_max(value_bytes_max)
         # method -> handler, for each exact path and for each prefix ("/v1/kv/{key}").
         self._exact: dict[str, dict[str, Route]] = {
             "/v1/status": {"GET": self.get_status},
