@@ -269,6 +269,27 @@ def test_a_message_naming_another_sender_closes_the_connection(
     )
 
 
+def test_a_term_storage_cannot_hold_closes_the_connection_undelivered(
+    kind: str, transport_logs: pytest.LogCaptureFixture
+) -> None:
+    """Issue #13: one AppendEntries at term 2**63 - 1 once reached every node's disk."""
+    import msgspec
+
+    from raftkv.core import codec
+
+    async def attack(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(handshake_frame())
+        assert (await read_reply(reader)).accepted
+        hostile = msgspec.structs.replace(append_entries(PEER, MEMBER, 0), term=(1 << 63) - 1)
+        writer.write(encode_frame(codec.encode(hostile)))
+        await assert_closed_by_peer(reader)
+
+    # `run_attack` checks that node 1 received exactly the real peer's messages afterwards.
+    run_attack(kind, attack)
+    assert "closed connection from node 2" in transport_logs.text
+    assert "malformed message" in transport_logs.text
+
+
 def test_a_silent_connection_is_closed_after_the_handshake_timeout(
     kind: str, transport_logs: pytest.LogCaptureFixture
 ) -> None:

@@ -8,6 +8,7 @@ self-describing in a trace and a driver can route it without an envelope.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Annotated
 
 import msgspec
 
@@ -18,30 +19,53 @@ class EntryKind(IntEnum):
     MEMBERSHIP = 2  # a membership change; `data` is an encoded Membership
 
 
+# --- bounds on every integer a peer sends ----------------------------------------------------
+# Checked when a frame is decoded (msgspec enforces them; building a message in code does
+# not), so a peer cannot hand the core a number that storage cannot hold. The WAL stores
+# terms and indexes as signed 64-bit fields (storage/wal_records.py); a term of 2**63 - 1
+# was accepted once, and the next election's term + 1 no longer fitted, stopping every node
+# with the term already on disk. Keeping terms and indexes below 2**62 leaves a margin no
+# cluster will ever use up, and the core refuses to campaign past it (node.py).
+TERM_LIMIT = 1 << 62
+INDEX_LIMIT = 1 << 62
+# Node ids are positive; 2**31 keeps them within a signed 32-bit field anywhere.
+NODE_ID_LIMIT = 1 << 31
+# A byte offset into a snapshot: 256 TiB is beyond any snapshot, well within 64 bits.
+SNAPSHOT_OFFSET_LIMIT = 1 << 48
+
+Term = Annotated[int, msgspec.Meta(ge=0, lt=TERM_LIMIT)]
+Index = Annotated[int, msgspec.Meta(ge=0, lt=INDEX_LIMIT)]
+NodeId = Annotated[int, msgspec.Meta(ge=1, lt=NODE_ID_LIMIT)]
+SnapshotOffset = Annotated[int, msgspec.Meta(ge=0, lt=SNAPSHOT_OFFSET_LIMIT)]
+# Heartbeat round numbers count up from 1 for as long as a node leads.
+RoundNumber = Annotated[int, msgspec.Meta(ge=0, lt=1 << 62)]
+KindNumber = Annotated[int, msgspec.Meta(ge=0, le=int(max(EntryKind)))]
+
+
 class Entry(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One log entry. Array-like on the wire: entries dominate frame size. Not tracked by
     the cyclic garbage collector (it holds only ints and bytes): a log of hundreds of
     thousands of entries would otherwise make every full collection a long pause."""
 
-    term: int
-    index: int
-    kind: int = EntryKind.NORMAL
+    term: Term
+    index: Index
+    kind: KindNumber = EntryKind.NORMAL
     data: bytes = b""
 
 
 class HardState(msgspec.Struct, frozen=True, gc=False):
     """What must be durable before the messages that depend on it leave (§5.1, Figure 2)."""
 
-    term: int = 0
-    voted_for: int | None = None
-    commit: int = 0
+    term: Term = 0
+    voted_for: NodeId | None = None
+    commit: Index = 0
 
 
 class Message(msgspec.Struct, frozen=True, tag_field="type"):
     """Base of every message between nodes; `to` is the destination node id."""
 
-    to: int
-    term: int
+    to: NodeId
+    term: Term
 
 
 class AppendEntries(Message, frozen=True, tag="AppendEntries"):
@@ -51,12 +75,12 @@ class AppendEntries(Message, frozen=True, tag="AppendEntries"):
     (thesis §6.4); the follower echoes it back.
     """
 
-    leader_id: int
-    prev_log_index: int
-    prev_log_term: int
+    leader_id: NodeId
+    prev_log_index: Index
+    prev_log_term: Term
     entries: list[Entry]
-    leader_commit: int
-    read_context: int = 0
+    leader_commit: Index
+    read_context: RoundNumber = 0
 
     @property
     def sender(self) -> int:
@@ -73,12 +97,12 @@ class AppendEntriesResponse(Message, frozen=True, tag="AppendEntriesResponse"):
     shorter) and the first index the follower holds of that term (or its last index + 1).
     """
 
-    from_id: int
+    from_id: NodeId
     success: bool
-    match_index: int
-    conflict_index: int = 0
-    conflict_term: int = 0
-    read_context: int = 0
+    match_index: Index
+    conflict_index: Index = 0
+    conflict_term: Term = 0
+    read_context: RoundNumber = 0
 
     @property
     def sender(self) -> int:
@@ -92,9 +116,9 @@ class RequestVote(Message, frozen=True, tag="RequestVote"):
     while they believe a leader is alive.
     """
 
-    candidate_id: int
-    last_log_index: int
-    last_log_term: int
+    candidate_id: NodeId
+    last_log_index: Index
+    last_log_term: Term
     pre_vote: bool = False
     transfer: bool = False
 
@@ -104,7 +128,7 @@ class RequestVote(Message, frozen=True, tag="RequestVote"):
 
 
 class RequestVoteResponse(Message, frozen=True, tag="RequestVoteResponse"):
-    from_id: int
+    from_id: NodeId
     granted: bool
     pre_vote: bool = False
 
@@ -120,10 +144,10 @@ class InstallSnapshot(Message, frozen=True, tag="InstallSnapshot"):
     last chunk. `membership` is the encoded configuration as of `last_included_index`.
     """
 
-    leader_id: int
-    last_included_index: int
-    last_included_term: int
-    offset: int
+    leader_id: NodeId
+    last_included_index: Index
+    last_included_term: Term
+    offset: SnapshotOffset
     data: bytes
     done: bool
     membership: bytes = b""
@@ -139,9 +163,9 @@ class InstallSnapshotResponse(Message, frozen=True, tag="InstallSnapshotResponse
     When `done` the follower has installed the snapshot and `last_included_index` is its match.
     """
 
-    from_id: int
-    last_included_index: int
-    next_offset: int
+    from_id: NodeId
+    last_included_index: Index
+    next_offset: SnapshotOffset
     done: bool = False
 
     @property
@@ -152,7 +176,7 @@ class InstallSnapshotResponse(Message, frozen=True, tag="InstallSnapshotResponse
 class TimeoutNow(Message, frozen=True, tag="TimeoutNow"):
     """Thesis §3.10: the leader asks a caught-up follower to start an election at once."""
 
-    leader_id: int
+    leader_id: NodeId
 
     @property
     def sender(self) -> int:

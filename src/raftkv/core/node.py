@@ -16,6 +16,7 @@ from raftkv.core.follower import FollowerSide
 from raftkv.core.log import RaftLog, entry_size
 from raftkv.core.membership import EMPTY, Membership
 from raftkv.core.messages import (
+    TERM_LIMIT,
     AnyMessage,
     AppendEntries,
     AppendEntriesResponse,
@@ -219,6 +220,10 @@ class RaftNode:
         if message.to != self.id:
             return
         if message.term > self.term:
+            if message.term >= TERM_LIMIT:
+                # Decoding refuses such a frame; this guards drivers that skip the codec.
+                self.events.append(f"ignored {type(message).__name__}: term {message.term}")
+                return
             if not self._accept_higher_term(message):
                 return
         elif message.term < self.term:
@@ -445,6 +450,12 @@ class RaftNode:
     def campaign(self, *, pre_vote: bool, transfer: bool = False) -> None:
         """§5.2: start an election; with `pre_vote`, first a trial run at term + 1 that
         changes nobody's term (thesis §9.6)."""
+        if self.term + 1 >= TERM_LIMIT:
+            # The next term would not fit storage (messages.TERM_LIMIT): stay put rather
+            # than write a term no node could read back. Tried again at the next election timeout.
+            self.election_elapsed = 0
+            self.events.append(f"not campaigning: term {self.term} is the last one allowed")
+            return
         if pre_vote:
             self._reset(self.term)
             self.role = _PRE_CANDIDATE
