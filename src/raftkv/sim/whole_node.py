@@ -615,7 +615,7 @@ class WholeNodeSimulation:
             for node_id in self.founders:
                 self.start(self.machines[node_id])
             if options.faults:
-                self.in_process(FAULT_OWNER, self.operator.run(faults=True))
+                self.in_process(FAULT_OWNER, self.operator.run())
             if len(self.founders) < options.nodes:
                 self.in_process(FAULT_OWNER, self.operator.grow(self.node_ids[1:]))
             client_rng = random.Random(self.rng.getrandbits(64))

@@ -31,15 +31,14 @@ class Operator:
         self._busy = False
 
     # --- the fault loop -------------------------------------------------------------------
-    async def run(self, *, faults: bool) -> None:
+    async def run(self) -> None:
         simulation, rng = self.simulation, self.rng
         while simulation.issuing:
             await asyncio.sleep(rng.uniform(0.05, 0.3))
             if not simulation.issuing:
                 return  # healed meanwhile: nothing after the heal
             self.restart_failed_storage()
-            if faults:
-                self._fault(rng.random())
+            self._fault(rng.random())
             if simulation.membership_changes and not self._busy and rng.random() < 0.15:
                 self._start(self._change_membership())
 
