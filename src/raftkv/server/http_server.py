@@ -42,6 +42,12 @@ logger = logging.getLogger("raftkv.http")
 URL_BYTES_MAX = 8 << 10
 HEADER_BYTES_MAX = 16 << 10
 HEADER_FIELDS_MAX = 100
+# The raw bytes of an unfinished request head (request line and headers with their framing),
+# counted as they arrive: httptools hands a header over only once it ends, and buffers it by
+# concatenation until then, so one that never ends would otherwise grow without bound at
+# quadratic cost. Counted per chunk received, not per byte; the chunk a head begins in is
+# not counted, so a head is cut off within one read (at most 256 KiB) of this.
+HEAD_BYTES_MAX = URL_BYTES_MAX + HEADER_BYTES_MAX + (4 << 10)
 PIPELINE_MAX = 32
 DISCARD_BYTES_MAX = 16 << 20
 SWEEP_SECONDS = 1.0
@@ -141,6 +147,10 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._header_bytes = 0
         self._header_fields = 0
+        # Bytes received while the head was unfinished (None: no head under way), and
+        # whether the head began in the chunk being parsed.
+        self._head_bytes: int | None = None
+        self._head_began = False
         self._body: list[bytes] = []
         self._body_bytes = 0
         self._message_started: float | None = None
@@ -184,6 +194,8 @@ class _Connection(asyncio.Protocol):
             return  # the connection closes once the queued responses are written
         try:
             self._parser.feed_data(data)
+            if self._head_bytes is not None:
+                self._count_head(len(data))
         except httptools.HttpParserUpgrade:
             self._stop_accepting()  # the request before the upgrade is served; no upgrade
             self._close_if_done()
@@ -212,6 +224,8 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._header_bytes = 0
         self._header_fields = 0
+        self._head_bytes = 0
+        self._head_began = True
         self._body = []
         self._body_bytes = 0
         self._message_started = self.last_active
@@ -240,6 +254,9 @@ class _Connection(asyncio.Protocol):
             idle = self._serving is None and not self._queue
             if idle and self._accepting and self._transport is not None:
                 self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = None
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -280,6 +297,18 @@ class _Connection(asyncio.Protocol):
         self._queue.append(request)
         self._update_reading()
         self._serve_next()
+
+    def _count_head(self, received: int) -> None:
+        """After a chunk is parsed with a head still unfinished: count it (unless the head
+        began in it) and refuse the request once its head is over HEAD_BYTES_MAX."""
+        if self._head_began:
+            self._head_began = False
+            return
+        head_bytes = cast(int, self._head_bytes) + received
+        self._head_bytes = head_bytes
+        if head_bytes > HEAD_BYTES_MAX and self._accepting:
+            self._head_bytes = None
+            self._reject(Response.error(431, "bad_request", "the request headers are too large"))
 
     # --- serving ---------------------------------------------------------------------------
     def _serve_next(self) -> None:
