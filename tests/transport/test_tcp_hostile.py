@@ -353,3 +353,76 @@ def test_close_is_idempotent_and_send_after_close_is_dropped() -> None:
         assert transport.counters().peers[PEER].frames_dropped == 1
 
     run_on_network("tcp", body)
+
+
+SILENT_SOCKETS = 300
+
+
+def test_hundreds_of_silent_sockets_do_not_keep_a_member_out(kind: str) -> None:
+    """Issue #13: 260 silent sockets once kept a restarted member out for as long as they
+    were held. The handshake deadline is long here, so only the bound on connections still
+    in their handshake can let the member in within the wait deadline."""
+    limits = TransportLimits(
+        handshake_timeout_seconds=60.0,
+        reconnect_backoff_initial_seconds=0.005,
+        reconnect_backoff_max_seconds=0.05,
+    )
+
+    async def body(network: Network) -> None:
+        member_inbox, peer_inbox = Inbox(), Inbox()
+        member = network.create(MEMBER, member_inbox, limits=limits)
+        await member.start()
+        writers: list[asyncio.StreamWriter] = []
+        try:
+            for _ in range(SILENT_SOCKETS):
+                writers.append((await asyncio.open_connection(*member.listen_address))[1])
+            # Every one of them accepted: those beyond the hard limit have been refused.
+            beyond = SILENT_SOCKETS - limits.inbound_connections_max
+            await wait_until(
+                lambda: member.counters().connections_refused >= beyond, "the flood accepted"
+            )
+            peer = network.create(PEER, peer_inbox, limits=limits)
+            await peer.start()
+            peer.set_peer_address(MEMBER, *member.listen_address)
+            member.set_peer_address(PEER, *peer.listen_address)
+            peer.send(append_entries(PEER, MEMBER, 0))
+            member.send(append_entries(MEMBER, PEER, 0))
+            await member_inbox.wait_for_count(1)
+            await peer_inbox.wait_for_count(1)
+        finally:
+            for writer in writers:
+                writer.close()
+
+    run_on_network(kind, body)
+
+
+def test_a_flood_of_varying_refusals_logs_a_bounded_number_of_lines(
+    kind: str, transport_logs: pytest.LogCaptureFixture
+) -> None:
+    """Issue #13: the log rate limit was keyed on text the sender controls (a cluster id, a
+    decoder's error), so varying it grew a node's log by 8 MB in 0.6 s."""
+    attempts = 200
+
+    async def body(network: Network) -> None:
+        member = network.create(MEMBER, Inbox())
+        await member.start()
+        for attempt in range(attempts):
+            reader, writer = await asyncio.open_connection(*member.listen_address)
+            try:
+                if attempt % 2:
+                    writer.write(handshake_frame(cluster_id=f"guess-{attempt}"))
+                else:
+                    writer.write(encode_frame(b"\xc1 garbage " + str(attempt).encode()))
+                await assert_closed_by_peer(reader)
+            finally:
+                writer.close()
+        await wait_until(
+            lambda: member.counters().connections_refused >= attempts, "every attempt refused"
+        )
+
+    run_on_network(kind, body)
+    warnings = [record for record in transport_logs.records if record.levelno >= logging.WARNING]
+    # One line per kind of refusal from 127.0.0.1 (a malformed handshake, a wrong cluster).
+    assert len(warnings) <= 2, [record.getMessage() for record in warnings]
+    lines = [record for record in transport_logs.records if record.levelno >= logging.INFO]
+    assert len(lines) <= 10, [record.getMessage() for record in lines]

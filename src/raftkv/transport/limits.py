@@ -34,6 +34,12 @@ READ_CHUNK_BYTES = 256 << 10
 # Accepted connections alive at once (authenticated or not): a stranger opening sockets in a
 # loop cannot exhaust file descriptors.
 INBOUND_CONNECTIONS_MAX = 256
+# Connections still in their handshake, in all and from one host. Beyond either, the oldest
+# such connection (from that host, or of all) is closed to make room: 260 silent sockets
+# once kept a restarted member out for as long as they were held, and a member handshakes
+# at once, so it is never the oldest for long. Authenticated connections never count here.
+UNAUTHENTICATED_CONNECTIONS_MAX = 64
+UNAUTHENTICATED_PER_HOST_MAX = 16
 CONNECT_TIMEOUT_SECONDS = 5.0
 # Linux TCP_USER_TIMEOUT on outbound connections: sent data unacknowledged this long aborts
 # the connection, so a peer whose host vanished (no FIN, no RST) is noticed in seconds rather
@@ -62,6 +68,8 @@ class TransportLimits:
     write_batch_bytes_max: int = WRITE_BATCH_BYTES_MAX
     read_chunk_bytes: int = READ_CHUNK_BYTES
     inbound_connections_max: int = INBOUND_CONNECTIONS_MAX
+    unauthenticated_connections_max: int = UNAUTHENTICATED_CONNECTIONS_MAX
+    unauthenticated_per_host_max: int = UNAUTHENTICATED_PER_HOST_MAX
     connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS
     unacknowledged_send_timeout_seconds: float = UNACKNOWLEDGED_SEND_TIMEOUT_SECONDS
     handshake_timeout_seconds: float = HANDSHAKE_TIMEOUT_SECONDS
@@ -78,6 +86,8 @@ class TransportLimits:
             self.write_batch_bytes_max,
             self.read_chunk_bytes,
             self.inbound_connections_max,
+            self.unauthenticated_connections_max,
+            self.unauthenticated_per_host_max,
         )
         if any(count <= 0 for count in counts):
             raise ValueError("transport limits must be positive")

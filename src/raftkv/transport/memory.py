@@ -352,7 +352,9 @@ class MemoryTransport(TransportBase):
         the dialer, or None when accepted."""
         refusal = self._check_handshake(handshake)
         if refusal is not None:
-            self._log_refusal(f"node {handshake.node_id}", refusal.log)
+            # No address in memory: the sender's id stands for it (every sender is in-process).
+            sender = f"node {handshake.node_id}"
+            self._log_refusal("handshake refused", sender, f"{sender}: {refusal.log}")
             return refusal.reply
         self._learn_client_address(handshake.node_id, handshake.client_address)
         self._inbound_peers.add(handshake.node_id)
@@ -366,4 +368,7 @@ class MemoryTransport(TransportBase):
             self._receive_payload(peer_id, payload, counters)
         except FrameError as error:
             self._counters.frames_malformed += 1
-            logger.warning("closed connection from node %d: %s", peer_id, error)
+            sender = f"node {peer_id}"
+            self._log_limited(
+                "malformed frame", sender, f"closed connection from {sender}: {error}"
+            )

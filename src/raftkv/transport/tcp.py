@@ -73,6 +73,9 @@ class TcpTransport(TransportBase):
         # The live authenticated inbound connection of each peer: a newer one replaces it.
         self._inbound_by_peer: dict[int, asyncio.StreamWriter] = {}
         self._connection_tasks: set[asyncio.Task[None]] = set()
+        # Connections still in their handshake, oldest first, with their host: the ones
+        # closed first when strangers crowd the port.
+        self._unauthenticated: dict[asyncio.StreamWriter, str] = {}
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -150,12 +153,16 @@ class TcpTransport(TransportBase):
     ) -> None:
         """One accepted connection, from handshake to close. Nothing escapes unlogged."""
         remote = describe_remote(writer)
+        host = remote_host(remote)
         peer_id: int | None = None
         try:
             if len(self._connection_tasks) > self._limits.inbound_connections_max:
-                self._log_refusal(remote_host(remote), "too many connections", remote)
+                self._log_refusal("too many connections", host, f"{host}: too many connections")
                 return
+            self._make_room_for_handshake(host)
+            self._unauthenticated[writer] = host
             accepted = await self._accept(reader, writer, remote)
+            self._unauthenticated.pop(writer, None)
             if accepted is None:
                 return
             peer_id, parser = accepted
@@ -163,21 +170,44 @@ class TcpTransport(TransportBase):
             logger.info("node %d closed its connection (from %s)", peer_id, remote)
         except FrameError as error:
             if peer_id is None:
-                self._log_refusal(remote_host(remote), str(error), remote)
+                self._log_refusal("malformed handshake", host, f"{host}: {error} (from {remote})")
             else:
                 self._counters.frames_malformed += 1
-                logger.warning(
-                    "closed connection from node %d (from %s): %s", peer_id, remote, error
+                self._log_limited(
+                    "malformed frame",
+                    host,
+                    f"closed connection from node {peer_id} (from {remote}): {error}",
                 )
         except (ConnectionClosed, OSError) as error:
-            who = f"node {peer_id}" if peer_id is not None else remote
-            logger.info("connection from %s ended: %s", who, error)
+            if peer_id is not None:
+                logger.info("connection from node %d ended: %s", peer_id, error)
+            else:
+                logger.debug("connection from %s ended before its handshake: %s", remote, error)
         except Exception:
             logger.exception("unexpected error on the connection from %s", remote)
         finally:
+            self._unauthenticated.pop(writer, None)
             if peer_id is not None and self._inbound_by_peer.get(peer_id) is writer:
                 del self._inbound_by_peer[peer_id]
             await close_writer(writer, self._limits.close_timeout_seconds)
+
+    def _make_room_for_handshake(self, host: str) -> None:
+        """Close the oldest connection still in its handshake, from `host` when that host
+        has its share, else of all when they are at their limit, so strangers holding
+        sockets open cannot keep a member out (the handshake deadline alone let them)."""
+        limits = self._limits
+        from_host = [writer for writer, other in self._unauthenticated.items() if other == host]
+        if len(from_host) >= limits.unauthenticated_per_host_max:
+            oldest = from_host[0]
+        elif len(self._unauthenticated) >= limits.unauthenticated_connections_max:
+            oldest = next(iter(self._unauthenticated))
+        else:
+            return
+        evicted_host = self._unauthenticated.pop(oldest)
+        # Its task reads end of stream, and closes and forgets it.
+        oldest.close()
+        text = f"{evicted_host}: still no handshake, closed to make room for a newer connection"
+        self._log_refusal("crowded out", evicted_host, text)
 
     async def _accept(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, remote: str
@@ -190,8 +220,9 @@ class TcpTransport(TransportBase):
             async with asyncio.timeout(limits.handshake_timeout_seconds):
                 payload = await read_frame(reader, parser, limits.read_chunk_bytes)
         except TimeoutError:
+            host = remote_host(remote)
             silence = f"no handshake within {limits.handshake_timeout_seconds:.1f} s"
-            self._log_refusal(remote_host(remote), silence, remote)
+            self._log_refusal("no handshake", host, f"{host}: {silence} (from {remote})")
             return None
         try:
             handshake = decode_handshake(payload)
@@ -201,7 +232,11 @@ class TcpTransport(TransportBase):
             raise
         refusal = self._check_handshake(handshake)
         if refusal is not None:
-            self._log_refusal(f"node {handshake.node_id}", refusal.log, remote)
+            self._log_refusal(
+                "handshake refused",
+                remote_host(remote),
+                f"node {handshake.node_id}: {refusal.log} (from {remote})",
+            )
             self._write_reply(writer, HandshakeReply(accepted=False, reason=refusal.reply))
             return None
         peer_id = handshake.node_id
