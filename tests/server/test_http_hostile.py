@@ -6,6 +6,8 @@ is checked through the server's own accounting, driven either through a fake tra
 from __future__ import annotations
 
 import asyncio
+import json
+import tracemalloc
 
 from raftkv.server.http_server import (
     HEAD_BYTES_MAX,
@@ -58,5 +60,32 @@ def test_a_head_just_within_the_limits_arriving_byte_by_byte_is_served() -> None
         await answered(connection)
         [(status, _, _)] = parse_responses(bytes(transport.written))
         assert status == 200 and not transport.closed
+
+    asyncio.run(main())
+
+
+# --- item 10: a chunked body costs memory by its size, not its chunk count ----------------------
+def test_a_body_of_tiny_chunks_is_held_in_memory_proportional_to_its_size() -> None:
+    chunks = 1500  # 3,000 bytes of body in 2-byte chunks, each fed on its own
+
+    async def main() -> None:
+        server = HttpServer(echo, body_bytes_max=BODY_MAX)
+        connection, transport = fake_connection(server)
+        connection.data_received(b"PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for n in range(chunks):
+                connection.data_received(b"2\r\n%02d\r\n" % (n % 100))
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        body_bytes = 2 * chunks
+        assert held < 2 * body_bytes + 2048, f"{held} bytes held for a {body_bytes}-byte body"
+        connection.data_received(b"0\r\n\r\n")
+        await answered(connection)
+        [(status, _, answer)] = parse_responses(bytes(transport.written))
+        expected = "".join(f"{n % 100:02d}" for n in range(chunks))
+        assert status == 200 and json.loads(answer)["b"] == expected
 
     asyncio.run(main())

@@ -151,7 +151,9 @@ class _Connection(asyncio.Protocol):
         # whether the head began in the chunk being parsed.
         self._head_bytes: int | None = None
         self._head_began = False
-        self._body: list[bytes] = []
+        # The body so far: the first piece as received (most bodies come in one), then one
+        # bytearray, so memory follows the body's size, not its number of chunks.
+        self._body: bytes | bytearray = b""
         self._body_bytes = 0
         self._message_started: float | None = None
         # Whole requests (or prepared rejections) waiting for the one being served.
@@ -226,7 +228,7 @@ class _Connection(asyncio.Protocol):
         self._header_fields = 0
         self._head_bytes = 0
         self._head_began = True
-        self._body = []
+        self._body = b""
         self._body_bytes = 0
         self._message_started = self.last_active
 
@@ -267,7 +269,12 @@ class _Connection(asyncio.Protocol):
         if self._body_bytes > self._server.body_bytes_max:
             self._refuse_body()  # a chunked body that grew past the limit
             return
-        self._body.append(body)
+        if not self._body:
+            self._body = body
+        elif isinstance(self._body, bytearray):
+            self._body += body
+        else:
+            self._body = bytearray(self._body) + body
 
     def on_message_complete(self) -> None:
         self._message_started = None
@@ -287,11 +294,11 @@ class _Connection(asyncio.Protocol):
             _METHODS.get(method) or method.decode("latin-1"),
             path,
             query,
-            b"".join(self._body),
+            self._body if isinstance(self._body, bytes) else bytes(self._body),
             keep_alive,
             parser.get_http_version() == "1.0",
         )
-        self._body = []
+        self._body = b""
         if not keep_alive:
             self._stop_accepting()
         self._queue.append(request)
@@ -369,7 +376,7 @@ class _Connection(asyncio.Protocol):
         body (so the client, still sending, can read the answer), then close."""
         limit = self._server.body_bytes_max
         self._discarding = True
-        self._body = []
+        self._body = b""
         self._stop_accepting()
         message = f"the request body is over {limit} bytes"
         self._queue.append(Response.error(413, "too_large", message))
