@@ -34,6 +34,9 @@ class FakeTransport:
     def close(self) -> None:
         self.closed = True
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass  # writes are taken at once
+
     def pause_reading(self) -> None:
         self.reading = False
 

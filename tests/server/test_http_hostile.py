@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import tracemalloc
 
 from raftkv.server.http_server import (
     HEAD_BYTES_MAX,
     HEADER_BYTES_MAX,
     HEADER_FIELDS_MAX,
+    OUTPUT_BYTES_HIGH,
     HttpServer,
+    Request,
+    Response,
     _Connection,
 )
 
 from .test_http_framing import FakeTransport, answered, echo, parse_responses
+from .test_http_server import DEADLINE, wait_until
 
 BODY_MAX = 4096
 
@@ -87,5 +92,80 @@ def test_a_body_of_tiny_chunks_is_held_in_memory_proportional_to_its_size() -> N
         [(status, _, answer)] = parse_responses(bytes(transport.written))
         expected = "".join(f"{n % 100:02d}" for n in range(chunks))
         assert status == 200 and json.loads(answer)["b"] == expected
+
+    asyncio.run(main())
+
+
+# --- item 8: a client that never reads holds a bounded amount of output -------------------------
+ANSWER_BYTES = 256 << 10
+
+
+served: list[str] = []
+
+
+async def big_answer(request: Request) -> Response:
+    served.append(request.path)
+    return Response(200, b"x" * ANSWER_BYTES, "text/plain")
+
+
+def test_pipelined_requests_of_a_client_that_never_reads_are_not_served_ahead() -> None:
+    count = 60  # 15 MiB of answers: far more than the kernel's socket buffers take
+    served.clear()
+
+    async def main() -> None:
+        server = HttpServer(big_answer, body_bytes_max=BODY_MAX)
+        await server.start("127.0.0.1", 0)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        writer = None
+        try:
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+            reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+            writer.write(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n" * count)
+            await writer.drain()
+            await wait_until(lambda: len(server.connections) == 1)
+            [connection] = server.connections
+            transport = connection._transport
+            assert transport is not None
+
+            def settled() -> bool:
+                """The server stopped serving with output backed up (or, unbounded, served
+                everything into its buffer)."""
+                idle = connection._serving is None
+                return idle and (connection._writing_paused or len(served) == count)
+
+            await wait_until(settled)
+            pending = transport.get_write_buffer_size()
+            assert pending <= OUTPUT_BYTES_HIGH + ANSWER_BYTES + 1024, f"{pending} bytes held"
+            assert len(served) < count, "every answer was written whatever the client read"
+            # Once the client reads, the rest is served, in order.
+            for _ in range(count):
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE)
+                assert head.startswith(b"HTTP/1.1 200")
+                await asyncio.wait_for(reader.readexactly(ANSWER_BYTES), DEADLINE)
+            assert len(served) == count
+        finally:
+            if writer is not None:
+                writer.close()
+            else:
+                sock.close()
+            await server.close(grace_seconds=1.0)
+
+    asyncio.run(main())
+
+
+def test_a_client_that_stops_reading_is_closed_after_the_idle_timeout() -> None:
+    async def main() -> None:
+        server = HttpServer(echo, body_bytes_max=BODY_MAX, idle_timeout=5.0)
+        connection, _ = fake_connection(server)
+        connection.data_received(b"GET /a HTTP/1.1\r\n\r\n" * 3)
+        connection.pause_writing()  # the socket took no more
+        if connection._serving is not None:
+            await connection._serving  # the one under way is answered, no other is served
+        assert connection._serving is None and len(connection._queue) == 2
+        now = asyncio.get_running_loop().time()
+        assert not connection.expired(now + 4.0)
+        assert connection.expired(now + 6.0)
 
     asyncio.run(main())

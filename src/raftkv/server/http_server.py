@@ -49,6 +49,10 @@ HEADER_FIELDS_MAX = 100
 # not counted, so a head is cut off within one read (at most 256 KiB) of this.
 HEAD_BYTES_MAX = URL_BYTES_MAX + HEADER_BYTES_MAX + (4 << 10)
 PIPELINE_MAX = 32
+# Answers written but not yet taken by the socket, per connection: past this the server
+# stops reading *and serving* until the client reads, so a connection holds at most this
+# plus one answer of output.
+OUTPUT_BYTES_HIGH = 64 << 10
 DISCARD_BYTES_MAX = 16 << 20
 SWEEP_SECONDS = 1.0
 LINGER_SECONDS = 2.0
@@ -164,12 +168,14 @@ class _Connection(asyncio.Protocol):
         self._accepting = True  # False once no further request will be served
         self._reading_paused = False
         self._writing_paused = False
+        self._writing_paused_since = 0.0
         self.last_active = self._loop.time()
 
     # --- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports quack like asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
+        self._transport.set_write_buffer_limits(high=OUTPUT_BYTES_HIGH)
         self._server.connections.add(self)
         if len(self._server.connections) > self._server.max_connections:
             # Refused with an answer rather than by running out of file descriptors, which
@@ -184,11 +190,12 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._writing_paused = True
+        self._writing_paused_since = self._loop.time()
         self._update_reading()
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        self._update_reading()
+        self._serve_next()  # serving waited for the client to read
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self._loop.time()
@@ -319,7 +326,9 @@ class _Connection(asyncio.Protocol):
 
     # --- serving ---------------------------------------------------------------------------
     def _serve_next(self) -> None:
-        while self._serving is None and self._queue:
+        # Nothing new is served while the client is not reading its answers: each would
+        # add a whole answer to the output held for it.
+        while self._serving is None and self._queue and not self._writing_paused:
             item = self._queue.popleft()
             if isinstance(item, Response):  # a rejection: the connection's last answer
                 self._write(item, head_only=False, last=True)
@@ -441,6 +450,8 @@ class _Connection(asyncio.Protocol):
             return now - self._lingering_since > LINGER_SECONDS
         if self._message_started is not None:
             return now - self._message_started > self._server.request_timeout
+        if self._writing_paused:  # a client that stopped reading its answers
+            return now - self._writing_paused_since > self._server.idle_timeout
         return not self.busy() and now - self.last_active > self._server.idle_timeout
 
     def close(self) -> None:
