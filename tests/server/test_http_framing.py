@@ -34,6 +34,9 @@ class FakeTransport:
     def close(self) -> None:
         self.closed = True
 
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 50000) if name == "peername" else default
+
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         pass  # writes are taken at once
 

@@ -10,6 +10,8 @@ import json
 import socket
 import tracemalloc
 
+import pytest
+
 from raftkv.server.http_server import (
     HEAD_BYTES_MAX,
     HEADER_BYTES_MAX,
@@ -18,6 +20,7 @@ from raftkv.server.http_server import (
     HttpServer,
     Request,
     Response,
+    _address_key,
     _Connection,
 )
 
@@ -169,3 +172,92 @@ def test_a_client_that_stops_reading_is_closed_after_the_idle_timeout() -> None:
         assert connection.expired(now + 6.0)
 
     asyncio.run(main())
+
+
+# --- item 9: per-address limits; idle time is measured on requests ------------------------------
+class ManualClock:
+    """The server's event loop with a `time()` the test sets."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._loop, name)
+
+
+def test_blank_lines_do_not_keep_a_connection_open_past_the_idle_timeout() -> None:
+    async def main() -> None:
+        server = HttpServer(echo, body_bytes_max=BODY_MAX, idle_timeout=5.0)
+        clock = ManualClock(server.loop)
+        server.loop = clock  # type: ignore[assignment]
+        connection, transport = fake_connection(server)
+        connection.data_received(b"GET /a HTTP/1.1\r\n\r\n")
+        await answered(connection)
+        clock.now = 4.0
+        connection.data_received(b"\r\n" * 100)  # begins no request
+        assert connection.expired(5.5), "blank lines counted as activity"
+        # A request is activity.
+        other, _ = fake_connection(server)
+        other.data_received(b"GET /b HTTP/1.1\r\n\r\n")
+        await answered(other)
+        assert not other.expired(5.5) and other.expired(9.5)
+        assert len(parse_responses(bytes(transport.written))) == 1
+
+    asyncio.run(main())
+
+
+def test_connections_from_one_address_are_capped_and_others_still_served() -> None:
+    async def main() -> None:
+        server = HttpServer(echo, body_bytes_max=BODY_MAX, max_connections_per_address=2)
+        await server.start("127.0.0.1", 0)
+        writers: list[asyncio.StreamWriter] = []
+
+        async def connect(source: str) -> asyncio.StreamReader:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", server.port, local_addr=(source, 0)
+            )
+            writers.append(writer)
+            return reader
+
+        async def answer(reader: asyncio.StreamReader, request: bytes = b"") -> int:
+            if request:
+                writers[-1].write(request)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE)
+            return int(head.split()[1])
+
+        try:
+            await connect("127.0.0.1")
+            await connect("127.0.0.1")
+            flood = await connect("127.0.0.1")
+            assert await answer(flood) == 503
+            other = await connect("127.0.0.2")
+            assert await answer(other, b"GET /other HTTP/1.1\r\n\r\n") == 200
+            writers[0].close()
+            await wait_until(lambda: server.connections_by_address.get("127.0.0.1") == 1)
+            again = await connect("127.0.0.1")
+            assert await answer(again, b"GET /again HTTP/1.1\r\n\r\n") == 200
+        finally:
+            for writer in writers:
+                writer.close()
+            await server.close(grace_seconds=1.0)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("peer", "key"),
+    [
+        (("10.1.2.3", 5), "10.1.2.3"),
+        (("2001:db8:1:2:aaaa::1", 5, 0, 0), "2001:db8:1:2::/64"),
+        (("2001:db8:1:2:bbbb::9", 5, 0, 0), "2001:db8:1:2::/64"),
+        (("::ffff:10.1.2.3", 5, 0, 0), "10.1.2.3"),
+        ("/tmp/socket", None),
+        (None, None),
+    ],
+)
+def test_connections_are_counted_per_ipv4_address_or_ipv6_64(peer: object, key: str | None) -> None:
+    assert _address_key(peer) == key

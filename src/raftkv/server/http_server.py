@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections import deque
@@ -57,6 +58,8 @@ DISCARD_BYTES_MAX = 16 << 20
 SWEEP_SECONDS = 1.0
 LINGER_SECONDS = 2.0
 CONNECTIONS_MAX = 10_000
+# Connections from one client address (one IPv6 /64): one host cannot take all of them.
+CONNECTIONS_PER_ADDRESS_MAX = 1_000
 
 _json_encode = msgspec.json.Encoder().encode
 
@@ -141,6 +144,22 @@ def _decode_target(url: bytes) -> tuple[str, dict[str, str]]:
     return path, query
 
 
+def _address_key(peer: object) -> str | None:
+    """What connections are counted by: the peer's IPv4 address, or its IPv6 /64 (one host
+    commonly holds a whole /64); None for a peer that is not an IP address."""
+    if not isinstance(peer, tuple) or not peer:
+        return None
+    try:
+        address = ipaddress.ip_address(peer[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self, server: HttpServer) -> None:
         self._server = server
@@ -169,6 +188,9 @@ class _Connection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._writing_paused_since = 0.0
+        self._address: str | None = None  # counted in the server's per-address table
+        # When the last request began or the last answer was written: idle time is measured
+        # on requests, so bytes that begin none (blank lines) do not keep a connection open.
         self.last_active = self._loop.time()
 
     # --- asyncio.Protocol ---------------------------------------------------------------
@@ -176,17 +198,36 @@ class _Connection(asyncio.Protocol):
         # uvloop's transports quack like asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
         self._transport.set_write_buffer_limits(high=OUTPUT_BYTES_HIGH)
-        self._server.connections.add(self)
-        if len(self._server.connections) > self._server.max_connections:
+        server = self._server
+        server.connections.add(self)
+        address = _address_key(transport.get_extra_info("peername"))
+        from_address = 0
+        if address is not None:
+            from_address = server.connections_by_address.get(address, 0) + 1
+            server.connections_by_address[address] = from_address
+            self._address = address
+        if len(server.connections) > server.max_connections:
             # Refused with an answer rather than by running out of file descriptors, which
             # would also starve the WAL, snapshots and peer connections.
             message = "too many client connections; try again later"
+            self._reject(Response.error(503, "overloaded", message))
+        elif from_address > server.max_connections_per_address:
+            message = "too many client connections from this address; try again later"
             self._reject(Response.error(503, "overloaded", message))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._queue.clear()
-        self._server.connections.discard(self)
+        server = self._server
+        server.connections.discard(self)
+        address = self._address
+        if address is not None:
+            self._address = None
+            left = server.connections_by_address[address] - 1
+            if left:
+                server.connections_by_address[address] = left
+            else:
+                del server.connections_by_address[address]
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -198,7 +239,6 @@ class _Connection(asyncio.Protocol):
         self._serve_next()  # serving waited for the client to read
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = self._loop.time()
         if not self._accepting and not self._discarding:
             return  # the connection closes once the queued responses are written
         try:
@@ -237,7 +277,7 @@ class _Connection(asyncio.Protocol):
         self._head_began = True
         self._body = b""
         self._body_bytes = 0
-        self._message_started = self.last_active
+        self._message_started = self.last_active = self._loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -472,6 +512,7 @@ class HttpServer:
         request_timeout: float = 30.0,
         sweep_seconds: float = SWEEP_SECONDS,
         max_connections: int = CONNECTIONS_MAX,
+        max_connections_per_address: int = CONNECTIONS_PER_ADDRESS_MAX,
     ) -> None:
         self.handler = handler
         self.body_bytes_max = body_bytes_max
@@ -479,7 +520,9 @@ class HttpServer:
         self.request_timeout = request_timeout
         self.sweep_seconds = sweep_seconds
         self.max_connections = max_connections
+        self.max_connections_per_address = max_connections_per_address
         self.connections: set[_Connection] = set()
+        self.connections_by_address: dict[str, int] = {}
         self.clock = _Clock()
         self.in_flight = 0
         # Answers sent, by HTTP status (for metrics: 4xx and 5xx show misbehaving clients).
