@@ -261,3 +261,24 @@ def test_connections_from_one_address_are_capped_and_others_still_served() -> No
 )
 def test_connections_are_counted_per_ipv4_address_or_ipv6_64(peer: object, key: str | None) -> None:
     assert _address_key(peer) == key
+
+
+def test_pipelined_bodies_are_bounded_in_bytes_not_only_in_count() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def held(request: Request) -> Response:
+            await gate.wait()
+            return await echo(request)
+
+        server = HttpServer(held, body_bytes_max=BODY_MAX)
+        connection, transport = fake_connection(server)
+        body = b"b" * (BODY_MAX - 100)
+        put = b"PUT /p HTTP/1.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        connection.data_received(put * 4)  # far below PIPELINE_MAX requests
+        assert not transport.reading, "more than a body's worth of requests queued, still reading"
+        gate.set()
+        await answered(connection)
+        assert transport.reading and len(parse_responses(bytes(transport.written))) == 4
+
+    asyncio.run(main())

@@ -181,6 +181,7 @@ class _Connection(asyncio.Protocol):
         self._message_started: float | None = None
         # Whole requests (or prepared rejections) waiting for the one being served.
         self._queue: deque[Request | Response] = deque()
+        self._queued_bytes = 0  # the bodies of the requests in `_queue`
         self._serving: asyncio.Task[None] | None = None
         self._discarding = False  # reading and dropping an oversized body
         self._lingering_since: float | None = None  # answered, half-closed, still draining
@@ -218,6 +219,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._queue.clear()
+        self._queued_bytes = 0
         server = self._server
         server.connections.discard(self)
         address = self._address
@@ -349,6 +351,7 @@ class _Connection(asyncio.Protocol):
         if not keep_alive:
             self._stop_accepting()
         self._queue.append(request)
+        self._queued_bytes += len(request.body)
         self._update_reading()
         self._serve_next()
 
@@ -374,6 +377,7 @@ class _Connection(asyncio.Protocol):
                 self._write(item, head_only=False, last=True)
                 self._linger()
             else:
+                self._queued_bytes -= len(item.body)
                 self._serving = self._loop.create_task(self._serve(item))
         self._update_reading()
         self._close_if_done()
@@ -464,7 +468,11 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        pause = self._writing_paused or len(self._queue) >= PIPELINE_MAX
+        pause = (
+            self._writing_paused
+            or len(self._queue) >= PIPELINE_MAX
+            or self._queued_bytes >= self._server.body_bytes_max
+        )
         if pause and not self._reading_paused:
             transport.pause_reading()
         elif not pause and self._reading_paused:
