@@ -282,3 +282,16 @@ def test_pipelined_bodies_are_bounded_in_bytes_not_only_in_count() -> None:
         assert transport.reading and len(parse_responses(bytes(transport.written))) == 4
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("total", "per_address"), [(2, 256), (1_000, 256), (2_000, 500), (10_000, 1_000)]
+)
+def test_the_default_per_address_cap_is_a_share_of_the_connections(
+    total: int, per_address: int
+) -> None:
+    async def main() -> int:
+        server = HttpServer(echo, body_bytes_max=BODY_MAX, max_connections=total)
+        return server.max_connections_per_address
+
+    assert asyncio.run(main()) == per_address

@@ -11,14 +11,22 @@ connections.
 
 What a client can rely on:
 - Responses come back in request order on each connection (pipelined requests wait their
-  turn; at most `PIPELINE_MAX` are buffered before the server stops reading).
-- A request line over 8 KiB, headers over 16 KiB or 100 fields, or a body over the limit
+  turn; the server stops reading at `PIPELINE_MAX` of them or a body's worth of bytes).
+- While the client does not read its answers (more than `OUTPUT_BYTES_HIGH` unsent), the
+  server stops reading *and serving* that connection: its output is bounded by that plus
+  one answer.
+- A request line over 8 KiB, headers over 16 KiB or 100 fields (a head still unfinished
+  after `HEAD_BYTES_MAX`, counted per chunk as it arrives), or a body over the limit
   gets one error response (`Connection: close`) and the connection closes; an oversized
   body is answered 413 at once, then the server half-closes and drains what is still
   coming (up to `DISCARD_BYTES_MAX`, for `LINGER_SECONDS`) so the client sees the answer.
+  A body is held in one buffer, so its memory follows its size, not its chunk count.
 - Bytes that are not HTTP get a 400 and a close; they never reach a handler.
-- A connection idle for `idle_timeout` seconds, or mid-request for `request_timeout`
-  seconds, is closed. Connections over `max_connections` get a 503 `overloaded` and a close.
+- A connection with no request begun and no answer written for `idle_timeout` seconds
+  (blank lines are not requests), whose answers have not drained for as long, or
+  mid-request for `request_timeout` seconds, is closed. Connections over `max_connections`,
+  or over `max_connections_per_address` from one IPv4 address or IPv6 /64, get a 503
+  `overloaded` and a close.
 """
 
 from __future__ import annotations
@@ -58,8 +66,10 @@ DISCARD_BYTES_MAX = 16 << 20
 SWEEP_SECONDS = 1.0
 LINGER_SECONDS = 2.0
 CONNECTIONS_MAX = 10_000
-# Connections from one client address (one IPv6 /64): one host cannot take all of them.
+# Connections from one client address (one IPv6 /64), so one host cannot take them all: a
+# quarter of the connections allowed, but at least 256 (a load generator's) and at most this.
 CONNECTIONS_PER_ADDRESS_MAX = 1_000
+CONNECTIONS_PER_ADDRESS_MIN = 256
 
 _json_encode = msgspec.json.Encoder().encode
 
@@ -520,7 +530,7 @@ class HttpServer:
         request_timeout: float = 30.0,
         sweep_seconds: float = SWEEP_SECONDS,
         max_connections: int = CONNECTIONS_MAX,
-        max_connections_per_address: int = CONNECTIONS_PER_ADDRESS_MAX,
+        max_connections_per_address: int | None = None,
     ) -> None:
         self.handler = handler
         self.body_bytes_max = body_bytes_max
@@ -528,6 +538,11 @@ class HttpServer:
         self.request_timeout = request_timeout
         self.sweep_seconds = sweep_seconds
         self.max_connections = max_connections
+        if max_connections_per_address is None:
+            max_connections_per_address = min(
+                CONNECTIONS_PER_ADDRESS_MAX,
+                max(CONNECTIONS_PER_ADDRESS_MIN, max_connections // 4),
+            )
         self.max_connections_per_address = max_connections_per_address
         self.connections: set[_Connection] = set()
         self.connections_by_address: dict[str, int] = {}
