@@ -14,8 +14,8 @@ from raftkv.sim.whole_node import WholeNodeOptions, run_whole_node
 SEEDS = range(1, 7)
 # `make sim-long` (RAFTKV_SIM_LONG=1) sweeps 400 more seeds over 3 and 5 nodes.
 LONG = os.environ.get("RAFTKV_SIM_LONG") == "1"
-LONG_CHUNKS = 8
-LONG_SEEDS_PER_CHUNK = 50 if LONG else 1
+LONG_CHUNKS = 16
+LONG_SEEDS_PER_CHUNK = 25 if LONG else 1
 LONG_FIRST_SEED = 10_000
 
 

@@ -398,7 +398,14 @@ class WholeNodeSimulation:
             sync()
             index = min(storage.last_index(), server.node.log.committed)
             term = storage.term(index)
-            if term is not None and index > machine.durable[0]:
+            # Only the committed entry itself: a message stepped while this Ready awaited
+            # may already have replaced (in memory, not yet on disk) an uncommitted entry
+            # the WAL still holds at that index and moved the commit index past it.
+            if (
+                term is not None
+                and term == server.node.log.term(index)
+                and index > machine.durable[0]
+            ):
                 machine.durable = (index, term)
 
         storage.sync = sync_and_record  # type: ignore[method-assign]
