@@ -145,15 +145,18 @@ class Refusal:
     """Why a handshake is refused: `reply` is told to the remote, `log` is logged here.
 
     They differ where the full reason names something of this node that the remote has not
-    shown it may know: a wrong cluster id is answered without the right one.
+    shown it may know: a wrong cluster id is answered without the right one. `kind` is this
+    node's name for the reason, one of a few: logs are rate-limited per kind and remote
+    host, never per text the remote chose, and each kind of refusal still gets its line.
     """
 
     reply: str
     log: str
+    kind: str
 
     @classmethod
-    def same(cls, reason: str) -> Refusal:
-        return cls(reason, reason)
+    def same(cls, reason: str, kind: str) -> Refusal:
+        return cls(reason, reason, kind)
 
 
 def check_handshake(
@@ -176,25 +179,34 @@ def check_handshake(
         return Refusal(
             reply=f"cluster id {handshake.cluster_id!r} is not this node's cluster id",
             log=f"cluster id {handshake.cluster_id!r} != {cluster_id!r}",
+            kind="wrong cluster id",
         )
     if handshake.to_node_id not in (0, node_id):
-        return Refusal.same(f"addressed to node {handshake.to_node_id} but this is node {node_id}")
+        return Refusal.same(
+            f"addressed to node {handshake.to_node_id} but this is node {node_id}",
+            "addressed to another node",
+        )
     if handshake.node_id == node_id:
-        return Refusal.same(f"node id {node_id} is this node's own id")
+        return Refusal.same(f"node id {node_id} is this node's own id", "own node id")
     if handshake.node_id <= 0:
-        return Refusal.same(f"invalid node id {handshake.node_id}")
+        return Refusal.same(f"invalid node id {handshake.node_id}", "invalid node id")
     if handshake.node_id not in known_peers and not accept_unknown_peers:
         # A member this node has not heard of yet is welcome if it says where to answer it;
         # a removed one is not (it has left, and its messages would only disrupt).
         if handshake.node_id in removed_peers:
-            return Refusal.same(f"node id {handshake.node_id} was removed from the cluster")
+            return Refusal.same(
+                f"node id {handshake.node_id} was removed from the cluster", "removed node"
+            )
         if not handshake.peer_address:
-            return Refusal.same(f"unknown node id {handshake.node_id} (not a configured peer)")
+            return Refusal.same(
+                f"unknown node id {handshake.node_id} (not a configured peer)", "unknown node"
+            )
     if handshake.lease != lease_settings:
         theirs = "no lease settings" if handshake.lease is None else handshake.lease.describe()
         return Refusal.same(
             f"lease settings differ: node {handshake.node_id} has {theirs}; "
             f"node {node_id} has {lease_settings.describe()} (every node needs the same tick, "
-            "minimum election timeout and check-quorum setting)"
+            "minimum election timeout and check-quorum setting)",
+            "lease settings differ",
         )
     return None

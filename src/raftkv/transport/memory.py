@@ -354,7 +354,7 @@ class MemoryTransport(TransportBase):
         if refusal is not None:
             # No address in memory: the sender's id stands for it (every sender is in-process).
             sender = f"node {handshake.node_id}"
-            self._log_refusal("handshake refused", sender, f"{sender}: {refusal.log}")
+            self._log_refusal(refusal.kind, sender, f"{sender}: {refusal.log}")
             return refusal.reply
         self._learn_client_address(handshake.node_id, handshake.client_address)
         self._inbound_peers.add(handshake.node_id)

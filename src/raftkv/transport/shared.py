@@ -247,7 +247,9 @@ class TransportBase(ABC):
             try:
                 host, port = parse_host_port(handshake.peer_address)
             except AddressError:
-                return Refusal.same(f"bad peer address {handshake.peer_address!r}")
+                return Refusal.same(
+                    f"bad peer address {handshake.peer_address!r}", "bad peer address"
+                )
             logger.info(
                 "node %d, not in the configuration known here, connected from %s",
                 handshake.node_id,

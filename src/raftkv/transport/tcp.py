@@ -233,7 +233,7 @@ class TcpTransport(TransportBase):
         refusal = self._check_handshake(handshake)
         if refusal is not None:
             self._log_refusal(
-                "handshake refused",
+                refusal.kind,
                 remote_host(remote),
                 f"node {handshake.node_id}: {refusal.log} (from {remote})",
             )
