@@ -13,6 +13,7 @@ import tracemalloc
 import pytest
 
 from raftkv.server.http_server import (
+    CHUNKS_PER_BODY_MAX,
     HEAD_BYTES_MAX,
     HEADER_BYTES_MAX,
     HEADER_FIELDS_MAX,
@@ -295,3 +296,34 @@ def test_the_default_per_address_cap_is_a_share_of_the_connections(
         return server.max_connections_per_address
 
     assert asyncio.run(main()) == per_address
+
+
+# --- the attack suite's finding: a body in tiny chunks costs time per chunk -----------------
+def test_a_chunked_body_of_too_many_pieces_is_refused() -> None:
+    """Each piece is a parser callback: 512 KiB in 1-byte chunks kept the loop busy for a
+    quarter of a second and cost a leader its office (tests/process/test_attacks.py)."""
+
+    async def main() -> None:
+        server = HttpServer(echo, body_bytes_max=BODY_MAX)
+        connection, transport = fake_connection(server)
+        connection.data_received(b"PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        connection.data_received(b"1\r\nx\r\n" * (CHUNKS_PER_BODY_MAX + 10))
+        await answered(connection)
+        [(status, _, answer)] = parse_responses(bytes(transport.written))
+        assert status == 400 and b"chunks" in answer
+        assert transport.closed
+
+    asyncio.run(main())
+
+
+def test_a_chunked_body_within_the_piece_limit_is_served() -> None:
+    async def main() -> None:
+        server = HttpServer(echo, body_bytes_max=BODY_MAX)
+        connection, transport = fake_connection(server)
+        connection.data_received(b"PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        connection.data_received(b"1\r\nx\r\n" * (CHUNKS_PER_BODY_MAX - 1) + b"0\r\n\r\n")
+        await answered(connection)
+        [(status, _, answer)] = parse_responses(bytes(transport.written))
+        assert status == 200 and json.loads(answer)["b"] == "x" * (CHUNKS_PER_BODY_MAX - 1)
+
+    asyncio.run(main())

@@ -63,6 +63,11 @@ PIPELINE_MAX = 32
 # plus one answer of output.
 OUTPUT_BYTES_HIGH = 64 << 10
 DISCARD_BYTES_MAX = 16 << 20
+# A chunked body of more pieces than this is refused (400): each piece costs a parser
+# callback, and a multi-megabyte body in 1-byte chunks kept the event loop busy for a
+# quarter of a second, long enough to depose a leader (tests/process/test_attacks.py).
+# Clients send kilobytes per chunk: a body at the largest allowance needs 3 KiB pieces.
+CHUNKS_PER_BODY_MAX = 4096
 SWEEP_SECONDS = 1.0
 LINGER_SECONDS = 2.0
 CONNECTIONS_MAX = 10_000
@@ -188,6 +193,7 @@ class _Connection(asyncio.Protocol):
         # bytearray, so memory follows the body's size, not its number of chunks.
         self._body: bytes | bytearray = b""
         self._body_bytes = 0
+        self._chunks = 0  # pieces of the current chunked body (CHUNKS_PER_BODY_MAX)
         self._message_started: float | None = None
         # Whole requests (or prepared rejections) waiting for the one being served.
         self._queue: deque[Request | Response] = deque()
@@ -289,6 +295,7 @@ class _Connection(asyncio.Protocol):
         self._head_began = True
         self._body = b""
         self._body_bytes = 0
+        self._chunks = 0
         self._message_started = self.last_active = self._loop.time()
 
     def on_url(self, url: bytes) -> None:
@@ -318,6 +325,17 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
+        if self._chunks > CHUNKS_PER_BODY_MAX and not self._discarding:
+            raise _Rejected(
+                Response.error(
+                    400,
+                    "bad_request",
+                    f"a chunked body of more than {CHUNKS_PER_BODY_MAX} chunks; send larger ones",
+                )
+            )
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
