@@ -23,6 +23,7 @@ from raftkv.core.messages import (
     TimeoutNow,
 )
 from raftkv.transport import TransportLimits
+from raftkv.transport.limits import ADOPTED_PEERS_MAX
 
 from .harness import (
     NETWORK_KINDS,
@@ -402,5 +403,31 @@ def test_a_failing_callback_does_not_break_the_link(kind: str) -> None:
         first.send(append_entries(1, 2, 1))
         await wait_until(lambda: len(received) == 2, "both messages")
         assert first.is_connected(2)
+
+    run_on_network(kind, body)
+
+
+def test_peers_accepted_without_being_known_are_bounded(kind: str) -> None:
+    """Whoever knows the cluster id could otherwise make a node keep links to, and dial,
+    any number of addresses of its choosing by naming new node ids."""
+
+    async def body(network: Network) -> None:
+        member = network.create(1, Inbox())
+        await member.start()
+        strangers = []
+        for node_id in range(100, 100 + ADOPTED_PEERS_MAX + 4):
+            stranger = network.create(node_id, Inbox())
+            await stranger.start()
+            stranger.set_peer_address(1, *member.listen_address)
+            stranger.send(append_entries(node_id, 1, 0))
+            strangers.append(stranger)
+        await wait_until(
+            lambda: (
+                sum(s.is_connected(1) for s in strangers) == ADOPTED_PEERS_MAX
+                and member.counters().connections_refused >= 4
+            ),
+            "the first ones adopted, the rest refused",
+        )
+        assert sum(s.is_connected(1) for s in strangers) == ADOPTED_PEERS_MAX
 
     run_on_network(kind, body)

@@ -54,6 +54,11 @@ CLOSE_TIMEOUT_SECONDS = 1.0
 REFUSAL_LOG_INTERVAL_SECONDS = 60.0
 # (sender, reason) pairs remembered for that; forgotten all at once beyond this many.
 REFUSALS_REMEMBERED_MAX = 1024
+# Peers not in the configuration known here that are accepted because their handshake names
+# their address (a member added since this node last heard): at most this many at a time,
+# so that whoever knows the cluster id cannot make a node keep links to, and dial, any
+# number of addresses of its choosing.
+ADOPTED_PEERS_MAX = 16
 # Reconnect backoff: doubles from the initial delay up to the cap, each delay jittered.
 RECONNECT_BACKOFF_INITIAL_SECONDS = 0.05
 RECONNECT_BACKOFF_MAX_SECONDS = 1.0

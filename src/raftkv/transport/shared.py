@@ -28,6 +28,7 @@ from raftkv.transport.base import (
 )
 from raftkv.transport.handshake import Handshake, LeaseSettings, Refusal, check_handshake
 from raftkv.transport.limits import (
+    ADOPTED_PEERS_MAX,
     FRAME_HEADER_BYTES,
     REFUSAL_LOG_INTERVAL_SECONDS,
     REFUSALS_REMEMBERED_MAX,
@@ -91,6 +92,8 @@ class TransportBase(ABC):
         # Peers removed with `remove_peer` (until given an address again): refused even
         # when their handshake says where to reach them.
         self._removed_peers: set[int] = set()
+        # Peers accepted without being known, on the address their handshake named.
+        self._adopted_peers: set[int] = set()
         # Cancelled link tasks still unwinding; `close()` waits for them.
         self._retired_tasks: set[asyncio.Task[None]] = set()
         self._refusals_logged: dict[tuple[str, str], float] = {}
@@ -156,6 +159,7 @@ class TransportBase(ABC):
 
     def remove_peer(self, node_id: int) -> None:
         self._removed_peers.add(node_id)
+        self._adopted_peers.discard(node_id)
         link = self._links.pop(node_id, None)
         if link is not None:
             link.counters.frames_dropped += link.queue.clear()
@@ -250,6 +254,13 @@ class TransportBase(ABC):
                 return Refusal.same(
                     f"bad peer address {handshake.peer_address!r}", "bad peer address"
                 )
+            if len(self._adopted_peers) >= ADOPTED_PEERS_MAX:
+                return Refusal.same(
+                    f"unknown node id {handshake.node_id}: already {ADOPTED_PEERS_MAX} "
+                    "peers not in the configuration",
+                    "too many unknown peers",
+                )
+            self._adopted_peers.add(handshake.node_id)
             logger.info(
                 "node %d, not in the configuration known here, connected from %s",
                 handshake.node_id,
