@@ -211,10 +211,10 @@ class WholeNodeSimulation:
         self.options = options
         seeds = random.Random(options.seed)
         self.rng = random.Random(seeds.getrandbits(64))
-        # The abstract methods it leaves out (sockets, pipes, signals) are never called here.
         loop_rng = random.Random(seeds.getrandbits(64))
         # Half the seeds run ready callbacks in any order, half mostly oldest first.
         perturbation = loop_rng.choice((0.5, 1.0))
+        # The abstract methods it leaves out (sockets, pipes, signals) are never called here.
         self.loop = SimulatedEventLoop(  # type: ignore[abstract]
             loop_rng, perturbation=perturbation, time_quantum=TIME_QUANTUM_SECONDS
         )
@@ -251,9 +251,7 @@ class WholeNodeSimulation:
                 f"founded by {len(self.founders)} of {options.nodes}"
                 + (", the others join" if len(self.founders) < options.nodes else "")
             ),
-            disks=", ".join(
-                name for name, on in (("failing", failing), ("slow", slow), ("sound", True)) if on
-            ).replace(", sound", "")
+            disks=", ".join(name for name, on in (("failing", failing), ("slow", slow)) if on)
             or "sound",
         )
         self.recorder = HistoryRecorder()
