@@ -46,15 +46,14 @@ class SimulationResult:
             f"fault intensities: {self.fault_intensities}",
             *self.stats.summary_lines(),
         ]
-        if self.violation is None:
-            lines.append("result: OK")
-        else:
-            lines += [
-                f"VIOLATION: {self.violation}",
-                f"seed: {options.seed}",
-                f"replay: {options.replay_command()}",
-            ]
-        return lines
+        return lines + verdict_lines(self.violation, options.seed, options.replay_command())
+
+
+def verdict_lines(violation: object | None, seed: int, replay: str) -> list[str]:
+    """A report's last lines, the same for both simulators: scripts read them."""
+    if violation is None:
+        return ["result: OK"]
+    return [f"VIOLATION: {violation}", f"seed: {seed}", f"replay: {replay}"]
 
 
 def run_simulation(

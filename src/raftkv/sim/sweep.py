@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from raftkv.core.node import RaftNode
 from raftkv.sim.driver import SimNode
 from raftkv.sim.options import FAULT_KINDS, TICKS_DEFAULT, SimulationOptions
 from raftkv.sim.runner import SimulationResult, run_simulation
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -104,18 +108,22 @@ def _run_task(task: _SeedTask) -> SeedOutcome:
 
 
 def _run_tasks(tasks: list[_SeedTask], jobs: int) -> Iterator[SeedOutcome]:
-    """The outcome of each task, in task order; runs ahead in `jobs` worker processes. A
-    consumer that stops early cancels what has not started."""
-    if jobs <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            yield _run_task(task)
+    return in_workers(_run_task, tasks, jobs)
+
+
+def in_workers(function: Callable[[T], R], items: list[T], jobs: int) -> Iterator[R]:
+    """`function` of each item, in item order; runs ahead in `jobs` worker processes (one
+    sweep of either simulator). A consumer that stops early cancels what has not started."""
+    if jobs <= 1 or len(items) <= 1:
+        for item in items:
+            yield function(item)
         return
     # Forked workers inherit what the parent has loaded and patched (test doubles defined in
     # a test module, monkeypatched methods); spawn only where fork does not exist.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=context) as pool:
-        futures: list[Future[SeedOutcome]] = [pool.submit(_run_task, task) for task in tasks]
+    with ProcessPoolExecutor(max_workers=min(jobs, len(items)), mp_context=context) as pool:
+        futures: list[Future[R]] = [pool.submit(function, item) for item in items]
         try:
             for future in futures:
                 yield future.result()

@@ -23,11 +23,8 @@ import contextlib
 import contextvars
 import functools
 import logging
-import multiprocessing
 import random
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -42,11 +39,22 @@ from raftkv.server.options import NodeOptions
 from raftkv.server.runtime import RaftServer
 from raftkv.sim.event_loop import OWNER, SimulatedEventLoop
 from raftkv.sim.invariants import InvariantChecker, InvariantViolation
+from raftkv.sim.sweep import in_workers
 from raftkv.sim.whole_node_clients import ATTEMPT_TIMEOUT_SECONDS, KvClient, LoadWriter
 from raftkv.sim.whole_node_machine import Machine, MachineState
 from raftkv.sim.whole_node_operator import Operator
+from raftkv.sim.whole_node_report import WholeNodeOptions, WholeNodeResult, WholeNodeStats
 from raftkv.storage.simulated_disk import DiskFaults, SimulatedCrash, SimulatedFileSystem
 from raftkv.transport.memory import MemoryHub, MemoryTransport
+
+__all__ = [
+    "WholeNodeOptions",
+    "WholeNodeResult",
+    "WholeNodeSimulation",
+    "WholeNodeStats",
+    "run_whole_node",
+    "sweep_whole_node",
+]
 
 HOST = "sim"
 PEER_PORT_BASE = 9000
@@ -74,106 +82,6 @@ CRASH_BIT_FLIP_RATE = 0.05
 # the install left on disk is then what the node restarts from.
 CRASH_AFTER_INSTALL_RATE = 0.3
 CRASH_SOON_AFTER_RESTART_RATE = 0.3
-
-
-@dataclass
-class WholeNodeOptions:
-    seed: int
-    nodes: int = 3
-    seconds: float = 6.0  # virtual time under faults, before healing (raft-sim's default)
-    faults: bool = True
-    clients: int = 3
-    # Members removed and added (joins, re-adds on a new disk) and leadership transfers.
-    membership: bool = True
-    # Core-only and whole-node seeds are separate spaces: a seed means one or the other.
-
-    def __post_init__(self) -> None:
-        if self.nodes < 1:
-            raise ValueError("--nodes must be at least 1")
-
-    def replay_command(self) -> str:
-        return (
-            f"raft-sim --whole-node --seed {self.seed} --nodes {self.nodes}"
-            f" --seconds {self.seconds:g}"
-            + ("" if self.faults else " --faults none")
-            + ("" if self.membership else " --workload kv")
-        )
-
-
-@dataclass
-class WholeNodeStats:
-    callbacks: int = 0
-    crashes: int = 0
-    disk_crashes: int = 0  # power lost inside a disk operation
-    restarts: int = 0
-    refused_starts: list[str] = field(default_factory=list)
-    partitions: int = 0
-    pauses: int = 0
-    slow_fsyncs: int = 0
-    storage_failures: int = 0
-    joins: int = 0
-    removals: int = 0
-    removed_stops: int = 0  # nodes that stopped after applying their own removal
-    transfers: int = 0
-    client_ok: int = 0
-    client_failed: int = 0
-    client_unknown: int = 0
-    shape: str = ""
-    load_writers: int = 0
-    disks: str = ""
-    snapshot_entries: int = 0
-    snapshot_trailing_entries: int = 0
-    snapshots_taken: int = 0
-    snapshots_installed: int = 0
-    max_term: int = 0
-    commit_index: int = 0
-    liveness: str = "not checked"
-    linearizability: str = "not checked"
-
-
-@dataclass
-class WholeNodeResult:
-    options: WholeNodeOptions
-    stats: WholeNodeStats
-    violation: InvariantViolation | None
-
-    @property
-    def ok(self) -> bool:
-        return self.violation is None
-
-    def report_lines(self) -> list[str]:
-        options, stats = self.options, self.stats
-        lines = [
-            f"raft-sim --whole-node seed={options.seed} nodes={options.nodes}"
-            f" seconds={options.seconds:g} faults={'all' if options.faults else 'none'}"
-            f" workload={'membership' if options.membership else 'kv'}",
-            f"cluster: {stats.shape}; disks: {stats.disks}; load writers: {stats.load_writers}",
-            f"callbacks: {stats.callbacks}  max term: {stats.max_term}"
-            f"  commit index: {stats.commit_index}",
-            f"faults: crash={stats.crashes} (inside a disk operation {stats.disk_crashes})"
-            f" restart={stats.restarts} partition={stats.partitions} pause={stats.pauses}"
-            f" slow-fsync={stats.slow_fsyncs} storage-failure={stats.storage_failures}",
-            f"operator: join={stats.joins} remove={stats.removals}"
-            f" (stopped on removal {stats.removed_stops}) transfer={stats.transfers}",
-            f"snapshots: every {stats.snapshot_entries} entries, keeping"
-            f" {stats.snapshot_trailing_entries}; taken={stats.snapshots_taken}"
-            f" installed={stats.snapshots_installed}",
-            f"client ops: ok={stats.client_ok} failed={stats.client_failed}"
-            f" unknown={stats.client_unknown}",
-            f"liveness: {stats.liveness}",
-            f"linearizability: {stats.linearizability}",
-        ]
-        for refusal in stats.refused_starts:
-            lines.append(f"refused to start: {refusal}")
-        if self.violation is None:
-            lines.append("result: OK")
-        else:
-            lines += [
-                f"VIOLATION: {self.violation}",
-                f"seed: {options.seed}",
-                f"replay: {options.replay_command()}",
-            ]
-        return lines
 
 
 class _ObservedStore(KVStore):
@@ -704,13 +612,6 @@ def _report_lines(options: WholeNodeOptions) -> list[str]:
 
 
 def sweep_whole_node(options: list[WholeNodeOptions], jobs: int = 1) -> Iterator[list[str]]:
-    """Each run's report, in the order given; with `jobs` above 1 in worker processes
-    (forked where possible, as the core-only sweep does). Reports do not depend on it."""
-    if jobs <= 1 or len(options) <= 1:
-        for one in options:
-            yield _report_lines(one)
-        return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(options)), mp_context=context) as pool:
-        yield from pool.map(_report_lines, options)
+    """Each run's report, in the order given; with `jobs` above 1 in worker processes, as
+    the core-only sweep runs. Reports do not depend on it."""
+    return in_workers(_report_lines, options, jobs)

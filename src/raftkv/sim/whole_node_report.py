@@ -1,0 +1,101 @@
+"""What a whole-node simulation run is asked (`WholeNodeOptions`), what it counted
+(`WholeNodeStats`) and its report (`WholeNodeResult.report_lines()`, a format SPEC §6
+describes and scripts read)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from raftkv.sim.invariants import InvariantViolation
+from raftkv.sim.runner import verdict_lines
+
+
+@dataclass
+class WholeNodeOptions:
+    seed: int
+    nodes: int = 3
+    seconds: float = 6.0  # virtual time under faults, before healing (raft-sim's default)
+    faults: bool = True
+    clients: int = 3
+    # Members removed and added (joins, re-adds on a new disk) and leadership transfers.
+    membership: bool = True
+    # Core-only and whole-node seeds are separate spaces: a seed means one or the other.
+
+    def __post_init__(self) -> None:
+        if self.nodes < 1:
+            raise ValueError("--nodes must be at least 1")
+
+    def replay_command(self) -> str:
+        return (
+            f"raft-sim --whole-node --seed {self.seed} --nodes {self.nodes}"
+            f" --seconds {self.seconds:g}"
+            + ("" if self.faults else " --faults none")
+            + ("" if self.membership else " --workload kv")
+        )
+
+
+@dataclass
+class WholeNodeStats:
+    callbacks: int = 0
+    crashes: int = 0
+    disk_crashes: int = 0  # power lost inside a disk operation
+    restarts: int = 0
+    refused_starts: list[str] = field(default_factory=list)
+    partitions: int = 0
+    pauses: int = 0
+    slow_fsyncs: int = 0
+    storage_failures: int = 0
+    joins: int = 0
+    removals: int = 0
+    removed_stops: int = 0  # nodes that stopped after applying their own removal
+    transfers: int = 0
+    client_ok: int = 0
+    client_failed: int = 0
+    client_unknown: int = 0
+    shape: str = ""
+    load_writers: int = 0
+    disks: str = ""
+    snapshot_entries: int = 0
+    snapshot_trailing_entries: int = 0
+    snapshots_taken: int = 0
+    snapshots_installed: int = 0
+    max_term: int = 0
+    commit_index: int = 0
+    liveness: str = "not checked"
+    linearizability: str = "not checked"
+
+
+@dataclass
+class WholeNodeResult:
+    options: WholeNodeOptions
+    stats: WholeNodeStats
+    violation: InvariantViolation | None
+
+    @property
+    def ok(self) -> bool:
+        return self.violation is None
+
+    def report_lines(self) -> list[str]:
+        options, stats = self.options, self.stats
+        lines = [
+            f"raft-sim --whole-node seed={options.seed} nodes={options.nodes}"
+            f" seconds={options.seconds:g} faults={'all' if options.faults else 'none'}"
+            f" workload={'membership' if options.membership else 'kv'}",
+            f"cluster: {stats.shape}; disks: {stats.disks}; load writers: {stats.load_writers}",
+            f"callbacks: {stats.callbacks}  max term: {stats.max_term}"
+            f"  commit index: {stats.commit_index}",
+            f"faults: crash={stats.crashes} (inside a disk operation {stats.disk_crashes})"
+            f" restart={stats.restarts} partition={stats.partitions} pause={stats.pauses}"
+            f" slow-fsync={stats.slow_fsyncs} storage-failure={stats.storage_failures}",
+            f"operator: join={stats.joins} remove={stats.removals}"
+            f" (stopped on removal {stats.removed_stops}) transfer={stats.transfers}",
+            f"snapshots: every {stats.snapshot_entries} entries, keeping"
+            f" {stats.snapshot_trailing_entries}; taken={stats.snapshots_taken}"
+            f" installed={stats.snapshots_installed}",
+            f"client ops: ok={stats.client_ok} failed={stats.client_failed}"
+            f" unknown={stats.client_unknown}",
+            f"liveness: {stats.liveness}",
+            f"linearizability: {stats.linearizability}",
+        ]
+        lines += [f"refused to start: {refusal}" for refusal in stats.refused_starts]
+        return lines + verdict_lines(self.violation, options.seed, options.replay_command())
