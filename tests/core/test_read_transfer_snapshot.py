@@ -170,3 +170,21 @@ def test_removed_leader_steps_down_after_the_change_commits_6() -> None:
     assert cluster[1].role == "follower"
     cluster.tick(60)
     assert cluster.leader() in (2, 3)
+
+
+def test_the_uncommitted_window_refuses_when_full_and_always_admits_one_entry() -> None:
+    """Flow control (etcd's MaxUncommittedEntriesSize): proposals are refused while the
+    appended-but-uncommitted bytes would pass the window, but an empty window admits any
+    one entry, or an entry larger than the window could never be proposed."""
+    cluster = Cluster([1, 2, 3], uncommitted_bytes_max=64)
+    cluster.campaign(1)
+    cluster.isolate(2)
+    cluster.isolate(3)
+    leader = cluster[1]
+    index, _ = leader.propose(b"x" * 500)  # larger than the whole window, into an empty one
+    with pytest.raises(ProposalDropped):
+        leader.propose(b"y")
+    cluster.heal()
+    cluster.tick(3)
+    assert leader.log.committed >= index  # committed: the window is empty again
+    leader.propose(b"z")

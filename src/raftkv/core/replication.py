@@ -135,7 +135,10 @@ class Replication:
     # --- proposals ----------------------------------------------------------------------
     def admit(self, size: int) -> None:
         """Flow control for proposals: refuse once too much is appended but uncommitted."""
-        if self._uncommitted_bytes + size > self.node.config.uncommitted_bytes_max:
+        # An empty window admits any one entry (etcd's rule): else an entry larger than
+        # the window could never be proposed at all.
+        uncommitted = self._uncommitted_bytes
+        if uncommitted and uncommitted + size > self.node.config.uncommitted_bytes_max:
             raise ProposalDropped("too many uncommitted bytes; try again")
         self._uncommitted_bytes += size
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from raftkv.core.config import RaftConfig
+
 # Client API limits (SPEC §3).
 KEY_BYTES_MAX = 1024
 VALUE_BYTES_MAX_DEFAULT = 1 << 20
@@ -51,6 +53,10 @@ class NodeOptions:
     request_timeout_seconds: float = REQUEST_TIMEOUT_SECONDS_DEFAULT
     pre_vote: bool = True
     check_quorum: bool = True
+    # Flow control: a leader refuses proposals (503 "retry") once this many bytes of
+    # entries are appended but uncommitted; one entry is always admitted into an empty
+    # window. The simulator makes it small, so refusals meet every proposer.
+    uncommitted_bytes_max: int = RaftConfig.uncommitted_bytes_max
 
     @property
     def election_timeout_ticks(self) -> tuple[int, int]:

@@ -263,6 +263,7 @@ class RaftServer:
             heartbeat_ticks=options.heartbeat_ticks,
             pre_vote=options.pre_vote,
             check_quorum=options.check_quorum,
+            uncommitted_bytes_max=options.uncommitted_bytes_max,
         )
         # Every rule of what a node restarts from lives in recover(); it raises Corruption
         # (exit code 4) rather than start without entries this node stored.
