@@ -93,10 +93,14 @@ def looks_torn(view: memoryview, offset: int) -> bool:
     size = len(view)
     if size - offset < RECORD_HEADER_BYTES:
         return True
-    _checksum, length, _type = RECORD_HEADER.unpack_from(view, offset)
+    checksum, length, _type = RECORD_HEADER.unpack_from(view, offset)
     end = offset + RECORD_HEADER_BYTES + length
     if length > RECORD_PAYLOAD_BYTES_MAX or end > size:
-        return True
+        # Cut short, or a length no write of ours puts there (a torn write leaves a header
+        # whole, or zeros, which only make a length smaller) — unless one bit of the length
+        # flipped back makes a whole record with a valid checksum: then the record was
+        # written and synced, and its length field was damaged since.
+        return not _whole_with_one_length_bit_flipped(view, offset, checksum, length)
     # Zeros from inside the record to the end of the file: its data never landed.
     zeros_from = offset + len(view[offset:size].tobytes().rstrip(b"\x00"))
     if zeros_from < end and size - zeros_from >= ZERO_TAIL_BYTES_MIN:
@@ -105,6 +109,22 @@ def looks_torn(view: memoryview, offset: int) -> bool:
     zero_block = bytes(ZERO_BLOCK_BYTES)
     for start in range(first_block, end - ZERO_BLOCK_BYTES + 1, ZERO_BLOCK_BYTES):
         if view[start : start + ZERO_BLOCK_BYTES] == zero_block:
+            return True
+    return False
+
+
+def _whole_with_one_length_bit_flipped(
+    view: memoryview, offset: int, checksum: int, length: int
+) -> bool:
+    header_end = offset + RECORD_HEADER_BYTES
+    for bit in range(32):
+        candidate = length ^ (1 << bit)
+        end = header_end + candidate
+        if candidate > RECORD_PAYLOAD_BYTES_MAX or end > len(view):
+            continue
+        fields = view[offset + CHECKSUM_BYTES : header_end].tobytes()
+        fields = candidate.to_bytes(4, "little") + fields[4:]
+        if zlib.crc32(view[header_end:end], zlib.crc32(fields)) == checksum:
             return True
     return False
 
