@@ -157,6 +157,21 @@ def test_the_peer_list_is_on_disk_before_the_wal(tmp_path: Path) -> None:
     server.disk_executor.shutdown(wait=True)
 
 
+def test_an_unreadable_peer_list_is_a_storage_error(tmp_path: Path) -> None:
+    """EIO reading peers.json at start-up: a StorageError (raft-node's clear message and
+    exit code), not a bare OSError escaping start() (found by the whole-node simulator)."""
+    disk = SimulatedFileSystem(random.Random(1))
+    server = RaftServer(options(tmp_path, peers={}), filesystem=disk)
+    server.join_peers = {LEADER: ("127.0.0.1", 9001)}
+    server._open_storage()
+    assert server.data_dir is not None
+    server.data_dir.close()
+    disk.fail_next("read", errno.EIO, "peers.json")
+    with pytest.raises(StorageError, match=r"peers\.json"):
+        load_peer_addresses(str(tmp_path), disk)
+    server.disk_executor.shutdown(wait=True)
+
+
 def test_a_node_that_stopped_taking_part_claims_no_lease(tmp_path: Path) -> None:
     server, _ = opened(RaftServer(options(tmp_path, peers={}, single_node=True)))
 

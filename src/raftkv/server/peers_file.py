@@ -8,7 +8,7 @@ import json
 import os
 
 from raftkv.addresses import format_address, parse_host_port
-from raftkv.storage.file_io import atomic_write_file
+from raftkv.storage.file_io import atomic_write_file, storage_error
 from raftkv.storage.filesystem import FileSystem
 
 PEERS_FILE_NAME = "peers.json"
@@ -17,10 +17,14 @@ PEERS_FILE_NAME = "peers.json"
 def load_peer_addresses(data_dir: str, filesystem: FileSystem) -> dict[int, tuple[str, int]]:
     path = os.path.join(data_dir, PEERS_FILE_NAME)
     try:
-        raw = json.loads(filesystem.read_file(path).decode("utf-8"))
-        return {int(node): parse_host_port(address) for node, address in raw.items()}
+        content = filesystem.read_file(path)
     except FileNotFoundError:
         return {}
+    except OSError as error:  # EIO: the node stops with a storage error, not a traceback
+        raise storage_error(error, "reading", path) from error
+    try:
+        raw = json.loads(content.decode("utf-8"))
+        return {int(node): parse_host_port(address) for node, address in raw.items()}
     except (ValueError, AttributeError) as error:
         raise ValueError(f"{path} is damaged: {error}") from error
 
