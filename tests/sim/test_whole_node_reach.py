@@ -20,19 +20,41 @@ from tests.sim import whole_node_defects as defects
 NODES = 3
 # (the double, the seeds to sweep, what the simulator must report)
 REACH: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], range, str]] = {
-    # Defect 4: caught at seed 50 (and 175 of seeds 1-300): the node restarts without
+    # Defect 1: caught at seed 2 (and 6, 38 of seeds 1-40): a message leaves with a term
+    # (or a vote) its sender has not yet made durable.
+    "single voter sends early": (
+        defects.single_voter_sends_early,
+        range(1, 3),
+        "Persisted before sent",
+    ),
+    # Defect 2: caught at seed 588, the only one of seeds 1-2000 (rare: the InstallSnapshot
+    # must arrive while the Ready that started the node's own snapshot task is still
+    # fsyncing): a snapshot saved with the old state under an installed snapshot's index.
+    "snapshot taken racing an install": (
+        defects.snapshot_taken_racing_an_install,
+        range(586, 589),
+        "State Machine Safety",
+    ),
+    # Defect 4: caught at seed 74 (and 103, 292 of seeds 1-292): the node restarts without
     # committed entries it had made durable.
     "damaged newest snapshot": (
         defects.damaged_newest_snapshot_falls_back,
-        range(48, 51),
+        range(72, 75),
         "Durability",
     ),
-    # Defect 7: caught at seed 38 (and 131, 141 of seeds 1-300): a node re-added under
+    # Defect 7: caught at seed 114 (and 149, 177 of seeds 1-177): a node re-added under
     # the id of a removed one replays that removal and stops.
     "re-added id stops itself": (
         defects.rejoined_node_trusts_old_removals,
-        range(36, 39),
-        "stopped as removed but is a member",
+        range(112, 115),
+        "stopped as removed",
+    ),
+    # Defect 8: caught at seed 24 (and 96, 332 of seeds 1-332): a proposal refused by a
+    # full uncommitted window ends the promotion task; the learner stays a learner.
+    "promotion task dies": (
+        defects.promotion_task_dies_on_a_dropped_proposal,
+        range(22, 25),
+        "is still a learner",
     ),
 }
 

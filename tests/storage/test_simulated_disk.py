@@ -361,6 +361,13 @@ def test_fsync_and_read_faults_and_slow_fsyncs() -> None:
     delay = filesystem.take_fsync_delay_ticks()
     assert 2 <= delay <= 10
     assert filesystem.take_fsync_delay_ticks() == 0
+    assert filesystem.take_fsync_seconds() == 0.0  # ordinary fsyncs take no time by default
+    filesystem.faults = DiskFaults(fsync_seconds_max=0.004)
+    filesystem.fsync(descriptor)
+    filesystem.fsync_directory("/")
+    taken = filesystem.take_fsync_seconds()
+    assert 0.0 < taken <= 0.008
+    assert filesystem.take_fsync_seconds() == 0.0
 
 
 def test_bit_flips_strike_wal_and_snapshot_files_by_default() -> None:

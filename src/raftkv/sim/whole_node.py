@@ -8,12 +8,16 @@ Ready and its advance, the snapshot task racing an install, the disk "thread", s
 recovery, crashes at any await point (the loop drops a killed node's callbacks) and inside
 any disk operation (a scheduled power loss), torn writes and damaged files.
 
+Every fsync takes virtual time during which the node runs nothing (the server syncs on
+its loop's thread), so what arrives meanwhile interleaves with what its Ready started.
+
 After every callback the loop runs, the invariant checker of the core-only simulator
 observes every live node (Election Safety, Leader Append-Only, Log Matching, Leader
-Completeness, State Machine Safety, lease safety); durability is checked at each restart
-(a node that starts holds everything it had made durable, or refuses to start); the
-client history is checked for linearizability at the end (an UNKNOWN verdict fails).
-Same options, same output, byte for byte.
+Completeness, State Machine Safety, lease safety); every message is checked as it leaves
+(no term or vote ahead of what the sender made durable) and durability at each restart (a
+node that starts holds everything it had made durable, or refuses to start), both in
+`whole_node_durability.py`; the client history is checked for linearizability at the end
+(an UNKNOWN verdict fails). Same options, same output, byte for byte.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from raftkv.sim.event_loop import OWNER, SimulatedEventLoop
 from raftkv.sim.invariants import InvariantChecker, InvariantViolation
 from raftkv.sim.sweep import in_workers
 from raftkv.sim.whole_node_clients import ATTEMPT_TIMEOUT_SECONDS, KvClient, LoadWriter
+from raftkv.sim.whole_node_durability import DurabilityWatch
 from raftkv.sim.whole_node_machine import Machine, MachineState
 from raftkv.sim.whole_node_operator import Operator
 from raftkv.sim.whole_node_report import WholeNodeOptions, WholeNodeResult, WholeNodeStats
@@ -76,8 +81,12 @@ FAILING_DISK = {
     "read_eio_rate": 0.0002,
 }
 # Disks of a "slow" seed: some fsyncs block the node's process for up to 40 ticks.
+# Every fsync, on every disk, takes up to this long (an SSD's flush).
+FSYNC_SECONDS_MAX = 0.005
 SLOW_DISK = {"slow_fsync_rate": 0.03, "slow_fsync_ticks_max": 40}
 CRASH_BIT_FLIP_RATE = 0.05
+# One entry at a time: any proposal made while an entry is uncommitted is refused.
+SMALL_UNCOMMITTED_WINDOW_BYTES = 1
 # How often a node that just installed a snapshot loses power soon after (0.1-0.6 s): what
 # the install left on disk is then what the node restarts from.
 CRASH_AFTER_INSTALL_RATE = 0.3
@@ -87,10 +96,18 @@ CRASH_SOON_AFTER_RESTART_RATE = 0.3
 class _ObservedStore(KVStore):
     """The KV store, reporting every apply and restore to the invariant checker."""
 
-    def __init__(self, checker: InvariantChecker, node_id: int) -> None:
+    def __init__(
+        self,
+        checker: InvariantChecker,
+        node_id: int,
+        on_violation: Callable[[InvariantViolation], None],
+    ) -> None:
         super().__init__()
         self._checker = checker
         self._node_id = node_id
+        # A violation found here is raised inside the server's apply, which then stops the
+        # node; the run must report the violation, not the stop.
+        self._on_violation = on_violation
         self.server: RaftServer | None = None
         # Called when a running server restores a received snapshot (not at start-up).
         self.on_install: Callable[[int], None] | None = None
@@ -99,17 +116,30 @@ class _ObservedStore(KVStore):
         result = super().apply(index, command)
         server = self.server
         term = server.node.log.term(index) if server is not None else None
-        self._checker.on_apply(
-            self._node_id, Entry(term or 0, index, EntryKind.NORMAL, command), self.applied_hash
-        )
+        if term is None:
+            # A snapshot received while this Ready awaited (its fsync) replaced the core's
+            # log: the entry is gone from it. The command and the state hash still compare.
+            term = self._checker.applied_term(index) or 0
+        entry = Entry(term, index, EntryKind.NORMAL, command)
+        with self._reported():
+            self._checker.on_apply(self._node_id, entry, self.applied_hash)
         return result
 
     def restore(self, data: bytes) -> None:
         super().restore(data)
-        self._checker.on_restore(self._node_id, self.applied_index, self.applied_hash)
+        with self._reported():
+            self._checker.on_restore(self._node_id, self.applied_index, self.applied_hash)
         # At start-up the server has no core yet: that restore is recovery, not an install.
         if self.on_install is not None and hasattr(self.server, "node"):
             self.on_install(self._node_id)
+
+    @contextlib.contextmanager
+    def _reported(self) -> Iterator[None]:
+        try:
+            yield
+        except InvariantViolation as violation:
+            self._on_violation(violation)
+            raise
 
 
 class WholeNodeSimulation:
@@ -143,9 +173,15 @@ class WholeNodeSimulation:
         failing = options.faults and tuning.random() < 0.3
         slow = options.faults and tuning.random() < 0.3
         self.disk_faults = DiskFaults(
+            fsync_seconds_max=FSYNC_SECONDS_MAX,
             crash_bit_flip_rate=CRASH_BIT_FLIP_RATE if options.faults else 0.0,
             **(FAILING_DISK if failing else {}),  # type: ignore[arg-type]
             **(SLOW_DISK if slow else {}),  # type: ignore[arg-type]
+        )
+        # Some seeds give leaders a tiny window of uncommitted entries: under load, every
+        # proposer (clients, joins, learner promotion) then meets "try again" refusals.
+        self.uncommitted_bytes_max = tuning.choice(
+            (SMALL_UNCOMMITTED_WINDOW_BYTES, NodeOptions.uncommitted_bytes_max)
         )
         self._disk_rng = random.Random(seeds.getrandbits(64))
         self.membership_changes = options.faults and options.membership and options.nodes > 1
@@ -154,6 +190,7 @@ class WholeNodeSimulation:
             for node_id in self.node_ids
         }
         self.checker = InvariantChecker()
+        self.durability = DurabilityWatch(self.fail)
         self.stats = WholeNodeStats(
             shape=(
                 f"founded by {len(self.founders)} of {options.nodes}"
@@ -204,6 +241,7 @@ class WholeNodeSimulation:
             seed=self.options.seed * 1000 + node_id,
             snapshot_entries=self.snapshot_entries,
             snapshot_trailing_entries=self.snapshot_trailing_entries,
+            uncommitted_bytes_max=self.uncommitted_bytes_max,
         )
 
     def start(self, machine: Machine, joining: tuple[dict[str, Any], int] | None = None) -> None:
@@ -216,11 +254,13 @@ class WholeNodeSimulation:
         if joining is not None:
             machine.joined = True
         options = self._node_options(machine.id, joined=machine.joined)
-        store = _ObservedStore(self.checker, machine.id)
+        store = _ObservedStore(self.checker, machine.id, self._first_violation)
         server = RaftServer(
             options,
             store,
-            transport_factory=functools.partial(MemoryTransport, self.hub),
+            transport_factory=self.durability.watched_transport(
+                machine, functools.partial(MemoryTransport, self.hub)
+            ),
             filesystem=machine.disk,
             listen_for_clients=False,
         )
@@ -268,15 +308,7 @@ class WholeNodeSimulation:
             # A failing disk (EIO while reading): try again later.
             self._refused(machine, MachineState.DOWN, f"node {machine.id}: {error}")
             return
-        node = server.node
-        index, term = machine.durable
-        if index > node.log.snapshot_index and node.log.term(index) != term:
-            self.fail(
-                "Durability",
-                f"node {machine.id} restarted without entry {index}/{term} it had made"
-                f" durable (its log ends at {node.log.last_index}/{node.log.last_term})",
-            )
-        self._track_durable(machine, server)
+        self.durability.check_restart(machine, server)
         self.checker.on_start(machine.id)
 
     def _refused(self, machine: Machine, state: MachineState, refusal: str) -> None:
@@ -291,30 +323,6 @@ class WholeNodeSimulation:
         if state is MachineState.REFUSED:
             machine.refusal = refusal
             self.stats.refused_starts.append(refusal)
-
-    def _track_durable(self, machine: Machine, server: RaftServer) -> None:
-        """After every sync that returned, record the newest committed entry the WAL
-        holds: durable and never truncated, so every later incarnation must hold it (or
-        refuse to start). Uncommitted entries may legitimately vanish: a later leader
-        truncates them, and a crash may keep part of that unsynced truncation."""
-        storage = server.storage
-        sync = storage.sync
-
-        def sync_and_record() -> None:
-            sync()
-            index = min(storage.last_index(), server.node.log.committed)
-            term = storage.term(index)
-            # Only the committed entry itself: a message stepped while this Ready awaited
-            # may already have replaced (in memory, not yet on disk) an uncommitted entry
-            # the WAL still holds at that index and moved the commit index past it.
-            if (
-                term is not None
-                and term == server.node.log.term(index)
-                and index > machine.durable[0]
-            ):
-                machine.durable = (index, term)
-
-        storage.sync = sync_and_record  # type: ignore[method-assign]
 
     def crash(self, machine: Machine) -> None:
         """Power loss: the process dies at whatever await it was, unsynced data is lost."""
@@ -425,8 +433,11 @@ class WholeNodeSimulation:
 
     # --- checking -----------------------------------------------------------------------
     def fail(self, invariant: str, detail: str) -> None:
+        self._first_violation(self.checker.fail(invariant, detail))
+
+    def _first_violation(self, violation: InvariantViolation) -> None:
         if self._violation is None:
-            self._violation = self.checker.fail(invariant, detail)
+            self._violation = violation
 
     def _after_callback(self) -> None:
         checker = self.checker
@@ -441,11 +452,15 @@ class WholeNodeSimulation:
             server = machine.server
             if server is None or not hasattr(server, "node"):
                 continue
+            # The server fsyncs on its event loop's thread: while a sync takes, nothing of
+            # the node runs, and what arrives meanwhile (frames, timers, the task its Ready
+            # just created) runs after it, in any order.
             delay_ticks = machine.disk.take_fsync_delay_ticks()
             if delay_ticks:
-                # A slow fsync blocked the node's only thread: nothing of it runs meanwhile.
                 self.stats.slow_fsyncs += 1
-                self.loop.pause(machine.owner, delay_ticks * tick_seconds)
+            blocked = delay_ticks * tick_seconds + machine.disk.take_fsync_seconds()
+            if blocked:
+                self.loop.pause(machine.owner, blocked)
             if server.removed.is_set() and not machine.leaving:
                 self._leave(machine)
             failure = server.storage_failure
@@ -457,8 +472,7 @@ class WholeNodeSimulation:
                 if node.role == "leader":
                     checker.check_lease(machine.id, node, server.lease_usable())
             except InvariantViolation as violation:
-                if self._violation is None:
-                    self._violation = violation
+                self._first_violation(violation)
             self.stats.max_term = max(self.stats.max_term, node.term)
         for context in self.loop.unhandled:
             error = context.get("exception")
@@ -482,32 +496,41 @@ class WholeNodeSimulation:
             self.restart(machine)
 
     def converged(self) -> bool:
-        """One leader; every running member applied its commit; no joint configuration;
-        no running learner left unpromoted; every join finished."""
-        if self.machines_in(MachineState.JOINING) or self.machines_in(MachineState.DOWN):
-            return False
+        return self._convergence_gap() is None
+
+    def _convergence_gap(self) -> str | None:
+        """What keeps the cluster from having converged (None: nothing): one leader; every
+        running member applied its commit; no joint configuration; no running learner
+        left unpromoted; every join finished."""
+        for state in (MachineState.JOINING, MachineState.DOWN):
+            waiting = self.machines_in(state)
+            if waiting:
+                return f"node {waiting[0].id} is still {state.value}"
         running = [m for m in self.machines.values() if m.server is not None]
-        if not all(m.started() for m in running):
-            return False
-        leaders = [m for m in running if m.server_node().role == "leader"]
+        starting = [m.id for m in running if not m.started()]
+        if starting:
+            return f"node {starting[0]} is still starting"
+        leaders = [m.id for m in running if m.server_node().role == "leader"]
         if len(leaders) != 1:
-            return False
-        node = leaders[0].server_node()
+            return f"leaders: {leaders or 'none'}"
+        node = self.machines[leaders[0]].server_node()
         membership = node.membership
         if membership.is_joint or node.membership_index > node.log.committed:
-            return False
+            return f"the configuration at index {node.membership_index} is not final"
         commit = node.log.committed
-        for member in membership.members:
+        for member in sorted(membership.members):
             machine = self.machines[member]
             if machine.state is MachineState.REMOVED:
                 # Stopped as if removed, yet a member: it may never come back by itself.
                 self.fail("Liveness", f"node {member} stopped as removed but is a member")
-                return False
+                return f"node {member} stopped as removed"
             if machine.server is None:
                 continue  # refused to start, or never got to join
-            if member in membership.learners or machine.server.applied_index < commit:
-                return False
-        return True
+            if member in membership.learners:
+                return f"node {member} is still a learner"
+            if machine.server.applied_index < commit:
+                return f"node {member} applied {machine.server.applied_index} of {commit}"
+        return None
 
     def _liveness_owed(self) -> bool:
         """Whether the cluster must recover: not when a node refused to start. Its refusal
@@ -551,7 +574,10 @@ class WholeNodeSimulation:
                 self.stats.liveness = "not owed (a node refused to start)"
             elif self._violation is None:
                 self.stats.liveness = "FAILED"
-                self.fail("Liveness", f"no convergence within {CONVERGENCE_SECONDS:g} s")
+                self.fail(
+                    "Liveness",
+                    f"no convergence within {CONVERGENCE_SECONDS:g} s ({self._convergence_gap()})",
+                )
             # Let the clients' last attempts finish or time out.
             self.loop.run_until(stop, self.loop.time() + 2 * ATTEMPT_TIMEOUT_SECONDS)
             if self._violation is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 
 from raftkv.core import RaftNode
+from raftkv.core.messages import HardState
 from raftkv.server.runtime import RaftServer
 from raftkv.storage.simulated_disk import SimulatedFileSystem
 
@@ -35,6 +36,8 @@ class Machine:
         self.joined = False
         # (index, term) of the newest committed entry its WAL held after a sync.
         self.durable = (0, 0)
+        # The hard state (term, vote) its disk holds: no message may run ahead of it.
+        self.durable_hard_state = HardState()
 
     @property
     def owner(self) -> tuple[int, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from raftkv.sim.whole_node_machine import Machine, MachineState
@@ -40,7 +41,7 @@ class Operator:
             self.restart_failed_storage()
             self._fault(rng.random())
             if simulation.membership_changes and not self._busy and rng.random() < 0.15:
-                self._start(self._change_membership())
+                self._start(self._change_membership)
 
     def _fault(self, draw: float) -> None:
         simulation, rng = self.simulation, self.rng
@@ -65,7 +66,7 @@ class Operator:
             stats.pauses += 1
             simulation.loop.pause(self._victim(running).owner, rng.uniform(*PAUSE_SECONDS))
         elif draw < 0.67 and not self._busy and simulation.membership_changes:
-            self._start(self._transfer_leadership())
+            self._start(self._transfer_leadership)
 
     def _victim(self, running: list[Machine]) -> Machine:
         """Half the time the leader (Jepsen's kill-leader and partition-leader nemeses:
@@ -88,13 +89,15 @@ class Operator:
             simulation.stats.storage_failures += 1
             simulation.crash(machine)
 
-    def _start(self, coroutine: Any) -> None:
+    def _start(self, operation: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._busy = True
-        self.simulation.in_process(self.simulation.OPERATOR_OWNER, self._finally_idle(coroutine))
+        self.simulation.in_process(self.simulation.OPERATOR_OWNER, self._finally_idle(operation))
 
-    async def _finally_idle(self, coroutine: Any) -> None:
+    async def _finally_idle(self, operation: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        # The operation's coroutine is made here, not by the caller: one made and never
+        # awaited (the run ended first) would warn when collected.
         try:
-            await coroutine
+            await operation()
         finally:
             self._busy = False
 

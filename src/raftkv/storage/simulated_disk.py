@@ -28,7 +28,8 @@ ENOSPC and EIO on writes (sometimes after writing a part: a short write, then th
 ENOSPC and EIO on fsync (Linux semantics: the unsynced data that was not written back is
 dropped from the write-back queue, so it stays readable until a crash and is then gone; a
 later fsync succeeds without bringing it back), EIO on reads, slow fsyncs (a delay in
-ticks the caller collects with `take_fsync_delay_ticks()`: the disk has no clock), a full
+ticks the caller collects with `take_fsync_delay_ticks()`: the disk has no clock; the time
+every fsync takes is collected the same way, with `take_fsync_seconds()`), a full
 disk (`capacity_bytes`), and bit flips in stored files on a crash or on demand
 (`flip_bit()`). `fail_next()` scripts one failure, `schedule_crash()` a power loss before
 the n-th next operation (`SimulatedCrash` is raised from that operation on, until
@@ -93,6 +94,9 @@ class DiskFaults:
     read_eio_rate: float = 0.0
     slow_fsync_rate: float = 0.0
     slow_fsync_ticks_max: int = 10  # a slow fsync takes 1..this many ticks
+    # Not a fault: every fsync takes up to this long (uniform), collected with
+    # `take_fsync_seconds()`; the caller's thread is blocked for it.
+    fsync_seconds_max: float = 0.0
     # On crash(): the chance of a bit flip in one stored file whose name matches one of
     # `bit_flip_names` (fnmatch patterns).
     crash_bit_flip_rate: float = 0.0
@@ -194,6 +198,7 @@ class SimulatedFileSystem:
         self._descriptors: dict[int, _OpenFile] = {}
         self._next_descriptor = _FIRST_DESCRIPTOR
         self._fsync_delay_ticks = 0
+        self._fsync_seconds = 0.0
         self._crash_countdown: int | None = None
         self._powered_off = False
         self._scripted: list[tuple[Operation, int, str]] = []
@@ -381,6 +386,7 @@ class SimulatedFileSystem:
         self._crash_countdown = None
         self._descriptors.clear()
         self._fsync_delay_ticks = 0
+        self._fsync_seconds = 0.0
         self._lose_volatile_state(self._root)
         rate = self.faults.crash_bit_flip_rate
         if rate and self.rng.random() < rate:
@@ -419,6 +425,11 @@ class SimulatedFileSystem:
         virtual clock should add for the sync it just made."""
         delay, self._fsync_delay_ticks = self._fsync_delay_ticks, 0
         return delay
+
+    def take_fsync_seconds(self) -> float:
+        """The time ordinary fsyncs took since the last call (and reset)."""
+        seconds, self._fsync_seconds = self._fsync_seconds, 0.0
+        return seconds
 
     def flip_bit(
         self, path: str | None = None, offset: int | None = None, bit: int | None = None
@@ -629,6 +640,8 @@ class SimulatedFileSystem:
 
     def _maybe_fail_fsync(self, path: str) -> None:
         faults, rng = self.faults, self.rng
+        if faults.fsync_seconds_max:
+            self._fsync_seconds += rng.uniform(0.0, faults.fsync_seconds_max)
         if faults.slow_fsync_rate and rng.random() < faults.slow_fsync_rate:
             self._fsync_delay_ticks += rng.randint(1, max(faults.slow_fsync_ticks_max, 1))
         for rate, code in (
