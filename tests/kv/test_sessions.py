@@ -153,7 +153,7 @@ def test_a_delayed_first_attempt_landing_after_its_retry_was_forgotten_is_refuse
 
 
 def _state(store: KVStore) -> tuple[object, ...]:
-    sessions = [msgspec.structs.astuple(session) for session in store.sessions.values()]
+    sessions = list(store.sessions.values())
     return store.data, store.applied_index, store.applied_hash, sessions, store.evicted_through
 
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-import raftkv.kv.store
+import raftkv.kv.sessions
 import raftkv.sim.cluster
-from raftkv.kv import Command, KVStore
+from raftkv.kv.sessions import SessionTable
 from raftkv.sim.clients import Workload
 from raftkv.sim.sweep import run_seeds
 
@@ -24,7 +24,7 @@ BROKEN_SEEDS = range(1, 3)  # caught at seed 1 (29 of seeds 1-30)
 @pytest.fixture
 def workloads(monkeypatch: pytest.MonkeyPatch) -> list[Workload]:
     """A session table of one; the workloads the simulations build, to read their counts."""
-    monkeypatch.setattr(raftkv.kv.store, "SESSIONS_MAX", 1)
+    monkeypatch.setattr(raftkv.kv.sessions, "SESSIONS_MAX", 1)
     built: list[Workload] = []
 
     class RecordedWorkload(Workload):
@@ -49,10 +49,10 @@ def test_no_write_is_executed_twice_while_sessions_are_forgotten(
 def test_the_ledger_catches_a_forgotten_session_executing_again(
     workloads: list[Workload], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def any_request_opens_a_session(self: KVStore, command: Command) -> bool:
+    def any_request_opens_a_session(self: SessionTable[Any], seq: int, after: int | None) -> bool:
         return True
 
-    monkeypatch.setattr(KVStore, "_may_open_session", any_request_opens_a_session)
+    monkeypatch.setattr(SessionTable, "may_open", any_request_opens_a_session)
     outcomes = run_seeds(BROKEN_SEEDS, NODES, stop_at_first_violation=True)
     violation = outcomes[-1].violation
     assert violation is not None and violation.startswith("Client sessions:"), outcomes

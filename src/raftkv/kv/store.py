@@ -9,21 +9,22 @@ import msgspec
 
 from raftkv.errors import InvariantViolation
 from raftkv.kv.commands import Command, Result, decode_command
+from raftkv.kv.sessions import Refusals, SessionRecord, SessionTable
 
 _OK = Result(ok=True)
 _STALE_REQUEST = Result(ok=False, error="stale_request")
 _BAD_REQUEST = Result(ok=False, error="bad_request")
 _SESSION_EXPIRED = Result(ok=False, error="session_expired")
-# Client sessions remembered (thesis §6.3). The least recently active session is forgotten
-# first; which one that is depends only on the log, so every replica forgets the same one.
-SESSIONS_MAX = 10_000
+_REFUSALS = Refusals(stale=_STALE_REQUEST, expired=_SESSION_EXPIRED)
 
 
 class _Session(msgspec.Struct, array_like=True):
+    """A session as snapshots keep it (the format predates `kv/sessions.py`)."""
+
     client_id: str
     seq: int
     result: Result
-    last_index: int  # the index of the session's latest request (its last activity)
+    last_index: int
 
 
 class _Snapshot(msgspec.Struct):
@@ -41,22 +42,25 @@ _snapshot_decoder = msgspec.msgpack.Decoder(_Snapshot)
 
 class KVStore:
     """Keys and values, plus a session per client id so that a retried write is applied at
-    most once (thesis §6.3).
-
-    The session table is bounded (`sessions_max`); past it the least recently active session
-    is forgotten, and `evicted_through` keeps the largest last-activity index of any session
-    ever forgotten. A request whose client id has no session is decided by the rule in
-    `_may_open_session`, the same on every replica since it reads only the log's effects.
-    """
+    most once (thesis §6.3, `kv/sessions.py`)."""
 
     def __init__(self, sessions_max: int | None = None) -> None:
         self.data: dict[str, str] = {}
         self.applied_index = 0
         self._hash = b"\x00" * 16
-        # client_id -> its last request, in order of last activity (oldest first).
-        self.sessions: dict[str, _Session] = {}
-        self.sessions_max = SESSIONS_MAX if sessions_max is None else sessions_max
-        self.evicted_through = 0
+        self._sessions: SessionTable[Result] = SessionTable(_REFUSALS, sessions_max)
+
+    @property
+    def sessions(self) -> dict[str, SessionRecord[Result]]:
+        return self._sessions.sessions
+
+    @property
+    def sessions_max(self) -> int:
+        return self._sessions.sessions_max
+
+    @property
+    def evicted_through(self) -> int:
+        return self._sessions.evicted_through
 
     def apply(self, index: int, command: bytes) -> Result:
         if index <= self.applied_index:
@@ -73,46 +77,9 @@ class KVStore:
             return _BAD_REQUEST
         if not parsed.client_id:
             return self.execute(parsed)
-        return self._apply_in_session(index, parsed)
-
-    def _apply_in_session(self, index: int, command: Command) -> Result:
-        sessions = self.sessions
-        client_id = command.client_id
-        session = sessions.pop(client_id, None)
-        if session is not None:
-            if command.seq <= session.seq:
-                # Activity all the same: the session moves to the newest end, so the table
-                # stays in order of last_index. A new object, not an update in place: a
-                # snapshot being encoded off the loop may hold the old one.
-                sessions[client_id] = _Session(client_id, session.seq, session.result, index)
-                if command.seq == session.seq:
-                    return session.result  # a retry: answer as the first time, apply nothing
-                return _STALE_REQUEST
-        elif not self._may_open_session(command):
-            return _SESSION_EXPIRED
-        result = self.execute(command)
-        sessions[client_id] = _Session(client_id, command.seq, result, index)
-        if len(sessions) > self.sessions_max:
-            evicted = sessions.pop(next(iter(sessions)))
-            self.evicted_through = max(self.evicted_through, evicted.last_index)
-        return result
-
-    def _may_open_session(self, command: Command) -> bool:
-        """Whether a request whose client id has no session may be executed (and open one),
-        or must be refused `session_expired` because it may repeat a request this store
-        executed and then forgot (thesis §6.3: an expired session's requests are refused).
-
-        With `after_index` I (an index the client knew committed before it first sent the
-        request): every attempt of the request lands after I (a leader appends after all
-        committed entries; a stale leader's entry at or below I never commits). Had one been
-        executed at i > I, its session's last activity would be at least i, and forgetting
-        it would have raised `evicted_through` to at least i. So `evicted_through <= I`
-        proves no attempt was executed before. Without `after_index` only a first request
-        (seq 1) may open a session: a later seq means the session existed and was forgotten.
-        """
-        if command.after_index is None:
-            return command.seq <= 1
-        return self.evicted_through <= command.after_index
+        return self._sessions.apply(
+            index, parsed.client_id, parsed.seq, parsed.after_index, lambda: self.execute(parsed)
+        )
 
     def execute(self, command: Command) -> Result:
         if command.op == "put":
@@ -150,8 +117,12 @@ class KVStore:
         return lambda: _snapshot_encoder.encode(state)
 
     def _state(self, data: dict[str, str]) -> _Snapshot:
-        sessions = list(self.sessions.values())
-        return _Snapshot(data, self.applied_index, self._hash, sessions, self.evicted_through)
+        table = self._sessions
+        sessions = [
+            _Session(record.client_id, record.seq, record.result, record.last_index)
+            for record in table.records()
+        ]
+        return _Snapshot(data, self.applied_index, self._hash, sessions, table.evicted_through)
 
     def restore(self, data: bytes) -> None:
         state = _snapshot_decoder.decode(data)
@@ -160,8 +131,13 @@ class KVStore:
             state.applied_index,
             state.applied_hash,
         )
-        self.sessions = {session.client_id: session for session in state.sessions}
-        self.evicted_through = state.evicted_through
+        self._sessions.restore(
+            (
+                SessionRecord(session.client_id, session.seq, session.result, session.last_index)
+                for session in state.sessions
+            ),
+            state.evicted_through,
+        )
 
     @property
     def applied_hash(self) -> str:
