@@ -41,6 +41,20 @@ class ProposalDropped(ClientError):
     code = "no_leader"
 
 
+class CommandFailed(ClientError):
+    """The state machine raised while applying the command committed at `index`: that is
+    the command's result, not a node failure. Every replica applies the same entry with
+    the same deterministic code, so every replica (and a replay after a restart) decides
+    the same way. `error` is what the state machine raised."""
+
+    code = "command_failed"
+
+    def __init__(self, error: Exception, index: int) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error
+        self.index = index
+
+
 # --- invariants ----------------------------------------------------------------------------
 class InvariantViolation(RaftError):
     """A rule the code relies on does not hold: a bug. The driver stops the node."""

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from raftkv.errors import ClientError, NotLeader, ProposalDropped, Timeout
+from raftkv.errors import ClientError, CommandFailed, NotLeader, ProposalDropped, Timeout
 from raftkv.kv import Command, Result, encode_command
 from raftkv.server.http_server import Request, Response
 from raftkv.server.options import KEY_BYTES_MAX
@@ -34,6 +34,10 @@ CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
 NUMBER_MAX = (1 << 63) - 1
 KV_PREFIX = "/v1/kv/"
 MEMBERS_PREFIX = "/v1/members/"
+NOT_KEY_VALUE_MESSAGE = (
+    "this node's state machine is not the key-value store; the /v1/kv routes serve only"
+    " raftkv's KVStore (propose a custom state machine's commands through its own API)"
+)
 SESSION_EXPIRED_MESSAGE = (
     "the cluster no longer remembers this client's session (or this write's after_index is"
     " older than the sessions it forgot): the write was not applied now, but if this is a"
@@ -195,7 +199,12 @@ class ApiBackend(Protocol):
 class ClientApi:
     """Routes a request to its handler and turns every failure into a JSON error."""
 
-    def __init__(self, server: ApiBackend, value_bytes_max: int) -> None:
+    def __init__(
+        self, server: ApiBackend, value_bytes_max: int, *, key_value_routes: bool = True
+    ) -> None:
+        """`key_value_routes`: whether the node's state machine is the KV store. Without
+        it, /v1/kv/... answers `not_found` and proposes nothing: another state machine
+        cannot decode the KV commands."""
         self.server = server
         self.value_bytes_max = value_bytes_max
         self.body_bytes_max = body_bytes_max(value_bytes_max)
@@ -208,9 +217,16 @@ class ClientApi:
             "/metrics": {"GET": self.get_metrics},
         }
         self._prefixed: list[tuple[str, dict[str, Route]]] = [
-            (KV_PREFIX, {"PUT": self.put_key, "GET": self.get_key, "DELETE": self.delete_key}),
             (MEMBERS_PREFIX, {"DELETE": self.delete_member}),
         ]
+        if key_value_routes:
+            kv_routes: dict[str, Route] = {
+                "PUT": self.put_key,
+                "GET": self.get_key,
+                "DELETE": self.delete_key,
+            }
+            self._prefixed.insert(0, (KV_PREFIX, kv_routes))  # first: the hot path
+        self._key_value_routes = key_value_routes
 
     def _route(self, request: Request) -> Route:
         path = request.path
@@ -221,6 +237,8 @@ class ClientApi:
                     methods = candidates
                     break
             else:
+                if not self._key_value_routes and path.startswith(KV_PREFIX):
+                    raise NoRoute(NOT_KEY_VALUE_MESSAGE)
                 raise NoRoute(f"no such path: {path}")
         method = "GET" if request.method == "HEAD" else request.method
         route = methods.get(method)
@@ -236,6 +254,9 @@ class ClientApi:
             return self._not_leader(error.leader_id)
         except Timeout as error:
             return Response.error(504, "timeout", str(error))
+        except CommandFailed as error:
+            # Applied, and failed the same way on every replica: retrying cannot help.
+            return Response.error(422, "command_failed", str(error), index=error.index)
         except RequestFailed as error:
             code = "storage_failed" if server.storage_failure else "no_leader"
             return Response.error(503, code, str(error))

@@ -37,6 +37,9 @@ class RequestCounts(Protocol):
     def proposals_total(self) -> int: ...
 
     @property
+    def commands_failed_total(self) -> int: ...
+
+    @property
     def waiting(self) -> int: ...
 
 
@@ -95,6 +98,11 @@ class _NodeCollector(Collector):
             yield GaugeMetricFamily(name, help_text, value=value)
         yield CounterMetricFamily(
             "raft_proposals", "Client commands proposed", value=server.requests.proposals_total
+        )
+        yield CounterMetricFamily(
+            "raft_commands_failed",
+            "Committed commands the state machine raised on (each one's result, on every node)",
+            value=server.requests.commands_failed_total,
         )
         yield GaugeMetricFamily(
             "raft_requests_waiting",

@@ -6,10 +6,21 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import logging
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from raftkv.core import Entry
-from raftkv.errors import NotLeader, RaftError, Timeout
+from raftkv.errors import CommandFailed, NotLeader, RaftError, Timeout
+
+logger = logging.getLogger("raftkv.node")
+
+# A failed command is a client's doing, and a hostile client can send thousands a second:
+# at most one warning per interval, the next one counting those left out.
+FAILURE_WARNING_INTERVAL_SECONDS = 1.0
+# What a warning quotes of the state machine's message (which may echo a large command).
+FAILURE_MESSAGE_CHARS_MAX = 200
 
 
 class ProposalLost(NotLeader):
@@ -53,7 +64,13 @@ class RequestHost(Protocol):
 
 
 class RequestTracker:
-    def __init__(self, server: RequestHost, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        server: RequestHost,
+        timeout_seconds: float,
+        *,
+        warning_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.server = server
         self._timeout_seconds = timeout_seconds
         # index -> (term, future) of proposals waiting to be applied.
@@ -71,6 +88,12 @@ class RequestTracker:
         # milliseconds long, which was the p99 of reads.
         self._deadlines: dict[asyncio.Future[Any], tuple[float, str]] = {}
         self.proposals_total = 0
+        # Commands the state machine raised on, on this node (proposed here or not).
+        self.commands_failed_total = 0
+        # Only rate-limits log lines, so any clock will do (tests pass their own).
+        self._warning_clock = warning_clock
+        self._warned_at = -FAILURE_WARNING_INTERVAL_SECONDS
+        self._warnings_left_out = 0
 
     def _expires(self, future: asyncio.Future[Any], message: str) -> None:
         deadline = asyncio.get_running_loop().time() + self._timeout_seconds
@@ -120,16 +143,52 @@ class RequestTracker:
                 del self._proposals[index]
 
     def applied(self, entry: Entry, result: Any) -> None:
+        future = self._proposer_of(entry)
+        if future is not None:
+            future.set_result(result)
+
+    def command_failed(self, entry: Entry, error: Exception) -> None:
+        """The state machine raised `error` applying `entry`: the proposer gets
+        `CommandFailed`; the node counts it and warns (rate-limited) and goes on."""
+        failure = CommandFailed(error, entry.index)
+        self.commands_failed_total += 1
+        self._warn(failure)
+        future = self._proposer_of(entry)
+        if future is not None:
+            future.set_exception(failure)
+
+    def _proposer_of(self, entry: Entry) -> asyncio.Future[Any] | None:
+        """The future of the proposal waiting on `entry`, if one is still waiting; a
+        proposal of another term at its index is lost, and told so here."""
         waiting = self._proposals.pop(entry.index, None)
         if waiting is None:
-            return
+            return None
         term, future = waiting
         if future.done():
-            return
-        if term == entry.term:
-            future.set_result(result)
-        else:
+            return None
+        if term != entry.term:
             future.set_exception(ProposalLost(self.server.node.leader_id))
+            return None
+        return future
+
+    def _warn(self, failure: CommandFailed) -> None:
+        now = self._warning_clock()
+        if now - self._warned_at < FAILURE_WARNING_INTERVAL_SECONDS:
+            self._warnings_left_out += 1
+            return
+        left_out, self._warnings_left_out = self._warnings_left_out, 0
+        self._warned_at = now
+        message = str(failure)
+        if len(message) > FAILURE_MESSAGE_CHARS_MAX:
+            message = message[:FAILURE_MESSAGE_CHARS_MAX] + "..."
+        # repr() keeps a newline in the client-chosen text from forging a log line.
+        logger.warning(
+            "the command at index %d failed in the state machine (its result; the node"
+            " goes on): %s%s",
+            failure.index,
+            repr(message)[1:-1],
+            f"; {left_out} more since the last such warning" if left_out else "",
+        )
 
     # --- reads --------------------------------------------------------------------------
     async def read_index(self) -> int:

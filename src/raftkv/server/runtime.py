@@ -25,7 +25,13 @@ from typing import Any
 from raftkv.addresses import format_address, parse_host_port
 from raftkv.core import Entry, EntryKind, Membership, RaftConfig, RaftNode, Ready
 from raftkv.core.messages import AnyMessage
-from raftkv.errors import NotLeader, RaftError, SafetyViolation, StorageError
+from raftkv.errors import (
+    InvariantViolation,
+    NotLeader,
+    RaftError,
+    SafetyViolation,
+    StorageError,
+)
 from raftkv.kv import KVStore, StateMachine
 from raftkv.server.http_api import ClientApi
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
@@ -199,7 +205,13 @@ class RaftServer:
         ]
         for task in self._tasks:
             task.add_done_callback(self._watch)
-        self.api = ClientApi(self, options.value_bytes_max)
+        # The KV routes make sense only for the KV store's commands: a custom state machine
+        # would be handed commands it cannot decode.
+        self.api = ClientApi(
+            self,
+            options.value_bytes_max,
+            key_value_routes=isinstance(self.state_machine, KVStore),
+        )
         if self._listen_for_clients:
             self.http = HttpServer(
                 self.api.handle,
@@ -479,13 +491,27 @@ class RaftServer:
         hashes = self.applied_hashes
         for entry in entries:
             result: Any = None
+            failure: Exception | None = None
             if entry.kind == EntryKind.NORMAL:
-                result = state_machine.apply(entry.index, entry.data)
+                try:
+                    result = state_machine.apply(entry.index, entry.data)
+                except (InvariantViolation, MemoryError):
+                    # A bug of ours, or this process short of memory (which another replica
+                    # may not be): not the command's doing, so the node stops (the Ready loop).
+                    raise
+                except Exception as error:
+                    # The command's result, never a node failure: every replica applies
+                    # the same entry with the same deterministic code and decides the same
+                    # way, a replay too. Stopping made one bad command stop every replica.
+                    failure = error
                 self.snapshots.note_applied_bytes(len(entry.data))
             elif entry.kind == EntryKind.MEMBERSHIP:
                 self._membership_applied(Membership.decode(entry.data), entry.index)
             hashes[entry.index] = state_machine.applied_hash
-            self.requests.applied(entry, result)
+            if failure is None:
+                self.requests.applied(entry, result)
+            else:
+                self.requests.command_failed(entry, failure)
         while len(hashes) > HASH_WINDOW_ENTRIES:
             hashes.popitem(last=False)
         self.applied_index = entries[-1].index
