@@ -8,7 +8,7 @@ self-describing in a trace and a driver can route it without an envelope.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -183,6 +183,46 @@ class TimeoutNow(Message, frozen=True, tag="TimeoutNow"):
         return self.leader_id
 
 
+# --- not Raft: what the embedding API passes to the leader on the same links -------------
+RequestId = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
+ForwardKind = Literal["propose", "read_index", "lease_read", "add", "remove", "transfer"]
+# Error codes and messages are short; a longer one from a peer is a malformed frame.
+ShortText = Annotated[str, msgspec.Meta(max_length=1024)]
+
+
+class Forward(Message, frozen=True, tag="Forward"):
+    """A follower asks the leader to do something for one of its callers (server/
+    forwarding.py): propose `payload`, confirm a read index, change membership. `term` is
+    always 0: it speaks for no term, so the core drops one it is ever handed."""
+
+    from_id: NodeId
+    request_id: RequestId
+    kind: ForwardKind
+    payload: bytes = b""
+
+    @property
+    def sender(self) -> int:
+        return self.from_id
+
+
+class ForwardReply(Message, frozen=True, tag="ForwardReply"):
+    """The leader's answer to a `Forward`: `error` empty on success (then `index`/`term`:
+    where the proposal was appended, or the read index), else an error code (SPEC §3's
+    codes) with `message` and the leader it knows (`leader_id`, 0: none)."""
+
+    from_id: NodeId
+    request_id: RequestId
+    error: ShortText = ""
+    message: ShortText = ""
+    leader_id: Annotated[int, msgspec.Meta(ge=0, lt=NODE_ID_LIMIT)] = 0
+    index: Index = 0
+    entry_term: Term = 0
+
+    @property
+    def sender(self) -> int:
+        return self.from_id
+
+
 AnyMessage = (
     AppendEntries
     | AppendEntriesResponse
@@ -191,4 +231,6 @@ AnyMessage = (
     | InstallSnapshot
     | InstallSnapshotResponse
     | TimeoutNow
+    | Forward
+    | ForwardReply
 )

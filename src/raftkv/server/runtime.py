@@ -19,12 +19,13 @@ import resource
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from raftkv.addresses import format_address, parse_host_port
 from raftkv.core import Entry, EntryKind, Membership, RaftConfig, RaftNode, Ready
-from raftkv.core.messages import AnyMessage
+from raftkv.core.messages import AnyMessage, Forward, ForwardReply
 from raftkv.errors import (
     InvariantViolation,
     NotLeader,
@@ -33,6 +34,7 @@ from raftkv.errors import (
     StorageError,
 )
 from raftkv.kv import KVStore, StateMachine
+from raftkv.server.forwarding import Forwarding
 from raftkv.server.http_api import ClientApi
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
 from raftkv.server.logs import trace_line
@@ -167,6 +169,12 @@ class RaftServer:
             request_timeout_seconds=options.request_timeout_seconds,
             tick_seconds=options.tick_ms / 1000,
         )
+        # What followers ask of this node as leader, and what it asks of the leader, for the
+        # embedding API's callers (server/forwarding.py).
+        self.forwarding = Forwarding(self)
+        # Called with (role, leader_id) after every change of either (the embedding API's
+        # events); on the loop, inside the Ready loop: a listener must not block.
+        self.soft_state_listeners: list[Callable[[str, int | None], None]] = []
         self.http: HttpServer | None = None
         self.api: ClientApi | None = None
 
@@ -331,6 +339,7 @@ class RaftServer:
         if self.http is not None:
             await self.http.close(grace_seconds=1.0)
         self.snapshots.cancel()
+        self.forwarding.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -366,6 +375,9 @@ class RaftServer:
 
     def _on_message(self, message: AnyMessage) -> None:
         if self.storage_failure is not None:
+            return
+        if isinstance(message, Forward | ForwardReply):
+            self.forwarding.received(message)  # not Raft: never the core's
             return
         try:
             self.node.step(message)
@@ -422,6 +434,9 @@ class RaftServer:
                     logger.exception("internal error in a tick")
                     self._stop_participating("internal error in the ticker")
                 self._wake.set()
+
+    def send(self, message: AnyMessage) -> None:
+        self.transport.send(message)
 
     def lease_usable(self) -> bool:
         """The core's lease, guarded against a paused process: its ticks must be on time.
@@ -484,6 +499,8 @@ class RaftServer:
             self.members.leader_changed()
             if ready.soft_state.role != "leader":
                 self.requests.leadership_lost()
+            for listener in self.soft_state_listeners:
+                listener(ready.soft_state.role, ready.soft_state.leader_id)
         await self.snapshots.maybe_take()
 
     def _apply(self, entries: list[Entry]) -> None:

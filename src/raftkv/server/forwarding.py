@@ -1,0 +1,221 @@
+"""Requests a follower passes to the leader over the peer links (`Forward`/`ForwardReply`),
+so that the embedding API's callers on any node need no client port and no address of the
+leader: propose a command, confirm a read index (linearizable or under the leader's lease),
+change membership, transfer leadership.
+
+A proposal is answered as soon as it is appended, with its (index, term): the follower then
+waits for that entry to apply in its own log (its own replica's result, decided as on every
+replica). Anything that goes wrong is an error code the caller decides on (SPEC §3's codes:
+`not_leader` with the leader this node knows, `no_leader`, `timeout`, ...). Peers are
+members that passed the handshake; still, what one may ask is bounded: at most
+SERVING_MAX asynchronous requests at once per node, the rest refused `no_leader` ("retry").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from raftkv.core import RaftNode
+from raftkv.core.messages import AnyMessage, Forward, ForwardKind, ForwardReply
+from raftkv.errors import ClientError, NotLeader, RaftError, Timeout
+from raftkv.server.requests import RequestTracker
+
+logger = logging.getLogger("raftkv.node")
+
+SERVING_MAX = 1024
+
+
+class Membership(Protocol):
+    """The membership operations a forwarded request may run (`MembershipOperations`)."""
+
+    async def add(self, member: int, address: str) -> dict[str, Any]: ...
+
+    async def remove(self, member: int) -> dict[str, Any]: ...
+
+    async def transfer_leadership(
+        self, target: int, timeout_seconds: float | None = None
+    ) -> int: ...
+
+
+class ForwardingHost(Protocol):
+    """What forwarding needs of the node (`RaftServer`)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def node(self) -> RaftNode: ...
+
+    @property
+    def requests(self) -> RequestTracker: ...
+
+    @property
+    def members(self) -> Membership: ...
+
+    def send(self, message: AnyMessage) -> None:
+        """Put a message on the link to its destination."""
+
+    def lease_usable(self) -> bool: ...
+
+    def wake(self) -> None: ...
+
+
+class ForwardingError(ClientError):
+    """The leader refused a forwarded request: `code` is its error code."""
+
+    def __init__(self, code: str, message: str, leader_id: int | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.leader_id = leader_id
+
+
+class Forwarding:
+    def __init__(self, host: ForwardingHost) -> None:
+        self._host = host
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[ForwardReply]] = {}
+        self._serving: set[asyncio.Task[None]] = set()
+
+    # --- the follower's side ------------------------------------------------------------
+    async def ask(
+        self, leader: int, kind: ForwardKind, payload: bytes, timeout_seconds: float
+    ) -> ForwardReply:
+        """Send a request to `leader` and wait for its answer: `ForwardingError` with the
+        leader's error code, `Timeout` if none came in time (it may have been carried out:
+        a proposal is then retried within its session)."""
+        host = self._host
+        request_id = next(self._ids)
+        future: asyncio.Future[ForwardReply] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        host.send(
+            Forward(
+                to=leader,
+                term=0,
+                from_id=host.id,
+                request_id=request_id,
+                kind=kind,
+                payload=payload,
+            )
+        )
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                reply = await future
+        except TimeoutError:
+            raise Timeout(f"node{leader} did not answer a forwarded {kind} in time") from None
+        finally:
+            self._waiting.pop(request_id, None)
+        if reply.error:
+            raise ForwardingError(reply.error, reply.message, reply.leader_id or None)
+        return reply
+
+    def _answered(self, reply: ForwardReply) -> None:
+        future = self._waiting.get(reply.request_id)
+        if future is not None and not future.done():
+            future.set_result(reply)
+
+    # --- the leader's side --------------------------------------------------------------
+    def received(self, message: Forward | ForwardReply) -> None:
+        if isinstance(message, ForwardReply):
+            self._answered(message)
+            return
+        node = self._host.node
+        if node.role != "leader":
+            self._reply(message, error=NotLeader(node.leader_id))
+            return
+        if message.kind == "propose":
+            # At once, in this callback: nothing may come between the role check and the
+            # append, and the follower waits for the entry itself.
+            try:
+                index, term = node.propose(message.payload)
+            except RaftError as error:
+                self._reply(message, error=error)
+                return
+            self._host.wake()
+            self._reply(message, index=index, term=term)
+            return
+        if len(self._serving) >= SERVING_MAX:
+            self._reply(message, code="no_leader", text="the leader is busy; retry")
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._serve(message, self._operation(message))
+        )
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
+
+    def _operation(self, message: Forward) -> Callable[[], Awaitable[int]]:
+        host = self._host
+
+        async def read_index() -> int:
+            return await host.requests.read_index()
+
+        async def lease_read() -> int:
+            if host.lease_usable():
+                return host.node.log.committed
+            return await host.requests.read_index()
+
+        async def change() -> int:
+            request = json.loads(message.payload or b"{}")
+            if message.kind == "add":
+                answer = await host.members.add(int(request["id"]), str(request["address"]))
+                return int(answer["index"])
+            if message.kind == "remove":
+                answer = await host.members.remove(int(request["id"]))
+                return int(answer.get("index", 0))
+            return await host.members.transfer_leadership(int(request["to"]))
+
+        operations: dict[str, Callable[[], Awaitable[int]]] = {
+            "read_index": read_index,
+            "lease_read": lease_read,
+        }
+        return operations.get(message.kind, change)
+
+    async def _serve(self, message: Forward, operation: Callable[[], Awaitable[int]]) -> None:
+        try:
+            index = await operation()
+        except RaftError as error:
+            self._reply(message, error=error)
+        except (ValueError, KeyError, TypeError) as error:
+            self._reply(message, code="bad_request", text=f"malformed {message.kind}: {error}")
+        else:
+            self._reply(message, index=index)
+
+    def _reply(
+        self,
+        request: Forward,
+        *,
+        error: RaftError | None = None,
+        code: str = "",
+        text: str = "",
+        index: int = 0,
+        term: int = 0,
+    ) -> None:
+        host = self._host
+        if error is not None:
+            code = error.code if isinstance(error, ClientError) else "internal"
+            text = str(error)
+        leader = host.node.leader_id or 0
+        host.send(
+            ForwardReply(
+                to=request.from_id,
+                term=0,
+                from_id=host.id,
+                request_id=request.request_id,
+                error=code,
+                message=text[:1024],
+                leader_id=leader,
+                index=index,
+                entry_term=term,
+            )
+        )
+
+    def close(self) -> None:
+        for task in self._serving:
+            task.cancel()
+        for future in self._waiting.values():
+            if not future.done():
+                future.cancel()
