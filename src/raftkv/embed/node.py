@@ -61,8 +61,14 @@ def _address(value: Address) -> tuple[str, int]:
 
 class AsyncNode:
     """One member of a cluster, replicating `objects` (name -> object with `@replicated`
-    methods), in the running asyncio loop. `options` sets any other `NodeOptions` field
-    (tick_ms, election_timeout_ms, snapshot_entries, ...)."""
+    methods), in the running asyncio loop.
+
+    A founding member names the others in `peers` (or is alone: `single_node`). A node
+    added to a running cluster (`add_member` on any member, which returns an index) is
+    started with `join=` that index, `cluster_id=` the cluster's (`node.cluster_id` on any
+    member) and `peers=` some members' peer addresses: it never founds a cluster of its
+    own. `options` sets any other `NodeOptions` field (tick_ms, election_timeout_ms,
+    snapshot_entries, ...)."""
 
     def __init__(
         self,
@@ -72,7 +78,8 @@ class AsyncNode:
         data_dir: str,
         objects: Mapping[str, object],
         peers: Mapping[int, Address] | None = None,
-        join: Address | None = None,
+        join: int | None = None,
+        cluster_id: str | None = None,
         single_node: bool = False,
         client_listen: Address | None = None,
         call_timeout: float = CALL_TIMEOUT_SECONDS,
@@ -84,19 +91,25 @@ class AsyncNode:
         self._names = {id(target): name for name, target in self.objects.items()}
         self.state_machine = ObjectStateMachine(self.objects)
         listen_address = _address(listen)
+        known = {peer: _address(address) for peer, address in (peers or {}).items()}
+        joining = join is not None
         node_options = NodeOptions(
             node_id=node_id,
             data_dir=data_dir,
             listen=listen_address,
             client_listen=_address(client_listen) if client_listen else (listen_address[0], 0),
-            peers={peer: _address(address) for peer, address in (peers or {}).items()},
-            join=_address(join) if join else None,
+            peers={} if joining else known,
             single_node=single_node,
+            cluster_id=cluster_id,
             **dict(options or {}),
         )
         self.server = RaftServer(
             node_options, self.state_machine, listen_for_clients=client_listen is not None
         )
+        if join is not None:
+            # What `raft-node --join` learns from the leader, given here.
+            self.server.join_peers = known
+            self.server.joined_index = join
         self.call_timeout = call_timeout
         # This node's client session: calls made here are numbered in it.
         self.client_id = f"embed-{node_id}-{secrets.token_hex(8)}"
@@ -192,6 +205,11 @@ class AsyncNode:
     @property
     def leader_id(self) -> int | None:
         return self.server.node.leader_id
+
+    @property
+    def cluster_id(self) -> str:
+        """What a node joining this cluster is started with."""
+        return self.server.cluster_id
 
     @property
     def is_leader(self) -> bool:
@@ -433,6 +451,10 @@ class Node:
     @property
     def is_leader(self) -> bool:
         return self.node.is_leader
+
+    @property
+    def cluster_id(self) -> str:
+        return self.node.cluster_id
 
     @property
     def term(self) -> int:
