@@ -172,6 +172,11 @@ def test_a_wrong_cluster_id_is_refused_without_naming_the_real_one(
         await wait_until(
             lambda: member.counters().connections_refused >= 1, "the stranger to be refused"
         )
+        # The member counts the refusal before the stranger has read its answer.
+        await wait_until(
+            lambda: any("refused our connection" in line for line in warnings(transport_logs)),
+            "the stranger to log the refusal",
+        )
         assert not stranger.is_connected(1)
 
     run_on_network(kind, body)
