@@ -41,6 +41,10 @@ class Account:
         raise Strange("not a built-in")
 
     @replicated
+    def exit(self) -> None:
+        raise SystemExit(3)
+
+    @replicated
     def leak(self) -> object:
         return object()  # not a replicable value
 
@@ -93,6 +97,8 @@ def test_an_exception_is_the_commands_result_and_the_next_command_applies() -> N
         log.apply(command("fail_strangely", client="c", seq=1)).unwrap()
     with pytest.raises(TypeError, match="cannot replicate"):
         log.apply(command("leak")).unwrap()
+    with pytest.raises(SystemExit):  # the caller's to handle; the replicas go on
+        log.apply(command("exit")).unwrap()
     assert log.apply(command("deposit", 3)).unwrap() == 3
     assert account.balance == 3
 

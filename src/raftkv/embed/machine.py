@@ -221,7 +221,9 @@ class ObjectStateMachine:
             args, kwargs = values.decode(call.arguments)
             result = method.function(target, *args, **kwargs)
             return Outcome(value=values.encode(result)), None
-        except Exception as error:  # the command's error, decided alike on every replica
+        except (Exception, SystemExit) as error:
+            # The command's error, decided alike on every replica (a method calling
+            # sys.exit() too: it would stop every replica, and each again on replay).
             return _error(type(error).__qualname__, str(error)), error
 
     def take_result(self, client_id: str, seq: int) -> CallResult | None:

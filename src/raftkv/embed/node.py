@@ -23,7 +23,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
-import itertools
 import json
 import logging
 import secrets
@@ -32,12 +31,12 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
 from raftkv.addresses import parse_host_port
+from raftkv.client.sessions import SessionPool
 from raftkv.core.messages import ForwardKind
 from raftkv.embed import values
 from raftkv.embed.machine import Call, ObjectStateMachine, encode_call
 from raftkv.embed.replicated import NODE_ATTRIBUTE
-from raftkv.errors import NotLeader, ProposalDropped, Timeout
-from raftkv.server.forwarding import ForwardingError
+from raftkv.errors import ClientError, Timeout
 from raftkv.server.options import NodeOptions
 from raftkv.server.runtime import RaftServer
 
@@ -111,9 +110,10 @@ class AsyncNode:
             self.server.join_peers = known
             self.server.joined_index = join
         self.call_timeout = call_timeout
-        # This node's client session: calls made here are numbered in it.
-        self.client_id = f"embed-{node_id}-{secrets.token_hex(8)}"
-        self._seq = itertools.count(1)
+        # The client sessions of the calls made here, one per call in flight.
+        self._sessions = SessionPool(f"embed-{node_id}-{secrets.token_hex(8)}")
+        self._last_role: str | None = None
+        self._last_leader: int | None = None
         self._role_callbacks: list[Callable[[str, int], None]] = []
         self._leader_callbacks: list[Callable[[int | None], None]] = []
         self._leader_known = asyncio.Event()
@@ -150,10 +150,14 @@ class AsyncNode:
                 became_leader = getattr(target, "__raft_became_leader__", None)
                 if became_leader is not None:
                     self._run_callback(became_leader, now)
-        for role_callback in self._role_callbacks:
-            self._run_callback(role_callback, role, self.server.node.term)
-        for leader_callback in self._leader_callbacks:
-            self._run_callback(leader_callback, leader_id)
+        if role != self._last_role:
+            self._last_role = role
+            for role_callback in self._role_callbacks:
+                self._run_callback(role_callback, role, self.server.node.term)
+        if leader_id != self._last_leader:
+            self._last_leader = leader_id
+            for leader_callback in self._leader_callbacks:
+                self._run_callback(leader_callback, leader_id)
 
     async def _leader_duties(self) -> None:
         """On the leader, every DUTY_INTERVAL_SECONDS: the calls objects ask for by their
@@ -212,6 +216,11 @@ class AsyncNode:
         return self.server.cluster_id
 
     @property
+    def removed(self) -> bool:
+        """This node applied its own removal: it takes no further part (stop it)."""
+        return self.server.removed.is_set()
+
+    @property
     def is_leader(self) -> bool:
         return self.server.node.role == "leader"
 
@@ -259,32 +268,40 @@ class AsyncNode:
         args: tuple[Any, ...] = (),
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
-        seq = next(self._seq)
         arguments = values.encode([list(args), dict(kwargs or {})])
+        # A session per call in flight: a session's state machine side remembers only its
+        # latest seq, so two concurrent calls in one session could refuse each other's
+        # retry as stale.
+        session = self._sessions.acquire()
+        client_id, seq = session.next_write()
         server = self.server
         after_index = server.node.log.committed
-        command = encode_call(
-            Call(object_name, method, arguments, self.client_id, seq, after_index)
-        )
+        command = encode_call(Call(object_name, method, arguments, client_id, seq, after_index))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            index = await self._attempt(
-                "propose", command, deadline, f"{object_name}.{method} not applied in time"
-            )
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await server.requests.wait_applied(index)
-            except (TimeoutError, Timeout):
-                if loop.time() >= deadline:
-                    raise Timeout(
-                        f"{object_name}.{method} not applied in time; it may still apply"
-                    ) from None
-                continue
-            result = self.state_machine.take_result(self.client_id, seq)
-            if result is not None:
-                return result.unwrap()
-            # Another entry took that index (a leader change): the same seq again.
+        forgotten = False
+        try:
+            while True:
+                index = await self._attempt(
+                    "propose", command, deadline, f"{object_name}.{method} not applied in time"
+                )
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await server.requests.wait_applied(index)
+                except (TimeoutError, Timeout):
+                    if loop.time() >= deadline:
+                        raise Timeout(
+                            f"{object_name}.{method} not applied in time; it may still apply"
+                        ) from None
+                    continue
+                result = self.state_machine.take_result(client_id, seq)
+                if result is not None:
+                    forgotten = result.outcome.error_type == "SessionExpired"
+                    return result.unwrap()
+                # Another entry took that index (a leader change): the same seq again.
+        finally:
+            if not forgotten:  # a session the cluster forgot is not used again
+                self._sessions.release(session)
 
     def call_from_method(
         self, target: object, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -320,8 +337,11 @@ class AsyncNode:
             deadline = loop.time() + self.call_timeout
             kind: ForwardKind = "read_index" if consistency == "linearizable" else "lease_read"
             index = await self._attempt(kind, b"", deadline, "read not confirmed in time")
-            async with asyncio.timeout_at(deadline):
-                await self.server.requests.wait_applied(index)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self.server.requests.wait_applied(index)
+            except TimeoutError:
+                raise Timeout(f"index {index} not applied here in time") from None
         return function()
 
     # --- membership -----------------------------------------------------------------------
@@ -361,11 +381,10 @@ class AsyncNode:
                     leader, kind, payload, min(remaining, server.options.request_timeout_seconds)
                 )
                 return reply.index
-            except ForwardingError as error:
+            except ClientError as error:
+                # One rule whether the leader is here or there: its error code decides.
                 if error.code not in _RETRYABLE:
                     raise
-            except (NotLeader, ProposalDropped, Timeout):
-                pass
             await asyncio.sleep(min(RETRY_PAUSE_SECONDS, max(0.0, deadline - loop.time())))
 
     async def _locally(self, kind: ForwardKind, payload: bytes) -> int:
@@ -411,6 +430,9 @@ class Node:
         self._loop.run_forever()
 
     def _wait(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if not self._thread.is_alive():
+            coroutine.close()
+            raise RuntimeError("the node is not running: start() it first")
         if threading.current_thread() is self._thread:
             coroutine.close()
             raise RuntimeError(
@@ -455,6 +477,10 @@ class Node:
     @property
     def cluster_id(self) -> str:
         return self.node.cluster_id
+
+    @property
+    def removed(self) -> bool:
+        return self.node.removed
 
     @property
     def term(self) -> int:

@@ -148,6 +148,11 @@ class NodeMetrics:
         self.snapshots_taken = Counter(
             "raft_snapshots_taken", "Snapshots taken", registry=self.registry
         )
+        self.snapshot_failures = Counter(
+            "raft_snapshot_failures",
+            "Snapshots that could not be taken (state not encodable, disk error)",
+            registry=self.registry,
+        )
         self.safety_violations = Counter(
             "raft_safety_violations",
             "Peer messages refused because they contradict this node's committed log",

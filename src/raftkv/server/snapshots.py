@@ -144,11 +144,19 @@ class SnapshotTaker:
         prepare: Callable[[], Callable[[], bytes]] | None = getattr(
             server.state_machine, "prepare_snapshot", None
         )
-        if prepare is not None:
-            encode = prepare()
-        else:
-            data_now = server.state_machine.snapshot()
-            encode = lambda: data_now  # noqa: E731
+        try:
+            if prepare is not None:
+                encode = prepare()
+            else:
+                data_now = server.state_machine.snapshot()
+                encode = lambda: data_now  # noqa: E731
+        except Exception:
+            # A state the state machine cannot snapshot (a value it cannot encode): say so
+            # each time, and try again later; a task left dead would block every snapshot.
+            logger.exception("taking a snapshot at index %d failed", index)
+            self._metrics.snapshot_failures.inc()
+            self._task = None
+            return
         self.loop_blocked_seconds = time.perf_counter() - started
         self.bytes_since = 0
         try:
@@ -160,6 +168,7 @@ class SnapshotTaker:
             await loop.run_in_executor(self._disk_executor, server.snapshot_store.save, meta, data)
         except Exception:
             logger.exception("taking a snapshot at index %d failed", index)
+            self._metrics.snapshot_failures.inc()
             self._task = None
             return
         self.last_index = max(self.last_index, index)
