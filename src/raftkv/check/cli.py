@@ -13,6 +13,7 @@ from typing import NoReturn
 from raftkv.check.checker import check_history
 from raftkv.check.history import HistoryError, dump_history, load_history
 from raftkv.check.limits import MINIMIZE_CHECKS_MAX, SEARCH_STATES_MAX
+from raftkv.cli.version import add_version_flag
 
 EXIT_OK = 0
 EXIT_NOT_LINEARIZABLE = 1
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Check a key-value history (JSON lines, docs/history-format.md) for "
         "linearizability. Exit 0 linearizable, 1 not, 2 unknown (budget), 3 bad input.",
     )
+    add_version_flag(parser)
     parser.add_argument("history", help="history file, one operation per line ('-': stdin)")
     parser.add_argument(
         "--max-states",

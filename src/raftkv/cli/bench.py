@@ -25,6 +25,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from raftkv.cli.version import add_version_flag
+
 BIN = Path(sys.executable).parent
 STARTUP_DEADLINE_SECONDS = 30
 _pause = threading.Event()
@@ -164,6 +166,7 @@ def run_wrk(url: str, connections: int, seconds: float, script: Path | None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="raft-bench", description=__doc__)
+    add_version_flag(parser)
     parser.add_argument("--seconds", type=int, default=5, help="per measurement")
     parser.add_argument("--node-arg", action="append", default=[], help="extra raft-node flag")
     parser.add_argument(

@@ -18,6 +18,7 @@ from raftkv.addresses import (
     parse_address_list,
     parse_host_port,
 )
+from raftkv.cli.version import add_version_flag
 from raftkv.errors import Corruption, DataDirMismatch, RaftError, StorageError
 from raftkv.server import NodeOptions, RaftServer
 from raftkv.server.join import JoinFailed, join_cluster
@@ -45,6 +46,7 @@ def _milliseconds_range(text: str) -> tuple[int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raft-node", description="Run one raftkv node.")
+    add_version_flag(parser)
     parser.add_argument("--id", type=int, required=True, help="this node's id (1, 2, ...)")
     parser.add_argument("--peers", help="bootstrap a new cluster: '2,3' or '2=HOST:PORT,...'")
     parser.add_argument(

@@ -15,6 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from raftkv.cli.version import add_version_flag
 from raftkv.sim.golden import golden_lines
 from raftkv.sim.options import (
     FAULT_KINDS,
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a Raft cluster on virtual time with injected faults; check safety"
         " after every step, liveness after healing, and linearizability at the end.",
     )
+    add_version_flag(parser)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--seed", type=int, help="the seed that decides every random choice")
     mode.add_argument(
