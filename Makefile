@@ -3,21 +3,46 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The exact versions tested; pyproject.toml holds only compatible-release ranges.
+CONSTRAINTS := constraints.txt
+WHEEL_DIR ?= dist
 PYTEST := $(BIN)/python -m pytest
 # Two workers: CI is a shared 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: all install test demo lint format sim-long bench bench-storage bench-checker bench-snapshot bench-cluster bench-http clean
+.PHONY: all install pins wheel test demo lint format sim-long bench bench-storage bench-checker bench-snapshot bench-cluster bench-http clean
 
 all: install
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[test,lint]'
 	touch $(STAMP)
+
+# Re-pin: resolve the newest releases pyproject.toml's ranges allow in a scratch
+# virtualenv and write them to constraints.txt (the next make target reinstalls from it).
+pins:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/python" -m pip install --quiet --upgrade pip && \
+	"$$tmp/venv/bin/python" -m pip install --quiet -e '.[test,lint]' && \
+	{ sed -n '/^#/!q;p' $(CONSTRAINTS) && \
+	  "$$tmp/venv/bin/python" -m pip freeze --exclude-editable; } > "$$tmp/pins" && \
+	mv "$$tmp/pins" $(CONSTRAINTS) && \
+	{ git diff --stat -- $(CONSTRAINTS) 2>/dev/null || true; }
+
+# The wheel, in $(WHEEL_DIR). Built from a copy of what goes into it (setuptools would
+# otherwise leave build/ in the tree, and a stale build/ or egg-info can put files the
+# tree no longer has into the wheel).
+wheel: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	tar -c --exclude=__pycache__ --exclude='*.egg-info' pyproject.toml README.md LICENSE src \
+	  | tar -x -C "$$tmp" && \
+	$(BIN)/python -m pip wheel --quiet --no-deps -w "$(WHEEL_DIR)" "$$tmp" && \
+	ls "$(WHEEL_DIR)"/raftkv-*.whl
 
 test: $(STAMP)
 	$(PYTEST) -n $(PYTEST_WORKERS) -q
