@@ -11,11 +11,18 @@ import os
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import msgspec
 
 from raftkv import errors
-from raftkv.addresses import AddressError, format_address, parse_address_list, parse_node_id
+from raftkv.addresses import (
+    AddressError,
+    format_address,
+    parse_address_list,
+    parse_host_port,
+    parse_node_id,
+)
 from raftkv.client import (
     CONSISTENCY_LEVELS,
     DEFAULT_TIMEOUT_SECONDS,
@@ -23,6 +30,7 @@ from raftkv.client import (
     Inconsistent,
     NotLeader,
     RaftClient,
+    RequestError,
     StatusReport,
     Unreachable,
     WriteResult,
@@ -30,6 +38,7 @@ from raftkv.client import (
 )
 from raftkv.client.check import corruption_in
 from raftkv.client.errors import describe
+from raftkv.client.protocol import NodeHealth
 from raftkv.client.text import format_table
 
 EXIT_OK = 0
@@ -57,6 +66,29 @@ class _Parser(argparse.ArgumentParser):
 def _node_id(text: str) -> int:
     try:
         return parse_node_id(text)
+    except AddressError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _node_url(text: str) -> tuple[str, int]:
+    """`--node`: a node's client address, `http://HOST:PORT` or `HOST:PORT`."""
+    address = text.strip()
+    if "://" in address:
+        try:
+            parts = urlsplit(address)
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme != "http"
+            or parts.path not in ("", "/")
+            or parts.query
+            or "@" in parts.netloc
+        ):
+            raise argparse.ArgumentTypeError(f"expected http://HOST:PORT, got {text!r}")
+        address = parts.netloc
+    try:
+        return parse_host_port(address)
     except AddressError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -133,6 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("id", type=_node_id, metavar="ID")
     transfer = command("transfer-leader", "make node ID the leader")
     transfer.add_argument("id", type=_node_id, metavar="ID")
+    health = command(
+        "health", "whether each node is live and ready (GET /livez, /readyz); exit 0 if all ready"
+    )
+    health.add_argument(
+        "--node",
+        action="append",
+        type=_node_url,
+        metavar="URL",
+        help="ask this node (http://HOST:PORT or HOST:PORT; repeatable) instead of the cluster",
+    )
     return parser
 
 
@@ -316,6 +358,57 @@ def _transfer_leader(client: RaftClient, args: argparse.Namespace, as_json: bool
     return EXIT_OK
 
 
+def _node_line_name(health: NodeHealth, by_url: bool) -> str:
+    url = f"http://{format_address(health.address)}"
+    return url if by_url else f"{health.node_id} {url}"
+
+
+def _health(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
+    """Exit 0 when every node asked is ready; 1 when one is not (its line says why, and a
+    `not_ready` error line names it); 2 when none answered at all, as for `status`."""
+    by_url = bool(getattr(args, "node", None))
+    target = client.target
+    reports = [client.health(target)] if target is not None else client.healths()
+    if as_json:
+        objects: list[dict[str, Any]] = []
+        for report in reports:
+            entry: dict[str, Any] = {
+                "id": None if by_url else report.node_id,
+                "url": f"http://{format_address(report.address)}",
+                "live": report.live,
+                "ready": report.ready,
+                "checks": report.checks,
+            }
+            if report.readiness is not None:
+                entry["readyz"] = report.readiness
+            if report.error is not None:
+                entry["error"] = describe(report.error)
+            objects.append(entry)
+        print(_json_line(objects))
+    else:
+        for report in reports:
+            print(f"node {_node_line_name(report, by_url)}: {report.summary()}")
+    if not any(report.live for report in reports):
+        message = f"no node answered /livez within {client.timeout:g} s"
+        raise Unreachable(message, {"message": message})
+    failing = [report for report in reports if not report.ready]
+    if failing:
+        names = ", ".join(f"node {_node_line_name(report, by_url)}" for report in failing)
+        message = f"{len(failing)} of {len(reports)} nodes not ready: {names}"
+        payload = {
+            "message": message,
+            "nodes": [f"http://{format_address(report.address)}" for report in failing],
+        }
+        raise _NotReady(message, payload)
+    return EXIT_OK
+
+
+class _NotReady(RequestError):
+    """`health`: a node is not live or not ready (exit 1)."""
+
+    code = "not_ready"
+
+
 _Command = Callable[[RaftClient, argparse.Namespace, bool], int]
 _COMMANDS: dict[str, _Command] = {
     "put": _put,
@@ -326,10 +419,20 @@ _COMMANDS: dict[str, _Command] = {
     "check": _check,
     "members": _members,
     "transfer-leader": _transfer_leader,
+    "health": _health,
 }
 
 
 def _make_client(args: argparse.Namespace) -> RaftClient:
+    target: int | None = getattr(args, "target", None)
+    timeout = getattr(args, "timeout", DEFAULT_TIMEOUT_SECONDS)
+    nodes: list[tuple[str, int]] | None = getattr(args, "node", None)
+    if nodes:
+        # `health --node URL ...`: these nodes in place of the cluster (numbered in order;
+        # their lines name them by URL).
+        if target is not None:
+            raise UsageError("--target and --node cannot be combined")
+        return RaftClient(dict(enumerate(nodes, start=1)), timeout=timeout)
     cluster_text = getattr(args, "cluster", None)
     source = "--cluster"
     if cluster_text is None:
@@ -339,11 +442,9 @@ def _make_client(args: argparse.Namespace) -> RaftClient:
         addresses = parse_address_list(cluster_text, client_ports=True)
     except AddressError as error:
         raise UsageError(f"{source}: {error}") from None
-    target: int | None = getattr(args, "target", None)
     if target is not None and target not in addresses:
         names = ",".join(str(node_id) for node_id in addresses)
         raise UsageError(f"--target {target} is not in the cluster ({names})")
-    timeout = getattr(args, "timeout", DEFAULT_TIMEOUT_SECONDS)
     return RaftClient(addresses, timeout=timeout, target=target)
 
 

@@ -22,7 +22,7 @@ from raftkv.client.limits import (
     RESPONSE_BYTES_MAX,
     SESSION_RESENDS_MAX,
 )
-from raftkv.client.protocol import Request
+from raftkv.client.protocol import NodeHealth, Request
 from raftkv.client.results import (
     AdminResult,
     Membership,
@@ -164,6 +164,32 @@ class AsyncRaftClient:
         """`hash_at` of several nodes (default: all), asked at once."""
         chosen = list(self._view.addresses) if node_ids is None else node_ids
         return await self._fan_out(chosen, lambda node_id: self.hash_at(node_id, index))
+
+    async def health(self, node_id: int) -> NodeHealth:
+        """Node `node_id`'s `/livez` and `/readyz` (SPEC §6); an unhealthy or unreachable
+        node is a result, not an error."""
+        address = self._view.addresses.get(node_id)
+        if address is None:
+            raise ValueError(f"node {node_id} is not in the cluster map")
+        try:
+            await self._ask(node_id, protocol.livez_request(), self.timeout)
+        except errors.ClientError as error:
+            return protocol.not_live(node_id, address, error)
+        try:
+            status, body = await self._exchange(node_id, protocol.readyz_request(), self.timeout)
+            return protocol.read_readiness(node_id, address, status, body)
+        except errors.ClientError as error:
+            return NodeHealth(node_id, address, live=True, ready=False, error=error)
+
+    async def healths(self) -> list[NodeHealth]:
+        """`health` of every node, asked at once, in the cluster map's order."""
+        answers = await self._fan_out(list(self._view.addresses), self.health)
+        return [
+            answer
+            if isinstance(answer, NodeHealth)
+            else protocol.not_live(node_id, self._view.addresses[node_id], answer)
+            for node_id, answer in answers.items()
+        ]
 
     async def members(self) -> Membership:
         _, payload = await self._call(protocol.members_request())

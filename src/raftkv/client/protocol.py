@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import msgspec
 
+from raftkv import errors
 from raftkv.client.errors import BadRequest, BadResponse, NoLeader, Timeout, error_from_answer
 
 CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
@@ -89,6 +90,14 @@ def hash_request(index: int) -> Request:
     return Request("GET", "/v1/hash?" + urlencode({"index": index}), leader_only=False)
 
 
+def livez_request() -> Request:
+    return Request("GET", "/livez", leader_only=False)
+
+
+def readyz_request() -> Request:
+    return Request("GET", "/readyz", leader_only=False)
+
+
 def members_request() -> Request:
     return Request("GET", "/v1/members")
 
@@ -132,3 +141,73 @@ def answered_leader(payload: dict[str, Any], node_id: int, request: Request) -> 
     if isinstance(leader, int) and not isinstance(leader, bool):
         return leader
     return node_id if request.leader_only else None
+
+
+# --- health (SPEC §6: /livez and /readyz) -----------------------------------------------------
+_CHECK_PASSED = "ok"
+
+
+@dataclass(frozen=True)
+class NodeHealth:
+    """One node's `GET /livez` and `GET /readyz`: `live` when /livez answered 200, `ready`
+    when /readyz did. `checks`: each readiness check, "ok" or why it fails, as the node
+    said (empty when /readyz could not be read); `readiness`: the /readyz body as sent;
+    `error`: why /livez or /readyz could not be asked or read (an unreachable node is
+    neither live nor ready)."""
+
+    node_id: int
+    address: tuple[str, int]
+    live: bool
+    ready: bool
+    checks: dict[str, str] = field(default_factory=dict)
+    readiness: dict[str, Any] | None = None
+    error: errors.ClientError | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        """Why the node is not ready: each failing check in the node's words, or the
+        error that kept it from answering. Empty when it is ready."""
+        if self.ready:
+            return []
+        failing = [reason for reason in self.checks.values() if reason != _CHECK_PASSED]
+        if self.error is not None:
+            failing.append(str(self.error))
+        return failing or ["not ready"]
+
+    def summary(self) -> str:
+        """`live, ready`, `live, not ready: leader unknown, 120 entries behind` or
+        `not live: <why>`."""
+        if not self.live:
+            return f"not live: {'; '.join(self.problems)}"
+        if self.ready:
+            return "live, ready"
+        return f"live, not ready: {', '.join(self.problems)}"
+
+
+def not_live(node_id: int, address: tuple[str, int], error: errors.ClientError) -> NodeHealth:
+    """A node whose /livez did not answer 200."""
+    return NodeHealth(node_id, address, live=False, ready=False, error=error)
+
+
+def read_readiness(node_id: int, address: tuple[str, int], status: int, body: bytes) -> NodeHealth:
+    """A live node's health from its /readyz answer: 200 ready, 503 not ready, each with
+    `{"ok": bool, "checks": {name: "ok" | why}}`. Any other answer raises its error."""
+    payload: Any = None
+    if status == _HTTP_SERVICE_UNAVAILABLE:
+        try:
+            payload = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            payload = None
+    if not (isinstance(payload, dict) and "checks" in payload):
+        payload = read_answer(status, body)  # a 2xx object, or its error raised
+    checks = payload.get("checks")
+    ok = payload.get("ok")
+    if (
+        not isinstance(ok, bool)
+        or not isinstance(checks, dict)
+        or not all(isinstance(reason, str) for reason in checks.values())
+    ):
+        message = f"node {node_id} answered /readyz without ok and checks"
+        raise BadResponse(message, {"node": node_id, "message": message})
+    ready = ok and 200 <= status < 300
+    return NodeHealth(node_id, address, live=True, ready=ready, checks=checks, readiness=payload)

@@ -23,7 +23,7 @@ from raftkv.client.limits import (
     RESPONSE_BYTES_MAX,
     SESSION_RESENDS_MAX,
 )
-from raftkv.client.protocol import Request
+from raftkv.client.protocol import NodeHealth, Request
 from raftkv.client.results import (
     AdminResult,
     Membership,
@@ -262,6 +262,22 @@ class RaftClient:
         chosen = list(self._view.addresses) if node_ids is None else node_ids
         return self._fan_out(chosen, lambda node_id: self._hash_at(node_id, index))
 
+    def health(self, node_id: int) -> NodeHealth:
+        """Node `node_id`'s `/livez` and `/readyz` (SPEC §6); an unhealthy or unreachable
+        node is a result, not an error."""
+        with self._lock:
+            return self._health(node_id)
+
+    def healths(self) -> list[NodeHealth]:
+        """`health` of every node, asked at once, in the cluster map's order."""
+        answers = self._fan_out(list(self._view.addresses), self._health)
+        return [
+            answer
+            if isinstance(answer, NodeHealth)
+            else protocol.not_live(node_id, self._view.addresses[node_id], answer)
+            for node_id, answer in answers.items()
+        ]
+
     def members(self) -> Membership:
         _, payload = self._call(protocol.members_request())
         return decode_result(payload, Membership)
@@ -285,6 +301,22 @@ class RaftClient:
         payload = self._ask(node_id, protocol.status_request(), self.timeout)
         self._committed.note(payload, "commit_index")
         return decode_result(payload, NodeStatus)
+
+    def _health(self, node_id: int) -> NodeHealth:
+        address = self._view.addresses.get(node_id)
+        if address is None:
+            raise ValueError(f"node {node_id} is not in the cluster map")
+        try:
+            self._ask(node_id, protocol.livez_request(), self.timeout)
+        except errors.ClientError as error:
+            return protocol.not_live(node_id, address, error)
+        try:
+            status, body = self._connections.exchange(
+                node_id, protocol.readyz_request(), self.timeout
+            )
+            return protocol.read_readiness(node_id, address, status, body)
+        except errors.ClientError as error:
+            return NodeHealth(node_id, address, live=True, ready=False, error=error)
 
     def _hash_at(self, node_id: int, index: int) -> str:
         payload = self._ask(node_id, protocol.hash_request(index), self.timeout)

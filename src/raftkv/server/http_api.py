@@ -5,6 +5,7 @@ status. The HTTP protocol itself is `http_server.py`."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
@@ -12,7 +13,7 @@ import msgspec
 from raftkv.errors import ClientError, CommandFailed, NotLeader, ProposalDropped, Timeout
 from raftkv.kv import Command, Result, encode_command
 from raftkv.server.http_server import Request, Response
-from raftkv.server.options import KEY_BYTES_MAX
+from raftkv.server.options import KEY_BYTES_MAX, READY_LAG_ENTRIES_DEFAULT
 from raftkv.server.requests import RequestFailed
 
 # The body allowance: a value and an `if_value` within the value limit are accepted however
@@ -46,6 +47,13 @@ SESSION_EXPIRED_MESSAGE = (
 )
 
 Route = Callable[[Request], Awaitable[Response]]
+
+# Health probes (SPEC §6): `/livez` answers while the event loop serves; `/readyz` says
+# whether this node can serve, each check "ok" or why it fails.
+LIVEZ_PATH = "/livez"
+READYZ_PATH = "/readyz"
+CHECK_PASSED = "ok"
+LIVE_BODY = b'{"ok":true}'
 
 
 class BadRequest(ClientError):
@@ -139,6 +147,56 @@ def _session(source: dict[str, Any]) -> tuple[str, int, int | None]:
     return client_id, seq, after_index
 
 
+@dataclass(frozen=True, slots=True)
+class HealthFacts:
+    """What readiness is decided from (`RaftServer.health_facts`): the node's own state,
+    read without a Raft round trip, so a probe costs no more than `/v1/status`."""
+
+    # The leader this node heard from within an election timeout (itself when it leads).
+    leader_id: int | None
+    storage_failure: str | None
+    # In the newest configuration this node holds (a learner counts).
+    member: bool
+    # It applied a configuration without itself, from its own join on: it is stopping.
+    removed: bool
+    # The highest commit index this node knows: its own, or one a leader sent it (a
+    # follower still receiving entries commits only what it holds).
+    commit_index: int
+    # What the state machine reflects.
+    applied_index: int
+
+
+def readiness(node_id: int, facts: HealthFacts, lag_entries_max: int) -> dict[str, Any]:
+    """The `/readyz` body: every check, "ok" or why it fails, and `ok` when all pass."""
+    behind = max(0, facts.commit_index - facts.applied_index)
+    if facts.removed:
+        member = "removed from the cluster"
+    elif not facts.member:
+        member = "not a member of the cluster's configuration"
+    else:
+        member = CHECK_PASSED
+    checks = {
+        "leader": CHECK_PASSED if facts.leader_id is not None else "leader unknown",
+        "storage": (
+            CHECK_PASSED
+            if facts.storage_failure is None
+            else f"storage failed: {facts.storage_failure}"
+        ),
+        "caught_up": CHECK_PASSED if behind <= lag_entries_max else f"{behind} entries behind",
+        "member": member,
+    }
+    return {
+        "ok": all(outcome == CHECK_PASSED for outcome in checks.values()),
+        "checks": checks,
+        "id": node_id,
+        "leader": facts.leader_id,
+        "commit_index": facts.commit_index,
+        "applied_index": facts.applied_index,
+        "behind": behind,
+        "behind_max": lag_entries_max,
+    }
+
+
 class Proposer(Protocol):
     """Proposes a command and waits for it to apply (`RequestTracker`)."""
 
@@ -195,18 +253,27 @@ class ApiBackend(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
+    def health_facts(self) -> HealthFacts: ...
+
 
 class ClientApi:
     """Routes a request to its handler and turns every failure into a JSON error."""
 
     def __init__(
-        self, server: ApiBackend, value_bytes_max: int, *, key_value_routes: bool = True
+        self,
+        server: ApiBackend,
+        value_bytes_max: int,
+        *,
+        key_value_routes: bool = True,
+        ready_lag_entries_max: int = READY_LAG_ENTRIES_DEFAULT,
     ) -> None:
         """`key_value_routes`: whether the node's state machine is the KV store. Without
         it, /v1/kv/... answers `not_found` and proposes nothing: another state machine
-        cannot decode the KV commands."""
+        cannot decode the KV commands. `ready_lag_entries_max`: `/readyz` fails beyond
+        this many committed entries not yet applied."""
         self.server = server
         self.value_bytes_max = value_bytes_max
+        self.ready_lag_entries_max = ready_lag_entries_max
         self.body_bytes_max = body_bytes_max(value_bytes_max)
         # method -> handler, for each exact path and for each prefix ("/v1/kv/{key}").
         self._exact: dict[str, dict[str, Route]] = {
@@ -215,6 +282,8 @@ class ClientApi:
             "/v1/members": {"GET": self.get_members, "POST": self.post_member},
             "/v1/transfer-leader": {"POST": self.post_transfer_leader},
             "/metrics": {"GET": self.get_metrics},
+            LIVEZ_PATH: {"GET": self.get_livez},
+            READYZ_PATH: {"GET": self.get_readyz},
         }
         self._prefixed: list[tuple[str, dict[str, Route]]] = [
             (MEMBERS_PREFIX, {"DELETE": self.delete_member}),
@@ -362,6 +431,15 @@ class ClientApi:
 
     async def get_status(self, request: Request) -> Response:
         return Response.json(self.server.status())
+
+    async def get_livez(self, request: Request) -> Response:
+        # Nothing more than "the event loop serves": a liveness probe that failed for
+        # cluster reasons (no leader, a lagging node) would restart healthy processes.
+        return Response(200, LIVE_BODY)
+
+    async def get_readyz(self, request: Request) -> Response:
+        body = readiness(self.server.id, self.server.health_facts(), self.ready_lag_entries_max)
+        return Response.json(body, 200 if body["ok"] else 503)
 
     async def get_hash(self, request: Request) -> Response:
         index = _number(request.query.get("index", ""))

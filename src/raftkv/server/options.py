@@ -24,6 +24,11 @@ SNAPSHOT_TRAILING_ENTRIES = 1_000
 # ...and no more than this many bytes of commands: with 1 MiB values, 1,000 entries would
 # keep a GiB in memory.
 SNAPSHOT_TRAILING_BYTES = 16 << 20
+# `GET /readyz`: a node is ready while it has applied all but at most this many entries of
+# the commit index it knows. As many as a snapshot keeps for "slightly slow" followers: a
+# node one or two fsyncs behind under load is serving; one installing a snapshot or
+# replaying a long log is not.
+READY_LAG_ENTRIES_DEFAULT = SNAPSHOT_TRAILING_ENTRIES
 
 
 @dataclass
@@ -57,6 +62,8 @@ class NodeOptions:
     # entries are appended but uncommitted; one entry is always admitted into an empty
     # window. The simulator makes it small, so refusals meet every proposer.
     uncommitted_bytes_max: int = RaftConfig.uncommitted_bytes_max
+    # Readiness (`GET /readyz`): at most this many committed entries not yet applied.
+    ready_lag_entries_max: int = READY_LAG_ENTRIES_DEFAULT
 
     @property
     def election_timeout_ticks(self) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from raftkv.addresses import format_address, parse_host_port
 from raftkv.core import Entry, EntryKind, Membership, RaftConfig, RaftNode, Ready
-from raftkv.core.messages import AnyMessage, Forward, ForwardReply
+from raftkv.core.messages import AnyMessage, AppendEntries, Forward, ForwardReply
 from raftkv.errors import (
     InvariantViolation,
     NotLeader,
@@ -35,7 +35,7 @@ from raftkv.errors import (
 )
 from raftkv.kv import KVStore, StateMachine
 from raftkv.server.forwarding import Forwarding
-from raftkv.server.http_api import ClientApi
+from raftkv.server.http_api import ClientApi, HealthFacts
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
 from raftkv.server.logs import trace_line
 from raftkv.server.members import MembershipOperations
@@ -142,6 +142,10 @@ class RaftServer:
         # moves that at once, while the state machine is restored only at the next Ready.
         # Reads, applied-index waits and snapshots go by what the state machine holds.
         self.applied_index = 0
+        # The highest `leader_commit` a leader sent this node: a follower still receiving
+        # entries commits only what it holds, so its own commit index hides how far behind
+        # it is (readiness). Any leader's commit index is committed, so this never overstates.
+        self.leader_commit_seen = 0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.disk_executor: Executor = disk_executor or ThreadPoolExecutor(
@@ -219,6 +223,7 @@ class RaftServer:
             self,
             options.value_bytes_max,
             key_value_routes=isinstance(self.state_machine, KVStore),
+            ready_lag_entries_max=options.ready_lag_entries_max,
         )
         if self._listen_for_clients:
             self.http = HttpServer(
@@ -394,6 +399,12 @@ class RaftServer:
             logger.exception("internal error stepping a message from node%d", message.sender)
             self._stop_participating("internal error stepping a message")
             return
+        if (
+            type(message) is AppendEntries
+            and message.leader_commit > self.leader_commit_seen
+            and message.term == self.node.term  # from the leader of this node's term
+        ):
+            self.leader_commit_seen = message.leader_commit
         self._wake.set()
 
     def _on_peer_state(self, peer: int, connected: bool) -> None:
@@ -662,6 +673,24 @@ class RaftServer:
         if node.role == "follower" and not node.membership.is_voter(self.id):
             return "learner"
         return node.role.value
+
+    def health_facts(self) -> HealthFacts:
+        """What `GET /readyz` decides from: the leader heard from within an election
+        timeout (this node, when it leads), storage, membership and how far behind the
+        commit index it knows this node has applied."""
+        node = self.node
+        leader = node.leader_id
+        silent = node.election_elapsed >= node.config.election_timeout_ticks
+        if leader is not None and leader != self.id and silent:
+            leader = None
+        return HealthFacts(
+            leader_id=leader,
+            storage_failure=self.storage_failure,
+            member=self.id in node.membership.members,
+            removed=self.removed.is_set(),
+            commit_index=max(node.log.committed, self.leader_commit_seen),
+            applied_index=self.applied_index,
+        )
 
     def status(self) -> dict[str, Any]:
         node = self.node
