@@ -23,6 +23,7 @@ from raftkv.addresses import (
     parse_host_port,
     parse_node_id,
 )
+from raftkv.cli.version import add_version_flag
 from raftkv.client import (
     CONSISTENCY_LEVELS,
     DEFAULT_TIMEOUT_SECONDS,
@@ -131,6 +132,7 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="raft-client", description="Talk to a raftkv cluster.")
+    add_version_flag(parser)
     _add_common_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
