@@ -31,7 +31,7 @@ from raftkv.client.errors import (
     Unreachable,
 )
 from raftkv.client.limits import DEFAULT_TIMEOUT_SECONDS
-from raftkv.client.protocol import CONSISTENCY_LEVELS
+from raftkv.client.protocol import CONSISTENCY_LEVELS, NodeHealth
 from raftkv.client.results import (
     AdminResult,
     Member,
@@ -72,6 +72,7 @@ __all__ = [
     "Member",
     "Membership",
     "NoLeader",
+    "NodeHealth",
     "NodeStatus",
     "NotFound",
     "NotLeader",
