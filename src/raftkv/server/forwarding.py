@@ -181,6 +181,9 @@ class Forwarding:
             self._reply(message, error=error)
         except (ValueError, KeyError, TypeError) as error:
             self._reply(message, code="bad_request", text=f"malformed {message.kind}: {error}")
+        except Exception as error:  # a bug of ours: said loudly, and the asker not left waiting
+            logger.exception("serving a forwarded %s failed", message.kind)
+            self._reply(message, code="internal", text=repr(error))
         else:
             self._reply(message, index=index)
 
