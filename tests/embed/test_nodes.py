@@ -157,21 +157,27 @@ def test_a_call_on_a_follower_outlives_the_leaders_stop(tmp_path: Path) -> None:
     run(scenario)
 
 
-def test_a_forwarded_call_whose_answer_is_lost_applies_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The leader's answer to the first forward is lost: the follower asks again with the
-    same session number, and the deposit is applied once, not twice."""
-    lost: list[int] = []
+@pytest.fixture
+def lost(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The leader's answer to the first forwarded proposal is lost (its index is listed)."""
+    indexes: list[int] = []
     answered = forwarding_module.Forwarding._answered
 
     def lose_the_first(self: forwarding_module.Forwarding, reply: Any) -> None:
-        if not lost and reply.index:
-            lost.append(reply.index)
+        if not indexes and reply.index:
+            indexes.append(reply.index)
             return
         answered(self, reply)
 
     monkeypatch.setattr(forwarding_module.Forwarding, "_answered", lose_the_first)
+    return indexes
+
+
+def test_a_forwarded_call_whose_answer_is_lost_applies_once(
+    tmp_path: Path, lost: list[int]
+) -> None:
+    """The leader's answer to the first forward is lost: the follower asks again with the
+    same session number, and the deposit is applied once, not twice."""
 
     async def scenario() -> None:
         async with cluster(tmp_path) as c:
@@ -184,21 +190,11 @@ def test_a_forwarded_call_whose_answer_is_lost_applies_once(
 
 
 def test_concurrent_calls_from_one_node_each_apply_once_when_one_is_retried(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, lost: list[int]
 ) -> None:
     """Each call in flight has a session of its own: the first call's answer is lost and
     it is retried after the others applied; in a shared session its retry would be refused
     as older than their numbers ("StaleRequest")."""
-    lost: list[int] = []
-    answered = forwarding_module.Forwarding._answered
-
-    def lose_the_first(self: forwarding_module.Forwarding, reply: Any) -> None:
-        if not lost and reply.index:
-            lost.append(reply.index)
-            return
-        answered(self, reply)
-
-    monkeypatch.setattr(forwarding_module.Forwarding, "_answered", lose_the_first)
 
     async def scenario() -> None:
         async with cluster(tmp_path) as c:

@@ -376,7 +376,7 @@ class AsyncNode:
             try:
                 leader = await self.wait_for_leader(remaining)
                 if leader == self.id:
-                    return await self._locally(kind, payload)
+                    return await server.forwarding.perform(kind, payload)
                 reply = await server.forwarding.ask(
                     leader, kind, payload, min(remaining, server.options.request_timeout_seconds)
                 )
@@ -386,27 +386,6 @@ class AsyncNode:
                 if error.code not in _RETRYABLE:
                     raise
             await asyncio.sleep(min(RETRY_PAUSE_SECONDS, max(0.0, deadline - loop.time())))
-
-    async def _locally(self, kind: ForwardKind, payload: bytes) -> int:
-        server = self.server
-        if kind == "propose":
-            index, _term = server.node.propose(payload)
-            server.wake()
-            return index
-        if kind == "read_index":
-            return await server.requests.read_index()
-        if kind == "lease_read":
-            if server.lease_usable():
-                return server.node.log.committed
-            return await server.requests.read_index()
-        request = json.loads(payload)
-        if kind == "add":
-            answer = await server.members.add(int(request["id"]), str(request["address"]))
-            return int(answer["index"])
-        if kind == "remove":
-            answer = await server.members.remove(int(request["id"]))
-            return int(answer.get("index", 0))
-        return await server.members.transfer_leadership(int(request["to"]))
 
 
 class Node:

@@ -17,7 +17,6 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from raftkv.core import RaftNode
@@ -141,42 +140,36 @@ class Forwarding:
         if len(self._serving) >= SERVING_MAX:
             self._reply(message, code="no_leader", text="the leader is busy; retry")
             return
-        task = asyncio.get_running_loop().create_task(
-            self._serve(message, self._operation(message))
-        )
+        task = asyncio.get_running_loop().create_task(self._serve(message))
         self._serving.add(task)
         task.add_done_callback(self._serving.discard)
 
-    def _operation(self, message: Forward) -> Callable[[], Awaitable[int]]:
+    async def perform(self, kind: ForwardKind, payload: bytes) -> int:
+        """Do `kind` as the leader (for a forward, or for a caller on this node): the index
+        it answers (a proposal's, a read's, the configuration's)."""
         host = self._host
-
-        async def read_index() -> int:
+        if kind == "propose":
+            index, _term = host.node.propose(payload)
+            host.wake()
+            return index
+        if kind == "read_index":
             return await host.requests.read_index()
-
-        async def lease_read() -> int:
+        if kind == "lease_read":
             if host.lease_usable():
                 return host.node.log.committed
             return await host.requests.read_index()
+        request = json.loads(payload or b"{}")
+        if kind == "add":
+            answer = await host.members.add(int(request["id"]), str(request["address"]))
+            return int(answer["index"])
+        if kind == "remove":
+            answer = await host.members.remove(int(request["id"]))
+            return int(answer.get("index", 0))
+        return await host.members.transfer_leadership(int(request["to"]))
 
-        async def change() -> int:
-            request = json.loads(message.payload or b"{}")
-            if message.kind == "add":
-                answer = await host.members.add(int(request["id"]), str(request["address"]))
-                return int(answer["index"])
-            if message.kind == "remove":
-                answer = await host.members.remove(int(request["id"]))
-                return int(answer.get("index", 0))
-            return await host.members.transfer_leadership(int(request["to"]))
-
-        operations: dict[str, Callable[[], Awaitable[int]]] = {
-            "read_index": read_index,
-            "lease_read": lease_read,
-        }
-        return operations.get(message.kind, change)
-
-    async def _serve(self, message: Forward, operation: Callable[[], Awaitable[int]]) -> None:
+    async def _serve(self, message: Forward) -> None:
         try:
-            index = await operation()
+            index = await self.perform(message.kind, message.payload)
         except RaftError as error:
             self._reply(message, error=error)
         except (ValueError, KeyError, TypeError) as error:
