@@ -12,6 +12,7 @@ import signal
 import sys
 
 from raftkv.addresses import (
+    WILDCARD_HOSTS,
     AddressError,
     default_client_address,
     default_peer_address,
@@ -58,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="default ./data/node-N")
     parser.add_argument("--listen", help="peer address HOST:PORT (default 127.0.0.1:9000+N)")
     parser.add_argument("--client-listen", help="client address (default 127.0.0.1:8000+N)")
+    parser.add_argument(
+        "--advertise-peer",
+        help="HOST:PORT peers are told to reach this node at (default: --listen; "
+        "required when --listen is a wildcard address such as 0.0.0.0)",
+    )
+    parser.add_argument(
+        "--advertise-client",
+        help="HOST:PORT clients are told to reach this node at, in leader hints (default: "
+        "--client-listen; required when that is a wildcard address such as 0.0.0.0)",
+    )
     parser.add_argument("--cluster-id", help="default: derived from the founding member ids")
     parser.add_argument("--election-timeout-ms", type=_milliseconds_range, default=(150, 300))
     parser.add_argument("--heartbeat-ms", type=int, default=50)
@@ -71,6 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-pre-vote", action="store_true")
     parser.add_argument("--no-check-quorum", action="store_true")
     return parser
+
+
+def _advertised(text: str | None) -> tuple[str, int] | None:
+    """An advertised address: HOST:PORT, like every other address (an `http://` prefix, as
+    in a leader URL, is accepted and dropped); never a wildcard host."""
+    if text is None:
+        return None
+    text = text.strip().removeprefix("http://").rstrip("/")
+    address = parse_host_port(text)
+    if address[0] in WILDCARD_HOSTS:
+        raise AddressError(f"an advertised address must be dialable, not {text!r}")
+    if address[1] == 0:
+        raise AddressError(f"an advertised address needs a port, not 0: {text!r}")
+    return address
 
 
 def options_from(arguments: argparse.Namespace) -> NodeOptions:
@@ -90,6 +115,8 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         client_listen=parse_host_port(arguments.client_listen)
         if arguments.client_listen
         else default_client_address(node_id),
+        advertise_peer=_advertised(arguments.advertise_peer),
+        advertise_client=_advertised(arguments.advertise_client),
         peers=peers,
         single_node=arguments.single_node,
         join=parse_host_port(arguments.join) if arguments.join else None,
@@ -121,7 +148,7 @@ def _freeze_startup_objects() -> None:
 
 async def serve(options: NodeOptions) -> int:
     if options.join is not None and not _has_state(options.data_dir):
-        info = await join_cluster(options.join, options.node_id, options.listen)
+        info = await join_cluster(options.join, options.node_id, options.advertised_peer_address)
         options.cluster_id = options.cluster_id or info.cluster_id
         options.peers = {}
         server = RaftServer(options)
@@ -161,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         options = options_from(arguments)
     except AddressError as error:
         parser.error(str(error))
+    refusal = options.wildcard_refusal()
+    if refusal is not None:
+        logger.critical("refusing to start: %s", refusal)
+        return EXIT_ERROR
     try:
         import uvloop
 

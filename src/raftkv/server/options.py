@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from raftkv.addresses import WILDCARD_HOSTS, format_address
 from raftkv.core.config import RaftConfig
 
 # Client API limits (SPEC §3).
@@ -37,6 +38,10 @@ class NodeOptions:
     data_dir: str
     listen: tuple[str, int]
     client_listen: tuple[str, int]
+    # What this node tells peers and clients instead of `listen` and `client_listen`
+    # (`--advertise-peer`, `--advertise-client`): needed when those are wildcard addresses.
+    advertise_peer: tuple[str, int] | None = None
+    advertise_client: tuple[str, int] | None = None
     # Peer addresses of the founding members (`--peers`), self excluded.
     peers: dict[int, tuple[str, int]] = field(default_factory=dict)
     join: tuple[str, int] | None = None
@@ -64,6 +69,33 @@ class NodeOptions:
     uncommitted_bytes_max: int = RaftConfig.uncommitted_bytes_max
     # Readiness (`GET /readyz`): at most this many committed entries not yet applied.
     ready_lag_entries_max: int = READY_LAG_ENTRIES_DEFAULT
+
+    @property
+    def advertised_peer_address(self) -> tuple[str, int]:
+        """Where peers reach this node: what it records and announces as its own."""
+        return self.advertise_peer or self.listen
+
+    @property
+    def advertised_client_address(self) -> tuple[str, int]:
+        """Where clients reach this node: what its leader hints name."""
+        return self.advertise_client or self.client_listen
+
+    def wildcard_refusal(self) -> str | None:
+        """Why `raft-node` refuses to start with these addresses, if it does: a wildcard
+        listen address (every interface) names no address anyone could dial back, so it
+        needs the matching advertised address (SPEC §6)."""
+        if self.listen[0] in WILDCARD_HOSTS and self.advertise_peer is None:
+            return (
+                f"--listen {format_address(self.listen)} is a wildcard address peers cannot "
+                "dial: add --advertise-peer HOST:PORT (the address peers reach this node at)"
+            )
+        if self.client_listen[0] in WILDCARD_HOSTS and self.advertise_client is None:
+            return (
+                f"--client-listen {format_address(self.client_listen)} is a wildcard address "
+                "clients cannot dial: add --advertise-client HOST:PORT (the address clients "
+                "reach this node at)"
+            )
+        return None
 
     @property
     def election_timeout_ticks(self) -> tuple[int, int]:

@@ -202,10 +202,12 @@ class RaftServer:
             on_message=self._on_message,
             on_peer_state=self._on_peer_state,
             on_trace=self._trace if options.trace_rpc else None,
-            client_address=format_address(options.client_listen),
+            client_address=format_address(options.advertised_client_address),
             accept_unknown_peers=False,
             rng=random.Random(options.seed),
         )
+        if options.advertise_peer is not None:
+            self.transport.set_advertised_address(*options.advertise_peer)
         for peer, address in self.peer_addresses.items():
             if peer != self.id:
                 self.transport.set_peer_address(peer, *address)
@@ -265,7 +267,7 @@ class RaftServer:
         self.peer_addresses = load_peer_addresses(self.data_dir.path, self.data_dir.filesystem)
         for peer, address in {**self.join_peers, **options.peers}.items():
             self.peer_addresses[peer] = address
-        self.peer_addresses[self.id] = options.listen
+        self.peer_addresses[self.id] = options.advertised_peer_address
         save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
         stores = self._given_stores
         if stores is None:
@@ -656,7 +658,7 @@ class RaftServer:
         if leader_id is None:
             return None
         if leader_id == self.id:
-            return format_address(self.options.client_listen)
+            return format_address(self.options.advertised_client_address)
         learned = self.transport.peer_client_address(leader_id) or self.client_addresses.get(
             leader_id
         )

@@ -119,6 +119,10 @@ class Transport(Protocol):
     def peer_client_address(self, node_id: int) -> str | None:
         """The client address ("host:port") the peer announced in a handshake, if any."""
 
+    def set_advertised_address(self, host: str, port: int) -> None:
+        """Tell peers (in handshakes) this address instead of the listen address, which may
+        be a wildcard one (`raft-node --advertise-peer`)."""
+
     def counters(self) -> TransportCounters:
         """A snapshot of the counters."""
 

@@ -82,6 +82,8 @@ class TransportBase(ABC):
         self._on_peer_state = on_peer_state
         self._on_trace = on_trace
         self._client_address = client_address or ""
+        # What `own_peer_address` names instead of the listen address (`--advertise-peer`).
+        self._advertised_address: tuple[str, int] | None = None
         self._accept_unknown_peers = accept_unknown_peers
         self._limits = limits or TransportLimits()
         # Only reconnect jitter draws from it; a fresh generator when none is injected.
@@ -269,8 +271,14 @@ class TransportBase(ABC):
             self.set_peer_address(handshake.node_id, host, port)
         return refusal
 
+    def set_advertised_address(self, host: str, port: int) -> None:
+        self._advertised_address = (host, port)
+
     def own_peer_address(self) -> str:
-        """Where peers reach this node, for handshakes; empty on a wildcard address."""
+        """Where peers reach this node, for handshakes: the advertised address if one was
+        set, else the listen address; empty on a wildcard address."""
+        if self._advertised_address is not None:
+            return format_address(self._advertised_address)
         host, port = self.listen_address
         return "" if host in WILDCARD_HOSTS else format_address((host, port))
 
