@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 
 from raftkv.addresses import (
     WILDCARD_HOSTS,
@@ -19,6 +20,8 @@ from raftkv.addresses import (
     parse_address_list,
     parse_host_port,
 )
+from raftkv.cli.node_config import ConfigError, render
+from raftkv.cli.node_config import parse as parse_configuration
 from raftkv.cli.version import add_version_flag
 from raftkv.errors import Corruption, DataDirMismatch, RaftError, StorageError
 from raftkv.server import NodeOptions, RaftServer
@@ -48,6 +51,17 @@ def _milliseconds_range(text: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raft-node", description="Run one raftkv node.")
     add_version_flag(parser)
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file of settings, keyed by flag name (env RAFTKV_CONFIG); "
+        "flags > RAFTKV_* environment variables > file > defaults",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective configuration as TOML, each value's source, and exit",
+    )
     parser.add_argument("--id", type=int, required=True, help="this node's id (1, 2, ...)")
     parser.add_argument("--peers", help="bootstrap a new cluster: '2,3' or '2=HOST:PORT,...'")
     parser.add_argument(
@@ -180,14 +194,24 @@ async def serve(options: NodeOptions) -> int:
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    arguments = parser.parse_args(argv)
-    configure_logging(arguments.id, arguments.log_level, arguments.log_format == "json")
+def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        configuration = parse_configuration(
+            build_parser, argv, os.environ if environ is None else environ
+        )
+    except ConfigError as error:
+        print(f"raft-node: refusing to start: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    arguments = configuration.arguments
     try:
         options = options_from(arguments)
     except AddressError as error:
-        parser.error(str(error))
+        build_parser().error(str(error))
+    if arguments.print_config:
+        sys.stdout.write(render(configuration))
+        return EXIT_OK
+    configure_logging(arguments.id, arguments.log_level, arguments.log_format == "json")
     refusal = options.wildcard_refusal()
     if refusal is not None:
         logger.critical("refusing to start: %s", refusal)

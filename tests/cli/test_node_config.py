@@ -1,0 +1,193 @@
+"""`raft-node --config FILE`, `RAFTKV_*` variables and `--print-config` (SPEC §6)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from raftkv.cli.node import EXIT_ERROR, EXIT_OK, build_parser, main
+from raftkv.cli.node_config import ConfigError, parse
+
+
+def effective(argv: list[str], environ: dict[str, str] | None = None) -> Any:
+    return parse(build_parser, argv, environ or {}).arguments
+
+
+def sources(argv: list[str], environ: dict[str, str] | None = None) -> dict[str, str]:
+    return parse(build_parser, argv, environ or {}).sources
+
+
+def config_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def printed(
+    argv: list[str], environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> tuple[dict[str, Any], str]:
+    assert main([*argv, "--print-config"], environ) == EXIT_OK
+    out = capsys.readouterr().out
+    return tomllib.loads(out), out
+
+
+def test_defaults_alone() -> None:
+    arguments = effective(["--id", "1"])
+    assert arguments.heartbeat_ms == 50 and arguments.election_timeout_ms == (150, 300)
+    assert not arguments.no_pre_vote
+    assert set(sources(["--id", "1"]).values()) == {"flag", "default"}
+
+
+def test_the_file_alone(tmp_path: Path) -> None:
+    path = config_file(
+        tmp_path,
+        'id = 3\nlisten = "127.0.0.1:9103"\ndata-dir = "d3"\npeers = {1 = "h:1", 2 = "h:2"}\n'
+        'election_timeout_ms = [100, 250]\nheartbeat_ms = 20\nlog_format = "json"\n',
+    )
+    arguments = effective(["--config", path])
+    assert arguments.id == 3 and arguments.listen == "127.0.0.1:9103"
+    assert arguments.data_dir == "d3" and arguments.peers == "1=h:1,2=h:2"
+    assert arguments.election_timeout_ms == (100, 250) and arguments.heartbeat_ms == 20
+    assert arguments.log_format == "json"
+    assert sources(["--config", path])["id"] == "file"
+
+
+def test_peers_as_an_array_and_the_config_file_from_the_environment(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "id = 1\npeers = [2, 3]\n")
+    assert effective([], {"RAFTKV_CONFIG": path}).peers == "2,3"
+
+
+def test_the_environment_alone() -> None:
+    environ = {"RAFTKV_ID": "2", "RAFTKV_DATA_DIR": "x", "RAFTKV_TICK_MS": "5"}
+    arguments = effective([], environ)
+    assert (arguments.id, arguments.data_dir, arguments.tick_ms) == (2, "x", 5)
+    assert sources([], environ)["tick_ms"] == "env"
+
+
+def test_flags_win_over_the_environment_which_wins_over_the_file(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "id = 1\nheartbeat_ms = 10\ntick_ms = 1\nseed = 7\n")
+    environ = {"RAFTKV_HEARTBEAT_MS": "20", "RAFTKV_TICK_MS": "2"}
+    argv = ["--config", path, "--heartbeat-ms", "30"]
+    arguments = effective(argv, environ)
+    assert (arguments.heartbeat_ms, arguments.tick_ms, arguments.seed) == (30, 2, 7)
+    found = sources(argv, environ)
+    assert (found["heartbeat_ms"], found["tick_ms"], found["seed"]) == ("flag", "env", "file")
+    assert found["snapshot_entries"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "text"),
+    [
+        (["--no-pre-vote"], {}, ""),
+        ([], {"RAFTKV_PRE_VOTE": "false"}, ""),
+        ([], {"RAFTKV_PRE_VOTE": "0"}, ""),
+        ([], {}, "pre_vote = false\n"),
+        ([], {}, "pre-vote = false\n"),
+    ],
+)
+def test_a_boolean_from_each_source(
+    argv: list[str], environ: dict[str, str], text: str, tmp_path: Path
+) -> None:
+    path = config_file(tmp_path, "id = 1\n" + text)
+    assert effective(["--config", path, *argv], environ).no_pre_vote is True
+    assert effective(["--config", path], {"RAFTKV_TRACE_RPC": "true"}).trace_rpc is True
+
+
+def test_a_boolean_true_in_the_file_keeps_the_default(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "id = 1\npre_vote = true\ncheck_quorum = false\n")
+    arguments = effective(["--config", path])
+    assert arguments.no_pre_vote is False and arguments.no_check_quorum is True
+
+
+def test_print_config_parses_back_to_the_effective_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "never-made"
+    path = config_file(tmp_path, f'id = 1\ndata_dir = "{data_dir}"\nseed = 4\npre_vote = false\n')
+    argv = ["--config", path, "--peers", "2,3", "--election-timeout-ms", "100-200"]
+    environ = {"RAFTKV_HEARTBEAT_MS": "25"}
+    table, out = printed(argv, environ, capsys)
+    assert table["id"] == 1 and table["data_dir"] == str(data_dir) and table["seed"] == 4
+    assert table["peers"] == "2,3" and table["election_timeout_ms"] == "100-200"
+    assert table["heartbeat_ms"] == 25 and table["pre_vote"] is False
+    assert table["check_quorum"] is True and "join" not in table
+    assert "heartbeat_ms = 25  # env" in out and "seed = 4  # file" in out
+    assert 'peers = "2,3"  # flag' in out and "tick_ms = 10  # default" in out
+    assert not data_dir.exists()
+    # What was printed is a configuration file that gives the same settings.
+    reread = config_file(tmp_path, out)
+    assert vars(effective(["--config", reread])) == vars(effective(argv, environ)) | {
+        "config": reread
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "named"),
+    [
+        ("id = 1\ndatadir = 'x'\n", {}, "'datadir'"),
+        ("id = 1\nno_pre_vote = true\n", {}, "pre_vote = false"),
+        ("id = 1\nconfig = 'x'\n", {}, "'config'"),
+        ("id = 1\n", {"RAFTKV_DATADIR": "x"}, "RAFTKV_DATADIR"),
+        ("id = 1\n", {"RAFTKV_NO_PRE_VOTE": "1"}, "RAFTKV_NO_PRE_VOTE"),
+    ],
+)
+def test_unknown_keys_and_variables_are_refused(
+    text: str,
+    environ: dict[str, str],
+    named: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = config_file(tmp_path, text)
+    assert main(["--config", path, "--print-config"], environ) == EXIT_ERROR
+    error = capsys.readouterr().err
+    assert "refusing to start" in error and named in error
+
+
+def test_variables_of_the_test_suite_are_not_settings() -> None:
+    environ = {"RAFTKV_TEST_LINKS": "proxy", "RAFTKV_SIM_LONG": "1", "RAFTKV_LONG": "1"}
+    assert effective(["--id", "1"], environ).id == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "named"),
+    [
+        ("id = '1'\n", {}, "key 'id'"),
+        ("id = 1\nheartbeat_ms = 1.5\n", {}, "key 'heartbeat_ms'"),
+        ("id = 1\npre_vote = 'no'\n", {}, "key 'pre_vote'"),
+        ("id = 1\nlisten = 9001\n", {}, "key 'listen'"),
+        ("id = 1\nlog_format = 'xml'\n", {}, "key 'log_format'"),
+        ("id = 1\nelection_timeout_ms = [300, 100]\n", {}, "key 'election_timeout_ms'"),
+        ("id = 1\n", {"RAFTKV_TICK_MS": "ten"}, "variable RAFTKV_TICK_MS"),
+        ("id = 1\n", {"RAFTKV_PRE_VOTE": "maybe"}, "variable RAFTKV_PRE_VOTE"),
+    ],
+)
+def test_a_value_of_the_wrong_type_names_the_key_and_the_source(
+    text: str, environ: dict[str, str], named: str, tmp_path: Path
+) -> None:
+    path = config_file(tmp_path, text)
+    with pytest.raises(ConfigError) as error:
+        effective(["--config", path], environ)
+    message = str(error.value)
+    assert named in message
+    assert ("config file" in message) == (not environ)
+
+
+def test_a_missing_or_malformed_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(tmp_path / "absent.toml")], {}) == EXIT_ERROR
+    assert "absent.toml" in capsys.readouterr().err
+    path = config_file(tmp_path, "id = = 1\n")
+    assert main(["--config", path], {}) == EXIT_ERROR
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_a_bad_flag_is_still_a_usage_error(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "id = 1\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", path, "--heartbeat-ms", "x"], {})
+    assert exit_info.value.code == 2
