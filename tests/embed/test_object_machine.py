@@ -3,6 +3,9 @@ command's result (never the node's), sessions, snapshots, and the safe value enc
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -235,3 +238,30 @@ def test_values_refuse_what_they_cannot_carry_by_name() -> None:
         values.decode(
             values.encode({"__raftkv__": "module", "items": []}).replace(b"dict", b"evil")
         )
+
+
+def test_a_set_encodes_alike_whatever_its_history_and_the_process_hashing() -> None:
+    """Replicas (and snapshots) must agree byte for byte on a result or state holding a
+    set, whose own iteration order depends on insertion history and string hashing."""
+    members = ["\x87", "a", "zz", "q", "b", "\u00e9"]
+    forward, backward = set(), set()
+    for member in members:
+        forward.add(member)
+    for member in reversed(members):
+        backward.add(member)
+    assert values.encode(forward) == values.encode(backward)
+    script = (
+        "import sys; from raftkv.embed import values;"
+        "sys.stdout.write(values.encode({'a', 'b', '\\x87', frozenset({'x', 'y'})}).hex())"
+    )
+    encodings = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in (1, 2, 3)
+    }
+    assert len(encodings) == 1

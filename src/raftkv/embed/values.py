@@ -3,12 +3,14 @@ encoding: MessagePack through msgspec, never pickle, so bytes that came from a p
 snapshot can only ever become plain data, not code.
 
 Supported: None, bool, int (-2**63 .. 2**64-1), float, str, bytes, list, tuple, dict (keys
-of any supported hashable type), set and frozenset, nested freely. A set comes back equal,
-but its iteration order may differ between processes (Python's string hashing is seeded per
-process): a replicated method must not let an order of a set decide anything. Tuples,
-sets, frozensets and dicts whose keys are not all strings travel tagged, so they come back
-as the same types. Anything else is a `TypeError` naming the type (an object can say how
-to store itself instead: see `__raft_state__` in docs/embedding.md).
+of any supported hashable type), set and frozenset, nested freely. A set is encoded in one
+canonical order (its members' encodings sorted), so the same set encodes alike on every
+replica; it comes back equal, but its iteration order may differ between processes
+(Python's string hashing is seeded per process): a replicated method must not let an
+order of a set decide anything. Tuples, sets, frozensets and dicts whose keys are not all
+strings travel tagged, so they come back as the same types. Anything else is a
+`TypeError` naming the type (an object can say how to store itself instead: see
+`__raft_state__` in docs/embedding.md).
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ def to_plain(value: Any) -> Any:
     if kind is tuple:
         return {TAG: "tuple", "items": [to_plain(item) for item in value]}
     if kind is set or kind is frozenset:
-        return {TAG: kind.__name__, "items": [to_plain(item) for item in value]}
+        # In the order of their encodings: a set's own order depends on its history and on
+        # the process's string hashing, and the same set must encode alike on every replica.
+        items = sorted((to_plain(item) for item in value), key=_encoder.encode)
+        return {TAG: kind.__name__, "items": items}
     raise TypeError(f"cannot replicate a {kind.__qualname__}: supported are {SUPPORTED}")
 
 
