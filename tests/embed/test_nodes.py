@@ -18,6 +18,7 @@ from raftkv.embed import AsyncNode, Node, ReplCounter, ReplLock, replicated
 from raftkv.errors import Timeout
 from raftkv.server import forwarding as forwarding_module
 from tests.process.cluster import free_port
+from tests.waiting import wait_until
 
 # Quick elections, still well above a loaded 2-core machine's scheduling hiccups.
 TIMING = {"tick_ms": 10, "election_timeout_ms": (150, 300), "heartbeat_ms": 30}
@@ -68,14 +69,6 @@ class Cluster:
         return next(node_id for node_id in self.nodes if node_id != leader)
 
 
-async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + DEADLINE_SECONDS
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within {DEADLINE_SECONDS} s: {what}")
-        await asyncio.sleep(0.01)
-
-
 @contextlib.asynccontextmanager
 async def cluster(tmp_path: Path, size: int = 3) -> AsyncIterator[Cluster]:
     ids = list(range(1, size + 1))
@@ -102,7 +95,7 @@ def test_calls_from_every_node_apply_on_every_replica_in_one_order(tmp_path: Pat
             for node_id in [*c.nodes, *c.nodes]:
                 results.append(await c.accounts[node_id].deposit(node_id))
             assert results == [1, 3, 6, 7, 9, 12]  # each caller saw its own call's result
-            await until(lambda: all(a.balance == 12 for a in c.accounts.values()), "balances")
+            await wait_until(lambda: all(a.balance == 12 for a in c.accounts.values()), "balances")
             hashes = {node.server.state_machine.applied_hash for node in c.nodes.values()}
             assert len(hashes) == 1
             assert c.nodes[leader].is_leader and c.nodes[leader].role == "leader"
@@ -184,7 +177,7 @@ def test_a_forwarded_call_whose_answer_is_lost_applies_once(
             follower = await c.follower()
             assert await c.accounts[follower].deposit(5) == 5
             assert lost, "no answer was lost"
-            await until(lambda: all(a.balance == 5 for a in c.accounts.values()), "balances")
+            await wait_until(lambda: all(a.balance == 5 for a in c.accounts.values()), "balances")
 
     run(scenario)
 
@@ -206,7 +199,7 @@ def test_concurrent_calls_from_one_node_each_apply_once_when_one_is_retried(
             assert not failures, failures
             assert lost
             assert sorted(results) == list(range(1, 21))  # type: ignore[type-var]
-            await until(lambda: all(a.balance == 20 for a in c.accounts.values()), "balances")
+            await wait_until(lambda: all(a.balance == 20 for a in c.accounts.values()), "balances")
 
     run(scenario)
 
@@ -256,7 +249,7 @@ def test_a_state_that_cannot_be_snapshotted_is_reported_and_retried(tmp_path: Pa
             taken = server.snapshots.last_index
             for value in range(4):
                 await holder.keep(value)
-            await until(lambda: server.snapshots.last_index > taken, "a snapshot again")
+            await wait_until(lambda: server.snapshots.last_index > taken, "a snapshot again")
         finally:
             await node.stop()
 
@@ -299,13 +292,13 @@ def test_membership_and_transfer_from_a_follower(tmp_path: Path) -> None:
             members = {n: ("127.0.0.1", c.ports[n]) for n in (1, 2, 3)}
             joiner = c.make(4, join=index, cluster_id=c.nodes[follower].cluster_id, peers=members)
             await joiner.start()
-            await until(lambda: c.accounts[4].balance == 3, "the new member caught up")
-            await until(lambda: 4 in c.nodes[follower].members["voters"], "promoted")
+            await wait_until(lambda: c.accounts[4].balance == 3, "the new member caught up")
+            await wait_until(lambda: 4 in c.nodes[follower].members["voters"], "promoted")
             target = next(n for n in c.nodes if n not in (follower, c.nodes[follower].leader_id))
             await c.nodes[follower].transfer_leadership(target)
-            await until(lambda: c.nodes[follower].leader_id == target, "the transfer")
+            await wait_until(lambda: c.nodes[follower].leader_id == target, "the transfer")
             await c.nodes[follower].remove_member(4)
-            await until(
+            await wait_until(
                 lambda: (
                     4 not in c.nodes[target].members["learners"] + c.nodes[target].members["voters"]
                 ),
@@ -324,7 +317,7 @@ def test_a_restarted_node_replays_to_the_same_state(tmp_path: Path) -> None:
             await c.nodes[follower].stop()
             restarted = c.make(follower)
             await restarted.start()
-            await until(lambda: c.accounts[follower].balance == 6, "the replay")
+            await wait_until(lambda: c.accounts[follower].balance == 6, "the replay")
 
     run(scenario)
 
@@ -342,7 +335,7 @@ def test_events_tell_role_and_leader_changes(tmp_path: Path) -> None:
                 node.on_role_change(lambda role, term: roles.append(role))
                 await node.start()
             leader = await c.leader()
-            await until(lambda: all(leader in seen[n] for n in ids), "every node told")
+            await wait_until(lambda: all(leader in seen[n] for n in ids), "every node told")
             assert "leader" in roles
             for told in seen.values():  # told of changes only
                 assert all(a != b for a, b in itertools.pairwise(told)), told
@@ -377,7 +370,7 @@ def test_a_lock_expires_when_its_holder_stops_renewing(tmp_path: Path) -> None:
             assert await locks[follower].acquire("job", "worker-a", 0.5)
             assert not await locks[follower].acquire("job", "worker-b", 0.5)
             started = asyncio.get_running_loop().time()
-            await until(
+            await wait_until(
                 lambda: all(lock.holder("job") is None for lock in locks.values()), "the expiry"
             )
             assert asyncio.get_running_loop().time() - started >= 0.5 * 0.9

@@ -24,6 +24,7 @@ from raftkv.server.runtime import RaftServer
 from raftkv.storage.base import Stores
 from raftkv.storage.memory import MemoryLogStore, MemorySnapshotStore, MemoryStableStore
 from raftkv.transport.memory import MemoryHub, MemoryTransport
+from tests.waiting import wait_until
 
 NODE_IDS = (1, 2, 3)
 HOST = "127.0.0.1"
@@ -70,16 +71,6 @@ async def readyz(server: RaftServer) -> tuple[int, dict[str, Any]]:
     status, body = await http_get(server, "/readyz")
     assert isinstance(body, dict)
     return status, body
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
-    """Poll `condition` until it holds; fail naming `what` after WAIT_SECONDS."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_SECONDS
-    while not await condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def holds(predicate: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:

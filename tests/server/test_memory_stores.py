@@ -20,10 +20,10 @@ from raftkv.storage.base import Stores
 from raftkv.storage.datadir import SNAPSHOT_DIRECTORY_NAME, WAL_DIRECTORY_NAME
 from raftkv.storage.memory import MemoryLogStore, MemorySnapshotStore, MemoryStableStore
 from raftkv.transport.memory import MemoryHub, MemoryTransport
+from tests.waiting import wait_until
 
 NODE_IDS = (1, 2, 3)
 HOST = "127.0.0.1"
-WAIT_SECONDS = 20.0  # generous: a loaded 2-core CI machine runs the tests in parallel
 
 
 class MemoryNode:
@@ -63,16 +63,6 @@ def start_server(node: MemoryNode, hub: MemoryHub, data_root: Path) -> RaftServe
         transport_factory=functools.partial(MemoryTransport, hub),
         listen_for_clients=False,
     )
-
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll `condition` until it holds; fail naming `what` after WAIT_SECONDS."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_SECONDS
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def leader_of(servers: list[RaftServer]) -> RaftServer | None:

@@ -33,10 +33,10 @@ from raftkv.server.requests import (
 )
 from raftkv.server.runtime import RaftServer
 from raftkv.transport.memory import MemoryHub, MemoryTransport
+from tests.waiting import wait_until
 
 NODE_IDS = (1, 2, 3)
 HOST = "127.0.0.1"
-WAIT_SECONDS = 20.0  # generous: a loaded 2-core CI machine runs the tests in parallel
 # Node 1 never snapshots (a restart replays every entry from its WAL); the others snapshot
 # every few entries (a restart starts from a snapshot).
 SNAPSHOT_ENTRIES = {1: 0, 2: 2, 3: 2}
@@ -120,16 +120,6 @@ def new_server(
         transport_factory=functools.partial(MemoryTransport, hub),
         listen_for_clients=False,
     )
-
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll `condition` until it holds; fail naming `what` after WAIT_SECONDS."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_SECONDS
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def leader_of(servers: dict[int, RaftServer]) -> RaftServer | None:

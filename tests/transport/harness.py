@@ -25,16 +25,14 @@ from raftkv.transport import (
     Transport,
     TransportLimits,
 )
+from tests.waiting import wait_until
 
 CLUSTER_ID = "test-cluster"
 # What every test transport declares unless a test says otherwise (the server's defaults).
 LEASE_SETTINGS = LeaseSettings.of(tick_ms=10, election_timeout_ticks_min=15, check_quorum=True)
 HOST = "127.0.0.1"
-# A condition that has not come true by then is a failure, not a slow machine.
-WAIT_DEADLINE_SECONDS = 5.0
 # The whole async body of one test.
 TEST_DEADLINE_SECONDS = 20.0
-POLL_INTERVAL_SECONDS = 0.002
 # Tests redial fast so a restart is noticed in milliseconds, not the production second.
 TEST_LIMITS = TransportLimits(
     reconnect_backoff_initial_seconds=0.005,
@@ -53,16 +51,6 @@ def run(body: Coroutine[Any, Any, None], *, use_uvloop: bool = False) -> None:
         runner.get_loop().set_exception_handler(lambda loop, context: unhandled.append(context))
         runner.run(asyncio.wait_for(body, TEST_DEADLINE_SECONDS))
     assert unhandled == [], f"unhandled errors in the event loop: {unhandled}"
-
-
-async def wait_until(
-    predicate: Callable[[], bool], what: str, timeout_seconds: float = WAIT_DEADLINE_SECONDS
-) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_seconds
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout_seconds} s waiting for {what}")
-        await asyncio.sleep(POLL_INTERVAL_SECONDS)
 
 
 def append_entries(sender: int, to: int, sequence: int, entry_bytes: int = 100) -> AppendEntries:
