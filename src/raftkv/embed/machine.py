@@ -115,18 +115,11 @@ _REFUSALS: Refusals[Outcome] = Refusals(
 )
 
 
-class _SessionSnapshot(msgspec.Struct, array_like=True):
-    client_id: str
-    seq: int
-    outcome: Outcome
-    last_index: int
-
-
 class _Snapshot(msgspec.Struct):
     objects: dict[str, bytes]
     applied_index: int
     applied_hash: bytes
-    sessions: list[_SessionSnapshot] = []
+    sessions: list[SessionRecord[Outcome]] = []
     evicted_through: int = 0
 
 
@@ -238,10 +231,7 @@ class ObjectStateMachine:
         """Copy the state now (every object's state made plain: a deep copy) and return the
         encoding, to run off the event loop while the objects keep changing."""
         objects = {name: values.to_plain(state_of(target)) for name, target in self.objects.items()}
-        sessions = [
-            _SessionSnapshot(record.client_id, record.seq, record.result, record.last_index)
-            for record in self._sessions.records()
-        ]
+        sessions = self._sessions.records()
         evicted_through = self._sessions.evicted_through
         applied_index, applied_hash = self.applied_index, self._hash
 
@@ -260,10 +250,7 @@ class ObjectStateMachine:
             if encoded is not None:
                 restore_state(target, values.from_plain(msgspec.msgpack.decode(encoded)))
         self.applied_index, self._hash = state.applied_index, state.applied_hash
-        self._sessions.restore(
-            (SessionRecord(s.client_id, s.seq, s.outcome, s.last_index) for s in state.sessions),
-            state.evicted_through,
-        )
+        self._sessions.restore(state.sessions, state.evicted_through)
         self._recent.clear()
 
     @property

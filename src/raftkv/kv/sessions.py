@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import msgspec
+
 R = TypeVar("R")
 
 # Client sessions remembered. The least recently active session is forgotten first; which
@@ -20,8 +22,10 @@ R = TypeVar("R")
 SESSIONS_MAX = 10_000
 
 
-@dataclass(frozen=True)
-class SessionRecord(Generic[R]):
+class SessionRecord(msgspec.Struct, Generic[R], array_like=True, frozen=True):
+    """A session as the table and the owner's snapshots hold it (the KV store's snapshots
+    have carried this layout since before this module: an array of the four fields)."""
+
     client_id: str
     seq: int
     result: R

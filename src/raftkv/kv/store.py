@@ -18,13 +18,8 @@ _SESSION_EXPIRED = Result(ok=False, error="session_expired")
 _REFUSALS = Refusals(stale=_STALE_REQUEST, expired=_SESSION_EXPIRED)
 
 
-class _Session(msgspec.Struct, array_like=True):
-    """A session as snapshots keep it (the format predates `kv/sessions.py`)."""
-
-    client_id: str
-    seq: int
-    result: Result
-    last_index: int
+# A session as snapshots keep it.
+_Session = SessionRecord[Result]
 
 
 class _Snapshot(msgspec.Struct):
@@ -118,11 +113,9 @@ class KVStore:
 
     def _state(self, data: dict[str, str]) -> _Snapshot:
         table = self._sessions
-        sessions = [
-            _Session(record.client_id, record.seq, record.result, record.last_index)
-            for record in table.records()
-        ]
-        return _Snapshot(data, self.applied_index, self._hash, sessions, table.evicted_through)
+        return _Snapshot(
+            data, self.applied_index, self._hash, table.records(), table.evicted_through
+        )
 
     def restore(self, data: bytes) -> None:
         state = _snapshot_decoder.decode(data)
@@ -131,13 +124,7 @@ class KVStore:
             state.applied_index,
             state.applied_hash,
         )
-        self._sessions.restore(
-            (
-                SessionRecord(session.client_id, session.seq, session.result, session.last_index)
-                for session in state.sessions
-            ),
-            state.evicted_through,
-        )
+        self._sessions.restore(state.sessions, state.evicted_through)
 
     @property
     def applied_hash(self) -> str:
