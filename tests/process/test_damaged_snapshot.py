@@ -23,7 +23,7 @@ from raftkv.core.messages import Entry, HardState
 from raftkv.core.ready import SnapshotMeta
 from raftkv.kv.commands import Command, encode_command
 from raftkv.kv.store import KVStore
-from raftkv.server.options import derive_cluster_id
+from raftkv.server.options import new_cluster_id
 from raftkv.storage import open_data_dir
 from raftkv.storage.file_log import FileStorage
 from raftkv.storage.snapshot_files import snapshot_file_name
@@ -42,7 +42,7 @@ def prepare_data_dir(root: Path, compact_through: int) -> Path:
     """Node 1 of cluster {1, 2, 3}: 300 committed puts in term 2, snapshots at 100 and 250
     (the newest damaged), the WAL compacted through `compact_through`."""
     path = root / "node-1"
-    data_dir = open_data_dir(path, 1, derive_cluster_id({1, 2, 3}))
+    data_dir = open_data_dir(path, 1, new_cluster_id())
     storage = data_dir.open_storage()
     snapshots = data_dir.open_snapshots()
     membership = Membership(voters=frozenset({1, 2, 3}))

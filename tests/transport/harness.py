@@ -123,6 +123,7 @@ class Network:
         on_trace: TraceHandler | None = None,
         client_address: str | None = None,
         listen_host: str = HOST,
+        on_cluster_id: Callable[[str], None] | None = None,
     ) -> Transport:
         common: dict[str, Any] = {
             "node_id": node_id,
@@ -137,6 +138,7 @@ class Network:
             "accept_unknown_peers": accept_unknown_peers,
             "limits": limits,
             "rng": random.Random(node_id),
+            "on_cluster_id": on_cluster_id,
         }
         transport: Transport = (
             TcpTransport(**common) if self.is_tcp else MemoryTransport(self.hub, **common)

@@ -83,7 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="HOST:PORT clients are told to reach this node at, in leader hints (default: "
         "--client-listen; required when that is a wildcard address such as 0.0.0.0)",
     )
-    parser.add_argument("--cluster-id", help="default: derived from the founding member ids")
+    parser.add_argument(
+        "--cluster-id",
+        help="default: a random id, made by the founding member with the lowest id and "
+        "learnt by the others",
+    )
     parser.add_argument("--election-timeout-ms", type=_milliseconds_range, default=(150, 300))
     parser.add_argument("--heartbeat-ms", type=int, default=50)
     parser.add_argument("--tick-ms", type=int, default=10)

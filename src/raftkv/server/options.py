@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 from dataclasses import dataclass, field
 
 from raftkv.addresses import WILDCARD_HOSTS, format_address
@@ -107,8 +107,8 @@ class NodeOptions:
         return max(1, self.heartbeat_ms // self.tick_ms)
 
 
-def derive_cluster_id(member_ids: set[int]) -> str:
-    """The default cluster id of a bootstrapped cluster: every founding member computes the
-    same one from the member ids, so no extra flag is needed for the common case."""
-    text = ",".join(str(member) for member in sorted(member_ids))
-    return "raftkv-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+def new_cluster_id() -> str:
+    """A new cluster's id: 128 random bits, made once by one founding member and kept in
+    every member's data dir. It tells clusters apart; it is no secret (TLS keeps strangers
+    out; the id keeps a misdirected node of another cluster out)."""
+    return "raftkv-" + secrets.token_hex(16)

@@ -45,7 +45,7 @@ from raftkv.server.options import (
     REMOVED_PEER_GRACE_SECONDS,
     WAL_SEGMENT_BYTES,
     NodeOptions,
-    derive_cluster_id,
+    new_cluster_id,
 )
 from raftkv.server.peers_file import load_peer_addresses, save_peer_addresses
 from raftkv.server.requests import RequestFailed, RequestTracker
@@ -205,6 +205,7 @@ class RaftServer:
             client_address=format_address(options.advertised_client_address),
             accept_unknown_peers=False,
             rng=random.Random(options.seed),
+            on_cluster_id=self._record_learnt_cluster_id,
         )
         if options.advertise_peer is not None:
             self.transport.set_advertised_address(*options.advertise_peer)
@@ -248,16 +249,24 @@ class RaftServer:
 
     def _open_storage(self) -> None:
         options = self.options
-        bootstrapping_ids = {self.id, *options.peers}
         cluster_id = options.cluster_id
-        if cluster_id is None and (options.peers or options.single_node):
-            cluster_id = derive_cluster_id(bootstrapping_ids)
         self.data_dir = open_data_dir(
             options.data_dir, self.id, cluster_id, filesystem=self._filesystem
         )
-        if self.data_dir.cluster_id is None and cluster_id is not None:
-            self.data_dir.record_cluster_id(cluster_id)
-        self.cluster_id = self.data_dir.cluster_id or cluster_id or ""
+        if self.data_dir.cluster_id is None:
+            # A new cluster's id is random, so that two clusters never take each other's
+            # nodes for their own (one derived from the member ids was the same for every
+            # cluster of nodes 1, 2 and 3). One founder makes it, the one with the lowest id;
+            # the others learn it from the first member that knows it (the transport's
+            # handshake) and record it then (`_record_learnt_cluster_id`).
+            founders = {self.id, *options.peers}
+            if cluster_id is None and (
+                options.single_node or min(founders) == self.id < max(founders)
+            ):
+                cluster_id = new_cluster_id()
+            if cluster_id is not None:
+                self.data_dir.record_cluster_id(cluster_id)
+        self.cluster_id = self.data_dir.cluster_id or ""
         if self.joined_index > 0:
             self.data_dir.record_joined_index(self.joined_index)
         self.joined_index = self.data_dir.joined_index
@@ -279,6 +288,13 @@ class RaftServer:
         self.snapshot_store = stores.snapshots
         log: object = stores.log
         self._stable_in_log = stores.stable is log
+
+    def _record_learnt_cluster_id(self, cluster_id: str) -> None:
+        """Keep the cluster id a member told this founding member, before anything else
+        from it is taken in: a restart must present the same id."""
+        assert self.data_dir is not None
+        self.data_dir.record_cluster_id(cluster_id)
+        self.cluster_id = cluster_id
 
     def _build_node(self) -> None:
         options = self.options

@@ -236,6 +236,9 @@ class WholeNodeSimulation:
                 if peer != node_id and founding
             },
             single_node=founding and len(self.founders) == 1,
+            # As if given `--cluster-id`: founders then never wait to learn it (a random
+            # one made by the lowest founder would also change every run's output).
+            cluster_id=f"sim-{self.options.seed}" if founding else None,
             join=(HOST, PEER_PORT_BASE - 1000 + self.founders[0]) if joined else None,
             tick_ms=TICK_MS,
             seed=self.options.seed * 1000 + node_id,

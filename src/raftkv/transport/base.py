@@ -145,6 +145,7 @@ class TransportFactory(Protocol):
         client_address: str | None = None,
         accept_unknown_peers: bool = False,
         rng: random.Random | None = None,
+        on_cluster_id: Callable[[str], None] | None = None,
     ) -> Transport: ...
 
 

@@ -97,6 +97,9 @@ class HandshakeReply(msgspec.Struct, frozen=True):
     reason: str = ""
     node_id: int = 0
     client_address: str = ""
+    # The cluster id, told to a member that dialed without one (a founding member that has
+    # not learnt it yet: see `check_handshake`); empty otherwise.
+    cluster_id: str = ""
 
 
 class _Preamble(msgspec.Struct):
@@ -175,7 +178,23 @@ def check_handshake(
     one that would otherwise be accepted and could send Raft messages, hears this node's
     settings in the refusal.
     """
-    if handshake.cluster_id != cluster_id:
+    if not cluster_id and not handshake.cluster_id:
+        return Refusal.same(
+            "neither node knows the cluster id yet (founding members learn it from a member "
+            "that does: the founder with the lowest id makes it)",
+            "cluster id unknown",
+        )
+    if not cluster_id or not handshake.cluster_id:
+        # One side is a founding member still learning the cluster id (the founder with the
+        # lowest id made it at random; the others learn it from the first member that knows
+        # it). Only a member of the configuration may learn it or teach it.
+        if handshake.node_id not in known_peers:
+            return Refusal.same(
+                f"node {handshake.node_id} is not a member, and one side does not know the "
+                "cluster id yet",
+                "cluster id unknown",
+            )
+    elif handshake.cluster_id != cluster_id:
         return Refusal(
             reply=f"cluster id {handshake.cluster_id!r} is not this node's cluster id",
             log=f"cluster id {handshake.cluster_id!r} != {cluster_id!r}",

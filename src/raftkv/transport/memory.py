@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from itertools import combinations
 
 from raftkv.errors import FrameError
@@ -255,6 +255,8 @@ class _MemoryLink:
             return None
         self._last_refusal = ""
         self._destination = destination
+        # What TcpTransport's dialer reads from the handshake reply.
+        owner._learn_cluster_id(destination.cluster_id, self.peer_id)
         owner._learn_client_address(self.peer_id, destination.client_address)
         return destination
 
@@ -278,6 +280,7 @@ class MemoryTransport(TransportBase):
         accept_unknown_peers: bool = False,
         limits: TransportLimits | None = None,
         rng: random.Random | None = None,
+        on_cluster_id: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(
             node_id=node_id,
@@ -290,6 +293,7 @@ class MemoryTransport(TransportBase):
             accept_unknown_peers=accept_unknown_peers,
             limits=limits,
             rng=rng,
+            on_cluster_id=on_cluster_id,
         )
         self.hub = hub
         self._address = (listen_host, listen_port)
@@ -308,10 +312,6 @@ class MemoryTransport(TransportBase):
     @property
     def limits(self) -> TransportLimits:
         return self._limits
-
-    @property
-    def cluster_id(self) -> str:
-        return self._cluster_id
 
     @property
     def client_address(self) -> str:

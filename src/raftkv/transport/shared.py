@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Protocol
 
 from raftkv.addresses import WILDCARD_HOSTS, AddressError, format_address, parse_host_port
@@ -72,11 +73,14 @@ class TransportBase(ABC):
         accept_unknown_peers: bool,
         limits: TransportLimits | None,
         rng: random.Random | None,
+        on_cluster_id: Callable[[str], None] | None = None,
     ) -> None:
         if node_id <= 0:
             raise ValueError("node_id must be a positive integer")
         self._node_id = node_id
+        # Empty while this node, a founding member, has not learnt it: see `_learn_cluster_id`.
         self._cluster_id = cluster_id
+        self._on_cluster_id = on_cluster_id
         self._lease_settings = lease_settings
         self._on_message = on_message
         self._on_peer_state = on_peer_state
@@ -249,6 +253,8 @@ class TransportBase(ABC):
             accept_unknown_peers=self._accept_unknown_peers,
             removed_peers=self._removed_peers,
         )
+        if refusal is None and not self._cluster_id:
+            self._learn_cluster_id(handshake.cluster_id, handshake.node_id)
         if refusal is None and handshake.node_id not in self._links and handshake.peer_address:
             try:
                 host, port = parse_host_port(handshake.peer_address)
@@ -270,6 +276,25 @@ class TransportBase(ABC):
             )
             self.set_peer_address(handshake.node_id, host, port)
         return refusal
+
+    @property
+    def cluster_id(self) -> str:
+        """The cluster id handshakes carry; empty until a founding member learns it."""
+        return self._cluster_id
+
+    def _learn_cluster_id(self, cluster_id: str, from_node: int) -> None:
+        """Adopt the cluster id a member told us (in its handshake or its reply to ours).
+
+        A founding member other than the lowest-id one starts without a cluster id: that
+        one made it at random, and the others learn it from the first member that knows it
+        (`handshake.check_handshake` allows nothing else while it is unknown). The callback
+        records it durably before anything else arrives from that member."""
+        if self._cluster_id or not cluster_id:
+            return
+        if self._on_cluster_id is not None:
+            self._on_cluster_id(cluster_id)
+        self._cluster_id = cluster_id
+        logger.info("learnt cluster id %s from node %d", cluster_id, from_node)
 
     def set_advertised_address(self, host: str, port: int) -> None:
         self._advertised_address = (host, port)

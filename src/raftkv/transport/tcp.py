@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 
 from raftkv.addresses import WILDCARD_HOSTS
 from raftkv.errors import ConnectionClosed, FrameError
@@ -54,6 +55,7 @@ class TcpTransport(TransportBase):
         accept_unknown_peers: bool = False,
         limits: TransportLimits | None = None,
         rng: random.Random | None = None,
+        on_cluster_id: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(
             node_id=node_id,
@@ -66,6 +68,7 @@ class TcpTransport(TransportBase):
             accept_unknown_peers=accept_unknown_peers,
             limits=limits,
             rng=rng,
+            on_cluster_id=on_cluster_id,
         )
         self._listen_host = listen_host
         self._listen_port = listen_port
@@ -120,7 +123,8 @@ class TcpTransport(TransportBase):
             peer_id=node_id,
             host=host,
             port=port,
-            cluster_id=self._cluster_id,
+            cluster_id=lambda: self._cluster_id,
+            on_cluster_id=self._learn_cluster_id,
             lease_settings=self._lease_settings,
             client_address=self._client_address,
             limits=self._limits,
@@ -241,7 +245,11 @@ class TcpTransport(TransportBase):
             return None
         peer_id = handshake.node_id
         reply = HandshakeReply(
-            accepted=True, node_id=self._node_id, client_address=self._client_address
+            accepted=True,
+            node_id=self._node_id,
+            client_address=self._client_address,
+            # A founding member dialing before it knows the cluster id learns it here.
+            cluster_id="" if handshake.cluster_id else self._cluster_id,
         )
         self._write_reply(writer, reply)
         self._learn_client_address(peer_id, handshake.client_address)

@@ -46,7 +46,7 @@ class OutboundPeer:
         peer_id: int,
         host: str,
         port: int,
-        cluster_id: str,
+        cluster_id: Callable[[], str],
         lease_settings: LeaseSettings,
         client_address: str,
         limits: TransportLimits,
@@ -55,6 +55,7 @@ class OutboundPeer:
         on_state: Callable[[int, bool], None],
         on_client_address: Callable[[int, str], None],
         own_peer_address: Callable[[], str] = lambda: "",
+        on_cluster_id: Callable[[str, int], None] = lambda cluster_id, peer_id: None,
         source_host: str | None = None,
     ) -> None:
         self.own_id = own_id
@@ -64,7 +65,9 @@ class OutboundPeer:
         self.peer_id = peer_id
         self.host = host
         self.port = port
+        # Read at each dial: a founding member learns it after starting (`on_cluster_id`).
         self._cluster_id = cluster_id
+        self._on_cluster_id = on_cluster_id
         self._lease_settings = lease_settings
         self._client_address = client_address
         self._limits = limits
@@ -173,7 +176,7 @@ class OutboundPeer:
             handshake = Handshake(
                 magic=HANDSHAKE_MAGIC,
                 protocol_version=PROTOCOL_VERSION,
-                cluster_id=self._cluster_id,
+                cluster_id=self._cluster_id(),
                 node_id=self.own_id,
                 to_node_id=self.peer_id,
                 client_address=self._client_address,
@@ -189,6 +192,8 @@ class OutboundPeer:
                 raise HandshakeRefused(reply.reason or "no reason given")
             if reply.node_id != self.peer_id:
                 raise HandshakeRefused(f"it answered as node {reply.node_id}")
+            if reply.cluster_id:
+                self._on_cluster_id(reply.cluster_id, self.peer_id)
             if reply.client_address:
                 self._on_client_address(self.peer_id, reply.client_address)
             self._backoff.reset()
