@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from raftkv.cli.node import EXIT_ERROR, EXIT_OK, build_parser, main
+from raftkv.cli.node import EXIT_ERROR, EXIT_OK, build_parser, main, options_from
 from raftkv.cli.node_config import ConfigError, parse
 
 
@@ -191,3 +191,13 @@ def test_a_bad_flag_is_still_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--config", path, "--heartbeat-ms", "x"], {})
     assert exit_info.value.code == 2
+
+
+def test_the_readiness_lag_bound_reaches_the_node_options(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "id = 1\nready-lag-entries = 25\n")
+    assert options_from(effective(["--config", path])).ready_lag_entries_max == 25
+    flagged = effective(["--id", "1", "--ready-lag-entries", "0"])
+    assert options_from(flagged).ready_lag_entries_max == 0
+    assert options_from(effective(["--id", "1"])).ready_lag_entries_max == 1000
+    with pytest.raises(SystemExit):
+        main(["--id", "1", "--ready-lag-entries", "-1", "--print-config"], {})

@@ -27,6 +27,7 @@ from raftkv.errors import Corruption, DataDirMismatch, RaftError, StorageError
 from raftkv.server import NodeOptions, RaftServer
 from raftkv.server.join import JoinFailed, join_cluster
 from raftkv.server.logs import configure_logging
+from raftkv.server.options import READY_LAG_ENTRIES_DEFAULT
 from raftkv.transport.base import ListenFailed
 
 logger = logging.getLogger("raftkv.node")
@@ -97,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-format", choices=("human", "json"), default="human")
     parser.add_argument("--trace-rpc", action="store_true", help="print every RPC as JSON")
     parser.add_argument("--value-max-bytes", type=int, default=1 << 20)
+    parser.add_argument(
+        "--ready-lag-entries",
+        type=int,
+        default=READY_LAG_ENTRIES_DEFAULT,
+        help="/readyz fails while this node has applied more than this many entries fewer "
+        "than the commit index it knows",
+    )
     parser.add_argument("--no-pre-vote", action="store_true")
     parser.add_argument("--no-check-quorum", action="store_true")
     return parser
@@ -120,6 +128,8 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
     node_id = arguments.id
     if node_id <= 0:
         raise AddressError("--id must be a positive integer")
+    if arguments.ready_lag_entries < 0:
+        raise AddressError("--ready-lag-entries must be 0 or more")
     peers = parse_address_list(arguments.peers, client_ports=False) if arguments.peers else {}
     peers.pop(node_id, None)
     if arguments.single_node and (peers or arguments.join):
@@ -146,6 +156,7 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         seed=arguments.seed,
         trace_rpc=arguments.trace_rpc,
         value_bytes_max=arguments.value_max_bytes,
+        ready_lag_entries_max=arguments.ready_lag_entries,
         pre_vote=not arguments.no_pre_vote,
         check_quorum=not arguments.no_check_quorum,
     )
