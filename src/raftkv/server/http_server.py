@@ -63,6 +63,9 @@ PIPELINE_MAX = 32
 # plus one answer of output.
 OUTPUT_BYTES_HIGH = 64 << 10
 DISCARD_BYTES_MAX = 16 << 20
+# An answer body from this size on is written after its head rather than copied into one
+# buffer with it (backups of the whole state are tens of megabytes).
+SEPARATE_BODY_BYTES = 1 << 20
 # A chunked body of more pieces than this is refused (400): each piece costs a parser
 # callback, and a multi-megabyte body in 1-byte chunks kept the event loop busy for a
 # quarter of a second, long enough to depose a leader (tests/process/test_attacks.py).
@@ -438,18 +441,22 @@ class _Connection(asyncio.Protocol):
         body = response.body
         responses = self._server.responses
         responses[response.status] = responses.get(response.status, 0) + 1
-        transport.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s"
-            % (
-                response.status,
-                _REASONS.get(response.status, b"Unknown"),
-                response.content_type.encode(),
-                len(body),
-                self._server.clock.date_header(),
-                _CLOSE if last else _KEEP_ALIVE if confirm else b"",
-                b"" if head_only else body,
-            )
+        head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n" % (
+            response.status,
+            _REASONS.get(response.status, b"Unknown"),
+            response.content_type.encode(),
+            len(body),
+            self._server.clock.date_header(),
+            _CLOSE if last else _KEEP_ALIVE if confirm else b"",
         )
+        if head_only:
+            transport.write(head)
+        elif len(body) < SEPARATE_BODY_BYTES:
+            transport.write(head + body)  # one write, one system call: the hot path
+        else:
+            # A large body (a backup) is not copied into one buffer with its head.
+            transport.write(head)
+            transport.write(body)
         self.last_active = self._loop.time()
 
     def _refuse_body(self) -> None:

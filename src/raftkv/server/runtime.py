@@ -34,6 +34,7 @@ from raftkv.errors import (
     StorageError,
 )
 from raftkv.kv import KVStore, StateMachine
+from raftkv.server.backup import make_backup
 from raftkv.server.forwarding import Forwarding
 from raftkv.server.http_api import ClientApi, HealthFacts
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
@@ -652,6 +653,10 @@ class RaftServer:
             raise RequestFailed("this state machine does not support key reads")
         value: str | None = getter(key)
         return value, self.applied_index
+
+    async def backup(self) -> bytes:
+        """`GET /v1/snapshot`: a consistent backup file of the state machine (leader only)."""
+        return await make_backup(self)
 
     # --- queries for the API ------------------------------------------------------------
     def leader_client_address(self, leader_id: int | None) -> str | None:
