@@ -4,12 +4,15 @@ holds every acknowledged write; a follower redirects; the state machine's kind i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 
+import pytest
+
 from raftkv.embed.machine import ObjectStateMachine
 from raftkv.kv import KVStore
-from raftkv.server.backup import state_machine_kind
+from raftkv.server.backup import BackupBusy, BackupMaker, state_machine_kind
 from raftkv.server.http_server import Request
 from raftkv.server.runtime import RaftServer
 from raftkv.storage.backup_file import BACKUP_CONTENT_TYPE, decode_backup
@@ -68,3 +71,48 @@ def test_the_state_machine_kind() -> None:
     assert state_machine_kind(KVStore()) == "kv"
     assert state_machine_kind(ObjectStateMachine({})) == "objects"
     assert state_machine_kind(CustomMachine()) == f"{__name__}.CustomMachine"
+
+
+class StalledBarrier:
+    """A read barrier that never completes: the first backup waits in it."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+
+    async def read_index(self) -> int:
+        self.entered.set()
+        await asyncio.Event().wait()
+        return 0
+
+    async def wait_applied(self, index: int) -> None:
+        return None
+
+
+class LeaderHost:
+    """The part of a leader `BackupMaker` reads before the barrier."""
+
+    def __init__(self) -> None:
+        self.requests = StalledBarrier()
+        self.storage_failure = None
+        self.node = type("Node", (), {"role": "leader", "leader_id": 1})()
+
+
+def test_one_backup_at_a_time() -> None:
+    async def two_at_once() -> None:
+        host = LeaderHost()
+        maker = BackupMaker(host)  # type: ignore[arg-type]
+        first = asyncio.create_task(maker.make())
+        await host.requests.entered.wait()
+        with pytest.raises(BackupBusy):
+            await maker.make()
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        # Done (here: cancelled), the next one may start.
+        second = asyncio.create_task(maker.make())
+        await wait_until(lambda: not second.done() and maker._busy, "the next backup started")
+        second.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await second
+
+    asyncio.run(two_at_once())

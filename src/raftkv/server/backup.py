@@ -18,7 +18,7 @@ from concurrent.futures import Executor
 from typing import Protocol
 
 from raftkv.core import RaftNode, SnapshotMeta
-from raftkv.errors import NotLeader
+from raftkv.errors import ClientError, NotLeader
 from raftkv.kv import StateMachine
 from raftkv.server.requests import RequestFailed
 from raftkv.server.snapshots import snapshot_encoder
@@ -68,9 +68,33 @@ def state_machine_kind(state_machine: object) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-async def make_backup(host: BackupHost) -> bytes:
-    """The backup file's bytes. `NotLeader` on a follower (the client follows the hint);
-    `Timeout` when leadership is not confirmed in time."""
+class BackupBusy(ClientError):
+    """Another backup is being made on this node: retry (503 `overloaded`)."""
+
+    code = "overloaded"
+
+
+class BackupMaker:
+    """Makes one backup at a time: each holds a whole encoded copy of the state until it is
+    sent, so concurrent requests could otherwise hold as many copies."""
+
+    def __init__(self, host: BackupHost) -> None:
+        self._host = host
+        self._busy = False
+
+    async def make(self) -> bytes:
+        """The backup file's bytes. `NotLeader` on a follower (the client follows the
+        hint); `Timeout` when leadership is not confirmed in time; `BackupBusy`."""
+        if self._busy:
+            raise BackupBusy("a backup is being made on this node; retry when it is done")
+        self._busy = True
+        try:
+            return await _make_backup(self._host)
+        finally:
+            self._busy = False
+
+
+async def _make_backup(host: BackupHost) -> bytes:
     if host.storage_failure is not None:
         raise RequestFailed(f"storage failed: {host.storage_failure}")
     node = host.node

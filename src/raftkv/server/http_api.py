@@ -12,6 +12,7 @@ import msgspec
 
 from raftkv.errors import ClientError, CommandFailed, NotLeader, ProposalDropped, Timeout
 from raftkv.kv import Command, Result, encode_command
+from raftkv.server.backup import BackupBusy
 from raftkv.server.http_server import Request, Response
 from raftkv.server.options import KEY_BYTES_MAX, READY_LAG_ENTRIES_DEFAULT
 from raftkv.server.requests import RequestFailed
@@ -493,4 +494,7 @@ class ClientApi:
         operation: once the client port has roles, it needs `admin`. The answer is one body
         (the server holds it in memory while it is sent), not a stream: the state machine
         lives in memory anyway, and a body of known length keeps the HTTP layer simple."""
-        return Response(200, await self.server.backup(), BACKUP_CONTENT_TYPE)
+        try:
+            return Response(200, await self.server.backup(), BACKUP_CONTENT_TYPE)
+        except BackupBusy as error:
+            return Response.error(503, error.code, str(error))

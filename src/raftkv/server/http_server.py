@@ -23,7 +23,9 @@ What a client can rely on:
   A body is held in one buffer, so its memory follows its size, not its chunk count.
 - Bytes that are not HTTP get a 400 and a close; they never reach a handler.
 - A connection with no request begun and no answer written for `idle_timeout` seconds
-  (blank lines are not requests), whose answers have not drained for as long, or
+  (blank lines are not requests), whose answers have not drained for as long (a client
+  reading a large answer counts as draining while it takes `OUTPUT_BYTES_HIGH` more of it
+  within each such period), or
   mid-request for `request_timeout` seconds, is closed. Connections over `max_connections`,
   or over `max_connections_per_address` from one IPv4 address or IPv6 /64, get a 503
   `overloaded` and a close.
@@ -208,6 +210,8 @@ class _Connection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._writing_paused_since = 0.0
+        # Output unsent when writing paused or the client last showed progress reading it.
+        self._unsent_seen = 0
         self._address: str | None = None  # counted in the server's per-address table
         # When the last request began or the last answer was written: idle time is measured
         # on requests, so bytes that begin none (blank lines) do not keep a connection open.
@@ -253,6 +257,8 @@ class _Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._writing_paused = True
         self._writing_paused_since = self._loop.time()
+        if self._transport is not None:
+            self._unsent_seen = self._transport.get_write_buffer_size()
         self._update_reading()
 
     def resume_writing(self) -> None:
@@ -534,6 +540,13 @@ class _Connection(asyncio.Protocol):
         if self._message_started is not None:
             return now - self._message_started > self._server.request_timeout
         if self._writing_paused:  # a client that stopped reading its answers
+            transport = self._transport
+            unsent = transport.get_write_buffer_size() if transport is not None else 0
+            if unsent <= self._unsent_seen - OUTPUT_BYTES_HIGH:
+                # It read another OUTPUT_BYTES_HIGH of a large answer (a backup): a slow
+                # link, not a stalled client. The clock restarts from here.
+                self._writing_paused_since = now
+                self._unsent_seen = unsent
             return now - self._writing_paused_since > self._server.idle_timeout
         return not self.busy() and now - self.last_active > self._server.idle_timeout
 

@@ -34,7 +34,7 @@ from raftkv.errors import (
     StorageError,
 )
 from raftkv.kv import KVStore, StateMachine
-from raftkv.server.backup import make_backup
+from raftkv.server.backup import BackupMaker
 from raftkv.server.forwarding import Forwarding
 from raftkv.server.http_api import ClientApi, HealthFacts
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
@@ -174,6 +174,7 @@ class RaftServer:
             request_timeout_seconds=options.request_timeout_seconds,
             tick_seconds=options.tick_ms / 1000,
         )
+        self.backups = BackupMaker(self)
         # What followers ask of this node as leader, and what it asks of the leader, for the
         # embedding API's callers (server/forwarding.py).
         self.forwarding = Forwarding(self)
@@ -656,7 +657,7 @@ class RaftServer:
 
     async def backup(self) -> bytes:
         """`GET /v1/snapshot`: a consistent backup file of the state machine (leader only)."""
-        return await make_backup(self)
+        return await self.backups.make()
 
     # --- queries for the API ------------------------------------------------------------
     def leader_client_address(self, leader_id: int | None) -> str | None:
