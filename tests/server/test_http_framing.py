@@ -23,6 +23,11 @@ class FakeTransport:
         self.written = bytearray()
         self.closed = False
         self.reading = True
+        # Output the "socket" has not taken yet: a test sets it to play a client reading.
+        self.unsent = 0
+
+    def get_write_buffer_size(self) -> int:
+        return self.unsent
 
     def write(self, data: bytes) -> None:
         assert not self.closed

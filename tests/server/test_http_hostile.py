@@ -190,6 +190,23 @@ class ManualClock:
         return getattr(self._loop, name)
 
 
+def test_a_client_reading_a_large_answer_slowly_is_not_closed_while_it_reads() -> None:
+    async def main() -> None:
+        server = HttpServer(echo, body_bytes_max=BODY_MAX, idle_timeout=5.0)
+        connection, transport = fake_connection(server)
+        transport.unsent = 10 * OUTPUT_BYTES_HIGH  # a backup, mostly unsent
+        connection.pause_writing()
+        now = asyncio.get_running_loop().time()
+        for step in range(1, 6):  # another OUTPUT_BYTES_HIGH read every 4 s: 20 s in all
+            transport.unsent -= OUTPUT_BYTES_HIGH
+            assert not connection.expired(now + 4.0 * step)
+        # Then it stops reading: closed one idle timeout after its last progress.
+        assert not connection.expired(now + 20.0 + 4.0)
+        assert connection.expired(now + 20.0 + 6.0)
+
+    asyncio.run(main())
+
+
 def test_blank_lines_do_not_keep_a_connection_open_past_the_idle_timeout() -> None:
     async def main() -> None:
         server = HttpServer(echo, body_bytes_max=BODY_MAX, idle_timeout=5.0)

@@ -23,6 +23,7 @@ from raftkv.addresses import (
     parse_host_port,
     parse_node_id,
 )
+from raftkv.cli.client_snapshot import add_snapshot_command, snapshot_command
 from raftkv.cli.version import add_version_flag
 from raftkv.client import (
     CONSISTENCY_LEVELS,
@@ -177,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="ask this node (http://HOST:PORT or HOST:PORT; repeatable) instead of the cluster",
     )
+    snapshot = command("snapshot", "save a backup of the cluster, or check a backup file")
+    add_snapshot_command(snapshot, _Parser, _add_common_options)
     return parser
 
 
@@ -422,6 +425,7 @@ _COMMANDS: dict[str, _Command] = {
     "members": _members,
     "transfer-leader": _transfer_leader,
     "health": _health,
+    "snapshot": snapshot_command,
 }
 
 

@@ -20,6 +20,7 @@ from raftkv.addresses import (
     parse_address_list,
     parse_host_port,
 )
+from raftkv.cli import restore
 from raftkv.cli.node_config import ConfigError, render
 from raftkv.cli.node_config import parse as parse_configuration
 from raftkv.cli.version import add_version_flag
@@ -211,6 +212,9 @@ async def serve(options: NodeOptions) -> int:
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["restore"]:
+        # A subcommand with its own flags, before the node's parser (which it would fail).
+        return restore.main(argv[1:])
     try:
         configuration = parse_configuration(
             build_parser, argv, os.environ if environ is None else environ

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import aiohttp
 import yarl
@@ -19,7 +20,6 @@ from raftkv.client.limits import (
     ASYNC_CONNECTIONS_MAX,
     DEFAULT_TIMEOUT_SECONDS,
     FAN_OUT_NODES_MAX,
-    RESPONSE_BYTES_MAX,
     SESSION_RESENDS_MAX,
 )
 from raftkv.client.protocol import NodeHealth, Request
@@ -40,6 +40,7 @@ from raftkv.client.sessions import (
     SessionPool,
     new_client_id,
 )
+from raftkv.storage.backup_file import Backup
 
 _T = TypeVar("_T")
 
@@ -208,6 +209,20 @@ class AsyncRaftClient:
         return decode_result(payload, AdminResult)
 
     # --- the retry loop ------------------------------------------------------------------
+    # --- backups (an admin operation) -----------------------------------------------------
+    async def snapshot(self) -> Backup:
+        """A backup of the state machine from the leader (`GET /v1/snapshot`), holding every
+        write acknowledged before the call; checked (`BadResponse` if damaged in transit)."""
+        _, payload = await self._call(protocol.snapshot_request())
+        return protocol.read_backup(payload)
+
+    async def save_snapshot(self, destination: str | os.PathLike[str] | BinaryIO) -> Backup:
+        """`snapshot()`, stored: to a path through `<path>.tmp`, fsynced and renamed once its
+        checksum is verified (in a thread: the fsync blocks); or written to an open binary
+        file."""
+        _, payload = await self._call(protocol.snapshot_request())
+        return await asyncio.to_thread(protocol.store_backup, payload, destination)
+
     async def _write(self, build: Callable[[PendingWrite], Request]) -> WriteResult:
         """One logical write on a session of its own from the pool: its attempts, and its
         resending under a new session when the cluster forgot the session and no attempt
@@ -272,7 +287,7 @@ class AsyncRaftClient:
         write: PendingWrite | None = None,
     ) -> dict[str, Any]:
         status, body = await self._exchange(node_id, request, timeout_seconds, write)
-        return protocol.read_answer(status, body)
+        return protocol.read_answer(status, body, binary=request.binary)
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -309,13 +324,14 @@ class AsyncRaftClient:
                     request.method, url, data=request.body, headers=headers, timeout=timeout
                 ) as response:
                     body = bytearray()
-                    while len(body) <= RESPONSE_BYTES_MAX:
-                        chunk = await response.content.read(RESPONSE_BYTES_MAX + 1 - len(body))
+                    limit = request.response_bytes_max
+                    while len(body) <= limit:
+                        chunk = await response.content.read(limit + 1 - len(body))
                         if not chunk:
                             break
                         body += chunk
-                    if len(body) > RESPONSE_BYTES_MAX:
-                        message = f"node {node_id} sent an answer over {RESPONSE_BYTES_MAX} bytes"
+                    if len(body) > limit:
+                        message = f"node {node_id} sent an answer over {limit} bytes"
                         raise BadResponse(message, {"node": node_id, "message": message})
                     return response.status, bytes(body)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:

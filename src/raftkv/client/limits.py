@@ -18,6 +18,9 @@ BACKOFF_MAX_SECONDS = 0.5
 # The largest answer read from a node. Values are at most 1 MiB by default; JSON escaping can
 # grow one up to six times, and an operator may raise the value limit.
 RESPONSE_BYTES_MAX = 64 << 20
+# The largest backup read from a node (`GET /v1/snapshot`): the whole state machine, held in
+# memory on both sides; the bound only stops a damaged or hostile answer.
+BACKUP_BYTES_MAX = 16 << 30
 # `check`: how many times fresh statuses are fetched when a node no longer remembers the hash
 # at the common index (it keeps only a window of recent hashes, or restored a snapshot).
 CHECK_ATTEMPTS_MAX = 5

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import quote, urlencode
 
 import msgspec
 
 from raftkv import errors
 from raftkv.client.errors import BadRequest, BadResponse, NoLeader, Timeout, error_from_answer
+from raftkv.client.limits import BACKUP_BYTES_MAX, RESPONSE_BYTES_MAX
+from raftkv.storage.backup_file import Backup, BadBackup, decode_backup, write_backup_file
 
 CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
+# Where `read_answer` puts the body of a binary success answer.
+BINARY_BODY = "body"
 JSON_CONTENT_TYPE = "application/json"
 
 _HTTP_SERVICE_UNAVAILABLE = 503
@@ -37,6 +42,9 @@ class Request:
     # Whether a success means the node that answered leads (or names the leader): stale reads
     # and node-local queries are answered by any node and teach nothing about the leader.
     leader_only: bool = True
+    # A success answer is raw bytes, not JSON (a backup); errors are still JSON objects.
+    binary: bool = False
+    response_bytes_max: int = RESPONSE_BYTES_MAX
 
 
 def _kv_path(key: str) -> str:
@@ -114,8 +122,16 @@ def transfer_leader_request(node_id: int) -> Request:
     return Request("POST", "/v1/transfer-leader", _json({"to": node_id}))
 
 
-def read_answer(status: int, body: bytes) -> dict[str, Any]:
-    """The JSON object of a 2xx answer; any other answer raises its client error."""
+def snapshot_request() -> Request:
+    """`GET /v1/snapshot`: a backup file, from the leader only (followers redirect)."""
+    return Request("GET", "/v1/snapshot", binary=True, response_bytes_max=BACKUP_BYTES_MAX)
+
+
+def read_answer(status: int, body: bytes, *, binary: bool = False) -> dict[str, Any]:
+    """The JSON object of a 2xx answer (`{BINARY_BODY: body}` for a `binary` request); any
+    other answer raises its client error."""
+    if binary and 200 <= status < 300:
+        return {BINARY_BODY: body}
     try:
         payload = msgspec.json.decode(body)
     except msgspec.DecodeError:
@@ -133,6 +149,25 @@ def read_answer(status: int, body: bytes) -> dict[str, Any]:
     if 200 <= status < 300:
         return payload
     raise error_from_answer(status, payload)
+
+
+def read_backup(payload: dict[str, Any]) -> Backup:
+    """The checked backup of a `snapshot_request` answer; `BadResponse` if it is damaged."""
+    try:
+        return decode_backup(payload[BINARY_BODY])
+    except BadBackup as error:
+        message = f"the backup the node sent is unusable: {error}"
+        raise BadResponse(message, {"message": message}) from None
+
+
+def store_backup(payload: dict[str, Any], destination: str | os.PathLike[str] | BinaryIO) -> Backup:
+    """Check a `snapshot_request` answer and store it (`write_backup_file`): nothing is
+    written, and a path is left as it was, when it is damaged (`BadResponse`)."""
+    try:
+        return write_backup_file(destination, payload[BINARY_BODY])
+    except BadBackup as error:
+        message = f"the backup the node sent is unusable: {error}"
+        raise BadResponse(message, {"message": message}) from None
 
 
 def answered_leader(payload: dict[str, Any], node_id: int, request: Request) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import random
 import select
 import socket
@@ -11,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from raftkv import errors
 from raftkv.addresses import format_address
@@ -20,7 +21,6 @@ from raftkv.client.errors import BadResponse, SessionExpired, Unreachable
 from raftkv.client.limits import (
     DEFAULT_TIMEOUT_SECONDS,
     FAN_OUT_NODES_MAX,
-    RESPONSE_BYTES_MAX,
     SESSION_RESENDS_MAX,
 )
 from raftkv.client.protocol import NodeHealth, Request
@@ -35,6 +35,7 @@ from raftkv.client.results import (
 )
 from raftkv.client.routing import ClusterView, Router, connect_timeout_for
 from raftkv.client.sessions import CommittedIndex, PendingWrite, Session, new_client_id
+from raftkv.storage.backup_file import Backup
 
 _T = TypeVar("_T")
 
@@ -126,10 +127,11 @@ class _Connections:
             headers["Content-Type"] = protocol.JSON_CONTENT_TYPE
         connection.request(request.method, request.path, body=request.body, headers=headers)
         response = connection.getresponse()
-        body = response.read(RESPONSE_BYTES_MAX + 1)
-        if len(body) > RESPONSE_BYTES_MAX or not response.isclosed():
+        limit = request.response_bytes_max
+        body = response.read(limit + 1)
+        if len(body) > limit or not response.isclosed():
             self.drop(node_id)
-            message = f"node {node_id} sent an answer over {RESPONSE_BYTES_MAX} bytes"
+            message = f"node {node_id} sent an answer over {limit} bytes"
             raise BadResponse(message, {"node": node_id, "message": message})
         self._used.add(node_id)
         return response.status, body
@@ -294,6 +296,20 @@ class RaftClient:
         _, payload = self._call(protocol.transfer_leader_request(node_id))
         return decode_result(payload, AdminResult)
 
+    # --- backups (an admin operation) -----------------------------------------------------
+    def snapshot(self) -> Backup:
+        """A backup of the state machine from the leader (`GET /v1/snapshot`), holding every
+        write acknowledged before the call; checked (`BadResponse` if damaged in transit)."""
+        _, payload = self._call(protocol.snapshot_request())
+        return protocol.read_backup(payload)
+
+    def save_snapshot(self, destination: str | os.PathLike[str] | BinaryIO) -> Backup:
+        """`snapshot()`, stored: to a path through `<path>.tmp`, fsynced and renamed once its
+        checksum is verified (the path never holds part of a backup); or written to an open
+        binary file."""
+        _, payload = self._call(protocol.snapshot_request())
+        return protocol.store_backup(payload, destination)
+
     # --- the retry loop ------------------------------------------------------------------
     # The underscored node queries take no lock: `_fan_out` runs them in worker threads while
     # the calling thread holds it.
@@ -389,7 +405,7 @@ class RaftClient:
         if node_id not in self._view.addresses:
             raise ValueError(f"node {node_id} is not in the cluster map")
         status, body = self._connections.exchange(node_id, request, timeout_seconds, write)
-        return protocol.read_answer(status, body)
+        return protocol.read_answer(status, body, binary=request.binary)
 
     def _fan_out(
         self, node_ids: list[int], work: Callable[[int], _T]

@@ -19,7 +19,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -164,6 +164,10 @@ def restore_state(target: object, state: Any) -> None:
 
 
 class ObjectStateMachine:
+    # What its snapshots are snapshots of (server/backup.py): a backup of a KV store's state
+    # restored here would be objects' states it cannot decode, and the reverse.
+    snapshot_kind: ClassVar[str] = "objects"
+
     def __init__(self, objects: Mapping[str, object], sessions_max: int | None = None) -> None:
         self.objects = dict(objects)
         self.applied_index = 0

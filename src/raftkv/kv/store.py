@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import ClassVar
 
 import msgspec
 
@@ -38,6 +39,10 @@ _snapshot_decoder = msgspec.msgpack.Decoder(_Snapshot)
 class KVStore:
     """Keys and values, plus a session per client id so that a retried write is applied at
     most once (thesis §6.3, `kv/sessions.py`)."""
+
+    # What its snapshots are snapshots of: a backup records it, and a restore refuses a
+    # backup of another kind (server/backup.py).
+    snapshot_kind: ClassVar[str] = "kv"
 
     def __init__(self, sessions_max: int | None = None) -> None:
         self.data: dict[str, str] = {}

@@ -12,9 +12,11 @@ import msgspec
 
 from raftkv.errors import ClientError, CommandFailed, NotLeader, ProposalDropped, Timeout
 from raftkv.kv import Command, Result, encode_command
+from raftkv.server.backup import BackupBusy
 from raftkv.server.http_server import Request, Response
 from raftkv.server.options import KEY_BYTES_MAX, READY_LAG_ENTRIES_DEFAULT
 from raftkv.server.requests import RequestFailed
+from raftkv.storage.backup_file import BACKUP_CONTENT_TYPE
 
 # The body allowance: a value and an `if_value` within the value limit are accepted however
 # they are encoded. JSON may write any character as `\uXXXX`, six bytes for one (a control
@@ -255,6 +257,10 @@ class ApiBackend(Protocol):
 
     def health_facts(self) -> HealthFacts: ...
 
+    async def backup(self) -> bytes:
+        """A backup file of the state machine, consistent with every acknowledged write
+        (server/backup.py); `NotLeader` on a follower."""
+
 
 class ClientApi:
     """Routes a request to its handler and turns every failure into a JSON error."""
@@ -281,6 +287,7 @@ class ClientApi:
             "/v1/hash": {"GET": self.get_hash},
             "/v1/members": {"GET": self.get_members, "POST": self.post_member},
             "/v1/transfer-leader": {"POST": self.post_transfer_leader},
+            "/v1/snapshot": {"GET": self.get_snapshot},
             "/metrics": {"GET": self.get_metrics},
             LIVEZ_PATH: {"GET": self.get_livez},
             READYZ_PATH: {"GET": self.get_readyz},
@@ -480,3 +487,14 @@ class ClientApi:
             raise BadRequest("'to' must be a node id")
         leader = await self.server.members.transfer_leadership(target)
         return Response.json({"ok": True, "leader": leader})
+
+    async def get_snapshot(self, request: Request) -> Response:
+        """A backup of the whole state machine (storage/backup_file.py), made by the leader
+        after a read barrier; a follower answers `not_leader` like a write. An admin
+        operation: once the client port has roles, it needs `admin`. The answer is one body
+        (the server holds it in memory while it is sent), not a stream: the state machine
+        lives in memory anyway, and a body of known length keeps the HTTP layer simple."""
+        try:
+            return Response(200, await self.server.backup(), BACKUP_CONTENT_TYPE)
+        except BackupBusy as error:
+            return Response.error(503, error.code, str(error))

@@ -23,7 +23,9 @@ What a client can rely on:
   A body is held in one buffer, so its memory follows its size, not its chunk count.
 - Bytes that are not HTTP get a 400 and a close; they never reach a handler.
 - A connection with no request begun and no answer written for `idle_timeout` seconds
-  (blank lines are not requests), whose answers have not drained for as long, or
+  (blank lines are not requests), whose answers have not drained for as long (a client
+  reading a large answer counts as draining while it takes `OUTPUT_BYTES_HIGH` more of it
+  within each such period), or
   mid-request for `request_timeout` seconds, is closed. Connections over `max_connections`,
   or over `max_connections_per_address` from one IPv4 address or IPv6 /64, get a 503
   `overloaded` and a close.
@@ -63,6 +65,9 @@ PIPELINE_MAX = 32
 # plus one answer of output.
 OUTPUT_BYTES_HIGH = 64 << 10
 DISCARD_BYTES_MAX = 16 << 20
+# An answer body from this size on is written after its head rather than copied into one
+# buffer with it (backups of the whole state are tens of megabytes).
+SEPARATE_BODY_BYTES = 1 << 20
 # A chunked body of more pieces than this is refused (400): each piece costs a parser
 # callback, and a multi-megabyte body in 1-byte chunks kept the event loop busy for a
 # quarter of a second, long enough to depose a leader (tests/process/test_attacks.py).
@@ -205,6 +210,8 @@ class _Connection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._writing_paused_since = 0.0
+        # Output unsent when writing paused or the client last showed progress reading it.
+        self._unsent_seen = 0
         self._address: str | None = None  # counted in the server's per-address table
         # When the last request began or the last answer was written: idle time is measured
         # on requests, so bytes that begin none (blank lines) do not keep a connection open.
@@ -250,6 +257,8 @@ class _Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._writing_paused = True
         self._writing_paused_since = self._loop.time()
+        if self._transport is not None:
+            self._unsent_seen = self._transport.get_write_buffer_size()
         self._update_reading()
 
     def resume_writing(self) -> None:
@@ -438,18 +447,22 @@ class _Connection(asyncio.Protocol):
         body = response.body
         responses = self._server.responses
         responses[response.status] = responses.get(response.status, 0) + 1
-        transport.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n%s"
-            % (
-                response.status,
-                _REASONS.get(response.status, b"Unknown"),
-                response.content_type.encode(),
-                len(body),
-                self._server.clock.date_header(),
-                _CLOSE if last else _KEEP_ALIVE if confirm else b"",
-                b"" if head_only else body,
-            )
+        head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n" % (
+            response.status,
+            _REASONS.get(response.status, b"Unknown"),
+            response.content_type.encode(),
+            len(body),
+            self._server.clock.date_header(),
+            _CLOSE if last else _KEEP_ALIVE if confirm else b"",
         )
+        if head_only:
+            transport.write(head)
+        elif len(body) < SEPARATE_BODY_BYTES:
+            transport.write(head + body)  # one write, one system call: the hot path
+        else:
+            # A large body (a backup) is not copied into one buffer with its head.
+            transport.write(head)
+            transport.write(body)
         self.last_active = self._loop.time()
 
     def _refuse_body(self) -> None:
@@ -527,6 +540,13 @@ class _Connection(asyncio.Protocol):
         if self._message_started is not None:
             return now - self._message_started > self._server.request_timeout
         if self._writing_paused:  # a client that stopped reading its answers
+            transport = self._transport
+            unsent = transport.get_write_buffer_size() if transport is not None else 0
+            if unsent <= self._unsent_seen - OUTPUT_BYTES_HIGH:
+                # It read another OUTPUT_BYTES_HIGH of a large answer (a backup): a slow
+                # link, not a stalled client. The clock restarts from here.
+                self._writing_paused_since = now
+                self._unsent_seen = unsent
             return now - self._writing_paused_since > self._server.idle_timeout
         return not self.busy() and now - self.last_active > self._server.idle_timeout
 

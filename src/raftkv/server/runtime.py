@@ -34,6 +34,7 @@ from raftkv.errors import (
     StorageError,
 )
 from raftkv.kv import KVStore, StateMachine
+from raftkv.server.backup import BackupMaker
 from raftkv.server.forwarding import Forwarding
 from raftkv.server.http_api import ClientApi, HealthFacts
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
@@ -173,6 +174,7 @@ class RaftServer:
             request_timeout_seconds=options.request_timeout_seconds,
             tick_seconds=options.tick_ms / 1000,
         )
+        self.backups = BackupMaker(self)
         # What followers ask of this node as leader, and what it asks of the leader, for the
         # embedding API's callers (server/forwarding.py).
         self.forwarding = Forwarding(self)
@@ -668,6 +670,10 @@ class RaftServer:
             raise RequestFailed("this state machine does not support key reads")
         value: str | None = getter(key)
         return value, self.applied_index
+
+    async def backup(self) -> bytes:
+        """`GET /v1/snapshot`: a consistent backup file of the state machine (leader only)."""
+        return await self.backups.make()
 
     # --- queries for the API ------------------------------------------------------------
     def leader_client_address(self, leader_id: int | None) -> str | None:

@@ -80,6 +80,19 @@ def trailing_entries(log: TrailingLog, index: int, entries_max: int) -> int:
     return kept
 
 
+def snapshot_encoder(state_machine: StateMachine) -> Callable[[], bytes]:
+    """Copy the state now, on the loop, and return what encodes that copy, to run in the disk
+    thread: encoding a large state on the loop would stall the node (heartbeats, requests).
+    A state machine without `prepare_snapshot` encodes on the loop, here."""
+    prepare: Callable[[], Callable[[], bytes]] | None = getattr(
+        state_machine, "prepare_snapshot", None
+    )
+    if prepare is not None:
+        return prepare()
+    data_now = state_machine.snapshot()
+    return lambda: data_now
+
+
 class SnapshotTaker:
     def __init__(
         self,
@@ -141,15 +154,8 @@ class SnapshotTaker:
             self._task = None
             return
         meta = SnapshotMeta(index, term, node.membership_at(index))
-        prepare: Callable[[], Callable[[], bytes]] | None = getattr(
-            server.state_machine, "prepare_snapshot", None
-        )
         try:
-            if prepare is not None:
-                encode = prepare()
-            else:
-                data_now = server.state_machine.snapshot()
-                encode = lambda: data_now  # noqa: E731
+            encode = snapshot_encoder(server.state_machine)
         except Exception:
             # A state the state machine cannot snapshot (a value it cannot encode): say so
             # each time, and try again later; a task left dead would block every snapshot.
