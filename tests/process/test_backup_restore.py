@@ -117,6 +117,8 @@ def test_backup_then_restore_a_new_cluster_from_it(tmp_path: Path) -> None:
         assert checked.stdout.startswith("OK n=3 ")
         cluster_ids = {new.status(node_id)["cluster_id"] for node_id in new.nodes}
         assert len(cluster_ids) == 1 and "" not in cluster_ids
+        # A new cluster: never the origin's id (nodes of the two must refuse each other).
+        assert origin_cluster_id not in cluster_ids
     finally:
         old.stop_all()
         new.stop_all()
