@@ -18,7 +18,7 @@ import pytest
 from raftkv.kv import KVStore, Result
 from raftkv.server import auth
 from raftkv.server.auth import AccessPolicy, Identity, Role, TokenTable
-from raftkv.server.http_api import ClientApi, HealthFacts
+from raftkv.server.http_api import READ, ClientApi, Endpoint, HealthFacts
 from raftkv.server.http_server import HttpServer, Request
 
 READ_TOKEN = "read-token-0123456789"
@@ -263,9 +263,7 @@ def test_the_token_is_never_logged_nor_in_the_request_repr(
             logging.getLogger("raftkv.test").info("serving %r", request)
             raise RuntimeError("boom")
 
-        api._exact["/v1/status"]["GET"] = type(api._exact["/v1/status"]["GET"])(
-            failing, api._exact["/v1/status"]["GET"].access
-        )
+        api._exact["/v1/status"]["GET"] = Endpoint(failing, READ)
         server = HttpServer(api.handle, body_bytes_max=api.body_bytes_max)
         await server.start("127.0.0.1", 0)
         answers = []
