@@ -306,7 +306,8 @@ class ClientApi:
         self.value_bytes_max = value_bytes_max
         self.ready_lag_entries_max = ready_lag_entries_max
         self.body_bytes_max = body_bytes_max(value_bytes_max)
-        # method -> handler, for each exact path and for each prefix ("/v1/kv/{key}").
+        # method -> endpoint (handler and access), for each exact path and for each prefix
+        # ("/v1/kv/{key}").
         self._exact: dict[str, dict[str, Endpoint]] = {
             "/v1/status": {"GET": Endpoint(self.get_status, READ)},
             "/v1/hash": {"GET": Endpoint(self.get_hash, READ)},
