@@ -201,3 +201,25 @@ def test_the_readiness_lag_bound_reaches_the_node_options(tmp_path: Path) -> Non
     assert options_from(effective(["--id", "1"])).ready_lag_entries_max == 1000
     with pytest.raises(SystemExit):
         main(["--id", "1", "--ready-lag-entries", "-1", "--print-config"], {})
+
+
+def test_auth_settings_from_each_source_and_the_join_token_never_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "join-secret-0123456789"
+    path = config_file(
+        tmp_path, f'id = 4\nauth_tokens = "/etc/raftkv/tokens.toml"\njoin_token = "{secret}"\n'
+    )
+    arguments = effective(["--config", path], {"RAFTKV_AUTH_PUBLIC": "metrics,health"})
+    assert arguments.auth_tokens == "/etc/raftkv/tokens.toml"
+    assert arguments.auth_public == "health,metrics"  # canonical
+    assert arguments.join_token == secret
+    assert effective(["--id", "1"], {"RAFTKV_JOIN_TOKEN": secret}).join_token == secret
+    assert effective(["--id", "1"]).auth_public == "health"  # the default
+    for environ in ({}, {"RAFTKV_JOIN_TOKEN": secret}):
+        values, out = printed(["--config", path], environ, capsys)
+        assert secret not in out
+        assert "join_token" not in values  # a comment line: it says where, not what
+        assert "# join_token = (set; a secret, not shown)" in out
+    with pytest.raises(ConfigError, match="RAFTKV_AUTH_PUBLIC"):
+        effective(["--id", "1"], {"RAFTKV_AUTH_PUBLIC": "everything"})

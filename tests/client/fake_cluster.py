@@ -56,6 +56,7 @@ class Recorded:
     query: dict[str, str]
     body: dict[str, Any] | None
     peer: object  # the client's (host, port): one per connection
+    authorization: str | None = None  # the Authorization header, if any
 
 
 @dataclass
@@ -165,7 +166,15 @@ class FakeCluster:
         body = await request.json() if request.can_read_body else None
         peer = request.transport.get_extra_info("peername") if request.transport else None
         self.requests.append(
-            Recorded(node.node_id, request.method, request.path, dict(request.query), body, peer)
+            Recorded(
+                node.node_id,
+                request.method,
+                request.path,
+                dict(request.query),
+                body,
+                peer,
+                request.headers.get("Authorization"),
+            )
         )
         return node, body
 

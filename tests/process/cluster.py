@@ -91,6 +91,9 @@ class ProcessCluster:
             node_id: NodeProcess(node_id, root, self._peer_hosts(node_id)) for node_id in node_ids
         }
         self.extra_args = list(extra_args)
+        # Sent with every request of `request` (an Authorization header, on a cluster
+        # started with --auth-tokens).
+        self.headers: dict[str, str] = {}
         self._connections: dict[int, http.client.HTTPConnection] = {}
 
     # --- processes ----------------------------------------------------------------------
@@ -176,7 +179,7 @@ class ProcessCluster:
             raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         )
         try:
-            connection.request(method, path, body=payload)
+            connection.request(method, path, body=payload, headers=self.headers)
             response = connection.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException):

@@ -29,18 +29,20 @@ from raftkv.client import (
     CONSISTENCY_LEVELS,
     DEFAULT_TIMEOUT_SECONDS,
     CorruptLog,
+    Forbidden,
     Inconsistent,
     NotLeader,
     RaftClient,
     RequestError,
     StatusReport,
+    Unauthenticated,
     Unreachable,
     WriteResult,
     check_cluster,
 )
 from raftkv.client.check import corruption_in
-from raftkv.client.errors import describe
-from raftkv.client.protocol import NodeHealth
+from raftkv.client.errors import describe, refusal_among
+from raftkv.client.protocol import NodeHealth, checked_token
 from raftkv.client.text import format_table
 
 EXIT_OK = 0
@@ -50,9 +52,11 @@ EXIT_ERROR = 1  # bad usage, not_found, cas_failed, bad input, anything else
 EXIT_TIMEOUT = 2
 EXIT_NOT_LEADER = 3  # only with --target
 EXIT_INCONSISTENT = 4  # check found differing applied state, or a node reports a corrupt log
+EXIT_REFUSED = 5  # unauthenticated (no token, or one the node does not know) or forbidden
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 CLUSTER_ENVIRONMENT_VARIABLE = "RAFT_CLUSTER"
+TOKEN_ENVIRONMENT_VARIABLE = "RAFT_TOKEN"
 DEFAULT_CLUSTER = "1,2,3"
 
 
@@ -128,6 +132,13 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON answers"
+    )
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        default=argparse.SUPPRESS,
+        help=f"bearer token for nodes with --auth-tokens (default: ${TOKEN_ENVIRONMENT_VARIABLE},"
+        " which, unlike a flag, does not show in the process list)",
     )
 
 
@@ -206,6 +217,8 @@ def exit_code_for(error: errors.ClientError) -> int:
         return EXIT_TIMEOUT
     if isinstance(error, CorruptLog | Inconsistent):
         return EXIT_INCONSISTENT
+    if isinstance(error, Unauthenticated | Forbidden):
+        return EXIT_REFUSED
     return EXIT_ERROR
 
 
@@ -293,6 +306,9 @@ def _status(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
     corruption = corruption_in(reports)
     if corruption is not None:
         raise corruption
+    refusal = refusal_among(report.error for report in reports)
+    if refusal is not None:
+        raise refusal
     if not any(report.reachable for report in reports):
         message = f"no node answered within {client.timeout:g} s"
         raise Unreachable(message, {"message": message})
@@ -393,6 +409,9 @@ def _health(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
     else:
         for report in reports:
             print(f"node {_node_line_name(report, by_url)}: {report.summary()}")
+    refusal = refusal_among(report.error for report in reports)
+    if refusal is not None:  # health routes not public (--auth-public) and no good token
+        raise refusal
     if not any(report.live for report in reports):
         message = f"no node answered /livez within {client.timeout:g} s"
         raise Unreachable(message, {"message": message})
@@ -429,16 +448,29 @@ _COMMANDS: dict[str, _Command] = {
 }
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    token: str | None = getattr(args, "token", None)
+    source = "--token"
+    if token is None:
+        token = os.environ.get(TOKEN_ENVIRONMENT_VARIABLE) or None
+        source = TOKEN_ENVIRONMENT_VARIABLE
+    try:
+        return checked_token(token)
+    except ValueError as error:
+        raise UsageError(f"{source}: {error}") from None
+
+
 def _make_client(args: argparse.Namespace) -> RaftClient:
     target: int | None = getattr(args, "target", None)
     timeout = getattr(args, "timeout", DEFAULT_TIMEOUT_SECONDS)
+    token = _token(args)
     nodes: list[tuple[str, int]] | None = getattr(args, "node", None)
     if nodes:
         # `health --node URL ...`: these nodes in place of the cluster (numbered in order;
         # their lines name them by URL).
         if target is not None:
             raise UsageError("--target and --node cannot be combined")
-        return RaftClient(dict(enumerate(nodes, start=1)), timeout=timeout)
+        return RaftClient(dict(enumerate(nodes, start=1)), timeout=timeout, token=token)
     cluster_text = getattr(args, "cluster", None)
     source = "--cluster"
     if cluster_text is None:
@@ -451,7 +483,7 @@ def _make_client(args: argparse.Namespace) -> RaftClient:
     if target is not None and target not in addresses:
         names = ",".join(str(node_id) for node_id in addresses)
         raise UsageError(f"--target {target} is not in the cluster ({names})")
-    return RaftClient(addresses, timeout=timeout, target=target)
+    return RaftClient(addresses, timeout=timeout, target=target, token=token)
 
 
 def main(argv: list[str] | None = None) -> int:

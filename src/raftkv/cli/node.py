@@ -26,6 +26,15 @@ from raftkv.cli.node_config import parse as parse_configuration
 from raftkv.cli.version import add_version_flag
 from raftkv.errors import Corruption, DataDirMismatch, RaftError, StorageError
 from raftkv.server import NodeOptions, RaftServer
+from raftkv.server.auth import (
+    PUBLIC_DEFAULT,
+    PUBLIC_GROUPS,
+    PUBLIC_NONE,
+    AccessPolicy,
+    TokenFileError,
+    load_tokens,
+    parse_public_groups,
+)
 from raftkv.server.join import JoinFailed, join_cluster
 from raftkv.server.logs import configure_logging
 from raftkv.server.options import READY_LAG_ENTRIES_DEFAULT
@@ -48,6 +57,15 @@ def _milliseconds_range(text: str) -> tuple[int, int]:
     if not 0 < low < high:
         raise argparse.ArgumentTypeError("need 0 < MIN < MAX")
     return low, high
+
+
+def _public_groups(text: str) -> str:
+    """`--auth-public`, checked and written in one canonical form."""
+    try:
+        groups = parse_public_groups(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return ",".join(group for group in PUBLIC_GROUPS if group in groups) or PUBLIC_NONE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +126,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-pre-vote", action="store_true")
     parser.add_argument("--no-check-quorum", action="store_true")
+    parser.add_argument(
+        "--auth-tokens",
+        metavar="FILE",
+        help="require 'Authorization: Bearer TOKEN' on the client port; FILE lists the "
+        "tokens and their roles (TOML [[token]] tables: name, role, token or sha256)",
+    )
+    parser.add_argument(
+        "--auth-public",
+        type=_public_groups,
+        default=PUBLIC_DEFAULT,
+        metavar="LIST",
+        help=f"with --auth-tokens, what needs no token: {', '.join(PUBLIC_GROUPS)} "
+        f"(/livez and /readyz, /metrics), comma-separated, or {PUBLIC_NONE} "
+        f"(default {PUBLIC_DEFAULT})",
+    )
+    parser.add_argument(
+        "--join-token",
+        metavar="TOKEN",
+        help="the admin token --join presents to the cluster (better given as the "
+        "environment variable RAFTKV_JOIN_TOKEN: a flag shows in the process list)",
+    )
     return parser
 
 
@@ -160,7 +199,17 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         ready_lag_entries_max=arguments.ready_lag_entries,
         pre_vote=not arguments.no_pre_vote,
         check_quorum=not arguments.no_check_quorum,
+        join_token=arguments.join_token or None,
     )
+
+
+def access_policy(arguments: argparse.Namespace) -> AccessPolicy:
+    """Who may call what on the client port: the token file loaded and checked (raises
+    TokenFileError), or everyone everything without `--auth-tokens`."""
+    public = parse_public_groups(arguments.auth_public)
+    if arguments.auth_tokens is None:
+        return AccessPolicy(None, public)
+    return AccessPolicy(load_tokens(arguments.auth_tokens), public)
 
 
 def _has_state(data_dir: str) -> bool:
@@ -178,7 +227,9 @@ def _freeze_startup_objects() -> None:
 
 async def serve(options: NodeOptions) -> int:
     if options.join is not None and not _has_state(options.data_dir):
-        info = await join_cluster(options.join, options.node_id, options.advertised_peer_address)
+        info = await join_cluster(
+            options.join, options.node_id, options.advertised_peer_address, options.join_token
+        )
         options.cluster_id = options.cluster_id or info.cluster_id
         options.peers = {}
         server = RaftServer(options)
@@ -234,6 +285,11 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     refusal = options.wildcard_refusal()
     if refusal is not None:
         logger.critical("refusing to start: %s", refusal)
+        return EXIT_ERROR
+    try:
+        options.access = access_policy(arguments)
+    except TokenFileError as error:
+        logger.critical("refusing to start: %s", error)
         return EXIT_ERROR
     try:
         import uvloop

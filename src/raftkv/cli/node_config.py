@@ -24,6 +24,9 @@ CONFIG_VARIABLE = "RAFTKV_CONFIG"
 # RAFTKV_* variables that belong to the test suite and tools, not to raft-node.
 FOREIGN_VARIABLE_PREFIXES = ("RAFTKV_TEST_", "RAFTKV_SIM_", "RAFTKV_BENCH_", "RAFTKV_LONG")
 NOT_SETTINGS = frozenset({"help", "version", "config", "print_config"})
+# Settings whose values are credentials: --print-config says where they came from, never
+# what they are.
+SECRET_SETTINGS = frozenset({"join_token"})
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 
@@ -277,6 +280,8 @@ def render(configuration: Configuration) -> str:
         source = configuration.sources[dest]
         if value is None:
             lines.append(f"# {setting.name} is not set  # {source}")
+        elif setting.name in SECRET_SETTINGS:
+            lines.append(f"# {setting.name} = (set; a secret, not shown)  # {source}")
         else:
             lines.append(f"{setting.name} = {_toml_value(setting, value)}  # {source}")
     return "\n".join(lines) + "\n"

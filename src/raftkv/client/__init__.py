@@ -18,6 +18,7 @@ from raftkv.client.errors import (
     CasFailed,
     CheckIncomplete,
     CorruptLog,
+    Forbidden,
     Inconsistent,
     NoLeader,
     NotFound,
@@ -28,6 +29,7 @@ from raftkv.client.errors import (
     StorageFailed,
     Timeout,
     TooLarge,
+    Unauthenticated,
     Unreachable,
 )
 from raftkv.client.limits import DEFAULT_TIMEOUT_SECONDS
@@ -68,6 +70,7 @@ __all__ = [
     "CheckIncomplete",
     "CheckReport",
     "CorruptLog",
+    "Forbidden",
     "Inconsistent",
     "Member",
     "Membership",
@@ -85,6 +88,7 @@ __all__ = [
     "StorageFailed",
     "Timeout",
     "TooLarge",
+    "Unauthenticated",
     "Unreachable",
     "WriteResult",
     "check_cluster",

@@ -48,6 +48,9 @@ _T = TypeVar("_T")
 class AsyncRaftClient:
     """The asyncio twin of `RaftClient`: same constructor, same methods, awaited.
 
+    `token`: the bearer token sent with every request (a node with `--auth-tokens` asks for
+    one); a refused one raises `Unauthenticated` or `Forbidden`, never retried.
+
     Concurrent operations are fine: each concurrent write takes an at-most-once session of its
     own (the first one's client id is `client_id`). Close it (`await client.close()`, or use
     `async with`) to release its connections.
@@ -61,8 +64,10 @@ class AsyncRaftClient:
         target: int | None = None,
         client_id: str | None = None,
         rng: random.Random | None = None,
+        token: str | None = None,
     ) -> None:
         self._view = ClusterView(addresses)
+        self._token = protocol.checked_token(token)
         self._view.check_options(timeout, target)
         self.timeout = timeout
         self.target = target
@@ -315,9 +320,7 @@ class AsyncRaftClient:
         timeout = aiohttp.ClientTimeout(
             total=timeout_seconds, sock_connect=connect_timeout_for(timeout_seconds)
         )
-        headers = {"Accept": protocol.JSON_CONTENT_TYPE}
-        if request.body is not None:
-            headers["Content-Type"] = protocol.JSON_CONTENT_TYPE
+        headers = protocol.headers_for(request, self._token)
         for first_try in (True, False):
             try:
                 async with self._session().request(

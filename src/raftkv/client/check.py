@@ -22,6 +22,7 @@ from raftkv.client.errors import (
     NotFound,
     Timeout,
     Unreachable,
+    refusal_among,
 )
 from raftkv.client.limits import CHECK_ATTEMPTS_MAX, CHECK_RETRY_PAUSE_SECONDS
 from raftkv.client.results import StatusReport
@@ -102,6 +103,9 @@ def check_cluster(
         corruption = corruption_in(reports)
         if corruption is not None:
             raise corruption
+        refusal = refusal_among(report.error for report in reports)
+        if refusal is not None:
+            raise refusal
         reachable = {r.node_id: r.status for r in reports if r.status is not None}
         unreachable = [r.node_id for r in reports if r.status is None]
         if not reachable:

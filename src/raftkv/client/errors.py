@@ -9,6 +9,7 @@ CODE, ...}`) exactly as the server sent it, or as the client made it for failure
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from raftkv import errors
@@ -147,6 +148,24 @@ class Overloaded(RequestError):
     code = "overloaded"
 
 
+class Unauthenticated(RequestError):
+    """401: the node asks for a bearer token and got none, or one it does not know. Never
+    retried: another node or a later attempt would refuse it alike."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(RequestError):
+    """403: the token is valid but its role may not do this; `role` is the one needed."""
+
+    code = "forbidden"
+
+    @property
+    def role(self) -> str | None:
+        role = self.payload.get("role")
+        return role if isinstance(role, str) else None
+
+
 class BadResponse(RequestError):
     """The answer was not the JSON object SPEC §3 promises (wrong server, proxy page...)."""
 
@@ -184,6 +203,8 @@ _CLASSES_BY_CODE: dict[str, type[RequestError]] = {
         Overloaded,
         CorruptLog,
         SessionExpired,
+        Unauthenticated,
+        Forbidden,
     )
 }
 # Other spellings a node may use for a damaged log.
@@ -198,7 +219,8 @@ RETRYABLE = (NoLeader, Timeout, StorageFailed, Overloaded)
 # known (the proposal was refused, or its entry was overwritten), its disk failed before it
 # proposed, it has no room for the connection. A raftkv node marks the exceptions (a failure
 # after proposing) with `"outcome": "unknown"`.
-_REFUSALS = (NotLeader, NoLeader, StorageFailed, Overloaded)
+# A refused credential is checked before anything is proposed.
+_REFUSALS = (NotLeader, NoLeader, StorageFailed, Overloaded, Unauthenticated, Forbidden)
 
 
 def may_have_applied(error: errors.ClientError) -> bool:
@@ -209,6 +231,17 @@ def may_have_applied(error: errors.ClientError) -> bool:
     if isinstance(error, ErrorDetail) and error.payload.get("outcome") == "unknown":
         return True
     return not isinstance(error, _REFUSALS)
+
+
+def refusal_among(
+    found: Iterable[errors.ClientError | None],
+) -> Unauthenticated | Forbidden | None:
+    """The first refused credential among the errors of a fan-out (status, health, check):
+    reported as such, not as nodes that did not answer."""
+    for error in found:
+        if isinstance(error, Unauthenticated | Forbidden):
+            return error
+    return None
 
 
 def _leader_id_from(payload: dict[str, Any]) -> int | None:

@@ -47,6 +47,26 @@ class Request:
     response_bytes_max: int = RESPONSE_BYTES_MAX
 
 
+def checked_token(token: str | None) -> str | None:
+    """A bearer token as the clients take it: None (send none) or printable ASCII without
+    spaces, as an HTTP header carries it. The error never quotes the token."""
+    if token is None:
+        return None
+    if not token or not all("!" <= character <= "~" for character in token):
+        raise ValueError("a token is a non-empty string of printable ASCII without spaces")
+    return token
+
+
+def headers_for(request: Request, token: str | None) -> dict[str, str]:
+    """The headers of `request`: JSON, and the bearer token when the client has one."""
+    headers = {"Accept": JSON_CONTENT_TYPE}
+    if request.body is not None:
+        headers["Content-Type"] = JSON_CONTENT_TYPE
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
 def _kv_path(key: str) -> str:
     if not key:
         raise BadRequest("the key is empty", {"message": "the key is empty"})

@@ -56,9 +56,10 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 class _Connections:
     """One HTTP/1.1 connection per node, opened on first use and dropped after any failure."""
 
-    def __init__(self, addresses: dict[int, tuple[str, int]]) -> None:
+    def __init__(self, addresses: dict[int, tuple[str, int]], token: str | None) -> None:
         # The cluster view's own dict: a leader learned from a hint is reachable at once.
         self._addresses = addresses
+        self._token = token
         self._open: dict[int, http.client.HTTPConnection] = {}
         # Nodes whose connection has carried a whole exchange, so a failure may be staleness.
         self._used: set[int] = set()
@@ -122,9 +123,7 @@ class _Connections:
     ) -> tuple[int, bytes]:
         assert connection.sock is not None
         connection.sock.settimeout(timeout_seconds)
-        headers = {"Accept": protocol.JSON_CONTENT_TYPE}
-        if request.body is not None:
-            headers["Content-Type"] = protocol.JSON_CONTENT_TYPE
+        headers = protocol.headers_for(request, self._token)
         connection.request(request.method, request.path, body=request.body, headers=headers)
         response = connection.getresponse()
         limit = request.response_bytes_max
@@ -154,7 +153,9 @@ class RaftClient:
     client_ports=True)`). `timeout` bounds each operation, retries included. Without `target`
     the client finds the leader itself; with it, it asks that node only and raises NotLeader
     when the node does not lead. Safe to share between threads: operations run one at a time
-    (the at-most-once session allows one outstanding write).
+    (the at-most-once session allows one outstanding write). `token`: the bearer token sent
+    with every request (a node with `--auth-tokens` asks for one); a refused one raises
+    `Unauthenticated` or `Forbidden`, never retried.
     """
 
     def __init__(
@@ -165,15 +166,17 @@ class RaftClient:
         target: int | None = None,
         client_id: str | None = None,
         rng: random.Random | None = None,
+        token: str | None = None,
     ) -> None:
         self._view = ClusterView(addresses)
+        token = protocol.checked_token(token)
         self._view.check_options(timeout, target)
         self.timeout = timeout
         self.target = target
         self._session = Session(client_id or new_client_id())
         self._committed = CommittedIndex()
         self._random = rng if rng is not None else random.Random()
-        self._connections = _Connections(self._view.addresses)
+        self._connections = _Connections(self._view.addresses, token)
         self._lock = threading.RLock()
 
     @property

@@ -12,6 +12,7 @@ import msgspec
 
 from raftkv.errors import ClientError, CommandFailed, NotLeader, ProposalDropped, Timeout
 from raftkv.kv import Command, Result, encode_command
+from raftkv.server.auth import PUBLIC_HEALTH, PUBLIC_METRICS, Access, AccessPolicy, Refusal, Role
 from raftkv.server.backup import BackupBusy
 from raftkv.server.http_server import Request, Response
 from raftkv.server.options import KEY_BYTES_MAX, READY_LAG_ENTRIES_DEFAULT
@@ -49,6 +50,25 @@ SESSION_EXPIRED_MESSAGE = (
 )
 
 Route = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A route's handler and who may call it (`--auth-tokens`): every route states its
+    access, so a new one cannot be added open by accident."""
+
+    handler: Route
+    access: Access
+
+
+# Each route's role (SPEC §6): reads of state, writes of keys, and the cluster's
+# administration; health and metrics may be opened with `--auth-public`.
+READ = Access(Role.READ)
+WRITE = Access(Role.WRITE)
+ADMIN = Access(Role.ADMIN)
+HEALTH = Access(Role.READ, public_group=PUBLIC_HEALTH)
+METRICS = Access(Role.READ, public_group=PUBLIC_METRICS)
+AUTHENTICATE_HEADER = 'WWW-Authenticate: Bearer realm="raftkv"'
 
 # Health probes (SPEC §6): `/livez` answers while the event loop serves; `/readyz` says
 # whether this node can serve, each check "ok" or why it fails.
@@ -262,6 +282,14 @@ class ApiBackend(Protocol):
         (server/backup.py); `NotLeader` on a follower."""
 
 
+def _refused(refusal: Refusal) -> Response:
+    if refusal.status == 401:
+        response = Response.error(401, "unauthenticated", refusal.message)
+        return response.with_headers(AUTHENTICATE_HEADER)
+    needed = refusal.role_needed.label if refusal.role_needed is not None else None
+    return Response.error(403, "forbidden", refusal.message, role=needed)
+
+
 class ClientApi:
     """Routes a request to its handler and turns every failure into a JSON error."""
 
@@ -272,39 +300,46 @@ class ClientApi:
         *,
         key_value_routes: bool = True,
         ready_lag_entries_max: int = READY_LAG_ENTRIES_DEFAULT,
+        access: AccessPolicy | None = None,
     ) -> None:
         """`key_value_routes`: whether the node's state machine is the KV store. Without
         it, /v1/kv/... answers `not_found` and proposes nothing: another state machine
         cannot decode the KV commands. `ready_lag_entries_max`: `/readyz` fails beyond
-        this many committed entries not yet applied."""
+        this many committed entries not yet applied. `access`: who may call what (default:
+        everyone everything)."""
         self.server = server
+        self.access = access if access is not None else AccessPolicy()
         self.value_bytes_max = value_bytes_max
         self.ready_lag_entries_max = ready_lag_entries_max
         self.body_bytes_max = body_bytes_max(value_bytes_max)
-        # method -> handler, for each exact path and for each prefix ("/v1/kv/{key}").
-        self._exact: dict[str, dict[str, Route]] = {
-            "/v1/status": {"GET": self.get_status},
-            "/v1/hash": {"GET": self.get_hash},
-            "/v1/members": {"GET": self.get_members, "POST": self.post_member},
-            "/v1/transfer-leader": {"POST": self.post_transfer_leader},
-            "/v1/snapshot": {"GET": self.get_snapshot},
-            "/metrics": {"GET": self.get_metrics},
-            LIVEZ_PATH: {"GET": self.get_livez},
-            READYZ_PATH: {"GET": self.get_readyz},
+        # method -> endpoint (handler and access), for each exact path and for each prefix
+        # ("/v1/kv/{key}").
+        self._exact: dict[str, dict[str, Endpoint]] = {
+            "/v1/status": {"GET": Endpoint(self.get_status, READ)},
+            "/v1/hash": {"GET": Endpoint(self.get_hash, READ)},
+            "/v1/members": {
+                "GET": Endpoint(self.get_members, READ),
+                "POST": Endpoint(self.post_member, ADMIN),
+            },
+            "/v1/transfer-leader": {"POST": Endpoint(self.post_transfer_leader, ADMIN)},
+            "/v1/snapshot": {"GET": Endpoint(self.get_snapshot, ADMIN)},
+            "/metrics": {"GET": Endpoint(self.get_metrics, METRICS)},
+            LIVEZ_PATH: {"GET": Endpoint(self.get_livez, HEALTH)},
+            READYZ_PATH: {"GET": Endpoint(self.get_readyz, HEALTH)},
         }
-        self._prefixed: list[tuple[str, dict[str, Route]]] = [
-            (MEMBERS_PREFIX, {"DELETE": self.delete_member}),
+        self._prefixed: list[tuple[str, dict[str, Endpoint]]] = [
+            (MEMBERS_PREFIX, {"DELETE": Endpoint(self.delete_member, ADMIN)}),
         ]
         if key_value_routes:
-            kv_routes: dict[str, Route] = {
-                "PUT": self.put_key,
-                "GET": self.get_key,
-                "DELETE": self.delete_key,
+            kv_routes = {
+                "PUT": Endpoint(self.put_key, WRITE),
+                "GET": Endpoint(self.get_key, READ),
+                "DELETE": Endpoint(self.delete_key, WRITE),
             }
             self._prefixed.insert(0, (KV_PREFIX, kv_routes))  # first: the hot path
         self._key_value_routes = key_value_routes
 
-    def _route(self, request: Request) -> Route:
+    def _route(self, request: Request) -> Endpoint:
         path = request.path
         methods = self._exact.get(path)
         if methods is None:
@@ -325,7 +360,12 @@ class ClientApi:
     async def handle(self, request: Request) -> Response:
         server = self.server
         try:
-            return await self._route(request)(request)
+            endpoint = self._route(request)
+            # Before the handler: a refused request parses no body and proposes nothing.
+            refusal = self.access.check(endpoint.access, request.authorization)
+            if refusal is not None:
+                return _refused(refusal)
+            return await endpoint.handler(request)
         except NotLeader as error:
             return self._not_leader(error.leader_id)
         except Timeout as error:

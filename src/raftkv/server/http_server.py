@@ -91,12 +91,20 @@ class Request(msgspec.Struct, gc=False):
     body: bytes
     keep_alive: bool
     http10: bool = False  # HTTP/1.0: keep-alive only when asked for, and confirmed
+    # The `Authorization` header ("" when absent; repeated ones joined by ", ", which no
+    # scheme accepts). A credential: never logged, and left out of the repr.
+    authorization: str = ""
+
+    def __repr__(self) -> str:
+        return f"Request({self.method} {self.path}, {len(self.body)} body bytes)"
 
 
 class Response(msgspec.Struct, gc=False):
     status: int
     body: bytes
     content_type: str = "application/json"
+    # Further header lines, each "Name: value" (e.g. `WWW-Authenticate` on a 401).
+    headers: tuple[str, ...] = ()
 
     @classmethod
     def json(cls, payload: object, status: int = 200) -> Response:
@@ -108,6 +116,9 @@ class Response(msgspec.Struct, gc=False):
         if message is not None:
             payload["message"] = message
         return cls.json(payload, status)
+
+    def with_headers(self, *lines: str) -> Response:
+        return Response(self.status, self.body, self.content_type, (*self.headers, *lines))
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -190,6 +201,7 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._header_bytes = 0
         self._header_fields = 0
+        self._authorization = b""
         # Bytes received while the head was unfinished (None: no head under way), and
         # whether the head began in the chunk being parsed.
         self._head_bytes: int | None = None
@@ -300,6 +312,7 @@ class _Connection(asyncio.Protocol):
         self._url = b""
         self._header_bytes = 0
         self._header_fields = 0
+        self._authorization = b""
         self._head_bytes = 0
         self._head_began = True
         self._body = b""
@@ -325,6 +338,8 @@ class _Connection(asyncio.Protocol):
             limit = self._server.body_bytes_max
             if value.isdigit() and (len(value) > 15 or int(value) > limit):
                 self._refuse_body()
+        elif lowered == b"authorization":
+            self._authorization += (b", " if self._authorization else b"") + value
         elif lowered == b"expect" and value.lower() == b"100-continue":
             # Only when nothing is ahead of it: a 100 must not precede an earlier answer.
             # Otherwise the client sends the body after its own short wait.
@@ -383,8 +398,11 @@ class _Connection(asyncio.Protocol):
             self._body if isinstance(self._body, bytes) else bytes(self._body),
             keep_alive,
             parser.get_http_version() == "1.0",
+            # latin-1: any bytes decode, and a token outside ASCII matches no token.
+            self._authorization.decode("latin-1"),
         )
         self._body = b""
+        self._authorization = b""
         if not keep_alive:
             self._stop_accepting()
         self._queue.append(request)
@@ -447,11 +465,17 @@ class _Connection(asyncio.Protocol):
         body = response.body
         responses = self._server.responses
         responses[response.status] = responses.get(response.status, 0) + 1
-        head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s\r\n" % (
+        extra = (
+            b"".join(line.encode("latin-1") + b"\r\n" for line in response.headers)
+            if response.headers
+            else b""
+        )
+        head = b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s%s\r\n" % (
             response.status,
             _REASONS.get(response.status, b"Unknown"),
             response.content_type.encode(),
             len(body),
+            extra,
             self._server.clock.date_header(),
             _CLOSE if last else _KEEP_ALIVE if confirm else b"",
         )

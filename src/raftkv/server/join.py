@@ -25,6 +25,13 @@ class JoinFailed(RaftError):
     pass
 
 
+class JoinRefused(JoinFailed):
+    """The cluster refused our credentials (401, 403): trying again cannot help."""
+
+
+UNAUTHORIZED_STATUSES = (401, 403)
+
+
 class ClusterInfo:
     def __init__(
         self, cluster_id: str, peers: dict[int, tuple[str, int]], joined_index: int = 0
@@ -44,19 +51,29 @@ async def _request(
             payload = json.loads(text) if text else {}
         except ValueError:
             payload = {"error": "bad_response", "text": text[:200]}
+        if response.status in UNAUTHORIZED_STATUSES:
+            raise JoinRefused(
+                f"{url} answered {response.status}: {payload} (--join needs an admin token:"
+                " --join-token or RAFTKV_JOIN_TOKEN)"
+            )
         return response.status, payload
 
 
 async def join_cluster(
-    contact: tuple[str, int], node_id: int, peer_address: tuple[str, int]
+    contact: tuple[str, int],
+    node_id: int,
+    peer_address: tuple[str, int],
+    token: str | None = None,
 ) -> ClusterInfo:
-    """Learn the cluster and have the leader add us as a learner (following leader hints)."""
+    """Learn the cluster and have the leader add us as a learner (following leader hints).
+    `token`: the bearer token to present (a cluster with `--auth-tokens` asks an admin's)."""
     # Imported here: only a joining node needs an HTTP client, and aiohttp is a tenth of a
     # second and tens of thousands of objects at every node's start.
     import aiohttp
 
     timeout = aiohttp.ClientTimeout(total=JOIN_REQUEST_TIMEOUT_SECONDS)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
         target = f"http://{format_address(contact)}"
         last_error = "no attempt made"
         for _ in range(JOIN_ATTEMPTS_MAX):
@@ -87,6 +104,8 @@ async def join_cluster(
                     peers,
                     joined_index if isinstance(joined_index, int) else 0,
                 )
+            except JoinRefused:
+                raise
             except (aiohttp.ClientError, TimeoutError, JoinFailed, ValueError) as error:
                 last_error = str(error) or type(error).__name__
                 logger.info("join attempt failed: %s", last_error)

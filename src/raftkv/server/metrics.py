@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from raftkv.core import RaftNode
+from raftkv.server.auth import AccessPolicy
 from raftkv.server.http_server import HttpServer
 from raftkv.transport.base import Transport
 
@@ -61,6 +62,9 @@ class MetricsSource(Protocol):
 
     @property
     def transport(self) -> Transport: ...
+
+    @property
+    def access(self) -> AccessPolicy: ...
 
     def role_name(self) -> str: ...
 
@@ -130,6 +134,17 @@ class _NodeCollector(Collector):
             for status, count in sorted(http.responses.items()):
                 responses.add_metric([str(status)], count)
             yield responses
+        access = server.access
+        if access.enabled:
+            failures = CounterMetricFamily(
+                "raft_http_auth_failures",
+                "Client requests refused: no token (missing), not a bearer token (malformed),"
+                " an unknown token (invalid), a role too low (forbidden)",
+                labels=["reason"],
+            )
+            for reason, count in access.failures.items():
+                failures.add_metric([reason], count)
+            yield failures
         if hasattr(server, "transport"):  # set once the node has started
             totals = server.transport.counters().totals()
             yield GaugeMetricFamily(

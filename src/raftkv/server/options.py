@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from raftkv.addresses import WILDCARD_HOSTS, format_address
 from raftkv.core.config import RaftConfig
+from raftkv.server.auth import AccessPolicy
 
 # Client API limits (SPEC §3).
 KEY_BYTES_MAX = 1024
@@ -69,6 +70,11 @@ class NodeOptions:
     uncommitted_bytes_max: int = RaftConfig.uncommitted_bytes_max
     # Readiness (`GET /readyz`): at most this many committed entries not yet applied.
     ready_lag_entries_max: int = READY_LAG_ENTRIES_DEFAULT
+    # Who may call what on the client port (`--auth-tokens`, `--auth-public`); the default
+    # lets everyone do everything.
+    access: AccessPolicy = field(default_factory=AccessPolicy)
+    # The bearer token `--join` presents to the cluster (an admin's); None: none.
+    join_token: str | None = field(default=None, repr=False)
 
     @property
     def advertised_peer_address(self) -> tuple[str, int]:

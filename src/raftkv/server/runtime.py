@@ -34,6 +34,7 @@ from raftkv.errors import (
     StorageError,
 )
 from raftkv.kv import KVStore, StateMachine
+from raftkv.server.auth import AccessPolicy
 from raftkv.server.backup import BackupMaker
 from raftkv.server.forwarding import Forwarding
 from raftkv.server.http_api import ClientApi, HealthFacts
@@ -229,6 +230,7 @@ class RaftServer:
             options.value_bytes_max,
             key_value_routes=isinstance(self.state_machine, KVStore),
             ready_lag_entries_max=options.ready_lag_entries_max,
+            access=options.access,
         )
         if self._listen_for_clients:
             self.http = HttpServer(
@@ -691,6 +693,11 @@ class RaftServer:
             # The default layout: clients on 8000+N when peers are on 9000+N.
             return format_address((peer[0], peer[1] - 1000))
         return None
+
+    @property
+    def access(self) -> AccessPolicy:
+        """Who may call what on the client port (its refusals are counted in metrics)."""
+        return self.options.access
 
     def role_name(self) -> str:
         node = self.node
