@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from raftkv.addresses import WILDCARD_HOSTS, format_address
 from raftkv.core.config import RaftConfig
+from raftkv.tls import TlsSettings
 
 # Client API limits (SPEC §3).
 KEY_BYTES_MAX = 1024
@@ -69,6 +70,8 @@ class NodeOptions:
     uncommitted_bytes_max: int = RaftConfig.uncommitted_bytes_max
     # Readiness (`GET /readyz`): at most this many committed entries not yet applied.
     ready_lag_entries_max: int = READY_LAG_ENTRIES_DEFAULT
+    # Certificate files: mutual TLS between peers, HTTPS on the client port (SPEC §6).
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     @property
     def advertised_peer_address(self) -> tuple[str, int]:
