@@ -95,19 +95,21 @@ def url_scheme(https: bool) -> str:
     return "https" if https else "http"
 
 
-def _load_chain(context: ssl.SSLContext, cert: str, key: str, flags: str) -> None:
-    _check_readable(cert, flags.split()[0])
-    _check_readable(key, flags.split()[-1])
+def _load_chain(
+    context: ssl.SSLContext, cert: str, key: str, cert_flag: str, key_flag: str
+) -> None:
+    _check_readable(cert, cert_flag)
+    _check_readable(key, key_flag)
     try:
         context.load_cert_chain(cert, key)
     except ssl.SSLError as error:
         if "KEY_VALUES_MISMATCH" in str(error) or "key values mismatch" in str(error):
             raise TlsError(
-                f"{flags}: the key {key} does not match the certificate {cert}"
+                f"{key_flag} {key} is not the key of {cert_flag} {cert} (they do not match)"
             ) from None
-        raise TlsError(f"{flags}: cannot load {cert} with {key}: {error}") from None
+        raise TlsError(f"{cert_flag} {cert}, {key_flag} {key}: cannot load: {error}") from None
     except OSError as error:
-        raise TlsError(f"{flags}: {error.strerror or error}") from None
+        raise TlsError(f"{cert_flag} {cert}: {error.strerror or error}") from None
 
 
 def _load_ca(context: ssl.SSLContext, ca: str, flag: str) -> None:
@@ -136,13 +138,13 @@ def peer_tls(files: PeerTlsFiles) -> PeerTls:
     """Mutual TLS between nodes: each side presents its certificate and requires one signed
     by the CA. No hostname check (peers dial addresses): the transport checks node ids."""
     server = _new_context(ssl.PROTOCOL_TLS_SERVER)
-    _load_chain(server, files.cert, files.key, "--peer-cert/--peer-key")
+    _load_chain(server, files.cert, files.key, "--peer-cert", "--peer-key")
     _load_ca(server, files.ca, "--peer-ca")
     server.verify_mode = ssl.CERT_REQUIRED
     client = _new_context(ssl.PROTOCOL_TLS_CLIENT)
     client.check_hostname = False
     client.verify_mode = ssl.CERT_REQUIRED
-    _load_chain(client, files.cert, files.key, "--peer-cert/--peer-key")
+    _load_chain(client, files.cert, files.key, "--peer-cert", "--peer-key")
     _load_ca(client, files.ca, "--peer-ca")
     return PeerTls(server, client)
 
@@ -150,7 +152,7 @@ def peer_tls(files: PeerTlsFiles) -> PeerTls:
 def client_port_context(files: ClientPortTlsFiles) -> ssl.SSLContext:
     """The HTTPS client port's context; with a CA, clients must present a certificate."""
     context = _new_context(ssl.PROTOCOL_TLS_SERVER)
-    _load_chain(context, files.cert, files.key, "--client-cert/--client-key")
+    _load_chain(context, files.cert, files.key, "--client-cert", "--client-key")
     if files.ca is not None:
         _load_ca(context, files.ca, "--client-ca")
         context.verify_mode = ssl.CERT_REQUIRED
@@ -171,7 +173,7 @@ def client_context(
     else:
         context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if cert_file is not None:
-        _load_chain(context, cert_file, key_file or cert_file, "--cert --key")
+        _load_chain(context, cert_file, key_file or cert_file, "--cert", "--key")
     return context
 
 
@@ -195,7 +197,7 @@ def join_context(settings: TlsSettings) -> ssl.SSLContext | None:
             _load_ca(context, ca, flag)
     else:
         context.load_default_certs(ssl.Purpose.SERVER_AUTH)
-    _load_chain(context, files.cert, files.key, "--client-cert/--client-key")
+    _load_chain(context, files.cert, files.key, "--client-cert", "--client-key")
     return context
 
 

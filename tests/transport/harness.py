@@ -15,6 +15,7 @@ from typing import Any
 import uvloop
 
 from raftkv.core.messages import AnyMessage, AppendEntries, Entry
+from raftkv.tls import PeerTls
 from raftkv.transport import (
     LeaseSettings,
     MemoryHub,
@@ -123,6 +124,7 @@ class Network:
         on_trace: TraceHandler | None = None,
         client_address: str | None = None,
         listen_host: str = HOST,
+        peer_tls: PeerTls | None = None,
     ) -> Transport:
         common: dict[str, Any] = {
             "node_id": node_id,
@@ -139,7 +141,9 @@ class Network:
             "rng": random.Random(node_id),
         }
         transport: Transport = (
-            TcpTransport(**common) if self.is_tcp else MemoryTransport(self.hub, **common)
+            TcpTransport(**common, peer_tls=peer_tls)
+            if self.is_tcp
+            else MemoryTransport(self.hub, **common)
         )
         self.transports.append(transport)
         return transport
