@@ -110,8 +110,10 @@ def test_a_cluster_over_tls(tmp_path: Path, certificates: CertificateSet) -> Non
         contact = f"127.0.0.1:{cluster.nodes[follower].client_port}"
         cluster.start(4, *certificates.node_flags(4), "--join", contact)
         wait_for(
-            lambda: 4 in cluster.status(leader)["members"]
-            and cluster.status(4)["last_applied"] >= cluster.status(leader)["commit_index"],
+            lambda: (
+                4 in cluster.status(leader)["members"]
+                and cluster.status(4)["last_applied"] >= cluster.status(leader)["commit_index"]
+            ),
             TIMEOUT,
             "node 4 to join and catch up",
         )
