@@ -201,11 +201,28 @@ def join_context(settings: TlsSettings) -> ssl.SSLContext | None:
     return context
 
 
-def check_settings(settings: TlsSettings) -> None:
+def check_settings(settings: TlsSettings, node_id: int) -> None:
     """Build every context once, so a node refuses to start on files it cannot use (raises
-    TlsError naming the flag and the file) rather than failing at its first connection."""
+    TlsError naming the flag and the file) rather than failing at its first connection.
+    The peer certificate must also be one its peers accept: signed by `--peer-ca` and
+    naming `node_id`, which a handshake of the node with itself, in memory, shows."""
     if settings.peer is not None:
-        peer_tls(settings.peer)
+        contexts = peer_tls(settings.peer)
+        try:
+            certificate = _handshake_in_memory(contexts.server, contexts.client)
+        except ssl.SSLError as error:
+            reason = error.reason or str(error)
+            raise TlsError(
+                f"--peer-cert {settings.peer.cert} is refused by its own --peer-ca "
+                f"{settings.peer.ca}: {reason} (not signed by that CA?)"
+            ) from None
+        named = node_ids_named(certificate)
+        if node_id not in named:
+            names = ", ".join(node_dns_name(other) for other in sorted(named)) or "no node"
+            raise TlsError(
+                f"--peer-cert {settings.peer.cert} names {names}, not this node "
+                f"({node_dns_name(node_id)}): peers would refuse it"
+            )
     if settings.client_port is not None:
         client_port_context(settings.client_port)
         join_context(settings)
@@ -235,3 +252,27 @@ def report_handshake_failures(
                 raise
 
     context.sslobject_class = ReportingSSLObject
+
+
+def _handshake_in_memory(server: ssl.SSLContext, client: ssl.SSLContext) -> dict[str, Any]:
+    """Run a TLS handshake between `client` and `server` through memory buffers; the
+    server's certificate as the client verified it (`getpeercert()`). Raises SSLError."""
+    to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+    accepting = server.wrap_bio(to_server, to_client, server_side=True)
+    dialing = client.wrap_bio(to_client, to_server, server_hostname=node_dns_name(0))
+    done = {"accepting": False, "dialing": False}
+    # A handshake takes a few round trips; each pass moves every waiting flight across.
+    for _ in range(8):
+        for name, side in (("dialing", dialing), ("accepting", accepting)):
+            if not done[name]:
+                try:
+                    side.do_handshake()
+                    done[name] = True
+                except ssl.SSLWantReadError:
+                    pass
+        if all(done.values()):
+            break
+    if not all(done.values()):
+        raise ssl.SSLError("the handshake did not finish")
+    certificate = dialing.getpeercert()
+    return dict(certificate) if certificate else {}

@@ -164,3 +164,19 @@ def test_an_unreadable_ca_refuses_start(
     )
     line = _refusal(_client_flags(files), tmp_path, capsys)
     assert "--client-ca" in line and "not a PEM CA certificate" in line
+
+
+def test_a_peer_certificate_naming_another_node_refuses_start(
+    certificates: CertificateSet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _refusal(_peer_flags(certificates.peer_files(1, certificate_of=2)), tmp_path, capsys)
+    assert "names node-2.raftkv, not this node (node-1.raftkv)" in line
+
+
+def test_a_peer_certificate_of_another_ca_refuses_start(
+    certificates: CertificateSet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = CertificateSet(tmp_path / "other", [1])
+    files = certificates.peer_files(1)
+    line = _refusal(_peer_flags(PeerTlsFiles(files.cert, files.key, other.ca)), tmp_path, capsys)
+    assert "is refused by its own --peer-ca" in line

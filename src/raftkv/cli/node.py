@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         logger.critical("refusing to start: %s", refusal)
         return EXIT_ERROR
     try:
-        check_tls_settings(options.tls)
+        check_tls_settings(options.tls, options.node_id)
     except TlsError as error:
         logger.critical("refusing to start: %s", error)
         return EXIT_ERROR
