@@ -96,7 +96,7 @@ def test_raft_client_tls_flags_and_environment(
 
 
 def test_raft_client_reports_unusable_tls_settings_as_usage_errors(
-    capsys: pytest.CaptureFixture[str], tmp_path: object
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     code = client_main(["--cluster", "1=h:1", "--cacert", "/nonexistent/ca.pem", "status"])
     assert code == EXIT_ERROR

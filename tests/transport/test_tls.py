@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from raftkv.tls import PeerTls, peer_tls
+from raftkv.transport import TransportLimits
 from tests.certificates import CertificateSet
 
 from .harness import Inbox, Network, append_entries, run_on_network, wait_until
@@ -171,11 +172,12 @@ def test_a_silent_connection_to_a_tls_node_is_closed_at_the_handshake_deadline(
     ClientHello is closed, not held."""
 
     async def body(network: Network) -> None:
-        from raftkv.transport import TransportLimits
-
-        limits = TransportLimits(handshake_timeout_seconds=0.2)
-        transport = network.create(1, Inbox(), peer_tls=peer_tls(certificates.peer_files(1)))
-        transport._limits = limits  # before start: the server reads it when listening
+        transport = network.create(
+            1,
+            Inbox(),
+            peer_tls=peer_tls(certificates.peer_files(1)),
+            limits=TransportLimits(handshake_timeout_seconds=0.2),
+        )
         await transport.start()
         reader, writer = await asyncio.open_connection(*transport.listen_address)
         try:
