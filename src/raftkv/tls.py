@@ -259,7 +259,7 @@ def _handshake_in_memory(server: ssl.SSLContext, client: ssl.SSLContext) -> dict
     server's certificate as the client verified it (`getpeercert()`). Raises SSLError."""
     to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
     accepting = server.wrap_bio(to_server, to_client, server_side=True)
-    dialing = client.wrap_bio(to_client, to_server, server_hostname=node_dns_name(0))
+    dialing = client.wrap_bio(to_client, to_server, server_hostname=None)
     done = {"accepting": False, "dialing": False}
     # A handshake takes a few round trips; each pass moves every waiting flight across.
     for _ in range(8):
