@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -81,9 +82,11 @@ class ProcessCluster:
         extra_args: Iterable[str] = (),
         peer_hosts: Callable[[int], str] | None = None,
         peer_route: Callable[[int, NodeProcess], tuple[str, int]] | None = None,
+        client_tls: ssl.SSLContext | None = None,
     ) -> None:
         """`peer_route(sender, receiver)`: the address `sender` is told (in `--peers`) that
-        `receiver` lives at; by default the receiver's own. Link proxies are put in with it."""
+        `receiver` lives at; by default the receiver's own. Link proxies are put in with it.
+        `client_tls`: the nodes serve HTTPS, and `request` uses this context."""
         self.root = root
         self._peer_hosts = peer_hosts or (lambda node_id: "127.0.0.1")
         self._peer_route = peer_route or (lambda sender, receiver: receiver.peer_address)
@@ -94,6 +97,7 @@ class ProcessCluster:
         # Sent with every request of `request` (an Authorization header, on a cluster
         # started with --auth-tokens).
         self.headers: dict[str, str] = {}
+        self.client_tls = client_tls
         self._connections: dict[int, http.client.HTTPConnection] = {}
 
     # --- processes ----------------------------------------------------------------------
@@ -173,7 +177,12 @@ class ProcessCluster:
         node = self.nodes[node_id]
         connection = self._connections.get(node_id)
         if connection is None:
-            connection = http.client.HTTPConnection("127.0.0.1", node.client_port, timeout=10)
+            if self.client_tls is not None:
+                connection = http.client.HTTPSConnection(
+                    "127.0.0.1", node.client_port, timeout=10, context=self.client_tls
+                )
+            else:
+                connection = http.client.HTTPConnection("127.0.0.1", node.client_port, timeout=10)
             self._connections[node_id] = connection
         payload = (
             raw if raw is not None else (json.dumps(body).encode() if body is not None else None)

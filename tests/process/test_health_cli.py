@@ -108,7 +108,8 @@ def test_health_is_ok_on_a_ready_cluster_and_names_a_killed_node(
 
 def test_health_usage_errors(tmp_path: Path) -> None:
     cluster = ProcessCluster(tmp_path)  # never started: usage is refused before any request
-    for arguments in (["--node", "https://127.0.0.1:1"], ["--node", "nonsense"]):
+    mixed = ["--node", "https://127.0.0.1:1", "--node", "http://127.0.0.1:2"]
+    for arguments in (["--node", "ftp://127.0.0.1:1"], ["--node", "nonsense"], mixed):
         answer = health(cluster, *arguments)
         assert answer.returncode == 1, answer  # SPEC §1: bad usage is exit 1
         assert json.loads(answer.stderr)["error"] == "bad_usage"

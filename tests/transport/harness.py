@@ -15,6 +15,7 @@ from typing import Any
 import uvloop
 
 from raftkv.core.messages import AnyMessage, AppendEntries, Entry
+from raftkv.tls import PeerTls
 from raftkv.transport import (
     LeaseSettings,
     MemoryHub,
@@ -124,6 +125,7 @@ class Network:
         client_address: str | None = None,
         listen_host: str = HOST,
         on_cluster_id: Callable[[str], None] | None = None,
+        peer_tls: PeerTls | None = None,
     ) -> Transport:
         common: dict[str, Any] = {
             "node_id": node_id,
@@ -141,7 +143,9 @@ class Network:
             "on_cluster_id": on_cluster_id,
         }
         transport: Transport = (
-            TcpTransport(**common) if self.is_tcp else MemoryTransport(self.hub, **common)
+            TcpTransport(**common, peer_tls=peer_tls)
+            if self.is_tcp
+            else MemoryTransport(self.hub, **common)
         )
         self.transports.append(transport)
         return transport

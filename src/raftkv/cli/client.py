@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 import msgspec
 
@@ -20,7 +19,6 @@ from raftkv.addresses import (
     AddressError,
     format_address,
     parse_address_list,
-    parse_host_port,
     parse_node_id,
 )
 from raftkv.cli.client_snapshot import add_snapshot_command, snapshot_command
@@ -41,6 +39,7 @@ from raftkv.client import (
     check_cluster,
 )
 from raftkv.client.check import corruption_in
+from raftkv.client.endpoints import NodeAddress, split_url
 from raftkv.client.errors import describe, refusal_among
 from raftkv.client.protocol import NodeHealth, checked_token
 from raftkv.client.text import format_table
@@ -57,6 +56,10 @@ EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 CLUSTER_ENVIRONMENT_VARIABLE = "RAFT_CLUSTER"
 TOKEN_ENVIRONMENT_VARIABLE = "RAFT_TOKEN"
+# HTTPS (SPEC §6, "TLS"): the flags --cacert, --cert and --key, when not given.
+CACERT_VARIABLE = "RAFT_CACERT"
+CERT_VARIABLE = "RAFT_CERT"
+KEY_VARIABLE = "RAFT_KEY"
 DEFAULT_CLUSTER = "1,2,3"
 
 
@@ -76,27 +79,32 @@ def _node_id(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _node_url(text: str) -> tuple[str, int]:
-    """`--node`: a node's client address, `http://HOST:PORT` or `HOST:PORT`."""
-    address = text.strip()
-    if "://" in address:
-        try:
-            parts = urlsplit(address)
-        except ValueError:
-            parts = None
-        if (
-            parts is None
-            or parts.scheme != "http"
-            or parts.path not in ("", "/")
-            or parts.query
-            or "@" in parts.netloc
-        ):
-            raise argparse.ArgumentTypeError(f"expected http://HOST:PORT, got {text!r}")
-        address = parts.netloc
+def _node_url(text: str) -> str:
+    """`--node`: a node's client address, `http(s)://HOST:PORT` or `HOST:PORT`."""
     try:
-        return parse_host_port(address)
+        split_url(text)
     except AddressError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+    return text.strip()
+
+
+def _cluster_nodes(text: str) -> dict[int, NodeAddress]:
+    """`--cluster`: `parse_address_list`'s forms, where an address may also be an
+    `http(s)://HOST:PORT` URL (kept as the URL, so its scheme counts)."""
+    urls: dict[int, str] = {}
+    items = []
+    for item in text.split(","):
+        node_text, separator, address_text = item.partition("=")
+        if separator and "://" in address_text:
+            node_id = parse_node_id(node_text)
+            split_url(address_text)
+            urls[node_id] = address_text.strip()
+            items.append(str(node_id))  # a placeholder address, replaced below
+        else:
+            items.append(item)
+    nodes: dict[int, NodeAddress] = dict(parse_address_list(",".join(items), client_ports=True))
+    nodes.update(urls)
+    return nodes
 
 
 def _positive_seconds(text: str) -> float:
@@ -139,6 +147,28 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help=f"bearer token for nodes with --auth-tokens (default: ${TOKEN_ENVIRONMENT_VARIABLE},"
         " which, unlike a flag, does not show in the process list)",
+    )
+    parser.add_argument(
+        "--cacert",
+        dest="ca_file",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help=f"use HTTPS, trusting this CA (default: ${CACERT_VARIABLE}; https:// node URLs "
+        "alone trust the system's CAs)",
+    )
+    parser.add_argument(
+        "--cert",
+        dest="cert_file",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help=f"present this client certificate over HTTPS (default: ${CERT_VARIABLE})",
+    )
+    parser.add_argument(
+        "--key",
+        dest="key_file",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help=f"the private key of --cert (default: ${KEY_VARIABLE})",
     )
 
 
@@ -187,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         type=_node_url,
         metavar="URL",
-        help="ask this node (http://HOST:PORT or HOST:PORT; repeatable) instead of the cluster",
+        help="ask this node (http(s)://HOST:PORT or HOST:PORT; repeatable) instead of the cluster",
     )
     snapshot = command("snapshot", "save a backup of the cluster, or check a backup file")
     add_snapshot_command(snapshot, _Parser, _add_common_options)
@@ -379,8 +409,13 @@ def _transfer_leader(client: RaftClient, args: argparse.Namespace, as_json: bool
     return EXIT_OK
 
 
-def _node_line_name(health: NodeHealth, by_url: bool) -> str:
-    url = f"http://{format_address(health.address)}"
+def _url(client: RaftClient, address: tuple[str, int]) -> str:
+    scheme = "https" if client.ssl_context is not None else "http"
+    return f"{scheme}://{format_address(address)}"
+
+
+def _node_line_name(client: RaftClient, health: NodeHealth, by_url: bool) -> str:
+    url = _url(client, health.address)
     return url if by_url else f"{health.node_id} {url}"
 
 
@@ -395,7 +430,7 @@ def _health(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
         for report in reports:
             entry: dict[str, Any] = {
                 "id": None if by_url else report.node_id,
-                "url": f"http://{format_address(report.address)}",
+                "url": _url(client, report.address),
                 "live": report.live,
                 "ready": report.ready,
                 "checks": report.checks,
@@ -408,7 +443,7 @@ def _health(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
         print(_json_line(objects))
     else:
         for report in reports:
-            print(f"node {_node_line_name(report, by_url)}: {report.summary()}")
+            print(f"node {_node_line_name(client, report, by_url)}: {report.summary()}")
     refusal = refusal_among(report.error for report in reports)
     if refusal is not None:  # health routes not public (--auth-public) and no good token
         raise refusal
@@ -417,11 +452,11 @@ def _health(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
         raise Unreachable(message, {"message": message})
     failing = [report for report in reports if not report.ready]
     if failing:
-        names = ", ".join(f"node {_node_line_name(report, by_url)}" for report in failing)
+        names = ", ".join(f"node {_node_line_name(client, report, by_url)}" for report in failing)
         message = f"{len(failing)} of {len(reports)} nodes not ready: {names}"
         payload = {
             "message": message,
-            "nodes": [f"http://{format_address(report.address)}" for report in failing],
+            "nodes": [_url(client, report.address) for report in failing],
         }
         raise _NotReady(message, payload)
     return EXIT_OK
@@ -460,30 +495,56 @@ def _token(args: argparse.Namespace) -> str | None:
         raise UsageError(f"{source}: {error}") from None
 
 
+def _client(
+    nodes: Mapping[int, NodeAddress],
+    args: argparse.Namespace,
+    *,
+    timeout: float,
+    target: int | None = None,
+) -> RaftClient:
+    """The client for `nodes`; HTTPS with --cacert, --cert and --key (each from its flag,
+    else its environment variable) or with https:// URLs."""
+
+    def setting(flag: str, variable: str) -> str | None:
+        return getattr(args, flag, None) or os.environ.get(variable) or None
+
+    try:
+        return RaftClient(
+            nodes,
+            timeout=timeout,
+            target=target,
+            ca_file=setting("ca_file", CACERT_VARIABLE),
+            cert_file=setting("cert_file", CERT_VARIABLE),
+            key_file=setting("key_file", KEY_VARIABLE),
+            token=_token(args),
+        )
+    except ValueError as error:  # TLS settings that do not fit (TlsError is one)
+        raise UsageError(str(error)) from None
+
+
 def _make_client(args: argparse.Namespace) -> RaftClient:
     target: int | None = getattr(args, "target", None)
     timeout = getattr(args, "timeout", DEFAULT_TIMEOUT_SECONDS)
-    token = _token(args)
-    nodes: list[tuple[str, int]] | None = getattr(args, "node", None)
+    nodes: list[str] | None = getattr(args, "node", None)
     if nodes:
         # `health --node URL ...`: these nodes in place of the cluster (numbered in order;
         # their lines name them by URL).
         if target is not None:
             raise UsageError("--target and --node cannot be combined")
-        return RaftClient(dict(enumerate(nodes, start=1)), timeout=timeout, token=token)
+        return _client(dict(enumerate(nodes, start=1)), args, timeout=timeout)
     cluster_text = getattr(args, "cluster", None)
     source = "--cluster"
     if cluster_text is None:
         cluster_text = os.environ.get(CLUSTER_ENVIRONMENT_VARIABLE) or DEFAULT_CLUSTER
         source = CLUSTER_ENVIRONMENT_VARIABLE
     try:
-        addresses = parse_address_list(cluster_text, client_ports=True)
+        addresses = _cluster_nodes(cluster_text)
     except AddressError as error:
         raise UsageError(f"{source}: {error}") from None
     if target is not None and target not in addresses:
         names = ",".join(str(node_id) for node_id in addresses)
         raise UsageError(f"--target {target} is not in the cluster ({names})")
-    return RaftClient(addresses, timeout=timeout, target=target, token=token)
+    return _client(addresses, args, timeout=timeout, target=target)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,6 +38,8 @@ from raftkv.server.auth import (
 from raftkv.server.join import JoinFailed, join_cluster
 from raftkv.server.logs import configure_logging
 from raftkv.server.options import READY_LAG_ENTRIES_DEFAULT
+from raftkv.tls import ClientPortTlsFiles, PeerTlsFiles, TlsError, TlsSettings, join_context
+from raftkv.tls import check_settings as check_tls_settings
 from raftkv.transport.base import ListenFailed
 
 logger = logging.getLogger("raftkv.node")
@@ -147,15 +149,63 @@ def build_parser() -> argparse.ArgumentParser:
         help="the admin token --join presents to the cluster (better given as the "
         "environment variable RAFTKV_JOIN_TOKEN: a flag shows in the process list)",
     )
+    _add_tls_flags(parser)
     return parser
 
 
+def _add_tls_flags(parser: argparse.ArgumentParser) -> None:
+    tls = parser.add_argument_group(
+        "TLS", "certificates (PEM files; `raft-node certs init` makes a set): SPEC §6"
+    )
+    tls.add_argument(
+        "--peer-cert",
+        metavar="FILE",
+        help="mutual TLS between nodes: this node's certificate, naming node-N.raftkv "
+        "(with --peer-key and --peer-ca)",
+    )
+    tls.add_argument("--peer-key", metavar="FILE", help="the private key of --peer-cert")
+    tls.add_argument(
+        "--peer-ca", metavar="FILE", help="the CA every peer's certificate must be signed by"
+    )
+    tls.add_argument(
+        "--client-cert",
+        metavar="FILE",
+        help="serve HTTPS on the client port with this certificate (with --client-key)",
+    )
+    tls.add_argument("--client-key", metavar="FILE", help="the private key of --client-cert")
+    tls.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        help="require client certificates signed by this CA on the HTTPS client port",
+    )
+
+
+def tls_settings_from(arguments: argparse.Namespace) -> TlsSettings:
+    """The TLS files named by the flags; AddressError (a usage error) for an incomplete set."""
+    peer_files = (arguments.peer_cert, arguments.peer_key, arguments.peer_ca)
+    peer = None
+    if any(peer_files):
+        if not all(peer_files):
+            raise AddressError("--peer-cert, --peer-key and --peer-ca go together: all or none")
+        peer = PeerTlsFiles(*peer_files)
+    client_port = None
+    if arguments.client_cert or arguments.client_key:
+        if not (arguments.client_cert and arguments.client_key):
+            raise AddressError("--client-cert and --client-key go together")
+        client_port = ClientPortTlsFiles(
+            arguments.client_cert, arguments.client_key, arguments.client_ca
+        )
+    elif arguments.client_ca:
+        raise AddressError("--client-ca needs --client-cert and --client-key (HTTPS)")
+    return TlsSettings(peer=peer, client_port=client_port)
+
+
 def _advertised(text: str | None) -> tuple[str, int] | None:
-    """An advertised address: HOST:PORT, like every other address (an `http://` prefix, as
-    in a leader URL, is accepted and dropped); never a wildcard host."""
+    """An advertised address: HOST:PORT, like every other address (an `http://` or
+    `https://` prefix, as in a leader URL, is accepted and dropped); never a wildcard host."""
     if text is None:
         return None
-    text = text.strip().removeprefix("http://").rstrip("/")
+    text = text.strip().removeprefix("http://").removeprefix("https://").rstrip("/")
     address = parse_host_port(text)
     if address[0] in WILDCARD_HOSTS:
         raise AddressError(f"an advertised address must be dialable, not {text!r}")
@@ -200,6 +250,7 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         pre_vote=not arguments.no_pre_vote,
         check_quorum=not arguments.no_check_quorum,
         join_token=arguments.join_token or None,
+        tls=tls_settings_from(arguments),
     )
 
 
@@ -228,7 +279,11 @@ def _freeze_startup_objects() -> None:
 async def serve(options: NodeOptions) -> int:
     if options.join is not None and not _has_state(options.data_dir):
         info = await join_cluster(
-            options.join, options.node_id, options.advertised_peer_address, options.join_token
+            options.join,
+            options.node_id,
+            options.advertised_peer_address,
+            options.join_token,
+            ssl_context=join_context(options.tls),
         )
         options.cluster_id = options.cluster_id or info.cluster_id
         options.peers = {}
@@ -266,6 +321,11 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     if argv[:1] == ["restore"]:
         # A subcommand with its own flags, before the node's parser (which it would fail).
         return restore.main(argv[1:])
+    if argv[:1] == ["certs"]:
+        # `raft-node certs init DIR ...`: a tool of its own, not a node's flags.
+        from raftkv.cli import certs
+
+        return certs.main(argv[1:])
     try:
         configuration = parse_configuration(
             build_parser, argv, os.environ if environ is None else environ
@@ -288,7 +348,8 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
         return EXIT_ERROR
     try:
         options.access = access_policy(arguments)
-    except TokenFileError as error:
+        check_tls_settings(options.tls, options.node_id)
+    except (TokenFileError, TlsError) as error:
         logger.critical("refusing to start: %s", error)
         return EXIT_ERROR
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, BinaryIO, TypeVar
@@ -14,7 +15,7 @@ import yarl
 
 from raftkv import errors
 from raftkv.addresses import format_address
-from raftkv.client import protocol
+from raftkv.client import endpoints, protocol
 from raftkv.client.errors import BadResponse, SessionExpired, Unreachable
 from raftkv.client.limits import (
     ASYNC_CONNECTIONS_MAX,
@@ -58,14 +59,25 @@ class AsyncRaftClient:
 
     def __init__(
         self,
-        addresses: Mapping[int, tuple[str, int]],
+        nodes: Mapping[int, endpoints.NodeAddress],
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         target: int | None = None,
         client_id: str | None = None,
         rng: random.Random | None = None,
         token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
     ) -> None:
+        addresses, self.ssl_context = endpoints.resolve(
+            nodes,
+            ssl_context=ssl_context,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+        )
         self._view = ClusterView(addresses)
         self._token = protocol.checked_token(token)
         self._view.check_options(timeout, target)
@@ -77,6 +89,10 @@ class AsyncRaftClient:
         self._random = rng if rng is not None else random.Random()
         # Made on first use: an aiohttp session belongs to the event loop that runs it.
         self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def _scheme(self) -> str:
+        return "https" if self.ssl_context is not None else "http"
 
     @property
     def leader(self) -> int | None:
@@ -296,7 +312,11 @@ class AsyncRaftClient:
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
-            connector = aiohttp.TCPConnector(limit=ASYNC_CONNECTIONS_MAX)
+            # `ssl=True` is aiohttp's default verification, unused on http:// URLs.
+            connector = aiohttp.TCPConnector(
+                limit=ASYNC_CONNECTIONS_MAX,
+                ssl=self.ssl_context if self.ssl_context is not None else True,
+            )
             self._http = aiohttp.ClientSession(connector=connector)
             # aiohttp resends a PUT or DELETE once, silently, when a kept-alive connection
             # breaks. The retry loop below must see every attempt that may have reached a
@@ -316,7 +336,7 @@ class AsyncRaftClient:
             raise ValueError(f"node {node_id} is not in the cluster map")
         address = format_address(self._view.addresses[node_id])
         # `encoded=True`: the path is already escaped, and a key's "%2F" must stay escaped.
-        url = yarl.URL(f"http://{address}{request.path}", encoded=True)
+        url = yarl.URL(f"{self._scheme}://{address}{request.path}", encoded=True)
         timeout = aiohttp.ClientTimeout(
             total=timeout_seconds, sock_connect=connect_timeout_for(timeout_seconds)
         )

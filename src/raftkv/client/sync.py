@@ -7,6 +7,7 @@ import os
 import random
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -16,7 +17,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from raftkv import errors
 from raftkv.addresses import format_address
-from raftkv.client import protocol
+from raftkv.client import endpoints, protocol
 from raftkv.client.errors import BadResponse, SessionExpired, Unreachable
 from raftkv.client.limits import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -56,10 +57,17 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 class _Connections:
     """One HTTP/1.1 connection per node, opened on first use and dropped after any failure."""
 
-    def __init__(self, addresses: dict[int, tuple[str, int]], token: str | None) -> None:
+    def __init__(
+        self,
+        addresses: dict[int, tuple[str, int]],
+        token: str | None,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
         # The cluster view's own dict: a leader learned from a hint is reachable at once.
         self._addresses = addresses
         self._token = token
+        # HTTPS to every node, or None for HTTP (`endpoints.resolve`).
+        self._ssl_context = ssl_context
         self._open: dict[int, http.client.HTTPConnection] = {}
         # Nodes whose connection has carried a whole exchange, so a failure may be staleness.
         self._used: set[int] = set()
@@ -107,7 +115,10 @@ class _Connections:
             connection = None
         if connection is None:
             host, port = self._addresses[node_id]
-            connection = http.client.HTTPConnection(host, port)
+            if self._ssl_context is not None:
+                connection = http.client.HTTPSConnection(host, port, context=self._ssl_context)
+            else:
+                connection = http.client.HTTPConnection(host, port)
             self._open[node_id] = connection
         if connection.sock is None:
             connection.timeout = connect_timeout_for(timeout_seconds)
@@ -149,8 +160,11 @@ class _Connections:
 class RaftClient:
     """A blocking client for a raftkv cluster (SPEC §3).
 
-    `addresses` maps node ids to client addresses (`parse_address_list(text,
-    client_ports=True)`). `timeout` bounds each operation, retries included. Without `target`
+    `nodes` maps node ids to client addresses (`parse_address_list(text,
+    client_ports=True)`), or to `host:port` or `http(s)://host:port` strings. HTTPS (one
+    scheme for all nodes) with `https://` URLs or any of `ssl_context`, `ca_file` (trust it
+    alone, else the system's CAs), `cert_file`/`key_file` (a client certificate, for nodes
+    started with `--client-ca`). `timeout` bounds each operation, retries included. Without `target`
     the client finds the leader itself; with it, it asks that node only and raises NotLeader
     when the node does not lead. Safe to share between threads: operations run one at a time
     (the at-most-once session allows one outstanding write). `token`: the bearer token sent
@@ -160,14 +174,25 @@ class RaftClient:
 
     def __init__(
         self,
-        addresses: Mapping[int, tuple[str, int]],
+        nodes: Mapping[int, endpoints.NodeAddress],
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         target: int | None = None,
         client_id: str | None = None,
         rng: random.Random | None = None,
         token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
     ) -> None:
+        addresses, self.ssl_context = endpoints.resolve(
+            nodes,
+            ssl_context=ssl_context,
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+        )
         self._view = ClusterView(addresses)
         token = protocol.checked_token(token)
         self._view.check_options(timeout, target)
@@ -176,7 +201,7 @@ class RaftClient:
         self._session = Session(client_id or new_client_id())
         self._committed = CommittedIndex()
         self._random = rng if rng is not None else random.Random()
-        self._connections = _Connections(self._view.addresses, token)
+        self._connections = _Connections(self._view.addresses, token, self.ssl_context)
         self._lock = threading.RLock()
 
     @property

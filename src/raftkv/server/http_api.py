@@ -301,14 +301,18 @@ class ClientApi:
         key_value_routes: bool = True,
         ready_lag_entries_max: int = READY_LAG_ENTRIES_DEFAULT,
         access: AccessPolicy | None = None,
+        url_scheme: str = "http",
     ) -> None:
         """`key_value_routes`: whether the node's state machine is the KV store. Without
         it, /v1/kv/... answers `not_found` and proposes nothing: another state machine
         cannot decode the KV commands. `ready_lag_entries_max`: `/readyz` fails beyond
         this many committed entries not yet applied. `access`: who may call what (default:
-        everyone everything)."""
+        everyone everything). `url_scheme`: what leader URLs start with, "https" when the
+        cluster's client ports serve HTTPS (a cluster is configured alike, so this node's
+        scheme is the leader's)."""
         self.server = server
         self.access = access if access is not None else AccessPolicy()
+        self.url_scheme = url_scheme
         self.value_bytes_max = value_bytes_max
         self.ready_lag_entries_max = ready_lag_entries_max
         self.body_bytes_max = body_bytes_max(value_bytes_max)
@@ -398,7 +402,7 @@ class ClientApi:
             "not_leader",
             leader=f"node{leader_id}",
             leader_id=leader_id,
-            leader_url=f"http://{address}" if address else None,
+            leader_url=f"{self.url_scheme}://{address}" if address else None,
         )
 
     async def _propose_write(self, command: Command) -> Response:

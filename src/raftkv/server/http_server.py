@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -47,6 +48,8 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 
 import httptools
 import msgspec
+
+from raftkv.tls import CLIENT_PORT_HANDSHAKE_TIMEOUT_SECONDS
 
 logger = logging.getLogger("raftkv.http")
 
@@ -617,9 +620,17 @@ class HttpServer:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+        """Listen on `host:port`; HTTPS with `ssl_context` (`raftkv.tls.client_port_context`).
+        A connection counts against the limits once its TLS handshake is done; until then
+        the handshake deadline bounds it."""
         self._server = await self.loop.create_server(
-            lambda: _Connection(self), host or None, port, reuse_address=True
+            lambda: _Connection(self),
+            host or None,
+            port,
+            reuse_address=True,
+            ssl=ssl_context,
+            ssl_handshake_timeout=CLIENT_PORT_HANDSHAKE_TIMEOUT_SECONDS if ssl_context else None,
         )
         self._sweeper = asyncio.create_task(self._sweep(), name="http-sweeper")
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from typing import TYPE_CHECKING, Any
 
 from raftkv.addresses import format_address, parse_host_port
 from raftkv.errors import RaftError
+from raftkv.tls import url_scheme
 
 if TYPE_CHECKING:
     import aiohttp
@@ -64,17 +66,23 @@ async def join_cluster(
     node_id: int,
     peer_address: tuple[str, int],
     token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> ClusterInfo:
     """Learn the cluster and have the leader add us as a learner (following leader hints).
-    `token`: the bearer token to present (a cluster with `--auth-tokens` asks an admin's)."""
+    `token`: the bearer token to present (a cluster with `--auth-tokens` asks an admin's).
+    With `ssl_context` (`raftkv.tls.join_context`) the contact is asked over HTTPS."""
     # Imported here: only a joining node needs an HTTP client, and aiohttp is a tenth of a
     # second and tens of thousands of objects at every node's start.
     import aiohttp
 
     timeout = aiohttp.ClientTimeout(total=JOIN_REQUEST_TIMEOUT_SECONDS)
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
-        target = f"http://{format_address(contact)}"
+    # Without TLS, aiohttp's default connector: plain HTTP, exactly as before TLS existed.
+    connector = aiohttp.TCPConnector(ssl=ssl_context) if ssl_context is not None else None
+    async with aiohttp.ClientSession(
+        timeout=timeout, headers=headers, connector=connector
+    ) as session:
+        target = f"{url_scheme(ssl_context is not None)}://{format_address(contact)}"
         last_error = "no attempt made"
         for _ in range(JOIN_ATTEMPTS_MAX):
             try:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from raftkv.addresses import WILDCARD_HOSTS, format_address
 from raftkv.core.config import RaftConfig
 from raftkv.server.auth import AccessPolicy
+from raftkv.tls import TlsSettings
 
 # Client API limits (SPEC §3).
 KEY_BYTES_MAX = 1024
@@ -75,6 +76,8 @@ class NodeOptions:
     access: AccessPolicy = field(default_factory=AccessPolicy)
     # The bearer token `--join` presents to the cluster (an admin's); None: none.
     join_token: str | None = field(default=None, repr=False)
+    # Certificate files: mutual TLS between peers, HTTPS on the client port (SPEC §6).
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     @property
     def advertised_peer_address(self) -> tuple[str, int]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import resource
@@ -58,6 +59,7 @@ from raftkv.storage.datadir import DataDir
 from raftkv.storage.file_log import FileStorage
 from raftkv.storage.filesystem import OS_FILE_SYSTEM, FileSystem
 from raftkv.storage.recovery import recover
+from raftkv.tls import client_port_context, peer_tls, url_scheme
 from raftkv.transport.base import Transport, TransportFactory
 from raftkv.transport.handshake import LeaseSettings
 from raftkv.transport.tcp import TcpTransport
@@ -191,7 +193,10 @@ class RaftServer:
         self._open_storage()
         self._build_node()
         self.applied_index = self.node.log.applied
-        self.transport = self._transport_factory(
+        transport_factory = self._transport_factory
+        if options.tls.peer is not None and transport_factory is TcpTransport:
+            transport_factory = functools.partial(TcpTransport, peer_tls=peer_tls(options.tls.peer))
+        self.transport = transport_factory(
             node_id=self.id,
             cluster_id=self.cluster_id,
             # Peers compare these and refuse a mismatch: the lease assumes all nodes share them.
@@ -231,6 +236,7 @@ class RaftServer:
             key_value_routes=isinstance(self.state_machine, KVStore),
             ready_lag_entries_max=options.ready_lag_entries_max,
             access=options.access,
+            url_scheme=url_scheme(options.tls.https),
         )
         if self._listen_for_clients:
             self.http = HttpServer(
@@ -238,7 +244,11 @@ class RaftServer:
                 body_bytes_max=self.api.body_bytes_max,
                 max_connections=_client_connections_max(),
             )
-            await self.http.start(*options.client_listen)
+            client_tls = options.tls.client_port
+            await self.http.start(
+                *options.client_listen,
+                ssl_context=client_port_context(client_tls) if client_tls else None,
+            )
         self._wake.set()
         logger.info(
             "started: cluster %s, peers on %s, clients on %s, term %d, log %d..%d, applied %d",

@@ -36,6 +36,11 @@ def join_frames(payloads: Iterable[bytes]) -> bytes:
     return b"".join(parts)
 
 
+# The first two bytes of a TLS 1.x handshake (0x16) or alert (0x15) record: content type,
+# then major version 3.
+_TLS_RECORD_STARTS = frozenset({0x1603, 0x1503})
+
+
 class FrameParser:
     """Splits a byte stream into payloads; raises `FrameError` on an oversized length."""
 
@@ -67,8 +72,12 @@ class FrameParser:
             return None
         (length,) = _HEADER.unpack_from(buffer, start)
         if length > self.frame_bytes_max:
+            hint = ""
+            if length >> 16 in _TLS_RECORD_STARTS:
+                # A TLS record (a ClientHello, or an alert) read as a frame header.
+                hint = " (the sender speaks TLS: a node with --peer-cert, this one without?)"
             raise FrameError(
-                f"frame announces {length} bytes, over the limit of {self.frame_bytes_max}"
+                f"frame announces {length} bytes, over the limit of {self.frame_bytes_max}" + hint
             )
         end = start + FRAME_HEADER_BYTES + length
         if end > len(buffer):

@@ -229,3 +229,16 @@ def check_handshake(
             "lease settings differ",
         )
     return None
+
+
+def certificate_refusal(claimed_node_id: int, certificate_ids: set[int]) -> Refusal | None:
+    """Over mutual TLS: why a handshake whose sender's certificate names `certificate_ids`
+    is refused for claiming `claimed_node_id`, or None. The certificate is the proof of
+    identity; a handshake may only claim an id it names (`raftkv.tls`)."""
+    if claimed_node_id in certificate_ids:
+        return None
+    named = ", ".join(f"node {node_id}" for node_id in sorted(certificate_ids)) or "no node"
+    return Refusal.same(
+        f"claims node id {claimed_node_id} but its certificate names {named}",
+        "certificate names another node",
+    )

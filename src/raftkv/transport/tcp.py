@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from collections.abc import Callable
 
 from raftkv.addresses import WILDCARD_HOSTS
 from raftkv.errors import ConnectionClosed, FrameError
+from raftkv.tls import PeerTls, node_ids_named, report_handshake_failures
 from raftkv.transport.base import (
     ListenFailed,
     MessageHandler,
@@ -26,6 +28,7 @@ from raftkv.transport.framing import FrameParser, encode_frame
 from raftkv.transport.handshake import (
     HandshakeReply,
     LeaseSettings,
+    certificate_refusal,
     decode_handshake,
     encode_handshake,
 )
@@ -56,6 +59,7 @@ class TcpTransport(TransportBase):
         limits: TransportLimits | None = None,
         rng: random.Random | None = None,
         on_cluster_id: Callable[[str], None] | None = None,
+        peer_tls: PeerTls | None = None,
     ) -> None:
         super().__init__(
             node_id=node_id,
@@ -72,6 +76,10 @@ class TcpTransport(TransportBase):
         )
         self._listen_host = listen_host
         self._listen_port = listen_port
+        # Mutual TLS on every peer connection, both ways (`raftkv.tls.peer_tls`), or None.
+        self._peer_tls = peer_tls
+        if peer_tls is not None:
+            report_handshake_failures(peer_tls.server, self._on_tls_handshake_failed)
         self._server: asyncio.Server | None = None
         # The live authenticated inbound connection of each peer: a newer one replaces it.
         self._inbound_by_peer: dict[int, asyncio.StreamWriter] = {}
@@ -91,11 +99,18 @@ class TcpTransport(TransportBase):
         if self._started or self._closed:
             raise RuntimeError("a transport is started once")
         try:
+            # Over TLS a connection reaches `_on_connection` once its TLS handshake is done,
+            # within the handshake deadline; the failures are logged through
+            # `report_handshake_failures`, as nothing of them reaches this side otherwise.
             self._server = await asyncio.start_server(
                 self._on_connection,
                 self._listen_host,
                 self._listen_port,
                 limit=self._limits.read_chunk_bytes,
+                ssl=self._peer_tls.server if self._peer_tls is not None else None,
+                ssl_handshake_timeout=self._limits.handshake_timeout_seconds
+                if self._peer_tls is not None
+                else None,
             )
         except OSError as error:
             address = f"{self._listen_host}:{self._listen_port}"
@@ -134,6 +149,7 @@ class TcpTransport(TransportBase):
             on_client_address=self._learn_client_address,
             own_peer_address=self.own_peer_address,
             source_host=None if self._listen_host in WILDCARD_HOSTS else self._listen_host,
+            tls_context=self._peer_tls.client if self._peer_tls is not None else None,
         )
 
     def _forget_inbound(self, node_id: int) -> None:
@@ -165,7 +181,10 @@ class TcpTransport(TransportBase):
                 return
             self._make_room_for_handshake(host)
             self._unauthenticated[writer] = host
-            accepted = await self._accept(reader, writer, remote)
+            certificate_ids: set[int] | None = None
+            if self._peer_tls is not None:
+                certificate_ids = node_ids_named(writer.get_extra_info("peercert"))
+            accepted = await self._accept(reader, writer, remote, certificate_ids)
             self._unauthenticated.pop(writer, None)
             if accepted is None:
                 return
@@ -214,10 +233,16 @@ class TcpTransport(TransportBase):
         self._log_refusal("crowded out", evicted_host, text)
 
     async def _accept(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, remote: str
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        remote: str,
+        certificate_ids: set[int] | None = None,
     ) -> tuple[int, FrameParser] | None:
         """Run the accepting side of the handshake: the peer's id and the parser holding any
-        bytes that arrived right behind the handshake, or None when refused."""
+        bytes that arrived right behind the handshake, or None when refused. Over TLS,
+        `certificate_ids` are the node ids the peer's certificate names: the id its
+        handshake claims must be one of them."""
         limits = self._limits
         parser = FrameParser(limits.handshake_frame_bytes_max)
         try:
@@ -234,7 +259,11 @@ class TcpTransport(TransportBase):
             # Tell a raftkv node of another version why; a stranger ignores the answer.
             self._write_reply(writer, HandshakeReply(accepted=False, reason=str(error)))
             raise
-        refusal = self._check_handshake(handshake)
+        refusal = None
+        if certificate_ids is not None:
+            refusal = certificate_refusal(handshake.node_id, certificate_ids)
+        if refusal is None:
+            refusal = self._check_handshake(handshake)
         if refusal is not None:
             self._log_refusal(
                 refusal.kind,
@@ -261,6 +290,16 @@ class TcpTransport(TransportBase):
         self._inbound_by_peer[peer_id] = writer
         logger.info("accepted connection from node %d (from %s)", peer_id, remote)
         return peer_id, parser
+
+    def _on_tls_handshake_failed(self, error: ssl.SSLError) -> None:
+        # The TLS layer knows no remote address: one rate limit for all hosts.
+        reason = error.reason or str(error)
+        self._log_refusal(
+            "TLS handshake failed",
+            "",
+            f"a peer: TLS handshake failed: {reason} (a node without --peer-cert, or a "
+            "certificate not signed by --peer-ca?)",
+        )
 
     def _write_reply(self, writer: asyncio.StreamWriter, reply: HandshakeReply) -> None:
         writer.write(encode_frame(encode_handshake(reply)))

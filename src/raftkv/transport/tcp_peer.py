@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 from collections.abc import Callable
 
 from raftkv.errors import ConnectionClosed, FrameError
+from raftkv.tls import node_dns_name, node_ids_named
 from raftkv.transport.backoff import Backoff
 from raftkv.transport.base import PeerCounters, logger
 from raftkv.transport.framing import FrameParser, encode_frame, join_frames
@@ -38,6 +40,18 @@ class HandshakeRefused(ConnectionClosed):
     """The peer answered our handshake with a refusal."""
 
 
+class TlsHandshakeFailed(ConnectionClosed):
+    """Over TLS: the peer hung up during the TLS handshake."""
+
+
+class WrongCertificate(ConnectionClosed):
+    """Over TLS: the peer's certificate does not name the node dialed."""
+
+
+# Failures that need an operator (logged as warnings): the peer is up but will not talk.
+_REFUSALS = (HandshakeRefused, WrongCertificate, TlsHandshakeFailed, ssl.SSLError)
+
+
 class OutboundPeer:
     def __init__(
         self,
@@ -57,8 +71,11 @@ class OutboundPeer:
         own_peer_address: Callable[[], str] = lambda: "",
         on_cluster_id: Callable[[str, int], None] = lambda cluster_id, peer_id: None,
         source_host: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.own_id = own_id
+        # Mutual TLS (`raftkv.tls.peer_tls(...).client`), or None for plain TCP.
+        self._tls_context = tls_context
         # Outbound connections leave from the node's own peer address when it listens on a
         # specific one, so that firewall rules (and peers' logs) can tell nodes apart.
         self.source_host = source_host
@@ -146,6 +163,11 @@ class OutboundPeer:
         self.counters.connection_failures += 1
         if isinstance(error, HandshakeRefused):
             description = f"{where} refused our connection: {error}"
+        elif isinstance(error, WrongCertificate):
+            description = f"refused {where}: {error}"
+        elif isinstance(error, ssl.SSLError | TlsHandshakeFailed):
+            reason = getattr(error, "reason", None) or str(error)
+            description = f"TLS handshake with {where} failed: {reason}"
         elif isinstance(error, TimeoutError):
             description = f"no answer from {where} in time"
         elif isinstance(error, (ConnectionClosed, OSError)):
@@ -157,21 +179,38 @@ class OutboundPeer:
             logger.debug("%s (retrying)", description)
             return
         self._last_failure = description
-        if isinstance(error, HandshakeRefused):
+        if isinstance(
+            error, HandshakeRefused | WrongCertificate | TlsHandshakeFailed | ssl.SSLError
+        ):
             logger.warning("%s; retrying with backoff", description)
         else:
             logger.info("%s; retrying with backoff", description)
 
     async def _connect_and_serve(self, generation: int) -> None:
         limits = self._limits
-        async with asyncio.timeout(limits.connect_timeout_seconds):
-            reader, writer = await asyncio.open_connection(
-                self.host,
-                self.port,
-                limit=limits.read_chunk_bytes,
-                local_addr=(self.source_host, 0) if self.source_host else None,
-            )
+        # Over TLS the connect deadline covers the TLS handshake too.
         try:
+            async with asyncio.timeout(limits.connect_timeout_seconds):
+                reader, writer = await asyncio.open_connection(
+                    self.host,
+                    self.port,
+                    limit=limits.read_chunk_bytes,
+                    local_addr=(self.source_host, 0) if self.source_host else None,
+                    ssl=self._tls_context,
+                    # Sent as SNI only; the certificate is checked against the node id below.
+                    server_hostname=node_dns_name(self.peer_id) if self._tls_context else None,
+                )
+        except ConnectionResetError as error:
+            if self._tls_context is None:
+                raise
+            # Reset during the TLS handshake: most often a node without TLS, which reads
+            # the ClientHello as a malformed frame and hangs up.
+            raise TlsHandshakeFailed(
+                "reset during the TLS handshake: is it running without --peer-cert?"
+            ) from error
+        try:
+            if self._tls_context is not None:
+                self._check_certificate(writer)
             set_unacknowledged_send_timeout(writer, limits.unacknowledged_send_timeout_seconds)
             handshake = Handshake(
                 magic=HANDSHAKE_MAGIC,
@@ -206,6 +245,15 @@ class OutboundPeer:
             await self._serve(reader, writer, parser)
         finally:
             await close_writer(writer, limits.close_timeout_seconds)
+
+    def _check_certificate(self, writer: asyncio.StreamWriter) -> None:
+        """The peer's verified certificate must name the node we meant to dial: an address
+        now used by another member (or a stolen certificate of a CA-signed non-node, such
+        as a client's) is refused, not talked to."""
+        named = node_ids_named(writer.get_extra_info("peercert"))
+        if self.peer_id not in named:
+            names = ", ".join(f"node {node_id}" for node_id in sorted(named)) or "no node"
+            raise WrongCertificate(f"its certificate names {names}, not node {self.peer_id}")
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: FrameParser
