@@ -162,16 +162,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
+    if arguments.html is not None and (arguments.seed is None or arguments.whole_node):
+        parser.error("--html applies to one core-mode run (--seed without --whole-node)")
+    if arguments.html_steps is not None and arguments.html is None:
+        parser.error("--html-steps applies to --html only")
     write = sys.stdout.write
     if arguments.golden:
         write("".join(line + "\n" for line in golden_lines()))
         return 0
     if arguments.jobs is not None and arguments.sweep is None:
         parser.error("--jobs applies to --sweep only")
-    if arguments.html is not None and (arguments.seed is None or arguments.whole_node):
-        parser.error("--html applies to one core-mode run (--seed without --whole-node)")
-    if arguments.html_steps is not None and arguments.html is None:
-        parser.error("--html-steps applies to --html only")
     if arguments.whole_node:
         return _whole_node(arguments)
     arguments.workload = arguments.workload or "kv"
