@@ -181,8 +181,7 @@ def test_html_steps_keeps_the_last_ticks_and_says_so(tmp_path: Path) -> None:
     assert "Only the last 100 of" in data["note"]
     assert all(event[0] >= first_tick for event in data["events"])
     assert all(
-        message[5] >= first_tick or (message[6] or 0) >= first_tick
-        for message in data["messages"]
+        message[5] >= first_tick or (message[6] or 0) >= first_tick for message in data["messages"]
     )
 
 
