@@ -207,18 +207,38 @@ def test_embedded_json_cannot_close_its_script_element() -> None:
     assert json.loads(text) == {"text": "</script><!-- x"}
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-def test_the_page_script_runs_through_every_step(tmp_path: Path, page: str) -> None:
-    """The page's JavaScript against a stand-in DOM (tests/sim/replay_smoke.js): every step
-    renders without an error, a leader shows, and the controls work."""
-    path = tmp_path / "page.html"
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+
+
+def run_page_script(page: str, directory: Path) -> dict[str, Any]:
+    """The page's JavaScript against a stand-in DOM (tests/sim/replay_smoke.js), through
+    every step and the controls; what it saw."""
+    path = directory / "page.html"
     path.write_text(page, encoding="utf-8")
     script = Path(__file__).with_name("replay_smoke.js")
     completed = subprocess.run(
         ["node", str(script), str(path)], capture_output=True, timeout=120, check=False
     )
     assert completed.returncode == 0, completed.stderr.decode()
-    outcome = json.loads(completed.stdout)
+    outcome: dict[str, Any] = json.loads(completed.stdout)
     assert outcome["count"] == len(embedded_data(page)["steps"])
+    return outcome
+
+
+@needs_node
+def test_the_page_script_runs_through_every_step(tmp_path: Path, page: str) -> None:
+    outcome = run_page_script(page, tmp_path)
     assert outcome["leaderStep"] is not None and outcome["roles"]["leader"] > 0
     assert outcome["violated"] == []
+
+
+@needs_node
+def test_the_page_of_a_failing_seed_turns_red_at_the_violation(tmp_path: Path) -> None:
+    options = SimulationOptions(seed=FAILING_SEED, nodes=3)
+    recorder = ReplayRecorder()
+    result = run_simulation(options, driver_class=ForgetfulVoterDriver, observer=recorder)
+    data = replay_data(recorder, result)
+    outcome = run_page_script(render_page(data), tmp_path)
+    step, text = outcome["violated"]
+    assert step == len(data["steps"]) - 1  # green until the tick it broke
+    assert "VIOLATION at tick" in text and "Election Safety" in text
