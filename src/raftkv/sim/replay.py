@@ -23,12 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from raftkv.core.messages import AnyMessage
+from raftkv.core.messages import AnyMessage, Entry
+from raftkv.core.node import RaftNode
 from raftkv.sim.invariants import InvariantViolation
 from raftkv.sim.transcript import describe_entry, describe_message
 
 if TYPE_CHECKING:
     from raftkv.sim.cluster import Simulation
+    from raftkv.sim.driver import SimNode
 
 # Each node's log is recorded as its last LOG_TAIL_ENTRIES entries: enough to see appends,
 # conflicts and commits, while a long run's page stays small (compaction keeps few anyway).
@@ -79,6 +81,11 @@ class ReplayRecorder:
     cuts: list[list[list[int]]] = field(default_factory=list)
     _log_ids: dict[tuple[int, tuple[int, ...]], int] = field(default_factory=dict)
     _cut_ids: dict[tuple[tuple[int, int], ...], int] = field(default_factory=dict)
+    # Per node, the log last recorded: (node, snapshot index, length, last entry, log id).
+    _running_logs: dict[int, tuple[RaftNode, int, int, Entry | None, int]] = field(
+        default_factory=dict
+    )
+    _durable_logs: dict[tuple[int, int], int] = field(default_factory=dict)
     # A message object -> the indexes of its records still in flight (a duplicate has two);
     # the object is kept so its id cannot be reused while it is matched.
     _pending: dict[int, tuple[AnyMessage, list[int]]] = field(default_factory=dict)
@@ -147,21 +154,7 @@ class ReplayRecorder:
         driver = simulation.nodes[node_id]
         node = driver.node
         if node is None:
-            view = driver.log_view()
-            tail_start = max(view.snapshot_index + 1, view.last_index - LOG_TAIL_ENTRIES + 1)
-            terms = tuple(
-                view.term_at(index) or 0 for index in range(tail_start, view.last_index + 1)
-            )
-            log_id = self._log_id(tail_start, terms)
-            return ["down", None, None, None, None, None, None, None, log_id]
-        log = node.log
-        tail = log.entries[-LOG_TAIL_ENTRIES:]
-        tail_start = log.last_index - len(tail) + 1
-        labels = self.labels
-        for entry in tail:
-            key = f"{entry.index}/{entry.term}"
-            if key not in labels:
-                labels[key] = describe_entry(entry).partition(" ")[2]
+            return ["down", None, None, None, None, None, None, None, self._durable_log_id(driver)]
         status = "paused" if driver.paused(simulation.now) else "up"
         leading = node.role.value == "leader"
         timeout = node.randomized_election_timeout
@@ -170,12 +163,48 @@ class ReplayRecorder:
             node.role.value,
             node.term,
             node.voted_for,
-            log.committed,
+            node.log.committed,
             driver.applied_index,
             None if leading else max(0, timeout - node.election_elapsed),
             None if leading else timeout,
-            self._log_id(tail_start, tuple(entry.term for entry in tail)),
+            self._running_log_id(node_id, node),
         ]
+
+    def _running_log_id(self, node_id: int, node: RaftNode) -> int:
+        log = node.log
+        entries = log.entries
+        # Most ticks change no log: the same node, compaction point, length and last entry
+        # object mean the same tail (a rewritten suffix replaces the last entry).
+        last_entry = entries[-1] if entries else None
+        cached = self._running_logs.get(node_id)
+        if (
+            cached is not None
+            and cached[0] is node
+            and cached[1] == log.snapshot_index
+            and cached[2] == len(entries)
+            and cached[3] is last_entry
+        ):
+            return cached[4]
+        tail = entries[-LOG_TAIL_ENTRIES:]
+        labels = self.labels
+        for entry in tail:
+            key = f"{entry.index}/{entry.term}"
+            if key not in labels:
+                labels[key] = describe_entry(entry).partition(" ")[2]
+        log_id = self._log_id(log.last_index - len(tail) + 1, tuple(e.term for e in tail))
+        self._running_logs[node_id] = (node, log.snapshot_index, len(entries), last_entry, log_id)
+        return log_id
+
+    def _durable_log_id(self, driver: SimNode) -> int:
+        """A crashed node's log is what its disk kept, fixed until it restarts."""
+        key = (driver.id, driver.incarnation)
+        log_id = self._durable_logs.get(key)
+        if log_id is None:
+            view = driver.log_view()
+            start = max(view.snapshot_index + 1, view.last_index - LOG_TAIL_ENTRIES + 1)
+            terms = tuple(view.term_at(index) or 0 for index in range(start, view.last_index + 1))
+            log_id = self._durable_logs[key] = self._log_id(start, terms)
+        return log_id
 
     def _log_id(self, start: int, terms: tuple[int, ...]) -> int:
         key = (start, terms)
