@@ -159,7 +159,7 @@ class Simulation:
                     self.stats.messages_dropped += 1
                     continue
                 if driver.paused_until > now:
-                    network.hold(message, driver.paused_until)
+                    network.hold(now, message, driver.paused_until)
                     continue
                 node.step(message)
                 observe(receiver, node)

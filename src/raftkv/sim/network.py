@@ -159,13 +159,15 @@ class Network:
                 transcript.rpc(now, message, note, delivery_ticks)
         stats.messages_sent += sent
 
-    def hold(self, message: AnyMessage, until: int) -> None:
+    def hold(self, now: int, message: AnyMessage, until: int) -> None:
         """Deliver `message` at `until` instead (its receiver is paused: the bytes wait in
         its socket buffer)."""
         incarnation = self.incarnations.get(message.to)
         if incarnation is not None:
             self._in_flight.setdefault(until, []).append((incarnation, message))
             self._stats.messages_delivered -= 1  # counted again when it really arrives
+            if self._transcript.enabled:
+                self._transcript.held(now, message, until)
 
     def due(self, now: int) -> list[AnyMessage]:
         """The messages that arrive at `now`, minus those lost on the way (the link broke or

@@ -118,17 +118,30 @@ class ReplayRecorder:
         else:
             pending[1].extend(indexes)
 
+    def held(self, tick: int, message: AnyMessage, until: int) -> None:
+        """The receiver is paused: the copy due at `tick` now arrives at `until`."""
+        index = self._copy_due(tick, message)
+        if index is not None:
+            record = self.messages[index]
+            record[6] = until
+            record[7] = "held: receiver paused"
+
     def _lost(self, tick: int, message: AnyMessage, reason: str) -> None:
+        index = self._copy_due(tick, message)
+        if index is not None:
+            record = self.messages[index]
+            record[6] = tick
+            record[7] = f"lost: {reason}"
+            self._pending[id(message)][1].remove(index)
+
+    def _copy_due(self, tick: int, message: AnyMessage) -> int | None:
+        """The record of the copy of `message` the network is delivering at `tick`: the
+        latest due by then (copies due earlier were delivered when they were due)."""
         pending = self._pending.get(id(message))
         if pending is None or pending[0] is not message:
-            return
-        indexes = pending[1]
-        # The copy due soonest is the one the network was delivering.
-        record = self.messages[indexes.pop(0)]
-        record[6] = tick
-        record[7] = f"lost: {reason}"
-        if not indexes:
-            del self._pending[id(message)]
+            return None
+        due = [index for index in pending[1] if self.messages[index][6] <= tick]
+        return due[-1] if due else None
 
     # --- SimulationObserver ------------------------------------------------------------
     def after_tick(self, simulation: Simulation) -> None:

@@ -96,6 +96,9 @@ class TranscriptObserver(Protocol):
         self, tick: int, message: AnyMessage, note: str, delivery_ticks: Sequence[int]
     ) -> None: ...
 
+    def held(self, tick: int, message: AnyMessage, until: int) -> None:
+        """`message`, due at `tick`, waits for its paused receiver until tick `until`."""
+
 
 class Transcript:
     def __init__(
@@ -125,3 +128,8 @@ class Transcript:
             )
         if self.observer is not None:
             self.observer.rpc(tick, message, note, delivery_ticks)
+
+    def held(self, tick: int, message: AnyMessage, until: int) -> None:
+        """No transcript line (the delivery shows when it happens); observers only."""
+        if self.observer is not None:
+            self.observer.held(tick, message, until)
