@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from raftkv.cli.sim import main
-from raftkv.sim import SimulationOptions, run_simulation
+from raftkv.sim import Simulation, SimulationOptions, run_simulation
 from raftkv.sim.replay import ReplayRecorder
 from raftkv.sim.replay_html import embed_json, render_page, replay_data
+from tests.sim.helpers import elect
 from tests.sim.test_checks_fail import FORGOTTEN_VOTE_SEEDS, ForgetfulVoterDriver
 
 SEED_ARGUMENTS = ("--seed", "7", "--ticks", "600")
@@ -170,6 +171,44 @@ def test_a_failing_seed_shows_the_violation() -> None:
         f"VIOLATION: {result.violation}",
     ]
     assert "VIOLATION: Election Safety" in render_page(data)
+
+
+def test_pauses_crashes_and_lost_messages_are_recorded_as_they_happen() -> None:
+    recorder = ReplayRecorder()
+    simulation = Simulation(
+        SimulationOptions(seed=1, nodes=3, ticks=0, faults=frozenset(), workload="none"),
+        observer=recorder,
+    )
+    leader = elect(simulation)
+    simulation.set_network(latency_ticks=1)
+    follower, other = (node_id for node_id in simulation.node_ids if node_id != leader)
+    simulation.run(3)
+    simulation.pause(follower, 10)
+    paused_at = simulation.now
+    simulation.run(12)
+
+    def message_on_its_way_to_other() -> bool:
+        return any(
+            message[2] == other and message[5] == simulation.now for message in recorder.messages
+        )
+
+    assert simulation.run_until(message_on_its_way_to_other, 50)
+    simulation.crash(other)
+    simulation.run(3)
+    held = [message for message in recorder.messages if message[7] == "held: receiver paused"]
+    assert held and all(message[2] == follower for message in held)
+    assert all(message[6] == paused_at + 10 for message in held)  # arrives as it resumes
+    lost = [message for message in recorder.messages if message[7] == "lost: receiver crashed"]
+    assert lost and all(message[2] == other for message in lost)
+    status = {step["t"]: step["n"] for step in recorder.steps}
+    assert status[paused_at + 1][follower - 1][0] == "paused"
+    assert status[simulation.now][other - 1][0] == "down"
+    faults = [text for _, kind, text in recorder.events if kind == "fault"]
+    assert faults == [
+        f"fault: node {follower} pauses for 10 ticks",
+        f"fault: node {follower} resumes from a pause",
+        f"fault: node {other} crashes (between steps)",
+    ]
 
 
 def test_html_steps_keeps_the_last_ticks_and_says_so(tmp_path: Path) -> None:
