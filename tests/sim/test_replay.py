@@ -218,6 +218,8 @@ def test_html_steps_keeps_the_last_ticks_and_says_so(tmp_path: Path) -> None:
     assert len(data["steps"]) == 100
     first_tick = data["steps"][0]["t"]
     assert "Only the last 100 of" in data["note"]
+    referenced = {node[-1] for step in data["steps"] for node in step["n"]}
+    assert referenced == set(range(len(data["logs"])))  # only the kept ticks' logs
     assert all(event[0] >= first_tick for event in data["events"])
     assert all(
         message[5] >= first_tick or (message[6] or 0) >= first_tick for message in data["messages"]

@@ -235,6 +235,24 @@ class ReplayRecorder:
             self.cuts.append([[sender, receiver] for sender, receiver in links])
         return cut_id
 
+    def _only_logs_in(
+        self, steps: list[dict[str, Any]]
+    ) -> tuple[list[dict[str, Any]], list[list[Any]], dict[str, str]]:
+        """The log tails and labels `steps` refer to, renumbered: the trimmed page does not
+        carry the logs of the ticks it left out."""
+        used = sorted({node[-1] for step in steps for node in step["n"]})
+        renumbered = {old: new for new, old in enumerate(used)}
+        logs = [self.logs[old] for old in used]
+        wanted = {
+            f"{first + offset}/{term}" for first, terms in logs for offset, term in enumerate(terms)
+        }
+        labels = {key: label for key, label in self.labels.items() if key in wanted}
+        steps = [
+            {**step, "n": [[*node[:-1], renumbered[node[-1]]] for node in step["n"]]}
+            for step in steps
+        ]
+        return steps, logs, labels
+
     # --- the result ---------------------------------------------------------------------
     def replay_data(
         self,
@@ -264,8 +282,9 @@ class ReplayRecorder:
                 for message in self.messages
                 if message[5] >= first_tick or (message[6] is not None and message[6] >= first_tick)
             ]
+            steps, logs, labels = self._only_logs_in(steps)
         else:
-            messages = self.messages
+            messages, logs, labels = self.messages, self.logs, self.labels
         return {
             "format": "raftkv-replay/1",
             "title": title,
@@ -285,8 +304,8 @@ class ReplayRecorder:
             ],
             "logTail": LOG_TAIL_ENTRIES,
             "steps": steps,
-            "logs": self.logs,
-            "labels": self.labels,
+            "logs": logs,
+            "labels": labels,
             "cuts": self.cuts,
             "messageFields": ["type", "from", "to", "term", "detail", "sent", "arrives", "fate"],
             "messages": messages,
