@@ -147,6 +147,10 @@ def test_the_embedded_run_has_nodes_steps_an_election_and_faults(page: str) -> N
     assert any(message[7] == "dropped" for message in messages)
     assert data["invariants"]["violation"] is None
     assert "Election Safety" in data["invariants"]["continuous"]
+    operations = data["operations"]
+    assert operations and data["operationFields"][4:6] == ["called", "returned"]
+    assert {"put", "get"} <= {operation[1] for operation in operations}
+    assert all(operation[5] is None or operation[5] >= operation[4] for operation in operations)
 
 
 def test_recording_does_not_change_the_run() -> None:

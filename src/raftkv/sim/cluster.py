@@ -45,6 +45,9 @@ class SimulationObserver(TranscriptObserver, Protocol):
 
     def after_tick(self, simulation: Simulation) -> None: ...
 
+    def after_run(self, simulation: Simulation) -> None:
+        """The run ended, possibly cut short inside a tick by a violation."""
+
 
 class Simulation:
     def __init__(

@@ -11,7 +11,9 @@ bytes for the same arguments):
   applied index, election timer, a reference to its log's tail, and the cut links;
 * every message: type, sender, receiver, term, key fields, the tick it left and the tick it
   arrives (or was lost), and its fate (dropped, blocked, receiver down, lost in flight);
-* events: faults, elections, client outcomes, and the violation if there was one.
+* events: faults, elections, client outcomes, and the violation if there was one;
+* the clients' calls (the history the linearizability check reads): call and return time,
+  operation, status and what a read returned.
 
 Logs repeat from tick to tick, so each distinct log tail is stored once (`logs`) and entry
 labels once per (index, term) (`labels`).
@@ -76,6 +78,7 @@ class ReplayRecorder:
     steps: list[dict[str, Any]] = field(default_factory=list)
     messages: list[list[Any]] = field(default_factory=list)
     events: list[list[Any]] = field(default_factory=list)
+    operations: list[list[Any]] = field(default_factory=list)
     logs: list[list[Any]] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     cuts: list[list[list[int]]] = field(default_factory=list)
@@ -154,6 +157,24 @@ class ReplayRecorder:
             self.steps.append(step)
         if now % _PENDING_GRACE_TICKS == 0:
             self._forget_delivered(now)
+
+    def after_run(self, simulation: Simulation) -> None:
+        self.after_tick(simulation)  # the state at the end, which a violation may cut short
+        # The clients' calls, from the same history the linearizability check reads; a call
+        # still open (the run was cut short) has no return time.
+        self.operations = [
+            [
+                operation.client,
+                operation.op,
+                operation.key,
+                operation.value,
+                operation.call_time,
+                operation.return_time,
+                operation.status,
+                operation.result,
+            ]
+            for operation in simulation.workload.recorder.history().operations
+        ]
 
     def _forget_delivered(self, now: int) -> None:
         messages = self.messages
@@ -283,8 +304,14 @@ class ReplayRecorder:
                 if message[5] >= first_tick or (message[6] is not None and message[6] >= first_tick)
             ]
             steps, logs, labels = self._only_logs_in(steps)
+            operations = [
+                operation
+                for operation in self.operations
+                if operation[5] is None or operation[5] >= first_tick
+            ]
         else:
             messages, logs, labels = self.messages, self.logs, self.labels
+            operations = self.operations
         return {
             "format": "raftkv-replay/1",
             "title": title,
@@ -310,6 +337,17 @@ class ReplayRecorder:
             "messageFields": ["type", "from", "to", "term", "detail", "sent", "arrives", "fate"],
             "messages": messages,
             "events": events,
+            "operationFields": [
+                "client",
+                "op",
+                "key",
+                "value",
+                "called",
+                "returned",
+                "status",
+                "result",
+            ],
+            "operations": operations,
             "invariants": {
                 "continuous": list(CHECKS_CONTINUOUS),
                 "atEnd": list(CHECKS_AT_END),

@@ -77,7 +77,7 @@ def run_simulation(
     except Exception as error:  # a core assertion or crash is a finding, not a sim failure
         violation = InvariantViolation(_exception_kind(error), _describe(error), simulation.now)
     if observer is not None:
-        observer.after_tick(simulation)  # the state at the end, which a violation cut short
+        observer.after_run(simulation)
     stats = simulation.stats
     stats.elections = len(simulation.checker.elections)
     stats.leaders = list(simulation.checker.elections)
