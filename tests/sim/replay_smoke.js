@@ -45,7 +45,7 @@ for (let n = 0; n < replay.count; n++) {
   replay.goTo(n);
   if (replay.step !== n) throw new Error("goTo(" + n + ") landed on " + replay.step);
   const status = byId.invariants.dataset.status;
-  if (status === "violated" && result.violated.length === 0) result.violated.push(n, byId.invariants.textContent);
+  if (status === "violated" && result.violated.length === 0) result.violated.push(n, byId["invariant-status"].textContent);
   for (const node of byId.nodes.children) {
     const role = node.dataset.role;
     result.roles[role] = (result.roles[role] || 0) + 1;
