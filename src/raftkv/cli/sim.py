@@ -1,6 +1,7 @@
 """`raft-sim`: run the deterministic simulator (SPEC §2, docs/simulator.md).
 
     raft-sim --seed S [--nodes N] [--ticks T] [--faults LIST] [--workload W] [--verbose]
+             [--html FILE [--html-steps N]]
     raft-sim --golden
     raft-sim --sweep FIRST-LAST [--nodes N] [--ticks T] [--faults LIST] [--workload W]
              [--jobs N]
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from raftkv.cli.version import add_version_flag
 from raftkv.sim.golden import golden_lines
@@ -26,7 +28,8 @@ from raftkv.sim.options import (
     format_faults,
     parse_faults,
 )
-from raftkv.sim.runner import run_simulation
+from raftkv.sim.replay import STEPS_DEFAULT, ReplayRecorder
+from raftkv.sim.runner import SimulationResult, run_simulation
 from raftkv.sim.sweep import describe_failures, resolve_jobs, run_seeds
 
 
@@ -47,6 +50,16 @@ def _seed_range(text: str) -> range:
     if high < low:
         raise argparse.ArgumentTypeError(f"empty seed range {text!r}")
     return range(low, high + 1)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from error
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
 
 
 def _jobs(text: str) -> int:
@@ -102,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose", action="store_true", help="print a transcript of events and RPCs"
     )
     parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="--seed: also write a self-contained HTML replay of the run to FILE",
+    )
+    parser.add_argument(
+        "--html-steps",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help=f"--html: keep at most N ticks, the last ones (default {STEPS_DEFAULT})",
+    )
+    parser.add_argument(
         "--whole-node",
         action="store_true",
         help="run real RaftServers (server runtime, storage, recovery) on a deterministic"
@@ -136,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
+    if arguments.html is not None and (arguments.seed is None or arguments.whole_node):
+        parser.error("--html applies to one core-mode run (--seed without --whole-node)")
+    if arguments.html_steps is not None and arguments.html is None:
+        parser.error("--html-steps applies to --html only")
     write = sys.stdout.write
     if arguments.golden:
         write("".join(line + "\n" for line in golden_lines()))
@@ -162,9 +192,26 @@ def _main(argv: Sequence[str] | None) -> int:
     def sink(line: str) -> None:
         write(line + "\n")
 
-    result = run_simulation(options, sink=sink)
+    recorder = None
+    if arguments.html is not None:
+        recorder = ReplayRecorder(steps_max=arguments.html_steps or STEPS_DEFAULT)
+    result = run_simulation(options, sink=sink, observer=recorder)
     write("".join(line + "\n" for line in result.report_lines()))
+    if recorder is not None:
+        _write_replay(arguments.html, recorder, result)
     return 0 if result.ok else 1
+
+
+def _write_replay(path: Path, recorder: ReplayRecorder, result: SimulationResult) -> None:
+    from raftkv.sim.replay_html import write_replay
+
+    try:
+        size = write_replay(path, recorder, result)
+    except OSError as error:
+        sys.stderr.write(f"raft-sim: cannot write {path}: {error.strerror or error}\n")
+        raise SystemExit(2) from error
+    # On stderr: stdout stays the same bytes with or without --html.
+    sys.stderr.write(f"replay: {path} ({size} bytes)\n")
 
 
 def _whole_node(arguments: argparse.Namespace) -> int:

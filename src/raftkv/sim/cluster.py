@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Protocol
 
 from raftkv.core.membership import Membership
 from raftkv.core.node import RaftNode, Role
@@ -30,13 +31,22 @@ from raftkv.sim.operator import Operator
 from raftkv.sim.options import CoreTuning, SimulationOptions
 from raftkv.sim.stale_reads import StaleReadProbe
 from raftkv.sim.stats import Stats
-from raftkv.sim.transcript import Transcript
+from raftkv.sim.transcript import Transcript, TranscriptObserver
 
 _LEADER = Role.LEADER  # a module constant: `Role.LEADER` is a class lookup on every use
 
 # Rounds of delivery within one tick before the rest waits for the next tick; each round
 # is a message hop, and a quiet cluster needs a handful (a vote, an append, its answer).
 DELIVERY_ROUNDS_PER_TICK_MAX = 32
+
+
+class SimulationObserver(TranscriptObserver, Protocol):
+    """Sees every transcript event and, after each tick, the whole cluster (read only)."""
+
+    def after_tick(self, simulation: Simulation) -> None: ...
+
+    def after_run(self, simulation: Simulation) -> None:
+        """The run ended, possibly cut short inside a tick by a violation."""
 
 
 class Simulation:
@@ -48,9 +58,11 @@ class Simulation:
         driver_class: type[SimNode] = SimNode,
         sink: Callable[[str], None] | None = None,
         tuning: CoreTuning | None = None,
+        observer: SimulationObserver | None = None,
     ) -> None:
         """`sink` receives the transcript lines (only when `options.verbose`); `tuning`
-        overrides the per-seed choice of the core's flow-control limits."""
+        overrides the per-seed choice of the core's flow-control limits; `observer` (the
+        `--html` replay recorder) sees every event and the cluster after every tick."""
         self.options = options
         self.now = 0
         root = random.Random(options.seed)
@@ -63,7 +75,8 @@ class Simulation:
         # Drawn last, so adding the stale-read probe left every other stream as it was.
         stale_read_rng = random.Random(root.getrandbits(64))
         self.stats = Stats()
-        self.transcript = Transcript(sink if options.verbose else None)
+        self.observer = observer
+        self.transcript = Transcript(sink if options.verbose else None, observer)
         self.checker = InvariantChecker()
         self.checker.log_views = self._log_views
         self.network = Network(network_rng, self.stats, self.transcript)
@@ -92,6 +105,8 @@ class Simulation:
             self.checker.on_start(node_id)
             self.checker.observe(node_id, self.node(node_id))
         self._process_readies()
+        if observer is not None:
+            observer.after_tick(self)
 
     # --- the clock ----------------------------------------------------------------------
     def tick(self) -> None:
@@ -147,7 +162,7 @@ class Simulation:
                     self.stats.messages_dropped += 1
                     continue
                 if driver.paused_until > now:
-                    network.hold(message, driver.paused_until)
+                    network.hold(now, message, driver.paused_until)
                     continue
                 node.step(message)
                 observe(receiver, node)
@@ -172,6 +187,8 @@ class Simulation:
             ):
                 checker.check_lease(driver.id, node, driver.lease_usable())
         self.stats.ticks = now
+        if self.observer is not None:
+            self.observer.after_tick(self)
 
     def _process_readies(self) -> None:
         for node_id in self.node_ids:

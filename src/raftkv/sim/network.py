@@ -138,8 +138,8 @@ class Network:
                 copies = 2
                 stats.messages_duplicated += 1
                 fault_counts["duplicate"] = fault_counts.get("duplicate", 0) + 1
-            if transcript is not None:
-                transcript.rpc(now, message, "duplicated" if copies == 2 else "")
+            note = "duplicated" if copies == 2 else ""
+            delivery_ticks: list[int] = []
             while copies:
                 copies -= 1
                 delay = latency_ticks
@@ -151,15 +151,23 @@ class Network:
                     in_flight[now + delay] = [(incarnation, message)]
                 else:
                     batch.append((incarnation, message))
+                if transcript is not None:
+                    delivery_ticks.append(now + delay)
+            # Reported once the delays are drawn, so a replay knows when each copy arrives
+            # (the transcript's line is the same either way).
+            if transcript is not None:
+                transcript.rpc(now, message, note, delivery_ticks)
         stats.messages_sent += sent
 
-    def hold(self, message: AnyMessage, until: int) -> None:
+    def hold(self, now: int, message: AnyMessage, until: int) -> None:
         """Deliver `message` at `until` instead (its receiver is paused: the bytes wait in
         its socket buffer)."""
         incarnation = self.incarnations.get(message.to)
         if incarnation is not None:
             self._in_flight.setdefault(until, []).append((incarnation, message))
             self._stats.messages_delivered -= 1  # counted again when it really arrives
+            if self._transcript.enabled:
+                self._transcript.held(now, message, until)
 
     def due(self, now: int) -> list[AnyMessage]:
         """The messages that arrive at `now`, minus those lost on the way (the link broke or

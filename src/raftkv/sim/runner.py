@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from raftkv.check import check_history
 from raftkv.core.node import RaftNode
-from raftkv.sim.cluster import Simulation
+from raftkv.sim.cluster import Simulation, SimulationObserver
 from raftkv.sim.driver import SimNode
 from raftkv.sim.invariants import InvariantViolation
 from raftkv.sim.options import (
@@ -63,8 +63,12 @@ def run_simulation(
     driver_class: type[SimNode] = SimNode,
     sink: Callable[[str], None] | None = None,
     check_linearizability: bool = True,
+    observer: SimulationObserver | None = None,
 ) -> SimulationResult:
-    simulation = Simulation(options, node_class=node_class, driver_class=driver_class, sink=sink)
+    """`observer` (the `--html` replay recorder) sees every event and every tick."""
+    simulation = Simulation(
+        options, node_class=node_class, driver_class=driver_class, sink=sink, observer=observer
+    )
     violation: InvariantViolation | None = None
     try:
         _run(simulation, check_linearizability)
@@ -72,6 +76,8 @@ def run_simulation(
         violation = found
     except Exception as error:  # a core assertion or crash is a finding, not a sim failure
         violation = InvariantViolation(_exception_kind(error), _describe(error), simulation.now)
+    if observer is not None:
+        observer.after_run(simulation)
     stats = simulation.stats
     stats.elections = len(simulation.checker.elections)
     stats.leaders = list(simulation.checker.elections)

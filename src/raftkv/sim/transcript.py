@@ -1,12 +1,14 @@
 """The readable transcript of a run (`--verbose`, `--golden`): one line per event or RPC.
 
 Lines are only formatted when a sink is attached, so a quiet run pays one attribute test
-per event.
+per event. A `TranscriptObserver` (the `--html` replay recorder) receives the same events
+unformatted, through the same hooks: the simulator has one place that reports what happens.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import msgspec
 
@@ -85,18 +87,49 @@ def describe_entry(entry: Entry) -> str:
     return f"{entry.index}/{entry.term} {what}"
 
 
+class TranscriptObserver(Protocol):
+    """Receives every transcript event as it happens (see `raftkv.sim.replay`)."""
+
+    def event(self, tick: int, text: str) -> None: ...
+
+    def rpc(
+        self, tick: int, message: AnyMessage, note: str, delivery_ticks: Sequence[int]
+    ) -> None: ...
+
+    def held(self, tick: int, message: AnyMessage, until: int) -> None:
+        """`message`, due at `tick`, waits for its paused receiver until tick `until`."""
+
+
 class Transcript:
-    def __init__(self, sink: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        sink: Callable[[str], None] | None = None,
+        observer: TranscriptObserver | None = None,
+    ) -> None:
         self.sink = sink
-        self.enabled = sink is not None
+        self.observer = observer
+        # The one flag the hot paths test: nothing is formatted or recorded when it is off.
+        self.enabled = sink is not None or observer is not None
 
     def line(self, tick: int, text: str) -> None:
         if self.sink is not None:
             self.sink(f"{tick:>6}  {text}")
+        if self.observer is not None:
+            self.observer.event(tick, text)
 
-    def rpc(self, tick: int, message: AnyMessage, note: str = "") -> None:
+    def rpc(
+        self, tick: int, message: AnyMessage, note: str = "", delivery_ticks: Sequence[int] = ()
+    ) -> None:
+        """`delivery_ticks`: when each copy that left will arrive (none if it was lost)."""
         if self.sink is not None:
             suffix = f"  [{note}]" if note else ""
             self.sink(
                 f"{tick:>6}  {message.sender} -> {message.to}  {describe_message(message)}{suffix}"
             )
+        if self.observer is not None:
+            self.observer.rpc(tick, message, note, delivery_ticks)
+
+    def held(self, tick: int, message: AnyMessage, until: int) -> None:
+        """No transcript line (the delivery shows when it happens); observers only."""
+        if self.observer is not None:
+            self.observer.held(tick, message, until)
