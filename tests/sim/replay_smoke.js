@@ -1,9 +1,9 @@
-// Runs a replay page's script against a minimal stand-in for the DOM (node has none), then
-// walks every step and the controls: a JavaScript error anywhere fails. Used by
-// tests/sim/test_replay.py when `node` is installed; a real-browser test is separate.
+// Runs a replay page's script against a minimal stand-in for the DOM (no browser here), then
+// walks every step and the controls: a JavaScript error anywhere fails. tests/sim/
+// test_replay.py evaluates it in QuickJS (the `quickjs` package, a test dependency) with the
+// page's text in the global `page`; its value is the JSON of what it saw. A real-browser
+// test is separate.
 "use strict";
-const fs = require("fs");
-const page = fs.readFileSync(process.argv[2], "utf8");
 const json = page.match(/<script type="application\/json" id="replay-data">([\s\S]*?)<\/script>/)[1];
 const code = page.match(/<script>([\s\S]*?)<\/script>/)[1];
 
@@ -63,4 +63,4 @@ byId.play.onclick();
 for (let t = 0; t < 5 && frames.length; t++) frames.shift()(1000 * t);
 byId.play.onclick();
 result.time = byId.time.textContent;
-console.log(JSON.stringify(result));
+JSON.stringify(result);
