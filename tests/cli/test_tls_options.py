@@ -66,6 +66,14 @@ def test_certs_init_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--nodes" in capsys.readouterr().out
 
 
+def test_the_node_help_names_its_tools(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_request:
+        main(["--help"])
+    assert exit_request.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "'raft-node certs init DIR" in out and "'raft-node restore FILE" in out
+
+
 # --- raft-node's TLS flags ----------------------------------------------------------------
 TLS_SETTINGS = ("peer_cert", "peer_key", "peer_ca", "client_cert", "client_key", "client_ca")
 

@@ -71,7 +71,13 @@ def _public_groups(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="raft-node", description="Run one raftkv node.")
+    parser = argparse.ArgumentParser(
+        prog="raft-node",
+        description="Run one raftkv node.",
+        epilog="Tools of their own, each with its --help: 'raft-node certs init DIR --nodes "
+        "1,2,3 [--hosts ...]' writes a CA and TLS certificates; 'raft-node restore FILE --id N "
+        "--peers ... --data-dir D' seeds a new cluster's data dir from a backup.",
+    )
     add_version_flag(parser)
     parser.add_argument(
         "--config",
