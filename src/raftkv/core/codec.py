@@ -1,7 +1,9 @@
 """The one place where messages become bytes: MessagePack on the wire, JSON for traces.
 
 Decoding validates types, so a malformed frame raises `FrameError` instead of producing a
-half-built message.
+half-built message: a frame that is not MessagePack (or JSON), that breaks the schema or its
+bounds, holds a string that is not UTF-8, or nests deeper than the interpreter's recursion
+limit (msgspec raises `UnicodeDecodeError` and `RecursionError` for the last two).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def decode(frame: bytes | memoryview) -> AnyMessage:
     try:
         message: AnyMessage = _msgpack_decoder.decode(frame)
         return message
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
         raise FrameError(f"malformed message: {error}") from error
 
 
@@ -38,5 +40,5 @@ def from_json(text: bytes | str) -> AnyMessage:
     try:
         message: AnyMessage = _json_decoder.decode(text)
         return message
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
         raise FrameError(f"malformed message: {error}") from error
