@@ -114,11 +114,16 @@ def transfer_leader_request(node_id: int) -> Request:
     return Request("POST", "/v1/transfer-leader", _json({"to": node_id}))
 
 
+# What msgspec raises for a body that is not JSON: a string that is not UTF-8 and nesting
+# past the recursion limit are not DecodeErrors.
+_NOT_JSON = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
 def read_answer(status: int, body: bytes) -> dict[str, Any]:
     """The JSON object of a 2xx answer; any other answer raises its client error."""
     try:
         payload = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except _NOT_JSON:
         payload = None
     if not isinstance(payload, dict):
         # Not our server's JSON: perhaps a proxy in front of a restarting node. Its 503 and
@@ -196,7 +201,7 @@ def read_readiness(node_id: int, address: tuple[str, int], status: int, body: by
     if status == _HTTP_SERVICE_UNAVAILABLE:
         try:
             payload = msgspec.json.decode(body)
-        except msgspec.DecodeError:
+        except _NOT_JSON:
             payload = None
     if not (isinstance(payload, dict) and "checks" in payload):
         payload = read_answer(status, body)  # a 2xx object, or its error raised
