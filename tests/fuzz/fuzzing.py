@@ -54,17 +54,23 @@ EDGE_INTEGERS = [
     -(2**31),
     -(2**63),
 ]
-edge_integers = st.sampled_from(EDGE_INTEGERS) | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+edge_integers = st.sampled_from(EDGE_INTEGERS) | st.integers(
+    min_value=-(2**63), max_value=2**64 - 1
+)
 
 # Text of every kind, lone surrogates excluded (they cannot be encoded as UTF-8).
 any_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 
 # Words that, read as a length or a count, announce far more than any input holds.
 _HUGE_WORDS = [
-    struct.pack(fmt, value)
-    for value in (2**31, 2**31 - 1, 2**32 - 1)
-    for fmt in (">I", "<I")
-] + [struct.pack("<Q", 2**63 - 1), struct.pack(">Q", 2**64 - 1), b"\xdd\xff\xff\xff\xff", b"\xdf\x7f\xff\xff\xff", b"\xc6\xff\xff\xff\xff"]
+    struct.pack(fmt, value) for value in (2**31, 2**31 - 1, 2**32 - 1) for fmt in (">I", "<I")
+] + [
+    struct.pack("<Q", 2**63 - 1),
+    struct.pack(">Q", 2**64 - 1),
+    b"\xdd\xff\xff\xff\xff",
+    b"\xdf\x7f\xff\xff\xff",
+    b"\xc6\xff\xff\xff\xff",
+]
 
 
 def deep_msgpack(depth: int) -> bytes:
@@ -117,7 +123,9 @@ def hostile(valid: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
 
 
 def raises_only(
-    function: Callable[..., T], allowed: type[BaseException] | tuple[type[BaseException], ...], *args: Any
+    function: Callable[..., T],
+    allowed: type[BaseException] | tuple[type[BaseException], ...],
+    *args: Any,
 ) -> T | None:
     """Call `function`; None if it raised one of `allowed`, its result otherwise. Any other
     exception propagates and fails the property."""

@@ -28,16 +28,22 @@ from raftkv.errors import ClientError
 from .fuzzing import any_text, deep_json, edge_integers, fuzz, mutated, raises_only
 
 json_values: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | edge_integers | st.floats(allow_nan=False, allow_infinity=False) | any_text,
+    st.none()
+    | st.booleans()
+    | edge_integers
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | any_text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
     max_leaves=8,
 )
 answer_fields = st.fixed_dictionaries(
     {},
     optional={
-        "error": st.sampled_from(["not_leader", "cas_failed", "timeout", "no_leader", "x"]) | json_values,
+        "error": st.sampled_from(["not_leader", "cas_failed", "timeout", "no_leader", "x"])
+        | json_values,
         "message": json_values,
-        "leader": st.sampled_from(["node2", "node\u00b2", "node" + "9" * 5000, "node", "node-1"]) | json_values,
+        "leader": st.sampled_from(["node2", "node\u00b2", "node" + "9" * 5000, "node", "node-1"])
+        | json_values,
         "leader_id": json_values,
         "checks": st.dictionaries(any_text, any_text | edge_integers, max_size=2) | json_values,
         "ok": json_values,
@@ -51,7 +57,9 @@ answer_bodies = st.one_of(
     st.binary(max_size=60),
     st.sampled_from([b'{"error": "\xff"}', b'{"a": ' + deep_json(100_000) + b"}"]),
 )
-statuses = st.sampled_from([200, 201, 204, 400, 404, 409, 413, 421, 422, 500, 503, 504]) | st.integers(100, 599)
+statuses = st.sampled_from(
+    [200, 201, 204, 400, 404, 409, 413, 421, 422, 500, 503, 504]
+) | st.integers(100, 599)
 
 _NOT_LEADER_SUPERSCRIPT = b'{"error": "not_leader", "leader": "node\xc2\xb2"}'
 _NOT_LEADER_LONG = b'{"error": "not_leader", "leader": "node' + b"9" * 5000 + b'"}'
@@ -90,7 +98,10 @@ result_types = st.sampled_from([WriteResult, ReadResult, NodeStatus, Membership,
 
 
 @fuzz
-@given(result_type=result_types, payload=st.dictionaries(any_text, json_values, max_size=4) | answer_fields)
+@given(
+    result_type=result_types,
+    payload=st.dictionaries(any_text, json_values, max_size=4) | answer_fields,
+)
 def test_decode_result_returns_its_type_or_raises_bad_response(
     result_type: type[Any], payload: dict[str, Any]
 ) -> None:

@@ -30,14 +30,18 @@ valid_meta = st.fixed_dictionaries(
         "joined_index": st.integers(0, 2**62),
     }
 ).map(msgspec.json.encode)
-odd_meta = st.fixed_dictionaries(
-    {
-        "format_version": edge_integers | st.floats() | any_text,
-        "node_id": edge_integers | st.none(),
-        "cluster_id": st.none() | any_text | edge_integers,
-        "joined_index": edge_integers | st.floats(allow_nan=False),
-    }
-).map(json.dumps).map(str.encode)
+odd_meta = (
+    st.fixed_dictionaries(
+        {
+            "format_version": edge_integers | st.floats() | any_text,
+            "node_id": edge_integers | st.none(),
+            "cluster_id": st.none() | any_text | edge_integers,
+            "joined_index": edge_integers | st.floats(allow_nan=False),
+        }
+    )
+    .map(json.dumps)
+    .map(str.encode)
+)
 
 
 def _open(content: bytes) -> None:

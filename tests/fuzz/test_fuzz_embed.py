@@ -73,15 +73,20 @@ _MALFORMED_TAGGED = [
 ]
 plain = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=3)
-    | st.dictionaries(st.text(max_size=3) | st.sampled_from([TAG, "items"]), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=3) | st.sampled_from([TAG, "items"]), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 hostile_plain = st.one_of(
     plain,
     st.sampled_from(_MALFORMED_TAGGED),
     st.fixed_dictionaries(
-        {TAG: st.sampled_from(["dict", "tuple", "set", "frozenset"]), "items": st.lists(plain, max_size=3)}
+        {
+            TAG: st.sampled_from(["dict", "tuple", "set", "frozenset"]),
+            "items": st.lists(plain, max_size=3),
+        }
     ),
 ).map(_encode)
 
@@ -151,8 +156,15 @@ def test_the_machine_answers_any_entry_with_a_call_result(entries: list[bytes]) 
 
 @fuzz
 @given(data=hostile(st.lists(valid_calls, max_size=3).map(lambda calls: _snapshot_of(calls))))
-@example(data=b"\x85\xa7objects\x81\xa1r" + b"\xc4\x03\xa1\xff\x00" + b"\xadapplied_index\x01\xacapplied_hash\xc4\x00\xa8sessions\x90\xafevicted_through\x00")
-@example(data=b"\x84\xa7objects\x80\xadapplied_index\x01\xacapplied_hash\xc4\x00\xa2zz" + deep_msgpack(100_000))
+@example(
+    data=b"\x85\xa7objects\x81\xa1r"
+    + b"\xc4\x03\xa1\xff\x00"
+    + b"\xadapplied_index\x01\xacapplied_hash\xc4\x00\xa8sessions\x90\xafevicted_through\x00"
+)
+@example(
+    data=b"\x84\xa7objects\x80\xadapplied_index\x01\xacapplied_hash\xc4\x00\xa2zz"
+    + deep_msgpack(100_000)
+)
 def test_restore_takes_a_snapshot_or_raises_value_error(data: bytes) -> None:
     machine = ObjectStateMachine({"r": Register()})
     raises_only(machine.restore, ValueError, data)

@@ -22,7 +22,12 @@ kinds = st.sampled_from(["add", "remove", "transfer"])
 fields = st.fixed_dictionaries(
     {},
     optional={
-        "id": edge_integers | st.floats() | any_text | st.none() | st.booleans() | st.lists(st.integers(), max_size=2),
+        "id": edge_integers
+        | st.floats()
+        | any_text
+        | st.none()
+        | st.booleans()
+        | st.lists(st.integers(), max_size=2),
         "to": edge_integers | st.floats() | any_text,
         "address": any_text | edge_integers | st.none(),
     },

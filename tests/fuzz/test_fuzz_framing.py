@@ -7,6 +7,7 @@ of the stream."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import struct
 
 from hypothesis import example, given
@@ -25,7 +26,7 @@ payload_lists = st.lists(st.binary(max_size=300), max_size=6)
 
 def _pieces(stream: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({0, len(stream), *(cut % (len(stream) + 1) for cut in cuts)})
-    return [stream[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [stream[a:b] for a, b in itertools.pairwise(points)]
 
 
 def _parse(parser: FrameParser, pieces: list[bytes]) -> list[bytes]:
@@ -39,7 +40,9 @@ def _parse(parser: FrameParser, pieces: list[bytes]) -> list[bytes]:
 
 @fuzz
 @given(payloads=payload_lists, cuts=st.lists(st.integers(min_value=0), max_size=10))
-def test_framed_payloads_come_back_whatever_the_cuts(payloads: list[bytes], cuts: list[int]) -> None:
+def test_framed_payloads_come_back_whatever_the_cuts(
+    payloads: list[bytes], cuts: list[int]
+) -> None:
     stream = join_frames(payloads)
     assert stream == b"".join(encode_frame(payload) for payload in payloads)
     parser = FrameParser(LIMIT)

@@ -22,7 +22,9 @@ from raftkv.transport.handshake import (
 from .fuzzing import any_text, deep_msgpack, edge_integers, fuzz, hostile, raises_only
 
 ints = st.integers(min_value=-(2**63), max_value=2**64 - 1)
-leases = st.builds(LeaseSettings, tick_ms=ints, election_timeout_ms_min=ints, check_quorum=st.booleans())
+leases = st.builds(
+    LeaseSettings, tick_ms=ints, election_timeout_ms_min=ints, check_quorum=st.booleans()
+)
 handshakes = st.builds(
     Handshake,
     magic=st.just(HANDSHAKE_MAGIC),
@@ -68,7 +70,12 @@ def test_any_reply_payload_decodes_or_raises_frame_error(payload: bytes) -> None
 @fuzz
 @given(
     field=st.sampled_from(["cluster_id", "node_id", "to_node_id", "lease", "peer_address"]),
-    value=edge_integers | st.floats() | st.none() | any_text | st.booleans() | st.binary(max_size=4),
+    value=edge_integers
+    | st.floats()
+    | st.none()
+    | any_text
+    | st.booleans()
+    | st.binary(max_size=4),
 )
 def test_wrong_types_in_a_handshake_are_frame_errors(field: str, value: object) -> None:
     fields = {

@@ -29,7 +29,12 @@ def operations(draw: st.DrawFn) -> Operation:
     op = draw(st.sampled_from(["get", "put", "del", "cas"]))
     call = draw(times)
     status = draw(st.sampled_from(["ok", "fail", "unknown"]))
-    fields: dict[str, object] = {"client": draw(any_text), "op": op, "key": draw(any_text), "call_time": call}
+    fields: dict[str, object] = {
+        "client": draw(any_text),
+        "op": op,
+        "key": draw(any_text),
+        "call_time": call,
+    }
     if op in ("put", "cas"):
         fields["value"] = draw(any_text)
     if op == "cas":
@@ -51,7 +56,11 @@ valid_lines = histories.map(lambda ops: b"".join(encode_operation(op) + b"\n" fo
 @fuzz
 @given(text=st.one_of(valid_lines, mutated(valid_lines), st.binary(max_size=200)))
 @example(text=b'{"client": "\xff", "op": "get", "key": "k", "call": 0, "return": 1}\n')
-@example(text=b'{"client": "c", "op": "get", "key": "k", "call": 0, "return": 1, "zz": ' + deep_json(100_000) + b"}\n")
+@example(
+    text=b'{"client": "c", "op": "get", "key": "k", "call": 0, "return": 1, "zz": '
+    + deep_json(100_000)
+    + b"}\n"
+)
 @example(text=b'{"client": "c", "op": "get", "key": "k", "call": 1e400, "return": 1}\n')
 def test_any_history_loads_or_raises_history_error(text: bytes) -> None:
     history = raises_only(load_history, HistoryError, text.splitlines(keepends=True))

@@ -14,9 +14,16 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from raftkv.server.http_api import ClientApi
-from raftkv.server.http_server import HttpServer, Request, Response, _Connection, _decode_target, _Rejected
 from raftkv.kv import KVStore
+from raftkv.server.http_api import ClientApi
+from raftkv.server.http_server import (
+    HttpServer,
+    Request,
+    Response,
+    _Connection,
+    _decode_target,
+    _Rejected,
+)
 
 from ..server.test_http_api_sessions import FakeServer as _SessionsServer
 from ..server.test_http_framing import FakeTransport as _FramingTransport
@@ -48,7 +55,12 @@ def _requests() -> st.SearchStrategy[bytes]:
             encoded = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
         else:
             framing, encoded = b"Content-Length: %d\r\n" % len(body), body
-        return b"%s %s HTTP/1.1\r\nHost: t\r\n%s\r\n%s" % (method.encode(), target.encode(), framing, encoded)
+        return b"%s %s HTTP/1.1\r\nHost: t\r\n%s\r\n%s" % (
+            method.encode(),
+            target.encode(),
+            framing,
+            encoded,
+        )
 
     return st.builds(
         build,
@@ -91,7 +103,9 @@ def _answers(data: bytes) -> list[int]:
 @example(stream=b"GET /\xff HTTP/1.1\r\nHost: t\r\n\r\n", cuts=[])
 @example(stream=b"GET /?\xff=1 HTTP/1.1\r\nHost: t\r\n\r\n", cuts=[])
 @example(stream=b"PUT / HTTP/1.1\r\nContent-Length: 4294967296\r\n\r\n", cuts=[])
-@example(stream=b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n", cuts=[])
+@example(
+    stream=b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n", cuts=[]
+)
 def test_any_byte_stream_gets_well_formed_answers_and_never_a_500(
     stream: bytes, cuts: list[int]
 ) -> None:
@@ -114,11 +128,16 @@ def test_any_byte_stream_gets_well_formed_answers_and_never_a_500(
     transport = asyncio.run(main())
     statuses = _answers(bytes(transport.written))
     assert 500 not in statuses
-    assert all(status in (100, 200, 400, 405, 413, 414, 431, 501, 505) for status in statuses), statuses
+    assert all(status in (100, 200, 400, 405, 413, 414, 431, 501, 505) for status in statuses), (
+        statuses
+    )
 
 
 @fuzz
-@given(url=st.binary(max_size=60) | st.text(max_size=30).map(lambda t: ("/" + t).encode("utf-8", "surrogatepass")))
+@given(
+    url=st.binary(max_size=60)
+    | st.text(max_size=30).map(lambda t: ("/" + t).encode("utf-8", "surrogatepass"))
+)
 @example(url=b"/%ff")
 @example(url=b"/?a=%ff")
 @example(url=b"/?\xff")
@@ -132,11 +151,17 @@ def test_a_request_target_decodes_or_is_refused_400(url: bytes) -> None:
     else:
         path, query = decoded
         assert path.startswith("/")
-        assert all(isinstance(name, str) and isinstance(value, str) for name, value in query.items())
+        assert all(
+            isinstance(name, str) and isinstance(value, str) for name, value in query.items()
+        )
 
 
 json_values: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | edge_integers | st.floats(allow_nan=False, allow_infinity=False) | any_text,
+    st.none()
+    | st.booleans()
+    | edge_integers
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | any_text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
     max_leaves=8,
 )
@@ -186,7 +211,12 @@ API_STATUSES = {200, 400, 404, 405, 409, 413, 421, 422, 503, 504}
     query=queries,
 )
 @example(method="PUT", path="/v1/kv/k", body=b'{"value": "\xff"}', query={})
-@example(method="PUT", path="/v1/kv/k", body=b'{"value": "v", "zz": ' + deep_json(100_000) + b"}", query={})
+@example(
+    method="PUT",
+    path="/v1/kv/k",
+    body=b'{"value": "v", "zz": ' + deep_json(100_000) + b"}",
+    query={},
+)
 def test_the_api_answers_any_request_with_a_spec_status(
     method: str, path: str, body: bytes, query: dict[str, str]
 ) -> None:

@@ -100,7 +100,10 @@ odd_snapshots = st.fixed_dictionaries(
 
 @fuzz
 @given(data=hostile(stores().map(KVStore.snapshot)) | odd_snapshots)
-@example(data=b"\x84\xa4data\x80\xadapplied_index\x01\xacapplied_hash\xc4\x00\xa2zz" + deep_msgpack(100_000))
+@example(
+    data=b"\x84\xa4data\x80\xadapplied_index\x01\xacapplied_hash\xc4\x00\xa2zz"
+    + deep_msgpack(100_000)
+)
 @example(data=b"\x83\xa4data\x81\xa1k\xa1\xff\xadapplied_index\x01\xacapplied_hash\xc4\x00")
 def test_restore_takes_a_snapshot_or_raises_decode_error(data: bytes) -> None:
     store = KVStore()

@@ -13,7 +13,14 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from raftkv.cli.node import build_parser
-from raftkv.cli.node_config import ConfigError, from_environment, from_file, parse, render, settings_of
+from raftkv.cli.node_config import (
+    ConfigError,
+    from_environment,
+    from_file,
+    parse,
+    render,
+    settings_of,
+)
 
 from .fuzzing import any_text, fuzz, mutated, raises_only
 
@@ -29,7 +36,11 @@ toml_scalars = st.one_of(
 toml_files = st.lists(
     st.tuples(st.sampled_from(NAMES) | st.text("abcdef_-", min_size=1, max_size=8), toml_scalars),
     max_size=5,
-).map(lambda pairs: "\n".join(f"{key} = {value}" for key, value in pairs).encode("utf-8", "surrogatepass"))
+).map(
+    lambda pairs: "\n".join(f"{key} = {value}" for key, value in pairs).encode(
+        "utf-8", "surrogatepass"
+    )
+)
 
 
 def _from_file(content: bytes) -> dict[str, Any] | None:
@@ -52,7 +63,8 @@ def test_any_config_file_gives_settings_or_a_config_error(content: bytes) -> Non
 @fuzz
 @given(
     variables=st.dictionaries(
-        st.sampled_from([setting.variable for setting in SETTINGS.values()]) | st.text(max_size=8).map("RAFTKV_".__add__),
+        st.sampled_from([setting.variable for setting in SETTINGS.values()])
+        | st.text(max_size=8).map("RAFTKV_".__add__),
         st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=20)
         | st.sampled_from(["9" * 5000, "1-", "-1", "0-0", "\u00b2", "150-100"]),
         max_size=4,
@@ -68,7 +80,9 @@ def test_any_environment_gives_settings_or_a_config_error(variables: dict[str, s
     tick_ms=st.integers(1, 1000),
     pre_vote=st.booleans(),
     peers=st.lists(st.integers(1, 99), min_size=1, max_size=3, unique=True),
-    data_dir=st.text(st.characters(codec="ascii", exclude_categories=["Cc"]), min_size=1, max_size=12),
+    data_dir=st.text(
+        st.characters(codec="ascii", exclude_categories=["Cc"]), min_size=1, max_size=12
+    ),
 )
 def test_a_printed_configuration_reads_back_the_same(
     node_id: int, tick_ms: int, pre_vote: bool, peers: list[int], data_dir: str

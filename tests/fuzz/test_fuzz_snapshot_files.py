@@ -53,20 +53,30 @@ valid_files = st.builds(
     lambda meta, data: file_bytes(msgspec.msgpack.encode(meta), data), metas, st.binary(max_size=60)
 )
 # A peer address that is not UTF-8.
-_NOT_UTF8 = b"\x83\xa5index\x07\xa4term\x03\xaamembership\x82\xa6voters\x90\xa9addresses\x81\x01\xa1\xff"
+_NOT_UTF8 = (
+    b"\x83\xa5index\x07\xa4term\x03\xaamembership\x82\xa6voters\x90\xa9addresses\x81\x01\xa1\xff"
+)
 odd_meta = st.one_of(
     st.binary(max_size=40),
     st.fixed_dictionaries(
-        {"index": edge_integers | st.text(max_size=3), "term": edge_integers, "membership": st.just({"voters": []})}
+        {
+            "index": edge_integers | st.text(max_size=3),
+            "term": edge_integers,
+            "membership": st.just({"voters": []}),
+        }
     ).map(msgspec.msgpack.encode),
     st.just(_NOT_UTF8),
-    st.just(b"\x84\xa5index\x07\xa4term\x03\xaamembership\x81\xa6voters\x90\xa1z" + deep_msgpack(100_000)),
+    st.just(
+        b"\x84\xa5index\x07\xa4term\x03\xaamembership\x81\xa6voters\x90\xa1z"
+        + deep_msgpack(100_000)
+    ),
 )
 rewritten_files = st.builds(
     file_bytes,
     odd_meta,
     st.binary(max_size=20),
-    lengths=st.none() | st.tuples(edge_integers.map(lambda i: i % 2**32), edge_integers.map(lambda i: i % 2**64)),
+    lengths=st.none()
+    | st.tuples(edge_integers.map(lambda i: i % 2**32), edge_integers.map(lambda i: i % 2**64)),
 )
 
 
@@ -84,7 +94,9 @@ def _load(content: bytes) -> tuple[SnapshotMeta, bytes] | None:
 @example(content=file_bytes(_NOT_UTF8, b""))
 @example(
     content=file_bytes(
-        b"\x84\xa5index\x07\xa4term\x03\xaamembership\x81\xa6voters\x90\xa1z" + deep_msgpack(100_000), b""
+        b"\x84\xa5index\x07\xa4term\x03\xaamembership\x81\xa6voters\x90\xa1z"
+        + deep_msgpack(100_000),
+        b"",
     )
 )
 def test_any_snapshot_file_loads_or_raises_corruption(content: bytes) -> None:

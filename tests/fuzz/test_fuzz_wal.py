@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from raftkv.core.messages import Entry, HardState
 from raftkv.errors import StorageError
 from raftkv.storage.filesystem import OS_FILE_SYSTEM
-from raftkv.storage.wal_recovery import looks_torn, recover, segment_file_name
 from raftkv.storage.wal_records import (
     HARD_STATE_FIELDS,
     POINT_FIELDS,
@@ -39,6 +38,7 @@ from raftkv.storage.wal_records import (
     find_valid_record,
     parse_record,
 )
+from raftkv.storage.wal_recovery import looks_torn, recover, segment_file_name
 
 from .fuzzing import EDGE_INTEGERS, fuzz, mutated, raises_only
 
@@ -62,7 +62,12 @@ class Wal:
 def wals(draw: st.DrawFn) -> Wal:
     count = draw(st.integers(min_value=0, max_value=8))
     entries = [
-        Entry(term=1 + n // 3, index=n + 1, kind=draw(st.integers(0, 1)), data=draw(st.binary(max_size=12)))
+        Entry(
+            term=1 + n // 3,
+            index=n + 1,
+            kind=draw(st.integers(0, 1)),
+            data=draw(st.binary(max_size=12)),
+        )
         for n in range(count)
     ]
     hard_state = HardState(
@@ -205,7 +210,10 @@ def test_a_damaged_wal_recovers_or_raises_storage_error(
 
 
 @fuzz
-@given(data=st.binary(max_size=300) | mutated(wals().map(lambda wal: b"".join(wal.segments))), start=st.integers(0, 400))
+@given(
+    data=st.binary(max_size=300) | mutated(wals().map(lambda wal: b"".join(wal.segments))),
+    start=st.integers(0, 400),
+)
 def test_record_parsing_raises_only_record_damage(data: bytes, start: int) -> None:
     view = memoryview(data)
     offset = start % (len(data) + 1)
