@@ -5,6 +5,7 @@ peer sends, `codec.decode` returns a message within SPEC §6's bounds or raises
 from __future__ import annotations
 
 import msgspec
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -18,6 +19,7 @@ from raftkv.core.messages import (
     AppendEntries,
     AppendEntriesResponse,
     Entry,
+    EntryKind,
     Forward,
     ForwardReply,
     InstallSnapshot,
@@ -36,13 +38,22 @@ node_ids = st.integers(min_value=1, max_value=NODE_ID_LIMIT - 1)
 offsets = st.integers(min_value=0, max_value=SNAPSHOT_OFFSET_LIMIT - 1)
 short_text = st.text(max_size=30)
 
+memberships = st.builds(
+    Membership,
+    voters=st.frozensets(node_ids, max_size=5),
+    voters_outgoing=st.frozensets(node_ids, max_size=3),
+    learners=st.frozensets(node_ids, max_size=3),
+    addresses=st.dictionaries(node_ids, st.text(max_size=20), max_size=3),
+)
+membership_bytes = memberships.map(Membership.encode)
+
 entries = st.builds(
     Entry,
     term=terms,
     index=indexes,
-    kind=st.integers(min_value=0, max_value=2),
+    kind=st.integers(min_value=0, max_value=1),
     data=st.binary(max_size=40),
-)
+) | st.builds(Entry, term=terms, index=indexes, kind=st.just(2), data=membership_bytes)
 
 messages = st.one_of(
     st.builds(
@@ -90,7 +101,7 @@ messages = st.one_of(
         offset=offsets,
         data=st.binary(max_size=40),
         done=st.booleans(),
-        membership=st.binary(max_size=20),
+        membership=membership_bytes,
     ),
     st.builds(
         InstallSnapshotResponse,
@@ -137,6 +148,35 @@ def _within_bounds(message: object) -> None:
         for entry in message.entries:
             assert 0 <= entry.term < TERM_LIMIT and 0 <= entry.index < INDEX_LIMIT
             assert 0 <= entry.kind <= 2
+            if entry.kind == EntryKind.MEMBERSHIP:  # the core decodes it when appending
+                Membership.decode(entry.data)
+    if isinstance(message, InstallSnapshot) and message.done:  # decoded on installing
+        Membership.decode(message.membership)
+
+
+def _frame(**fields: object) -> bytes:
+    return msgspec.msgpack.encode({"to": 1, "term": 1, **fields})
+
+
+# Configurations the core would fail to decode while stepping the message (stopping the node).
+_BAD_MEMBERSHIP_ENTRY = _frame(
+    type="AppendEntries",
+    leader_id=2,
+    prev_log_index=0,
+    prev_log_term=0,
+    entries=[[1, 1, 2, b"\xc1"]],
+    leader_commit=0,
+)
+_BAD_SNAPSHOT_MEMBERSHIP = _frame(
+    type="InstallSnapshot",
+    leader_id=2,
+    last_included_index=5,
+    last_included_term=1,
+    offset=0,
+    data=b"",
+    done=True,
+    membership=b"",
+)
 
 
 # A field the schema does not know, holding nesting deeper than the recursion limit.
@@ -157,12 +197,20 @@ _BAD_UTF8 = msgspec.msgpack.encode({**_RV, "type": "X"}).replace(b"\xa1X", b"\xa
 @example(frame=_DEEP_UNKNOWN_FIELD)
 @example(frame=_BAD_UTF8)
 @example(frame=deep_msgpack(100_000))
+@example(frame=_BAD_MEMBERSHIP_ENTRY)
+@example(frame=_BAD_SNAPSHOT_MEMBERSHIP)
 @example(frame=b"\x81\xa4type\xabForwardReply" + b"\xdb\xff\xff\xff\xff")
 def test_any_frame_decodes_within_bounds_or_raises_frame_error(frame: bytes) -> None:
     message = raises_only(codec.decode, FrameError, frame)
     if message is not None:
         _within_bounds(message)
         assert codec.decode(codec.encode(message)) == message
+
+
+@pytest.mark.parametrize("frame", [_BAD_MEMBERSHIP_ENTRY, _BAD_SNAPSHOT_MEMBERSHIP])
+def test_a_configuration_the_core_cannot_decode_is_a_malformed_frame(frame: bytes) -> None:
+    with pytest.raises(FrameError):
+        codec.decode(frame)
 
 
 @fuzz
@@ -194,15 +242,6 @@ def test_messages_round_trip_through_msgpack_and_json(message: object) -> None:
     assert codec.from_json(codec.to_json(message)) == message  # type: ignore[arg-type]
     frame = codec.encode(message)  # type: ignore[arg-type]
     assert codec.encode(codec.decode(frame)) == frame
-
-
-memberships = st.builds(
-    Membership,
-    voters=st.frozensets(node_ids, max_size=5),
-    voters_outgoing=st.frozensets(node_ids, max_size=3),
-    learners=st.frozensets(node_ids, max_size=3),
-    addresses=st.dictionaries(node_ids, st.text(max_size=20), max_size=3),
-)
 
 
 @fuzz

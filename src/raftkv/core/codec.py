@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import msgspec
 
-from raftkv.core.messages import AnyMessage
+from raftkv.core.membership import Membership
+from raftkv.core.messages import AnyMessage, AppendEntries, EntryKind, InstallSnapshot
 from raftkv.errors import FrameError
 
 _msgpack_encoder = msgspec.msgpack.Encoder()
@@ -23,9 +24,22 @@ def encode(message: AnyMessage) -> bytes:
     return _msgpack_encoder.encode(message)
 
 
+def _check_memberships(message: AnyMessage) -> None:
+    """Decode the configurations the core will decode: a membership entry's data, and the
+    membership of a snapshot's last chunk. Undecodable, the core would raise while
+    stepping the message, and that stops the node rather than refusing one frame."""
+    if type(message) is AppendEntries:
+        for entry in message.entries:
+            if entry.kind == EntryKind.MEMBERSHIP:
+                Membership.decode(entry.data)
+    elif type(message) is InstallSnapshot and message.done:
+        Membership.decode(message.membership)
+
+
 def decode(frame: bytes | memoryview) -> AnyMessage:
     try:
         message: AnyMessage = _msgpack_decoder.decode(frame)
+        _check_memberships(message)
         return message
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
         raise FrameError(f"malformed message: {error}") from error
@@ -39,6 +53,7 @@ def to_json(message: AnyMessage) -> bytes:
 def from_json(text: bytes | str) -> AnyMessage:
     try:
         message: AnyMessage = _json_decoder.decode(text)
+        _check_memberships(message)
         return message
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
         raise FrameError(f"malformed message: {error}") from error
