@@ -169,7 +169,17 @@ write_fields = st.fixed_dictionaries(
     {},
     optional={
         name: json_values | edge_integers
-        for name in ("value", "if_value", "if_absent", "client_id", "seq", "after_index")
+        for name in (
+            "value",
+            "if_value",
+            "if_absent",
+            "client_id",
+            "seq",
+            "after_index",
+            "id",
+            "to",
+            "address",
+        )
     },
 )
 bodies = st.one_of(
@@ -193,8 +203,28 @@ queries = st.dictionaries(
 )
 
 
+class Members:
+    """Membership changes that succeed at once: the API's parsing is what is fuzzed."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"members": []}
+
+    async def add(self, member: int, address: str) -> dict[str, Any]:
+        return {"ok": True, "changed": True, "index": 1, "members": [member]}
+
+    async def remove(self, member: int) -> dict[str, Any]:
+        return {"ok": True, "index": 1}
+
+    async def transfer_leadership(self, target: int, timeout_seconds: float | None = None) -> int:
+        return target
+
+
 class FakeServer(_SessionsServer):
-    """Reads too: the store's value at once."""
+    """Reads and membership changes too: the store's value at once, changes done."""
+
+    def __init__(self, store: KVStore) -> None:
+        super().__init__(store)
+        self.members = Members()  # type: ignore[assignment]
 
     async def read(self, key: str, consistency: str) -> tuple[str | None, int]:
         return self.requests.store.get(key), self.requests.index
@@ -206,7 +236,17 @@ API_STATUSES = {200, 400, 404, 405, 409, 413, 421, 422, 503, 504}
 @fuzz
 @given(
     method=st.sampled_from(["PUT", "GET", "DELETE", "POST"]),
-    path=st.sampled_from(["/v1/kv/k", "/v1/kv/", "/v1/kv/" + "k" * 1100, "/v1/hash"]),
+    path=st.sampled_from(
+        [
+            "/v1/kv/k",
+            "/v1/kv/",
+            "/v1/kv/" + "k" * 1100,
+            "/v1/hash",
+            "/v1/members",
+            "/v1/transfer-leader",
+        ]
+    )
+    | st.text(max_size=22).map("/v1/members/".__add__),
     body=bodies,
     query=queries,
 )
