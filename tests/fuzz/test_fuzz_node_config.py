@@ -87,7 +87,7 @@ def test_any_environment_gives_settings_or_a_config_error(variables: dict[str, s
 def test_a_printed_configuration_reads_back_the_same(
     node_id: int, tick_ms: int, pre_vote: bool, peers: list[int], data_dir: str
 ) -> None:
-    argv = ["--id", str(node_id), "--tick-ms", str(tick_ms), "--data-dir", data_dir]
+    argv = ["--id", str(node_id), "--tick-ms", str(tick_ms), f"--data-dir={data_dir}"]
     argv += ["--peers", ",".join(map(str, peers))] + ([] if pre_vote else ["--no-pre-vote"])
     first = parse(build_parser, argv, {})
     with tempfile.TemporaryDirectory() as directory:
