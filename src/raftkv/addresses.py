@@ -28,7 +28,7 @@ def default_peer_address(node_id: int) -> tuple[str, int]:
 
 def parse_host_port(text: str) -> tuple[str, int]:
     host, separator, port_text = text.strip().rpartition(":")
-    if not separator or not host or not port_text.isdigit():
+    if not separator or not host or not _is_decimal(port_text):
         raise AddressError(f"expected HOST:PORT, got {text!r}")
     port = int(port_text)
     if not 0 <= port <= 65535:
@@ -36,9 +36,15 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), port
 
 
+def _is_decimal(text: str) -> bool:
+    """ASCII digits, at most 19: str.isdigit() alone takes "²", which int() refuses (a
+    ValueError that is no AddressError), "٣", which it takes, and digits past int()'s limit."""
+    return text.isascii() and text.isdigit() and len(text) <= 19
+
+
 def parse_node_id(text: str) -> int:
     text = text.strip()
-    if not text.isdigit() or int(text) <= 0:
+    if not _is_decimal(text) or int(text) <= 0:
         raise AddressError(f"node ids are positive integers, got {text!r}")
     return int(text)
 

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from raftkv.core import codec
+from raftkv.core.membership import Membership
 from raftkv.core.messages import (
     INDEX_LIMIT,
     NODE_ID_LIMIT,
@@ -50,7 +51,7 @@ CHUNK = InstallSnapshot(
 CHUNK_ACK = InstallSnapshotResponse(to=1, term=3, from_id=2, last_included_index=5, next_offset=1)
 
 
-def with_entry(**fields: int) -> AppendEntries:
+def with_entry(**fields: int | bytes) -> AppendEntries:
     entry = msgspec.structs.replace(Entry(term=3, index=6), **fields)
     return msgspec.structs.replace(HEARTBEAT, entries=[entry])
 
@@ -101,7 +102,12 @@ def test_an_integer_out_of_bounds_is_a_frame_error(field: str, message: AnyMessa
         msgspec.structs.replace(HEARTBEAT, term=TERM_LIMIT - 1, leader_commit=INDEX_LIMIT - 1),
         msgspec.structs.replace(VOTE, candidate_id=NODE_ID_LIMIT - 1),
         msgspec.structs.replace(CHUNK, offset=SNAPSHOT_OFFSET_LIMIT - 1),
-        with_entry(term=TERM_LIMIT - 1, index=INDEX_LIMIT - 1, kind=2),
+        with_entry(
+            term=TERM_LIMIT - 1,
+            index=INDEX_LIMIT - 1,
+            kind=2,
+            data=Membership(voters=frozenset({1})).encode(),  # decoded: a real one
+        ),
     ],
 )
 def test_the_largest_values_allowed_still_decode(message: AnyMessage) -> None:

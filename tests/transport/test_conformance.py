@@ -11,6 +11,7 @@ import logging
 import pytest
 
 from raftkv.core import codec
+from raftkv.core.membership import Membership
 from raftkv.core.messages import (
     AnyMessage,
     AppendEntries,
@@ -92,7 +93,7 @@ def test_every_message_kind_round_trips(kind: str) -> None:
             offset=0,
             data=bytes(range(256)) * 8,
             done=True,
-            membership=b"m",
+            membership=Membership(voters=frozenset({1, 2})).encode(),  # decoded: a real one
         ),
         InstallSnapshotResponse(to=2, term=5, from_id=1, last_included_index=100, next_offset=0),
         TimeoutNow(to=2, term=5, leader_id=1),

@@ -160,7 +160,8 @@ def _load_lines(lines: Iterable[str | bytes]) -> History:
             continue
         try:
             operation = _decoder.decode(line)
-        except msgspec.DecodeError as error:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
+            # Not UTF-8, nested past the recursion limit: not msgspec DecodeErrors.
             raise HistoryError(f"line {line_number}: {error}") from error
         problem = validate_operation(operation)
         if problem is not None:

@@ -142,7 +142,9 @@ def from_file(path: str, settings: Mapping[str, Setting]) -> dict[str, Any]:
             table = tomllib.load(file)
     except OSError as error:
         raise ConfigError(f"config file {path}: {error.strerror or error}") from None
-    except tomllib.TOMLDecodeError as error:
+    except (ValueError, RecursionError) as error:
+        # TOMLDecodeError, and what tomllib lets through: UnicodeDecodeError (not UTF-8),
+        # ValueError (an integer of over 4,300 digits), RecursionError (nested too deep).
         raise ConfigError(f"config file {path}: not valid TOML: {error}") from None
     values: dict[str, Any] = {}
     seen: dict[str, str] = {}

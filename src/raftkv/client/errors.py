@@ -251,8 +251,10 @@ def _leader_id_from(payload: dict[str, Any]) -> int | None:
     name = payload.get("leader")
     if isinstance(name, int) and not isinstance(name, bool):
         return name
-    if isinstance(name, str) and name.startswith("node") and name[4:].isdigit():
-        return int(name[4:])
+    digits = name[4:] if isinstance(name, str) and name.startswith("node") else ""
+    # ASCII and short: str.isdigit() takes "²", which int() refuses, as it does 5,000 digits.
+    if digits.isascii() and digits.isdigit() and len(digits) <= 19:
+        return int(digits)
     return None
 
 

@@ -147,6 +147,11 @@ def snapshot_request() -> Request:
     return Request("GET", "/v1/snapshot", binary=True, response_bytes_max=BACKUP_BYTES_MAX)
 
 
+# What msgspec raises for a body that is not JSON: a string that is not UTF-8 and nesting
+# past the recursion limit are not DecodeErrors.
+_NOT_JSON = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
 def read_answer(status: int, body: bytes, *, binary: bool = False) -> dict[str, Any]:
     """The JSON object of a 2xx answer (`{BINARY_BODY: body}` for a `binary` request); any
     other answer raises its client error."""
@@ -154,7 +159,7 @@ def read_answer(status: int, body: bytes, *, binary: bool = False) -> dict[str, 
         return {BINARY_BODY: body}
     try:
         payload = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except _NOT_JSON:
         payload = None
     if not isinstance(payload, dict):
         # Not our server's JSON: perhaps a proxy in front of a restarting node. Its 503 and
@@ -251,7 +256,7 @@ def read_readiness(node_id: int, address: tuple[str, int], status: int, body: by
     if status == _HTTP_SERVICE_UNAVAILABLE:
         try:
             payload = msgspec.json.decode(body)
-        except msgspec.DecodeError:
+        except _NOT_JSON:
             payload = None
     if not (isinstance(payload, dict) and "checks" in payload):
         payload = read_answer(status, body)  # a 2xx object, or its error raised

@@ -184,7 +184,7 @@ class ObjectStateMachine:
         ).digest()
         try:
             call = _call_decoder.decode(command)
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
             return CallResult(_error("BadCommand", f"not a call of the embedding API: {error}"))
         raised: list[BaseException] = []
 
@@ -248,11 +248,16 @@ class ObjectStateMachine:
         return encode
 
     def restore(self, data: bytes) -> None:
-        state = _snapshot_decoder.decode(data)
+        """Raises ValueError for bytes that are not a snapshot (or an object's own
+        `__raft_restore__` raises what it raises)."""
+        try:
+            state = _snapshot_decoder.decode(data)
+        except RecursionError:
+            raise ValueError("a snapshot nested deeper than the recursion limit") from None
         for name, target in self.objects.items():
             encoded = state.objects.get(name)
             if encoded is not None:
-                restore_state(target, values.from_plain(msgspec.msgpack.decode(encoded)))
+                restore_state(target, values.decode(encoded))
         self.applied_index, self._hash = state.applied_index, state.applied_hash
         self._sessions.restore(state.sessions, state.evicted_through)
         self._recent.clear()

@@ -66,6 +66,8 @@ def from_plain(value: Any) -> Any:
     if not isinstance(items, list):
         raise ValueError(f"a tagged {tag!r} value without its items")
     if tag == "dict":
+        if not all(isinstance(pair, list) and len(pair) == 2 for pair in items):
+            raise ValueError("a tagged dict's items are not [key, value] pairs")
         return {_key(pair[0]): from_plain(pair[1]) for pair in items}
     if tag == "tuple":
         return tuple(from_plain(item) for item in items)
@@ -78,8 +80,10 @@ def from_plain(value: Any) -> Any:
 
 def _key(value: Any) -> Any:
     key = from_plain(value)
-    if isinstance(key, (list, dict, set)):
-        raise ValueError(f"a {type(key).__name__} cannot be a dict key or a set member")
+    try:
+        hash(key)  # a tuple holding a list is no more a key than the list
+    except TypeError:
+        raise ValueError(f"a {type(key).__name__} cannot be a dict key or a set member") from None
     return key
 
 
@@ -89,4 +93,7 @@ def encode(value: Any) -> bytes:
 
 def decode(data: bytes) -> Any:
     """Raises ValueError (msgspec.DecodeError is one) on bytes that are not such a value."""
-    return from_plain(_decoder.decode(data))
+    try:
+        return from_plain(_decoder.decode(data))
+    except RecursionError:  # msgspec's, or from_plain's on values nested within msgspec's
+        raise ValueError("a value nested deeper than the recursion limit") from None

@@ -36,4 +36,10 @@ def encode_command(command: Command) -> bytes:
 
 
 def decode_command(data: bytes) -> Command:
-    return _decoder.decode(data)
+    """Raises `msgspec.DecodeError` for bytes that are not a command: also for a string
+    that is not UTF-8 or nesting past the recursion limit, which msgspec raises as
+    UnicodeDecodeError and RecursionError (KVStore.apply answers all three bad_request)."""
+    try:
+        return _decoder.decode(data)
+    except (UnicodeDecodeError, RecursionError) as error:
+        raise msgspec.DecodeError(f"malformed command: {error}") from None

@@ -123,7 +123,11 @@ class KVStore:
         )
 
     def restore(self, data: bytes) -> None:
-        state = _snapshot_decoder.decode(data)
+        """Raises `msgspec.DecodeError` (a ValueError) for bytes that are not a snapshot."""
+        try:
+            state = _snapshot_decoder.decode(data)
+        except (UnicodeDecodeError, RecursionError) as error:  # not UTF-8; nested too deep
+            raise msgspec.DecodeError(f"malformed snapshot: {error}") from None
         self.data, self.applied_index, self._hash = (
             state.data,
             state.applied_index,

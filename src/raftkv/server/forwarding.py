@@ -29,6 +29,20 @@ logger = logging.getLogger("raftkv.node")
 SERVING_MAX = 1024
 
 
+def member_request(kind: ForwardKind, payload: bytes) -> tuple[int, str]:
+    """The node id (`id`, or `to` for a transfer) and, for `add`, the address of an
+    `add`, `remove` or `transfer` payload (SPEC §4); raises ValueError for a malformed one:
+    not JSON, nested past the recursion limit, a field missing or not a number (1e400 is
+    an infinity, which int() refuses with OverflowError)."""
+    try:
+        request = json.loads(payload or b"{}")
+        node_id = int(request["to" if kind == "transfer" else "id"])
+        address = str(request["address"]) if kind == "add" else ""
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as error:
+        raise ValueError(f"malformed {kind} payload: {error!r}") from None
+    return node_id, address
+
+
 class Membership(Protocol):
     """The membership operations a forwarded request may run (`MembershipOperations`)."""
 
@@ -158,14 +172,14 @@ class Forwarding:
             if host.lease_usable():
                 return host.node.log.committed
             return await host.requests.read_index()
-        request = json.loads(payload or b"{}")
+        node_id, address = member_request(kind, payload)
         if kind == "add":
-            answer = await host.members.add(int(request["id"]), str(request["address"]))
+            answer = await host.members.add(node_id, address)
             return int(answer["index"])
         if kind == "remove":
-            answer = await host.members.remove(int(request["id"]))
+            answer = await host.members.remove(node_id)
             return int(answer.get("index", 0))
-        return await host.members.transfer_leadership(int(request["to"]))
+        return await host.members.transfer_leadership(node_id)
 
     async def _serve(self, message: Forward) -> None:
         try:

@@ -111,7 +111,8 @@ def _body(request: Request, required: bool = True) -> dict[str, Any]:
         return {}
     try:
         body = _json_decode(raw)
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
+        # A string that is not UTF-8, nesting past the recursion limit: msgspec's own types.
         raise BadRequest(f"malformed JSON: {error}") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")

@@ -48,17 +48,44 @@ async def _request(
     session: aiohttp.ClientSession, method: str, url: str, body: dict[str, Any] | None = None
 ) -> tuple[int, dict[str, Any]]:
     async with session.request(method, url, json=body) as response:
-        text = await response.text()
-        try:
-            payload = json.loads(text) if text else {}
-        except ValueError:
-            payload = {"error": "bad_response", "text": text[:200]}
+        payload = answer_payload(await response.text())
         if response.status in UNAUTHORIZED_STATUSES:
             raise JoinRefused(
                 f"{url} answered {response.status}: {payload} (--join needs an admin token:"
                 " --join-token or RAFTKV_JOIN_TOKEN)"
             )
         return response.status, payload
+
+
+def answer_payload(text: str) -> dict[str, Any]:
+    """An answer's JSON object; anything else (not JSON, nested past the recursion limit,
+    not an object) as a `bad_response` object quoting its start."""
+    try:
+        payload = json.loads(text) if text else {}
+    except (ValueError, RecursionError):
+        payload = None
+    if not isinstance(payload, dict):
+        return {"error": "bad_response", "text": text[:200]}
+    return payload
+
+
+def cluster_info(members: dict[str, Any], answer: dict[str, Any], node_id: int) -> ClusterInfo:
+    """The cluster that `GET /v1/members` (`members`) and a successful add (`answer`)
+    describe; JoinFailed for a members list that is not the API's."""
+    try:
+        peers = {
+            int(member["id"]): parse_host_port(member["address"])
+            for member in members.get("members", [])
+            if member.get("address") and int(member["id"]) != node_id
+        }
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as error:
+        raise JoinFailed(f"malformed members list: {error!r}") from None
+    joined_index = answer.get("index")
+    return ClusterInfo(
+        str(members.get("cluster_id", "")),
+        peers,
+        joined_index if isinstance(joined_index, int) and not isinstance(joined_index, bool) else 0,
+    )
 
 
 async def join_cluster(
@@ -100,18 +127,9 @@ async def join_cluster(
                     continue
                 if status != 200:
                     raise JoinFailed(f"{target} refused to add node {node_id}: {answer}")
-                peers = {
-                    int(member["id"]): parse_host_port(member["address"])
-                    for member in members.get("members", [])
-                    if member.get("address") and int(member["id"]) != node_id
-                }
-                logger.info("joined cluster %s through %s", members.get("cluster_id"), target)
-                joined_index = answer.get("index")
-                return ClusterInfo(
-                    str(members.get("cluster_id", "")),
-                    peers,
-                    joined_index if isinstance(joined_index, int) else 0,
-                )
+                info = cluster_info(members, answer, node_id)
+                logger.info("joined cluster %s through %s", info.cluster_id, target)
+                return info
             except JoinRefused:
                 raise
             except (aiohttp.ClientError, TimeoutError, JoinFailed, ValueError) as error:

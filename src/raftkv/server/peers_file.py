@@ -25,7 +25,7 @@ def load_peer_addresses(data_dir: str, filesystem: FileSystem) -> dict[int, tupl
     try:
         raw = json.loads(content.decode("utf-8"))
         return {int(node): parse_host_port(address) for node, address in raw.items()}
-    except (ValueError, AttributeError) as error:
+    except (ValueError, AttributeError, RecursionError) as error:  # Recursion: deep nesting
         raise ValueError(f"{path} is damaged: {error}") from error
 
 

@@ -206,7 +206,8 @@ def _read_meta(path: str, filesystem: FileSystem) -> DataDirMeta | None:
         raise storage_error(error, "reading", meta_path) from error
     try:
         meta = _meta_decoder.decode(content)
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
+        # Not UTF-8 and nesting past the recursion limit are not msgspec DecodeErrors.
         raise Corruption(f"unreadable data dir metadata ({error})", meta_path, 0) from None
     if meta.format_version != DATA_DIR_FORMAT_VERSION:
         raise DataDirMismatch(

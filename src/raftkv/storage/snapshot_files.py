@@ -174,7 +174,8 @@ class FileSnapshotStore:
         meta_end = _HEADER.size + meta_length
         try:
             meta = _meta_decoder.decode(view[_HEADER.size : meta_end])
-        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
+            # Not UTF-8 and nesting past the recursion limit are not msgspec DecodeErrors.
             raise _Damage(f"undecodable metadata ({error})", _HEADER.size) from None
         if (meta.index, meta.term) != (index, term):
             raise _Damage(f"metadata ({meta.index}, {meta.term}) does not match the name", 0)

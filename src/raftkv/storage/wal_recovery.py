@@ -29,7 +29,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
-from raftkv.core.messages import HardState
+from raftkv.core.messages import INDEX_LIMIT, TERM_LIMIT, HardState
 from raftkv.errors import Corruption, StorageError
 from raftkv.storage.file_io import storage_error
 from raftkv.storage.filesystem import FileSystem
@@ -355,11 +355,13 @@ class _Replayer:
             index.truncate_from(from_index)
         elif record_type == RecordType.COMPACT:
             through_index, through_term = POINT_FIELDS.unpack(payload)
+            _check_point("compaction", through_index, through_term)
             if through_index <= index.snapshot_index:
                 raise _Nonsense(f"compaction to {through_index} behind {index.snapshot_index}")
             index.compact(through_index, through_term)
         else:
             reset_index, reset_term = POINT_FIELDS.unpack(payload)
+            _check_point("reset", reset_index, reset_term)
             index.reset(reset_index, reset_term)
 
     def _apply_header(self, number: int, payload: memoryview) -> None:
@@ -378,12 +380,21 @@ class _Replayer:
             raise StorageError(f"WAL format version {version} is not supported")
         if header_number != number:
             raise _Nonsense(f"the header names segment {header_number}")
+        _check_point("header snapshot", snapshot_index, snapshot_term)
+        if not 0 <= last_index < INDEX_LIMIT:
+            raise _Nonsense(f"header last index {last_index} out of range")
         if not self._seen_header:
             if last_index < snapshot_index:
                 raise _Nonsense(f"last index {last_index} before snapshot {snapshot_index}")
             self._seen_header = True
             self.index = LogIndex(snapshot_index, snapshot_term)
-            self.index.add_unknown(last_index)
+            try:
+                # Entries of segments deleted since: a later COMPACT or RESET discards them.
+                self.index.add_unknown(last_index)
+            except MemoryError:
+                raise _Nonsense(
+                    f"the header announces {last_index - snapshot_index} entries before it"
+                ) from None
             return
         # The previous segment's size catches it being cut at a record boundary, which its
         # records alone cannot show.
@@ -400,6 +411,12 @@ class _Replayer:
                 f"header (previous segment size, snapshot index, snapshot term, last index) "
                 f"{state} does not continue the previous segment {expected}"
             )
+
+
+def _check_point(what: str, index: int, term: int) -> None:
+    """Indexes and terms are below 2**62 (core/messages.py); the fields hold 64 bits."""
+    if not (0 <= index < INDEX_LIMIT and 0 <= term < TERM_LIMIT):
+        raise _Nonsense(f"{what} index {index} term {term} out of range")
 
 
 class _Nonsense(Exception):

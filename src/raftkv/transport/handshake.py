@@ -110,6 +110,9 @@ class _Preamble(msgspec.Struct):
 
 
 _encoder = msgspec.msgpack.Encoder()
+# What msgspec raises for bytes that are no handshake: a string that is not UTF-8 and
+# nesting past the recursion limit are not DecodeErrors.
+_MALFORMED = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 _preamble_decoder = msgspec.msgpack.Decoder(_Preamble)
 _handshake_decoder = msgspec.msgpack.Decoder(Handshake)
 _reply_decoder = msgspec.msgpack.Decoder(HandshakeReply)
@@ -124,7 +127,7 @@ def decode_handshake(payload: bytes) -> Handshake:
     of this protocol version."""
     try:
         preamble = _preamble_decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+    except _MALFORMED as error:
         raise FrameError(f"malformed handshake: {error}") from error
     if preamble.magic != HANDSHAKE_MAGIC:
         raise FrameError(f"not a raftkv handshake (magic {preamble.magic!r})")
@@ -132,14 +135,14 @@ def decode_handshake(payload: bytes) -> Handshake:
         raise FrameError(f"protocol version {preamble.protocol_version} != {PROTOCOL_VERSION}")
     try:
         return _handshake_decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+    except _MALFORMED as error:
         raise FrameError(f"malformed handshake: {error}") from error
 
 
 def decode_reply(payload: bytes) -> HandshakeReply:
     try:
         return _reply_decoder.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+    except _MALFORMED as error:
         raise FrameError(f"malformed handshake reply: {error}") from error
 
 
