@@ -102,6 +102,20 @@ class HandshakeReply(msgspec.Struct, frozen=True):
     cluster_id: str = ""
 
 
+# Founders other than the lowest-id one refuse each other until they learn the cluster id:
+# expected while a new cluster starts, so both sides log it at INFO, not as a warning.
+CLUSTER_ID_UNKNOWN = "cluster id unknown"
+NEITHER_KNOWS_THE_CLUSTER_ID = (
+    "neither node knows the cluster id yet (founding members learn it from a member that "
+    "does: the founder with the lowest id makes it)"
+)
+
+
+def is_bootstrap_refusal(reason: str) -> bool:
+    """Whether a refusal the dialer was told is the expected one of a starting cluster."""
+    return reason == NEITHER_KNOWS_THE_CLUSTER_ID
+
+
 class _Preamble(msgspec.Struct):
     """The fields every protocol version keeps, decoded before the rest."""
 
@@ -182,11 +196,7 @@ def check_handshake(
     settings in the refusal.
     """
     if not cluster_id and not handshake.cluster_id:
-        return Refusal.same(
-            "neither node knows the cluster id yet (founding members learn it from a member "
-            "that does: the founder with the lowest id makes it)",
-            "cluster id unknown",
-        )
+        return Refusal.same(NEITHER_KNOWS_THE_CLUSTER_ID, CLUSTER_ID_UNKNOWN)
     if not cluster_id or not handshake.cluster_id:
         # One side is a founding member still learning the cluster id (the founder with the
         # lowest id made it at random; the others learn it from the first member that knows
@@ -195,7 +205,7 @@ def check_handshake(
             return Refusal.same(
                 f"node {handshake.node_id} is not a member, and one side does not know the "
                 "cluster id yet",
-                "cluster id unknown",
+                CLUSTER_ID_UNKNOWN,
             )
     elif handshake.cluster_id != cluster_id:
         return Refusal(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import random
 from collections.abc import Callable, Collection
 from itertools import combinations
@@ -30,6 +31,7 @@ from raftkv.transport.handshake import (
     PROTOCOL_VERSION,
     Handshake,
     LeaseSettings,
+    is_bootstrap_refusal,
 )
 from raftkv.transport.limits import FRAME_HEADER_BYTES, TransportLimits
 from raftkv.transport.send_queue import SendQueue
@@ -245,7 +247,8 @@ class _MemoryLink:
             if reason != self._last_refusal:
                 self._last_refusal = reason
                 self.counters.connection_failures += 1
-                logger.warning(
+                logger.log(
+                    logging.INFO if is_bootstrap_refusal(reason) else logging.WARNING,
                     "node %d at %s:%d refused our connection: %s",
                     self.peer_id,
                     self.host,

@@ -8,6 +8,7 @@ the real transport in how it routes, drops, counts, traces or checks a handshake
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from abc import ABC, abstractmethod
@@ -27,7 +28,13 @@ from raftkv.transport.base import (
     call_safely,
     logger,
 )
-from raftkv.transport.handshake import Handshake, LeaseSettings, Refusal, check_handshake
+from raftkv.transport.handshake import (
+    CLUSTER_ID_UNKNOWN,
+    Handshake,
+    LeaseSettings,
+    Refusal,
+    check_handshake,
+)
 from raftkv.transport.limits import (
     ADOPTED_PEERS_MAX,
     FRAME_HEADER_BYTES,
@@ -239,7 +246,7 @@ class TransportBase(ABC):
         if len(self._refusals_logged) >= REFUSALS_REMEMBERED_MAX:
             self._refusals_logged.clear()
         self._refusals_logged[key] = now
-        logger.warning("%s", text)
+        logger.log(logging.INFO if kind == CLUSTER_ID_UNKNOWN else logging.WARNING, "%s", text)
 
     def _check_handshake(self, handshake: Handshake) -> Refusal | None:
         """Why the handshake is refused, or None; a peer accepted without being known

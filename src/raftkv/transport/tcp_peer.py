@@ -26,6 +26,7 @@ from raftkv.transport.handshake import (
     LeaseSettings,
     decode_reply,
     encode_handshake,
+    is_bootstrap_refusal,
 )
 from raftkv.transport.limits import TransportLimits
 from raftkv.transport.send_queue import SendQueue
@@ -179,7 +180,9 @@ class OutboundPeer:
             logger.debug("%s (retrying)", description)
             return
         self._last_failure = description
-        if isinstance(
+        if isinstance(error, HandshakeRefused) and is_bootstrap_refusal(str(error)):
+            logger.info("%s; retrying with backoff", description)
+        elif isinstance(
             error, HandshakeRefused | WrongCertificate | TlsHandshakeFailed | ssl.SSLError
         ):
             logger.warning("%s; retrying with backoff", description)
