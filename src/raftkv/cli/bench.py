@@ -40,6 +40,9 @@ request = function()
 end
 """
 
+# Preloaded values (`--preload-keys`): 64 bytes, as the issue's "real state" measurements.
+PRELOAD_VALUE_BYTES = 64
+
 PUT_SCRIPT = """
 counter = 0
 request = function()
@@ -176,10 +179,24 @@ def main(argv: list[str] | None = None) -> int:
         help="first fill the store with about this many keys of 100-byte values (a big "
         "state makes every snapshot taken during the measurements copy it)",
     )
+    parser.add_argument(
+        "--compare",
+        choices=("etcd",),
+        help="run the same workloads on a local 3-member etcd too, side by side, alternating, "
+        "and print each row's medians and the ratio",
+    )
+    parser.add_argument(
+        "--repetitions",
+        type=int,
+        default=3,
+        help="--compare: measurements of each row on each system (default 3)",
+    )
     arguments = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("raft-bench needs wrk (apt-get install wrk)", file=sys.stderr)
         return 1
+    if arguments.compare == "etcd":
+        return compare_with_etcd(arguments)
     root = Path(tempfile.mkdtemp(prefix="raftkv-bench-"))
     cluster = LocalCluster(root, arguments.node_arg)
     try:
@@ -228,6 +245,75 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def preload_raftkv(url: str, keys: int, value_bytes: int, root: Path) -> None:
+    """Write about `keys` keys of `value_bytes` bytes (each key at least once)."""
+    preload = root / "preload.lua"
+    script = PRELOAD_SCRIPT.replace("KEYS", str(keys))
+    preload.write_text(script.replace("VALUE", "v" * value_bytes))
+    first = http_json(url + "/v1/status")
+    start = first["last_applied"] if isinstance(first, dict) else 0
+    while True:
+        status = http_json(url + "/v1/status")
+        applied = status["last_applied"] if isinstance(status, dict) else 0
+        if applied - start >= keys * 1.2:
+            return
+        run_wrk(url, 64, 5, preload)
+
+
+def compare_with_etcd(arguments: argparse.Namespace) -> int:
+    """`--compare etcd`: both clusters up at once, every row measured on each in turn."""
+    from raftkv.cli import bench_etcd
+
+    missing = bench_etcd.etcd_available()
+    if missing is not None:
+        print(missing, file=sys.stderr)
+        return 1
+    root = Path(tempfile.mkdtemp(prefix="raftkv-bench-"))
+    cluster = LocalCluster(root, arguments.node_arg)
+    etcd = bench_etcd.EtcdCluster(root, free_port)
+    try:
+        cluster.start()
+        etcd.start()
+        raftkv_url = cluster.leader_url()
+        etcd_url = etcd.leader_url()
+        body = json.dumps({"value": bench_etcd.VALUE}).encode()
+        http_json(f"{raftkv_url}/v1/kv/{bench_etcd.READ_KEY}", "PUT", body)
+        etcd.put(etcd_url, bench_etcd.READ_KEY, bench_etcd.VALUE)
+        if arguments.preload_keys:
+            started = time.monotonic()
+            preload_raftkv(raftkv_url, arguments.preload_keys, PRELOAD_VALUE_BYTES, root)
+            bench_etcd.preload_etcd(
+                etcd_url, arguments.preload_keys, PRELOAD_VALUE_BYTES, run_wrk, root
+            )
+            print(
+                f"preloaded about {arguments.preload_keys} keys of {PRELOAD_VALUE_BYTES} bytes "
+                f"into each in {time.monotonic() - started:.0f} s"
+            )
+        results = bench_etcd.compare(
+            bench_etcd.workloads(raftkv_url, etcd_url),
+            run_wrk,
+            root,
+            seconds=arguments.seconds,
+            repetitions=arguments.repetitions,
+        )
+        print(
+            f"raftkv vs etcd ({_etcd_version()}), 3 members each, fsync on, loopback; "
+            f"medians of {arguments.repetitions} alternating runs of {arguments.seconds} s"
+        )
+        print(bench_etcd.report(results))
+        return 0
+    finally:
+        cluster.stop()
+        etcd.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _etcd_version() -> str:
+    output = subprocess.run(["etcd", "--version"], capture_output=True, text=True, timeout=10)
+    first = output.stdout.splitlines()[0] if output.stdout else "etcd"
+    return first.replace("etcd Version: ", "etcd ")
 
 
 if __name__ == "__main__":

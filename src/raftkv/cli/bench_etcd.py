@@ -1,0 +1,285 @@
+"""`raft-bench --compare etcd`: raftkv and etcd side by side, in one run, alternating.
+
+This machine's speed changes from day to day (an fdatasync took ~118 µs one day and
+200-245 µs another), so a comparison is only valid between runs made together: both
+3-member clusters run at once (each durable: raftkv fsyncs before acknowledging, etcd
+always does), and every measurement is taken on both, alternating which goes first from
+one repetition to the next, so a slow minute costs both alike. Each row prints the median
+of the repetitions and the ratio raftkv / etcd.
+
+etcd is driven through its JSON gateway (`POST /v3/kv/put`, `POST /v3/kv/range`, keys and
+values base64-encoded, as the gateway wants), with the same wrk and the same request
+shapes: writes of 16-byte values to a new key per request, and linearizable reads of one
+key (etcd's default range is linearizable, as raftkv's GET is).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ETCD_STARTUP_SECONDS = 30
+_pause = threading.Event()
+
+# Keys and values are base64 in etcd's JSON gateway; wrk's LuaJIT has no base64, hence this.
+LUA_BASE64 = """
+local alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function b64(data)
+  return ((data:gsub(".", function(x)
+    local r, b = "", x:byte()
+    for i = 8, 1, -1 do r = r .. (b % 2 ^ i - b % 2 ^ (i - 1) > 0 and "1" or "0") end
+    return r
+  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
+    if #x < 6 then return "" end
+    local c = 0
+    for i = 1, 6 do c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0) end
+    return alphabet:sub(c + 1, c + 1)
+  end) .. ({ "", "==", "=" })[#data % 3 + 1])
+end
+"""
+
+# A new key per request, in both systems; each run numbers its keys from its own START, so
+# a repetition never overwrites an earlier one's keys.
+RAFTKV_NEW_KEY_SCRIPT = """
+counter = START
+request = function()
+  counter = counter + 1
+  return wrk.format("PUT", "/v1/kv/k" .. counter,
+                    {["Content-Type"] = "application/json"}, '{"value":"VALUE"}')
+end
+"""
+
+ETCD_NEW_KEY_SCRIPT = (
+    LUA_BASE64
+    + """
+counter = START
+local value = b64("VALUE")
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "/v3/kv/put", {["Content-Type"] = "application/json"},
+                    '{"key":"' .. b64("k" .. counter) .. '","value":"' .. value .. '"}')
+end
+"""
+)
+
+ETCD_READ_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"key":"KEY"}'
+"""
+
+# Preloading: keys preload-0 .. preload-(N-1), VALUE_BYTES bytes each.
+ETCD_PRELOAD_SCRIPT = (
+    LUA_BASE64
+    + """
+counter = 0
+local value = b64(string.rep("v", VALUE_BYTES))
+request = function()
+  counter = counter + 1
+  local key = b64("preload-" .. (counter % KEYS))
+  return wrk.format("POST", "/v3/kv/put", {["Content-Type"] = "application/json"},
+                    '{"key":"' .. key .. '","value":"' .. value .. '"}')
+end
+"""
+)
+
+VALUE = "0123456789abcdef"  # 16 bytes, as the issue's table
+READ_KEY = "bench-key"
+
+
+def _post_json(url: str, body: object) -> object:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+class EtcdCluster:
+    """Three etcd members on loopback, each with its own data dir under `root`."""
+
+    def __init__(self, root: Path, ports: Callable[[], int]) -> None:
+        self.root = root
+        self.names = ["m1", "m2", "m3"]
+        self.client_ports = {name: ports() for name in self.names}
+        self.peer_ports = {name: ports() for name in self.names}
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        initial = ",".join(
+            f"{name}=http://127.0.0.1:{self.peer_ports[name]}" for name in self.names
+        )
+        # A token of its own: members of another cluster with the same names never join.
+        token = "raftkv-bench-" + secrets.token_hex(4)
+        for name in self.names:
+            client_url = f"http://127.0.0.1:{self.client_ports[name]}"
+            peer_url = f"http://127.0.0.1:{self.peer_ports[name]}"
+            command = [
+                "etcd",
+                "--name", name,
+                "--data-dir", str(self.root / f"etcd-{name}"),
+                "--listen-client-urls", client_url,
+                "--advertise-client-urls", client_url,
+                "--listen-peer-urls", peer_url,
+                "--initial-advertise-peer-urls", peer_url,
+                "--initial-cluster", initial,
+                "--initial-cluster-token", token,
+                "--initial-cluster-state", "new",
+                "--log-level", "error",
+            ]  # fmt: skip
+            log = open(self.root / f"etcd-{name}.log", "ab")  # noqa: SIM115
+            self.processes.append(subprocess.Popen(command, stdout=log, stderr=log))
+            log.close()
+
+    def leader_url(self) -> str:
+        """The client URL of the member that leads (etcd's gateway forwards writes from a
+        follower, but each hop is latency, so both systems are driven at their leader)."""
+        deadline = time.monotonic() + ETCD_STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            for name in self.names:
+                url = f"http://127.0.0.1:{self.client_ports[name]}"
+                try:
+                    status = _post_json(url + "/v3/maintenance/status", {})
+                except OSError:
+                    continue
+                if not isinstance(status, dict):
+                    continue
+                header = status.get("header", {})
+                if status.get("leader") and status.get("leader") == header.get("member_id"):
+                    return url
+            _pause.wait(0.05)
+        raise SystemExit("raft-bench: etcd elected no leader (see its logs in the bench dir)")
+
+    def put(self, url: str, key: str, value: str) -> None:
+        _post_json(
+            url + "/v3/kv/put",
+            {"key": _b64(key), "value": _b64(value)},
+        )
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def etcd_available() -> str | None:
+    """Why etcd cannot be compared against, or None."""
+    if shutil.which("etcd") is None:
+        return "raft-bench --compare etcd needs etcd on PATH (Debian: apt-get install etcd-server)"
+    return None
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One row: a name, wrk's connections, and per system the URL and the Lua script."""
+
+    name: str
+    connections: int
+    raftkv: tuple[str, str | None]
+    etcd: tuple[str, str | None]
+
+
+def workloads(raftkv_url: str, etcd_url: str) -> list[Workload]:
+    write_raftkv = RAFTKV_NEW_KEY_SCRIPT.replace("VALUE", VALUE)
+    write_etcd = ETCD_NEW_KEY_SCRIPT.replace("VALUE", VALUE)
+    read_etcd = ETCD_READ_SCRIPT.replace("KEY", _b64(READ_KEY))
+    rows = [
+        Workload(f"write C={c}", c, (raftkv_url, write_raftkv), (etcd_url, write_etcd))
+        for c in (1, 16, 64)
+    ]
+    rows += [
+        Workload(
+            f"read linearizable C={c}",
+            c,
+            (f"{raftkv_url}/v1/kv/{READ_KEY}", None),
+            (f"{etcd_url}/v3/kv/range", read_etcd),
+        )
+        for c in (1, 64)
+    ]
+    return rows
+
+
+Measure = Callable[[str, int, float, Path | None], dict[str, float]]
+
+
+def compare(
+    rows: Sequence[Workload],
+    measure: Measure,
+    root: Path,
+    *,
+    seconds: float,
+    repetitions: int,
+) -> list[tuple[Workload, dict[str, float], dict[str, float]]]:
+    """Every row on both systems, `repetitions` times, alternating which goes first; the
+    medians of each figure per system."""
+    results = []
+    for number, row in enumerate(rows):
+        runs: dict[str, list[dict[str, float]]] = {"raftkv": [], "etcd": []}
+        for repetition in range(repetitions):
+            order = ("raftkv", "etcd") if repetition % 2 == 0 else ("etcd", "raftkv")
+            for system in order:
+                url, script_text = getattr(row, system)
+                script = None
+                if script_text is not None:
+                    script = root / f"row{number}-{repetition}-{system}.lua"
+                    start = (number * 1000 + repetition) * 10**9
+                    script.write_text(script_text.replace("START", str(start)))
+                runs[system].append(measure(url, row.connections, seconds, script))
+        results.append((row, _medians(runs["raftkv"]), _medians(runs["etcd"])))
+    return results
+
+
+def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def preload_etcd(url: str, keys: int, value_bytes: int, measure: Measure, root: Path) -> None:
+    """Write about `keys` keys of `value_bytes` bytes (each key at least once)."""
+    script = root / "etcd-preload.lua"
+    script.write_text(
+        ETCD_PRELOAD_SCRIPT.replace("VALUE_BYTES", str(value_bytes)).replace("KEYS", str(keys))
+    )
+    written = 0.0
+    while written < keys * 1.2:
+        result = measure(url, 64, 5, script)
+        written += result["rate"] * 5
+
+
+def report(results: list[tuple[Workload, dict[str, float], dict[str, float]]]) -> str:
+    lines = [
+        f"{'operation':<26}{'raftkv/s':>10}{'etcd/s':>10}{'ratio':>8}"
+        f"{'p50 ms raftkv/etcd':>22}{'p99 ms raftkv/etcd':>22}{'errors':>10}"
+    ]
+    for row, ours, theirs in results:
+        ratio = ours["rate"] / theirs["rate"] if theirs["rate"] else float("nan")
+        p50 = f"{ours['p50_ms']:.2f} / {theirs['p50_ms']:.2f}"
+        p99 = f"{ours['p99_ms']:.2f} / {theirs['p99_ms']:.2f}"
+        errors = f"{ours['errors']:.0f}/{theirs['errors']:.0f}"
+        lines.append(
+            f"{row.name:<26}{ours['rate']:>10.0f}{theirs['rate']:>10.0f}{ratio:>7.2f}x"
+            f"{p50:>22}{p99:>22}{errors:>10}"
+        )
+    return "\n".join(lines)

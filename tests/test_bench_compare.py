@@ -1,0 +1,50 @@
+"""`raft-bench --compare etcd`'s bookkeeping (cli/bench_etcd.py): each row measured on both
+systems, alternating which goes first, the medians reported with their ratio. The real run
+needs etcd and wrk (`raft-bench --compare etcd`); here the measuring is a stand-in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from raftkv.cli import bench_etcd
+
+
+def test_rows_alternate_which_system_goes_first_and_report_medians(tmp_path: Path) -> None:
+    calls: list[tuple[str, str]] = []
+    rates = {"raftkv": iter([100.0, 300.0, 200.0]), "etcd": iter([50.0, 10.0, 40.0])}
+
+    def measure(
+        url: str, connections: int, seconds: float, script: Path | None
+    ) -> dict[str, float]:
+        system = "raftkv" if url.startswith("http://r") else "etcd"
+        calls.append((system, script.read_text() if script is not None else ""))
+        return {"rate": next(rates[system]), "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0.0}
+
+    rows = bench_etcd.workloads("http://raftkv", "http://etcd")[:1]  # write C=1
+    results = bench_etcd.compare(rows, measure, tmp_path, seconds=1, repetitions=3)
+    assert [system for system, _ in calls] == ["raftkv", "etcd", "etcd", "raftkv", "raftkv", "etcd"]
+    ((row, ours, theirs),) = results
+    assert (row.name, ours["rate"], theirs["rate"]) == ("write C=1", 200.0, 40.0)
+    assert "5.00x" in bench_etcd.report(results)
+    # Every run writes keys of its own: no script repeats another's starting number.
+    scripts = [script for _, script in calls]
+    assert len(set(scripts)) == len(scripts)
+    assert all("START" not in script and "VALUE" not in script for script in scripts)
+
+
+def test_both_systems_get_the_same_request_shapes() -> None:
+    rows = bench_etcd.workloads("http://raftkv", "http://etcd")
+    assert [row.name for row in rows] == [
+        "write C=1",
+        "write C=16",
+        "write C=64",
+        "read linearizable C=1",
+        "read linearizable C=64",
+    ]
+    for row in rows[:3]:
+        (_, ours), (_, theirs) = row.raftkv, row.etcd
+        assert ours is not None and theirs is not None
+        assert bench_etcd.VALUE in ours and 'b64("' + bench_etcd.VALUE in theirs
+    reads = rows[3]
+    assert reads.raftkv[0].endswith(f"/v1/kv/{bench_etcd.READ_KEY}")
+    assert reads.etcd[0].endswith("/v3/kv/range")
