@@ -38,6 +38,7 @@ def test_both_systems_get_the_same_request_shapes() -> None:
         "write C=1",
         "write C=16",
         "write C=64",
+        "write 1 MB C=4",
         "read linearizable C=1",
         "read linearizable C=64",
     ]
@@ -45,6 +46,10 @@ def test_both_systems_get_the_same_request_shapes() -> None:
         (_, ours), (_, theirs) = row.raftkv, row.etcd
         assert ours is not None and theirs is not None
         assert bench_etcd.VALUE in ours and 'b64("' + bench_etcd.VALUE in theirs
-    reads = rows[3]
+    large = rows[3]
+    assert large.raftkv[1] is not None and large.etcd[1] is not None
+    assert "v" * bench_etcd.LARGE_VALUE_BYTES in large.raftkv[1]
+    assert "START" in large.etcd[1] and "ENCODED" not in large.etcd[1]
+    reads = rows[4]
     assert reads.raftkv[0].endswith(f"/v1/kv/{bench_etcd.READ_KEY}")
     assert reads.etcd[0].endswith("/v3/kv/range")
