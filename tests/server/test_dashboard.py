@@ -246,3 +246,14 @@ def test_a_refused_viewer_is_told_overloaded() -> None:
     response = _get(api, "/v1/ui/events")
     assert isinstance(response, Response) and response.status == 503
     assert json.loads(response.body)["error"] == "overloaded"
+
+
+def test_a_stream_closed_before_its_first_event_lets_its_viewer_go() -> None:
+    async def watch() -> None:
+        dashboard = Dashboard(_OneNode(), _never_asked, viewers_max=1)
+        stream = dashboard.open_stream()
+        assert stream is not None and dashboard.viewers == 1
+        await stream.aclose()  # a HEAD request: never iterated
+        assert dashboard.viewers == 0 and not dashboard.gathering
+
+    asyncio.run(watch())

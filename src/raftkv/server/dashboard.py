@@ -122,6 +122,36 @@ class _Rates:
         )
 
 
+class _ViewerStream:
+    """One viewer's events: a comment at once (the client sees the stream open), then each
+    snapshot. An iterator object rather than an async generator: `aclose()` must let the
+    viewer go even when the stream was never iterated (a HEAD request, a client gone before
+    the first event), and a generator never started runs no `finally`."""
+
+    def __init__(
+        self, queue: asyncio.Queue[bytes], leave: Callable[[asyncio.Queue[bytes]], None]
+    ) -> None:
+        self._queue = queue
+        self._leave: Callable[[asyncio.Queue[bytes]], None] | None = leave
+        self._opened = False
+
+    def __aiter__(self) -> _ViewerStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._leave is None:
+            raise StopAsyncIteration
+        if not self._opened:
+            self._opened = True
+            return b": raftkv dashboard\nretry: 1000\n\n"
+        return await self._queue.get()
+
+    async def aclose(self) -> None:
+        if self._leave is not None:
+            leave, self._leave = self._leave, None
+            leave(self._queue)
+
+
 class Dashboard:
     """One node's gathering loop and its viewers."""
 
@@ -169,16 +199,7 @@ class Dashboard:
             self._loop_task = asyncio.get_running_loop().create_task(
                 self._gather_loop(), name="dashboard-gather"
             )
-        return self._stream(queue)
-
-    async def _stream(self, queue: asyncio.Queue[bytes]) -> AsyncIterator[bytes]:
-        try:
-            # A comment first: the client sees the stream open before the first snapshot.
-            yield b": raftkv dashboard\nretry: 1000\n\n"
-            while True:
-                yield await queue.get()
-        finally:
-            self._leave(queue)
+        return _ViewerStream(queue, self._leave)
 
     def _leave(self, queue: asyncio.Queue[bytes]) -> None:
         self._viewers.discard(queue)
