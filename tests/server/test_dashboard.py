@@ -257,3 +257,43 @@ def test_a_stream_closed_before_its_first_event_lets_its_viewer_go() -> None:
         assert dashboard.viewers == 0 and not dashboard.gathering
 
     asyncio.run(watch())
+
+
+class _FailingOnce(_OneNode):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def dashboard_report_dict(self) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("a bug in a report")
+        return super().dashboard_report_dict()
+
+
+def test_a_failing_round_is_logged_and_the_next_one_is_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def watch() -> None:
+        dashboard = Dashboard(_FailingOnce(), _never_asked, gather_seconds=0.01)
+        stream = dashboard.open_stream()
+        assert stream is not None
+        assert (await next_snapshot(stream))["leader"] == 1
+        await stream.aclose()
+
+    asyncio.run(watch())
+    assert "gathering the dashboard's snapshot failed" in caplog.text
+
+
+def test_closing_the_dashboard_ends_every_stream() -> None:
+    async def watch() -> None:
+        dashboard = Dashboard(_OneNode(), _never_asked)
+        stream = dashboard.open_stream()
+        assert stream is not None
+        await next_snapshot(stream)
+        dashboard.close()
+        with pytest.raises(StopAsyncIteration):
+            await anext(stream)
+        await stream.aclose()
+        assert dashboard.viewers == 0 and not dashboard.gathering
+
+    asyncio.run(watch())

@@ -120,3 +120,33 @@ def test_a_client_that_never_reads_is_cut_off_and_the_node_keeps_serving() -> No
             await server.close(grace_seconds=1.0)
 
     asyncio.run(run())
+
+
+def test_a_stream_whose_client_leaves_is_closed_at_once() -> None:
+    async def run() -> None:
+        streams = Streams()
+        waiting = asyncio.Event()
+
+        async def forever() -> AsyncIterator[bytes]:
+            try:
+                yield b": open\n\n"
+                await waiting.wait()  # no next piece for a long time
+                yield b"data: late\n\n"
+            finally:
+                streams.closed += 1
+
+        async def handle(request: Request) -> Response | StreamResponse:
+            return StreamResponse(forever())
+
+        server = HttpServer(handle, body_bytes_max=1 << 20)
+        await server.start("127.0.0.1", 0)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            await reader.readuntil(b": open\n\n")
+            writer.close()
+            await wait_until(lambda: streams.closed == 1, "the stream closed with its client")
+        finally:
+            await server.close(grace_seconds=1.0)
+
+    asyncio.run(run())

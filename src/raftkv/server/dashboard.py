@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from raftkv.errors import RaftError
+
+logger = logging.getLogger("raftkv.node")
 
 GATHER_SECONDS = 0.5
 # A peer that has not answered in this long is shown down (its link may still look up).
@@ -144,7 +147,10 @@ class _ViewerStream:
         if not self._opened:
             self._opened = True
             return b": raftkv dashboard\nretry: 1000\n\n"
-        return await self._queue.get()
+        event = await self._queue.get()
+        if not event:  # the node is stopping (`Dashboard.close`)
+            raise StopAsyncIteration
+        return event
 
     async def aclose(self) -> None:
         if self._leave is not None:
@@ -209,14 +215,26 @@ class Dashboard:
             self._latest = None  # stale by the next viewer
 
     def close(self) -> None:
+        """The node is stopping: stop gathering and end every viewer's stream."""
         if self._loop_task is not None:
             self._loop_task.cancel()
             self._loop_task = None
+        for queue in self._viewers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(b"")
 
     async def _gather_loop(self) -> None:
         while True:
             started = self._clock()
-            snapshot = await self.gather()
+            try:
+                snapshot = await self.gather()
+            except Exception:
+                # A bug of ours: said loudly, and the next round tried; viewers keep the
+                # last snapshot rather than a stream that silently stopped.
+                logger.exception("gathering the dashboard's snapshot failed")
+                await asyncio.sleep(self._gather_seconds)
+                continue
             event = encode_event(snapshot)
             self._latest = event
             self.rounds += 1

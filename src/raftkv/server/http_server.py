@@ -251,6 +251,7 @@ class _Connection(asyncio.Protocol):
         self._lingering_since: float | None = None  # answered, half-closed, still draining
         self._accepting = True  # False once no further request will be served
         self._reading_paused = False
+        self._streaming = False  # serving a StreamResponse: the connection's last answer
         self._writing_paused = False
         self._writing_paused_since = 0.0
         # Output unsent when writing paused or the client last showed progress reading it.
@@ -284,6 +285,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if self._streaming and self._serving is not None:
+            # A stream waits for its next piece, perhaps for long: end it now, so what it
+            # holds (a dashboard viewer's place) is let go at once.
+            self._serving.cancel()
         self._queue.clear()
         self._queued_bytes = 0
         server = self._server
@@ -491,6 +496,7 @@ class _Connection(asyncio.Protocol):
     async def _stream(self, response: StreamResponse, head_only: bool) -> None:
         """Write a streamed answer, then close: nothing pipelined after it is served."""
         self._stop_accepting()
+        self._streaming = True
         self._queue.clear()
         self._queued_bytes = 0
         pieces = response.pieces
