@@ -185,7 +185,9 @@ class TimeoutNow(Message, frozen=True, tag="TimeoutNow"):
 
 # --- not Raft: what the embedding API passes to the leader on the same links -------------
 RequestId = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
-ForwardKind = Literal["propose", "read_index", "lease_read", "add", "remove", "transfer"]
+# "status": any node (not only the leader) answers with its status for the dashboard
+# (server/dashboard.py), as JSON in the reply's `payload`.
+ForwardKind = Literal["propose", "read_index", "lease_read", "add", "remove", "transfer", "status"]
 # Error codes and messages are short; a longer one from a peer is a malformed frame.
 ShortText = Annotated[str, msgspec.Meta(max_length=1024)]
 
@@ -217,6 +219,9 @@ class ForwardReply(Message, frozen=True, tag="ForwardReply"):
     leader_id: Annotated[int, msgspec.Meta(ge=0, lt=NODE_ID_LIMIT)] = 0
     index: Index = 0
     entry_term: Term = 0
+    # A `status` request's answer (JSON); empty for every other kind. Last and defaulted:
+    # a node without it ignores the field, and one with it reads an older reply as empty.
+    payload: bytes = b""
 
     @property
     def sender(self) -> int:

@@ -1,7 +1,9 @@
 """Requests a follower passes to the leader over the peer links (`Forward`/`ForwardReply`),
 so that the embedding API's callers on any node need no client port and no address of the
 leader: propose a command, confirm a read index (linearizable or under the leader's lease),
-change membership, transfer leadership.
+change membership, transfer leadership. One kind goes to any node, not only the leader:
+`status`, which the dashboard (server/dashboard.py) asks every peer, answered at once
+with the node's own report as JSON.
 
 A proposal is answered as soon as it is appended, with its (index, term): the follower then
 waits for that entry to apply in its own log (its own replica's result, decided as on every
@@ -77,6 +79,9 @@ class ForwardingHost(Protocol):
 
     def wake(self) -> None: ...
 
+    def dashboard_report(self) -> bytes:
+        """This node's status, log tail and timeline as JSON (a `status` request)."""
+
 
 class ForwardingError(ClientError):
     """The leader refused a forwarded request: `code` is its error code."""
@@ -98,6 +103,7 @@ class Forwarding:
     async def ask(
         self, leader: int, kind: ForwardKind, payload: bytes, timeout_seconds: float
     ) -> ForwardReply:
+        # (`leader` is any peer for a `status` request.)
         """Send a request to `leader` and wait for its answer: `ForwardingError` with the
         leader's error code, `Timeout` if none came in time (it may have been carried out:
         a proposal is then retried within its session)."""
@@ -136,6 +142,10 @@ class Forwarding:
         if isinstance(message, ForwardReply):
             self._answered(message)
             return
+        if message.kind == "status":
+            # Any node answers, at once: a report of its own state, cheap to build.
+            self._reply(message, payload=self._host.dashboard_report())
+            return
         node = self._host.node
         if node.role != "leader":
             self._reply(message, error=NotLeader(node.leader_id))
@@ -172,6 +182,8 @@ class Forwarding:
             if host.lease_usable():
                 return host.node.log.committed
             return await host.requests.read_index()
+        if kind == "status":
+            raise ValueError("a status request is answered by every node, never performed")
         node_id, address = member_request(kind, payload)
         if kind == "add":
             answer = await host.members.add(node_id, address)
@@ -203,6 +215,7 @@ class Forwarding:
         text: str = "",
         index: int = 0,
         term: int = 0,
+        payload: bytes = b"",
     ) -> None:
         host = self._host
         if error is not None:
@@ -220,6 +233,7 @@ class Forwarding:
                 leader_id=leader,
                 index=index,
                 entry_term=term,
+                payload=payload,
             )
         )
 

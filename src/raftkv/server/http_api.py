@@ -4,8 +4,9 @@ status. The HTTP protocol itself is `http_server.py`."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Any, Protocol
 
 import msgspec
@@ -14,7 +15,7 @@ from raftkv.errors import ClientError, CommandFailed, NotLeader, ProposalDropped
 from raftkv.kv import Command, Result, encode_command
 from raftkv.server.auth import PUBLIC_HEALTH, PUBLIC_METRICS, Access, AccessPolicy, Refusal, Role
 from raftkv.server.backup import BackupBusy
-from raftkv.server.http_server import Request, Response
+from raftkv.server.http_server import Request, Response, StreamResponse
 from raftkv.server.options import KEY_BYTES_MAX, READY_LAG_ENTRIES_DEFAULT
 from raftkv.server.requests import RequestFailed
 from raftkv.storage.backup_file import BACKUP_CONTENT_TYPE
@@ -49,16 +50,21 @@ SESSION_EXPIRED_MESSAGE = (
     " for further writes"
 )
 
-Route = Callable[[Request], Awaitable[Response]]
+Route = Callable[[Request], Awaitable[Response | StreamResponse]]
+UI_PATH = "/ui"
+UI_EVENTS_PATH = "/v1/ui/events"
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """A route's handler and who may call it (`--auth-tokens`): every route states its
-    access, so a new one cannot be added open by accident."""
+    access, so a new one cannot be added open by accident. `token_in_query`: the token may
+    also come as `?token=` (the dashboard's two routes only: a browser's EventSource cannot
+    send an Authorization header)."""
 
     handler: Route
     access: Access
+    token_in_query: bool = False
 
 
 # Each route's role (SPEC §6): reads of state, writes of keys, and the cluster's
@@ -247,6 +253,13 @@ class MetricsPage(Protocol):
     def render(self) -> bytes: ...
 
 
+class DashboardStreams(Protocol):
+    """The dashboard's live snapshots (`Dashboard`)."""
+
+    def open_stream(self) -> AsyncIterator[bytes] | None:
+        """A viewer's stream of Server-Sent Events, or None when too many watch."""
+
+
 class ApiBackend(Protocol):
     """What the API answers from (`RaftServer`). Properties: `storage_failure` and the
     remembered hashes change as the node runs."""
@@ -269,6 +282,9 @@ class ApiBackend(Protocol):
 
     @property
     def metrics(self) -> MetricsPage: ...
+
+    @property
+    def dashboard(self) -> DashboardStreams: ...
 
     def leader_client_address(self, leader_id: int | None) -> str | None: ...
 
@@ -331,6 +347,8 @@ class ClientApi:
             "/metrics": {"GET": Endpoint(self.get_metrics, METRICS)},
             LIVEZ_PATH: {"GET": Endpoint(self.get_livez, HEALTH)},
             READYZ_PATH: {"GET": Endpoint(self.get_readyz, HEALTH)},
+            UI_PATH: {"GET": Endpoint(self.get_ui, READ, token_in_query=True)},
+            UI_EVENTS_PATH: {"GET": Endpoint(self.get_ui_events, READ, token_in_query=True)},
         }
         self._prefixed: list[tuple[str, dict[str, Endpoint]]] = [
             (MEMBERS_PREFIX, {"DELETE": Endpoint(self.delete_member, ADMIN)}),
@@ -362,12 +380,15 @@ class ClientApi:
             raise WrongMethod(f"{request.method} is not allowed here; use {', '.join(methods)}")
         return route
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response | StreamResponse:
         server = self.server
         try:
             endpoint = self._route(request)
+            authorization = request.authorization
+            if endpoint.token_in_query and not authorization and "token" in request.query:
+                authorization = f"Bearer {request.query['token']}"
             # Before the handler: a refused request parses no body and proposes nothing.
-            refusal = self.access.check(endpoint.access, request.authorization)
+            refusal = self.access.check(endpoint.access, authorization)
             if refusal is not None:
                 return _refused(refusal)
             return await endpoint.handler(request)
@@ -543,3 +564,34 @@ class ClientApi:
             return Response(200, await self.server.backup(), BACKUP_CONTENT_TYPE)
         except BackupBusy as error:
             return Response.error(503, error.code, str(error))
+
+    # --- the dashboard (server/dashboard.py) -------------------------------------------
+    async def get_ui(self, request: Request) -> Response:
+        return Response(
+            200,
+            _dashboard_page(),
+            "text/html; charset=utf-8",
+            ("Cache-Control: no-store", "Content-Security-Policy: " + _PAGE_POLICY),
+        )
+
+    async def get_ui_events(self, request: Request) -> Response | StreamResponse:
+        stream = self.server.dashboard.open_stream()
+        if stream is None:
+            return Response.error(503, "overloaded", "too many dashboard viewers; try later")
+        return StreamResponse(stream)
+
+
+# The page may load nothing but itself and talk only to the node that served it.
+_PAGE_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline';"
+    " connect-src 'self'; img-src data:"
+)
+_page: bytes | None = None
+
+
+def _dashboard_page() -> bytes:
+    """The dashboard's HTML (package data), read once."""
+    global _page
+    if _page is None:
+        _page = files("raftkv.server").joinpath("dashboard_page.html").read_bytes()
+    return _page

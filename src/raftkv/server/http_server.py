@@ -29,6 +29,11 @@ What a client can rely on:
   mid-request for `request_timeout` seconds, is closed. Connections over `max_connections`,
   or over `max_connections_per_address` from one IPv4 address or IPv6 /64, get a 503
   `overloaded` and a close.
+- A handler may answer with a `StreamResponse` (Server-Sent Events): its head, then each
+  piece its iterator yields, unframed, until the iterator ends or the client goes; the
+  connection then closes (the body ends with it, so it is the connection's last answer).
+  A client that lets more than `STREAM_UNSENT_BYTES_MAX` of it pile up unsent is cut off:
+  a viewer that stops reading costs the node that much memory at most, and no waiting.
 """
 
 from __future__ import annotations
@@ -40,10 +45,10 @@ import logging
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import cast
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 import httptools
@@ -68,6 +73,10 @@ PIPELINE_MAX = 32
 # plus one answer of output.
 OUTPUT_BYTES_HIGH = 64 << 10
 DISCARD_BYTES_MAX = 16 << 20
+# Unsent bytes of a streamed answer past which its client is cut off rather than waited
+# for: a stream never pauses (the node must not slow down for a viewer), so this is its
+# bound. Several of the dashboard's snapshots, a few KiB each.
+STREAM_UNSENT_BYTES_MAX = 256 << 10
 # An answer body from this size on is written after its head rather than copied into one
 # buffer with it (backups of the whole state are tens of megabytes).
 SEPARATE_BODY_BYTES = 1 << 20
@@ -124,7 +133,26 @@ class Response(msgspec.Struct, gc=False):
         return Response(self.status, self.body, self.content_type, (*self.headers, *lines))
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+class StreamResponse:
+    """An answer whose body is written piece by piece as `pieces` yields them (a Server-
+    Sent Events stream), with no length: the connection closes after it. `pieces` is
+    closed (`aclose()`) when the stream ends for any reason, so it can let go of what it
+    holds."""
+
+    def __init__(
+        self,
+        pieces: AsyncIterator[bytes],
+        content_type: str = "text/event-stream",
+        headers: tuple[str, ...] = ("Cache-Control: no-store",),
+        status: int = 200,
+    ) -> None:
+        self.pieces = pieces
+        self.content_type = content_type
+        self.headers = headers
+        self.status = status
+
+
+Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
 
 
 class _Rejected(Exception):
@@ -223,6 +251,7 @@ class _Connection(asyncio.Protocol):
         self._lingering_since: float | None = None  # answered, half-closed, still draining
         self._accepting = True  # False once no further request will be served
         self._reading_paused = False
+        self._streaming = False  # serving a StreamResponse: the connection's last answer
         self._writing_paused = False
         self._writing_paused_since = 0.0
         # Output unsent when writing paused or the client last showed progress reading it.
@@ -256,6 +285,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if self._streaming and self._serving is not None:
+            # A stream waits for its next piece, perhaps for long: end it now, so what it
+            # holds (a dashboard viewer's place) is let go at once.
+            self._serving.cancel()
         self._queue.clear()
         self._queued_bytes = 0
         server = self._server
@@ -452,10 +485,57 @@ class _Connection(asyncio.Protocol):
             server.in_flight -= 1
             if server.in_flight == 0:
                 server.idle.set()
+        if isinstance(response, StreamResponse):
+            await self._stream(response, head_only=request.method == "HEAD")
+            return
         last = not self._accepting and not self._queue and not self._discarding
         self._write(response, head_only=request.method == "HEAD", last=last, confirm=request.http10)
         self._serving = None
         self._serve_next()
+
+    async def _stream(self, response: StreamResponse, head_only: bool) -> None:
+        """Write a streamed answer, then close: nothing pipelined after it is served."""
+        self._stop_accepting()
+        self._streaming = True
+        self._queue.clear()
+        self._queued_bytes = 0
+        pieces = response.pieces
+        try:
+            transport = self._transport
+            if transport is None or transport.is_closing():
+                return
+            responses = self._server.responses
+            responses[response.status] = responses.get(response.status, 0) + 1
+            extra = b"".join(line.encode("latin-1") + b"\r\n" for line in response.headers)
+            transport.write(
+                b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%s%s\r\n"
+                % (
+                    response.status,
+                    _REASONS.get(response.status, b"Unknown"),
+                    response.content_type.encode(),
+                    extra,
+                    self._server.clock.date_header(),
+                    _CLOSE,
+                )
+            )
+            if head_only:
+                return
+            async for piece in pieces:
+                transport = self._transport
+                if transport is None or transport.is_closing():
+                    return  # the client went away
+                if transport.get_write_buffer_size() > STREAM_UNSENT_BYTES_MAX:
+                    logger.info("cut off a stream whose client stopped reading it")
+                    transport.abort()
+                    return
+                transport.write(piece)
+                self.last_active = self._loop.time()
+        finally:
+            with contextlib.suppress(Exception):
+                await cast(Any, pieces).aclose()
+            self._serving = None
+            if self._transport is not None:
+                self._transport.close()
 
     def _write(
         self, response: Response, head_only: bool, last: bool, confirm: bool = False

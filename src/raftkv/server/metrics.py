@@ -16,7 +16,12 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from raftkv.core import RaftNode
@@ -42,6 +47,12 @@ class RequestCounts(Protocol):
 
     @property
     def waiting(self) -> int: ...
+
+    @property
+    def writes_applied_total(self) -> int: ...
+
+    @property
+    def write_seconds_total(self) -> float: ...
 
 
 class MetricsSource(Protocol):
@@ -107,6 +118,12 @@ class _NodeCollector(Collector):
             "raft_commands_failed",
             "Committed commands the state machine raised on (each one's result, on every node)",
             value=server.requests.commands_failed_total,
+        )
+        yield SummaryMetricFamily(
+            "raft_write_seconds",
+            "Writes proposed on this node: time from proposal to applied (the dashboard's latency)",
+            count_value=server.requests.writes_applied_total,
+            sum_value=server.requests.write_seconds_total,
         )
         yield GaugeMetricFamily(
             "raft_requests_waiting",

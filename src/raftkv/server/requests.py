@@ -88,6 +88,8 @@ class RequestTracker:
         # milliseconds long, which was the p99 of reads.
         self._deadlines: dict[asyncio.Future[Any], tuple[float, str]] = {}
         self.proposals_total = 0
+        self.writes_applied_total = 0
+        self.write_seconds_total = 0.0
         # Commands the state machine raised on, on this node (proposed here or not).
         self.commands_failed_total = 0
         # Only rate-limits log lines, so any clock will do (tests pass their own).
@@ -123,7 +125,12 @@ class RequestTracker:
         self._check_serving()
         index, term = server.node.propose(data)
         self.proposals_total += 1
-        return await self.wait_entry(index, term), index
+        started = time.perf_counter()
+        result = await self.wait_entry(index, term)
+        # Writes applied and their time from proposal to applied (metrics' write latency).
+        self.writes_applied_total += 1
+        self.write_seconds_total += time.perf_counter() - started
+        return result, index
 
     async def wait_entry(self, index: int, term: int) -> Any:
         """Wait for the entry this leader appended at (index, term) to apply; returns what

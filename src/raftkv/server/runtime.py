@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import random
 import resource
@@ -37,6 +38,7 @@ from raftkv.errors import (
 from raftkv.kv import KVStore, StateMachine
 from raftkv.server.auth import AccessPolicy
 from raftkv.server.backup import BackupMaker
+from raftkv.server.dashboard import LOG_TAIL_ENTRIES, Dashboard, Timeline, ask_peer_status
 from raftkv.server.forwarding import Forwarding
 from raftkv.server.http_api import ClientApi, HealthFacts
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
@@ -184,6 +186,13 @@ class RaftServer:
         # Called with (role, leader_id) after every change of either (the embedding API's
         # events); on the loop, inside the Ready loop: a listener must not block.
         self.soft_state_listeners: list[Callable[[str, int | None], None]] = []
+        # Role, leader and membership changes, and the live view built from every node's
+        # (`GET /ui`, server/dashboard.py): gathering runs only while someone watches.
+        self.timeline = Timeline()
+        self.dashboard = Dashboard(
+            self,
+            lambda peer, timeout: ask_peer_status(self.forwarding.ask, peer, timeout),
+        )
         self.http: HttpServer | None = None
         self.api: ClientApi | None = None
 
@@ -376,6 +385,7 @@ class RaftServer:
         if self.http is not None:
             await self.http.close(grace_seconds=1.0)
         self.snapshots.cancel()
+        self.dashboard.close()
         self.forwarding.close()
         for task in self._tasks:
             task.cancel()
@@ -542,6 +552,7 @@ class RaftServer:
             self.members.leader_changed()
             if ready.soft_state.role != "leader":
                 self.requests.leadership_lost()
+            self.timeline.role_changed(self.role_name(), self.node.term, ready.soft_state.leader_id)
             for listener in self.soft_state_listeners:
                 listener(ready.soft_state.role, ready.soft_state.leader_id)
         await self.snapshots.maybe_take()
@@ -596,6 +607,9 @@ class RaftServer:
         elif self._was_member and not self.removed.is_set():
             logger.warning("this node was removed from the cluster; stopping")
             self.removed.set()
+        self.timeline.membership_changed(
+            index, sorted(membership.members), sorted(membership.learners)
+        )
         changed = self._learn_addresses(membership, save=False)
         for member in list(self.peer_addresses):
             if member != self.id and member not in membership.members and membership.addresses:
@@ -759,3 +773,46 @@ class RaftServer:
                 peer for peer in self.peer_addresses if self.transport.is_connected(peer)
             ),
         }
+
+    # --- the dashboard (server/dashboard.py) -------------------------------------------
+    def dashboard_report_dict(self) -> dict[str, Any]:
+        """This node as the dashboard shows it: its status, the (index, term) of its last
+        log entries, its timeline, its write counters and, leading, each peer's progress."""
+        node = self.node
+        log = node.log
+        tail_from = max(log.first_index, log.last_index - LOG_TAIL_ENTRIES + 1)
+        tail = [[index, log.term(index) or 0] for index in range(tail_from, log.last_index + 1)]
+        last = log.last_index
+        progress = [
+            {
+                "id": peer,
+                "match": peer_status.match,
+                "next": peer_status.next,
+                "state": peer_status.state,
+                "active": peer_status.active,
+                "lag": max(0, last - peer_status.match),
+            }
+            for peer, peer_status in sorted(node.peer_status().items())
+        ]
+        return {
+            **self.status(),
+            "log_tail": tail,
+            "progress": progress,
+            "timeline": self.timeline.events(),
+            "counters": {
+                "proposals": self.requests.proposals_total,
+                "writes": self.requests.writes_applied_total,
+                "write_seconds": self.requests.write_seconds_total,
+            },
+        }
+
+    def dashboard_report(self) -> bytes:
+        return json.dumps(self.dashboard_report_dict(), separators=(",", ":")).encode()
+
+    def dashboard_peers(self) -> list[int]:
+        peers = set(self.node.membership.members) | set(self.peer_addresses)
+        peers.discard(self.id)
+        return sorted(peers)
+
+    def peer_connected(self, peer: int) -> bool:
+        return self.transport.is_connected(peer)

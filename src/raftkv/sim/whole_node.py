@@ -38,7 +38,7 @@ from raftkv.check import HistoryRecorder, check_history
 from raftkv.core import Entry, EntryKind
 from raftkv.errors import Corruption, StorageError
 from raftkv.kv import KVStore
-from raftkv.server.http_server import Request
+from raftkv.server.http_server import Request, Response
 from raftkv.server.options import NodeOptions
 from raftkv.server.runtime import RaftServer
 from raftkv.sim.event_loop import OWNER, SimulatedEventLoop
@@ -407,6 +407,7 @@ class WholeNodeSimulation:
 
         async def serve() -> None:
             response = await api.handle(request)
+            assert isinstance(response, Response), "the simulator's clients ask no streams"
             if not answer.done():
                 answer.set_result((response.status, msgspec.json.decode(response.body)))
 
