@@ -9,7 +9,8 @@ import hashlib
 import hmac
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from unittest import mock
 from urllib.parse import parse_qsl
 
@@ -25,6 +26,8 @@ READ_TOKEN = "read-token-0123456789"
 WRITE_TOKEN = "write-token-0123456789"
 ADMIN_TOKEN = "admin-token-0123456789"
 TOKENS = {Role.READ: READ_TOKEN, Role.WRITE: WRITE_TOKEN, Role.ADMIN: ADMIN_TOKEN}
+
+T = TypeVar("T")
 
 
 class RecordingServer:
@@ -71,9 +74,9 @@ class RecordingServer:
     def leader_client_address(self, leader_id: int | None) -> str | None:
         return None
 
-    async def read(self, key: str, consistency: str) -> tuple[str | None, int]:
+    async def read_query(self, consistency: str, query: Callable[[Any], T]) -> tuple[T, int]:
         self.work.append("read")
-        return "v", 1
+        return query(self.store), 1
 
     def status(self) -> dict[str, Any]:
         self.work.append("status")

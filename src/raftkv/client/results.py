@@ -27,6 +27,10 @@ class ReadResult(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     value: str
     index: int
+    # The key's revisions (SPEC §6); None from a server older than them.
+    create_index: int | None = None
+    mod_index: int | None = None
+    version: int | None = None
     raw: dict[str, Any] = {}
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 import msgspec
 
 from raftkv.errors import InvariantViolation
 from raftkv.kv.commands import Command, Result, decode_command
+from raftkv.kv.records import KeyRecord
 from raftkv.kv.sessions import Refusals, SessionRecord, SessionTable
 
 _OK = Result(ok=True)
@@ -24,7 +25,11 @@ _Session = SessionRecord[Result]
 
 
 class _Snapshot(msgspec.Struct):
-    data: dict[str, str]
+    # Each key's record (a MessagePack array). Snapshots written before revisions hold the
+    # value alone (a string): restored as created and last written at the snapshot's index,
+    # version 1 (SPEC §6). The field keeps its name so that a node older than revisions
+    # refuses a newer snapshot (an array where it wants a string) instead of misreading it.
+    data: Mapping[str, KeyRecord | str]
     applied_index: int
     applied_hash: bytes
     sessions: list[_Session] = []
@@ -45,7 +50,7 @@ class KVStore:
     snapshot_kind: ClassVar[str] = "kv"
 
     def __init__(self, sessions_max: int | None = None) -> None:
-        self.data: dict[str, str] = {}
+        self._records: dict[str, KeyRecord] = {}
         self.applied_index = 0
         self._hash = b"\x00" * 16
         self._sessions: SessionTable[Result] = SessionTable(_REFUSALS, sessions_max)
@@ -82,44 +87,66 @@ class KVStore:
         )
 
     def execute(self, command: Command) -> Result:
+        """Execute a decoded command at `self.applied_index` (its log index)."""
+        records = self._records
         if command.op == "put":
-            if command.if_absent and command.key in self.data:
-                return Result(ok=False, error="cas_failed", current=self.data[command.key])
+            if command.if_absent and command.key in records:
+                return Result(ok=False, error="cas_failed", current=records[command.key].value)
             if command.value is None:
                 return _BAD_REQUEST  # decided alike on every replica; never a crash
-            self.data[command.key] = command.value
+            self._write(command.key, command.value)
             return _OK
         if command.op == "del":
-            if self.data.pop(command.key, None) is None:
+            if records.pop(command.key, None) is None:
                 return Result(ok=False, error="not_found")
             return _OK
         if command.op == "cas":
-            current = self.data.get(command.key)
+            current = self.get(command.key)
             matches = current is None if command.if_absent else current == command.if_value
             if not matches:
                 return Result(ok=False, error="cas_failed", current=current)
             if command.value is None:
                 return _BAD_REQUEST  # decided alike on every replica; never a crash
-            self.data[command.key] = command.value
+            self._write(command.key, command.value)
             return _OK
         return _BAD_REQUEST
 
+    def _write(self, key: str, value: str) -> None:
+        """Set `key` at the index being applied: revisions derive from the log index alone,
+        so every replica computes the same ones."""
+        index = self.applied_index
+        old = self._records.get(key)
+        if old is None:
+            self._records[key] = KeyRecord(value, index, index, 1)
+        else:
+            self._records[key] = KeyRecord(value, old.create_index, index, old.version + 1)
+
     def get(self, key: str) -> str | None:
-        return self.data.get(key)
+        record = self._records.get(key)
+        return None if record is None else record.value
+
+    def record(self, key: str) -> KeyRecord | None:
+        """`key`'s value and revisions, or None."""
+        return self._records.get(key)
+
+    @property
+    def data(self) -> dict[str, str]:
+        """Every key's value: a copy built on each call, for tests and tools."""
+        return {key: record.value for key, record in self._records.items()}
 
     def snapshot(self) -> bytes:
-        return _snapshot_encoder.encode(self._state(self.data))
+        return _snapshot_encoder.encode(self._state(self._records))
 
     def prepare_snapshot(self) -> Callable[[], bytes]:
         """Copy the state now (a C-speed dict copy) and return the slow part, the encoding,
         to run off the event loop while the store keeps applying."""
-        state = self._state(dict(self.data))
+        state = self._state(dict(self._records))
         return lambda: _snapshot_encoder.encode(state)
 
-    def _state(self, data: dict[str, str]) -> _Snapshot:
+    def _state(self, records: dict[str, KeyRecord]) -> _Snapshot:
         table = self._sessions
         return _Snapshot(
-            data, self.applied_index, self._hash, table.records(), table.evicted_through
+            records, self.applied_index, self._hash, table.records(), table.evicted_through
         )
 
     def restore(self, data: bytes) -> None:
@@ -128,11 +155,12 @@ class KVStore:
             state = _snapshot_decoder.decode(data)
         except (UnicodeDecodeError, RecursionError) as error:  # not UTF-8; nested too deep
             raise msgspec.DecodeError(f"malformed snapshot: {error}") from None
-        self.data, self.applied_index, self._hash = (
-            state.data,
-            state.applied_index,
-            state.applied_hash,
-        )
+        index = state.applied_index
+        self._records = {
+            key: KeyRecord(record, index, index, 1) if isinstance(record, str) else record
+            for key, record in state.data.items()
+        }
+        self.applied_index, self._hash = index, state.applied_hash
         self._sessions.restore(state.sessions, state.evicted_through)
 
     @property

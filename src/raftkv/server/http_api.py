@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from raftkv.errors import ClientError, CommandFailed, NotLeader, ProposalDropped, Timeout
 from raftkv.kv import Command, Result, encode_command
+from raftkv.kv.records import KeyRecord
 from raftkv.server.auth import PUBLIC_HEALTH, PUBLIC_METRICS, Access, AccessPolicy, Refusal, Role
 from raftkv.server.backup import BackupBusy
 from raftkv.server.http_server import Request, Response
@@ -50,6 +51,7 @@ SESSION_EXPIRED_MESSAGE = (
 )
 
 Route = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,13 @@ def _key(request: Request) -> str:
     if not key or len(key.encode("utf-8")) > KEY_BYTES_MAX:
         raise BadRequest(f"keys are 1 to {KEY_BYTES_MAX} bytes of UTF-8")
     return key
+
+
+def _consistency(request: Request) -> str:
+    consistency = request.query.get("consistency", "linearizable")
+    if consistency not in CONSISTENCY_LEVELS:
+        raise BadRequest(f"consistency is one of {', '.join(CONSISTENCY_LEVELS)}")
+    return consistency
 
 
 def _body(request: Request, required: bool = True) -> dict[str, Any]:
@@ -272,7 +281,9 @@ class ApiBackend(Protocol):
 
     def leader_client_address(self, leader_id: int | None) -> str | None: ...
 
-    async def read(self, key: str, consistency: str) -> tuple[str | None, int]: ...
+    async def read_query(self, consistency: str, query: Callable[[Any], T]) -> tuple[T, int]:
+        """`query` run on the state machine at the consistency asked for, and the applied
+        index it answered at."""
 
     def status(self) -> dict[str, Any]: ...
 
@@ -473,13 +484,12 @@ class ClientApi:
 
     async def get_key(self, request: Request) -> Response:
         key = _key(request)
-        consistency = request.query.get("consistency", "linearizable")
-        if consistency not in CONSISTENCY_LEVELS:
-            raise BadRequest(f"consistency is one of {', '.join(CONSISTENCY_LEVELS)}")
-        value, index = await self.server.read(key, consistency)
-        if value is None:
+        consistency = _consistency(request)
+        record: KeyRecord | None
+        record, index = await self.server.read_query(consistency, lambda store: store.record(key))
+        if record is None:
             return Response.error(404, "not_found", key=key, index=index)
-        return Response.json({"key": key, "value": value, "index": index})
+        return Response.json({**record.to_json(key), "index": index})
 
     async def get_status(self, request: Request) -> Response:
         return Response.json(self.server.status())
