@@ -36,9 +36,11 @@ from raftkv.client.limits import DEFAULT_TIMEOUT_SECONDS
 from raftkv.client.protocol import CONSISTENCY_LEVELS, NodeHealth
 from raftkv.client.results import (
     AdminResult,
+    KeyValue,
     Member,
     Membership,
     NodeStatus,
+    RangeResult,
     ReadResult,
     StatusReport,
     WriteResult,
@@ -72,6 +74,7 @@ __all__ = [
     "CorruptLog",
     "Forbidden",
     "Inconsistent",
+    "KeyValue",
     "Member",
     "Membership",
     "NoLeader",
@@ -81,6 +84,7 @@ __all__ = [
     "NotLeader",
     "OutcomeUnknown",
     "RaftClient",
+    "RangeResult",
     "ReadResult",
     "RequestError",
     "SessionExpired",

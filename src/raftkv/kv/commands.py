@@ -6,12 +6,14 @@ import msgspec
 
 
 class Command(msgspec.Struct, frozen=True, omit_defaults=True):
-    op: str  # "put" | "del" | "cas"
-    key: str
+    op: str  # "put" | "del" | "cas" | "delrange"
+    key: str  # delrange: the range's first key
     value: str | None = None
     # cas: apply only if the current value equals `if_value`, or (with if_absent) if absent.
     if_value: str | None = None
     if_absent: bool = False
+    # delrange: the range's end, exclusive (None: no end).
+    end: str | None = None
     # Client session (thesis §6.3): a retried (client_id, seq) is applied once.
     client_id: str = ""
     seq: int = 0
@@ -25,6 +27,7 @@ class Result(msgspec.Struct, frozen=True, omit_defaults=True):
     ok: bool
     error: str | None = None  # "cas_failed" | "not_found" | "stale_request" | "session_expired"
     current: str | None = None  # the value found when a cas fails
+    deleted: int | None = None  # delrange: how many keys it deleted
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 import msgspec
 
 from raftkv.errors import InvariantViolation
 from raftkv.kv.commands import Command, Result, decode_command
+from raftkv.kv.ranges import KeyRange, SortedKeys
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.sessions import Refusals, SessionRecord, SessionTable
 
@@ -41,6 +43,15 @@ _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(_Snapshot)
 
 
+@dataclass(frozen=True, slots=True)
+class RangePage:
+    """A page of a range: its keys in order, with the range's whole size."""
+
+    items: list[tuple[str, KeyRecord]]
+    count: int  # keys in the whole range, not only this page
+    more: bool  # keys after this page
+
+
 class KVStore:
     """Keys and values, plus a session per client id so that a retried write is applied at
     most once (thesis §6.3, `kv/sessions.py`)."""
@@ -51,6 +62,7 @@ class KVStore:
 
     def __init__(self, sessions_max: int | None = None) -> None:
         self._records: dict[str, KeyRecord] = {}
+        self._sorted = SortedKeys()  # the same keys, in order, for ranges
         self.applied_index = 0
         self._hash = b"\x00" * 16
         self._sessions: SessionTable[Result] = SessionTable(_REFUSALS, sessions_max)
@@ -99,7 +111,10 @@ class KVStore:
         if command.op == "del":
             if records.pop(command.key, None) is None:
                 return Result(ok=False, error="not_found")
+            self._sorted.remove(command.key)
             return _OK
+        if command.op == "delrange":
+            return self._delete_range(KeyRange(command.key, command.end))
         if command.op == "cas":
             current = self.get(command.key)
             matches = current is None if command.if_absent else current == command.if_value
@@ -118,8 +133,29 @@ class KVStore:
         old = self._records.get(key)
         if old is None:
             self._records[key] = KeyRecord(value, index, index, 1)
+            self._sorted.add(key)
         else:
             self._records[key] = KeyRecord(value, old.create_index, index, old.version + 1)
+
+    def _delete_range(self, key_range: KeyRange) -> Result:
+        low, high = self._sorted.bounds(key_range)
+        doomed = self._sorted.pop_between(low, high)
+        records = self._records
+        for key in doomed:
+            del records[key]
+        return Result(ok=True, deleted=len(doomed))
+
+    def range(self, key_range: KeyRange, after: str | None = None, limit: int = 1000) -> RangePage:
+        """Up to `limit` keys of `key_range` in order, from the first one after `after`
+        (a previous page's last key) if given. Reads the state as it is: call it with no
+        apply in between (synchronously on the loop) to answer from one applied index."""
+        sorted_keys = self._sorted
+        low, high = sorted_keys.bounds(key_range)
+        first = low if after is None else min(high, max(low, sorted_keys.after(after)))
+        stop = min(high, first + limit)
+        records = self._records
+        items = [(key, records[key]) for key in sorted_keys.between(first, stop)]
+        return RangePage(items, high - low, stop < high)
 
     def get(self, key: str) -> str | None:
         record = self._records.get(key)
@@ -160,6 +196,7 @@ class KVStore:
             key: KeyRecord(record, index, index, 1) if isinstance(record, str) else record
             for key, record in state.data.items()
         }
+        self._sorted = SortedKeys(list(self._records))
         self.applied_index, self._hash = index, state.applied_hash
         self._sessions.restore(state.sessions, state.evicted_through)
 

@@ -12,7 +12,9 @@ import msgspec
 
 from raftkv.errors import ClientError, CommandFailed, NotLeader, ProposalDropped, Timeout
 from raftkv.kv import Command, Result, encode_command
+from raftkv.kv.ranges import KeyRange, key_after_token, page_token
 from raftkv.kv.records import KeyRecord
+from raftkv.kv.store import RangePage
 from raftkv.server.auth import PUBLIC_HEALTH, PUBLIC_METRICS, Access, AccessPolicy, Refusal, Role
 from raftkv.server.backup import BackupBusy
 from raftkv.server.http_server import Request, Response
@@ -38,6 +40,10 @@ CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
 # messages carry them as 64-bit MessagePack integers; anything larger is a 400, not a 500.
 NUMBER_MAX = (1 << 63) - 1
 KV_PREFIX = "/v1/kv/"
+KV_RANGE_PATH = "/v1/kv"
+# Keys a range answers per page: by default, and at most (`limit`).
+RANGE_LIMIT_DEFAULT = 1000
+RANGE_LIMIT_MAX = 10_000  # the clients know it too (client/limits.py)
 MEMBERS_PREFIX = "/v1/members/"
 NOT_KEY_VALUE_MESSAGE = (
     "this node's state machine is not the key-value store; the /v1/kv routes serve only"
@@ -112,6 +118,67 @@ def _consistency(request: Request) -> str:
     if consistency not in CONSISTENCY_LEVELS:
         raise BadRequest(f"consistency is one of {', '.join(CONSISTENCY_LEVELS)}")
     return consistency
+
+
+def _bound(query: Mapping[str, str], name: str) -> str | None:
+    """A range bound: a key itself (1 to KEY_BYTES_MAX bytes of UTF-8)."""
+    value = query.get(name)
+    if value is None:
+        return None
+    if not value or len(value.encode("utf-8", errors="surrogatepass")) > KEY_BYTES_MAX:
+        raise BadRequest(f"{name!r} is a key: 1 to {KEY_BYTES_MAX} bytes of UTF-8")
+    return value
+
+
+def _key_range(query: Mapping[str, str]) -> KeyRange | None:
+    """The range a query names: `prefix`, or `start` and/or `end`; None when neither."""
+    prefix, start, end = (_bound(query, name) for name in ("prefix", "start", "end"))
+    if prefix is not None:
+        if start is not None or end is not None:
+            raise BadRequest("give 'prefix' or 'start'/'end', not both")
+        return KeyRange.prefix(prefix)
+    if start is None and end is None:
+        return None
+    return KeyRange(start or "", end)
+
+
+def _range_limit(query: Mapping[str, str]) -> int:
+    raw = query.get("limit")
+    if raw is None:
+        return RANGE_LIMIT_DEFAULT
+    limit = _number(raw)
+    if limit is None or not 1 <= limit <= RANGE_LIMIT_MAX:
+        raise BadRequest(f"'limit' must be an integer from 1 to {RANGE_LIMIT_MAX}")
+    return limit
+
+
+def _query_flag(query: Mapping[str, str], name: str) -> bool:
+    raw = query.get(name, "false")
+    if raw not in ("true", "false"):
+        raise BadRequest(f"{name!r} must be true or false")
+    return raw == "true"
+
+
+def _after(query: Mapping[str, str]) -> str | None:
+    token = query.get("after")
+    if token is None:
+        return None
+    key = key_after_token(token)
+    if key is None or len(key.encode("utf-8", errors="surrogatepass")) > KEY_BYTES_MAX:
+        raise BadRequest("'after' must be a 'next' token of a previous page")
+    return key
+
+
+def range_answer(page: RangePage, index: int, keys_only: bool) -> dict[str, Any]:
+    """The body of `GET /v1/kv` (SPEC §6, "Ranges")."""
+    items = page.items
+    return {
+        "kvs": [record.to_json(key, keys_only) for key, record in items],
+        "count": page.count,
+        "more": page.more,
+        "next": page_token(items[-1][0]) if page.more and items else None,
+        "index": index,
+    }
 
 
 def _body(request: Request, required: bool = True) -> dict[str, Any]:
@@ -347,6 +414,10 @@ class ClientApi:
             (MEMBERS_PREFIX, {"DELETE": Endpoint(self.delete_member, ADMIN)}),
         ]
         if key_value_routes:
+            self._exact[KV_RANGE_PATH] = {
+                "GET": Endpoint(self.get_range, READ),
+                "DELETE": Endpoint(self.delete_range, WRITE),
+            }
             kv_routes = {
                 "PUT": Endpoint(self.put_key, WRITE),
                 "GET": Endpoint(self.get_key, READ),
@@ -364,7 +435,9 @@ class ClientApi:
                     methods = candidates
                     break
             else:
-                if not self._key_value_routes and path.startswith(KV_PREFIX):
+                if not self._key_value_routes and (
+                    path == KV_RANGE_PATH or path.startswith(KV_PREFIX)
+                ):
                     raise NoRoute(NOT_KEY_VALUE_MESSAGE)
                 raise NoRoute(f"no such path: {path}")
         method = "GET" if request.method == "HEAD" else request.method
@@ -438,7 +511,10 @@ class ClientApi:
 
     def _write_response(self, result: Result, index: int) -> Response:
         if result.ok:
-            return Response.json({"ok": True, "leader": self.server.id, "index": index})
+            answer: dict[str, Any] = {"ok": True, "leader": self.server.id, "index": index}
+            if result.deleted is not None:
+                answer["deleted"] = result.deleted
+            return Response.json(answer)
         if result.error == "cas_failed":
             return Response.error(409, "cas_failed", current=result.current, index=index)
         if result.error == "not_found":
@@ -490,6 +566,36 @@ class ClientApi:
         if record is None:
             return Response.error(404, "not_found", key=key, index=index)
         return Response.json({**record.to_json(key), "index": index})
+
+    async def get_range(self, request: Request) -> Response:
+        query = request.query
+        key_range = _key_range(query) or KeyRange()
+        limit = _range_limit(query)
+        keys_only = _query_flag(query, "keys_only")
+        after = _after(query)
+        consistency = _consistency(request)
+        page: RangePage
+        page, index = await self.server.read_query(
+            consistency, lambda store: store.range(key_range, after, limit)
+        )
+        return Response.json(range_answer(page, index, keys_only))
+
+    async def delete_range(self, request: Request) -> Response:
+        key_range = _key_range(request.query)
+        if key_range is None:
+            # Deleting every key is never a default: a range must be named.
+            raise BadRequest("name the range to delete: 'prefix', or 'start' and/or 'end'")
+        body = _body(request, required=False)
+        client_id, seq, after_index = _session({**request.query, **body})
+        command = Command(
+            op="delrange",
+            key=key_range.start,
+            end=key_range.end,
+            client_id=client_id,
+            seq=seq,
+            after_index=after_index,
+        )
+        return await self._propose_write(command)
 
     async def get_status(self, request: Request) -> Response:
         return Response.json(self.server.status())
