@@ -1,14 +1,21 @@
-"""The clients' side of ranges: requests as SPEC §6 writes them, and what is refused before
-anything is sent (by the libraries and by `raft-client`)."""
+"""The clients' side of ranges and transactions: requests as SPEC §6 writes them, and what
+is refused before anything is sent (by the libraries and by `raft-client`)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
 from raftkv.client import BadRequest, RaftClient
-from raftkv.client.protocol import KeyRangeQuery, delete_range_request, range_request
+from raftkv.client.protocol import (
+    KeyRangeQuery,
+    delete_range_request,
+    range_request,
+    txn_request,
+)
 from raftkv.client.sessions import PendingWrite, Session
 from tests.client.conftest import RunCli
 from tests.client.fake_cluster import FakeCluster
@@ -80,3 +87,34 @@ def test_raft_client_wants_a_key_or_a_range(
     code, out, err = run_cli("--cluster", cluster.cluster_text(), *argv)
     assert (code, out) == (1, "")
     assert '"bad_usage"' in err
+
+
+def test_txn_request_sends_the_parts_and_the_session() -> None:
+    request = txn_request(
+        [{"key": "a", "target": "exists", "op": "==", "value": True}],
+        [{"op": "get", "key": "a"}],
+        [],
+        PendingWrite(Session("c1"), 3),
+    )
+    assert (request.method, request.path) == ("POST", "/v1/txn")
+    assert request.body is not None
+    assert json.loads(request.body) == {
+        "compare": [{"key": "a", "target": "exists", "op": "==", "value": True}],
+        "success": [{"op": "get", "key": "a"}],
+        "failure": [],
+        "client_id": "c1",
+        "seq": 1,
+        "after_index": 3,
+    }
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", '{"success": "x"}'])
+def test_raft_client_txn_refuses_a_bad_file(
+    cluster: FakeCluster, run_cli: RunCli, tmp_path: Path, text: str
+) -> None:
+    source = tmp_path / "txn.json"
+    source.write_text(text)
+    code, out, err = run_cli("--cluster", cluster.cluster_text(), "txn", str(source))
+    assert (code, out) == (1, "")
+    assert '"bad_usage"' in err
+    assert cluster.requests == []

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, NoReturn
 
 import msgspec
@@ -223,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     delete = command("del", "delete KEY, or a range of keys as one write")
     delete.add_argument("key", metavar="KEY", nargs="?")
     _add_range_options(delete)
+    txn = command("txn", "apply a transaction: its JSON object from FILE, or stdin")
+    txn.add_argument("file", metavar="FILE", nargs="?", default="-", help="default: stdin")
     cas = command("cas", "set KEY to NEW if its value is EXPECTED")
     cas.add_argument("key", metavar="KEY")
     cas.add_argument("expected", metavar="EXPECTED")
@@ -345,6 +348,38 @@ def _delete(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
         print(_json_line(result.raw))
     else:
         print(f"OK leader={result.leader} index={result.index} deleted={result.deleted}")
+    return EXIT_OK
+
+
+def _read_transaction(source: str) -> dict[str, Any]:
+    """The transaction object of `raft-client txn`: compare, success and failure lists (a
+    client_id or seq in it is left out: the client numbers its own writes)."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text("utf-8")
+        parsed = msgspec.json.decode(text)
+    except (OSError, UnicodeDecodeError, msgspec.DecodeError) as error:
+        raise UsageError(f"transaction {source}: {error}") from None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(parsed.get(part, []), list) for part in ("compare", "success", "failure")
+    ):
+        raise UsageError(
+            f"transaction {source}: a JSON object of 'compare', 'success', 'failure' lists"
+        )
+    return parsed
+
+
+def _txn(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
+    parts = _read_transaction(args.file)
+    result = client.txn(
+        parts.get("compare", []), parts.get("success", []), parts.get("failure", [])
+    )
+    if as_json:
+        print(_json_line(result.raw))
+        return EXIT_OK
+    succeeded = "true" if result.succeeded else "false"
+    print(f"OK succeeded={succeeded} leader={result.leader} index={result.index}")
+    for answer in result.results:
+        print(_json_line(answer))
     return EXIT_OK
 
 
@@ -545,6 +580,7 @@ _COMMANDS: dict[str, _Command] = {
     "put": _put,
     "get": _get,
     "del": _delete,
+    "txn": _txn,
     "cas": _cas,
     "status": _status,
     "check": _check,

@@ -43,6 +43,7 @@ from raftkv.client.results import (
     RangeResult,
     ReadResult,
     StatusReport,
+    TxnResult,
     WriteResult,
 )
 from raftkv.client.sync import RaftClient
@@ -92,6 +93,7 @@ __all__ = [
     "StorageFailed",
     "Timeout",
     "TooLarge",
+    "TxnResult",
     "Unauthenticated",
     "Unreachable",
     "WriteResult",

@@ -6,7 +6,7 @@ import asyncio
 import os
 import random
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, BinaryIO, TypeVar
 
@@ -31,6 +31,7 @@ from raftkv.client.results import (
     RangeResult,
     ReadResult,
     StatusReport,
+    TxnResult,
     WriteResult,
     decode_result,
 )
@@ -204,6 +205,19 @@ class AsyncRaftClient:
         once; `WriteResult.deleted` says how many."""
         keys = protocol.KeyRangeQuery(prefix, start, end)
         return await self._write(lambda write: protocol.delete_range_request(keys, write))
+
+    async def txn(
+        self,
+        compare: Sequence[Mapping[str, Any]] = (),
+        success: Sequence[Mapping[str, Any]] = (),
+        failure: Sequence[Mapping[str, Any]] = (),
+    ) -> TxnResult:
+        """Apply a transaction as one write, applied once: `success` runs if every compare
+        holds, else `failure` (SPEC §6, "Transactions", for the parts' forms)."""
+        result = await self._write(
+            lambda write: protocol.txn_request(compare, success, failure, write)
+        )
+        return decode_result(result.raw, TxnResult)
 
     async def _read(self, request: Request) -> dict[str, Any]:
         """A read's answer, its committed index noted for the `after_index` of writes."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, NoReturn, Protocol
 from urllib.parse import quote, urlencode
@@ -161,6 +162,24 @@ def delete_range_request(keys: KeyRangeQuery, write: WriteSession) -> Request:
         "after_index": str(write.after_index),
     }
     return Request("DELETE", "/v1/kv?" + urlencode(query))
+
+
+def txn_request(
+    compare: Sequence[Mapping[str, Any]],
+    success: Sequence[Mapping[str, Any]],
+    failure: Sequence[Mapping[str, Any]],
+    write: WriteSession,
+) -> Request:
+    """`POST /v1/txn`: the parts as SPEC §6 writes them (the node checks them)."""
+    body = {
+        "compare": list(compare),
+        "success": list(success),
+        "failure": list(failure),
+        "client_id": write.client_id,
+        "seq": write.seq,
+        "after_index": write.after_index,
+    }
+    return Request("POST", "/v1/txn", _json(body))
 
 
 def delete_request(key: str, write: WriteSession) -> Request:

@@ -57,6 +57,17 @@ class RangeResult(msgspec.Struct, frozen=True, kw_only=True):
     raw: dict[str, Any] = {}
 
 
+class TxnResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A transaction the leader committed (SPEC §6, "Transactions"): whether its compares
+    held (the success branch ran) and each operation's answer, in order."""
+
+    succeeded: bool
+    results: list[dict[str, Any]]
+    leader: int
+    index: int
+    raw: dict[str, Any] = {}
+
+
 class NodeStatus(msgspec.Struct, frozen=True, kw_only=True):
     """One node's `GET /v1/status`; fields a node may leave out default to None."""
 
@@ -112,7 +123,14 @@ class AdminResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 ResultT = TypeVar(
-    "ResultT", WriteResult, ReadResult, RangeResult, NodeStatus, Membership, AdminResult
+    "ResultT",
+    WriteResult,
+    ReadResult,
+    RangeResult,
+    TxnResult,
+    NodeStatus,
+    Membership,
+    AdminResult,
 )
 
 

@@ -10,7 +10,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, BinaryIO, TypeVar
@@ -32,6 +32,7 @@ from raftkv.client.results import (
     RangeResult,
     ReadResult,
     StatusReport,
+    TxnResult,
     WriteResult,
     decode_result,
 )
@@ -314,6 +315,17 @@ class RaftClient:
         once; `WriteResult.deleted` says how many."""
         keys = protocol.KeyRangeQuery(prefix, start, end)
         return self._write(lambda write: protocol.delete_range_request(keys, write))
+
+    def txn(
+        self,
+        compare: Sequence[Mapping[str, Any]] = (),
+        success: Sequence[Mapping[str, Any]] = (),
+        failure: Sequence[Mapping[str, Any]] = (),
+    ) -> TxnResult:
+        """Apply a transaction as one write, applied once: `success` runs if every compare
+        holds, else `failure` (SPEC §6, "Transactions", for the parts' forms)."""
+        result = self._write(lambda write: protocol.txn_request(compare, success, failure, write))
+        return decode_result(result.raw, TxnResult)
 
     def _read(self, request: Request) -> dict[str, Any]:
         """A read's answer, its committed index noted for the `after_index` of writes."""

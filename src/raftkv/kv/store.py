@@ -14,6 +14,7 @@ from raftkv.kv.commands import Command, Result, decode_command
 from raftkv.kv.ranges import KeyRange, SortedKeys
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.sessions import Refusals, SessionRecord, SessionTable
+from raftkv.kv.txn import BRANCH_OPS, Txn, TxnOp, TxnOutcome, compare_holds, well_typed
 
 _OK = Result(ok=True)
 _STALE_REQUEST = Result(ok=False, error="stale_request")
@@ -50,6 +51,18 @@ class RangePage:
     items: list[tuple[str, KeyRecord]]
     count: int  # keys in the whole range, not only this page
     more: bool  # keys after this page
+
+
+# Keys a transaction's range answers when it gives no limit (as GET /v1/kv).
+TXN_RANGE_LIMIT_DEFAULT = 1000
+
+
+def _runnable(op: TxnOp) -> bool:
+    if op.op not in BRANCH_OPS:
+        return False
+    if op.op == "range":
+        return op.limit is None or op.limit > 0
+    return op.key is not None and (op.op != "put" or op.value is not None)
 
 
 class KVStore:
@@ -115,6 +128,8 @@ class KVStore:
             return _OK
         if command.op == "delrange":
             return self._delete_range(KeyRange(command.key, command.end))
+        if command.op == "txn" and command.txn is not None:
+            return self._transaction(command.txn)
         if command.op == "cas":
             current = self.get(command.key)
             matches = current is None if command.if_absent else current == command.if_value
@@ -144,6 +159,48 @@ class KVStore:
         for key in doomed:
             del records[key]
         return Result(ok=True, deleted=len(doomed))
+
+    def _transaction(self, txn: Txn) -> Result:
+        """Decide the compares, then run one branch: all at this index, nothing between."""
+        branches = (*txn.success, *txn.failure)
+        if not all(well_typed(compare) for compare in txn.compare) or not all(
+            _runnable(op) for op in branches
+        ):
+            return _BAD_REQUEST  # before anything is applied: a transaction is whole or not
+        succeeded = all(
+            compare_holds(compare, self._records.get(compare.key)) for compare in txn.compare
+        )
+        branch = txn.success if succeeded else txn.failure
+        return Result(ok=True, txn=TxnOutcome(succeeded, [self._run(op) for op in branch]))
+
+    def _run(self, op: TxnOp) -> dict[str, object]:
+        """One operation of a transaction's branch, and its answer (SPEC §6)."""
+        if op.op == "put":
+            assert op.key is not None and op.value is not None  # _runnable
+            self._write(op.key, op.value)
+            return {"op": "put", "key": op.key, "mod_index": self.applied_index}
+        if op.op == "delete":
+            assert op.key is not None
+            existed = self._records.pop(op.key, None) is not None
+            if existed:
+                self._sorted.remove(op.key)
+            return {"op": "delete", "key": op.key, "deleted": int(existed)}
+        if op.op == "get":
+            assert op.key is not None
+            record = self._records.get(op.key)
+            return {"op": "get", "key": op.key, "kv": record and record.to_json(op.key)}
+        key_range = (
+            KeyRange.prefix(op.prefix)
+            if op.prefix is not None
+            else KeyRange(op.start or "", op.end)
+        )
+        page = self.range(key_range, None, op.limit or TXN_RANGE_LIMIT_DEFAULT)
+        return {
+            "op": "range",
+            "kvs": [record.to_json(key, op.keys_only) for key, record in page.items],
+            "count": page.count,
+            "more": page.more,
+        }
 
     def range(self, key_range: KeyRange, after: str | None = None, limit: int = 1000) -> RangePage:
         """Up to `limit` keys of `key_range` in order, from the first one after `after`

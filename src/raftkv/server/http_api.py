@@ -15,6 +15,7 @@ from raftkv.kv import Command, Result, encode_command
 from raftkv.kv.ranges import KeyRange, key_after_token, page_token
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.store import RangePage
+from raftkv.kv.txn import BRANCH_OPS, COMPARE_OPS, COMPARE_TARGETS, Txn, well_typed
 from raftkv.server.auth import PUBLIC_HEALTH, PUBLIC_METRICS, Access, AccessPolicy, Refusal, Role
 from raftkv.server.backup import BackupBusy
 from raftkv.server.http_server import Request, Response
@@ -41,6 +42,10 @@ CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
 NUMBER_MAX = (1 << 63) - 1
 KV_PREFIX = "/v1/kv/"
 KV_RANGE_PATH = "/v1/kv"
+TXN_PATH = "/v1/txn"
+# Compares and operations of one transaction together: one entry, applied in one go on the
+# loop, so bounded like a page of a range.
+TXN_OPS_MAX = 128
 # Keys a range answers per page: by default, and at most (`limit`).
 RANGE_LIMIT_DEFAULT = 1000
 RANGE_LIMIT_MAX = 10_000  # the clients know it too (client/limits.py)
@@ -120,14 +125,16 @@ def _consistency(request: Request) -> str:
     return consistency
 
 
-def _bound(query: Mapping[str, str], name: str) -> str | None:
-    """A range bound: a key itself (1 to KEY_BYTES_MAX bytes of UTF-8)."""
-    value = query.get(name)
-    if value is None:
-        return None
+def _checked_key(value: str, name: str) -> str:
+    """A key (or a range bound, a key too): 1 to KEY_BYTES_MAX bytes of UTF-8."""
     if not value or len(value.encode("utf-8", errors="surrogatepass")) > KEY_BYTES_MAX:
         raise BadRequest(f"{name!r} is a key: 1 to {KEY_BYTES_MAX} bytes of UTF-8")
     return value
+
+
+def _bound(query: Mapping[str, str], name: str) -> str | None:
+    value = query.get(name)
+    return None if value is None else _checked_key(value, name)
 
 
 def _key_range(query: Mapping[str, str]) -> KeyRange | None:
@@ -142,7 +149,7 @@ def _key_range(query: Mapping[str, str]) -> KeyRange | None:
     return KeyRange(start or "", end)
 
 
-def _range_limit(query: Mapping[str, str]) -> int:
+def _range_limit(query: Mapping[str, Any]) -> int:
     raw = query.get("limit")
     if raw is None:
         return RANGE_LIMIT_DEFAULT
@@ -150,6 +157,43 @@ def _range_limit(query: Mapping[str, str]) -> int:
     if limit is None or not 1 <= limit <= RANGE_LIMIT_MAX:
         raise BadRequest(f"'limit' must be an integer from 1 to {RANGE_LIMIT_MAX}")
     return limit
+
+
+def _transaction(body: dict[str, Any], value_bytes_max: int) -> Txn:
+    """The transaction of a `POST /v1/txn` body, every part checked (SPEC §6)."""
+    parts = {name: body.get(name, []) for name in ("compare", "success", "failure")}
+    try:
+        txn = msgspec.convert(parts, Txn)
+    except msgspec.ValidationError as error:
+        raise BadRequest(f"malformed transaction: {error}") from None
+    branches = [*txn.success, *txn.failure]
+    if len(txn.compare) + len(branches) > TXN_OPS_MAX:
+        raise BadRequest(f"a transaction has at most {TXN_OPS_MAX} compares and operations")
+    for compare in txn.compare:
+        _checked_key(compare.key, "key")
+        if not well_typed(compare):
+            raise BadRequest(
+                f"a compare's target is one of {', '.join(COMPARE_TARGETS)}, its op one of"
+                f" {' '.join(COMPARE_OPS)}; its value a string for value, true or false for"
+                " exists (== and != only), an integer otherwise"
+            )
+    value_bytes = 0
+    for op in branches:
+        if op.op not in BRANCH_OPS:
+            raise BadRequest(f"an operation's op is one of {', '.join(BRANCH_OPS)}")
+        if op.op == "range":
+            bounds = {"prefix": op.prefix, "start": op.start, "end": op.end}
+            _key_range({name: bound for name, bound in bounds.items() if bound is not None})
+            _range_limit({"limit": op.limit} if op.limit is not None else {})
+            continue
+        _checked_key(op.key or "", "key")
+        if op.op == "put":
+            if op.value is None:
+                raise BadRequest("a put needs a string 'value'")
+            value_bytes += len(op.value.encode("utf-8", errors="surrogatepass"))
+    if value_bytes > value_bytes_max:
+        raise TooLarge(f"a transaction's values are at most {value_bytes_max} bytes together")
+    return txn
 
 
 def _query_flag(query: Mapping[str, str], name: str) -> bool:
@@ -418,6 +462,7 @@ class ClientApi:
                 "GET": Endpoint(self.get_range, READ),
                 "DELETE": Endpoint(self.delete_range, WRITE),
             }
+            self._exact[TXN_PATH] = {"POST": Endpoint(self.post_txn, WRITE)}
             kv_routes = {
                 "PUT": Endpoint(self.put_key, WRITE),
                 "GET": Endpoint(self.get_key, READ),
@@ -436,7 +481,7 @@ class ClientApi:
                     break
             else:
                 if not self._key_value_routes and (
-                    path == KV_RANGE_PATH or path.startswith(KV_PREFIX)
+                    path in (KV_RANGE_PATH, TXN_PATH) or path.startswith(KV_PREFIX)
                 ):
                     raise NoRoute(NOT_KEY_VALUE_MESSAGE)
                 raise NoRoute(f"no such path: {path}")
@@ -514,6 +559,9 @@ class ClientApi:
             answer: dict[str, Any] = {"ok": True, "leader": self.server.id, "index": index}
             if result.deleted is not None:
                 answer["deleted"] = result.deleted
+            if result.txn is not None:
+                answer["succeeded"] = result.txn.succeeded
+                answer["results"] = result.txn.results
             return Response.json(answer)
         if result.error == "cas_failed":
             return Response.error(409, "cas_failed", current=result.current, index=index)
@@ -594,6 +642,15 @@ class ClientApi:
             client_id=client_id,
             seq=seq,
             after_index=after_index,
+        )
+        return await self._propose_write(command)
+
+    async def post_txn(self, request: Request) -> Response:
+        body = _body(request)
+        txn = _transaction(body, self.value_bytes_max)
+        client_id, seq, after_index = _session(body)
+        command = Command(
+            op="txn", key="", txn=txn, client_id=client_id, seq=seq, after_index=after_index
         )
         return await self._propose_write(command)
 
