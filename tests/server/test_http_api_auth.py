@@ -139,6 +139,14 @@ ROUTES = [
     ("PUT", "/v1/kv/k", WRITE_BODY, Role.WRITE),
     ("PUT", "/v1/kv/k", {**WRITE_BODY, "if_value": "v"}, Role.WRITE),  # cas
     ("DELETE", "/v1/kv/k", None, Role.WRITE),
+    ("GET", "/v1/kv?prefix=k", None, Role.READ),  # a range
+    ("DELETE", "/v1/kv?prefix=k&client_id=c&seq=1", None, Role.WRITE),
+    (
+        "POST",
+        "/v1/txn",
+        {"success": [{"op": "get", "key": "k"}], "client_id": "c", "seq": 1},
+        Role.WRITE,
+    ),
     ("POST", "/v1/members", {"id": 4, "address": "127.0.0.1:9004"}, Role.ADMIN),
     ("DELETE", "/v1/members/4", None, Role.ADMIN),
     ("POST", "/v1/transfer-leader", {"to": 2}, Role.ADMIN),
