@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -31,6 +32,8 @@ from ..server.test_http_framing import answered
 from .fuzzing import any_text, deep_json, edge_integers, fuzz, mutated, raises_only
 
 BODY_MAX = 2048
+
+T = TypeVar("T")
 
 
 class FakeTransport(_FramingTransport):
@@ -226,8 +229,8 @@ class FakeServer(_SessionsServer):
         super().__init__(store)
         self.members = Members()  # type: ignore[assignment]
 
-    async def read(self, key: str, consistency: str) -> tuple[str | None, int]:
-        return self.requests.store.get(key), self.requests.index
+    async def read_query(self, consistency: str, query: Callable[[Any], T]) -> tuple[T, int]:
+        return query(self.requests.store), self.requests.index
 
 
 API_STATUSES = {200, 400, 404, 405, 409, 413, 421, 422, 503, 504}

@@ -9,7 +9,8 @@ import hashlib
 import hmac
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from unittest import mock
 from urllib.parse import parse_qsl
 
@@ -25,6 +26,8 @@ READ_TOKEN = "read-token-0123456789"
 WRITE_TOKEN = "write-token-0123456789"
 ADMIN_TOKEN = "admin-token-0123456789"
 TOKENS = {Role.READ: READ_TOKEN, Role.WRITE: WRITE_TOKEN, Role.ADMIN: ADMIN_TOKEN}
+
+T = TypeVar("T")
 
 
 class RecordingServer:
@@ -71,9 +74,9 @@ class RecordingServer:
     def leader_client_address(self, leader_id: int | None) -> str | None:
         return None
 
-    async def read(self, key: str, consistency: str) -> tuple[str | None, int]:
+    async def read_query(self, consistency: str, query: Callable[[Any], T]) -> tuple[T, int]:
         self.work.append("read")
-        return "v", 1
+        return query(self.store), 1
 
     def status(self) -> dict[str, Any]:
         self.work.append("status")
@@ -136,6 +139,14 @@ ROUTES = [
     ("PUT", "/v1/kv/k", WRITE_BODY, Role.WRITE),
     ("PUT", "/v1/kv/k", {**WRITE_BODY, "if_value": "v"}, Role.WRITE),  # cas
     ("DELETE", "/v1/kv/k", None, Role.WRITE),
+    ("GET", "/v1/kv?prefix=k", None, Role.READ),  # a range
+    ("DELETE", "/v1/kv?prefix=k&client_id=c&seq=1", None, Role.WRITE),
+    (
+        "POST",
+        "/v1/txn",
+        {"success": [{"op": "get", "key": "k"}], "client_id": "c", "seq": 1},
+        Role.WRITE,
+    ),
     ("POST", "/v1/members", {"id": 4, "address": "127.0.0.1:9004"}, Role.ADMIN),
     ("DELETE", "/v1/members/4", None, Role.ADMIN),
     ("POST", "/v1/transfer-leader", {"to": 2}, Role.ADMIN),

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 
@@ -15,6 +16,8 @@ from raftkv.kv import KVStore, Result
 from raftkv.server.http_api import ClientApi
 from raftkv.server.http_server import Request
 from raftkv.server.requests import RequestFailed
+
+T = TypeVar("T")
 
 
 class StubRequests:
@@ -34,7 +37,7 @@ class StubRequests:
 
 
 class Unused:
-    """The member, metrics, read and status routes, which these tests never call."""
+    """The member, metrics and status routes, which these tests never call."""
 
     def describe(self) -> dict[str, Any]:
         raise AssertionError("not used here")
@@ -54,7 +57,7 @@ class Unused:
 
 class FakeServer:
     """The node as the API sees it (http_api.ApiBackend): node 1, no leader known to
-    redirect to, writes applied at once by `requests`."""
+    redirect to, writes applied at once by `requests`, reads answered from its store."""
 
     def __init__(self, store: KVStore) -> None:
         self.id = 1
@@ -62,12 +65,14 @@ class FakeServer:
         self.applied_hashes: dict[int, str] = {}
         self.requests = StubRequests(store)
         self.members = self.metrics = Unused()
+        self.consistencies: list[str] = []  # of each read, in order
 
     def leader_client_address(self, leader_id: int | None) -> str | None:
         return None
 
-    async def read(self, key: str, consistency: str) -> tuple[str | None, int]:
-        raise AssertionError("not used here")
+    async def read_query(self, consistency: str, query: Callable[[Any], T]) -> tuple[T, int]:
+        self.consistencies.append(consistency)
+        return query(self.requests.store), self.requests.index
 
     def status(self) -> dict[str, Any]:
         raise AssertionError("not used here")

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, NoReturn
 
 import msgspec
@@ -41,7 +42,8 @@ from raftkv.client import (
 from raftkv.client.check import corruption_in
 from raftkv.client.endpoints import NodeAddress, split_url
 from raftkv.client.errors import describe, refusal_among
-from raftkv.client.protocol import NodeHealth, checked_token
+from raftkv.client.limits import RANGE_PAGE_KEYS_MAX
+from raftkv.client.protocol import KeyRangeQuery, NodeHealth, checked_token
 from raftkv.client.text import format_table
 
 EXIT_OK = 0
@@ -172,6 +174,27 @@ def _add_common_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _positive(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}")
+    return int(text)
+
+
+def _add_range_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--prefix", metavar="P", help="the keys starting with P, instead of KEY")
+    command.add_argument("--start", metavar="A", help="the keys from A (inclusive), instead of KEY")
+    command.add_argument("--end", metavar="B", help="the keys before B (exclusive), instead of KEY")
+
+
+def _key_range(args: argparse.Namespace) -> KeyRangeQuery | None:
+    """The range `get`/`del` name, or None for the single KEY; exactly one of them."""
+    keys = KeyRangeQuery(args.prefix, args.start, args.end)
+    named = keys != KeyRangeQuery()
+    if named == (args.key is not None):
+        raise UsageError("give KEY or a range (--prefix, or --start and/or --end), one of them")
+    return keys if named else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="raft-client", description="Talk to a raftkv cluster.")
     add_version_flag(parser)
@@ -187,11 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
     put = command("put", "set KEY to VALUE")
     put.add_argument("key", metavar="KEY")
     put.add_argument("value", metavar="VALUE")
-    get = command("get", "print the value of KEY")
-    get.add_argument("key", metavar="KEY")
+    get = command("get", "print the value of KEY, or KEY=VALUE lines of a range")
+    get.add_argument("key", metavar="KEY", nargs="?")
     get.add_argument("--consistency", choices=CONSISTENCY_LEVELS, default="linearizable")
-    delete = command("del", "delete KEY")
-    delete.add_argument("key", metavar="KEY")
+    _add_range_options(get)
+    get.add_argument("--keys-only", action="store_true", help="print a range's keys only")
+    get.add_argument(
+        "--limit",
+        type=_positive,
+        metavar="N",
+        help="print at most N keys of a range (default: all, fetched page by page)",
+    )
+    delete = command("del", "delete KEY, or a range of keys as one write")
+    delete.add_argument("key", metavar="KEY", nargs="?")
+    _add_range_options(delete)
+    txn = command("txn", "apply a transaction: its JSON object from FILE, or stdin")
+    txn.add_argument("file", metavar="FILE", nargs="?", default="-", help="default: stdin")
     cas = command("cas", "set KEY to NEW if its value is EXPECTED")
     cas.add_argument("key", metavar="KEY")
     cas.add_argument("expected", metavar="EXPECTED")
@@ -266,13 +300,86 @@ def _put(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
 
 
 def _get(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
+    keys = _key_range(args)
+    if keys is not None:
+        return _get_range(client, keys, args, as_json)
+    if args.keys_only or args.limit is not None:
+        raise UsageError("--keys-only and --limit belong to a range (--prefix, --start, --end)")
     result = client.get(args.key, args.consistency)
     print(_json_line(result.raw) if as_json else result.value)
     return EXIT_OK
 
 
+def _get_range(
+    client: RaftClient, keys: KeyRangeQuery, args: argparse.Namespace, as_json: bool
+) -> int:
+    """Print the range page by page (`--json`: each page's answer on a line), up to
+    `--limit` keys."""
+    left = args.limit
+    pages = client.range_pages(
+        keys.prefix,
+        start=keys.start,
+        end=keys.end,
+        limit=None if left is None else min(left, RANGE_PAGE_KEYS_MAX),
+        keys_only=args.keys_only,
+        consistency=args.consistency,
+    )
+    for page in pages:
+        kvs = page.kvs if left is None else page.kvs[:left]
+        if as_json:
+            print(_json_line(page.raw))
+        else:
+            for kv in kvs:
+                print(kv.key if args.keys_only else f"{kv.key}={kv.value}")
+        if left is not None:
+            left -= len(kvs)
+            if left <= 0:
+                break
+    return EXIT_OK
+
+
 def _delete(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
-    _print_write(client.delete(args.key), as_json)
+    keys = _key_range(args)
+    if keys is None:
+        _print_write(client.delete(args.key), as_json)
+        return EXIT_OK
+    result = client.delete_range(keys.prefix, start=keys.start, end=keys.end)
+    if as_json:
+        print(_json_line(result.raw))
+    else:
+        print(f"OK leader={result.leader} index={result.index} deleted={result.deleted}")
+    return EXIT_OK
+
+
+def _read_transaction(source: str) -> dict[str, Any]:
+    """The transaction object of `raft-client txn`: compare, success and failure lists (a
+    client_id or seq in it is left out: the client numbers its own writes)."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text("utf-8")
+        parsed = msgspec.json.decode(text)
+    except (OSError, UnicodeDecodeError, msgspec.DecodeError) as error:
+        raise UsageError(f"transaction {source}: {error}") from None
+    if not isinstance(parsed, dict) or not all(
+        isinstance(parsed.get(part, []), list) for part in ("compare", "success", "failure")
+    ):
+        raise UsageError(
+            f"transaction {source}: a JSON object of 'compare', 'success', 'failure' lists"
+        )
+    return parsed
+
+
+def _txn(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
+    parts = _read_transaction(args.file)
+    result = client.txn(
+        parts.get("compare", []), parts.get("success", []), parts.get("failure", [])
+    )
+    if as_json:
+        print(_json_line(result.raw))
+        return EXIT_OK
+    succeeded = "true" if result.succeeded else "false"
+    print(f"OK succeeded={succeeded} leader={result.leader} index={result.index}")
+    for answer in result.results:
+        print(_json_line(answer))
     return EXIT_OK
 
 
@@ -473,6 +580,7 @@ _COMMANDS: dict[str, _Command] = {
     "put": _put,
     "get": _get,
     "del": _delete,
+    "txn": _txn,
     "cas": _cas,
     "status": _status,
     "check": _check,
@@ -563,6 +671,9 @@ def main(argv: list[str] | None = None) -> int:
         except errors.ClientError as error:
             _print_error(_error_payload(error))
             return exit_code_for(error)
+        except UsageError as error:
+            _print_error({"error": "bad_usage", "message": str(error)})
+            return EXIT_ERROR
         except KeyboardInterrupt:
             _print_error({"error": "interrupted"})
             return EXIT_INTERRUPTED

@@ -36,11 +36,14 @@ from raftkv.client.limits import DEFAULT_TIMEOUT_SECONDS
 from raftkv.client.protocol import CONSISTENCY_LEVELS, NodeHealth
 from raftkv.client.results import (
     AdminResult,
+    KeyValue,
     Member,
     Membership,
     NodeStatus,
+    RangeResult,
     ReadResult,
     StatusReport,
+    TxnResult,
     WriteResult,
 )
 from raftkv.client.sync import RaftClient
@@ -72,6 +75,7 @@ __all__ = [
     "CorruptLog",
     "Forbidden",
     "Inconsistent",
+    "KeyValue",
     "Member",
     "Membership",
     "NoLeader",
@@ -81,6 +85,7 @@ __all__ = [
     "NotLeader",
     "OutcomeUnknown",
     "RaftClient",
+    "RangeResult",
     "ReadResult",
     "RequestError",
     "SessionExpired",
@@ -88,6 +93,7 @@ __all__ = [
     "StorageFailed",
     "Timeout",
     "TooLarge",
+    "TxnResult",
     "Unauthenticated",
     "Unreachable",
     "WriteResult",

@@ -6,7 +6,7 @@ import asyncio
 import os
 import random
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, BinaryIO, TypeVar
 
@@ -28,8 +28,10 @@ from raftkv.client.results import (
     AdminResult,
     Membership,
     NodeStatus,
+    RangeResult,
     ReadResult,
     StatusReport,
+    TxnResult,
     WriteResult,
     decode_result,
 )
@@ -145,13 +147,87 @@ class AsyncRaftClient:
         return await self._write(lambda write: protocol.delete_request(key, write))
 
     async def get(self, key: str, consistency: str = "linearizable") -> ReadResult:
+        return decode_result(await self._read(protocol.get_request(key, consistency)), ReadResult)
+
+    async def range(
+        self,
+        prefix: str | None = None,
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int | None = None,
+        keys_only: bool = False,
+        consistency: str = "linearizable",
+        after: str | None = None,
+    ) -> RangeResult:
+        """One page of the keys named by `prefix`, or `start` (inclusive) and/or `end`
+        (exclusive), or every key; from the key after `after` (a page's `next`) if given.
+        `limit`: keys per page (the server's default 1000, at most 10,000)."""
+        keys = protocol.KeyRangeQuery(prefix, start, end)
+        request = protocol.range_request(
+            keys, consistency, limit=limit, keys_only=keys_only, after=after
+        )
+        return decode_result(await self._read(request), RangeResult)
+
+    async def range_pages(
+        self,
+        prefix: str | None = None,
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int | None = None,
+        keys_only: bool = False,
+        consistency: str = "linearizable",
+    ) -> AsyncIterator[RangeResult]:
+        """Every page of a range, each asked when the previous one has been used: `range`
+        following `next` until a page says no `more`. Each page is the state at its own
+        index (a page may see writes made after the one before it)."""
+        after = None
+        while True:
+            page = await self.range(
+                prefix,
+                start=start,
+                end=end,
+                limit=limit,
+                keys_only=keys_only,
+                consistency=consistency,
+                after=after,
+            )
+            yield page
+            if not page.more or page.next is None:
+                return
+            after = page.next
+
+    async def delete_range(
+        self, prefix: str | None = None, *, start: str | None = None, end: str | None = None
+    ) -> WriteResult:
+        """Delete the keys named by `prefix`, or `start` and/or `end`, as one write applied
+        once; `WriteResult.deleted` says how many."""
+        keys = protocol.KeyRangeQuery(prefix, start, end)
+        return await self._write(lambda write: protocol.delete_range_request(keys, write))
+
+    async def txn(
+        self,
+        compare: Sequence[Mapping[str, Any]] = (),
+        success: Sequence[Mapping[str, Any]] = (),
+        failure: Sequence[Mapping[str, Any]] = (),
+    ) -> TxnResult:
+        """Apply a transaction as one write, applied once: `success` runs if every compare
+        holds, else `failure` (SPEC §6, "Transactions", for the parts' forms)."""
+        result = await self._write(
+            lambda write: protocol.txn_request(compare, success, failure, write)
+        )
+        return decode_result(result.raw, TxnResult)
+
+    async def _read(self, request: Request) -> dict[str, Any]:
+        """A read's answer, its committed index noted for the `after_index` of writes."""
         try:
-            _, payload = await self._call(protocol.get_request(key, consistency))
+            _, payload = await self._call(request)
         except errors.ClientError as error:
             self._committed.note_error(error)
             raise
         self._committed.note(payload)
-        return decode_result(payload, ReadResult)
+        return payload
 
     # --- cluster -------------------------------------------------------------------------
     async def status(self, node_id: int) -> NodeStatus:

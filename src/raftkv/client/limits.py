@@ -34,3 +34,5 @@ CHECK_RETRY_PAUSE_SECONDS = 0.05
 # A write refused `session_expired` with no attempt that may have been applied is sent again
 # under a new session at most this many times (each refusal is a committed log entry).
 SESSION_RESENDS_MAX = 3
+# The most keys a node answers per range page (SPEC §6, "Ranges").
+RANGE_PAGE_KEYS_MAX = 10_000

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, NoReturn, Protocol
 from urllib.parse import quote, urlencode
 
 import msgspec
@@ -98,11 +99,87 @@ def put_request(
 
 
 def get_request(key: str, consistency: str) -> Request:
-    if consistency not in CONSISTENCY_LEVELS:
-        message = f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}"
-        raise BadRequest(message, {"message": message})
+    _checked_consistency(consistency)
     path = _kv_path(key) + "?" + urlencode({"consistency": consistency})
     return Request("GET", path, leader_only=consistency != "stale")
+
+
+@dataclass(frozen=True)
+class KeyRangeQuery:
+    """Which keys a range names (SPEC §6, "Ranges"): `prefix`, or `start` (inclusive) and/or
+    `end` (exclusive); neither: every key (reads only)."""
+
+    prefix: str | None = None
+    start: str | None = None
+    end: str | None = None
+
+    def parameters(self) -> dict[str, str]:
+        if self.prefix is not None and (self.start is not None or self.end is not None):
+            _refuse("give prefix or start/end, not both")
+        named = {"prefix": self.prefix, "start": self.start, "end": self.end}
+        for name, bound in named.items():
+            if bound == "":
+                _refuse(f"{name} is a key: it cannot be empty")
+        return {name: bound for name, bound in named.items() if bound is not None}
+
+
+def _refuse(message: str) -> NoReturn:
+    raise BadRequest(message, {"message": message})
+
+
+def _checked_consistency(consistency: str) -> None:
+    if consistency not in CONSISTENCY_LEVELS:
+        _refuse(f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}")
+
+
+def range_request(
+    keys: KeyRangeQuery,
+    consistency: str,
+    *,
+    limit: int | None = None,
+    keys_only: bool = False,
+    after: str | None = None,
+) -> Request:
+    _checked_consistency(consistency)
+    query = {**keys.parameters(), "consistency": consistency}
+    if limit is not None:
+        query["limit"] = str(limit)
+    if keys_only:
+        query["keys_only"] = "true"
+    if after is not None:
+        query["after"] = after
+    return Request("GET", "/v1/kv?" + urlencode(query), leader_only=consistency != "stale")
+
+
+def delete_range_request(keys: KeyRangeQuery, write: WriteSession) -> Request:
+    selection = keys.parameters()
+    if not selection:
+        _refuse("name the range to delete: prefix, or start and/or end")
+    query = {
+        **selection,
+        "client_id": write.client_id,
+        "seq": str(write.seq),
+        "after_index": str(write.after_index),
+    }
+    return Request("DELETE", "/v1/kv?" + urlencode(query))
+
+
+def txn_request(
+    compare: Sequence[Mapping[str, Any]],
+    success: Sequence[Mapping[str, Any]],
+    failure: Sequence[Mapping[str, Any]],
+    write: WriteSession,
+) -> Request:
+    """`POST /v1/txn`: the parts as SPEC §6 writes them (the node checks them)."""
+    body = {
+        "compare": list(compare),
+        "success": list(success),
+        "failure": list(failure),
+        "client_id": write.client_id,
+        "seq": write.seq,
+        "after_index": write.after_index,
+    }
+    return Request("POST", "/v1/txn", _json(body))
 
 
 def delete_request(key: str, write: WriteSession) -> Request:

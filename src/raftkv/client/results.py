@@ -20,12 +20,50 @@ class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
 
     leader: int
     index: int
+    deleted: int | None = None  # a delete range: how many keys it deleted
     raw: dict[str, Any] = {}
 
 
 class ReadResult(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     value: str
+    index: int
+    # The key's revisions (SPEC §6); None from a server older than them.
+    create_index: int | None = None
+    mod_index: int | None = None
+    version: int | None = None
+    raw: dict[str, Any] = {}
+
+
+class KeyValue(msgspec.Struct, frozen=True, kw_only=True):
+    """A key of a range; `value` is None when the range was asked `keys_only`."""
+
+    key: str
+    value: str | None = None
+    create_index: int
+    mod_index: int
+    version: int
+
+
+class RangeResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A page of a range (SPEC §6, "Ranges"): `count` is the whole range's size; when
+    `more`, `next` is the token the following page continues after."""
+
+    kvs: list[KeyValue]
+    count: int
+    more: bool
+    next: str | None = None
+    index: int
+    raw: dict[str, Any] = {}
+
+
+class TxnResult(msgspec.Struct, frozen=True, kw_only=True):
+    """A transaction the leader committed (SPEC §6, "Transactions"): whether its compares
+    held (the success branch ran) and each operation's answer, in order."""
+
+    succeeded: bool
+    results: list[dict[str, Any]]
+    leader: int
     index: int
     raw: dict[str, Any] = {}
 
@@ -84,7 +122,16 @@ class AdminResult(msgspec.Struct, frozen=True, kw_only=True):
     raw: dict[str, Any] = {}
 
 
-ResultT = TypeVar("ResultT", WriteResult, ReadResult, NodeStatus, Membership, AdminResult)
+ResultT = TypeVar(
+    "ResultT",
+    WriteResult,
+    ReadResult,
+    RangeResult,
+    TxnResult,
+    NodeStatus,
+    Membership,
+    AdminResult,
+)
 
 
 def decode_result(payload: dict[str, Any], result_type: type[ResultT]) -> ResultT:

@@ -10,7 +10,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, BinaryIO, TypeVar
@@ -29,8 +29,10 @@ from raftkv.client.results import (
     AdminResult,
     Membership,
     NodeStatus,
+    RangeResult,
     ReadResult,
     StatusReport,
+    TxnResult,
     WriteResult,
     decode_result,
 )
@@ -255,13 +257,85 @@ class RaftClient:
         return self._write(lambda write: protocol.delete_request(key, write))
 
     def get(self, key: str, consistency: str = "linearizable") -> ReadResult:
+        return decode_result(self._read(protocol.get_request(key, consistency)), ReadResult)
+
+    def range(
+        self,
+        prefix: str | None = None,
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int | None = None,
+        keys_only: bool = False,
+        consistency: str = "linearizable",
+        after: str | None = None,
+    ) -> RangeResult:
+        """One page of the keys named by `prefix`, or `start` (inclusive) and/or `end`
+        (exclusive), or every key; from the key after `after` (a page's `next`) if given.
+        `limit`: keys per page (the server's default 1000, at most 10,000)."""
+        keys = protocol.KeyRangeQuery(prefix, start, end)
+        request = protocol.range_request(
+            keys, consistency, limit=limit, keys_only=keys_only, after=after
+        )
+        return decode_result(self._read(request), RangeResult)
+
+    def range_pages(
+        self,
+        prefix: str | None = None,
+        *,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int | None = None,
+        keys_only: bool = False,
+        consistency: str = "linearizable",
+    ) -> Iterator[RangeResult]:
+        """Every page of a range, each asked when the previous one has been used: `range`
+        following `next` until a page says no `more`. Each page is the state at its own
+        index (a page may see writes made after the one before it)."""
+        after = None
+        while True:
+            page = self.range(
+                prefix,
+                start=start,
+                end=end,
+                limit=limit,
+                keys_only=keys_only,
+                consistency=consistency,
+                after=after,
+            )
+            yield page
+            if not page.more or page.next is None:
+                return
+            after = page.next
+
+    def delete_range(
+        self, prefix: str | None = None, *, start: str | None = None, end: str | None = None
+    ) -> WriteResult:
+        """Delete the keys named by `prefix`, or `start` and/or `end`, as one write applied
+        once; `WriteResult.deleted` says how many."""
+        keys = protocol.KeyRangeQuery(prefix, start, end)
+        return self._write(lambda write: protocol.delete_range_request(keys, write))
+
+    def txn(
+        self,
+        compare: Sequence[Mapping[str, Any]] = (),
+        success: Sequence[Mapping[str, Any]] = (),
+        failure: Sequence[Mapping[str, Any]] = (),
+    ) -> TxnResult:
+        """Apply a transaction as one write, applied once: `success` runs if every compare
+        holds, else `failure` (SPEC §6, "Transactions", for the parts' forms)."""
+        result = self._write(lambda write: protocol.txn_request(compare, success, failure, write))
+        return decode_result(result.raw, TxnResult)
+
+    def _read(self, request: Request) -> dict[str, Any]:
+        """A read's answer, its committed index noted for the `after_index` of writes."""
         try:
-            _, payload = self._call(protocol.get_request(key, consistency))
+            _, payload = self._call(request)
         except errors.ClientError as error:
             self._committed.note_error(error)
             raise
         self._committed.note(payload)
-        return decode_result(payload, ReadResult)
+        return payload
 
     # --- cluster -------------------------------------------------------------------------
     def status(self, node_id: int) -> NodeStatus:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import msgspec
 
+from raftkv.kv.txn import Txn, TxnOutcome
+
 
 class Command(msgspec.Struct, frozen=True, omit_defaults=True):
-    op: str  # "put" | "del" | "cas"
-    key: str
+    op: str  # "put" | "del" | "cas" | "delrange" | "txn"
+    key: str  # delrange: the range's first key
     value: str | None = None
     # cas: apply only if the current value equals `if_value`, or (with if_absent) if absent.
     if_value: str | None = None
     if_absent: bool = False
+    # delrange: the range's end, exclusive (None: no end).
+    end: str | None = None
+    # txn: its compares and branches (`key` is unused: "").
+    txn: Txn | None = None
     # Client session (thesis §6.3): a retried (client_id, seq) is applied once.
     client_id: str = ""
     seq: int = 0
@@ -25,6 +31,8 @@ class Result(msgspec.Struct, frozen=True, omit_defaults=True):
     ok: bool
     error: str | None = None  # "cas_failed" | "not_found" | "stale_request" | "session_expired"
     current: str | None = None  # the value found when a cas fails
+    deleted: int | None = None  # delrange: how many keys it deleted
+    txn: TxnOutcome | None = None  # txn: the branch taken and each operation's answer
 
 
 _encoder = msgspec.msgpack.Encoder()

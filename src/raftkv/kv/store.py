@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import ClassVar
 
 import msgspec
 
 from raftkv.errors import InvariantViolation
 from raftkv.kv.commands import Command, Result, decode_command
+from raftkv.kv.ranges import KeyRange, SortedKeys
+from raftkv.kv.records import KeyRecord
 from raftkv.kv.sessions import Refusals, SessionRecord, SessionTable
+from raftkv.kv.txn import BRANCH_OPS, Txn, TxnOp, TxnOutcome, compare_holds, well_typed
 
 _OK = Result(ok=True)
 _STALE_REQUEST = Result(ok=False, error="stale_request")
@@ -24,7 +28,11 @@ _Session = SessionRecord[Result]
 
 
 class _Snapshot(msgspec.Struct):
-    data: dict[str, str]
+    # Each key's record (a MessagePack array). Snapshots written before revisions hold the
+    # value alone (a string): restored as created and last written at the snapshot's index,
+    # version 1 (SPEC §6). The field keeps its name so that a node older than revisions
+    # refuses a newer snapshot (an array where it wants a string) instead of misreading it.
+    data: Mapping[str, KeyRecord | str]
     applied_index: int
     applied_hash: bytes
     sessions: list[_Session] = []
@@ -36,6 +44,27 @@ _snapshot_encoder = msgspec.msgpack.Encoder()
 _snapshot_decoder = msgspec.msgpack.Decoder(_Snapshot)
 
 
+@dataclass(frozen=True, slots=True)
+class RangePage:
+    """A page of a range: its keys in order, with the range's whole size."""
+
+    items: list[tuple[str, KeyRecord]]
+    count: int  # keys in the whole range, not only this page
+    more: bool  # keys after this page
+
+
+# Keys a transaction's range answers when it gives no limit (as GET /v1/kv).
+TXN_RANGE_LIMIT_DEFAULT = 1000
+
+
+def _runnable(op: TxnOp) -> bool:
+    if op.op not in BRANCH_OPS:
+        return False
+    if op.op == "range":
+        return op.limit is None or op.limit > 0
+    return op.key is not None and (op.op != "put" or op.value is not None)
+
+
 class KVStore:
     """Keys and values, plus a session per client id so that a retried write is applied at
     most once (thesis §6.3, `kv/sessions.py`)."""
@@ -45,7 +74,8 @@ class KVStore:
     snapshot_kind: ClassVar[str] = "kv"
 
     def __init__(self, sessions_max: int | None = None) -> None:
-        self.data: dict[str, str] = {}
+        self._records: dict[str, KeyRecord] = {}
+        self._sorted = SortedKeys()  # the same keys, in order, for ranges
         self.applied_index = 0
         self._hash = b"\x00" * 16
         self._sessions: SessionTable[Result] = SessionTable(_REFUSALS, sessions_max)
@@ -82,44 +112,134 @@ class KVStore:
         )
 
     def execute(self, command: Command) -> Result:
+        """Execute a decoded command at `self.applied_index` (its log index)."""
+        records = self._records
         if command.op == "put":
-            if command.if_absent and command.key in self.data:
-                return Result(ok=False, error="cas_failed", current=self.data[command.key])
+            if command.if_absent and command.key in records:
+                return Result(ok=False, error="cas_failed", current=records[command.key].value)
             if command.value is None:
                 return _BAD_REQUEST  # decided alike on every replica; never a crash
-            self.data[command.key] = command.value
+            self._write(command.key, command.value)
             return _OK
         if command.op == "del":
-            if self.data.pop(command.key, None) is None:
+            if records.pop(command.key, None) is None:
                 return Result(ok=False, error="not_found")
+            self._sorted.remove(command.key)
             return _OK
+        if command.op == "delrange":
+            return self._delete_range(KeyRange(command.key, command.end))
+        if command.op == "txn" and command.txn is not None:
+            return self._transaction(command.txn)
         if command.op == "cas":
-            current = self.data.get(command.key)
+            current = self.get(command.key)
             matches = current is None if command.if_absent else current == command.if_value
             if not matches:
                 return Result(ok=False, error="cas_failed", current=current)
             if command.value is None:
                 return _BAD_REQUEST  # decided alike on every replica; never a crash
-            self.data[command.key] = command.value
+            self._write(command.key, command.value)
             return _OK
         return _BAD_REQUEST
 
+    def _write(self, key: str, value: str) -> None:
+        """Set `key` at the index being applied: revisions derive from the log index alone,
+        so every replica computes the same ones."""
+        index = self.applied_index
+        old = self._records.get(key)
+        if old is None:
+            self._records[key] = KeyRecord(value, index, index, 1)
+            self._sorted.add(key)
+        else:
+            self._records[key] = KeyRecord(value, old.create_index, index, old.version + 1)
+
+    def _delete_range(self, key_range: KeyRange) -> Result:
+        low, high = self._sorted.bounds(key_range)
+        doomed = self._sorted.pop_between(low, high)
+        records = self._records
+        for key in doomed:
+            del records[key]
+        return Result(ok=True, deleted=len(doomed))
+
+    def _transaction(self, txn: Txn) -> Result:
+        """Decide the compares, then run one branch: all at this index, nothing between."""
+        branches = (*txn.success, *txn.failure)
+        if not all(well_typed(compare) for compare in txn.compare) or not all(
+            _runnable(op) for op in branches
+        ):
+            return _BAD_REQUEST  # before anything is applied: a transaction is whole or not
+        succeeded = all(
+            compare_holds(compare, self._records.get(compare.key)) for compare in txn.compare
+        )
+        branch = txn.success if succeeded else txn.failure
+        return Result(ok=True, txn=TxnOutcome(succeeded, [self._run(op) for op in branch]))
+
+    def _run(self, op: TxnOp) -> dict[str, object]:
+        """One operation of a transaction's branch, and its answer (SPEC §6)."""
+        if op.op == "put":
+            assert op.key is not None and op.value is not None  # _runnable
+            self._write(op.key, op.value)
+            return {"op": "put", "key": op.key, "mod_index": self.applied_index}
+        if op.op == "delete":
+            assert op.key is not None
+            existed = self._records.pop(op.key, None) is not None
+            if existed:
+                self._sorted.remove(op.key)
+            return {"op": "delete", "key": op.key, "deleted": int(existed)}
+        if op.op == "get":
+            assert op.key is not None
+            record = self._records.get(op.key)
+            return {"op": "get", "key": op.key, "kv": record and record.to_json(op.key)}
+        key_range = (
+            KeyRange.prefix(op.prefix)
+            if op.prefix is not None
+            else KeyRange(op.start or "", op.end)
+        )
+        page = self.range(key_range, None, op.limit or TXN_RANGE_LIMIT_DEFAULT)
+        return {
+            "op": "range",
+            "kvs": [record.to_json(key, op.keys_only) for key, record in page.items],
+            "count": page.count,
+            "more": page.more,
+        }
+
+    def range(self, key_range: KeyRange, after: str | None = None, limit: int = 1000) -> RangePage:
+        """Up to `limit` keys of `key_range` in order, from the first one after `after`
+        (a previous page's last key) if given. Reads the state as it is: call it with no
+        apply in between (synchronously on the loop) to answer from one applied index."""
+        sorted_keys = self._sorted
+        low, high = sorted_keys.bounds(key_range)
+        first = low if after is None else min(high, max(low, sorted_keys.after(after)))
+        stop = min(high, first + limit)
+        records = self._records
+        items = [(key, records[key]) for key in sorted_keys.between(first, stop)]
+        return RangePage(items, high - low, stop < high)
+
     def get(self, key: str) -> str | None:
-        return self.data.get(key)
+        record = self._records.get(key)
+        return None if record is None else record.value
+
+    def record(self, key: str) -> KeyRecord | None:
+        """`key`'s value and revisions, or None."""
+        return self._records.get(key)
+
+    @property
+    def data(self) -> dict[str, str]:
+        """Every key's value: a copy built on each call, for tests and tools."""
+        return {key: record.value for key, record in self._records.items()}
 
     def snapshot(self) -> bytes:
-        return _snapshot_encoder.encode(self._state(self.data))
+        return _snapshot_encoder.encode(self._state(self._records))
 
     def prepare_snapshot(self) -> Callable[[], bytes]:
         """Copy the state now (a C-speed dict copy) and return the slow part, the encoding,
         to run off the event loop while the store keeps applying."""
-        state = self._state(dict(self.data))
+        state = self._state(dict(self._records))
         return lambda: _snapshot_encoder.encode(state)
 
-    def _state(self, data: dict[str, str]) -> _Snapshot:
+    def _state(self, records: dict[str, KeyRecord]) -> _Snapshot:
         table = self._sessions
         return _Snapshot(
-            data, self.applied_index, self._hash, table.records(), table.evicted_through
+            records, self.applied_index, self._hash, table.records(), table.evicted_through
         )
 
     def restore(self, data: bytes) -> None:
@@ -128,11 +248,13 @@ class KVStore:
             state = _snapshot_decoder.decode(data)
         except (UnicodeDecodeError, RecursionError) as error:  # not UTF-8; nested too deep
             raise msgspec.DecodeError(f"malformed snapshot: {error}") from None
-        self.data, self.applied_index, self._hash = (
-            state.data,
-            state.applied_index,
-            state.applied_hash,
-        )
+        index = state.applied_index
+        self._records = {
+            key: KeyRecord(record, index, index, 1) if isinstance(record, str) else record
+            for key, record in state.data.items()
+        }
+        self._sorted = SortedKeys(list(self._records))
+        self.applied_index, self._hash = index, state.applied_hash
         self._sessions.restore(state.sessions, state.evicted_through)
 
     @property

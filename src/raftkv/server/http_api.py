@@ -7,12 +7,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from raftkv.errors import ClientError, CommandFailed, NotLeader, ProposalDropped, Timeout
 from raftkv.kv import Command, Result, encode_command
+from raftkv.kv.ranges import KeyRange, key_after_token, page_token
+from raftkv.kv.records import KeyRecord
+from raftkv.kv.store import RangePage
+from raftkv.kv.txn import BRANCH_OPS, COMPARE_OPS, COMPARE_TARGETS, Txn, well_typed
 from raftkv.server.auth import PUBLIC_HEALTH, PUBLIC_METRICS, Access, AccessPolicy, Refusal, Role
 from raftkv.server.backup import BackupBusy
 from raftkv.server.http_server import Request, Response, StreamResponse
@@ -38,6 +42,14 @@ CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
 # messages carry them as 64-bit MessagePack integers; anything larger is a 400, not a 500.
 NUMBER_MAX = (1 << 63) - 1
 KV_PREFIX = "/v1/kv/"
+KV_RANGE_PATH = "/v1/kv"
+TXN_PATH = "/v1/txn"
+# Compares and operations of one transaction together: one entry, applied in one go on the
+# loop, so bounded like a page of a range.
+TXN_OPS_MAX = 128
+# Keys a range answers per page: by default, and at most (`limit`).
+RANGE_LIMIT_DEFAULT = 1000
+RANGE_LIMIT_MAX = 10_000  # the clients know it too (client/limits.py)
 MEMBERS_PREFIX = "/v1/members/"
 NOT_KEY_VALUE_MESSAGE = (
     "this node's state machine is not the key-value store; the /v1/kv routes serve only"
@@ -53,6 +65,7 @@ SESSION_EXPIRED_MESSAGE = (
 Route = Callable[[Request], Awaitable[Response | StreamResponse]]
 UI_PATH = "/ui"
 UI_EVENTS_PATH = "/v1/ui/events"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +122,113 @@ def _key(request: Request) -> str:
     if not key or len(key.encode("utf-8")) > KEY_BYTES_MAX:
         raise BadRequest(f"keys are 1 to {KEY_BYTES_MAX} bytes of UTF-8")
     return key
+
+
+def _consistency(request: Request) -> str:
+    consistency = request.query.get("consistency", "linearizable")
+    if consistency not in CONSISTENCY_LEVELS:
+        raise BadRequest(f"consistency is one of {', '.join(CONSISTENCY_LEVELS)}")
+    return consistency
+
+
+def _checked_key(value: str, name: str) -> str:
+    """A key (or a range bound, a key too): 1 to KEY_BYTES_MAX bytes of UTF-8."""
+    if not value or len(value.encode("utf-8", errors="surrogatepass")) > KEY_BYTES_MAX:
+        raise BadRequest(f"{name!r} is a key: 1 to {KEY_BYTES_MAX} bytes of UTF-8")
+    return value
+
+
+def _bound(query: Mapping[str, str], name: str) -> str | None:
+    value = query.get(name)
+    return None if value is None else _checked_key(value, name)
+
+
+def _key_range(query: Mapping[str, str]) -> KeyRange | None:
+    """The range a query names: `prefix`, or `start` and/or `end`; None when neither."""
+    prefix, start, end = (_bound(query, name) for name in ("prefix", "start", "end"))
+    if prefix is not None:
+        if start is not None or end is not None:
+            raise BadRequest("give 'prefix' or 'start'/'end', not both")
+        return KeyRange.prefix(prefix)
+    if start is None and end is None:
+        return None
+    return KeyRange(start or "", end)
+
+
+def _range_limit(query: Mapping[str, Any]) -> int:
+    raw = query.get("limit")
+    if raw is None:
+        return RANGE_LIMIT_DEFAULT
+    limit = _number(raw)
+    if limit is None or not 1 <= limit <= RANGE_LIMIT_MAX:
+        raise BadRequest(f"'limit' must be an integer from 1 to {RANGE_LIMIT_MAX}")
+    return limit
+
+
+def _transaction(body: dict[str, Any], value_bytes_max: int) -> Txn:
+    """The transaction of a `POST /v1/txn` body, every part checked (SPEC §6)."""
+    parts = {name: body.get(name, []) for name in ("compare", "success", "failure")}
+    try:
+        txn = msgspec.convert(parts, Txn)
+    except msgspec.ValidationError as error:
+        raise BadRequest(f"malformed transaction: {error}") from None
+    branches = [*txn.success, *txn.failure]
+    if len(txn.compare) + len(branches) > TXN_OPS_MAX:
+        raise BadRequest(f"a transaction has at most {TXN_OPS_MAX} compares and operations")
+    for compare in txn.compare:
+        _checked_key(compare.key, "key")
+        if not well_typed(compare):
+            raise BadRequest(
+                f"a compare's target is one of {', '.join(COMPARE_TARGETS)}, its op one of"
+                f" {' '.join(COMPARE_OPS)}; its value a string for value, true or false for"
+                " exists (== and != only), an integer otherwise"
+            )
+    value_bytes = 0
+    for op in branches:
+        if op.op not in BRANCH_OPS:
+            raise BadRequest(f"an operation's op is one of {', '.join(BRANCH_OPS)}")
+        if op.op == "range":
+            bounds = {"prefix": op.prefix, "start": op.start, "end": op.end}
+            _key_range({name: bound for name, bound in bounds.items() if bound is not None})
+            _range_limit({"limit": op.limit} if op.limit is not None else {})
+            continue
+        _checked_key(op.key or "", "key")
+        if op.op == "put":
+            if op.value is None:
+                raise BadRequest("a put needs a string 'value'")
+            value_bytes += len(op.value.encode("utf-8", errors="surrogatepass"))
+    if value_bytes > value_bytes_max:
+        raise TooLarge(f"a transaction's values are at most {value_bytes_max} bytes together")
+    return txn
+
+
+def _query_flag(query: Mapping[str, str], name: str) -> bool:
+    raw = query.get(name, "false")
+    if raw not in ("true", "false"):
+        raise BadRequest(f"{name!r} must be true or false")
+    return raw == "true"
+
+
+def _after(query: Mapping[str, str]) -> str | None:
+    token = query.get("after")
+    if token is None:
+        return None
+    key = key_after_token(token)
+    if key is None or len(key.encode("utf-8", errors="surrogatepass")) > KEY_BYTES_MAX:
+        raise BadRequest("'after' must be a 'next' token of a previous page")
+    return key
+
+
+def range_answer(page: RangePage, index: int, keys_only: bool) -> dict[str, Any]:
+    """The body of `GET /v1/kv` (SPEC §6, "Ranges")."""
+    items = page.items
+    return {
+        "kvs": [record.to_json(key, keys_only) for key, record in items],
+        "count": page.count,
+        "more": page.more,
+        "next": page_token(items[-1][0]) if page.more and items else None,
+        "index": index,
+    }
 
 
 def _body(request: Request, required: bool = True) -> dict[str, Any]:
@@ -288,7 +408,9 @@ class ApiBackend(Protocol):
 
     def leader_client_address(self, leader_id: int | None) -> str | None: ...
 
-    async def read(self, key: str, consistency: str) -> tuple[str | None, int]: ...
+    async def read_query(self, consistency: str, query: Callable[[Any], T]) -> tuple[T, int]:
+        """`query` run on the state machine at the consistency asked for, and the applied
+        index it answered at."""
 
     def status(self) -> dict[str, Any]: ...
 
@@ -354,6 +476,11 @@ class ClientApi:
             (MEMBERS_PREFIX, {"DELETE": Endpoint(self.delete_member, ADMIN)}),
         ]
         if key_value_routes:
+            self._exact[KV_RANGE_PATH] = {
+                "GET": Endpoint(self.get_range, READ),
+                "DELETE": Endpoint(self.delete_range, WRITE),
+            }
+            self._exact[TXN_PATH] = {"POST": Endpoint(self.post_txn, WRITE)}
             kv_routes = {
                 "PUT": Endpoint(self.put_key, WRITE),
                 "GET": Endpoint(self.get_key, READ),
@@ -371,7 +498,9 @@ class ClientApi:
                     methods = candidates
                     break
             else:
-                if not self._key_value_routes and path.startswith(KV_PREFIX):
+                if not self._key_value_routes and (
+                    path in (KV_RANGE_PATH, TXN_PATH) or path.startswith(KV_PREFIX)
+                ):
                     raise NoRoute(NOT_KEY_VALUE_MESSAGE)
                 raise NoRoute(f"no such path: {path}")
         method = "GET" if request.method == "HEAD" else request.method
@@ -448,7 +577,13 @@ class ClientApi:
 
     def _write_response(self, result: Result, index: int) -> Response:
         if result.ok:
-            return Response.json({"ok": True, "leader": self.server.id, "index": index})
+            answer: dict[str, Any] = {"ok": True, "leader": self.server.id, "index": index}
+            if result.deleted is not None:
+                answer["deleted"] = result.deleted
+            if result.txn is not None:
+                answer["succeeded"] = result.txn.succeeded
+                answer["results"] = result.txn.results
+            return Response.json(answer)
         if result.error == "cas_failed":
             return Response.error(409, "cas_failed", current=result.current, index=index)
         if result.error == "not_found":
@@ -494,13 +629,51 @@ class ClientApi:
 
     async def get_key(self, request: Request) -> Response:
         key = _key(request)
-        consistency = request.query.get("consistency", "linearizable")
-        if consistency not in CONSISTENCY_LEVELS:
-            raise BadRequest(f"consistency is one of {', '.join(CONSISTENCY_LEVELS)}")
-        value, index = await self.server.read(key, consistency)
-        if value is None:
+        consistency = _consistency(request)
+        record: KeyRecord | None
+        record, index = await self.server.read_query(consistency, lambda store: store.record(key))
+        if record is None:
             return Response.error(404, "not_found", key=key, index=index)
-        return Response.json({"key": key, "value": value, "index": index})
+        return Response.json({**record.to_json(key), "index": index})
+
+    async def get_range(self, request: Request) -> Response:
+        query = request.query
+        key_range = _key_range(query) or KeyRange()
+        limit = _range_limit(query)
+        keys_only = _query_flag(query, "keys_only")
+        after = _after(query)
+        consistency = _consistency(request)
+        page: RangePage
+        page, index = await self.server.read_query(
+            consistency, lambda store: store.range(key_range, after, limit)
+        )
+        return Response.json(range_answer(page, index, keys_only))
+
+    async def delete_range(self, request: Request) -> Response:
+        key_range = _key_range(request.query)
+        if key_range is None:
+            # Deleting every key is never a default: a range must be named.
+            raise BadRequest("name the range to delete: 'prefix', or 'start' and/or 'end'")
+        body = _body(request, required=False)
+        client_id, seq, after_index = _session({**request.query, **body})
+        command = Command(
+            op="delrange",
+            key=key_range.start,
+            end=key_range.end,
+            client_id=client_id,
+            seq=seq,
+            after_index=after_index,
+        )
+        return await self._propose_write(command)
+
+    async def post_txn(self, request: Request) -> Response:
+        body = _body(request)
+        txn = _transaction(body, self.value_bytes_max)
+        client_id, seq, after_index = _session(body)
+        command = Command(
+            op="txn", key="", txn=txn, client_id=client_id, seq=seq, after_index=after_index
+        )
+        return await self._propose_write(command)
 
     async def get_status(self, request: Request) -> Response:
         return Response.json(self.server.status())

@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from raftkv.addresses import format_address, parse_host_port
 from raftkv.core import Entry, EntryKind, Membership, RaftConfig, RaftNode, Ready
@@ -65,6 +65,8 @@ from raftkv.tls import client_port_context, peer_tls, url_scheme
 from raftkv.transport.base import Transport, TransportFactory
 from raftkv.transport.handshake import LeaseSettings
 from raftkv.transport.tcp import TcpTransport
+
+T = TypeVar("T")
 
 logger = logging.getLogger("raftkv.node")
 
@@ -678,8 +680,20 @@ class RaftServer:
 
     # --- client operations --------------------------------------------------------------
     async def read(self, key: str, consistency: str) -> tuple[str | None, int]:
-        """Read `key`: `stale` from this node's state, `lease` from the leader while its
-        lease holds, otherwise (and `linearizable`) after a ReadIndex round (thesis §6.4)."""
+        """Read `key` (see `read_query`)."""
+        getter = getattr(self.state_machine, "get", None)
+        if getter is None:
+            raise RequestFailed("this state machine does not support key reads")
+        value: str | None
+        value, index = await self.read_query(consistency, lambda _: getter(key))
+        return value, index
+
+    async def read_query(self, consistency: str, query: Callable[[Any], T]) -> tuple[T, int]:
+        """Run `query` on the state machine: `stale` from this node's state, `lease` from the
+        leader while its lease holds, otherwise (and `linearizable`) after a ReadIndex round
+        (thesis §6.4). With the applied index it answered at: `query` runs synchronously
+        once the wait is over, so no entry is applied in the middle of it (a range is the
+        state at one index)."""
         if self.storage_failure is not None:
             raise RequestFailed(f"storage failed: {self.storage_failure}")
         node = self.node
@@ -691,11 +705,7 @@ class RaftServer:
             else:
                 index = await self.requests.read_index()
             await self.requests.wait_applied(index)
-        getter = getattr(self.state_machine, "get", None)
-        if getter is None:
-            raise RequestFailed("this state machine does not support key reads")
-        value: str | None = getter(key)
-        return value, self.applied_index
+        return query(self.state_machine), self.applied_index
 
     async def backup(self) -> bytes:
         """`GET /v1/snapshot`: a consistent backup file of the state machine (leader only)."""
