@@ -14,6 +14,7 @@ import asyncio
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -101,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("raft-chaos: interrupted; every node killed", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (OSError, TimeoutError) as error:
+    except (OSError, TimeoutError, subprocess.CalledProcessError) as error:
+        # The machine would not run the cluster: ports, processes, nft rules.
         print(f"raft-chaos: {error}", file=sys.stderr)
         return EXIT_USAGE
 
