@@ -92,8 +92,10 @@ class NemesisLog:
         self.file = file
         self.events: list[dict[str, object]] = []
 
-    def record(self, event: str, kind: str, **details: object) -> None:
-        line = {"time": time.time(), "event": event, "kind": kind, **details}
+    def record(self, event: str, kind: str, at: float | None = None, **details: object) -> None:
+        """`at`: when it happened (wall time), if not now."""
+        line = {"time": time.time() if at is None else at, "event": event, "kind": kind}
+        line |= details
         self.events.append(line)
         self.file.write(json.dumps(line) + "\n")
         self.file.flush()
@@ -144,6 +146,8 @@ class Nemesis:
         return members[int(fault.choice * len(members))]
 
     def start(self, fault: Fault) -> None:
+        # Logged when it began: a removal or a transfer takes a while to carry out.
+        began = time.time()
         node_id = self._target(fault)
         self._kind = fault.kind
         details: dict[str, object] = {"node": node_id, "planned_seconds": fault.duration}
@@ -163,7 +167,7 @@ class Nemesis:
             self._undo = lambda: None
         else:
             details |= self._change_membership(node_id)
-        self.log.record("start", fault.kind, **details)
+        self.log.record("start", fault.kind, at=began, **details)
 
     def _transfer(self, fault: Fault) -> dict[str, object]:
         leader = self.cluster.wait_leader(HEAL_TIMEOUT_SECONDS)
