@@ -11,7 +11,7 @@ import pytest
 import raftkv
 
 BIN = Path(sys.executable).parent
-COMMANDS = ["raft-node", "raft-client", "raft-sim", "raft-check", "raft-bench"]
+COMMANDS = ["raft-node", "raft-client", "raft-sim", "raft-check", "raft-bench", "raft-chaos"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

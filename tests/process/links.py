@@ -1,47 +1,30 @@
 """Cutting a process cluster's peer links: with nftables where the machine allows it (root,
-and `nft` on PATH), with user-space proxies (`link_proxy.LinkProxies`) everywhere else. Both
+and `nft` on PATH), with user-space proxies (`raftkv.chaos.link_proxy`) everywhere else. Both
 offer `cut(group, others)`, `heal()` and `close()`, so the partition tests make the same
 assertions over either. RAFTKV_TEST_LINKS=nftables or RAFTKV_TEST_LINKS=proxy forces one."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Literal, Protocol
 
+from raftkv.chaos.firewall import Firewall, peer_host
+from raftkv.chaos.link_proxy import LinkProxies
+from raftkv.chaos.links import LinkCutter, LinksKind, choose_links
 from tests.process.cluster import NodeProcess, ProcessCluster
-from tests.process.firewall import Firewall, nft_available, peer_host
-from tests.process.link_proxy import LinkProxies
 
 LINKS_VARIABLE = "RAFTKV_TEST_LINKS"
-LinksKind = Literal["nftables", "proxy"]
-
-
-class LinkCutter(Protocol):
-    def cut(self, group: Iterable[int], others: Iterable[int]) -> None:
-        """Drop all peer traffic between `group` and `others`, both ways, until `heal()`."""
-
-    def heal(self) -> None:
-        """Let all peer traffic through again."""
-
-    def close(self) -> None:
-        """Remove every trace (rules, proxies); safe after a failure."""
+__all__ = ["LinkCutter", "chosen_links", "partitionable_cluster"]
 
 
 def chosen_links() -> LinksKind:
     """nftables where it works, proxies otherwise, unless RAFTKV_TEST_LINKS says which. A
     forced choice the machine cannot honour is an error, never a quiet fallback or a skip."""
-    forced = os.environ.get(LINKS_VARIABLE, "")
-    if forced == "":
-        return "nftables" if nft_available() else "proxy"
-    if forced == "proxy":
-        return "proxy"
-    if forced == "nftables":
-        if not nft_available():
-            raise RuntimeError(f"{LINKS_VARIABLE}=nftables needs root and `nft` on PATH")
-        return "nftables"
-    raise ValueError(f"{LINKS_VARIABLE} is 'nftables' or 'proxy', not {forced!r}")
+    try:
+        return choose_links(os.environ.get(LINKS_VARIABLE, ""))
+    except (RuntimeError, ValueError) as error:
+        raise type(error)(f"{LINKS_VARIABLE}: {error}") from None
 
 
 class PeerPorts(Mapping[int, int]):

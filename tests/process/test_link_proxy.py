@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from raftkv.chaos.link_proxy import LinkProxies
 from tests.process.cluster import wait_for
-from tests.process.link_proxy import LinkProxies
 
 DEADLINE_SECONDS = 10.0
 

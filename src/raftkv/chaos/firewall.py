@@ -8,7 +8,8 @@ to B is A's address to B's listening port, and B's answers come from that port. 
 address alone once cut a parallel test's cluster apart too.
 
 One of two link cutters with the same `cut`/`heal`/`close` (`links.py` picks one); the other,
-`link_proxy.py`, needs neither root nor nftables."""
+`link_proxy.py`, needs neither root nor nftables. Used by the process tests
+(tests/process/links.py) and by `raft-chaos`."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class Firewall:
         """`peer_ports`: node id -> peer port, for the nodes of one cluster (read at each
         cut, so nodes added later are included)."""
         self.peer_ports = peer_ports
-        self.table = f"raftkv_test_{os.getpid()}_{next(_tables)}"
+        self.table = f"raftkv_chaos_{os.getpid()}_{next(_tables)}"
         self._nft(f"add table inet {self.table}")
         self._nft(
             f"add chain inet {self.table} output "
