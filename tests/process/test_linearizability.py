@@ -7,15 +7,16 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import time
 from pathlib import Path
 
+from raftkv.chaos.workload import perform
 from raftkv.check import HistoryRecorder, check_history
+from raftkv.check.history import OperationKind
 from raftkv.client import AsyncRaftClient
-from raftkv.client.errors import CasFailed, NotFound, RequestError
 from tests.process.cluster import ProcessCluster
 
 KEYS = [f"k{n}" for n in range(5)]
+KINDS: list[OperationKind] = ["get", "put", "cas", "del"]
 CLIENTS = 8
 LEADER_KILLS = 3
 
@@ -28,57 +29,15 @@ async def client_loop(
     stop: asyncio.Event,
     progress: asyncio.Event,
 ) -> None:
+    """One client, a call at a time, each recorded as raft-chaos's clients record theirs."""
     counter = 0
     while not stop.is_set():
         progress.set()
         key = rng.choice(KEYS)
-        kind = rng.choices(["get", "put", "cas", "del"], weights=[4, 4, 2, 1])[0]
+        kind = rng.choices(KINDS, weights=[4, 4, 2, 1])[0]
         counter += 1
-        value = f"{name}-{counter}"
         expected = f"{rng.choice(['c0', 'c1', 'c2', 'c3'])}-{rng.randrange(1, 4)}"
-        handle = recorder.invoke(
-            name,
-            kind,
-            key,
-            time=time.monotonic(),
-            value=value if kind in ("put", "cas") else None,
-            if_value=expected if kind == "cas" else None,
-        )
-        try:
-            if kind == "get":
-                try:
-                    read = await client.get(key)
-                    recorder.complete(handle, "ok", time=time.monotonic(), result=read.value)
-                except NotFound:
-                    recorder.complete(handle, "ok", time=time.monotonic(), result=None)
-            elif kind == "put":
-                await client.put(key, value)
-                recorder.complete(handle, "ok", time=time.monotonic())
-            elif kind == "cas":
-                try:
-                    await client.cas(key, expected, value)
-                    recorder.complete(handle, "ok", time=time.monotonic())
-                except CasFailed as failed:
-                    current = failed.payload.get("current")
-                    recorder.complete(
-                        handle,
-                        "ok",
-                        time=time.monotonic(),
-                        error="cas_failed",
-                        current=current if isinstance(current, str) else None,
-                    )
-            else:
-                try:
-                    await client.delete(key)
-                    recorder.complete(handle, "ok", time=time.monotonic())
-                except NotFound:
-                    recorder.complete(handle, "ok", time=time.monotonic(), error="not_found")
-        except RequestError:
-            # Timed out or no leader: a read had no effect; a write may or may not have.
-            status = "fail" if kind == "get" else "unknown"
-            recorder.complete(
-                handle, status, time=None if status == "unknown" else time.monotonic()
-            )
+        await perform(client, recorder, name, kind, key, f"{name}-{counter}", expected)
 
 
 async def operations_recorded(

@@ -19,7 +19,6 @@ import base64
 import json
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import threading
@@ -28,6 +27,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from raftkv.cli.bench import stop_processes
 
 ETCD_STARTUP_SECONDS = 30
 _pause = threading.Event()
@@ -189,14 +190,7 @@ class EtcdCluster:
         )
 
     def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.processes)
 
 
 def _b64(text: str) -> str:
