@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,9 +178,8 @@ class ChaosCluster:
                 return node_id
         return None
 
-    def wait(self, what: str, condition: object, timeout: float) -> None:
+    def wait(self, what: str, condition: Callable[[], object], timeout: float) -> None:
         """Poll `condition()` until truthy, or raise TimeoutError after `timeout` s."""
-        assert callable(condition)
         deadline = time.monotonic() + timeout
         while not condition():
             if time.monotonic() > deadline:
