@@ -29,6 +29,7 @@ from raftkv.addresses import format_address, parse_host_port
 from raftkv.core import Entry, EntryKind, Membership, RaftConfig, RaftNode, Ready
 from raftkv.core.messages import AnyMessage, AppendEntries, Forward, ForwardReply
 from raftkv.errors import (
+    Corruption,
     InvariantViolation,
     NotLeader,
     RaftError,
@@ -340,7 +341,17 @@ class RaftServer:
             logger.warning("recovery: %s", warning)
         if recovered.snapshot is not None:
             meta, data = recovered.snapshot
-            self.state_machine.restore(data)
+            try:
+                self.state_machine.restore(data)
+            except ValueError as error:
+                # The file's checksum held, so the bytes are what was written: a snapshot of
+                # another state machine, or of a newer format. Starting without it would
+                # lose every entry it covers; refuse, as for any unreadable stored state.
+                raise Corruption(
+                    f"the snapshot at index {meta.index} does not load into this node's "
+                    f"state machine ({type(self.state_machine).__name__}): {error}; it may "
+                    "have been written by a newer version of raftkv"
+                ) from error
             logger.info("loaded snapshot at index %d term %d", meta.index, meta.term)
         self.node = RaftNode(
             config,
