@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from raftkv.core.messages import AppendEntries
-from raftkv.server.http_api import CHECK_PASSED, HealthFacts, readiness
+from raftkv.server.health import CHECK_PASSED, HealthFacts, readiness
 from raftkv.server.http_server import Request
 from raftkv.server.options import READY_LAG_ENTRIES_DEFAULT, NodeOptions
 from raftkv.server.runtime import RaftServer

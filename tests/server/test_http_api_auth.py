@@ -19,7 +19,8 @@ import pytest
 from raftkv.kv import KVStore, Result
 from raftkv.server import auth
 from raftkv.server.auth import AccessPolicy, Identity, Role, TokenTable
-from raftkv.server.http_api import READ, ClientApi, Endpoint, HealthFacts
+from raftkv.server.health import HealthFacts
+from raftkv.server.http_api import READ, ClientApi, Endpoint
 from raftkv.server.http_server import HttpServer, Request
 
 READ_TOKEN = "read-token-0123456789"

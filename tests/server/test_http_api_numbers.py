@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from raftkv.server.http_api import NUMBER_MAX
+from raftkv.server.api_requests import NUMBER_MAX
 
 from .test_http_api_sessions import call, make_api
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from raftkv.server.http_api import TXN_OPS_MAX
+from raftkv.server.api_requests import TXN_OPS_MAX
 from tests.server.test_http_api_sessions import call, make_api
 
 

@@ -9,18 +9,37 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, Protocol, TypeVar
 
-import msgspec
-
-from raftkv.errors import ClientError, CommandFailed, NotLeader, ProposalDropped, Timeout
+from raftkv.errors import CommandFailed, NotLeader, ProposalDropped, Timeout
 from raftkv.kv import Command, Result, encode_command
-from raftkv.kv.ranges import KeyRange, key_after_token, page_token
+from raftkv.kv.ranges import KeyRange
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.store import RangePage
-from raftkv.kv.txn import BRANCH_OPS, COMPARE_OPS, COMPARE_TARGETS, Txn, well_typed
+from raftkv.server.api_requests import (
+    KV_PREFIX,
+    NUMBER_MAX,
+    BadRequest,
+    NoRoute,
+    TooLarge,
+    WrongMethod,
+    after_of,
+    body_of,
+    consistency_of,
+    key_of,
+    key_range_of,
+    number_of,
+    optional_flag,
+    optional_string,
+    query_flag,
+    range_answer,
+    range_limit_of,
+    session_of,
+    transaction_of,
+)
 from raftkv.server.auth import PUBLIC_HEALTH, PUBLIC_METRICS, Access, AccessPolicy, Refusal, Role
 from raftkv.server.backup import BackupBusy
+from raftkv.server.health import HealthFacts, readiness
 from raftkv.server.http_server import Request, Response, StreamResponse
-from raftkv.server.options import KEY_BYTES_MAX, READY_LAG_ENTRIES_DEFAULT
+from raftkv.server.options import READY_LAG_ENTRIES_DEFAULT
 from raftkv.server.requests import RequestFailed
 from raftkv.storage.backup_file import BACKUP_CONTENT_TYPE
 
@@ -37,19 +56,8 @@ def body_bytes_max(value_bytes_max: int) -> int:
     return 2 * JSON_ESCAPE_FACTOR_MAX * value_bytes_max + BODY_OVERHEAD_BYTES
 
 
-CONSISTENCY_LEVELS = ("linearizable", "lease", "stale")
-# The largest number the API takes (seq, after_index, index, member ids): commands and peer
-# messages carry them as 64-bit MessagePack integers; anything larger is a 400, not a 500.
-NUMBER_MAX = (1 << 63) - 1
-KV_PREFIX = "/v1/kv/"
 KV_RANGE_PATH = "/v1/kv"
 TXN_PATH = "/v1/txn"
-# Compares and operations of one transaction together: one entry, applied in one go on the
-# loop, so bounded like a page of a range.
-TXN_OPS_MAX = 128
-# Keys a range answers per page: by default, and at most (`limit`).
-RANGE_LIMIT_DEFAULT = 1000
-RANGE_LIMIT_MAX = 10_000  # the clients know it too (client/limits.py)
 MEMBERS_PREFIX = "/v1/members/"
 NOT_KEY_VALUE_MESSAGE = (
     "this node's state machine is not the key-value store; the /v1/kv routes serve only"
@@ -93,257 +101,7 @@ AUTHENTICATE_HEADER = 'WWW-Authenticate: Bearer realm="raftkv"'
 # whether this node can serve, each check "ok" or why it fails.
 LIVEZ_PATH = "/livez"
 READYZ_PATH = "/readyz"
-CHECK_PASSED = "ok"
 LIVE_BODY = b'{"ok":true}'
-
-
-class BadRequest(ClientError):
-    code = "bad_request"
-
-
-class TooLarge(ClientError):
-    code = "too_large"
-
-
-class NoRoute(ClientError):
-    code = "not_found"
-
-
-class WrongMethod(ClientError):
-    code = "bad_request"
-
-
-_json_decode = msgspec.json.Decoder().decode
-
-
-# --- validation ---------------------------------------------------------------------------
-def _key(request: Request) -> str:
-    key = request.path[len(KV_PREFIX) :]
-    if not key or len(key.encode("utf-8")) > KEY_BYTES_MAX:
-        raise BadRequest(f"keys are 1 to {KEY_BYTES_MAX} bytes of UTF-8")
-    return key
-
-
-def _consistency(request: Request) -> str:
-    consistency = request.query.get("consistency", "linearizable")
-    if consistency not in CONSISTENCY_LEVELS:
-        raise BadRequest(f"consistency is one of {', '.join(CONSISTENCY_LEVELS)}")
-    return consistency
-
-
-def _checked_key(value: str, name: str) -> str:
-    """A key (or a range bound, a key too): 1 to KEY_BYTES_MAX bytes of UTF-8."""
-    if not value or len(value.encode("utf-8", errors="surrogatepass")) > KEY_BYTES_MAX:
-        raise BadRequest(f"{name!r} is a key: 1 to {KEY_BYTES_MAX} bytes of UTF-8")
-    return value
-
-
-def _bound(query: Mapping[str, str], name: str) -> str | None:
-    value = query.get(name)
-    return None if value is None else _checked_key(value, name)
-
-
-def _key_range(query: Mapping[str, str]) -> KeyRange | None:
-    """The range a query names: `prefix`, or `start` and/or `end`; None when neither."""
-    prefix, start, end = (_bound(query, name) for name in ("prefix", "start", "end"))
-    if prefix is not None:
-        if start is not None or end is not None:
-            raise BadRequest("give 'prefix' or 'start'/'end', not both")
-        return KeyRange.prefix(prefix)
-    if start is None and end is None:
-        return None
-    return KeyRange(start or "", end)
-
-
-def _range_limit(query: Mapping[str, Any]) -> int:
-    raw = query.get("limit")
-    if raw is None:
-        return RANGE_LIMIT_DEFAULT
-    limit = _number(raw)
-    if limit is None or not 1 <= limit <= RANGE_LIMIT_MAX:
-        raise BadRequest(f"'limit' must be an integer from 1 to {RANGE_LIMIT_MAX}")
-    return limit
-
-
-def _transaction(body: dict[str, Any], value_bytes_max: int) -> Txn:
-    """The transaction of a `POST /v1/txn` body, every part checked (SPEC §6)."""
-    parts = {name: body.get(name, []) for name in ("compare", "success", "failure")}
-    try:
-        txn = msgspec.convert(parts, Txn)
-    except msgspec.ValidationError as error:
-        raise BadRequest(f"malformed transaction: {error}") from None
-    branches = [*txn.success, *txn.failure]
-    if len(txn.compare) + len(branches) > TXN_OPS_MAX:
-        raise BadRequest(f"a transaction has at most {TXN_OPS_MAX} compares and operations")
-    for compare in txn.compare:
-        _checked_key(compare.key, "key")
-        if not well_typed(compare):
-            raise BadRequest(
-                f"a compare's target is one of {', '.join(COMPARE_TARGETS)}, its op one of"
-                f" {' '.join(COMPARE_OPS)}; its value a string for value, true or false for"
-                " exists (== and != only), an integer otherwise"
-            )
-    value_bytes = 0
-    for op in branches:
-        if op.op not in BRANCH_OPS:
-            raise BadRequest(f"an operation's op is one of {', '.join(BRANCH_OPS)}")
-        if op.op == "range":
-            bounds = {"prefix": op.prefix, "start": op.start, "end": op.end}
-            _key_range({name: bound for name, bound in bounds.items() if bound is not None})
-            _range_limit({"limit": op.limit} if op.limit is not None else {})
-            continue
-        _checked_key(op.key or "", "key")
-        if op.op == "put":
-            if op.value is None:
-                raise BadRequest("a put needs a string 'value'")
-            value_bytes += len(op.value.encode("utf-8", errors="surrogatepass"))
-    if value_bytes > value_bytes_max:
-        raise TooLarge(f"a transaction's values are at most {value_bytes_max} bytes together")
-    return txn
-
-
-def _query_flag(query: Mapping[str, str], name: str) -> bool:
-    raw = query.get(name, "false")
-    if raw not in ("true", "false"):
-        raise BadRequest(f"{name!r} must be true or false")
-    return raw == "true"
-
-
-def _after(query: Mapping[str, str]) -> str | None:
-    token = query.get("after")
-    if token is None:
-        return None
-    key = key_after_token(token)
-    if key is None or len(key.encode("utf-8", errors="surrogatepass")) > KEY_BYTES_MAX:
-        raise BadRequest("'after' must be a 'next' token of a previous page")
-    return key
-
-
-def range_answer(page: RangePage, index: int, keys_only: bool) -> dict[str, Any]:
-    """The body of `GET /v1/kv` (SPEC §6, "Ranges")."""
-    items = page.items
-    return {
-        "kvs": [record.to_json(key, keys_only) for key, record in items],
-        "count": page.count,
-        "more": page.more,
-        "next": page_token(items[-1][0]) if page.more and items else None,
-        "index": index,
-    }
-
-
-def _body(request: Request, required: bool = True) -> dict[str, Any]:
-    raw = request.body
-    if not raw and not required:
-        return {}
-    try:
-        body = _json_decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
-        # A string that is not UTF-8, nesting past the recursion limit: msgspec's own types.
-        raise BadRequest(f"malformed JSON: {error}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
-
-
-def _optional_string(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise BadRequest(f"{name!r} must be a string")
-    return value
-
-
-def _optional_flag(body: dict[str, Any], name: str) -> bool:
-    value = body.get(name, False)
-    if not isinstance(value, bool):
-        raise BadRequest(f"{name!r} must be true or false")
-    return value
-
-
-def _number(value: object) -> int | None:
-    """`value` as an integer in 0..NUMBER_MAX (a JSON number, or a string of ASCII digits
-    from a URL), or None. str.isdigit() alone takes "²" and other digits int() refuses."""
-    if isinstance(value, str):
-        if not (value.isascii() and value.isdigit()) or len(value) > 19:
-            return None
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= NUMBER_MAX:
-        return None
-    return value
-
-
-def _count(source: dict[str, Any], name: str) -> int | None:
-    """An optional non-negative integer (a digit string too: DELETE takes it in the query)."""
-    value = source.get(name)
-    if value is None:
-        return None
-    number = _number(value)
-    if number is None:
-        raise BadRequest(f"{name!r} must be an integer from 0 to {NUMBER_MAX}")
-    return number
-
-
-def _session(source: dict[str, Any]) -> tuple[str, int, int | None]:
-    """The write's client session: client id, seq and `after_index` (SPEC §3, §6)."""
-    client_id = source.get("client_id") or ""
-    if not isinstance(client_id, str) or len(client_id) > 128:
-        raise BadRequest("'client_id' must be a string of at most 128 characters")
-    seq = _count(source, "seq") or 0
-    after_index = _count(source, "after_index")
-    if client_id and seq == 0:
-        raise BadRequest("a 'client_id' needs a 'seq' of 1 or more")
-    if after_index is not None and not client_id:
-        raise BadRequest("'after_index' belongs to a session: it needs a 'client_id'")
-    return client_id, seq, after_index
-
-
-@dataclass(frozen=True, slots=True)
-class HealthFacts:
-    """What readiness is decided from (`RaftServer.health_facts`): the node's own state,
-    read without a Raft round trip, so a probe costs no more than `/v1/status`."""
-
-    # The leader this node heard from within an election timeout (itself when it leads).
-    leader_id: int | None
-    storage_failure: str | None
-    # In the newest configuration this node holds (a learner counts).
-    member: bool
-    # It applied a configuration without itself, from its own join on: it is stopping.
-    removed: bool
-    # The highest commit index this node knows: its own, or one a leader sent it (a
-    # follower still receiving entries commits only what it holds).
-    commit_index: int
-    # What the state machine reflects.
-    applied_index: int
-
-
-def readiness(node_id: int, facts: HealthFacts, lag_entries_max: int) -> dict[str, Any]:
-    """The `/readyz` body: every check, "ok" or why it fails, and `ok` when all pass."""
-    behind = max(0, facts.commit_index - facts.applied_index)
-    if facts.removed:
-        member = "removed from the cluster"
-    elif not facts.member:
-        member = "not a member of the cluster's configuration"
-    else:
-        member = CHECK_PASSED
-    checks = {
-        "leader": CHECK_PASSED if facts.leader_id is not None else "leader unknown",
-        "storage": (
-            CHECK_PASSED
-            if facts.storage_failure is None
-            else f"storage failed: {facts.storage_failure}"
-        ),
-        "caught_up": CHECK_PASSED if behind <= lag_entries_max else f"{behind} entries behind",
-        "member": member,
-    }
-    return {
-        "ok": all(outcome == CHECK_PASSED for outcome in checks.values()),
-        "checks": checks,
-        "id": node_id,
-        "leader": facts.leader_id,
-        "commit_index": facts.commit_index,
-        "applied_index": facts.applied_index,
-        "behind": behind,
-        "behind_max": lag_entries_max,
-    }
 
 
 class Proposer(Protocol):
@@ -597,16 +355,16 @@ class ClientApi:
 
     # --- handlers --------------------------------------------------------------------------
     async def put_key(self, request: Request) -> Response:
-        key = _key(request)
-        body = _body(request)
+        key = key_of(request)
+        body = body_of(request)
         value = body.get("value")
         if not isinstance(value, str):
             raise BadRequest("'value' must be a string")
         if len(value.encode("utf-8", errors="surrogatepass")) > self.value_bytes_max:
             raise TooLarge(f"values are at most {self.value_bytes_max} bytes")
-        if_value = _optional_string(body, "if_value")
-        if_absent = _optional_flag(body, "if_absent")
-        client_id, seq, after_index = _session(body)
+        if_value = optional_string(body, "if_value")
+        if_absent = optional_flag(body, "if_absent")
+        client_id, seq, after_index = session_of(body)
         operation = "cas" if if_value is not None or if_absent else "put"
         command = Command(
             op=operation,
@@ -621,15 +379,15 @@ class ClientApi:
         return await self._propose_write(command)
 
     async def delete_key(self, request: Request) -> Response:
-        key = _key(request)
-        body = _body(request, required=False)
-        client_id, seq, after_index = _session({**request.query, **body})
+        key = key_of(request)
+        body = body_of(request, required=False)
+        client_id, seq, after_index = session_of({**request.query, **body})
         command = Command(op="del", key=key, client_id=client_id, seq=seq, after_index=after_index)
         return await self._propose_write(command)
 
     async def get_key(self, request: Request) -> Response:
-        key = _key(request)
-        consistency = _consistency(request)
+        key = key_of(request)
+        consistency = consistency_of(request)
         record: KeyRecord | None
         record, index = await self.server.read_query(consistency, lambda store: store.record(key))
         if record is None:
@@ -638,11 +396,11 @@ class ClientApi:
 
     async def get_range(self, request: Request) -> Response:
         query = request.query
-        key_range = _key_range(query) or KeyRange()
-        limit = _range_limit(query)
-        keys_only = _query_flag(query, "keys_only")
-        after = _after(query)
-        consistency = _consistency(request)
+        key_range = key_range_of(query) or KeyRange()
+        limit = range_limit_of(query)
+        keys_only = query_flag(query, "keys_only")
+        after = after_of(query)
+        consistency = consistency_of(request)
         page: RangePage
         page, index = await self.server.read_query(
             consistency, lambda store: store.range(key_range, after, limit)
@@ -650,12 +408,12 @@ class ClientApi:
         return Response.json(range_answer(page, index, keys_only))
 
     async def delete_range(self, request: Request) -> Response:
-        key_range = _key_range(request.query)
+        key_range = key_range_of(request.query)
         if key_range is None:
             # Deleting every key is never a default: a range must be named.
             raise BadRequest("name the range to delete: 'prefix', or 'start' and/or 'end'")
-        body = _body(request, required=False)
-        client_id, seq, after_index = _session({**request.query, **body})
+        body = body_of(request, required=False)
+        client_id, seq, after_index = session_of({**request.query, **body})
         command = Command(
             op="delrange",
             key=key_range.start,
@@ -667,9 +425,9 @@ class ClientApi:
         return await self._propose_write(command)
 
     async def post_txn(self, request: Request) -> Response:
-        body = _body(request)
-        txn = _transaction(body, self.value_bytes_max)
-        client_id, seq, after_index = _session(body)
+        body = body_of(request)
+        txn = transaction_of(body, self.value_bytes_max)
+        client_id, seq, after_index = session_of(body)
         command = Command(
             op="txn", key="", txn=txn, client_id=client_id, seq=seq, after_index=after_index
         )
@@ -688,7 +446,7 @@ class ClientApi:
         return Response.json(body, 200 if body["ok"] else 503)
 
     async def get_hash(self, request: Request) -> Response:
-        index = _number(request.query.get("index", ""))
+        index = number_of(request.query.get("index", ""))
         if index is None:
             raise BadRequest(f"'index' must be an integer from 0 to {NUMBER_MAX}")
         applied_hash = self.server.applied_hashes.get(index)
@@ -704,25 +462,25 @@ class ClientApi:
         return Response.json(self.server.members.describe())
 
     async def post_member(self, request: Request) -> Response:
-        body = _body(request)
+        body = body_of(request)
         member = body.get("id")
         address = body.get("address")
-        if not isinstance(member, int) or _number(member) is None or member == 0:
+        if not isinstance(member, int) or number_of(member) is None or member == 0:
             raise BadRequest(f"'id' must be an integer from 1 to {NUMBER_MAX}")
         if not isinstance(address, str):
             raise BadRequest("'address' must be 'host:port'")
         return Response.json(await self.server.members.add(member, address))
 
     async def delete_member(self, request: Request) -> Response:
-        member = _number(request.path[len(MEMBERS_PREFIX) :])
+        member = number_of(request.path[len(MEMBERS_PREFIX) :])
         if not member:
             raise BadRequest(f"member ids are integers from 1 to {NUMBER_MAX}")
         return Response.json(await self.server.members.remove(member))
 
     async def post_transfer_leader(self, request: Request) -> Response:
-        body = _body(request)
+        body = body_of(request)
         target = body.get("to")
-        if not isinstance(target, int) or _number(target) is None:
+        if not isinstance(target, int) or number_of(target) is None:
             raise BadRequest("'to' must be a node id")
         leader = await self.server.members.transfer_leadership(target)
         return Response.json({"ok": True, "leader": leader})

@@ -41,7 +41,8 @@ from raftkv.server.auth import AccessPolicy
 from raftkv.server.backup import BackupMaker
 from raftkv.server.dashboard import LOG_TAIL_ENTRIES, Dashboard, Timeline, ask_peer_status
 from raftkv.server.forwarding import Forwarding
-from raftkv.server.http_api import ClientApi, HealthFacts
+from raftkv.server.health import HealthFacts
+from raftkv.server.http_api import ClientApi
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
 from raftkv.server.logs import trace_line
 from raftkv.server.members import MembershipOperations
