@@ -10,6 +10,7 @@ from typing import ClassVar
 import msgspec
 
 from raftkv.errors import InvariantViolation
+from raftkv.kv.changes import ChangeObserver, KeyChange
 from raftkv.kv.commands import Command, Result, decode_command
 from raftkv.kv.ranges import KeyRange, SortedKeys
 from raftkv.kv.records import KeyRecord
@@ -73,8 +74,12 @@ class KVStore:
     # backup of another kind (server/backup.py).
     snapshot_kind: ClassVar[str] = "kv"
 
-    def __init__(self, sessions_max: int | None = None) -> None:
+    def __init__(
+        self, sessions_max: int | None = None, observer: ChangeObserver | None = None
+    ) -> None:
         self._records: dict[str, KeyRecord] = {}
+        # Told of every key change and every restore (watches); None: nobody listens.
+        self.observer = observer
         self._sorted = SortedKeys()  # the same keys, in order, for ranges
         self.applied_index = 0
         self._hash = b"\x00" * 16
@@ -122,9 +127,8 @@ class KVStore:
             self._write(command.key, command.value)
             return _OK
         if command.op == "del":
-            if records.pop(command.key, None) is None:
+            if self._delete(command.key) is None:
                 return Result(ok=False, error="not_found")
-            self._sorted.remove(command.key)
             return _OK
         if command.op == "delrange":
             return self._delete_range(KeyRange(command.key, command.end))
@@ -147,17 +151,32 @@ class KVStore:
         index = self.applied_index
         old = self._records.get(key)
         if old is None:
-            self._records[key] = KeyRecord(value, index, index, 1)
+            record = KeyRecord(value, index, index, 1)
             self._sorted.add(key)
         else:
-            self._records[key] = KeyRecord(value, old.create_index, index, old.version + 1)
+            record = KeyRecord(value, old.create_index, index, old.version + 1)
+        self._records[key] = record
+        if self.observer is not None:
+            self.observer.changed(KeyChange(index, key, record, old))
+
+    def _delete(self, key: str) -> KeyRecord | None:
+        """Delete `key` at the index being applied; its record, or None if it was absent.
+        Every delete goes through here (or `_delete_range`), so observers see them all."""
+        old = self._records.pop(key, None)
+        if old is not None:
+            self._sorted.remove(key)
+            if self.observer is not None:
+                self.observer.changed(KeyChange(self.applied_index, key, None, old))
+        return old
 
     def _delete_range(self, key_range: KeyRange) -> Result:
         low, high = self._sorted.bounds(key_range)
         doomed = self._sorted.pop_between(low, high)
-        records = self._records
+        records, observer, index = self._records, self.observer, self.applied_index
         for key in doomed:
-            del records[key]
+            old = records.pop(key)
+            if observer is not None:
+                observer.changed(KeyChange(index, key, None, old))
         return Result(ok=True, deleted=len(doomed))
 
     def _transaction(self, txn: Txn) -> Result:
@@ -181,9 +200,7 @@ class KVStore:
             return {"op": "put", "key": op.key, "mod_index": self.applied_index}
         if op.op == "delete":
             assert op.key is not None
-            existed = self._records.pop(op.key, None) is not None
-            if existed:
-                self._sorted.remove(op.key)
+            existed = self._delete(op.key) is not None
             return {"op": "delete", "key": op.key, "deleted": int(existed)}
         if op.op == "get":
             assert op.key is not None
@@ -256,6 +273,8 @@ class KVStore:
         self._sorted = SortedKeys(list(self._records))
         self.applied_index, self._hash = index, state.applied_hash
         self._sessions.restore(state.sessions, state.evicted_through)
+        if self.observer is not None:
+            self.observer.restored(index)
 
     @property
     def applied_hash(self) -> str:
