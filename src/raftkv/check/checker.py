@@ -1,7 +1,10 @@
 """`check_history`: is a key-value history linearizable?
 
 Linearizability is local (Herlihy & Wing 1990, §3.3): a history is linearizable exactly when
-its restriction to each object is, so each key is checked on its own. Per key: first the
+its restriction to each object is, so each key is checked on its own. With ranges,
+delete-ranges and transactions the objects are components of keys instead (components.py):
+one that holds such an operation is checked as a whole map (map_model.py, map_search.py);
+the others are single keys, checked exactly as before. Per key: first the
 short proofs of witness.py (stale read, lost update, read of a value never or not yet
 written), then the search of Wing & Gong 1993 as refined by Lowe 2017 (search.py). A key that
 fails is then explained: the deepest partial linearization reached, the operation that could
@@ -16,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import msgspec
 
+from raftkv.check.components import Component, split_components
 from raftkv.check.explain import explain_result
 from raftkv.check.history import History, IndexedOperation, Operation, checked_history
 from raftkv.check.limits import (
@@ -25,6 +29,8 @@ from raftkv.check.limits import (
     SEARCH_FIRST_ATTEMPT_STATES,
     SEARCH_STATES_MAX,
 )
+from raftkv.check.map_model import Universe, to_map_model
+from raftkv.check.map_search import search_map
 from raftkv.check.minimize import Budget, localize, minimize_failure
 from raftkv.check.model import ModelOperation, remove_unobservable_writes, step, to_model
 from raftkv.check.search import SearchOutcome, search_linearization
@@ -33,9 +39,10 @@ from raftkv.check.witness import find_witness
 
 @dataclass(frozen=True)
 class KeyResult:
-    """The verdict for one key, and on failure or unknown what the search reached."""
+    """The verdict for one key (or component of keys), and on failure or unknown what the
+    search reached."""
 
-    key: str
+    key: str  # the key, or for a component with multi-key operations its keys in braces
     ok: bool | None  # None: the search budget ran out (see budget_exhausted)
     operation_count: int  # operations on this key in the history
     searched_count: int  # after dropping those without effect and unobservable writes
@@ -54,6 +61,10 @@ class KeyResult:
     minimal: tuple[IndexedOperation, ...] = ()
     minimization_checks: int = 0
     minimization_complete: bool = False
+    # A component with multi-key operations: its keys, and the map after the longest prefix
+    # (then `value_after_prefix` is unused).
+    component_keys: tuple[str, ...] = ()
+    state_after_prefix: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,11 @@ def check_history(
     """
     history: History = checked_history(operations)
     deadline = None if time_budget_seconds is None else time.monotonic() + time_budget_seconds
+    if any(operation.multi_key for operation in history.operations):
+        return _check_components(
+            history, max_states, deadline, minimize_checks_max if minimize else 0,
+            minimize_states_max,
+        )  # fmt: skip
     by_key: dict[str, list[IndexedOperation]] = {}
     for index, operation in enumerate(history.operations):
         by_key.setdefault(operation.key, []).append(IndexedOperation(index, operation))
@@ -108,6 +124,98 @@ def check_history(
     verdicts = [result.ok for result in results.values()]
     ok = False if False in verdicts else (None if None in verdicts else True)
     return CheckResult(ok, len(history), results)
+
+
+def _check_components(
+    history: History,
+    max_states: int,
+    deadline: float | None,
+    minimize_checks_max: int,
+    minimize_states_max: int,
+) -> CheckResult:
+    """Check each component: single keys as `_check_key` does, the rest as whole maps."""
+    operations = history.operations
+    results: dict[str, KeyResult] = {}
+    components = split_components(operations)
+    for component in sorted(components, key=lambda c: (c.label, c.indices[0])):
+        indexed = [IndexedOperation(index, operations[index]) for index in component.indices]
+        if component.multi_key:
+            result = _check_component(component, indexed, max_states, deadline)
+        else:
+            budget = Budget(minimize_checks_max, minimize_states_max, deadline)
+            result = _check_key(component.keys[0], indexed, max_states, deadline, budget)
+        label = result.key
+        if label in results:  # two ranges naming no key at all: keep both
+            label = f"{label} #{component.indices[0]}"
+        results[label] = replace(result, key=label)
+    verdicts = [result.ok for result in results.values()]
+    ok = False if False in verdicts else (None if None in verdicts else True)
+    return CheckResult(ok, len(history), results)
+
+
+def _check_component(
+    component: Component,
+    operations: list[IndexedOperation],
+    max_states: int,
+    deadline: float | None,
+) -> KeyResult:
+    """Search a component of multi-key operations as one map (map_search.py). No witness
+    shortcuts or minimisation: those are the register's; the report gives the deepest prefix,
+    the map after it and the operations that could not follow."""
+    versions = any(
+        compare.target == "version"
+        for indexed in operations
+        for compare in indexed.operation.compare
+    )
+    universe = Universe(component.keys, versions)
+    modelled = [
+        model
+        for indexed in operations
+        if (model := to_map_model(indexed.operation, indexed.index, universe)) is not None
+    ]
+    outcome = search_map(modelled, universe.initial(), max_states=max_states, deadline=deadline)
+    counts = (len(operations), len(modelled))
+    if outcome.ok:
+        return KeyResult(component.label, True, *counts, outcome.states_explored,
+                         component_keys=component.keys)  # fmt: skip
+    by_index = {indexed.index: indexed for indexed in operations}
+    prefix = [modelled[position] for position in outcome.longest_prefix]
+    linearized = {op.history_index for op in prefix}
+    rest = [op for op in modelled if op.history_index not in linearized]
+    blocking = min(
+        (op for op in rest if op.return_time is not None),
+        key=lambda op: (op.return_time or 0.0, op.history_index),
+        default=None,
+    )
+    pending = []
+    if blocking is not None:
+        assert blocking.return_time is not None
+        pending = sorted(
+            (op for op in rest if op is not blocking and op.call_time <= blocking.return_time),
+            key=lambda op: (op.call_time, op.history_index),
+        )
+    state = outcome.state_after_prefix or universe.initial()
+    if outcome.ok is False:
+        verdict: bool | None = False
+        reason = "no order of the operations respects real time and the key-value map"
+    else:
+        verdict = None
+        reason = f"the search ran out of its budget ({outcome.budget_exhausted}) first"
+    return KeyResult(
+        component.label,
+        verdict,
+        *counts,
+        outcome.states_explored,
+        reason=reason,
+        budget_exhausted=outcome.budget_exhausted,
+        longest_prefix=tuple(by_index[op.history_index] for op in prefix),
+        blocking=tuple(by_index[op.history_index] for op in [blocking] if op is not None),
+        pending=tuple(by_index[op.history_index] for op in pending),
+        component_keys=component.keys,
+        state_after_prefix=tuple(
+            (key, cell[0]) for key, cell in zip(component.keys, state, strict=True) if cell
+        ),
+    )
 
 
 def _check_key(

@@ -29,13 +29,18 @@ def _lines(operations: Sequence[IndexedOperation], limit: int) -> list[str]:
     return shown
 
 
+def _name(result: KeyResult) -> str:
+    """`key 'x'`, or for a component `keys {'x', 'y'}` (its label is already quoted)."""
+    return f"keys {result.key}" if result.component_keys else f"key {result.key!r}"
+
+
 def explain_key(result: KeyResult) -> list[str]:
     """The lines explaining one failed or unknown key (nothing for a linearizable one)."""
     if result.ok:
         return []
     verdict = "not linearizable" if result.ok is False else "unknown"
     lines = [
-        f"key {result.key!r}: {verdict}: {result.reason} "
+        f"{_name(result)}: {verdict}: {result.reason} "
         f"({result.operation_count} operations, {result.searched_count} searched, "
         f"{result.states_explored} states explored)"
     ]
@@ -49,7 +54,11 @@ def explain_key(result: KeyResult) -> list[str]:
             heading += f": {len(prefix)} operations"
         lines.append(f"  {heading}{':' if tail else ''}")
         lines.extend(_lines(tail, EXPLAIN_PREFIX_TAIL_OPERATIONS))
-        lines.append(f"  value after it: {_value(result.value_after_prefix)}")
+        if result.component_keys:
+            state = ", ".join(f"{key!r}: {value!r}" for key, value in result.state_after_prefix)
+            lines.append(f"  map after it (other keys absent): {{{state}}}")
+        else:
+            lines.append(f"  value after it: {_value(result.value_after_prefix)}")
     if result.blocking:
         lines.append("  could not be linearized next:")
         lines.extend(_lines(result.blocking, len(result.blocking)))

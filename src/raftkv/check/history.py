@@ -18,8 +18,11 @@ import msgspec
 
 from raftkv.check.limits import HISTORY_LINE_BYTES_MAX
 from raftkv.errors import RaftError
+from raftkv.kv.txn import BRANCH_OPS, Compare, TxnOp, well_typed
 
-OperationKind = Literal["get", "put", "del", "cas"]
+OperationKind = Literal["get", "put", "del", "cas", "range", "delrange", "txn"]
+# Operations that may touch several keys (SPEC §6): checked by the map model (map_model.py).
+MULTI_KEY_KINDS = frozenset(("range", "delrange", "txn"))
 Status = Literal["ok", "fail", "unknown"]
 
 # Errors that report what the client observed, not a failure to act: the operation completed,
@@ -33,12 +36,23 @@ class HistoryError(RaftError, ValueError):
     such as a return before its call."""
 
 
+class StepResult(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What one operation of a transaction's branch answered (docs/history-format.md)."""
+
+    value: str | None = None  # get: the value found (None: absent)
+    # range: the keys and values answered, in order (a value None: not reported, keys_only).
+    kvs: tuple[tuple[str, str | None], ...] | None = None
+    count: int | None = None  # range: keys in the whole range (None: not reported)
+    more: bool | None = None  # range: whether keys beyond `limit` were left out
+    deleted: int | None = None  # delete: 1 if the key existed, 0 if not (None: not reported)
+
+
 class Operation(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One client call on one key and, once known, its outcome (docs/history-format.md)."""
+    """One client call and, once known, its outcome (docs/history-format.md)."""
 
     client: str
     op: OperationKind
-    key: str
+    key: str = ""  # get, put, del, cas
     value: str | None = None  # put and cas: the value written
     if_value: str | None = None  # cas (or a conditional put): write only if current == if_value
     if_absent: bool = False  # cas (or a conditional put): write only if the key is absent
@@ -49,6 +63,27 @@ class Operation(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     error: str | None = None
     # cas_failed: the value found. UNSET (field missing) means not reported; None means absent.
     current: str | msgspec.UnsetType | None = msgspec.UNSET
+    # range and delrange: every key starting with `prefix`, or from `start` to `end` (exclusive;
+    # None: no end). range: at most `limit` keys answered.
+    prefix: str | None = None
+    start: str | None = None
+    end: str | None = None
+    limit: int | None = None
+    kvs: tuple[tuple[str, str], ...] | None = None  # range: the keys and values answered
+    count: int | None = None  # range: keys in the whole range (None: not reported)
+    more: bool | None = None  # range: keys beyond `limit` left out (None: not reported)
+    deleted: int | None = None  # delrange: how many keys it deleted
+    # txn: the compares and both branches, as POST /v1/txn takes them (SPEC §6).
+    compare: tuple[Compare, ...] = ()
+    success: tuple[TxnOp, ...] = ()
+    failure: tuple[TxnOp, ...] = ()
+    succeeded: bool | None = None  # txn: whether the compares held
+    results: tuple[StepResult, ...] | None = None  # txn: one per operation of the branch run
+
+    @property
+    def multi_key(self) -> bool:
+        """A range, delete-range or transaction: it may touch many keys at once."""
+        return self.op in MULTI_KEY_KINDS
 
     @property
     def conditional(self) -> bool:
@@ -90,6 +125,17 @@ class History(msgspec.Struct, frozen=True):
 
 def validate_operation(operation: Operation) -> str | None:
     """Why `operation` is not a valid history record, or None when it is."""
+    if operation.multi_key:
+        return _validate_times(operation) or _validate_multi_key(operation)
+    if _has_multi_key_fields(operation):
+        return f"{operation.op} takes no range or transaction fields"
+    problem = _validate_times(operation)
+    if problem is not None:
+        return problem
+    return _validate_single_key(operation)
+
+
+def _validate_times(operation: Operation) -> str | None:
     if not math.isfinite(operation.call_time):
         return "call time must be a finite number"
     if operation.return_time is not None:
@@ -97,6 +143,117 @@ def validate_operation(operation: Operation) -> str | None:
             return "return time must be a finite number"
         if operation.return_time < operation.call_time:
             return "return time is before call time"
+    return None
+
+
+def _has_multi_key_fields(operation: Operation) -> bool:
+    return (
+        operation.prefix is not None
+        or operation.start is not None
+        or operation.end is not None
+        or operation.limit is not None
+        or operation.kvs is not None
+        or operation.count is not None
+        or operation.more is not None
+        or operation.deleted is not None
+        or bool(operation.compare or operation.success or operation.failure)
+        or operation.succeeded is not None
+        or operation.results is not None
+    )
+
+
+def _validate_range_fields(
+    prefix: str | None, start: str | None, end: str | None, limit: int | None
+) -> str | None:
+    if (prefix is None) == (start is None):
+        return "a range needs exactly one of prefix and start"
+    if end is not None and start is None:
+        return "end goes with start"
+    if limit is not None and limit < 1:
+        return "limit must be at least 1"
+    return None
+
+
+def _validate_multi_key(operation: Operation) -> str | None:
+    """range, delrange, txn: their fields, and an outcome whenever one is claimed."""
+    if operation.key or operation.value is not None or operation.if_value is not None:
+        return f"{operation.op} takes no key, value or if_value"
+    unset = operation.current is msgspec.UNSET
+    if operation.if_absent or operation.result is not None or not unset:
+        return f"{operation.op} takes no if_absent, result or current"
+    if operation.op == "txn":
+        problem = _validate_txn(operation)
+    else:
+        if operation.compare or operation.success or operation.failure:
+            return f"{operation.op} takes no transaction fields"
+        if operation.succeeded is not None or operation.results is not None:
+            return f"{operation.op} takes no transaction fields"
+        if operation.op == "delrange" and operation.limit is not None:
+            return "delrange takes no limit"
+        problem = _validate_range_fields(
+            operation.prefix, operation.start, operation.end, operation.limit
+        )
+    if problem is not None or operation.status == "unknown":
+        return problem
+    if operation.status == "fail":
+        return None  # a definite failure had no effect (no error of these is an observation)
+    if operation.error is not None:
+        return f"status ok with error {operation.error!r} (use status fail or unknown)"
+    if operation.return_time is None:
+        return "status ok needs a return time"
+    if operation.op == "range":
+        if operation.kvs is None or operation.deleted is not None:
+            return "an ok range needs kvs (and has no deleted)"
+    elif operation.op == "delrange":
+        if operation.deleted is None or operation.deleted < 0 or operation.kvs is not None:
+            return "an ok delrange needs deleted >= 0 (and has no kvs)"
+    else:
+        branch = operation.success if operation.succeeded else operation.failure
+        if operation.succeeded is None or operation.results is None:
+            return "an ok txn needs succeeded and results"
+        if len(operation.results) != len(branch):
+            return "an ok txn needs one result per operation of the branch it ran"
+        for step, result in zip(branch, operation.results, strict=True):
+            if not _fits(step, result):
+                return f"a result of a transaction {step.op} has fields of another operation"
+    return None
+
+
+def _fits(step: TxnOp, result: StepResult) -> bool:
+    """Whether `result` has only the fields a `step` answers (SPEC §6)."""
+    ranged = result.kvs is not None or result.count is not None or result.more is not None
+    if step.op == "range":
+        return result.value is None and result.deleted is None
+    if step.op == "delete":
+        return result.value is None and not ranged
+    if step.op == "get":
+        return result.deleted is None and not ranged
+    return result == StepResult()
+
+
+def _validate_txn(operation: Operation) -> str | None:
+    if operation.prefix is not None or operation.start is not None or operation.end is not None:
+        return "txn takes no prefix, start or end (its range operations do)"
+    if operation.limit is not None or operation.kvs is not None or operation.deleted is not None:
+        return "txn takes no limit, kvs or deleted"
+    if operation.count is not None or operation.more is not None:
+        return "txn takes no count or more"
+    for compare in operation.compare:
+        if not well_typed(compare):
+            return f"compare {compare.target} {compare.op} {compare.value!r} is not well typed"
+    for step in (*operation.success, *operation.failure):
+        if step.op not in BRANCH_OPS:
+            return f"unknown transaction operation {step.op!r}"
+        if step.op == "range":
+            problem = _validate_range_fields(step.prefix, step.start, step.end, step.limit)
+            if problem is not None:
+                return problem
+        elif step.key is None or (step.op == "put") != (step.value is not None):
+            return f"transaction {step.op} needs a key (and a value only for put)"
+    return None
+
+
+def _validate_single_key(operation: Operation) -> str | None:
     if operation.if_absent and operation.if_value is not None:
         return "if_value and if_absent exclude each other"
     if operation.op in ("get", "del"):
@@ -204,12 +361,73 @@ def describe_outcome(operation: Operation) -> str:
         return f"failed ({operation.error}, no effect)"
     if operation.op == "get":
         return f"-> {_format_value(operation.result)}"
-    return "ok" if operation.status == "ok" else "failed (no effect)"
+    if operation.status != "ok":
+        return "failed (no effect)"
+    if operation.op == "range":
+        return f"-> {_format_kvs(operation.kvs or ())}{_format_count(operation)}"
+    if operation.op == "delrange":
+        return f"-> deleted {operation.deleted}"
+    if operation.op == "txn":
+        branch = "success" if operation.succeeded else "failure"
+        answers = ", ".join(_format_step_result(result) for result in operation.results or ())
+        return f"-> {branch} [{answers}]"
+    return "ok"
+
+
+def _format_kvs(kvs: Iterable[tuple[str, str | None]]) -> str:
+    return "{" + ", ".join(f"{key!r}: {_format_value(value)}" for key, value in kvs) + "}"
+
+
+def _format_count(operation: Operation | StepResult) -> str:
+    shown = [] if operation.count is None else [f"count {operation.count}"]
+    shown += ["more"] if operation.more else []
+    return f" ({', '.join(shown)})" if shown else ""
+
+
+def _format_step_result(result: StepResult) -> str:
+    if result.kvs is not None:
+        return _format_kvs(result.kvs) + _format_count(result)
+    if result.deleted is not None:
+        return f"deleted {result.deleted}"
+    return _format_value(result.value)
+
+
+def describe_range(
+    prefix: str | None, start: str | None, end: str | None, limit: int | None = None
+) -> str:
+    """`prefix 'a'` or `['a', 'b')` (`...)` without an end), and its limit."""
+    shown = f"prefix {prefix!r}" if prefix is not None else f"[{start!r}, {end!r})"
+    if prefix is None and end is None:
+        shown = f"[{start!r}, ...)"
+    return shown if limit is None else f"{shown} limit {limit}"
+
+
+def _describe_step(step: TxnOp) -> str:
+    if step.op == "range":
+        return "range " + describe_range(step.prefix, step.start, step.end, step.limit)
+    if step.op == "put":
+        return f"put {step.key!r}={_format_value(step.value)}"
+    return f"{step.op} {step.key!r}"
+
+
+def _describe_txn(operation: Operation) -> str:
+    compares = " and ".join(
+        f"{compare.key!r}.{compare.target} {compare.op} {compare.value!r}"
+        for compare in operation.compare
+    )
+    success = ", ".join(_describe_step(step) for step in operation.success)
+    failure = ", ".join(_describe_step(step) for step in operation.failure)
+    return f"txn if {compares or 'true'} then [{success}] else [{failure}]"
 
 
 def describe_operation(operation: Operation, index: int | None = None) -> str:
     """One readable line: `#12 c3 cas k 'a'->'b' [call 1.5, return 2] ok`."""
-    if operation.op == "get" or operation.op == "del":
+    if operation.op == "txn":
+        action = _describe_txn(operation)
+    elif operation.multi_key:
+        span = describe_range(operation.prefix, operation.start, operation.end, operation.limit)
+        action = f"{operation.op} {span}"
+    elif operation.op == "get" or operation.op == "del":
         action = f"{operation.op} {operation.key!r}"
     elif operation.conditional:
         expected = "absent" if operation.if_absent else _format_value(operation.if_value)

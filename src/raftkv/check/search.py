@@ -64,6 +64,8 @@ class SearchOutcome:
     budget_exhausted: str | None  # BUDGET_STATES or BUDGET_TIME when ok is None
     # The deepest partial linearization reached, in linearization order (empty when ok).
     longest_prefix: tuple[int, ...]
+    # map_search only: the state after that prefix (the register search's is recomputed).
+    state_after_prefix: tuple[tuple[str, int] | None, ...] | None = None
 
 
 def search_linearization(
