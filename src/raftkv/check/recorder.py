@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import IO
+from typing import IO, Any
 
 import msgspec
 
@@ -66,6 +66,19 @@ class HistoryRecorder:
             self._completed.append(False)
             return len(self._operations) - 1
 
+    def invoke_operation(self, operation: Operation) -> int:
+        """Record a call given as a whole record (a range, delete-range or transaction:
+        its fields as docs/history-format.md names them); its outcome is unknown until
+        `complete`. Returns the handle to pass to `complete`."""
+        operation = msgspec.structs.replace(operation, status="unknown", return_time=None)
+        problem = validate_operation(operation)
+        if problem is not None:
+            raise HistoryError(f"invoke {operation.op}: {problem}")
+        with self._lock:
+            self._operations.append(operation)
+            self._completed.append(False)
+            return len(self._operations) - 1
+
     def complete(
         self,
         handle: int,
@@ -75,6 +88,7 @@ class HistoryRecorder:
         result: str | None = None,
         error: str | None = None,
         current: str | msgspec.UnsetType | None = msgspec.UNSET,
+        **answer: Any,
     ) -> None:
         """Record how call `handle` ended at `time`.
 
@@ -82,6 +96,8 @@ class HistoryRecorder:
         a not_found or cas_failed `error` with `current` reports what was observed);
         "fail": it certainly had no effect (or `error` is an observation, as for ok);
         "unknown": it timed out or the connection dropped, and it may still take effect.
+        `answer`: a range's kvs/count/more, a delete-range's deleted, a transaction's
+        succeeded/results (with status "ok").
         """
         with self._lock:
             if self._completed[handle]:
@@ -93,6 +109,7 @@ class HistoryRecorder:
                 result=result,
                 error=error,
                 current=current,
+                **answer,
             )
             problem = validate_operation(operation)
             if problem is not None:

@@ -39,12 +39,13 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from raftkv.check import HistoryRecorder
-from raftkv.check.history import OperationKind, Status
+from raftkv.check.history import Operation, OperationKind, Status
 from raftkv.core.messages import Entry, EntryKind
 from raftkv.core.ready import ReadState
 from raftkv.errors import NotLeader, ProposalDropped
 from raftkv.kv.commands import Command, Result, encode_command
 from raftkv.kv.store import KVStore
+from raftkv.sim.multi_key_ops import MultiKeyMix, MultiKeyPlan, range_answer, write_answer
 
 if TYPE_CHECKING:
     from raftkv.sim.cluster import Simulation
@@ -75,8 +76,8 @@ HISTORY_EVENTS_PER_TICK_MAX = 10_000
 @dataclass
 class _Operation:
     handle: int  # the recorder's handle
-    kind: OperationKind  # "put" | "del" | "get" | "cas"
-    key: str
+    kind: OperationKind  # "put" | "del" | "get" | "cas", or "range" | "delrange" | "txn"
+    key: str  # "" for a multi-key operation
     value: str | None
     invoked_tick: int
     # The furthest log index an operation completed before this one was invoked had reached.
@@ -98,6 +99,18 @@ class _Operation:
     # cas and conditional puts: write only if the value is `if_value`, or absent.
     if_value: str | None = None
     if_absent: bool = False
+    plan: MultiKeyPlan | None = None  # range, delrange, txn (multi_key_ops)
+
+    @property
+    def reads(self) -> bool:
+        """Served from a node's state (ReadIndex or lease), not proposed."""
+        return self.kind in ("get", "range")
+
+    def describe(self) -> str:
+        if self.plan is None:
+            return f"{self.kind} {self.key}{'=' + self.value if self.value else ''}"
+        shown = " ".join(f"{name}={value!r}" for name, value in self.plan.fields.items())
+        return f"{self.kind} {shown}"
 
 
 class Client:
@@ -113,6 +126,9 @@ class Client:
         self.committed_index = 0
         # The last value this client saw or wrote per key: what its cas operations expect.
         self.seen: dict[str, str] = {}
+        # Where this client's last acknowledged put or cas of a key landed: what its
+        # transactions' mod_index compares name.
+        self.mod_index: dict[str, int] = {}
 
     def open_session(self) -> None:
         """The store forgot the session: writes go on under a new client id."""
@@ -126,9 +142,18 @@ class Client:
 
 
 class Workload:
-    def __init__(self, rng: random.Random, simulation: Simulation, enabled: bool) -> None:
-        """`enabled`: three clients issue operations; otherwise there are no clients."""
+    def __init__(
+        self,
+        rng: random.Random,
+        simulation: Simulation,
+        enabled: bool,
+        multi_key_rng: random.Random | None = None,
+    ) -> None:
+        """`enabled`: three clients issue operations; otherwise there are no clients.
+        `multi_key_rng`: turns some operations into ranges, delete-ranges and transactions
+        (multi_key_ops); None: single-key operations only."""
         self._rng = rng
+        self._mix = None if multi_key_rng is None else MultiKeyMix(multi_key_rng, KEYS)
         self._simulation = simulation
         self.recorder = HistoryRecorder()
         self.issuing = enabled
@@ -173,7 +198,7 @@ class Workload:
             if now - operation.invoked_tick > OPERATION_DEADLINE_TICKS:
                 self._give_up(client, operation)
             elif operation.in_flight:
-                if operation.kind == "get" and operation.index:
+                if operation.reads and operation.index:
                     self._maybe_serve(client, operation)
                 elif now - operation.started_tick > ATTEMPT_TIMEOUT_TICKS:
                     self._abandon_attempt(client, operation)
@@ -206,7 +231,48 @@ class Workload:
                     if_value = seen
             elif draw < CAS_SHARE + CONDITIONAL_PUT_SHARE:
                 if_absent = True
-        handle = self.recorder.invoke(
+        plan = self._multi_key_plan(client, kind)
+        if plan is not None:
+            # The draws above are made all the same, so the client's stream is unchanged.
+            kind, key, value, if_value, if_absent = plan.kind, "", None, None, False
+            handle = self.recorder.invoke_operation(
+                Operation(client=client.name, op=kind, call_time=self._time(), **plan.fields)
+            )
+        else:
+            handle = self._record_invoke(client, kind, key, value, if_value, if_absent)
+        operation = _Operation(handle, kind, key, value, now, self.completed_index_max)
+        operation.if_value, operation.if_absent, operation.plan = if_value, if_absent, plan
+        if not operation.reads:
+            client.seq += 1
+            operation.seq = client.seq
+            operation.after_index = client.committed_index
+        client.operation = operation
+        self._attempt(client, operation, now)
+
+    def _multi_key_plan(self, client: Client, kind: OperationKind) -> MultiKeyPlan | None:
+        """Maybe a range for a get, or a delete-range or transaction for a write."""
+        if self._mix is None:
+            return None
+        if kind == "get":
+            return self._mix.read()
+
+        def new_value() -> str:
+            value = f"{client.id}.{self._next_value}"
+            self._next_value += 1
+            return value
+
+        return self._mix.write(client.seen, client.mod_index, new_value)
+
+    def _record_invoke(
+        self,
+        client: Client,
+        kind: OperationKind,
+        key: str,
+        value: str | None,
+        if_value: str | None,
+        if_absent: bool,
+    ) -> int:
+        return self.recorder.invoke(
             client.name,
             kind,
             key,
@@ -215,14 +281,6 @@ class Workload:
             if_value=if_value,
             if_absent=if_absent,
         )
-        operation = _Operation(handle, kind, key, value, now, self.completed_index_max)
-        operation.if_value, operation.if_absent = if_value, if_absent
-        if kind != "get":
-            client.seq += 1
-            operation.seq = client.seq
-            operation.after_index = client.committed_index
-        client.operation = operation
-        self._attempt(client, operation, now)
 
     def _attempt(self, client: Client, operation: _Operation, now: int) -> None:
         simulation = self._simulation
@@ -234,7 +292,7 @@ class Workload:
         try:
             if node is None or driver.paused(now):
                 raise NotLeader(None)  # refused or no answer: try someone else
-            if operation.kind == "get":
+            if operation.reads:
                 if self._rng.random() < LEASE_READ_SHARE and driver.lease_usable():
                     operation.index = node.log.committed
                 else:
@@ -243,16 +301,7 @@ class Workload:
                     node.read_index(operation.request_id)
                     self._reads[operation.request_id] = client
             else:
-                command = Command(
-                    op=operation.kind,
-                    key=operation.key,
-                    value=operation.value,
-                    if_value=operation.if_value,
-                    if_absent=operation.if_absent,
-                    client_id=client.session,
-                    seq=operation.seq,
-                    after_index=operation.after_index,
-                )
+                command = self._command(client, operation)
                 operation.index, operation.term = node.propose(encode_command(command))
                 operation.appended = True
                 self._writes[(client.target, operation.index)] = client
@@ -273,12 +322,32 @@ class Workload:
             client.target = self._rng.choice(simulation.node_ids)
             return
         operation.in_flight = True
-        if operation.kind == "get" and operation.index:
+        if operation.reads and operation.index:
             self._maybe_serve(client, operation)
+
+    @staticmethod
+    def _command(client: Client, operation: _Operation) -> Command:
+        """The write's command under the client's session, for this attempt."""
+        session = {
+            "client_id": client.session,
+            "seq": operation.seq,
+            "after_index": operation.after_index,
+        }
+        if operation.plan is not None:
+            assert operation.plan.command is not None
+            return msgspec.structs.replace(operation.plan.command, **session)
+        return Command(
+            op=operation.kind,
+            key=operation.key,
+            value=operation.value,
+            if_value=operation.if_value,
+            if_absent=operation.if_absent,
+            **session,
+        )
 
     def _abandon_attempt(self, client: Client, operation: _Operation) -> None:
         """The attempt in flight gets no answer: retry, and a write's attempt may yet apply."""
-        if operation.kind != "get":
+        if not operation.reads:
             operation.maybe_applied = True
         self._retry_later(client, operation)
 
@@ -291,7 +360,7 @@ class Workload:
         client.target = self._rng.choice(self._simulation.node_ids)
 
     def _forget_attempt(self, operation: _Operation) -> None:
-        if operation.kind == "get":
+        if operation.reads:
             self._reads.pop(operation.request_id, None)
         else:
             self._writes.pop((operation.node_id, operation.index), None)
@@ -300,7 +369,7 @@ class Workload:
         """The deadline passed: a read or a never-appended write had no effect."""
         if operation.in_flight:
             self._forget_attempt(operation)
-        if operation.kind != "get" and operation.appended:
+        if not operation.reads and operation.appended:
             self._complete(client, "unknown")
         else:
             self._complete(client, "fail", error="timeout")
@@ -314,6 +383,7 @@ class Workload:
         error: str | None = None,
         current: str | msgspec.UnsetType | None = msgspec.UNSET,
         index: int = 0,
+        **answer: Any,
     ) -> None:
         operation = client.operation
         assert operation is not None
@@ -322,9 +392,10 @@ class Workload:
         stats = self._simulation.stats
         time = None if status == "unknown" else self._time()
         self.recorder.complete(
-            operation.handle, status, time=time, result=result, error=error, current=current
-        )
-        if status == "ok":
+            operation.handle, status, time=time, result=result, error=error, current=current,
+            **answer,
+        )  # fmt: skip
+        if status == "ok" and operation.plan is None:
             seen = current if error == "cas_failed" else result
             if operation.kind == "get" or error == "cas_failed":
                 if isinstance(seen, str):
@@ -335,10 +406,12 @@ class Workload:
                 client.seen.pop(operation.key, None)
             elif operation.value is not None:
                 client.seen[operation.key] = operation.value
+                if error is None:
+                    client.mod_index[operation.key] = index
         client.operation = None
         if status == "ok":
             stats.client_ok += 1
-            stats.reads_ok += operation.kind == "get"
+            stats.reads_ok += operation.reads
             self.completed_index_max = max(self.completed_index_max, index)
         elif status == "fail":
             stats.client_failed += 1
@@ -348,10 +421,11 @@ class Workload:
         transcript = self._simulation.transcript
         if transcript.enabled:
             shown = f" -> {result!r}" if operation.kind == "get" and status == "ok" else ""
+            if answer and status == "ok":
+                shown = f" -> {answer}"
             transcript.line(
                 self._simulation.now,
-                f"client {name}: {operation.kind} {operation.key}"
-                f"{'=' + operation.value if operation.value else ''} {status}{shown}"
+                f"client {name}: {operation.describe()} {status}{shown}"
                 f"{' at ' + str(index) if index else ''}",
             )
 
@@ -387,7 +461,8 @@ class Workload:
             # An observation: the value found (None: absent) made the condition false.
             self._complete(client, "ok", error=error, current=result.current, index=entry.index)
             return
-        self._complete(client, "ok", error=error, index=entry.index)
+        answer = write_answer(result) if operation.plan and isinstance(result, Result) else {}
+        self._complete(client, "ok", error=error, index=entry.index, **answer)
 
     def _session_expired(self, client: Client, operation: _Operation, index: int) -> None:
         """The store no longer knows the write's session: this attempt was not applied."""
@@ -426,6 +501,11 @@ class Workload:
                 f" saw the log up to {state_index}, but {operation.must_see} had completed"
                 " before it began (stale read)",
             )
+        if operation.plan is not None:
+            assert operation.plan.spec is not None
+            answer = range_answer(driver.kv, operation.plan.spec)
+            self._complete(client, "ok", index=state_index, **answer)
+            return
         self._complete(client, "ok", result=driver.kv.get(operation.key), index=state_index)
 
     def on_crash(self, node_id: int) -> None:

@@ -83,7 +83,12 @@ class Simulation:
         self.node_ids = list(range(1, options.nodes + 1))
         self.nodes = {node_id: driver_class(node_id, self, node_class) for node_id in self.node_ids}
         self._drivers = [self.nodes[node_id] for node_id in self.node_ids]  # in id order
-        self.workload = Workload(client_rng, self, enabled=options.workload != "none")
+        # Derived from the seed apart from `root`, so that drawing from it moves no other
+        # stream (multi_key_ops).
+        multi_key_rng = random.Random(f"{options.seed}/multi-key")
+        self.workload = Workload(
+            client_rng, self, enabled=options.workload != "none", multi_key_rng=multi_key_rng
+        )
         self.stale_reads = StaleReadProbe(stale_read_rng, self, enabled=options.workload != "none")
         self.operator = Operator(
             operator_rng,

@@ -48,12 +48,17 @@ class StaleReadProbe:
             return
         self._reference.apply(entry.index, entry.data)
         try:
-            key = decode_command(entry.data).key
+            command = decode_command(entry.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return
-        indexes, values = self._history.setdefault(key, ([], []))
-        indexes.append(entry.index)
-        values.append(self._reference.get(key))
+        # A delete-range or transaction may change every key; note those that changed.
+        keys = KEYS if command.op in ("delrange", "txn") else (command.key,)
+        for key in keys:
+            indexes, values = self._history.setdefault(key, ([], []))
+            value = self._reference.get(key)
+            if key == command.key or not values or values[-1] != value:
+                indexes.append(entry.index)
+                values.append(value)
 
     def value_at(self, key: str, index: int) -> str | None:
         indexes, values = self._history.get(key, ([], []))

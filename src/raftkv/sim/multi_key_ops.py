@@ -1,0 +1,173 @@
+"""Ranges, delete-ranges and transactions for the simulators' clients (SPEC §6).
+
+Both simulators' clients keep drawing their operations as before, from their own random
+streams; then, from a stream of its own (`multi_key_rng`), a `MultiKeyMix` turns some of
+them into multi-key operations of the same class: a get into a range read (served as a read),
+a write into a delete-range or a transaction (proposed as a write). So the clients' streams
+advance as they did, and the operations take the paths they took; what changes is what the
+commands do. The checker then judges them with its map model (raftkv.check.map_model).
+
+The key space is the clients' own (x, y, z): prefixes and [start, end) ranges over it, some
+with a limit; transactions compare values the client saw, versions, existence and the
+mod_index of the client's last write of a key, and run puts, deletes, gets and ranges.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from raftkv.check.history import OperationKind, StepResult
+from raftkv.kv.commands import Command, Result
+from raftkv.kv.ranges import KeyRange
+from raftkv.kv.store import KVStore
+from raftkv.kv.txn import Compare, Txn, TxnOp
+
+# Of the gets, how many become range reads; of the writes, how many become multi-key ones
+# (and of those, how many delete a range rather than run a transaction).
+RANGE_SHARE = 0.25
+MULTI_KEY_WRITE_SHARE = 0.3
+DELETE_RANGE_SHARE = 0.2
+# Ranges over x, y, z: prefixes (one naming no key: it must read nothing) and intervals.
+PREFIXES = ("", "x", "y", "z", "w")
+BOUNDS = (("x", "y"), ("x", "z"), ("y", None), ("", "y"), ("y", "z"))
+LIMIT_SHARE = 0.3
+
+
+@dataclass(frozen=True)
+class RangeSpec:
+    """A range as history records and commands name it."""
+
+    prefix: str | None = None
+    start: str | None = None
+    end: str | None = None
+    limit: int | None = None
+
+    @property
+    def key_range(self) -> KeyRange:
+        if self.prefix is not None:
+            return KeyRange.prefix(self.prefix)
+        return KeyRange(self.start or "", self.end)
+
+    def fields(self) -> dict[str, Any]:
+        """The history fields naming it (docs/history-format.md)."""
+        named = {"prefix": self.prefix, "start": self.start, "end": self.end}
+        named["limit"] = self.limit
+        return {name: value for name, value in named.items() if value is not None}
+
+
+@dataclass
+class MultiKeyPlan:
+    """A multi-key operation: its kind, its history fields, and for a write its command
+    (the session fields are set per attempt)."""
+
+    kind: OperationKind  # "range" | "delrange" | "txn"
+    fields: dict[str, Any] = field(default_factory=dict)
+    spec: RangeSpec | None = None  # range
+    command: Command | None = None  # delrange, txn
+
+
+class MultiKeyMix:
+    """Decides which operations become multi-key ones, from its own random stream."""
+
+    def __init__(self, rng: random.Random, keys: tuple[str, ...]) -> None:
+        self._rng = rng
+        self._keys = keys
+
+    def _range(self) -> RangeSpec:
+        rng = self._rng
+        limit = rng.choice((1, 2)) if rng.random() < LIMIT_SHARE else None
+        if rng.random() < 0.5:
+            return RangeSpec(prefix=rng.choice(PREFIXES), limit=limit)
+        start, end = rng.choice(BOUNDS)
+        return RangeSpec(start=start, end=end, limit=limit)
+
+    def read(self) -> MultiKeyPlan | None:
+        """Maybe a range read instead of a get."""
+        if self._rng.random() >= RANGE_SHARE:
+            return None
+        spec = self._range()
+        return MultiKeyPlan("range", spec.fields(), spec=spec)
+
+    def write(
+        self, seen: dict[str, str], mod_index: dict[str, int], new_value: Any
+    ) -> MultiKeyPlan | None:
+        """Maybe a delete-range or a transaction instead of a write. `seen`: values the
+        client saw per key; `mod_index`: where its own last write of a key landed;
+        `new_value()` gives a fresh value."""
+        rng = self._rng
+        if rng.random() >= MULTI_KEY_WRITE_SHARE:
+            return None
+        if rng.random() < DELETE_RANGE_SHARE:
+            spec = RangeSpec(**{**self._range().__dict__, "limit": None})
+            key_range = spec.key_range
+            command = Command(op="delrange", key=key_range.start, end=key_range.end)
+            return MultiKeyPlan("delrange", spec.fields(), command=command)
+        compares = [self._compare(seen, mod_index) for _ in range(rng.randint(1, 2))]
+        success = self._branch(new_value, writes=True)
+        failure = self._branch(new_value, writes=rng.random() < 0.5)
+        txn = Txn(compares, success, failure)
+        fields = {"compare": tuple(compares), "success": tuple(success),
+                  "failure": tuple(failure)}  # fmt: skip
+        return MultiKeyPlan("txn", fields, command=Command(op="txn", key="", txn=txn))
+
+    def _compare(self, seen: dict[str, str], mod_index: dict[str, int]) -> Compare:
+        rng = self._rng
+        key = rng.choice(self._keys)
+        draw = rng.random()
+        if draw < 0.4:
+            return Compare(key, "value", rng.choice(("==", "!=")), seen.get(key, ""))
+        if draw < 0.6:
+            return Compare(key, "exists", "==", rng.random() < 0.5)
+        if draw < 0.8:
+            return Compare(key, "version", rng.choice(("==", "<", ">")), rng.randint(0, 3))
+        return Compare(key, "mod_index", rng.choice(("==", ">")), mod_index.get(key, 0))
+
+    def _branch(self, new_value: Any, *, writes: bool) -> list[TxnOp]:
+        rng = self._rng
+        steps: list[TxnOp] = []
+        for _ in range(rng.randint(1, 3)):
+            draw = rng.random()
+            key = rng.choice(self._keys)
+            if writes and draw < 0.45:
+                steps.append(TxnOp("put", key, new_value()))
+            elif writes and draw < 0.6:
+                steps.append(TxnOp("delete", key))
+            elif draw < 0.8:
+                steps.append(TxnOp("get", key))
+            else:
+                spec = self._range()
+                steps.append(TxnOp("range", prefix=spec.prefix, start=spec.start,
+                                   end=spec.end, limit=spec.limit))  # fmt: skip
+        return steps
+
+
+def range_answer(store: KVStore, spec: RangeSpec) -> dict[str, Any]:
+    """What a range read of `store` answers, as history fields."""
+    page = store.range(spec.key_range, None, spec.limit or 1000)
+    kvs = tuple((key, record.value) for key, record in page.items)
+    return {"kvs": kvs, "count": page.count, "more": page.more}
+
+
+def write_answer(result: Result) -> dict[str, Any]:
+    """The history fields of a delete-range's or transaction's applied result."""
+    if result.deleted is not None:
+        return {"deleted": result.deleted}
+    if result.txn is None:
+        return {}
+    return {"succeeded": result.txn.succeeded,
+            "results": tuple(step_result(answer) for answer in result.txn.results)}  # fmt: skip
+
+
+def step_result(answer: dict[str, Any]) -> StepResult:
+    """One transaction answer (as the store and the HTTP API give it) as a history record."""
+    if answer.get("op") == "get":
+        found = answer.get("kv")
+        return StepResult(value=found["value"] if found else None)
+    if answer.get("op") == "delete":
+        return StepResult(deleted=int(answer["deleted"]))
+    if answer.get("op") == "range":
+        kvs = tuple((kv["key"], kv.get("value")) for kv in answer["kvs"])
+        return StepResult(kvs=kvs, count=answer.get("count"), more=answer.get("more"))
+    return StepResult()
