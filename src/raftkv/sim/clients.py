@@ -328,21 +328,23 @@ class Workload:
     @staticmethod
     def _command(client: Client, operation: _Operation) -> Command:
         """The write's command under the client's session, for this attempt."""
-        session = {
-            "client_id": client.session,
-            "seq": operation.seq,
-            "after_index": operation.after_index,
-        }
         if operation.plan is not None:
             assert operation.plan.command is not None
-            return msgspec.structs.replace(operation.plan.command, **session)
+            return msgspec.structs.replace(
+                operation.plan.command,
+                client_id=client.session,
+                seq=operation.seq,
+                after_index=operation.after_index,
+            )
         return Command(
             op=operation.kind,
             key=operation.key,
             value=operation.value,
             if_value=operation.if_value,
             if_absent=operation.if_absent,
-            **session,
+            client_id=client.session,
+            seq=operation.seq,
+            after_index=operation.after_index,
         )
 
     def _abandon_attempt(self, client: Client, operation: _Operation) -> None:

@@ -43,8 +43,9 @@ from raftkv.server.options import NodeOptions
 from raftkv.server.runtime import RaftServer
 from raftkv.sim.event_loop import OWNER, SimulatedEventLoop
 from raftkv.sim.invariants import InvariantChecker, InvariantViolation
+from raftkv.sim.multi_key_ops import MultiKeyMix
 from raftkv.sim.sweep import in_workers
-from raftkv.sim.whole_node_clients import ATTEMPT_TIMEOUT_SECONDS, KvClient, LoadWriter
+from raftkv.sim.whole_node_clients import ATTEMPT_TIMEOUT_SECONDS, KEYS, KvClient, LoadWriter
 from raftkv.sim.whole_node_durability import DurabilityWatch
 from raftkv.sim.whole_node_machine import Machine, MachineState
 from raftkv.sim.whole_node_operator import Operator
@@ -393,6 +394,7 @@ class WholeNodeSimulation:
         path: str,
         body: dict[str, object] | None,
         timeout_seconds: float,
+        query: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         """One HTTP request, handled by the target's real API in the target's process: a
         node that dies or stalls meanwhile never answers (the caller's timeout decides)."""
@@ -401,7 +403,7 @@ class WholeNodeSimulation:
         if server is None or server.api is None:
             return 503, {"error": "unreachable"}
         encoded = msgspec.json.encode(body) if body is not None else b""
-        request = Request(method, path, {}, encoded, True)
+        request = Request(method, path, query or {}, encoded, True)
         answer: asyncio.Future[tuple[int, dict[str, Any]]] = self.loop.create_future()
         api = server.api
 
@@ -424,10 +426,17 @@ class WholeNodeSimulation:
         return value
 
     def complete(
-        self, handle: int, status: str, *, result: str | None = None, error: str | None = None
+        self,
+        handle: int,
+        status: str,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        **answer: Any,
     ) -> None:
+        """`answer`: a range's, delete-range's or transaction's history fields."""
         time = None if status == "unknown" else self.loop.time()
-        self.recorder.complete(handle, status, time=time, result=result, error=error)  # type: ignore[arg-type]
+        self.recorder.complete(handle, status, time=time, result=result, error=error, **answer)  # type: ignore[arg-type]
         if status == "ok":
             self.stats.client_ok += 1
         elif status == "fail":
@@ -559,8 +568,11 @@ class WholeNodeSimulation:
             if len(self.founders) < options.nodes:
                 self.in_process(FAULT_OWNER, self.operator.grow(self.node_ids[1:]))
             client_rng = random.Random(self.rng.getrandbits(64))
+            # Apart from every other stream, so that drawing from it moves none of them.
+            mix = MultiKeyMix(random.Random(f"{options.seed}/multi-key"), KEYS)
             for number in range(1, options.clients + 1):
-                self.in_process(CLIENT_OWNER, KvClient(self, number, client_rng).run())
+                client = KvClient(self, number, client_rng, mix)
+                self.in_process(CLIENT_OWNER, client.run())
             for number in range(1, self.load_writers + 1):
                 self.in_process(CLIENT_OWNER, LoadWriter(self, number, client_rng).run())
             self.loop.run_until(stop, options.seconds)
