@@ -9,7 +9,7 @@ import pytest
 
 from raftkv.check import Operation, dump_history, load_history
 from raftkv.check.cli import main
-from tests.check.builders import get, put
+from tests.check.builders import get, put, range_read
 
 
 def write(path: Path, operations: list[Operation]) -> str:
@@ -85,3 +85,21 @@ def test_reads_standard_input(
     monkeypatch.setattr("sys.stdin", Stdin)
     assert main(["-"]) == 0
     assert capsys.readouterr().out == "OK n=1 keys=1\n"
+
+
+def test_multi_key_histories_are_read_and_explained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    writes = [put("c1", 0, 1, "a", key="x"), put("c1", 2, 3, "b", key="y")]
+    good = write(tmp_path / "good.jsonl", [*writes, range_read("c2", 4, 5, {"x": "a", "y": "b"},
+                                                                start="x")])  # fmt: skip
+    assert main([good]) == 0
+    assert capsys.readouterr().out == "OK n=3 keys=1\n"
+    missing = range_read("c2", 4, 5, {"x": "a"}, start="x")
+    bad = write(tmp_path / "bad.jsonl", [*writes, missing])
+    assert main([bad]) == 1
+    output = capsys.readouterr().out
+    assert output.startswith("NOT LINEARIZABLE n=3 keys=1\n")
+    assert "keys {'x', 'y'}: not linearizable" in output
+    assert "map after it (other keys absent): {'x': 'a', 'y': 'b'}" in output
+    assert "#2 c2 range ['x', ...) [call 4, return 5] -> {'x': 'a'}" in output
