@@ -29,6 +29,7 @@ from raftkv.check.limits import (
     SEARCH_FIRST_ATTEMPT_STATES,
     SEARCH_STATES_MAX,
 )
+from raftkv.check.map_minimize import minimize_component
 from raftkv.check.map_model import Universe, to_map_model
 from raftkv.check.map_search import search_map
 from raftkv.check.minimize import Budget, localize, minimize_failure
@@ -139,10 +140,10 @@ def _check_components(
     components = split_components(operations)
     for component in sorted(components, key=lambda c: (c.label, c.indices[0])):
         indexed = [IndexedOperation(index, operations[index]) for index in component.indices]
+        budget = Budget(minimize_checks_max, minimize_states_max, deadline)
         if component.multi_key:
-            result = _check_component(component, indexed, max_states, deadline)
+            result = _check_component(component, indexed, max_states, deadline, budget)
         else:
-            budget = Budget(minimize_checks_max, minimize_states_max, deadline)
             result = _check_key(component.keys[0], indexed, max_states, deadline, budget)
         label = result.key
         if label in results:  # two ranges naming no key at all: keep both
@@ -158,10 +159,12 @@ def _check_component(
     operations: list[IndexedOperation],
     max_states: int,
     deadline: float | None,
+    budget: Budget,
 ) -> KeyResult:
     """Search a component of multi-key operations as one map (map_search.py). No witness
-    shortcuts or minimisation: those are the register's; the report gives the deepest prefix,
-    the map after it and the operations that could not follow."""
+    shortcuts (those are the register's); a failure is reported with the deepest prefix, the
+    map after it, the operation that could not follow it, and a minimised sub-history
+    (map_minimize.py)."""
     versions = any(
         compare.target == "version"
         for indexed in operations
@@ -201,6 +204,16 @@ def _check_component(
     else:
         verdict = None
         reason = f"the search ran out of its budget ({outcome.budget_exhausted}) first"
+    minimal: tuple[IndexedOperation, ...] = ()
+    checks, complete = 0, False
+    if verdict is False and budget.left:
+        stuck_at = None if blocking is None else blocking.return_time
+        minimization = minimize_component(operations, universe, budget, stuck_at)
+        minimal, checks, complete = (
+            minimization.operations,
+            minimization.checks,
+            minimization.complete,
+        )
     return KeyResult(
         component.label,
         verdict,
@@ -208,6 +221,9 @@ def _check_component(
         outcome.states_explored,
         reason=reason,
         budget_exhausted=outcome.budget_exhausted,
+        minimal=minimal,
+        minimization_checks=checks,
+        minimization_complete=complete,
         longest_prefix=tuple(by_index[op.history_index] for op in prefix),
         blocking=tuple(by_index[op.history_index] for op in [blocking] if op is not None),
         pending=tuple(by_index[op.history_index] for op in pending),

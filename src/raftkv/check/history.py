@@ -263,7 +263,11 @@ def describe_outcome(operation: Operation) -> str:
         return f"-> deleted {operation.deleted}"
     if operation.op == "txn":
         branch = "success" if operation.succeeded else "failure"
-        answers = ", ".join(format_step_result(result) for result in operation.results or ())
+        steps = operation.success if operation.succeeded else operation.failure
+        answers = ", ".join(
+            format_step_result(step, result)
+            for step, result in zip(steps, operation.results or (), strict=False)
+        )
         return f"-> {branch} [{answers}]"
     return "ok"
 

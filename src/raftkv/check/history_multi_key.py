@@ -146,7 +146,9 @@ def format_count(operation: Operation | StepResult) -> str:
     return f" ({', '.join(shown)})" if shown else ""
 
 
-def format_step_result(result: StepResult) -> str:
+def format_step_result(step: TxnOp, result: StepResult) -> str:
+    if step.op == "put":
+        return "ok"
     if result.kvs is not None:
         return format_kvs(result.kvs) + format_count(result)
     if result.deleted is not None:

@@ -9,13 +9,19 @@ exact:
 - Observations (operations that never change the state) that can take effect now are
   linearized at once and never branched on (the argument of search.py holds for any object).
 - Indeterminate operations (return = +infinity) need never take effect: the search succeeds
-  once every definite operation is linearized. One that does take effect can be moved later
-  past any operation that touches none of its keys (the two commute, and moving an operation
-  without a return later breaks no real-time order), so it is tried only when it changes the
-  state, and then the next operation linearized must touch one of its keys.
-- A configuration is (definite operations linearized, state, indeterminate ones taken, that
-  restriction); one is skipped when one entered before has the same definite operations and
-  state, a subset of the indeterminate ones taken, and no restriction or the same.
+  once every definite operation is linearized, and one is tried only where it changes the
+  state. Two operations that touch no common key commute, and moving an operation without
+  a return later breaks no real-time order. So any linearization can be rewritten, moving
+  an indeterminate operation past a definite one it shares no key with, and swapping two
+  adjacent indeterminate ones that share no key into the order they are numbered in (each
+  step makes progress, so this ends), until every indeterminate operation is followed by a
+  definite operation sharing a key with it, by an indeterminate one sharing a key with it
+  or numbered after it, or by nothing (and then, with all that follows, it can be dropped).
+  The search only builds linearizations of that form.
+- A configuration is (definite operations linearized, state, indeterminate ones taken, the
+  indeterminate one just taken if any); one is skipped when one entered before has the same
+  definite operations and state, a subset of the indeterminate ones taken, and either none
+  just taken or the same.
 
 What it drops from search.py is what only a register allows (value ids, dead values, groups
 of interchangeable indeterminate writes), so a component pays more per operation than a key;
@@ -81,14 +87,18 @@ def search_map(
     preceding[head] = head
 
     def candidates(state: State, taken: int, restriction: int) -> list[tuple[int, State]]:
-        """What may be linearized next, with the state each leaves."""
+        """What may be linearized next, with the state each leaves. `restriction`: the
+        indeterminate operation just taken (or _UNRESTRICTED), which what follows must
+        share a key with (see the module docstring)."""
         found: list[tuple[int, State]] = []
+        restricted = restriction != _UNRESTRICTED
+        keys = ops[restriction].footprint if restricted else 0
         entry = following[head]
         while entry != tail and partner[entry] >= 0:
             number = entry_operation[entry]
             op = ops[number]
             entry = following[entry]
-            if restriction != _UNRESTRICTED and not op.footprint & restriction:
+            if restricted and not op.footprint & keys:
                 continue
             after = op.successors(state)
             if after and op.observes_only:
@@ -101,7 +111,7 @@ def search_map(
                 break
             if (taken >> (number - definite)) & 1:
                 continue
-            if restriction != _UNRESTRICTED and not op.footprint & restriction:
+            if restricted and not op.footprint & keys and number < restriction:
                 continue
             found.extend((number, after) for after in op.successors(state) if after != state)
         return found
@@ -144,7 +154,7 @@ def search_map(
             new_restriction = _UNRESTRICTED
         else:
             new_linearized, new_taken = linearized, taken | (1 << (number - definite))
-            new_restriction = ops[number].footprint
+            new_restriction = number
         bucket = cache.get((new_linearized, after))
         if bucket is not None and any(
             not entered_taken & ~new_taken
