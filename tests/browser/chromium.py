@@ -1,7 +1,7 @@
 """The Chromium the browser tests drive, found or fetched once.
 
-- `RAFTKV_CHROMIUM=/path/to/chromium`: that browser (it must exist).
-- `RAFTKV_CHROMIUM=npm`: the fetched one below, even where a system Chromium is installed.
+- `BROWSER_TEST_CHROMIUM=/path/to/chromium`: that browser (it must exist).
+- `BROWSER_TEST_CHROMIUM=npm`: the fetched one below, even where Chromium is installed.
 - unset: Debian's `/usr/bin/chromium` when it is there, the fetched one otherwise.
 
 The fetched one is the npm package @sparticuz/chromium (a headless Chromium built to run
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SYSTEM_CHROMIUM = Path("/usr/bin/chromium")
-ENVIRONMENT_VARIABLE = "RAFTKV_CHROMIUM"
+ENVIRONMENT_VARIABLE = "BROWSER_TEST_CHROMIUM"
 
 PACKAGE = "@sparticuz/chromium"
 # 153 is driven by the pinned Playwright (1.65, whose own Chromium is 159) without trouble:

@@ -1,7 +1,7 @@
 """A real headless Chromium driven by Playwright, for the dashboard and the replay page.
 
 Each test gets a fresh browser with a fresh temporary profile; screenshots go to
-`build/screenshots/` (or `RAFTKV_SCREENSHOTS`), named in pytest's closing summary.
+`build/screenshots/` (or `BROWSER_TEST_SCREENSHOTS`), named in pytest's closing summary.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, Playwright, ViewportSize, sync_playwright
+
 from tests.browser.chromium import LAUNCH_ARGUMENTS, Browser, browser_binary
 from tests.process.cluster import ProcessCluster
 
 SCREENSHOTS = Path(
-    os.environ.get("RAFTKV_SCREENSHOTS")
+    os.environ.get("BROWSER_TEST_SCREENSHOTS")
     or Path(__file__).resolve().parents[2] / "build" / "screenshots"
 )
 # Big enough for every panel of both pages without scrolling.

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
 from tests.process.cluster import ProcessCluster
 
 # SPEC: a node that is down is shown down within 2 s (snapshots every 500 ms; a peer that
@@ -81,7 +83,15 @@ def wait_for_page(page: Page, condition_js: str, argument: Any, seconds: float) 
     """Wait until `condition_js(argument)` holds in the page (polled in the page on each
     animation frame), failing after `seconds`; returns how long it took."""
     started = time.monotonic()
-    page.wait_for_function(condition_js, arg=argument, timeout=seconds * 1000, polling="raf")
+    try:
+        page.wait_for_function(condition_js, arg=argument, timeout=seconds * 1000, polling="raf")
+    except PlaywrightTimeoutError:
+        # What the page showed instead says most of why.
+        raise AssertionError(
+            f"the page did not show {condition_js} ({argument}) within {seconds} s; it shows "
+            f"leader {page.inner_text('#leader')!r}, nodes {page.evaluate(NODES_JS)}, "
+            f"connection {page.inner_text('#connection')!r}"
+        ) from None
     return time.monotonic() - started
 
 
