@@ -173,7 +173,7 @@ def _unpack(tarball: bytes, target: Path) -> None:
             # al2023: NSS, NSPR and expat, which glibc systems without a browser lack.
             for name, into in (("al2023.tar.br", "libraries"), ("fonts.tar.br", "fonts")):
                 with tarfile.open(fileobj=io.BytesIO(member(name))) as archive:
-                    archive.extractall(scratch / into, filter="data")
+                    _extract(archive, scratch / into)
         (scratch / "lib").symlink_to("libraries/lib")
         # The package's own fonts.conf names Lambda's directories; this one names ours,
         # plus the system's fonts where there are any.
@@ -191,6 +191,28 @@ def _unpack(tarball: bytes, target: Path) -> None:
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
+
+
+def _extract(archive: tarfile.TarFile, into: Path) -> None:
+    """Plain files and directories only, each inside `into`. By hand: `extractall`'s
+    `filter="data"`, which would check that, is missing from Python 3.11 before 3.11.4
+    (Debian 12 has 3.11.2)."""
+    for entry in archive.getmembers():
+        parts = Path(entry.name).parts
+        if Path(entry.name).is_absolute() or ".." in parts:
+            raise BrowserUnavailable(
+                f"{PACKAGE}@{VERSION}: an entry outside its folder: {entry.name}"
+            )
+        if entry.isdir():
+            (into / entry.name).mkdir(parents=True, exist_ok=True)
+            continue
+        source = archive.extractfile(entry) if entry.isfile() else None
+        if source is None:
+            raise BrowserUnavailable(f"{PACKAGE}@{VERSION}: not a plain file: {entry.name}")
+        target = into / entry.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read())
+        target.chmod(0o755 if entry.mode & 0o111 else 0o644)
 
 
 def main() -> int:
