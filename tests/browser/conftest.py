@@ -34,8 +34,11 @@ def chromium() -> Browser:
     return browser_binary()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def playwright() -> Iterator[Playwright]:
+    """Per test, not per session: Playwright's sync API runs an asyncio event loop in this
+    thread while it is open, and every later test of the worker that calls asyncio.run()
+    would fail with "cannot be called from a running event loop"."""
     with sync_playwright() as driver:
         yield driver
 
