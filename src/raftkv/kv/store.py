@@ -12,6 +12,7 @@ import msgspec
 from raftkv.errors import InvariantViolation
 from raftkv.kv.changes import ChangeObserver, KeyChange
 from raftkv.kv.commands import Command, Result, decode_command
+from raftkv.kv.leases import LEASE_TTL_MAX_SECONDS, LEASES_MAX, LeaseRecord, LeaseTable
 from raftkv.kv.ranges import KeyRange, SortedKeys
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.sessions import Refusals, SessionRecord, SessionTable
@@ -21,6 +22,7 @@ _OK = Result(ok=True)
 _STALE_REQUEST = Result(ok=False, error="stale_request")
 _BAD_REQUEST = Result(ok=False, error="bad_request")
 _SESSION_EXPIRED = Result(ok=False, error="session_expired")
+_LEASE_NOT_FOUND = Result(ok=False, error="lease_not_found")
 _REFUSALS = Refusals(stale=_STALE_REQUEST, expired=_SESSION_EXPIRED)
 
 
@@ -39,6 +41,8 @@ class _Snapshot(msgspec.Struct):
     sessions: list[_Session] = []
     # Absent from snapshots written before sessions were refused once forgotten: 0.
     evicted_through: int = 0
+    # Absent from snapshots written before leases: none.
+    leases: list[LeaseRecord] = []
 
 
 _snapshot_encoder = msgspec.msgpack.Encoder()
@@ -84,6 +88,10 @@ class KVStore:
         self.applied_index = 0
         self._hash = b"\x00" * 16
         self._sessions: SessionTable[Result] = SessionTable(_REFUSALS, sessions_max)
+        self._leases = LeaseTable()
+        # Leases this replica deleted because the leader found them expired: a counter of
+        # this process (metrics), not state.
+        self.leases_expired_total = 0
 
     @property
     def sessions(self) -> dict[str, SessionRecord[Result]]:
@@ -119,12 +127,14 @@ class KVStore:
     def execute(self, command: Command) -> Result:
         """Execute a decoded command at `self.applied_index` (its log index)."""
         records = self._records
+        if command.lease and command.op in ("put", "cas") and command.lease not in self._leases:
+            return _LEASE_NOT_FOUND  # before anything else: nothing applied
         if command.op == "put":
             if command.if_absent and command.key in records:
                 return Result(ok=False, error="cas_failed", current=records[command.key].value)
             if command.value is None:
                 return _BAD_REQUEST  # decided alike on every replica; never a crash
-            self._write(command.key, command.value)
+            self._write(command.key, command.value, command.lease)
             return _OK
         if command.op == "del":
             if self._delete(command.key) is None:
@@ -141,20 +151,57 @@ class KVStore:
                 return Result(ok=False, error="cas_failed", current=current)
             if command.value is None:
                 return _BAD_REQUEST  # decided alike on every replica; never a crash
-            self._write(command.key, command.value)
+            self._write(command.key, command.value, command.lease)
             return _OK
+        if command.op == "lease_grant":
+            return self._grant(command.ttl, command.lease)
+        if command.op == "lease_revoke":
+            deleted = self._revoke(command.lease)
+            return _LEASE_NOT_FOUND if deleted is None else Result(ok=True, deleted=deleted)
+        if command.op == "lease_expire":
+            total = 0
+            for lease_id in command.leases:
+                deleted = self._revoke(lease_id)
+                if deleted is not None:
+                    self.leases_expired_total += 1
+                    total += deleted
+            return Result(ok=True, deleted=total)
         return _BAD_REQUEST
 
-    def _write(self, key: str, value: str) -> None:
+    def _grant(self, ttl: int, wanted: int) -> Result:
+        if not 1 <= ttl <= LEASE_TTL_MAX_SECONDS or wanted < 0:
+            return _BAD_REQUEST
+        if len(self._leases) >= LEASES_MAX:
+            return Result(ok=False, error="too_many_leases")
+        lease_id = self._leases.grant(self.applied_index, ttl, wanted)
+        if lease_id is None:
+            return Result(ok=False, error="lease_exists")
+        return Result(ok=True, lease=lease_id, ttl=ttl)
+
+    def _revoke(self, lease_id: int) -> int | None:
+        """Delete the lease and every key attached to it, in key order, through `_delete`
+        (so observers see each one); how many keys, or None if there is no such lease."""
+        lease = self._leases.remove(lease_id)
+        if lease is None:
+            return None
+        for key in sorted(lease.keys):
+            self._delete(key)
+        return len(lease.keys)
+
+    def _write(self, key: str, value: str, lease: int = 0) -> None:
         """Set `key` at the index being applied: revisions derive from the log index alone,
-        so every replica computes the same ones."""
+        so every replica computes the same ones. It is attached to `lease` (which the caller
+        made sure exists) and to no other: a write without a lease detaches it."""
         index = self.applied_index
         old = self._records.get(key)
         if old is None:
-            record = KeyRecord(value, index, index, 1)
+            record = KeyRecord(value, index, index, 1, lease)
             self._sorted.add(key)
+            if lease:
+                self._leases.move(key, 0, lease)
         else:
-            record = KeyRecord(value, old.create_index, index, old.version + 1)
+            record = KeyRecord(value, old.create_index, index, old.version + 1, lease)
+            self._leases.move(key, old.lease, lease)
         self._records[key] = record
         if self.observer is not None:
             self.observer.changed(KeyChange(index, key, record, old))
@@ -165,6 +212,8 @@ class KVStore:
         old = self._records.pop(key, None)
         if old is not None:
             self._sorted.remove(key)
+            if old.lease:
+                self._leases.detach(key, old.lease)
             if self.observer is not None:
                 self.observer.changed(KeyChange(self.applied_index, key, None, old))
         return old
@@ -173,8 +222,11 @@ class KVStore:
         low, high = self._sorted.bounds(key_range)
         doomed = self._sorted.pop_between(low, high)
         records, observer, index = self._records, self.observer, self.applied_index
+        leases = self._leases
         for key in doomed:
             old = records.pop(key)
+            if old.lease:
+                leases.detach(key, old.lease)
             if observer is not None:
                 observer.changed(KeyChange(index, key, None, old))
         return Result(ok=True, deleted=len(doomed))
@@ -190,13 +242,15 @@ class KVStore:
             compare_holds(compare, self._records.get(compare.key)) for compare in txn.compare
         )
         branch = txn.success if succeeded else txn.failure
+        if any(op.lease and op.lease not in self._leases for op in branch):
+            return _LEASE_NOT_FOUND  # the branch would attach a key to no lease: run none of it
         return Result(ok=True, txn=TxnOutcome(succeeded, [self._run(op) for op in branch]))
 
     def _run(self, op: TxnOp) -> dict[str, object]:
         """One operation of a transaction's branch, and its answer (SPEC §6)."""
         if op.op == "put":
             assert op.key is not None and op.value is not None  # _runnable
-            self._write(op.key, op.value)
+            self._write(op.key, op.value, op.lease)
             return {"op": "put", "key": op.key, "mod_index": self.applied_index}
         if op.op == "delete":
             assert op.key is not None
@@ -231,6 +285,25 @@ class KVStore:
         items = [(key, records[key]) for key in sorted_keys.between(first, stop)]
         return RangePage(items, high - low, stop < high)
 
+    # --- leases (SPEC §6, "Leases") ---------------------------------------------------
+    def lease(self, lease_id: int) -> tuple[int, list[str]] | None:
+        """The lease's TTL and its keys in order, or None."""
+        lease = self._leases.leases.get(lease_id)
+        return None if lease is None else (lease.ttl, sorted(lease.keys))
+
+    def lease_ttls(self) -> dict[int, int]:
+        """Every lease's TTL, by id."""
+        return self._leases.ttls()
+
+    @property
+    def lease_count(self) -> int:
+        return len(self._leases)
+
+    @property
+    def lease_generation(self) -> int:
+        """Moves whenever a lease is granted or revoked, or a snapshot restored."""
+        return self._leases.generation
+
     def get(self, key: str) -> str | None:
         record = self._records.get(key)
         return None if record is None else record.value
@@ -256,7 +329,12 @@ class KVStore:
     def _state(self, records: dict[str, KeyRecord]) -> _Snapshot:
         table = self._sessions
         return _Snapshot(
-            records, self.applied_index, self._hash, table.records(), table.evicted_through
+            records,
+            self.applied_index,
+            self._hash,
+            table.records(),
+            table.evicted_through,
+            self._leases.records(),
         )
 
     def restore(self, data: bytes) -> None:
@@ -273,6 +351,7 @@ class KVStore:
         self._sorted = SortedKeys(list(self._records))
         self.applied_index, self._hash = index, state.applied_hash
         self._sessions.restore(state.sessions, state.evicted_through)
+        self._leases.restore(state.leases, self._records)
         if self.observer is not None:
             self.observer.restored(index)
 
