@@ -120,6 +120,12 @@ class NotFound(RequestError):
     code = "not_found"
 
 
+class LeaseNotFound(NotFound):
+    """No such lease (SPEC §6, "Leases"): it expired, was revoked, or never was."""
+
+    code = "lease_not_found"
+
+
 class CasFailed(RequestError):
     code = "cas_failed"
 
@@ -196,6 +202,7 @@ _CLASSES_BY_CODE: dict[str, type[RequestError]] = {
         NoLeader,
         Timeout,
         NotFound,
+        LeaseNotFound,
         CasFailed,
         BadRequest,
         TooLarge,
