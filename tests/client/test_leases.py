@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from raftkv.client import LeaseKeeper, LeaseKeepAlive, LeaseNotFound, NoLeader
+from raftkv.client import LeaseKeepAlive, LeaseKeeper, LeaseNotFound, NoLeader
 from raftkv.client import leases as lease_protocol
 from raftkv.client.errors import error_from_answer
 from raftkv.client.protocol import put_request
@@ -150,6 +150,6 @@ def test_bad_lease_usage_sends_nothing(
 
 
 def test_a_double_dash_of_another_command_is_its_own(cluster: FakeCluster, run_cli: RunCli) -> None:
-    code, out, err = run_cli("--cluster", cluster.cluster_text(), "put", "--", "-k", "v")
+    code, _, err = run_cli("--cluster", cluster.cluster_text(), "put", "--", "-k", "v")
     assert code == 0, err
     assert cluster.writes()[0].path.endswith("/-k")
