@@ -5,8 +5,10 @@ log and carried in snapshots."""
 from __future__ import annotations
 
 import msgspec
+import pytest
 
 from raftkv.kv import Command, KVStore, Result, encode_command
+from raftkv.kv import store as store_module
 from raftkv.kv.changes import KeyChange
 from raftkv.kv.leases import LEASE_TTL_MAX_SECONDS
 from raftkv.kv.records import KeyRecord
@@ -193,3 +195,13 @@ def test_a_leased_key_answers_its_lease() -> None:
         "lease": 5,
     }
     assert "lease" not in KeyRecord("v", 1, 2, 1).to_json("k")
+
+
+def test_grants_stop_at_the_lease_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "LEASES_MAX", 2)
+    store = KVStore()
+    assert apply(store, 1, op="lease_grant", ttl=5).ok
+    assert apply(store, 2, op="lease_grant", ttl=5).ok
+    assert apply(store, 3, op="lease_grant", ttl=5).error == "too_many_leases"
+    apply(store, 4, op="lease_revoke", lease=1)
+    assert apply(store, 5, op="lease_grant", ttl=5).lease == 5

@@ -95,6 +95,10 @@ def test_kept_alive_lives_left_alone_expires_everywhere_at_one_index(tmp_path: P
             lambda: len({server.applied_index for server in servers}) == 1, "all applied"
         )
         assert len({server.state_machine.applied_hash for server in servers}) == 1
+        assert all(
+            "raft_lease_expiries_total 1.0" in server.metrics.render().decode()
+            for server in servers
+        )
         assert key_everywhere(servers, "plain", present=True)
         status, answer = await call(first, "POST", f"/v1/lease/{lease}/keepalive")
         assert (status, answer["error"]) == (404, "lease_not_found")
@@ -133,6 +137,7 @@ def test_revoke_deletes_the_keys_on_every_replica(tmp_path: Path) -> None:
             assert (await call(first, "PUT", f"/v1/kv/{key}", {"value": "v", "lease": lease}))[
                 0
             ] == 200
+        assert "raft_leases 1.0" in first.metrics.render().decode()
         status, answer = await call(first, "DELETE", f"/v1/lease/{lease}")
         assert (status, answer["deleted"]) == (200, 2)
         await wait_until(
@@ -143,5 +148,7 @@ def test_revoke_deletes_the_keys_on_every_replica(tmp_path: Path) -> None:
         assert (status, listing["leases"]) == (200, [])
         expiries = [server.lessor.expiries_proposed_total for server in servers if server.lessor]
         assert expiries == [0, 0, 0]
+        metrics = first.metrics.render().decode()
+        assert "raft_leases 0.0" in metrics and "raft_lease_expiries_total 0.0" in metrics
 
     run_on_virtual_time(tmp_path, body)

@@ -14,7 +14,7 @@ from raftkv.kv.records import KeyRecord
 # Bounds decided by the state machine, so alike on every replica (the API checks them too,
 # to answer 400 before proposing).
 LEASE_TTL_MAX_SECONDS = 365 * 24 * 3600
-LEASES_MAX = 100_000
+LEASES_MAX = 10_000
 
 
 class LeaseRecord(msgspec.Struct, array_like=True, frozen=True):
