@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from raftkv.kv import Command, KVStore, Result, encode_command
+from raftkv.kv import leases as leases_module
 from raftkv.kv import store as store_module
 from raftkv.kv.changes import KeyChange
 from raftkv.kv.leases import LEASE_TTL_MAX_SECONDS
@@ -133,18 +134,25 @@ def test_lease_commands_are_exactly_once_through_sessions() -> None:
     assert store.lease_count == 1
 
 
-def test_the_lease_generation_moves_on_grant_revoke_and_restore_only() -> None:
+def test_lease_changes_are_taken_once_and_a_restore_says_all() -> None:
     store = KVStore()
-    generations = [store.lease_generation]
     apply(store, 1, op="lease_grant", ttl=10)
-    generations.append(store.lease_generation)
-    apply(store, 2, op="put", key="a", value="v", lease=1)
-    generations.append(store.lease_generation)
-    apply(store, 3, op="lease_revoke", lease=1)
-    generations.append(store.lease_generation)
+    apply(store, 2, op="lease_grant", ttl=10)
+    apply(store, 3, op="put", key="a", value="v", lease=1)  # no lease granted or revoked
+    apply(store, 4, op="lease_revoke", lease=2)
+    assert store.take_lease_changes() == {1, 2}
+    assert store.take_lease_changes() == set()
     store.restore(store.snapshot())
-    generations.append(store.lease_generation)
-    assert generations == [0, 1, 1, 2, 3]
+    assert store.take_lease_changes() is None
+    assert store.take_lease_changes() == set()
+
+
+def test_changes_nobody_takes_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(leases_module, "LEASES_MAX", 3)
+    store = KVStore()
+    for index in range(1, 6):
+        apply(store, index, op="lease_grant", ttl=10)
+    assert store.take_lease_changes() is None  # too many to list: re-read them all
 
 
 def test_snapshot_round_trip_keeps_leases_and_their_keys() -> None:

@@ -155,3 +155,21 @@ def test_the_shortest_ttl_outlives_elections() -> None:
     assert lease_ttl_min_seconds(300) == 1
     assert lease_ttl_min_seconds(1000) == 3
     assert lease_ttl_min_seconds(1500) == 5
+
+
+def test_an_id_revoked_and_granted_again_starts_afresh() -> None:
+    cluster = Cluster()
+    cluster.lessor.promote()
+    cluster.apply(op="lease_grant", ttl=1, lease=77)
+    cluster.clock.now += 0.9
+    # Both applied in one batch: the lessor looks only afterwards.
+    for fields in (
+        {"op": "lease_revoke", "lease": 77},
+        {"op": "lease_grant", "ttl": 5, "lease": 77},
+    ):
+        cluster.index += 1
+        cluster.store.apply(cluster.index, encode_command(Command(key="", **fields)))  # type: ignore[arg-type]
+    cluster.lessor.applied()
+    cluster.clock.now += 1
+    assert cluster.lessor.expired() == []
+    assert cluster.lessor.remaining(77) == pytest.approx(4.0)

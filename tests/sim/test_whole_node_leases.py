@@ -20,7 +20,7 @@ def keepalive_renews_half_the_ttl() -> Iterator[None]:
     def keep_alive(self: Lessor, lease_id: int) -> int | None:
         ttl = original(self, lease_id)
         if ttl is not None:
-            self._deadlines[lease_id] = self._clock() + ttl / 2
+            self._set(lease_id, self._clock() + ttl / 2)
         return ttl
 
     Lessor.keep_alive = keep_alive  # type: ignore[method-assign]
@@ -37,7 +37,8 @@ def new_leader_expires_everything() -> Iterator[None]:
     def promote(self: Lessor) -> None:
         original(self)
         now = self._clock()
-        self._deadlines = dict.fromkeys(self._deadlines, now)
+        for lease_id in list(self._deadlines):
+            self._set(lease_id, now)
 
     Lessor.promote = promote  # type: ignore[method-assign]
     try:

@@ -33,9 +33,10 @@ class Lease:
 class LeaseTable:
     def __init__(self) -> None:
         self.leases: dict[int, Lease] = {}
-        # Bumped by every grant, revoke and restore: the leader's lessor re-reads the table
-        # only when it moved, rather than on each check.
-        self.generation = 0
+        # Leases granted or removed since the lessor last took them (`take_changes`), so that
+        # it times a grant without re-reading every lease; None: re-read them all (after a
+        # restore, or when nobody took them for long: the set stays bounded).
+        self._changed: set[int] | None = set()
 
     def __contains__(self, lease_id: int) -> bool:
         return lease_id in self.leases
@@ -57,14 +58,26 @@ class LeaseTable:
             while lease_id in leases:
                 lease_id += 1
         leases[lease_id] = Lease(ttl)
-        self.generation += 1
+        self._note(lease_id)
         return lease_id
 
     def remove(self, lease_id: int) -> Lease | None:
         lease = self.leases.pop(lease_id, None)
         if lease is not None:
-            self.generation += 1
+            self._note(lease_id)
         return lease
+
+    def _note(self, lease_id: int) -> None:
+        changed = self._changed
+        if changed is not None:
+            changed.add(lease_id)
+            if len(changed) > LEASES_MAX:
+                self._changed = None
+
+    def take_changes(self) -> set[int] | None:
+        """The leases granted or removed since the last call; None: any may have been."""
+        changed, self._changed = self._changed, set()
+        return changed
 
     def move(self, key: str, old: int, new: int) -> None:
         """`key` was attached to lease `old` (0: none) and is now attached to `new`."""
@@ -97,4 +110,4 @@ class LeaseTable:
                 lease = self.leases.get(record.lease)
                 if lease is not None:
                     lease.keys.add(key)
-        self.generation += 1
+        self._changed = None

@@ -299,10 +299,14 @@ class KVStore:
     def lease_count(self) -> int:
         return len(self._leases)
 
-    @property
-    def lease_generation(self) -> int:
-        """Moves whenever a lease is granted or revoked, or a snapshot restored."""
-        return self._leases.generation
+    def lease_ttl(self, lease_id: int) -> int | None:
+        lease = self._leases.leases.get(lease_id)
+        return None if lease is None else lease.ttl
+
+    def take_lease_changes(self) -> set[int] | None:
+        """The leases granted or revoked since the last call (None: any may have been, after
+        a restore): for the leader's lessor, which times each new one."""
+        return self._leases.take_changes()
 
     def get(self, key: str) -> str | None:
         record = self._records.get(key)

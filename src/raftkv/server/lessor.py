@@ -12,6 +12,7 @@ since it answered keepalives only while it could still confirm its leadership.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable
 from typing import Protocol
@@ -21,6 +22,8 @@ from prometheus_client.registry import Collector
 
 # Leases one `lease_expire` entry revokes at most: one entry is applied in one go on the loop.
 EXPIRE_BATCH_MAX = 1000
+# Superseded deadlines the heap may hold beyond the live ones before it is rebuilt.
+HEAP_SLACK = 64
 
 
 def lease_ttl_min_seconds(election_timeout_ms_max: int) -> int:
@@ -34,8 +37,9 @@ class LeaseSource(Protocol):
 
     def lease_ttls(self) -> dict[int, int]: ...
 
-    @property
-    def lease_generation(self) -> int: ...
+    def lease_ttl(self, lease_id: int) -> int | None: ...
+
+    def take_lease_changes(self) -> set[int] | None: ...
 
     @property
     def lease_count(self) -> int: ...
@@ -63,46 +67,68 @@ class Lessor:
         self._retry = retry_seconds
         self.active = False  # leading: deadlines kept, expiries proposed
         self._deadlines: dict[int, float] = {}
-        self._generation = -1  # the lease generation the deadlines were last matched to
+        # (deadline, lease) for every deadline set, the superseded ones too (skipped when
+        # popped): the next expiry is found without scanning every lease.
+        self._heap: list[tuple[float, int]] = []
         self.expiries_proposed_total = 0
 
     def promote(self) -> None:
         """This node became leader: every lease gets its TTL plus the extension from now."""
         self.active = True
+        self._leases.take_lease_changes()  # all of them are read now
         now = self._clock()
         extension = self._extension
-        self._deadlines = {
-            lease_id: now + ttl + extension for lease_id, ttl in self._leases.lease_ttls().items()
-        }
-        self._generation = self._leases.lease_generation
+        self._deadlines = {}
+        self._heap = []
+        for lease_id, ttl in self._leases.lease_ttls().items():
+            self._set(lease_id, now + ttl + extension)
 
     def demote(self) -> None:
         """No longer leader: expire nothing, keep nothing (the next leader starts afresh)."""
         self.active = False
         self._deadlines = {}
+        self._heap = []
 
     def applied(self) -> None:
         """Entries were just applied (the runtime calls this after each batch): a grant
-        among them starts its TTL now, a revoked lease is forgotten. Cheap when no lease
-        changed."""
+        among them starts its TTL now, a revoked lease is forgotten. On a follower the
+        changes are dropped (a promotion reads every lease)."""
+        changes = self._leases.take_lease_changes()
         if self.active:
-            self._catch_up()
+            self._take(changes)
 
     def _catch_up(self) -> None:
+        self._take(self._leases.take_lease_changes())
+
+    def _take(self, changes: set[int] | None) -> None:
         """Match the deadlines to the leases as applied: a lease not timed yet starts its
         TTL now (never earlier than it was applied, so never short), a gone one is dropped."""
-        generation = self._leases.lease_generation
-        if generation == self._generation:
-            return
-        self._generation = generation
-        ttls = self._leases.lease_ttls()
         deadlines = self._deadlines
-        for lease_id in [lease_id for lease_id in deadlines if lease_id not in ttls]:
-            del deadlines[lease_id]
         now = self._clock()
-        for lease_id, ttl in ttls.items():
-            if lease_id not in deadlines:
-                deadlines[lease_id] = now + ttl
+        if changes is None:  # a snapshot was restored: any lease may have come or gone
+            ttls = self._leases.lease_ttls()
+            for lease_id in [lease_id for lease_id in deadlines if lease_id not in ttls]:
+                del deadlines[lease_id]
+            for lease_id, ttl in ttls.items():
+                if lease_id not in deadlines:
+                    self._set(lease_id, now + ttl)
+            return
+        for lease_id in sorted(changes):
+            granted = self._leases.lease_ttl(lease_id)
+            if granted is None:
+                deadlines.pop(lease_id, None)
+            else:
+                # Granted since the last look (perhaps revoked and granted again under a
+                # client-chosen id): its TTL starts now, whatever deadline the id had.
+                self._set(lease_id, now + granted)
+
+    def _set(self, lease_id: int, deadline: float) -> None:
+        self._deadlines[lease_id] = deadline
+        heap = self._heap
+        heapq.heappush(heap, (deadline, lease_id))
+        if len(heap) > 2 * len(self._deadlines) + HEAP_SLACK:
+            self._heap = [(when, lease) for lease, when in self._deadlines.items()]
+            heapq.heapify(self._heap)
 
     def keep_alive(self, lease_id: int) -> int | None:
         """Renew the lease for its full TTL from now; its TTL, or None if there is no such
@@ -110,9 +136,9 @@ class Lessor:
         if not self.active:
             return None
         self._catch_up()
-        ttl = self._leases.lease_ttls().get(lease_id) if lease_id in self._deadlines else None
+        ttl = self._leases.lease_ttl(lease_id)
         if ttl is not None:
-            self._deadlines[lease_id] = self._clock() + ttl
+            self._set(lease_id, self._clock() + ttl)
         return ttl
 
     def remaining(self, lease_id: int) -> float | None:
@@ -124,17 +150,21 @@ class Lessor:
         return None if deadline is None else max(0.0, deadline - self._clock())
 
     def expired(self) -> list[int]:
-        """Leases past their deadline, at most EXPIRE_BATCH_MAX, for the caller to propose
-        expiring. Each is given `retry_seconds` more, so it is proposed again only if that
-        entry was lost. A scan of every lease: checks are a few per second."""
+        """Leases past their deadline, soonest first, at most EXPIRE_BATCH_MAX, for the
+        caller to propose expiring. Each is given `retry_seconds` more, so it is proposed
+        again only if that entry was lost."""
         if not self.active:
             return []
         self._catch_up()
         now = self._clock()
-        due = [lease_id for lease_id, deadline in self._deadlines.items() if deadline <= now]
-        due = sorted(due)[:EXPIRE_BATCH_MAX]
+        heap, deadlines = self._heap, self._deadlines
+        due: list[int] = []
+        while heap and heap[0][0] <= now and len(due) < EXPIRE_BATCH_MAX:
+            deadline, lease_id = heapq.heappop(heap)
+            if deadlines.get(lease_id) == deadline:
+                due.append(lease_id)
         for lease_id in due:
-            self._deadlines[lease_id] = now + self._retry
+            self._set(lease_id, now + self._retry)
         self.expiries_proposed_total += len(due)
         return due
 
