@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -193,3 +194,32 @@ def test_a_lock_holder_interrupted_releases_the_lock(
     assert follower.wait(timeout=60) == 0
     # Released by the revoke, not left to expire (its TTL is 5 s).
     assert time.monotonic() - started < 5
+
+
+def test_a_lock_holder_whose_lease_is_lost_stops_its_command(
+    cluster: ProcessCluster, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "key"
+    ended = tmp_path / "ended"
+    # CMD notes its key, then would run for ten minutes; it notes SIGTERM if it gets one.
+    script = (
+        "import os, pathlib, signal, sys, time\n"
+        f"def stop(*_): pathlib.Path({str(ended)!r}).touch(); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        f"pathlib.Path({str(key_file)!r}).write_text(os.environ['RAFT_LOCK_KEY'])\n"
+        "time.sleep(600)\n"
+    )
+    holder = _lock(cluster, "door", sys.executable, "-c", script)
+    try:
+        wait_for(lambda: key_file.exists() and key_file.read_text().strip(), 60, "the key")
+        lease = key_file.read_text().strip().rsplit("/", 1)[1]
+        revoked = cluster.client("lease", "revoke", lease, "--timeout", "30")
+        assert revoked.returncode == 0, revoked.stderr
+        _, stderr = holder.communicate(timeout=60)
+        assert holder.returncode == 1
+        assert '"lock_lost"' in stderr and "CMD was terminated" in stderr
+        assert ended.exists()  # CMD was told to stop (SIGTERM), not left running
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()

@@ -44,6 +44,10 @@ class LockLost(RequestError):
     code = "lock_lost"
 
 
+def _lost(message: str, **fields: object) -> LockLost:
+    return LockLost(message, {"message": message, **fields})
+
+
 class _Terminated(BaseException):
     """SIGTERM arrived: unwind as Ctrl-C does, releasing the lock on the way."""
 
@@ -116,9 +120,10 @@ def _hold(client: RaftClient, name: str, ttl: int, command: list[str]) -> int:
             except subprocess.TimeoutExpired:
                 if keeper.lost.is_set():
                     _stop(child)
-                    raise LockLost(
+                    raise _lost(
                         f"the lock's lease {lease} was lost ({keeper.reason}); CMD was terminated",
-                        {"lease": lease, "key": key},
+                        lease=lease,
+                        key=key,
                     ) from None
                 continue
             return status if status >= 0 else 128 - status
@@ -139,7 +144,8 @@ def _create(client: RaftClient, key: str, lease: int) -> None:
         success=[{"op": "put", "key": key, "value": "", "lease": lease}],
     )
     if not result.succeeded:
-        raise RequestError(f"the lock key {key} exists already", {"key": key})
+        message = f"the lock key {key} exists already"
+        raise RequestError(message, {"message": message, "key": key})
 
 
 def _wait_for_turn(client: RaftClient, name: str, key: str, keeper: LeaseKeeper) -> None:
@@ -147,16 +153,14 @@ def _wait_for_turn(client: RaftClient, name: str, key: str, keeper: LeaseKeeper)
     delay = POLL_SECONDS_FIRST
     while True:
         if keeper.lost.is_set():
-            raise LockLost(
-                f"the lock's lease was lost while waiting ({keeper.reason})", {"key": key}
-            )
+            raise _lost(f"the lock's lease was lost while waiting ({keeper.reason})", key=key)
         oldest: tuple[int, str] | None = None
         for page in client.range_pages(f"{name}/", keys_only=True):
             for kv in page.kvs:
                 if oldest is None or kv.create_index < oldest[0]:
                     oldest = (kv.create_index, kv.key)
         if oldest is None:
-            raise LockLost(f"the lock key {key} vanished while waiting", {"key": key})
+            raise _lost(f"the lock key {key} vanished while waiting", key=key)
         if oldest[1] == key:
             return
         time.sleep(delay)
@@ -166,7 +170,7 @@ def _wait_for_turn(client: RaftClient, name: str, key: str, keeper: LeaseKeeper)
 def _hold_until_lost(keeper: LeaseKeeper) -> None:
     """No CMD: hold the lock until interrupted; losing it is an error."""
     keeper.lost.wait()
-    raise LockLost(f"the lock's lease was lost ({keeper.reason})", {})
+    raise _lost(f"the lock's lease was lost ({keeper.reason})")
 
 
 def _stop(child: subprocess.Popen[bytes]) -> None:

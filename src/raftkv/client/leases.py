@@ -9,7 +9,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlencode
 
 import msgspec
@@ -21,6 +21,8 @@ from raftkv.client.protocol import json_body as _json
 
 # Keepalives per TTL: one lost or slow keepalive leaves two more chances.
 KEEPALIVES_PER_TTL = 3
+# The shortest timeout a keeper's keepalive gets (a TTL/3 shorter than this is unlikely).
+KEEPALIVE_TIMEOUT_MIN_SECONDS = 0.5
 
 
 # --- requests ---------------------------------------------------------------------------
@@ -135,13 +137,17 @@ class _Watch:
     def answered(self, sent_at: float) -> None:
         self.safe_until = sent_at + self.ttl
 
-    def failed(self, error: errors.ClientError, now: float) -> bool:
+    def failed(self, error: Exception, now: float) -> bool:
         """A keepalive failed; whether the lease is now taken as lost."""
         if isinstance(error, LeaseNotFound):
             self.reason = "the lease expired or was revoked"
         elif now >= self.safe_until:
             self.reason = f"no keepalive answered within the lease's TTL ({self.ttl} s): {error}"
         return self.reason is not None
+
+
+class _Closeable(Protocol):
+    def close(self) -> None: ...
 
 
 class LeaseKeeper:
@@ -160,12 +166,14 @@ class LeaseKeeper:
         *,
         on_lost: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        closing: _Closeable | None = None,
     ) -> None:
         self.lease_id = lease_id
         self._keep_alive = keep_alive
         self._clock = clock
         self._watch = _Watch(ttl, clock())
         self._on_lost = on_lost
+        self._closing = closing  # closed with the keeper: the client it keeps alive with
         self._stop = threading.Event()
         self.lost = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{lease_id}", daemon=True)
@@ -195,6 +203,8 @@ class LeaseKeeper:
         self._stop.set()
         if threading.current_thread() is not self._thread:
             self._thread.join()
+            if self._closing is not None:
+                self._closing.close()
 
     def __enter__(self) -> LeaseKeeper:
         return self
@@ -233,8 +243,11 @@ class AsyncLeaseKeeper:
             await asyncio.sleep(self._watch.ttl / KEEPALIVES_PER_TTL)
             sent_at = loop.time()
             try:
-                answer = await self._keep_alive(self.lease_id)
-            except errors.ClientError as error:
+                # No longer than until the next one is due: a keepalive that hangs must not
+                # keep the keeper from noticing that the TTL ran out.
+                async with asyncio.timeout(self._watch.ttl / KEEPALIVES_PER_TTL):
+                    answer = await self._keep_alive(self.lease_id)
+            except (errors.ClientError, TimeoutError) as error:
                 if self._watch.failed(error, loop.time()):
                     self.lost.set()
                     if self._on_lost is not None:

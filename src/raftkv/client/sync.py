@@ -372,9 +372,14 @@ class RaftClient:
         """Keep the lease alive from a thread, every ttl/3, until the keeper is closed
         (`keeper.close()` or `with`); see `LeaseKeeper`. It uses a client of its own, so
         this one's operations never hold its keepalives up."""
-        keeper_client = self._clone()
+        # Each keepalive ends by the time the next is due, so that a hanging one cannot hide
+        # that the TTL ran out.
+        interval = ttl / lease_protocol.KEEPALIVES_PER_TTL
+        keeper_client = self._clone(
+            timeout=max(lease_protocol.KEEPALIVE_TIMEOUT_MIN_SECONDS, min(self.timeout, interval))
+        )
         return lease_protocol.LeaseKeeper(
-            keeper_client.lease_keep_alive, lease_id, ttl, on_lost=on_lost
+            keeper_client.lease_keep_alive, lease_id, ttl, on_lost=on_lost, closing=keeper_client
         )
 
     def _read(self, request: Request) -> dict[str, Any]:
