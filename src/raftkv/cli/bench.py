@@ -1,6 +1,7 @@
-"""`raft-bench`: throughput and latency of a real local 3-node durable cluster.
+"""`raft-bench`: throughput and latency of a real local durable cluster (3 nodes, or
+`--nodes 5|7`).
 
-Starts three raft-node processes (fsync on) in a temporary directory, then drives the leader
+Starts the raft-node processes (fsync on) in a temporary directory, then drives the leader
 with wrk (a C load generator, Debian package `wrk`) over keep-alive connections with
 16-byte values: writes at C = 1, 16, 64 and reads at C = 64 for each consistency level.
 To show that wrk is not the bottleneck, every row reports the CPU wrk itself used (% of one
@@ -66,9 +67,9 @@ def http_json(url: str, method: str = "GET", body: bytes | None = None) -> objec
 
 
 class LocalCluster:
-    def __init__(self, root: Path, extra: list[str]) -> None:
+    def __init__(self, root: Path, extra: list[str], nodes: int = 3) -> None:
         self.root = root
-        self.ids = [1, 2, 3]
+        self.ids = list(range(1, nodes + 1))
         self.peer_ports = {n: free_port() for n in self.ids}
         self.client_ports = {n: free_port() for n in self.ids}
         self.extra = extra
@@ -185,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         "state makes every snapshot taken during the measurements copy it)",
     )
     parser.add_argument(
+        "--nodes",
+        type=int,
+        default=3,
+        choices=(1, 3, 5, 7),
+        help="cluster size (default 3; with --compare etcd, the size of each)",
+    )
+    parser.add_argument(
         "--compare",
         choices=("etcd",),
         help="run the same workloads on a local 3-member etcd too, side by side, alternating, "
@@ -203,10 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.compare == "etcd":
         return compare_with_etcd(arguments)
     root = Path(tempfile.mkdtemp(prefix="raftkv-bench-"))
-    cluster = LocalCluster(root, arguments.node_arg)
+    cluster = LocalCluster(root, arguments.node_arg, arguments.nodes)
     try:
         cluster.start()
         url = cluster.leader_url()
+        print(f"{arguments.nodes} raft-node processes, fsync on, loopback")
         put_script = root / "put.lua"
         put_script.write_text(PUT_SCRIPT)
         http_json(url + "/v1/kv/bench-key", "PUT", b'{"value":"0123456789abcdef"}')
@@ -276,8 +285,8 @@ def compare_with_etcd(arguments: argparse.Namespace) -> int:
         print(missing, file=sys.stderr)
         return 1
     root = Path(tempfile.mkdtemp(prefix="raftkv-bench-"))
-    cluster = LocalCluster(root, arguments.node_arg)
-    etcd = bench_etcd.EtcdCluster(root, free_port)
+    cluster = LocalCluster(root, arguments.node_arg, arguments.nodes)
+    etcd = bench_etcd.EtcdCluster(root, free_port, arguments.nodes)
     try:
         cluster.start()
         etcd.start()
@@ -304,7 +313,8 @@ def compare_with_etcd(arguments: argparse.Namespace) -> int:
             repetitions=arguments.repetitions,
         )
         print(
-            f"raftkv vs etcd ({_etcd_version()}), 3 members each, fsync on, loopback; "
+            f"raftkv vs etcd ({_etcd_version()}), {arguments.nodes} members each, fsync on, "
+            "loopback; "
             f"medians of {arguments.repetitions} alternating runs of {arguments.seconds} s"
         )
         print(bench_etcd.report(results))
