@@ -193,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         help="cluster size (default 3; with --compare etcd, the size of each)",
     )
     parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="measure only the write rows, and print for each node its CPU µs, I/O system "
+        "calls and wake-ups per write and its WAL syncs per second (cli/bench_breakdown.py)",
+    )
+    parser.add_argument(
         "--compare",
         choices=("etcd",),
         help="run the same workloads on a local 3-member etcd too, side by side, alternating, "
@@ -218,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{arguments.nodes} raft-node processes, fsync on, loopback")
         put_script = root / "put.lua"
         put_script.write_text(PUT_SCRIPT)
+        if arguments.breakdown:
+            return print_breakdown(cluster, url, put_script, arguments.seconds)
         http_json(url + "/v1/kv/bench-key", "PUT", b'{"value":"0123456789abcdef"}')
         if arguments.preload_keys:
             preload = root / "preload.lua"
@@ -259,6 +267,30 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def print_breakdown(cluster: LocalCluster, url: str, script: Path, seconds: int) -> int:
+    from raftkv.cli import bench_breakdown
+
+    raw_rate = bench_breakdown.raw_fdatasync_rate(cluster.root)
+    print(f"raw fdatasync rate of the data dir's file system, alone: {raw_rate:,.0f}/s")
+    nodes: dict[str, tuple[int, str]] = {}
+    for node_id, process in zip(cluster.ids, cluster.processes, strict=True):
+        node_url = f"http://127.0.0.1:{cluster.client_ports[node_id]}"
+        role = "leader" if node_url == url else f"follower {node_id}"
+        nodes[role] = (process.pid, node_url)
+    for connections in (1, 16, 64):
+        result: dict[str, float] = {}
+
+        def run(connections: int = connections, result: dict[str, float] = result) -> None:
+            result.update(run_wrk(url, connections, seconds, script))
+
+        table = bench_breakdown.measure(nodes, url, run, seconds)
+        print(
+            f"\nwrites, C = {connections}: {result['rate']:,.0f}/s, p50 {result['p50_ms']:.2f} ms"
+        )
+        print(table)
+    return 0
 
 
 def preload_raftkv(url: str, keys: int, value_bytes: int, root: Path) -> None:
