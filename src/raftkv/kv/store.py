@@ -56,10 +56,15 @@ class RangePage:
     items: list[tuple[str, KeyRecord]]
     count: int  # keys in the whole range, not only this page
     more: bool  # keys after this page
+    chars: int  # characters of the page's keys (and values, unless keys only)
 
 
 # Keys a transaction's range answers when it gives no limit (as GET /v1/kv).
 TXN_RANGE_LIMIT_DEFAULT = 1000
+# Characters of keys and values in one range page (and in all of one transaction's ranges
+# together): 10,000 keys of 1 MiB values would otherwise be a 10 GiB answer. Counted in
+# characters, which costs nothing to count; a page is then at most 4 times as many bytes.
+RANGE_PAGE_CHARS_MAX = 4 << 20
 
 
 def _runnable(op: TxnOp) -> bool:
@@ -244,46 +249,74 @@ class KVStore:
         branch = txn.success if succeeded else txn.failure
         if any(op.lease and op.lease not in self._leases for op in branch):
             return _LEASE_NOT_FOUND  # the branch would attach a key to no lease: run none of it
-        return Result(ok=True, txn=TxnOutcome(succeeded, [self._run(op) for op in branch]))
+        results = []
+        chars_left = RANGE_PAGE_CHARS_MAX  # what the transaction's ranges may still answer
+        for op in branch:
+            result, chars = self._run(op, chars_left)
+            results.append(result)
+            chars_left = max(0, chars_left - chars)
+        return Result(ok=True, txn=TxnOutcome(succeeded, results))
 
-    def _run(self, op: TxnOp) -> dict[str, object]:
-        """One operation of a transaction's branch, and its answer (SPEC §6)."""
+    def _run(self, op: TxnOp, chars_left: int) -> tuple[dict[str, object], int]:
+        """One operation of a transaction's branch: its answer (SPEC §6), and the characters
+        of keys and values a range answered (0 for the others)."""
         if op.op == "put":
             assert op.key is not None and op.value is not None  # _runnable
             self._write(op.key, op.value, op.lease)
-            return {"op": "put", "key": op.key, "mod_index": self.applied_index}
+            return {"op": "put", "key": op.key, "mod_index": self.applied_index}, 0
         if op.op == "delete":
             assert op.key is not None
             existed = self._delete(op.key) is not None
-            return {"op": "delete", "key": op.key, "deleted": int(existed)}
+            return {"op": "delete", "key": op.key, "deleted": int(existed)}, 0
         if op.op == "get":
             assert op.key is not None
             record = self._records.get(op.key)
-            return {"op": "get", "key": op.key, "kv": record and record.to_json(op.key)}
+            return {"op": "get", "key": op.key, "kv": record and record.to_json(op.key)}, 0
         key_range = (
             KeyRange.prefix(op.prefix)
             if op.prefix is not None
             else KeyRange(op.start or "", op.end)
         )
-        page = self.range(key_range, None, op.limit or TXN_RANGE_LIMIT_DEFAULT)
-        return {
+        page = self.range(
+            key_range, None, op.limit or TXN_RANGE_LIMIT_DEFAULT, chars_left, op.keys_only
+        )
+        answer = {
             "op": "range",
             "kvs": [record.to_json(key, op.keys_only) for key, record in page.items],
             "count": page.count,
             "more": page.more,
         }
+        return answer, page.chars
 
-    def range(self, key_range: KeyRange, after: str | None = None, limit: int = 1000) -> RangePage:
+    def range(
+        self,
+        key_range: KeyRange,
+        after: str | None = None,
+        limit: int = 1000,
+        chars_max: int = RANGE_PAGE_CHARS_MAX,
+        keys_only: bool = False,
+    ) -> RangePage:
         """Up to `limit` keys of `key_range` in order, from the first one after `after`
-        (a previous page's last key) if given. Reads the state as it is: call it with no
-        apply in between (synchronously on the loop) to answer from one applied index."""
+        (a previous page's last key) if given, and no more than fit in `chars_max`
+        characters of keys and values (of keys alone with `keys_only`; always at least one
+        key), so that a page of big values stays a bounded answer. Reads the state as it
+        is: call it with no apply in between (synchronously on the loop) to answer from one
+        applied index."""
         sorted_keys = self._sorted
         low, high = sorted_keys.bounds(key_range)
         first = low if after is None else min(high, max(low, sorted_keys.after(after)))
         stop = min(high, first + limit)
         records = self._records
-        items = [(key, records[key]) for key in sorted_keys.between(first, stop)]
-        return RangePage(items, high - low, stop < high)
+        items: list[tuple[str, KeyRecord]] = []
+        chars = 0
+        for key in sorted_keys.between(first, stop):
+            record = records[key]
+            size = len(key) if keys_only else len(key) + len(record.value)
+            if chars + size > chars_max and items:
+                break
+            items.append((key, record))
+            chars += size
+        return RangePage(items, high - low, first + len(items) < high, chars)
 
     # --- leases (SPEC §6, "Leases") ---------------------------------------------------
     def lease(self, lease_id: int) -> tuple[int, list[str]] | None:

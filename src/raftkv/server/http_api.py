@@ -424,7 +424,7 @@ class ClientApi:
         consistency = consistency_of(request)
         page: RangePage
         page, index = await self.server.read_query(
-            consistency, lambda store: store.range(key_range, after, limit)
+            consistency, lambda store: store.range(key_range, after, limit, keys_only=keys_only)
         )
         return Response.json(range_answer(page, index, keys_only))
 

@@ -283,6 +283,7 @@ class RaftServer:
             await self.http.start(
                 *options.client_listen,
                 ssl_context=client_port_context(client_tls) if client_tls else None,
+                client_certificates_required=client_tls is not None and client_tls.ca is not None,
             )
         self._wake.set()
         logger.info(
