@@ -10,7 +10,7 @@ PYTEST := $(BIN)/python -m pytest
 # Two workers: CI is a shared 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: all install pins wheel test test-browser browser demo lint format sim-long bench bench-storage bench-checker bench-snapshot bench-cluster bench-http clean
+.PHONY: all install pins wheel test test-browser browser demo lint format sim-long bench bench-storage bench-checker bench-snapshot bench-cluster bench-http bench-kv clean
 
 all: install
 
@@ -73,13 +73,16 @@ format: $(STAMP)
 sim-long: $(STAMP)
 	RAFTKV_SIM_LONG=1 $(PYTEST) -n $(PYTEST_WORKERS) -q tests/sim
 
-bench: bench-storage bench-checker bench-snapshot bench-http bench-cluster
+bench: bench-storage bench-checker bench-snapshot bench-http bench-cluster bench-kv
 
 bench-snapshot: $(STAMP)
 	$(BIN)/python bench/bench_snapshot.py
 
 bench-cluster: $(STAMP)
 	$(BIN)/raft-bench
+
+bench-kv: $(STAMP)
+	$(BIN)/python bench/bench_kv_api.py
 
 bench-http: $(STAMP)
 	$(BIN)/python bench/bench_http.py
