@@ -60,8 +60,11 @@ REACH: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], ra
 
 
 def sweep(seeds: range) -> Iterator[WholeNodeResult]:
+    # Without the lease clients (`--no-leases`): the ranges were pinned before leases, whose
+    # traffic changes every run's interleaving; none of these defects is about leases, and
+    # defect 2's one seed in 2000 would cost a long sweep to find again.
     for seed in seeds:
-        yield run_whole_node(WholeNodeOptions(seed=seed, nodes=NODES))
+        yield run_whole_node(WholeNodeOptions(seed=seed, nodes=NODES, leases=False))
 
 
 @pytest.mark.parametrize("defect", sorted(REACH))

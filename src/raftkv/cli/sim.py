@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose", action="store_true", help="print a transcript of events and RPCs"
     )
     parser.add_argument(
+        "--no-leases",
+        action="store_true",
+        help="--whole-node: leave out the lease client (and its early-expiry check)",
+    )
+    parser.add_argument(
         "--html",
         type=Path,
         metavar="FILE",
@@ -228,6 +233,7 @@ def _whole_node(arguments: argparse.Namespace) -> int:
             seconds=arguments.seconds,
             faults=faults,
             membership=membership,
+            leases=not arguments.no_leases,
         )
         result = run_whole_node(options)
         write("".join(line + "\n" for line in result.report_lines()))
@@ -241,6 +247,7 @@ def _whole_node(arguments: argparse.Namespace) -> int:
             seconds=arguments.seconds,
             faults=faults,
             membership=membership,
+            leases=not arguments.no_leases,
         )
         for seed in seeds
     ]

@@ -20,6 +20,7 @@ from raftkv.client.errors import (
     CorruptLog,
     Forbidden,
     Inconsistent,
+    LeaseNotFound,
     NoLeader,
     NotFound,
     NotLeader,
@@ -31,6 +32,15 @@ from raftkv.client.errors import (
     TooLarge,
     Unauthenticated,
     Unreachable,
+)
+from raftkv.client.leases import (
+    AsyncLeaseKeeper,
+    LeaseGrant,
+    LeaseInfo,
+    LeaseKeepAlive,
+    LeaseKeeper,
+    LeaseList,
+    LeaseSummary,
 )
 from raftkv.client.limits import DEFAULT_TIMEOUT_SECONDS
 from raftkv.client.protocol import CONSISTENCY_LEVELS, NodeHealth
@@ -66,6 +76,7 @@ __all__ = [
     "CONSISTENCY_LEVELS",
     "DEFAULT_TIMEOUT_SECONDS",
     "AdminResult",
+    "AsyncLeaseKeeper",
     "AsyncRaftClient",
     "BadRequest",
     "BadResponse",
@@ -76,6 +87,13 @@ __all__ = [
     "Forbidden",
     "Inconsistent",
     "KeyValue",
+    "LeaseGrant",
+    "LeaseInfo",
+    "LeaseKeepAlive",
+    "LeaseKeeper",
+    "LeaseList",
+    "LeaseNotFound",
+    "LeaseSummary",
     "Member",
     "Membership",
     "NoLeader",

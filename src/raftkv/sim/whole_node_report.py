@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from raftkv.sim.invariants import InvariantViolation
 from raftkv.sim.runner import verdict_lines
+from raftkv.sim.whole_node_leases import LeaseStats
 
 
 @dataclass
@@ -19,6 +20,9 @@ class WholeNodeOptions:
     clients: int = 3
     # Members removed and added (joins, re-adds on a new disk) and leadership transfers.
     membership: bool = True
+    # A client of leases (grants, keys attached, keepalives, revokes, expiries) and the
+    # check that none expires early (sim/whole_node_leases.py).
+    leases: bool = True
     # Core-only and whole-node seeds are separate spaces: a seed means one or the other.
 
     def __post_init__(self) -> None:
@@ -31,6 +35,7 @@ class WholeNodeOptions:
             f" --seconds {self.seconds:g}"
             + ("" if self.faults else " --faults none")
             + ("" if self.membership else " --workload kv")
+            + ("" if self.leases else " --no-leases")
         )
 
 
@@ -63,6 +68,7 @@ class WholeNodeStats:
     commit_index: int = 0
     liveness: str = "not checked"
     linearizability: str = "not checked"
+    leases: LeaseStats | None = None  # None: no lease traffic
 
 
 @dataclass
@@ -94,6 +100,14 @@ class WholeNodeResult:
             f" installed={stats.snapshots_installed}",
             f"client ops: ok={stats.client_ok} failed={stats.client_failed}"
             f" unknown={stats.client_unknown}",
+        ]
+        if stats.leases is not None:
+            leases = stats.leases
+            lines.append(
+                f"leases: granted={leases.granted} keepalives={leases.keepalives}"
+                f" revoked={leases.revoked} expired={leases.expired}"
+            )
+        lines += [
             f"liveness: {stats.liveness}",
             f"linearizability: {stats.linearizability}",
         ]
