@@ -31,6 +31,7 @@ from raftkv.client.errors import (
     TooLarge,
     Unauthenticated,
     Unreachable,
+    WatchCompacted,
 )
 from raftkv.client.limits import DEFAULT_TIMEOUT_SECONDS
 from raftkv.client.protocol import CONSISTENCY_LEVELS, NodeHealth
@@ -47,6 +48,7 @@ from raftkv.client.results import (
     WriteResult,
 )
 from raftkv.client.sync import RaftClient
+from raftkv.client.watching import WatchEvent
 
 if TYPE_CHECKING:
     from raftkv.client.async_client import AsyncRaftClient
@@ -96,6 +98,8 @@ __all__ = [
     "TxnResult",
     "Unauthenticated",
     "Unreachable",
+    "WatchCompacted",
+    "WatchEvent",
     "WriteResult",
     "check_cluster",
 ]
