@@ -10,7 +10,7 @@ PYTEST := $(BIN)/python -m pytest
 # Two workers: CI is a shared 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: all install pins wheel test demo lint format sim-long bench bench-storage bench-checker bench-snapshot bench-cluster bench-http clean
+.PHONY: all install pins wheel test demo lint format sim-long bench bench-storage bench-checker bench-snapshot bench-cluster bench-http bench-watch clean
 
 all: install
 
@@ -62,7 +62,7 @@ format: $(STAMP)
 sim-long: $(STAMP)
 	RAFTKV_SIM_LONG=1 $(PYTEST) -n $(PYTEST_WORKERS) -q tests/sim
 
-bench: bench-storage bench-checker bench-snapshot bench-http bench-cluster
+bench: bench-storage bench-checker bench-snapshot bench-http bench-cluster bench-watch
 
 bench-snapshot: $(STAMP)
 	$(BIN)/python bench/bench_snapshot.py
@@ -75,6 +75,9 @@ bench-http: $(STAMP)
 
 bench-storage: $(STAMP)
 	$(BIN)/python bench/bench_storage.py
+
+bench-watch: $(STAMP)
+	$(BIN)/python bench/bench_watch.py
 
 bench-checker: $(STAMP)
 	$(BIN)/python bench/bench_checker.py

@@ -32,6 +32,8 @@ _encode = msgspec.json.Encoder().encode
 # A stream scans at most this many changes of the history per step before letting the
 # event loop run: a watcher of a narrow range catching up on a long history never holds it.
 SCAN_STEP_MAX = 20_000
+# A progress line is sent when it is due within this long.
+PROGRESS_EARLY_SECONDS = 0.01
 # How often a stream whose client is behind looks again at its connection.
 PACE_SECONDS = 0.05
 
@@ -229,15 +231,16 @@ class WatchStream:
                 await asyncio.sleep(0)  # a long stretch of other keys' changes: scan on
                 continue
             now = loop.time()
-            caught_up = self.position == history.end
-            if caught_up and now >= self._next_progress:
+            caught_up = self.position >= history.end
+            # Due a little early too: timers may fire up to the clock's resolution before
+            # their time (asyncio's, a simulated loop's quantum), and waiting for the rest
+            # would spin.
+            if caught_up and now + PROGRESS_EARLY_SECONDS >= self._next_progress:
                 self._next_progress = now + limits.progress_seconds
                 piece += _encode({"type": "progress", "index": history.applied_index}) + b"\n"
             if piece:
                 return piece
-            await self._wait(
-                self._next_progress - now if caught_up else 0.0,
-            )
+            await self._wait(self._next_progress - now)  # nothing new: caught up
 
     def _take(self, budget: int) -> bytes | None:
         """The lines of the changes from this watcher's place on that it wants, whole indexes

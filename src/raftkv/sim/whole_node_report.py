@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from raftkv.sim.invariants import InvariantViolation
 from raftkv.sim.runner import verdict_lines
 
+WATCHERS_DEFAULT = 2
+
 
 @dataclass
 class WholeNodeOptions:
@@ -19,6 +21,8 @@ class WholeNodeOptions:
     clients: int = 3
     # Members removed and added (joins, re-adds on a new disk) and leadership transfers.
     membership: bool = True
+    # Watchers of the clients' keys, resuming on other nodes, checked at the end.
+    watchers: int = WATCHERS_DEFAULT
     # Core-only and whole-node seeds are separate spaces: a seed means one or the other.
 
     def __post_init__(self) -> None:
@@ -31,6 +35,7 @@ class WholeNodeOptions:
             f" --seconds {self.seconds:g}"
             + ("" if self.faults else " --faults none")
             + ("" if self.membership else " --workload kv")
+            + ("" if self.watchers == WATCHERS_DEFAULT else f" --watchers {self.watchers}")
         )
 
 
@@ -63,6 +68,7 @@ class WholeNodeStats:
     commit_index: int = 0
     liveness: str = "not checked"
     linearizability: str = "not checked"
+    watches: str = "not checked"
 
 
 @dataclass
@@ -96,6 +102,7 @@ class WholeNodeResult:
             f" unknown={stats.client_unknown}",
             f"liveness: {stats.liveness}",
             f"linearizability: {stats.linearizability}",
+            f"watches: {stats.watches}",
         ]
         lines += [f"refused to start: {refusal}" for refusal in stats.refused_starts]
         return lines + verdict_lines(self.violation, options.seed, options.replay_command())

@@ -1,0 +1,214 @@
+"""Benchmark of watches (not a test): the CPU a node spends serving many watchers while writes
+flow, and whether every event reaches every watcher (SPEC §6, "Watches").
+
+Starts a local 3-node durable cluster (raft-bench's), opens WATCHERS watches of one prefix on
+a follower (from reader processes of their own, each connection counting the `put` lines it
+receives), and writes RATE puts a second of that prefix to the leader for SECONDS. It does
+the same without watchers first, so the difference is what the watchers cost. The node's CPU
+comes from /proc (user + system, % of one core):
+
+    .venv/bin/python bench/bench_watch.py [--watchers 1000] [--rate 1000] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+from raftkv.cli.bench import LocalCluster, http_json
+
+PREFIX = "bench/"
+READER_PROCESSES = 2
+# One client address holds at most 1,000 connections to a node (SPEC §6): the watchers
+# come from several loopback addresses.
+SOURCE_ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
+DELIVERY_DEADLINE_SECONDS = 60.0
+WRITE_CONCURRENCY_MAX = 64
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Counter(asyncio.Protocol):
+    """One watch connection: counts the `put` lines it receives (whole lines only)."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.puts = 0
+        self._pending = b""
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        whole, _, self._pending = (self._pending + data).rpartition(b"\n")
+        self.puts += whole.count(b'{"type":"put"')
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+
+
+def read_watches(port: int, count: int, first: int, pipe: Connection) -> None:
+    """A reader process: `count` watches of PREFIX on the node at `port`; answers each
+    "count" asked on `pipe` with the per-watch numbers of puts received, until "stop"."""
+    import uvloop
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        request = f"GET /v1/watch?prefix={PREFIX} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        counters = []
+        for number in range(first, first + count):
+            source = SOURCE_ADDRESSES[number % len(SOURCE_ADDRESSES)]
+            _, counter = await loop.create_connection(
+                lambda: _Counter(request), "127.0.0.1", port, local_addr=(source, 0)
+            )
+            counters.append(counter)
+        pipe.send("connected")
+        while True:
+            asked = await loop.run_in_executor(None, pipe.recv)
+            if asked == "stop":
+                return
+            pipe.send([-1 if counter.lost else counter.puts for counter in counters])
+
+    uvloop.run(main())
+
+
+def scrape(url: str, name: str) -> float:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    total = 0.0
+    for match in re.finditer(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M):
+        total += float(match.group(1))
+    return total
+
+
+async def write_paced(leader: str, rate: int, seconds: float, tag: str) -> int:
+    """PUT `rate` keys a second of PREFIX for `seconds`; the number acknowledged."""
+    import aiohttp
+
+    acknowledged = 0
+    limit = asyncio.Semaphore(WRITE_CONCURRENCY_MAX)
+
+    async def put(session: aiohttp.ClientSession, number: int) -> None:
+        nonlocal acknowledged
+        async with limit:
+            url = f"{leader}/v1/kv/{PREFIX}{tag}-{number}"
+            async with session.put(url, json={"value": f"value-{number}"}) as response:
+                if response.status == 200:
+                    acknowledged += 1
+
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as session:
+        started = loop.time()
+        tasks = []
+        for number in range(int(rate * seconds)):
+            delay = started + number / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(put(session, number)))
+        await asyncio.gather(*tasks)
+    return acknowledged
+
+
+def measure(
+    cluster: LocalCluster, follower: int, leader: str, rate: int, seconds: float, tag: str
+) -> tuple[float, float, int]:
+    """(follower CPU %, leader CPU %, writes acknowledged) over one paced write run."""
+    follower_pid = cluster.processes[cluster.ids.index(follower)].pid
+    leader_id = next(n for n in cluster.ids if leader.endswith(str(cluster.client_ports[n])))
+    leader_pid = cluster.processes[cluster.ids.index(leader_id)].pid
+    before = cpu_seconds(follower_pid), cpu_seconds(leader_pid), time.monotonic()
+    acknowledged = asyncio.run(write_paced(leader, rate, seconds, tag))
+    elapsed = time.monotonic() - before[2]
+    follower_cpu = (cpu_seconds(follower_pid) - before[0]) / elapsed * 100
+    leader_cpu = (cpu_seconds(leader_pid) - before[1]) / elapsed * 100
+    return follower_cpu, leader_cpu, acknowledged
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--watchers", type=int, default=1000)
+    parser.add_argument("--rate", type=int, default=1000, help="writes per second")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    arguments = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="raftkv-bench-watch-"))
+    cluster = LocalCluster(root, [])
+    readers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+    try:
+        cluster.start()
+        leader = cluster.leader_url()
+        follower = next(n for n in cluster.ids if not leader.endswith(str(cluster.client_ports[n])))
+        follower_url = f"http://127.0.0.1:{cluster.client_ports[follower]}"
+        http_json(leader + "/v1/kv/warm-up", "PUT", b'{"value":"x"}')
+        idle = measure(cluster, follower, leader, arguments.rate, arguments.seconds, "idle")
+        context = multiprocessing.get_context("fork")
+        share = -(-arguments.watchers // READER_PROCESSES)
+        for first in range(0, arguments.watchers, share):
+            ours, theirs = context.Pipe()
+            count = min(share, arguments.watchers - first)
+            process = context.Process(
+                target=read_watches, args=(cluster.client_ports[follower], count, first, theirs)
+            )
+            process.start()
+            readers.append((process, ours))
+        for _, pipe in readers:
+            if pipe.recv() != "connected":
+                raise SystemExit("a reader did not connect")
+        deadline = time.monotonic() + 30
+        while scrape(follower_url, "raft_watchers") < arguments.watchers:
+            if time.monotonic() > deadline:
+                raise SystemExit("the follower did not take every watcher")
+            time.sleep(0.1)
+        watched = measure(cluster, follower, leader, arguments.rate, arguments.seconds, "watched")
+        acknowledged = watched[2]
+        deadline = time.monotonic() + DELIVERY_DEADLINE_SECONDS
+        while True:
+            counts: list[int] = []
+            for _, pipe in readers:
+                pipe.send("count")
+                counts += pipe.recv()
+            if min(counts) >= acknowledged or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        cut_offs = scrape(follower_url, "raft_watch_cut_offs_total")
+        sent = scrape(follower_url, "raft_watch_events_sent_total")
+        complete = sum(1 for count in counts if count == acknowledged)
+        print(f"{arguments.watchers} watchers of one prefix on a follower,"
+              f" {arguments.rate} writes/s for {arguments.seconds:g} s"
+              f" (machine: {os.cpu_count()} cores, shared)")  # fmt: skip
+        print(f"  without watchers: follower CPU {idle[0]:.0f}%, leader CPU {idle[1]:.0f}%,"
+              f" {idle[2]} writes acknowledged")  # fmt: skip
+        print(f"  with watchers:    follower CPU {watched[0]:.0f}%, leader CPU {watched[1]:.0f}%,"
+              f" {acknowledged} writes acknowledged")  # fmt: skip
+        print(f"  delivered: {complete} of {len(counts)} watchers got all {acknowledged} events"
+              f" (min {min(counts)}, max {max(counts)}); events sent {sent:.0f};"
+              f" cut off {cut_offs:.0f}")  # fmt: skip
+        return 0 if complete == len(counts) and cut_offs == 0 else 1
+    finally:
+        for process, pipe in readers:
+            with contextlib.suppress(OSError):
+                pipe.send("stop")
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
