@@ -25,6 +25,7 @@ import time
 import urllib.request
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import cast
 
 from raftkv.cli.bench import LocalCluster, http_json
 
@@ -52,8 +53,8 @@ class _Counter(asyncio.Protocol):
         self.lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
-        transport.write(self.request)
+        # uvloop's transports quack like asyncio.Transport without subclassing it.
+        cast(asyncio.WriteTransport, transport).write(self.request)
 
     def data_received(self, data: bytes) -> None:
         whole, _, self._pending = (self._pending + data).rpartition(b"\n")

@@ -268,3 +268,23 @@ def test_closing_the_hub_ends_every_stream() -> None:
         assert node.hub.watchers == 0
 
     run(body)
+
+
+def test_an_observer_the_store_had_is_still_told_everything() -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.seen: list[object] = []
+
+        def changed(self, change: object) -> None:
+            self.seen.append(change)
+
+        def restored(self, index: int) -> None:
+            self.seen.append(index)
+
+    recorder = Recorder()
+    hub = WatchHub(QUIET, next_observer=recorder)
+    store = KVStore(observer=hub)
+    store.apply(1, encode_command(Command(op="put", key="a", value="1")))
+    store.restore(store.snapshot())
+    assert [getattr(item, "key", item) for item in recorder.seen] == ["a", 1]
+    assert hub.history.held[0] == 0 and hub.history.oldest_index == 1

@@ -133,11 +133,11 @@ class RaftServer:
         # state it holds now: a snapshot restored at start-up restarts the history there, and
         # the entries replayed after it feed it. Another state machine has no keys to watch.
         store = self.state_machine
-        self.watches = WatchHub(
-            options.watch, store.applied_index if isinstance(store, KVStore) else 0
-        )
-        if isinstance(store, KVStore) and store.observer is None:
+        if isinstance(store, KVStore):
+            self.watches = WatchHub(options.watch, store.applied_index, store.observer)
             store.observer = self.watches
+        else:
+            self.watches = WatchHub(options.watch)
         self.metrics = NodeMetrics(self)
         self.requests = RequestTracker(self, options.request_timeout_seconds)
         self.node: RaftNode

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from raftkv.kv.changes import KeyChange
+from raftkv.kv.changes import ChangeObserver, KeyChange
 from raftkv.kv.ranges import KeyRange
 from raftkv.server.http_server import StreamOutput
 from raftkv.server.watch_history import HistoryLimits, WatchHistory
@@ -80,8 +80,15 @@ class WatchHub:
     """A node's watchers and the history they read (owned by the runtime, for its life).
     Also the store's `ChangeObserver`."""
 
-    def __init__(self, limits: WatchLimits | None = None, oldest_index: int = 0) -> None:
+    def __init__(
+        self,
+        limits: WatchLimits | None = None,
+        oldest_index: int = 0,
+        next_observer: ChangeObserver | None = None,
+    ) -> None:
         self.limits = limits or WatchLimits()
+        # An observer the store had before the hub took its place: told everything too.
+        self.next_observer = next_observer
         self.history = WatchHistory(self.limits.history, oldest_index)
         self._streams: set[WatchStream] = set()
         self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
@@ -93,10 +100,14 @@ class WatchHub:
     # --- the store's observer (kv/changes.py) ----------------------------------------------
     def changed(self, change: KeyChange) -> None:
         self.history.changed(change)
+        if self.next_observer is not None:
+            self.next_observer.changed(change)
 
     def restored(self, index: int) -> None:
         """A snapshot replaced the state: no watcher's place follows on from it any more."""
         self.history.restored(index)
+        if self.next_observer is not None:
+            self.next_observer.restored(index)
         for stream in list(self._streams):
             self.cut_off(stream, "compacted", compacted_line(index))
 
