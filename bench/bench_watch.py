@@ -27,7 +27,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import cast
 
-from raftkv.cli.bench import LocalCluster, http_json
+from raftkv.cli.bench import LocalCluster, http_json, run_wrk
 
 PREFIX = "bench/"
 READER_PROCESSES = 2
@@ -98,47 +98,84 @@ def scrape(url: str, name: str) -> float:
     return total
 
 
-async def write_paced(leader: str, rate: int, seconds: float, tag: str) -> int:
-    """PUT `rate` keys a second of PREFIX for `seconds`; the number acknowledged."""
-    import aiohttp
+async def write_paced(
+    nodes: dict[int, tuple[str, int]], rate: int, seconds: float, tag: str
+) -> int:
+    """PUT `rate` keys a second of PREFIX for `seconds` (through the client library, which
+    follows the leader); the number acknowledged."""
+    from raftkv.client import AsyncRaftClient
+    from raftkv.errors import ClientError
 
     acknowledged = 0
     limit = asyncio.Semaphore(WRITE_CONCURRENCY_MAX)
 
-    async def put(session: aiohttp.ClientSession, number: int) -> None:
+    async def put(client: AsyncRaftClient, number: int) -> None:
         nonlocal acknowledged
         async with limit:
-            url = f"{leader}/v1/kv/{PREFIX}{tag}-{number}"
-            async with session.put(url, json={"value": f"value-{number}"}) as response:
-                if response.status == 200:
-                    acknowledged += 1
+            try:
+                await client.put(f"{PREFIX}{tag}-{number}", f"value-{number}")
+            except ClientError:
+                return
+            acknowledged += 1
 
     loop = asyncio.get_running_loop()
-    async with aiohttp.ClientSession() as session:
+    async with AsyncRaftClient(nodes, timeout=30) as client:
         started = loop.time()
         tasks = []
         for number in range(int(rate * seconds)):
             delay = started + number / rate - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(put(session, number)))
+            tasks.append(asyncio.create_task(put(client, number)))
         await asyncio.gather(*tasks)
     return acknowledged
 
 
+WRK_PUT_SCRIPT = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("PUT", "/v1/kv/PREFIX" .. "TAG-" .. counter,
+                    {["Content-Type"] = "application/json"}, '{"value":"0123456789abcdef"}')
+end
+"""
+
+
+def write_with_wrk(leader: str, connections: int, seconds: float, tag: str, root: Path) -> int:
+    """As many PUTs of new keys as `connections` kept-alive connections of wrk get through;
+    the number applied (the keys of the tag: each applied put made one)."""
+    script = root / f"{tag}.lua"
+    script.write_text(WRK_PUT_SCRIPT.replace("PREFIX", PREFIX).replace("TAG", tag))
+    run_wrk(leader, connections, seconds, script)
+    page = http_json(f"{leader}/v1/kv?prefix={PREFIX}{tag}-&keys_only=true&limit=1")
+    assert isinstance(page, dict)
+    return int(page["count"])
+
+
 def measure(
-    cluster: LocalCluster, follower: int, leader: str, rate: int, seconds: float, tag: str
-) -> tuple[float, float, int]:
-    """(follower CPU %, leader CPU %, writes acknowledged) over one paced write run."""
+    cluster: LocalCluster,
+    follower: int,
+    leader: str,
+    arguments: argparse.Namespace,
+    tag: str,
+    root: Path,
+) -> tuple[float, float, int, float]:
+    """(follower CPU %, leader CPU %, writes acknowledged, seconds taken) over one write
+    run: paced at `--rate` through the client library, or as fast as wrk gets them in."""
+    rate, seconds = arguments.rate, arguments.seconds
     follower_pid = cluster.processes[cluster.ids.index(follower)].pid
     leader_id = next(n for n in cluster.ids if leader.endswith(str(cluster.client_ports[n])))
     leader_pid = cluster.processes[cluster.ids.index(leader_id)].pid
     before = cpu_seconds(follower_pid), cpu_seconds(leader_pid), time.monotonic()
-    acknowledged = asyncio.run(write_paced(leader, rate, seconds, tag))
+    nodes = {n: ("127.0.0.1", port) for n, port in cluster.client_ports.items()}
+    if arguments.wrk_connections:
+        acknowledged = write_with_wrk(leader, arguments.wrk_connections, seconds, tag, root)
+    else:
+        acknowledged = asyncio.run(write_paced(nodes, rate, seconds, tag))
     elapsed = time.monotonic() - before[2]
     follower_cpu = (cpu_seconds(follower_pid) - before[0]) / elapsed * 100
     leader_cpu = (cpu_seconds(leader_pid) - before[1]) / elapsed * 100
-    return follower_cpu, leader_cpu, acknowledged
+    return follower_cpu, leader_cpu, acknowledged, elapsed
 
 
 def main() -> int:
@@ -146,6 +183,13 @@ def main() -> int:
     parser.add_argument("--watchers", type=int, default=1000)
     parser.add_argument("--rate", type=int, default=1000, help="writes per second")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--wrk-connections",
+        type=int,
+        default=0,
+        metavar="C",
+        help="write with wrk over C connections, as fast as they go, instead of paced",
+    )
     arguments = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="raftkv-bench-watch-"))
     cluster = LocalCluster(root, [])
@@ -156,7 +200,7 @@ def main() -> int:
         follower = next(n for n in cluster.ids if not leader.endswith(str(cluster.client_ports[n])))
         follower_url = f"http://127.0.0.1:{cluster.client_ports[follower]}"
         http_json(leader + "/v1/kv/warm-up", "PUT", b'{"value":"x"}')
-        idle = measure(cluster, follower, leader, arguments.rate, arguments.seconds, "idle")
+        idle = measure(cluster, follower, leader, arguments, "idle", root)
         context = multiprocessing.get_context("fork")
         share = -(-arguments.watchers // READER_PROCESSES)
         for first in range(0, arguments.watchers, share):
@@ -175,7 +219,7 @@ def main() -> int:
             if time.monotonic() > deadline:
                 raise SystemExit("the follower did not take every watcher")
             time.sleep(0.1)
-        watched = measure(cluster, follower, leader, arguments.rate, arguments.seconds, "watched")
+        watched = measure(cluster, follower, leader, arguments, "watched", root)
         acknowledged = watched[2]
         deadline = time.monotonic() + DELIVERY_DEADLINE_SECONDS
         while True:
@@ -189,13 +233,18 @@ def main() -> int:
         cut_offs = scrape(follower_url, "raft_watch_cut_offs_total")
         sent = scrape(follower_url, "raft_watch_events_sent_total")
         complete = sum(1 for count in counts if count == acknowledged)
-        print(f"{arguments.watchers} watchers of one prefix on a follower,"
-              f" {arguments.rate} writes/s for {arguments.seconds:g} s"
-              f" (machine: {os.cpu_count()} cores, shared)")  # fmt: skip
-        print(f"  without watchers: follower CPU {idle[0]:.0f}%, leader CPU {idle[1]:.0f}%,"
-              f" {idle[2]} writes acknowledged")  # fmt: skip
-        print(f"  with watchers:    follower CPU {watched[0]:.0f}%, leader CPU {watched[1]:.0f}%,"
-              f" {acknowledged} writes acknowledged")  # fmt: skip
+        writes = (
+            f"wrk over {arguments.wrk_connections} connections"
+            if arguments.wrk_connections
+            else f"{arguments.rate} writes/s"
+        )
+        print(f"{arguments.watchers} watchers of one prefix on a follower, {writes}"
+              f" for {arguments.seconds:g} s (machine: {os.cpu_count()} cores, shared with"
+              " the readers and writers)")  # fmt: skip
+        for name, run in (("without watchers", idle), ("with watchers", watched)):
+            print(f"  {name + ':':<18}follower CPU {run[0]:.0f}%, leader CPU {run[1]:.0f}%,"
+                  f" {run[2]} writes acknowledged in {run[3]:.1f} s"
+                  f" ({run[2] / run[3]:.0f}/s)")  # fmt: skip
         print(f"  delivered: {complete} of {len(counts)} watchers got all {acknowledged} events"
               f" (min {min(counts)}, max {max(counts)}); events sent {sent:.0f};"
               f" cut off {cut_offs:.0f}")  # fmt: skip

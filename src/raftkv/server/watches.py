@@ -34,6 +34,8 @@ _encode = msgspec.json.Encoder().encode
 SCAN_STEP_MAX = 20_000
 # A progress line is sent when it is due within this long.
 PROGRESS_EARLY_SECONDS = 0.01
+# Pieces kept for other watchers of the same range and place (cleared when full).
+PIECES_SHARED_MAX = 1024
 # How often a stream whose client is behind looks again at its connection.
 PACE_SECONDS = 0.05
 
@@ -95,6 +97,8 @@ class WatchHub:
         self._last_flush = -math.inf
         self._flushed_through = 0  # the history's end at the last wake-up
         self.events_sent_total = 0
+        # Pieces scanned since the history last grew, by range and place (`_take`).
+        self.pieces: dict[tuple[object, ...], tuple[bytes | None, int, int]] = {}
         self.cut_offs: dict[str, int] = {"slow_watcher": 0, "compacted": 0}
 
     # --- the store's observer (kv/changes.py) ----------------------------------------------
@@ -131,6 +135,7 @@ class WatchHub:
         if end == self._flushed_through:
             return  # entries without changes: progress lines keep their own time
         self._flushed_through = end
+        self.pieces.clear()  # of a shorter history: never asked again
         for stream in self._streams:
             stream.wake()
 
@@ -256,7 +261,26 @@ class WatchStream:
     def _take(self, budget: int) -> bytes | None:
         """The lines of the changes from this watcher's place on that it wants, whole indexes
         of them up to about `budget` bytes; None when it scanned SCAN_STEP_MAX changes and
-        found none (it has not reached the end)."""
+        found none (it has not reached the end). Watchers of one range at one place (most,
+        under load: woken together) share one scan."""
+        hub = self._hub
+        history = hub.history
+        shared = (
+            self._start, self._end, self.from_index, self._prev, self.position, budget,
+            history.first, history.end,
+        )  # fmt: skip
+        found = hub.pieces.get(shared)
+        if found is None:
+            found = self._scan(budget)
+            if len(hub.pieces) >= PIECES_SHARED_MAX:
+                hub.pieces.clear()
+            hub.pieces[shared] = found
+        piece, self.position, count = found
+        hub.events_sent_total += count
+        return piece
+
+    def _scan(self, budget: int) -> tuple[bytes | None, int, int]:
+        """`_take`'s work: (the piece, the place after it, its events)."""
         history = self._hub.history
         stop = min(history.end, self.position + SCAN_STEP_MAX)
         start_key, end_key, from_index, prev = self._start, self._end, self.from_index, self._prev
@@ -274,11 +298,9 @@ class WatchStream:
                 lines.append(line)
                 size += len(line)
                 last_index = event.index
-        self.position = position
         if not lines:
-            return None if position < history.end else b""
-        self._hub.events_sent_total += len(lines)
-        return b"".join(lines)
+            return (None if position < history.end else b""), position, 0
+        return b"".join(lines), position, len(lines)
 
     async def _wait(self, timeout: float) -> None:
         """Until woken (new changes) or `timeout` seconds have passed."""
