@@ -21,9 +21,12 @@ _encode = msgspec.json.Encoder().encode
 CHANGE_OVERHEAD_BYTES = 200
 
 
+HISTORY_EVENTS_MAX_DEFAULT = 100_000
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryLimits:
-    events_max: int = 100_000
+    events_max: int = HISTORY_EVENTS_MAX_DEFAULT
     bytes_max: int = 64 << 20
 
 

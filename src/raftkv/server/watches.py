@@ -32,6 +32,7 @@ _encode = msgspec.json.Encoder().encode
 # A stream scans at most this many changes of the history per step before letting the
 # event loop run: a watcher of a narrow range catching up on a long history never holds it.
 SCAN_STEP_MAX = 20_000
+WATCHERS_MAX_DEFAULT = 4096
 # A progress line is sent when it is due within this long.
 PROGRESS_EARLY_SECONDS = 0.01
 # Pieces kept for other watchers of the same range and place (cleared when full).
@@ -44,7 +45,7 @@ PACE_SECONDS = 0.05
 class WatchLimits:
     """A node's watch limits (NodeOptions.watch)."""
 
-    watchers_max: int = 4096
+    watchers_max: int = WATCHERS_MAX_DEFAULT
     history: HistoryLimits = field(default_factory=HistoryLimits)
     # A watcher more than this many bytes of changes (its range's or not) behind the newest
     # one is cut off (`slow_watcher`): its buffer, shared in the history.
