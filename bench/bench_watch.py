@@ -8,6 +8,13 @@ the same without watchers first, so the difference is what the watchers cost. Th
 comes from /proc (user + system, % of one core):
 
     .venv/bin/python bench/bench_watch.py [--watchers 1000] [--rate 1000] [--seconds 10]
+    .venv/bin/python bench/bench_watch.py --wrk-connections 64    # writes as fast as wrk can
+
+One run (2 shared cores, load average about 6 from other work; wrk over 64 connections): with
+1,000 watchers the follower used 43% of a core while the cluster applied 1,136 writes/s, and
+every watcher received all 11,495 events (none cut off); without watchers, 12% at 2,102
+writes/s. The readers (two Python processes) compete for the same two cores, which is why
+the write rate halves.
 """
 
 from __future__ import annotations
