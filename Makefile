@@ -10,7 +10,7 @@ PYTEST := $(BIN)/python -m pytest
 # Two workers: CI is a shared 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: all install pins wheel test demo lint format sim-long bench bench-storage bench-checker bench-snapshot bench-cluster bench-http bench-watch clean
+.PHONY: all install pins wheel test test-browser browser demo lint format sim-long bench bench-storage bench-checker bench-snapshot bench-cluster bench-http bench-kv bench-watch clean
 
 all: install
 
@@ -44,8 +44,19 @@ wheel: $(STAMP)
 	$(BIN)/python -m pip wheel --quiet --no-deps -w "$(WHEEL_DIR)" "$$tmp" && \
 	ls "$(WHEEL_DIR)"/raftkv-*.whl
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PYTEST) -n $(PYTEST_WORKERS) -q
+
+# The browser tests' Chromium: Debian's /usr/bin/chromium when installed, otherwise one
+# fetched once from the npm registry into .cache/chromium/ (tests/browser/chromium.py;
+# BROWSER_TEST_CHROMIUM chooses another). Done before pytest starts so that a failed
+# fetch stops here with its reason, not in every browser test.
+browser: $(STAMP)
+	$(BIN)/python -m tests.browser.chromium
+
+# Only the browser tests (screenshots in build/screenshots/).
+test-browser: $(STAMP) browser
+	$(PYTEST) -q tests/browser
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
@@ -62,13 +73,16 @@ format: $(STAMP)
 sim-long: $(STAMP)
 	RAFTKV_SIM_LONG=1 $(PYTEST) -n $(PYTEST_WORKERS) -q tests/sim
 
-bench: bench-storage bench-checker bench-snapshot bench-http bench-cluster bench-watch
+bench: bench-storage bench-checker bench-snapshot bench-http bench-cluster bench-kv bench-watch
 
 bench-snapshot: $(STAMP)
 	$(BIN)/python bench/bench_snapshot.py
 
 bench-cluster: $(STAMP)
 	$(BIN)/raft-bench
+
+bench-kv: $(STAMP)
+	$(BIN)/python bench/bench_kv_api.py
 
 bench-http: $(STAMP)
 	$(BIN)/python bench/bench_http.py
@@ -83,4 +97,4 @@ bench-checker: $(STAMP)
 	$(BIN)/python bench/bench_checker.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist .cache src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -116,3 +116,18 @@ def test_raft_client_reports_refusals_with_exit_5(cluster: FakeCluster, run_cli:
         cluster.fail_next(node_id, UNAUTHENTICATED)
     code, _, err = run_cli("--cluster", cluster.cluster_text(), "check")
     assert code == 5 and '"unauthenticated"' in err
+
+
+def test_a_missing_client_certificate_is_a_refusal_not_retried(
+    cluster: FakeCluster, run_cli: RunCli
+) -> None:
+    required = Answer(401, {"error": "client_certificate_required", "message": "needs one"})
+    with RaftClient(cluster.addresses(), timeout=5.0) as client:
+        cluster.fail_next(1, required)
+        with pytest.raises(Unauthenticated) as refused:
+            client.put("x", "1")
+        assert refused.value.code == "client_certificate_required"
+    assert len(cluster.requests) == 1 and cluster.data == {}
+    cluster.fail_next(1, required)
+    code, _, err = run_cli("--cluster", cluster.cluster_text(), "get", "x")
+    assert code == 5 and "client_certificate_required" in err

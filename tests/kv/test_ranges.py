@@ -3,11 +3,14 @@ as one command, and a dict model agreeing with the store on random sequences."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raftkv.kv import Command, KVStore, encode_command
+from raftkv.kv import store as store_module
 from raftkv.kv.ranges import KeyRange, key_after_token, page_token
+from raftkv.kv.txn import Txn, TxnOp
 
 
 def put(key: str, value: str = "v") -> bytes:
@@ -115,3 +118,33 @@ def test_the_store_agrees_with_a_dict_model(
             assert seen == expected
     assert store.data == model
     assert [k for k, _ in store.range(KeyRange(), limit=10_000).items] == sorted(model)
+
+
+def test_a_page_of_big_values_stops_at_the_character_cap_and_continues() -> None:
+    store = KVStore()
+    big = "v" * 1000
+    for index, key in enumerate(("a", "b", "c", "d"), start=1):
+        store.apply(index, encode_command(Command(op="put", key=key, value=big)))
+    page = store.range(KeyRange.prefix(""), None, 10, chars_max=2500)
+    assert [key for key, _ in page.items] == ["a", "b"] and page.more and page.count == 4
+    assert page.chars == 2002
+    rest = store.range(KeyRange.prefix(""), "b", 10, chars_max=2500)
+    assert [key for key, _ in rest.items] == ["c", "d"] and not rest.more
+    # keys only: the values do not count
+    assert len(store.range(KeyRange.prefix(""), None, 10, 2500, keys_only=True).items) == 4
+    # one key bigger than the cap still makes a page: pagination always moves on
+    assert [key for key, _ in store.range(KeyRange.prefix(""), None, 10, 10).items] == ["a"]
+
+
+def test_a_transaction_s_ranges_share_one_character_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "RANGE_PAGE_CHARS_MAX", 2500)
+    store = KVStore()
+    for index, key in enumerate(("a", "b", "c"), start=1):
+        store.apply(index, encode_command(Command(op="put", key=key, value="v" * 1000)))
+    everything = TxnOp(op="range", prefix="")
+    txn = Txn(success=[everything, everything])
+    result = store.apply(4, encode_command(Command(op="txn", key="", txn=txn)))
+    assert result.txn is not None
+    first, second = result.txn.results
+    assert len(first["kvs"]) == 2 and first["more"]
+    assert len(second["kvs"]) == 1 and second["more"]  # what was left: one key, at least

@@ -77,6 +77,16 @@ class FakeServer:
     def status(self) -> dict[str, Any]:
         raise AssertionError("not used here")
 
+    # Leases (server/lease_api.py): this fake leads, and its lessor is `remaining`.
+    lease_ttl_min_seconds = 1
+
+    async def lease_keep_alive(self, lease_id: int) -> int | None:
+        found = self.requests.store.lease(lease_id)
+        return None if found is None else found[0]
+
+    def lease_remaining(self, lease_id: int) -> float | None:
+        return 1.5
+
 
 def make_api(sessions_max: int = 1) -> tuple[ClientApi, FakeServer]:
     server = FakeServer(KVStore(sessions_max=sessions_max))

@@ -30,7 +30,15 @@ async def _echo(request: Request) -> Response:
 
 
 def _fetch(port: int, context: ssl.SSLContext | None, host: str = "127.0.0.1") -> int:
-    """GET /x over HTTPS with `context` (plain HTTP without one); the status."""
+    """GET /x over HTTPS with `context` (plain HTTP without one); the status of an answer
+    served by the handler."""
+    status, body = _get(port, context, host)
+    assert body == {"path": "/x"}
+    return status
+
+
+def _get(port: int, context: ssl.SSLContext | None, host: str = "127.0.0.1") -> tuple[int, object]:
+    """GET /x over HTTPS with `context` (plain HTTP without one); status and JSON body."""
     connection: http.client.HTTPConnection
     if context is None:
         connection = http.client.HTTPConnection(host, port, timeout=DEADLINE)
@@ -39,8 +47,7 @@ def _fetch(port: int, context: ssl.SSLContext | None, host: str = "127.0.0.1") -
     try:
         connection.request("GET", "/x")
         response = connection.getresponse()
-        assert json.loads(response.read()) == {"path": "/x"}
-        return response.status
+        return response.status, json.loads(response.read())
     finally:
         connection.close()
 
@@ -49,7 +56,12 @@ def _serve(certificates: CertificateSet, *, require_client: bool, check) -> None
     async def main() -> None:
         server = HttpServer(_echo, body_bytes_max=1000)
         files = certificates.client_port_files(1, require_client=require_client)
-        await server.start("127.0.0.1", 0, ssl_context=client_port_context(files))
+        await server.start(
+            "127.0.0.1",
+            0,
+            ssl_context=client_port_context(files),
+            client_certificates_required=require_client,
+        )
         try:
             await asyncio.to_thread(check, server.port)
         finally:
@@ -78,11 +90,24 @@ def test_a_plain_http_client_is_refused_and_the_port_keeps_serving(
     _serve(certificates, require_client=False, check=check)
 
 
-def test_a_client_ca_requires_a_client_certificate(certificates: CertificateSet) -> None:
+def test_a_client_ca_requires_a_client_certificate(
+    certificates: CertificateSet, tmp_path: Path
+) -> None:
+    stranger = CertificateSet(tmp_path / "other", [1])
+
     def check(port: int) -> None:
+        # Without a certificate: an answer saying why, never the handler's (a TLS alert
+        # instead reached a TLS 1.3 client as a dropped connection, retried to its deadline).
         without = client_context(ca_file=certificates.ca)
+        status, body = _get(port, without)
+        assert status == 401 and isinstance(body, dict)
+        assert body["error"] == "client_certificate_required"
+        # A certificate the CA did not sign fails the handshake itself.
+        foreign = client_context(
+            ca_file=certificates.ca, cert_file=stranger.client_cert, key_file=stranger.client_key
+        )
         with pytest.raises((ssl.SSLError, http.client.HTTPException, ConnectionError)):
-            _fetch(port, without)
+            _fetch(port, foreign)
         with_certificate = client_context(
             ca_file=certificates.ca,
             cert_file=certificates.client_cert,

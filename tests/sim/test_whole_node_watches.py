@@ -21,8 +21,12 @@ def test_a_run_checks_its_watchers() -> None:
     assert result.ok, "\n".join(result.report_lines())
     watches = next(line for line in result.report_lines() if line.startswith("watches:"))
     assert watches.startswith("watches: OK (2 watchers,"), watches
-    events = int(watches.split(", ")[-1].split()[0])
-    assert events > 20, watches
+    counts = dict(
+        (part.split()[1], int(part.split()[0]))
+        for part in watches.rstrip(")").split("(")[1].split(", ")
+    )
+    # They resumed on other nodes, some after a 410, and saw a share of the writes.
+    assert counts["streams"] > 5 and counts["compacted"] > 0 and counts["events"] >= 10, watches
 
 
 def test_a_change_the_history_loses_fails_the_run(monkeypatch: pytest.MonkeyPatch) -> None:

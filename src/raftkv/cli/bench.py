@@ -1,6 +1,7 @@
-"""`raft-bench`: throughput and latency of a real local 3-node durable cluster.
+"""`raft-bench`: throughput and latency of a real local durable cluster (3 nodes, or
+`--nodes 5|7`).
 
-Starts three raft-node processes (fsync on) in a temporary directory, then drives the leader
+Starts the raft-node processes (fsync on) in a temporary directory, then drives the leader
 with wrk (a C load generator, Debian package `wrk`) over keep-alive connections with
 16-byte values: writes at C = 1, 16, 64 and reads at C = 64 for each consistency level.
 To show that wrk is not the bottleneck, every row reports the CPU wrk itself used (% of one
@@ -66,9 +67,9 @@ def http_json(url: str, method: str = "GET", body: bytes | None = None) -> objec
 
 
 class LocalCluster:
-    def __init__(self, root: Path, extra: list[str]) -> None:
+    def __init__(self, root: Path, extra: list[str], nodes: int = 3) -> None:
         self.root = root
-        self.ids = [1, 2, 3]
+        self.ids = list(range(1, nodes + 1))
         self.peer_ports = {n: free_port() for n in self.ids}
         self.client_ports = {n: free_port() for n in self.ids}
         self.extra = extra
@@ -185,6 +186,19 @@ def main(argv: list[str] | None = None) -> int:
         "state makes every snapshot taken during the measurements copy it)",
     )
     parser.add_argument(
+        "--nodes",
+        type=int,
+        default=3,
+        choices=(1, 3, 5, 7),
+        help="cluster size (default 3; with --compare etcd, the size of each)",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="measure only the write rows, and print for each node its CPU µs, I/O system "
+        "calls and wake-ups per write and its WAL syncs per second (cli/bench_breakdown.py)",
+    )
+    parser.add_argument(
         "--compare",
         choices=("etcd",),
         help="run the same workloads on a local 3-member etcd too, side by side, alternating, "
@@ -203,12 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.compare == "etcd":
         return compare_with_etcd(arguments)
     root = Path(tempfile.mkdtemp(prefix="raftkv-bench-"))
-    cluster = LocalCluster(root, arguments.node_arg)
+    cluster = LocalCluster(root, arguments.node_arg, arguments.nodes)
     try:
         cluster.start()
         url = cluster.leader_url()
+        print(f"{arguments.nodes} raft-node processes, fsync on, loopback")
         put_script = root / "put.lua"
         put_script.write_text(PUT_SCRIPT)
+        if arguments.breakdown:
+            return print_breakdown(cluster, url, put_script, arguments.seconds)
         http_json(url + "/v1/kv/bench-key", "PUT", b'{"value":"0123456789abcdef"}')
         if arguments.preload_keys:
             preload = root / "preload.lua"
@@ -252,6 +269,30 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def print_breakdown(cluster: LocalCluster, url: str, script: Path, seconds: int) -> int:
+    from raftkv.cli import bench_breakdown
+
+    raw_rate = bench_breakdown.raw_fdatasync_rate(cluster.root)
+    print(f"raw fdatasync rate of the data dir's file system, alone: {raw_rate:,.0f}/s")
+    nodes: dict[str, tuple[int, str]] = {}
+    for node_id, process in zip(cluster.ids, cluster.processes, strict=True):
+        node_url = f"http://127.0.0.1:{cluster.client_ports[node_id]}"
+        role = "leader" if node_url == url else f"follower {node_id}"
+        nodes[role] = (process.pid, node_url)
+    for connections in (1, 16, 64):
+        result: dict[str, float] = {}
+
+        def run(connections: int = connections, result: dict[str, float] = result) -> None:
+            result.update(run_wrk(url, connections, seconds, script))
+
+        table = bench_breakdown.measure(nodes, url, run, seconds)
+        print(
+            f"\nwrites, C = {connections}: {result['rate']:,.0f}/s, p50 {result['p50_ms']:.2f} ms"
+        )
+        print(table)
+    return 0
+
+
 def preload_raftkv(url: str, keys: int, value_bytes: int, root: Path) -> None:
     """Write about `keys` keys of `value_bytes` bytes (each key at least once)."""
     preload = root / "preload.lua"
@@ -276,8 +317,8 @@ def compare_with_etcd(arguments: argparse.Namespace) -> int:
         print(missing, file=sys.stderr)
         return 1
     root = Path(tempfile.mkdtemp(prefix="raftkv-bench-"))
-    cluster = LocalCluster(root, arguments.node_arg)
-    etcd = bench_etcd.EtcdCluster(root, free_port)
+    cluster = LocalCluster(root, arguments.node_arg, arguments.nodes)
+    etcd = bench_etcd.EtcdCluster(root, free_port, arguments.nodes)
     try:
         cluster.start()
         etcd.start()
@@ -304,7 +345,8 @@ def compare_with_etcd(arguments: argparse.Namespace) -> int:
             repetitions=arguments.repetitions,
         )
         print(
-            f"raftkv vs etcd ({_etcd_version()}), 3 members each, fsync on, loopback; "
+            f"raftkv vs etcd ({_etcd_version()}), {arguments.nodes} members each, fsync on, "
+            "loopback; "
             f"medians of {arguments.repetitions} alternating runs of {arguments.seconds} s"
         )
         print(bench_etcd.report(results))

@@ -129,11 +129,11 @@ def _post_json(url: str, body: object) -> object:
 
 
 class EtcdCluster:
-    """Three etcd members on loopback, each with its own data dir under `root`."""
+    """`members` etcd members on loopback, each with its own data dir under `root`."""
 
-    def __init__(self, root: Path, ports: Callable[[], int]) -> None:
+    def __init__(self, root: Path, ports: Callable[[], int], members: int = 3) -> None:
         self.root = root
-        self.names = ["m1", "m2", "m3"]
+        self.names = [f"m{n}" for n in range(1, members + 1)]
         self.client_ports = {name: ports() for name in self.names}
         self.peer_ports = {name: ports() for name in self.names}
         self.processes: list[subprocess.Popen[bytes]] = []

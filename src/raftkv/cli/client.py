@@ -22,6 +22,8 @@ from raftkv.addresses import (
     parse_address_list,
     parse_node_id,
 )
+from raftkv.cli.client_lease import add_lease_command, lease_command, lease_id
+from raftkv.cli.client_lock import add_lock_command, lock_command, split_command
 from raftkv.cli.client_snapshot import add_snapshot_command, snapshot_command
 from raftkv.cli.client_watch import WatchUsageError, add_watch_command, watch_command
 from raftkv.cli.version import add_version_flag
@@ -213,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     put = command("put", "set KEY to VALUE")
     put.add_argument("key", metavar="KEY")
     put.add_argument("value", metavar="VALUE")
+    put.add_argument("--lease", type=lease_id, metavar="ID", help="attach KEY to lease ID")
     get = command("get", "print the value of KEY, or KEY=VALUE lines of a range")
     get.add_argument("key", metavar="KEY", nargs="?")
     get.add_argument("--consistency", choices=CONSISTENCY_LEVELS, default="linearizable")
@@ -260,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_snapshot_command(snapshot, _Parser, _add_common_options)
     watch = command("watch", "print each change of keys starting with P as a JSON line")
     add_watch_command(watch)
+    lease = command("lease", "grant, keep alive, revoke, list or inspect leases")
+    add_lease_command(lease, _Parser, _add_common_options)
+    lock = command(
+        "lock",
+        "run CMD (after `--`) holding the lock NAME, a key with a lease, as etcdctl lock does;"
+        " without CMD hold it until interrupted",
+    )
+    add_lock_command(lock)
     return parser
 
 
@@ -300,7 +311,7 @@ def _error_payload(error: errors.ClientError) -> dict[str, Any]:
 
 # --- commands ----------------------------------------------------------------------------
 def _put(client: RaftClient, args: argparse.Namespace, as_json: bool) -> int:
-    _print_write(client.put(args.key, args.value), as_json)
+    _print_write(client.put(args.key, args.value, args.lease), as_json)
     return EXIT_OK
 
 
@@ -594,6 +605,8 @@ _COMMANDS: dict[str, _Command] = {
     "health": _health,
     "snapshot": snapshot_command,
     "watch": watch_command,
+    "lease": lease_command,
+    "lock": lock_command,
 }
 
 
@@ -661,9 +674,24 @@ def _make_client(args: argparse.Namespace) -> RaftClient:
     return _client(addresses, args, timeout=timeout, target=target)
 
 
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The arguments; for `lock`, CMD is what follows the first `--`."""
+    parser = build_parser()
+    head, command = split_command(argv)
+    if command is not None and "lock" in head:
+        try:
+            args = parser.parse_args(head)
+        except UsageError:
+            args = None  # not `lock NAME ... -- CMD`: another command's `--`
+        if args is not None and args.command == "lock":
+            args.cmd = command
+            return args
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(sys.argv[1:] if argv is None else argv)
         client = _make_client(args)
     except UsageError as error:
         _print_error({"error": "bad_usage", "message": str(error)})

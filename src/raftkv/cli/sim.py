@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose", action="store_true", help="print a transcript of events and RPCs"
     )
     parser.add_argument(
+        "--no-leases",
+        action="store_true",
+        help="--whole-node: leave out the lease client (and its early-expiry check)",
+    )
+    parser.add_argument(
         "--html",
         type=Path,
         metavar="FILE",
@@ -244,6 +249,7 @@ def _whole_node(arguments: argparse.Namespace) -> int:
             seconds=arguments.seconds,
             faults=faults,
             membership=membership,
+            leases=not arguments.no_leases,
             **watchers,
         )
         result = run_whole_node(options)
@@ -258,6 +264,7 @@ def _whole_node(arguments: argparse.Namespace) -> int:
             seconds=arguments.seconds,
             faults=faults,
             membership=membership,
+            leases=not arguments.no_leases,
             **watchers,
         )
         for seed in seeds

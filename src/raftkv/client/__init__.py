@@ -20,6 +20,7 @@ from raftkv.client.errors import (
     CorruptLog,
     Forbidden,
     Inconsistent,
+    LeaseNotFound,
     NoLeader,
     NotFound,
     NotLeader,
@@ -32,6 +33,15 @@ from raftkv.client.errors import (
     Unauthenticated,
     Unreachable,
     WatchCompacted,
+)
+from raftkv.client.leases import (
+    AsyncLeaseKeeper,
+    LeaseGrant,
+    LeaseInfo,
+    LeaseKeepAlive,
+    LeaseKeeper,
+    LeaseList,
+    LeaseSummary,
 )
 from raftkv.client.limits import DEFAULT_TIMEOUT_SECONDS
 from raftkv.client.protocol import CONSISTENCY_LEVELS, NodeHealth
@@ -68,6 +78,7 @@ __all__ = [
     "CONSISTENCY_LEVELS",
     "DEFAULT_TIMEOUT_SECONDS",
     "AdminResult",
+    "AsyncLeaseKeeper",
     "AsyncRaftClient",
     "BadRequest",
     "BadResponse",
@@ -78,6 +89,13 @@ __all__ = [
     "Forbidden",
     "Inconsistent",
     "KeyValue",
+    "LeaseGrant",
+    "LeaseInfo",
+    "LeaseKeepAlive",
+    "LeaseKeeper",
+    "LeaseList",
+    "LeaseNotFound",
+    "LeaseSummary",
     "Member",
     "Membership",
     "NoLeader",

@@ -16,6 +16,7 @@ import yarl
 from raftkv import errors
 from raftkv.addresses import format_address
 from raftkv.client import endpoints, protocol
+from raftkv.client import leases as lease_protocol
 from raftkv.client.errors import BadResponse, SessionExpired, Unreachable
 from raftkv.client.limits import (
     ASYNC_CONNECTIONS_MAX,
@@ -138,8 +139,10 @@ class AsyncRaftClient:
         await self.close()
 
     # --- key-value -----------------------------------------------------------------------
-    async def put(self, key: str, value: str) -> WriteResult:
-        return await self._write(lambda write: protocol.put_request(key, value, write))
+    async def put(self, key: str, value: str, lease: int | None = None) -> WriteResult:
+        """Set `key`; with `lease`, attached to that lease (deleted when it expires or is
+        revoked; a later put without a lease detaches it)."""
+        return await self._write(lambda write: protocol.put_request(key, value, write, lease=lease))
 
     async def cas(self, key: str, expected: str | None, new: str) -> WriteResult:
         """Set `key` to `new` if its value is `expected` (None: if the key is absent)."""
@@ -303,6 +306,40 @@ class AsyncRaftClient:
                         yield decode_line(line, node_id)
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise _unreachable(node_id, address, error, request_sent=True) from None
+
+    # --- leases (SPEC §6, "Leases") ------------------------------------------------------
+    async def lease_grant(self, ttl: int, lease_id: int | None = None) -> lease_protocol.LeaseGrant:
+        """Grant a lease of `ttl` seconds (id: the entry's index, or `lease_id` if free)."""
+        result = await self._write(lambda write: lease_protocol.grant_request(ttl, write, lease_id))
+        return lease_protocol.decode_lease(result.raw, lease_protocol.LeaseGrant)
+
+    async def lease_keep_alive(self, lease_id: int) -> lease_protocol.LeaseKeepAlive:
+        """Renew the lease for its TTL (the leader answers); `LeaseNotFound` once it is gone."""
+        _, payload = await self._call(lease_protocol.keep_alive_request(lease_id))
+        return lease_protocol.decode_lease(payload, lease_protocol.LeaseKeepAlive)
+
+    async def lease_revoke(self, lease_id: int) -> WriteResult:
+        """Revoke the lease and delete its keys (`deleted` says how many)."""
+        return await self._write(lambda write: lease_protocol.revoke_request(lease_id, write))
+
+    async def lease_info(
+        self, lease_id: int, consistency: str = "linearizable"
+    ) -> lease_protocol.LeaseInfo:
+        payload = await self._read(lease_protocol.info_request(lease_id, consistency))
+        return lease_protocol.decode_lease(payload, lease_protocol.LeaseInfo)
+
+    async def leases(self, consistency: str = "linearizable") -> lease_protocol.LeaseList:
+        payload = await self._read(lease_protocol.list_request(consistency))
+        return lease_protocol.decode_lease(payload, lease_protocol.LeaseList)
+
+    def keep_lease_alive(
+        self, lease_id: int, ttl: int, on_lost: Callable[[str], None] | None = None
+    ) -> lease_protocol.AsyncLeaseKeeper:
+        """Keep the lease alive from a task, every ttl/3, until the keeper is closed
+        (`await keeper.close()` or `async with`); see `AsyncLeaseKeeper`."""
+        return lease_protocol.AsyncLeaseKeeper(
+            self.lease_keep_alive, lease_id, ttl, on_lost=on_lost
+        )
 
     async def _read(self, request: Request) -> dict[str, Any]:
         """A read's answer, its committed index noted for the `after_index` of writes."""

@@ -120,6 +120,12 @@ class NotFound(RequestError):
     code = "not_found"
 
 
+class LeaseNotFound(NotFound):
+    """No such lease (SPEC §6, "Leases"): it expired, was revoked, or never was."""
+
+    code = "lease_not_found"
+
+
 class CasFailed(RequestError):
     code = "cas_failed"
 
@@ -209,6 +215,7 @@ _CLASSES_BY_CODE: dict[str, type[RequestError]] = {
         NoLeader,
         Timeout,
         NotFound,
+        LeaseNotFound,
         CasFailed,
         BadRequest,
         TooLarge,
@@ -224,6 +231,9 @@ _CLASSES_BY_CODE: dict[str, type[RequestError]] = {
 # Other spellings a node may use for a damaged log.
 _CLASSES_BY_CODE["corruption"] = CorruptLog
 _CLASSES_BY_CODE["corrupt"] = CorruptLog
+# A node that requires client certificates refuses a connection without one (401), as it
+# refuses a request without a token: never retried, raft-client's exit 5.
+_CLASSES_BY_CODE["client_certificate_required"] = Unauthenticated
 
 # Failures after which another node (or the same one, later) may well succeed. Retrying a
 # write after any of them is safe because it carries the same (client_id, seq).

@@ -79,6 +79,9 @@ def _json(body: dict[str, Any]) -> bytes:
     return msgspec.json.encode(body)
 
 
+json_body = _json  # for the requests of other modules (leases.py)
+
+
 def put_request(
     key: str,
     value: str,
@@ -86,12 +89,15 @@ def put_request(
     *,
     if_value: str | None = None,
     if_absent: bool = False,
+    lease: int | None = None,
 ) -> Request:
     body: dict[str, Any] = {"value": value}
     if if_value is not None:
         body["if_value"] = if_value
     if if_absent:
         body["if_absent"] = True
+    if lease is not None:
+        body["lease"] = lease  # attach the key to the lease (SPEC §6, "Leases")
     body["client_id"] = write.client_id
     body["seq"] = write.seq
     body["after_index"] = write.after_index
@@ -130,6 +136,9 @@ def _refuse(message: str) -> NoReturn:
 def _checked_consistency(consistency: str) -> None:
     if consistency not in CONSISTENCY_LEVELS:
         _refuse(f"consistency must be one of {', '.join(CONSISTENCY_LEVELS)}")
+
+
+checked_consistency = _checked_consistency  # for the requests of other modules (leases.py)
 
 
 def range_request(

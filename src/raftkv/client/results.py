@@ -32,6 +32,7 @@ class ReadResult(msgspec.Struct, frozen=True, kw_only=True):
     create_index: int | None = None
     mod_index: int | None = None
     version: int | None = None
+    lease: int | None = None  # the key's lease (SPEC §6, "Leases"); None: none
     raw: dict[str, Any] = {}
 
 
@@ -43,6 +44,7 @@ class KeyValue(msgspec.Struct, frozen=True, kw_only=True):
     create_index: int
     mod_index: int
     version: int
+    lease: int | None = None  # the key's lease; None: none
 
 
 class RangeResult(msgspec.Struct, frozen=True, kw_only=True):

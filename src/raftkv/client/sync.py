@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
 import os
 import random
@@ -18,6 +19,7 @@ from typing import Any, BinaryIO, TypeVar
 from raftkv import errors
 from raftkv.addresses import format_address
 from raftkv.client import endpoints, protocol
+from raftkv.client import leases as lease_protocol
 from raftkv.client.errors import BadResponse, SessionExpired, Unreachable
 from raftkv.client.limits import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -215,6 +217,16 @@ class RaftClient:
         self._committed = CommittedIndex()
         self._random = rng if rng is not None else random.Random()
         self._connections = _Connections(self._view.addresses, token, self.ssl_context)
+        # A client like this one (its own connections and session), for a lease keeper's
+        # thread.
+        self._clone = functools.partial(
+            RaftClient,
+            nodes,
+            timeout=timeout,
+            target=target,
+            token=token,
+            ssl_context=self.ssl_context,
+        )
         self._lock = threading.RLock()
 
     @property
@@ -252,8 +264,10 @@ class RaftClient:
         self.close()
 
     # --- key-value -----------------------------------------------------------------------
-    def put(self, key: str, value: str) -> WriteResult:
-        return self._write(lambda write: protocol.put_request(key, value, write))
+    def put(self, key: str, value: str, lease: int | None = None) -> WriteResult:
+        """Set `key`; with `lease`, attached to that lease (deleted when it expires or is
+        revoked; a later put without a lease detaches it)."""
+        return self._write(lambda write: protocol.put_request(key, value, write, lease=lease))
 
     def cas(self, key: str, expected: str | None, new: str) -> WriteResult:
         """Set `key` to `new` if its value is `expected` (None: if the key is absent)."""
@@ -417,6 +431,47 @@ class RaftClient:
             raise Unreachable(message, {"node": node_id, "message": message}) from None
         finally:
             connection.close()
+
+    # --- leases (SPEC §6, "Leases") ------------------------------------------------------
+    def lease_grant(self, ttl: int, lease_id: int | None = None) -> lease_protocol.LeaseGrant:
+        """Grant a lease of `ttl` seconds (id: the entry's index, or `lease_id` if free)."""
+        result = self._write(lambda write: lease_protocol.grant_request(ttl, write, lease_id))
+        return lease_protocol.decode_lease(result.raw, lease_protocol.LeaseGrant)
+
+    def lease_keep_alive(self, lease_id: int) -> lease_protocol.LeaseKeepAlive:
+        """Renew the lease for its TTL (the leader answers); `LeaseNotFound` once it is gone."""
+        _, payload = self._call(lease_protocol.keep_alive_request(lease_id))
+        return lease_protocol.decode_lease(payload, lease_protocol.LeaseKeepAlive)
+
+    def lease_revoke(self, lease_id: int) -> WriteResult:
+        """Revoke the lease and delete its keys (`deleted` says how many)."""
+        return self._write(lambda write: lease_protocol.revoke_request(lease_id, write))
+
+    def lease_info(
+        self, lease_id: int, consistency: str = "linearizable"
+    ) -> lease_protocol.LeaseInfo:
+        payload = self._read(lease_protocol.info_request(lease_id, consistency))
+        return lease_protocol.decode_lease(payload, lease_protocol.LeaseInfo)
+
+    def leases(self, consistency: str = "linearizable") -> lease_protocol.LeaseList:
+        payload = self._read(lease_protocol.list_request(consistency))
+        return lease_protocol.decode_lease(payload, lease_protocol.LeaseList)
+
+    def keep_lease_alive(
+        self, lease_id: int, ttl: int, on_lost: Callable[[str], None] | None = None
+    ) -> lease_protocol.LeaseKeeper:
+        """Keep the lease alive from a thread, every ttl/3, until the keeper is closed
+        (`keeper.close()` or `with`); see `LeaseKeeper`. It uses a client of its own, so
+        this one's operations never hold its keepalives up."""
+        # Each keepalive ends by the time the next is due, so that a hanging one cannot hide
+        # that the TTL ran out.
+        interval = ttl / lease_protocol.KEEPALIVES_PER_TTL
+        keeper_client = self._clone(
+            timeout=max(lease_protocol.KEEPALIVE_TIMEOUT_MIN_SECONDS, min(self.timeout, interval))
+        )
+        return lease_protocol.LeaseKeeper(
+            keeper_client.lease_keep_alive, lease_id, ttl, on_lost=on_lost, closing=keeper_client
+        )
 
     def _read(self, request: Request) -> dict[str, Any]:
         """A read's answer, its committed index noted for the `after_index` of writes."""

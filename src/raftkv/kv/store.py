@@ -12,6 +12,7 @@ import msgspec
 from raftkv.errors import InvariantViolation
 from raftkv.kv.changes import ChangeObserver, KeyChange
 from raftkv.kv.commands import Command, Result, decode_command
+from raftkv.kv.leases import LEASE_TTL_MAX_SECONDS, LEASES_MAX, LeaseRecord, LeaseTable
 from raftkv.kv.ranges import KeyRange, SortedKeys
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.sessions import Refusals, SessionRecord, SessionTable
@@ -21,6 +22,7 @@ _OK = Result(ok=True)
 _STALE_REQUEST = Result(ok=False, error="stale_request")
 _BAD_REQUEST = Result(ok=False, error="bad_request")
 _SESSION_EXPIRED = Result(ok=False, error="session_expired")
+_LEASE_NOT_FOUND = Result(ok=False, error="lease_not_found")
 _REFUSALS = Refusals(stale=_STALE_REQUEST, expired=_SESSION_EXPIRED)
 
 
@@ -39,6 +41,8 @@ class _Snapshot(msgspec.Struct):
     sessions: list[_Session] = []
     # Absent from snapshots written before sessions were refused once forgotten: 0.
     evicted_through: int = 0
+    # Absent from snapshots written before leases: none.
+    leases: list[LeaseRecord] = []
 
 
 _snapshot_encoder = msgspec.msgpack.Encoder()
@@ -52,10 +56,15 @@ class RangePage:
     items: list[tuple[str, KeyRecord]]
     count: int  # keys in the whole range, not only this page
     more: bool  # keys after this page
+    chars: int  # characters of the page's keys (and values, unless keys only)
 
 
 # Keys a transaction's range answers when it gives no limit (as GET /v1/kv).
 TXN_RANGE_LIMIT_DEFAULT = 1000
+# Characters of keys and values in one range page (and in all of one transaction's ranges
+# together): 10,000 keys of 1 MiB values would otherwise be a 10 GiB answer. Counted in
+# characters, which costs nothing to count; a page is then at most 4 times as many bytes.
+RANGE_PAGE_CHARS_MAX = 4 << 20
 
 
 def _runnable(op: TxnOp) -> bool:
@@ -84,6 +93,10 @@ class KVStore:
         self.applied_index = 0
         self._hash = b"\x00" * 16
         self._sessions: SessionTable[Result] = SessionTable(_REFUSALS, sessions_max)
+        self._leases = LeaseTable()
+        # Leases this replica deleted because the leader found them expired: a counter of
+        # this process (metrics), not state.
+        self.leases_expired_total = 0
 
     @property
     def sessions(self) -> dict[str, SessionRecord[Result]]:
@@ -119,12 +132,14 @@ class KVStore:
     def execute(self, command: Command) -> Result:
         """Execute a decoded command at `self.applied_index` (its log index)."""
         records = self._records
+        if command.lease and command.op in ("put", "cas") and command.lease not in self._leases:
+            return _LEASE_NOT_FOUND  # before anything else: nothing applied
         if command.op == "put":
             if command.if_absent and command.key in records:
                 return Result(ok=False, error="cas_failed", current=records[command.key].value)
             if command.value is None:
                 return _BAD_REQUEST  # decided alike on every replica; never a crash
-            self._write(command.key, command.value)
+            self._write(command.key, command.value, command.lease)
             return _OK
         if command.op == "del":
             if self._delete(command.key) is None:
@@ -141,20 +156,57 @@ class KVStore:
                 return Result(ok=False, error="cas_failed", current=current)
             if command.value is None:
                 return _BAD_REQUEST  # decided alike on every replica; never a crash
-            self._write(command.key, command.value)
+            self._write(command.key, command.value, command.lease)
             return _OK
+        if command.op == "lease_grant":
+            return self._grant(command.ttl, command.lease)
+        if command.op == "lease_revoke":
+            deleted = self._revoke(command.lease)
+            return _LEASE_NOT_FOUND if deleted is None else Result(ok=True, deleted=deleted)
+        if command.op == "lease_expire":
+            total = 0
+            for lease_id in command.leases:
+                deleted = self._revoke(lease_id)
+                if deleted is not None:
+                    self.leases_expired_total += 1
+                    total += deleted
+            return Result(ok=True, deleted=total)
         return _BAD_REQUEST
 
-    def _write(self, key: str, value: str) -> None:
+    def _grant(self, ttl: int, wanted: int) -> Result:
+        if not 1 <= ttl <= LEASE_TTL_MAX_SECONDS or wanted < 0:
+            return _BAD_REQUEST
+        if len(self._leases) >= LEASES_MAX:
+            return Result(ok=False, error="too_many_leases")
+        lease_id = self._leases.grant(self.applied_index, ttl, wanted)
+        if lease_id is None:
+            return Result(ok=False, error="lease_exists")
+        return Result(ok=True, lease=lease_id, ttl=ttl)
+
+    def _revoke(self, lease_id: int) -> int | None:
+        """Delete the lease and every key attached to it, in key order, through `_delete`
+        (so observers see each one); how many keys, or None if there is no such lease."""
+        lease = self._leases.remove(lease_id)
+        if lease is None:
+            return None
+        for key in sorted(lease.keys):
+            self._delete(key)
+        return len(lease.keys)
+
+    def _write(self, key: str, value: str, lease: int = 0) -> None:
         """Set `key` at the index being applied: revisions derive from the log index alone,
-        so every replica computes the same ones."""
+        so every replica computes the same ones. It is attached to `lease` (which the caller
+        made sure exists) and to no other: a write without a lease detaches it."""
         index = self.applied_index
         old = self._records.get(key)
         if old is None:
-            record = KeyRecord(value, index, index, 1)
+            record = KeyRecord(value, index, index, 1, lease)
             self._sorted.add(key)
+            if lease:
+                self._leases.move(key, 0, lease)
         else:
-            record = KeyRecord(value, old.create_index, index, old.version + 1)
+            record = KeyRecord(value, old.create_index, index, old.version + 1, lease)
+            self._leases.move(key, old.lease, lease)
         self._records[key] = record
         if self.observer is not None:
             self.observer.changed(KeyChange(index, key, record, old))
@@ -165,6 +217,8 @@ class KVStore:
         old = self._records.pop(key, None)
         if old is not None:
             self._sorted.remove(key)
+            if old.lease:
+                self._leases.detach(key, old.lease)
             if self.observer is not None:
                 self.observer.changed(KeyChange(self.applied_index, key, None, old))
         return old
@@ -173,8 +227,11 @@ class KVStore:
         low, high = self._sorted.bounds(key_range)
         doomed = self._sorted.pop_between(low, high)
         records, observer, index = self._records, self.observer, self.applied_index
+        leases = self._leases
         for key in doomed:
             old = records.pop(key)
+            if old.lease:
+                leases.detach(key, old.lease)
             if observer is not None:
                 observer.changed(KeyChange(index, key, None, old))
         return Result(ok=True, deleted=len(doomed))
@@ -190,46 +247,99 @@ class KVStore:
             compare_holds(compare, self._records.get(compare.key)) for compare in txn.compare
         )
         branch = txn.success if succeeded else txn.failure
-        return Result(ok=True, txn=TxnOutcome(succeeded, [self._run(op) for op in branch]))
+        if any(op.lease and op.lease not in self._leases for op in branch):
+            return _LEASE_NOT_FOUND  # the branch would attach a key to no lease: run none of it
+        results = []
+        chars_left = RANGE_PAGE_CHARS_MAX  # what the transaction's ranges may still answer
+        for op in branch:
+            result, chars = self._run(op, chars_left)
+            results.append(result)
+            chars_left = max(0, chars_left - chars)
+        return Result(ok=True, txn=TxnOutcome(succeeded, results))
 
-    def _run(self, op: TxnOp) -> dict[str, object]:
-        """One operation of a transaction's branch, and its answer (SPEC §6)."""
+    def _run(self, op: TxnOp, chars_left: int) -> tuple[dict[str, object], int]:
+        """One operation of a transaction's branch: its answer (SPEC §6), and the characters
+        of keys and values a range answered (0 for the others)."""
         if op.op == "put":
             assert op.key is not None and op.value is not None  # _runnable
-            self._write(op.key, op.value)
-            return {"op": "put", "key": op.key, "mod_index": self.applied_index}
+            self._write(op.key, op.value, op.lease)
+            return {"op": "put", "key": op.key, "mod_index": self.applied_index}, 0
         if op.op == "delete":
             assert op.key is not None
             existed = self._delete(op.key) is not None
-            return {"op": "delete", "key": op.key, "deleted": int(existed)}
+            return {"op": "delete", "key": op.key, "deleted": int(existed)}, 0
         if op.op == "get":
             assert op.key is not None
             record = self._records.get(op.key)
-            return {"op": "get", "key": op.key, "kv": record and record.to_json(op.key)}
+            return {"op": "get", "key": op.key, "kv": record and record.to_json(op.key)}, 0
         key_range = (
             KeyRange.prefix(op.prefix)
             if op.prefix is not None
             else KeyRange(op.start or "", op.end)
         )
-        page = self.range(key_range, None, op.limit or TXN_RANGE_LIMIT_DEFAULT)
-        return {
+        page = self.range(
+            key_range, None, op.limit or TXN_RANGE_LIMIT_DEFAULT, chars_left, op.keys_only
+        )
+        answer = {
             "op": "range",
             "kvs": [record.to_json(key, op.keys_only) for key, record in page.items],
             "count": page.count,
             "more": page.more,
         }
+        return answer, page.chars
 
-    def range(self, key_range: KeyRange, after: str | None = None, limit: int = 1000) -> RangePage:
+    def range(
+        self,
+        key_range: KeyRange,
+        after: str | None = None,
+        limit: int = 1000,
+        chars_max: int = RANGE_PAGE_CHARS_MAX,
+        keys_only: bool = False,
+    ) -> RangePage:
         """Up to `limit` keys of `key_range` in order, from the first one after `after`
-        (a previous page's last key) if given. Reads the state as it is: call it with no
-        apply in between (synchronously on the loop) to answer from one applied index."""
+        (a previous page's last key) if given, and no more than fit in `chars_max`
+        characters of keys and values (of keys alone with `keys_only`; always at least one
+        key), so that a page of big values stays a bounded answer. Reads the state as it
+        is: call it with no apply in between (synchronously on the loop) to answer from one
+        applied index."""
         sorted_keys = self._sorted
         low, high = sorted_keys.bounds(key_range)
         first = low if after is None else min(high, max(low, sorted_keys.after(after)))
         stop = min(high, first + limit)
         records = self._records
-        items = [(key, records[key]) for key in sorted_keys.between(first, stop)]
-        return RangePage(items, high - low, stop < high)
+        items: list[tuple[str, KeyRecord]] = []
+        chars = 0
+        for key in sorted_keys.between(first, stop):
+            record = records[key]
+            size = len(key) if keys_only else len(key) + len(record.value)
+            if chars + size > chars_max and items:
+                break
+            items.append((key, record))
+            chars += size
+        return RangePage(items, high - low, first + len(items) < high, chars)
+
+    # --- leases (SPEC §6, "Leases") ---------------------------------------------------
+    def lease(self, lease_id: int) -> tuple[int, list[str]] | None:
+        """The lease's TTL and its keys in order, or None."""
+        lease = self._leases.leases.get(lease_id)
+        return None if lease is None else (lease.ttl, sorted(lease.keys))
+
+    def lease_ttls(self) -> dict[int, int]:
+        """Every lease's TTL, by id."""
+        return self._leases.ttls()
+
+    @property
+    def lease_count(self) -> int:
+        return len(self._leases)
+
+    def lease_ttl(self, lease_id: int) -> int | None:
+        lease = self._leases.leases.get(lease_id)
+        return None if lease is None else lease.ttl
+
+    def take_lease_changes(self) -> set[int] | None:
+        """The leases granted or revoked since the last call (None: any may have been, after
+        a restore): for the leader's lessor, which times each new one."""
+        return self._leases.take_changes()
 
     def get(self, key: str) -> str | None:
         record = self._records.get(key)
@@ -256,7 +366,12 @@ class KVStore:
     def _state(self, records: dict[str, KeyRecord]) -> _Snapshot:
         table = self._sessions
         return _Snapshot(
-            records, self.applied_index, self._hash, table.records(), table.evicted_through
+            records,
+            self.applied_index,
+            self._hash,
+            table.records(),
+            table.evicted_through,
+            self._leases.records(),
         )
 
     def restore(self, data: bytes) -> None:
@@ -273,6 +388,7 @@ class KVStore:
         self._sorted = SortedKeys(list(self._records))
         self.applied_index, self._hash = index, state.applied_hash
         self._sessions.restore(state.sessions, state.evicted_through)
+        self._leases.restore(state.leases, self._records)
         if self.observer is not None:
             self.observer.restored(index)
 

@@ -26,6 +26,7 @@ class TxnOp(msgspec.Struct, frozen=True, omit_defaults=True):
     op: str  # one of BRANCH_OPS
     key: str | None = None  # put, delete, get
     value: str | None = None  # put
+    lease: int = 0  # put: the lease to attach the key to (0: none)
     # range: as GET /v1/kv names one.
     prefix: str | None = None
     start: str | None = None

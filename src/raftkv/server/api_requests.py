@@ -144,6 +144,7 @@ def transaction_of(body: dict[str, Any], value_bytes_max: int) -> Txn:
         if op.op == "put":
             if op.value is None:
                 raise BadRequest("a put needs a string 'value'")
+            lease_of({"lease": op.lease})
             value_bytes += len(op.value.encode("utf-8", errors="surrogatepass"))
     if value_bytes > value_bytes_max:
         raise TooLarge(f"a transaction's values are at most {value_bytes_max} bytes together")
@@ -228,6 +229,14 @@ def count_of(source: dict[str, Any], name: str) -> int | None:
     if number is None:
         raise BadRequest(f"{name!r} must be an integer from 0 to {NUMBER_MAX}")
     return number
+
+
+def lease_of(body: dict[str, Any]) -> int:
+    """A write's `lease` (SPEC §6, "Leases"): the lease to attach the key to, 0 for none."""
+    lease = body.get("lease", 0)
+    if number_of(lease) is None or isinstance(lease, str):
+        raise BadRequest(f"'lease' must be a lease id, an integer from 1 to {NUMBER_MAX}")
+    return lease  # type: ignore[no-any-return]
 
 
 def session_of(source: dict[str, Any]) -> tuple[str, int, int | None]:

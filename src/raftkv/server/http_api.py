@@ -26,6 +26,7 @@ from raftkv.server.api_requests import (
     consistency_of,
     key_of,
     key_range_of,
+    lease_of,
     number_of,
     optional_flag,
     optional_string,
@@ -40,6 +41,7 @@ from raftkv.server.auth import PUBLIC_HEALTH, PUBLIC_METRICS, Access, AccessPoli
 from raftkv.server.backup import BackupBusy
 from raftkv.server.health import HealthFacts, readiness
 from raftkv.server.http_server import Request, Response, StreamOutput, StreamResponse
+from raftkv.server.lease_api import LEASE_PATH, LEASE_PREFIX, LEASES_PATH, LeaseApi, LeaseBackend
 from raftkv.server.options import READY_LAG_ENTRIES_DEFAULT
 from raftkv.server.requests import RequestFailed
 from raftkv.server.watches import Compacted, TooManyWatchers, WatchHub
@@ -142,7 +144,7 @@ class DashboardStreams(Protocol):
         """A viewer's stream of Server-Sent Events, or None when too many watch."""
 
 
-class ApiBackend(Protocol):
+class ApiBackend(LeaseBackend, Protocol):
     """What the API answers from (`RaftServer`). Properties: `storage_failure` and the
     remembered hashes change as the node runs."""
 
@@ -253,6 +255,16 @@ class ClientApi:
                 "DELETE": Endpoint(self.delete_key, WRITE),
             }
             self._prefixed.insert(0, (KV_PREFIX, kv_routes))  # first: the hot path
+            leases = LeaseApi(server, self._propose_write)
+            self._exact[LEASE_PATH] = {"POST": Endpoint(leases.post_lease, WRITE)}
+            self._exact[LEASES_PATH] = {"GET": Endpoint(leases.get_leases, READ)}
+            lease_routes = {
+                # A keepalive is not logged, but it keeps keys alive: a write's role.
+                "POST": Endpoint(leases.post_keepalive, WRITE),
+                "GET": Endpoint(leases.get_lease, READ),
+                "DELETE": Endpoint(leases.delete_lease, WRITE),
+            }
+            self._prefixed.append((LEASE_PREFIX, lease_routes))
         self._key_value_routes = key_value_routes
 
     def _route(self, request: Request) -> Endpoint:
@@ -349,7 +361,14 @@ class ClientApi:
             if result.txn is not None:
                 answer["succeeded"] = result.txn.succeeded
                 answer["results"] = result.txn.results
+            if result.lease is not None:
+                answer["id"] = result.lease
+                answer["ttl"] = result.ttl
             return Response.json(answer)
+        if result.error == "lease_not_found":
+            return Response.error(404, "lease_not_found", "no such lease", index=index)
+        if result.error in ("lease_exists", "too_many_leases"):
+            return Response.error(409, result.error, index=index)
         if result.error == "cas_failed":
             return Response.error(409, "cas_failed", current=result.current, index=index)
         if result.error == "not_found":
@@ -372,6 +391,7 @@ class ClientApi:
             raise TooLarge(f"values are at most {self.value_bytes_max} bytes")
         if_value = optional_string(body, "if_value")
         if_absent = optional_flag(body, "if_absent")
+        lease = lease_of(body)
         client_id, seq, after_index = session_of(body)
         operation = "cas" if if_value is not None or if_absent else "put"
         command = Command(
@@ -380,6 +400,7 @@ class ClientApi:
             value=value,
             if_value=if_value,
             if_absent=if_absent,
+            lease=lease,
             client_id=client_id,
             seq=seq,
             after_index=after_index,
@@ -411,7 +432,7 @@ class ClientApi:
         consistency = consistency_of(request)
         page: RangePage
         page, index = await self.server.read_query(
-            consistency, lambda store: store.range(key_range, after, limit)
+            consistency, lambda store: store.range(key_range, after, limit, keys_only=keys_only)
         )
         return Response.json(range_answer(page, index, keys_only))
 

@@ -293,7 +293,10 @@ class _Connection(asyncio.Protocol):
             from_address = server.connections_by_address.get(address, 0) + 1
             server.connections_by_address[address] = from_address
             self._address = address
-        if len(server.connections) > server.max_connections:
+        if server.client_certificates_required and not transport.get_extra_info("peercert"):
+            message = "this node requires a client certificate signed by its --client-ca"
+            self._reject(Response.error(401, "client_certificate_required", message))
+        elif len(server.connections) > server.max_connections:
             # Refused with an answer rather than by running out of file descriptors, which
             # would also starve the WAL, snapshots and peer connections.
             message = "too many client connections; try again later"
@@ -717,6 +720,7 @@ class HttpServer:
                 max(CONNECTIONS_PER_ADDRESS_MIN, max_connections // 4),
             )
         self.max_connections_per_address = max_connections_per_address
+        self.client_certificates_required = False  # set by start()
         self.connections: set[_Connection] = set()
         self.connections_by_address: dict[str, int] = {}
         self.clock = _Clock()
@@ -728,10 +732,19 @@ class HttpServer:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+    async def start(
+        self,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        client_certificates_required: bool = False,
+    ) -> None:
         """Listen on `host:port`; HTTPS with `ssl_context` (`raftkv.tls.client_port_context`).
         A connection counts against the limits once its TLS handshake is done; until then
-        the handshake deadline bounds it."""
+        the handshake deadline bounds it. With `client_certificates_required`, a connection
+        whose client presented no certificate is answered 401 `client_certificate_required`
+        to anything, then closed (the context only asks for one: see client_port_context)."""
+        self.client_certificates_required = ssl_context is not None and client_certificates_required
         self._server = await self.loop.create_server(
             lambda: _Connection(self),
             host or None,

@@ -38,7 +38,7 @@ from raftkv.check import HistoryRecorder, check_history
 from raftkv.check.watches import check_watches, committed_changes
 from raftkv.core import Entry, EntryKind
 from raftkv.errors import Corruption, StorageError
-from raftkv.kv import KVStore
+from raftkv.kv import KVStore, decode_command
 from raftkv.server.http_server import Request, Response
 from raftkv.server.options import NodeOptions
 from raftkv.server.runtime import RaftServer
@@ -47,6 +47,12 @@ from raftkv.sim.invariants import InvariantChecker, InvariantViolation
 from raftkv.sim.sweep import in_workers
 from raftkv.sim.whole_node_clients import ATTEMPT_TIMEOUT_SECONDS, KvClient, LoadWriter
 from raftkv.sim.whole_node_durability import DurabilityWatch
+from raftkv.sim.whole_node_leases import (
+    LEASE_CLIENTS,
+    LeaseClient,
+    LeaseExpiryWatch,
+    LeaseStats,
+)
 from raftkv.sim.whole_node_machine import Machine, MachineState
 from raftkv.sim.whole_node_operator import Operator
 from raftkv.sim.whole_node_report import WholeNodeOptions, WholeNodeResult, WholeNodeStats
@@ -113,8 +119,12 @@ class _ObservedStore(KVStore):
         self.server: RaftServer | None = None
         # Called when a running server restores a received snapshot (not at start-up).
         self.on_install: Callable[[int], None] | None = None
+        # Told of each lease an expiry entry deletes: (lease, node id, index).
+        self.on_lease_expired: Callable[[int, int, int], None] | None = None
 
     def apply(self, index: int, command: bytes) -> Any:
+        if self.on_lease_expired is not None and b"lease_expire" in command:
+            self._report_expiries(index, command)
         result = super().apply(index, command)
         server = self.server
         term = server.node.log.term(index) if server is not None else None
@@ -126,6 +136,18 @@ class _ObservedStore(KVStore):
         with self._reported():
             self._checker.on_apply(self._node_id, entry, self.applied_hash)
         return result
+
+    def _report_expiries(self, index: int, command: bytes) -> None:
+        """The leases this expiry entry is about to delete (those it names that exist)."""
+        assert self.on_lease_expired is not None
+        try:
+            parsed = decode_command(command)
+        except ValueError:
+            return
+        if parsed.op == "lease_expire":
+            for lease in parsed.leases:
+                if self.lease(lease) is not None:
+                    self.on_lease_expired(lease, self._node_id, index)
 
     def restore(self, data: bytes) -> None:
         super().restore(data)
@@ -212,6 +234,10 @@ class WholeNodeSimulation:
         self.watching = True
         self._next_value = 1
         self._violation: InvariantViolation | None = None
+        # Drawn last, so every generator above is what it was before leases.
+        self.lease_rng = random.Random(seeds.getrandbits(64))
+        self.lease_stats = LeaseStats()
+        self.lease_watch = LeaseExpiryWatch(self.fail, self.lease_stats)
 
     # --- machines and processes ---------------------------------------------------------
     def _new_disk(self) -> SimulatedFileSystem:
@@ -285,6 +311,7 @@ class WholeNodeSimulation:
             }
             server.joined_index = joined_index
         store.server = server
+        store.on_lease_expired = self._lease_expired
         if self.options.faults:
             store.on_install = self._maybe_crash_after_install
         machine.server = server
@@ -347,6 +374,9 @@ class WholeNodeSimulation:
         machine.server = None
         machine.state = MachineState.DOWN
         self.checker.on_crash(machine.id)
+
+    def _lease_expired(self, lease: int, node_id: int, index: int) -> None:
+        self.lease_watch.expired(lease, self.loop.time(), node_id, index)
 
     def _maybe_crash_after_install(self, node_id: int) -> None:
         machine = self.machines[node_id]
@@ -575,6 +605,11 @@ class WholeNodeSimulation:
                 watcher = Watcher(self, number, self._watch_rng)
                 self.watchers.append(watcher)
                 self.in_process(CLIENT_OWNER, watcher.run())
+            for number in range(1, LEASE_CLIENTS + 1 if options.leases else 1):
+                lease_client = LeaseClient(
+                    self, number, self.lease_rng, self.lease_watch, self.lease_stats
+                )
+                self.in_process(CLIENT_OWNER, lease_client.run())
             self.loop.run_until(stop, options.seconds)
             self.issuing = False
             self.heal()
@@ -625,6 +660,7 @@ class WholeNodeSimulation:
         stats.load_writers = self.load_writers
         stats.snapshot_trailing_entries = self.snapshot_trailing_entries
         stats.commit_index = self.checker.committed_index
+        stats.leases = self.lease_stats if self.options.leases else None
         for machine in self.machines.values():
             server = machine.server
             if server is not None and hasattr(server, "metrics"):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from raftkv.sim.invariants import InvariantViolation
 from raftkv.sim.runner import verdict_lines
+from raftkv.sim.whole_node_leases import LeaseStats
 
 WATCHERS_DEFAULT = 2
 
@@ -23,6 +24,9 @@ class WholeNodeOptions:
     membership: bool = True
     # Watchers of the clients' keys, resuming on other nodes, checked at the end.
     watchers: int = WATCHERS_DEFAULT
+    # A client of leases (grants, keys attached, keepalives, revokes, expiries) and the
+    # check that none expires early (sim/whole_node_leases.py).
+    leases: bool = True
     # Core-only and whole-node seeds are separate spaces: a seed means one or the other.
 
     def __post_init__(self) -> None:
@@ -36,6 +40,7 @@ class WholeNodeOptions:
             + ("" if self.faults else " --faults none")
             + ("" if self.membership else " --workload kv")
             + ("" if self.watchers == WATCHERS_DEFAULT else f" --watchers {self.watchers}")
+            + ("" if self.leases else " --no-leases")
         )
 
 
@@ -69,6 +74,7 @@ class WholeNodeStats:
     liveness: str = "not checked"
     linearizability: str = "not checked"
     watches: str = "not checked"
+    leases: LeaseStats | None = None  # None: no lease traffic
 
 
 @dataclass
@@ -100,6 +106,14 @@ class WholeNodeResult:
             f" installed={stats.snapshots_installed}",
             f"client ops: ok={stats.client_ok} failed={stats.client_failed}"
             f" unknown={stats.client_unknown}",
+        ]
+        if stats.leases is not None:
+            leases = stats.leases
+            lines.append(
+                f"leases: granted={leases.granted} keepalives={leases.keepalives}"
+                f" revoked={leases.revoked} expired={leases.expired}"
+            )
+        lines += [
             f"liveness: {stats.liveness}",
             f"linearizability: {stats.linearizability}",
             f"watches: {stats.watches}",

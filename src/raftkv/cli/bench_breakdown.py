@@ -1,0 +1,132 @@
+"""`raft-bench --breakdown`: where a write's cost goes, per node, read off the kernel's
+accounting of each raft-node process (not by instrumenting the node, so what is measured is
+the node as shipped):
+
+- CPU µs per committed write: user + system time of the whole process (all its threads, the
+  disk thread included) from /proc/PID/stat, over the writes the leader applied;
+- I/O syscalls per write: read-like and write-like system calls (/proc/PID/io syscr + syscw:
+  socket reads and writes, WAL writes; not epoll or fsync);
+- wake-ups per write: context switches of all the process's threads (/proc/PID/task/*/status);
+- WAL syncs per second and their mean time (the node's `raft_fsync_seconds` histogram), next
+  to the raw fdatasync rate of the same file system measured alone, the physical limit of a
+  design that syncs once per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_FSYNC_COUNT = re.compile(r"^raft_fsync_seconds_count (\S+)$", re.M)
+_FSYNC_SUM = re.compile(r"^raft_fsync_seconds_sum (\S+)$", re.M)
+
+
+@dataclass(frozen=True)
+class ProcessSample:
+    cpu_seconds: float
+    io_syscalls: int
+    context_switches: int
+    fsyncs: float
+    fsync_seconds: float
+
+    def minus(self, earlier: ProcessSample) -> ProcessSample:
+        return ProcessSample(
+            self.cpu_seconds - earlier.cpu_seconds,
+            self.io_syscalls - earlier.io_syscalls,
+            self.context_switches - earlier.context_switches,
+            self.fsyncs - earlier.fsyncs,
+            self.fsync_seconds - earlier.fsync_seconds,
+        )
+
+
+def sample(pid: int, client_url: str) -> ProcessSample:
+    """What the kernel and the node's metrics count for process `pid` so far."""
+    proc = Path(f"/proc/{pid}")
+    # Fields 14 and 15 of stat are utime and stime; the command name (field 2) may hold
+    # spaces, so count from after its closing parenthesis.
+    fields = proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    io = dict(line.split(": ") for line in proc.joinpath("io").read_text().splitlines())
+    switches = 0
+    for task in proc.joinpath("task").iterdir():
+        try:
+            status = task.joinpath("status").read_text()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        switches += sum(
+            int(line.split()[1]) for line in status.splitlines() if "ctxt_switches" in line
+        )
+    with urllib.request.urlopen(client_url + "/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    count, total = _FSYNC_COUNT.search(metrics), _FSYNC_SUM.search(metrics)
+    return ProcessSample(
+        cpu,
+        int(io["syscr"]) + int(io["syscw"]),
+        switches,
+        float(count.group(1)) if count else 0.0,
+        float(total.group(1)) if total else 0.0,
+    )
+
+
+def raw_fdatasync_rate(directory: Path, seconds: float = 2.0) -> float:
+    """fdatasyncs per second of a 4 KiB append to a file in `directory`, alone."""
+    path = directory / "fdatasync-probe"
+    block = b"\0" * 4096
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        count, started = 0, time.monotonic()
+        while time.monotonic() - started < seconds:
+            os.write(descriptor, block)
+            os.fdatasync(descriptor)
+            count += 1
+        return count / (time.monotonic() - started)
+    finally:
+        os.close(descriptor)
+        path.unlink()
+
+
+def report(roles: dict[str, ProcessSample], writes: float, seconds: float) -> str:
+    """One row per node ("leader", "follower 2", ...) of a measured run of `writes` writes."""
+    lines = [
+        f"{'node':<14}{'CPU µs/write':>14}{'I/O calls/write':>17}{'wake-ups/write':>16}"
+        f"{'WAL syncs/s':>13}{'sync ms':>9}"
+    ]
+    for role, delta in roles.items():
+        per = max(writes, 1.0)
+        mean_sync = 1000 * delta.fsync_seconds / delta.fsyncs if delta.fsyncs else 0.0
+        lines.append(
+            f"{role:<14}{1e6 * delta.cpu_seconds / per:>14.0f}{delta.io_syscalls / per:>17.1f}"
+            f"{delta.context_switches / per:>16.1f}{delta.fsyncs / seconds:>13.0f}"
+            f"{mean_sync:>9.3f}"
+        )
+    return "\n".join(lines)
+
+
+def applied_index(client_url: str) -> int:
+    with urllib.request.urlopen(client_url + "/v1/status", timeout=5) as response:
+        status = json.loads(response.read())
+    return int(status["last_applied"])
+
+
+def measure(
+    nodes: dict[str, tuple[int, str]],
+    leader_url: str,
+    run: Callable[[], object],
+    seconds: float,
+) -> str:
+    """Sample every node (role → (pid, client URL)) around `run()` (one wrk measurement)."""
+    before = {role: sample(pid, url) for role, (pid, url) in nodes.items()}
+    first = applied_index(leader_url)
+    started = time.monotonic()
+    run()
+    elapsed = time.monotonic() - started
+    writes = applied_index(leader_url) - first
+    deltas = {role: sample(pid, url).minus(before[role]) for role, (pid, url) in nodes.items()}
+    return report(deltas, writes, min(seconds, elapsed) or elapsed)
