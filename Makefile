@@ -10,7 +10,7 @@ PYTEST := $(BIN)/python -m pytest
 # Two workers: CI is a shared 2-core machine.
 PYTEST_WORKERS ?= 2
 
-.PHONY: all install pins wheel test test-browser browser demo lint format sim-long bench bench-storage bench-checker bench-snapshot bench-cluster bench-http bench-kv clean
+.PHONY: all install pins wheel test test-browser browser demo lint format sim-long bench bench-storage bench-checker bench-snapshot bench-cluster bench-http bench-kv bench-watch clean
 
 all: install
 
@@ -73,7 +73,7 @@ format: $(STAMP)
 sim-long: $(STAMP)
 	RAFTKV_SIM_LONG=1 $(PYTEST) -n $(PYTEST_WORKERS) -q tests/sim
 
-bench: bench-storage bench-checker bench-snapshot bench-http bench-cluster bench-kv
+bench: bench-storage bench-checker bench-snapshot bench-http bench-cluster bench-kv bench-watch
 
 bench-snapshot: $(STAMP)
 	$(BIN)/python bench/bench_snapshot.py
@@ -89,6 +89,9 @@ bench-http: $(STAMP)
 
 bench-storage: $(STAMP)
 	$(BIN)/python bench/bench_storage.py
+
+bench-watch: $(STAMP)
+	$(BIN)/python bench/bench_watch.py
 
 bench-checker: $(STAMP)
 	$(BIN)/python bench/bench_checker.py

@@ -223,3 +223,13 @@ def test_auth_settings_from_each_source_and_the_join_token_never_printed(
         assert "# join_token = (set; a secret, not shown)" in out
     with pytest.raises(ConfigError, match="RAFTKV_AUTH_PUBLIC"):
         effective(["--id", "1"], {"RAFTKV_AUTH_PUBLIC": "everything"})
+
+
+def test_the_watch_limits_reach_the_node_options(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "id = 1\nwatchers-max = 10\nwatch-history-events = 500\n")
+    watch = options_from(effective(["--config", path])).watch
+    assert (watch.watchers_max, watch.history.events_max) == (10, 500)
+    defaults = options_from(effective(["--id", "1"])).watch
+    assert (defaults.watchers_max, defaults.history.events_max) == (4096, 100_000)
+    with pytest.raises(SystemExit):
+        main(["--id", "1", "--watch-history-events", "0", "--print-config"], {})

@@ -1,6 +1,6 @@
 """The whole-node simulator's lease traffic and its check that no lease expires early: a
 lessor that renews for half the TTL, or a new leader that expires every lease at once, is
-caught by a seed (found by sweeping seeds 1-10), and the same seeds pass as the lessor is."""
+caught by a seed (found by sweeping seeds 1-12), and the same seeds pass as the lessor is."""
 
 from __future__ import annotations
 
@@ -48,8 +48,11 @@ def new_leader_expires_everything() -> Iterator[None]:
 
 
 DEFECTS: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], int]] = {
-    "keepalive renews half the TTL": (keepalive_renews_half_the_ttl, 7),
-    "a new leader expires every lease": (new_leader_expires_everything, 2),
+    # Re-pinned once the runs had watchers (their callbacks move every run's choices): of
+    # seeds 1-12, the first caught 10 and 2, 3, 6-8, 10, 11; 3 rather than 2, whose clean
+    # run expires no lease.
+    "keepalive renews half the TTL": (keepalive_renews_half_the_ttl, 10),
+    "a new leader expires every lease": (new_leader_expires_everything, 3),
 }
 
 

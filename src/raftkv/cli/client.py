@@ -25,6 +25,7 @@ from raftkv.addresses import (
 from raftkv.cli.client_lease import add_lease_command, lease_command, lease_id
 from raftkv.cli.client_lock import add_lock_command, lock_command, split_command
 from raftkv.cli.client_snapshot import add_snapshot_command, snapshot_command
+from raftkv.cli.client_watch import WatchUsageError, add_watch_command, watch_command
 from raftkv.cli.version import add_version_flag
 from raftkv.client import (
     CONSISTENCY_LEVELS,
@@ -56,6 +57,8 @@ EXIT_TIMEOUT = 2
 EXIT_NOT_LEADER = 3  # only with --target
 EXIT_INCONSISTENT = 4  # check found differing applied state, or a node reports a corrupt log
 EXIT_REFUSED = 5  # unauthenticated (no token, or one the node does not know) or forbidden
+# 6: `watch` only, the cluster no longer holds the changes after the index asked for (410;
+# client_watch.EXIT_COMPACTED).
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 CLUSTER_ENVIRONMENT_VARIABLE = "RAFT_CLUSTER"
@@ -258,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     snapshot = command("snapshot", "save a backup of the cluster, or check a backup file")
     add_snapshot_command(snapshot, _Parser, _add_common_options)
+    watch = command("watch", "print each change of keys starting with P as a JSON line")
+    add_watch_command(watch)
     lease = command("lease", "grant, keep alive, revoke, list or inspect leases")
     add_lease_command(lease, _Parser, _add_common_options)
     lock = command(
@@ -599,6 +604,7 @@ _COMMANDS: dict[str, _Command] = {
     "transfer-leader": _transfer_leader,
     "health": _health,
     "snapshot": snapshot_command,
+    "watch": watch_command,
     "lease": lease_command,
     "lock": lock_command,
 }
@@ -699,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
         except errors.ClientError as error:
             _print_error(_error_payload(error))
             return exit_code_for(error)
-        except UsageError as error:
+        except (UsageError, WatchUsageError) as error:
             _print_error({"error": "bad_usage", "message": str(error)})
             return EXIT_ERROR
         except KeyboardInterrupt:

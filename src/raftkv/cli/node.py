@@ -38,6 +38,8 @@ from raftkv.server.auth import (
 from raftkv.server.join import JoinFailed, join_cluster
 from raftkv.server.logs import configure_logging
 from raftkv.server.options import READY_LAG_ENTRIES_DEFAULT
+from raftkv.server.watch_history import HISTORY_EVENTS_MAX_DEFAULT, HistoryLimits
+from raftkv.server.watches import WATCHERS_MAX_DEFAULT, WatchLimits
 from raftkv.tls import ClientPortTlsFiles, PeerTlsFiles, TlsError, TlsSettings, join_context
 from raftkv.tls import check_settings as check_tls_settings
 from raftkv.transport.base import ListenFailed
@@ -131,6 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=READY_LAG_ENTRIES_DEFAULT,
         help="/readyz fails while this node has applied more than this many entries fewer "
         "than the commit index it knows",
+    )
+    parser.add_argument(
+        "--watchers-max",
+        type=int,
+        default=WATCHERS_MAX_DEFAULT,
+        help="watchers (GET /v1/watch) this node serves at once; more get 503 overloaded",
+    )
+    parser.add_argument(
+        "--watch-history-events",
+        type=int,
+        default=HISTORY_EVENTS_MAX_DEFAULT,
+        help="key changes kept for watchers to resume from (oldest dropped first; an older "
+        "from_index is 410 compacted)",
     )
     parser.add_argument("--no-pre-vote", action="store_true")
     parser.add_argument("--no-check-quorum", action="store_true")
@@ -226,6 +241,8 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         raise AddressError("--id must be a positive integer")
     if arguments.ready_lag_entries < 0:
         raise AddressError("--ready-lag-entries must be 0 or more")
+    if arguments.watchers_max < 0 or arguments.watch_history_events < 1:
+        raise AddressError("--watchers-max must be 0 or more, --watch-history-events 1 or more")
     peers = parse_address_list(arguments.peers, client_ports=False) if arguments.peers else {}
     peers.pop(node_id, None)
     if arguments.single_node and (peers or arguments.join):
@@ -257,6 +274,10 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         check_quorum=not arguments.no_check_quorum,
         join_token=arguments.join_token or None,
         tls=tls_settings_from(arguments),
+        watch=WatchLimits(
+            watchers_max=arguments.watchers_max,
+            history=HistoryLimits(events_max=arguments.watch_history_events),
+        ),
     )
 
 

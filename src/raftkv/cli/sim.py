@@ -145,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="--whole-node: virtual seconds of faults before healing",
     )
     parser.add_argument(
+        "--watchers",
+        type=_watchers,
+        default=None,
+        metavar="N",
+        help="--whole-node: watchers of the clients' keys, checked at the end (default 2)",
+    )
+    parser.add_argument(
         "--jobs",
         type=_jobs,
         default=None,
@@ -153,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         " the output is the same for any N",
     )
     return parser
+
+
+def _watchers(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) > 64:
+        raise argparse.ArgumentTypeError(f"watchers are 0 to 64: {text!r}")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,6 +190,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     if arguments.jobs is not None and arguments.sweep is None:
         parser.error("--jobs applies to --sweep only")
+    if arguments.watchers is not None and not arguments.whole_node:
+        parser.error("--watchers applies to --whole-node only")
     if arguments.whole_node:
         return _whole_node(arguments)
     arguments.workload = arguments.workload or "kv"
@@ -225,6 +240,7 @@ def _whole_node(arguments: argparse.Namespace) -> int:
 
     faults = bool(arguments.faults)
     membership = arguments.workload in (None, "membership")
+    watchers = {} if arguments.watchers is None else {"watchers": arguments.watchers}
     write = sys.stdout.write
     if arguments.sweep is None:
         options = WholeNodeOptions(
@@ -234,6 +250,7 @@ def _whole_node(arguments: argparse.Namespace) -> int:
             faults=faults,
             membership=membership,
             leases=not arguments.no_leases,
+            **watchers,
         )
         result = run_whole_node(options)
         write("".join(line + "\n" for line in result.report_lines()))
@@ -248,6 +265,7 @@ def _whole_node(arguments: argparse.Namespace) -> int:
             faults=faults,
             membership=membership,
             leases=not arguments.no_leases,
+            **watchers,
         )
         for seed in seeds
     ]

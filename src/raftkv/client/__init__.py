@@ -32,6 +32,7 @@ from raftkv.client.errors import (
     TooLarge,
     Unauthenticated,
     Unreachable,
+    WatchCompacted,
 )
 from raftkv.client.leases import (
     AsyncLeaseKeeper,
@@ -57,6 +58,7 @@ from raftkv.client.results import (
     WriteResult,
 )
 from raftkv.client.sync import RaftClient
+from raftkv.client.watching import WatchEvent
 
 if TYPE_CHECKING:
     from raftkv.client.async_client import AsyncRaftClient
@@ -114,6 +116,8 @@ __all__ = [
     "TxnResult",
     "Unauthenticated",
     "Unreachable",
+    "WatchCompacted",
+    "WatchEvent",
     "WriteResult",
     "check_cluster",
 ]

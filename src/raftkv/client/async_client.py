@@ -44,6 +44,17 @@ from raftkv.client.sessions import (
     SessionPool,
     new_client_id,
 )
+from raftkv.client.watching import (
+    WATCH_LINE_BYTES_MAX,
+    WATCH_SILENCE_SECONDS_MAX,
+    WatchCursor,
+    WatchEvent,
+    WatchLost,
+    WatchRoute,
+    decode_line,
+    lost_from_error_line,
+    watch_request,
+)
 from raftkv.storage.backup_file import Backup
 
 _T = TypeVar("_T")
@@ -221,6 +232,80 @@ class AsyncRaftClient:
             lambda write: protocol.txn_request(compare, success, failure, write)
         )
         return decode_result(result.raw, TxnResult)
+
+    async def watch(
+        self,
+        prefix: str | None = None,
+        *,
+        key: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        from_index: int | None = None,
+        prev: bool = False,
+    ) -> AsyncIterator[WatchEvent]:
+        """The changes of `key`, or of the keys named by `prefix` or `start`/`end` (or every
+        key), at log indexes after `from_index` (None: from now), in log order, without end:
+        `async for event in client.watch(prefix="a/")`. Any node serves it; when a stream is
+        lost (its node stops or falls silent) it resumes on the next node, exactly after the
+        last event delivered. Raises `WatchCompacted` when no node holds the changes after
+        the index to resume from any more, and the last failure when no node sent anything
+        for the client's timeout. `prev`: events carry `prev_value`."""
+        keys = protocol.KeyRangeQuery(prefix, start, end)
+        watch_request(keys, key, from_index, prev)  # a bad range is refused before any I/O
+        cursor = WatchCursor(from_index)
+        route = WatchRoute(
+            self._view, target=self.target, timeout_seconds=self.timeout, rng=self._random
+        )
+        while True:
+            node_id = route.node
+            request = watch_request(keys, key, cursor.resume_from(), prev)
+            try:
+                async for line in self._watch_lines(node_id, request):
+                    route.streaming()
+                    if line["type"] == "error":
+                        raise lost_from_error_line(line, node_id)
+                    event = cursor.accept(line)
+                    if event is not None:
+                        yield event
+                raise WatchLost(f"node {node_id} ended the watch")
+            except errors.ClientError as error:
+                delay = route.failed(error)
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def _watch_lines(self, node_id: int, request: Request) -> AsyncIterator[dict[str, Any]]:
+        """The lines of one watch stream from `node_id`, decoded; raises the node's error
+        answer, or `Unreachable` when the connection fails or stays silent too long."""
+        address = format_address(self._view.addresses[node_id])
+        url = yarl.URL(f"{self._scheme}://{address}{request.path}", encoded=True)
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            sock_connect=connect_timeout_for(self.timeout),
+            sock_read=WATCH_SILENCE_SECONDS_MAX,
+        )
+        headers = protocol.headers_for(request, self._token)
+        try:
+            async with self._session().get(url, headers=headers, timeout=timeout) as response:
+                if response.status != 200:
+                    body = await response.content.read(request.response_bytes_max)
+                    protocol.read_answer(response.status, body)  # raises the error answered
+                    message = f"node {node_id} answered a watch with HTTP {response.status}"
+                    raise BadResponse(message, {"node": node_id, "message": message})
+                pending = bytearray()
+                async for chunk in response.content.iter_any():
+                    pending += chunk
+                    end = pending.rfind(b"\n")
+                    if end < 0:
+                        if len(pending) > WATCH_LINE_BYTES_MAX:
+                            message = f"node {node_id} sent a watch line over the limit"
+                            raise BadResponse(message, {"node": node_id, "message": message})
+                        continue
+                    lines = bytes(pending[:end]).split(b"\n")
+                    del pending[: end + 1]
+                    for line in lines:
+                        yield decode_line(line, node_id)
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise _unreachable(node_id, address, error, request_sent=True) from None
 
     # --- leases (SPEC §6, "Leases") ------------------------------------------------------
     async def lease_grant(self, ttl: int, lease_id: int | None = None) -> lease_protocol.LeaseGrant:

@@ -172,6 +172,19 @@ class Forbidden(RequestError):
         return role if isinstance(role, str) else None
 
 
+class WatchCompacted(RequestError):
+    """410: the node no longer holds the changes after the index a watch asked for (a
+    snapshot or its history's bound dropped them); `oldest_index` is the oldest index a
+    watch may start from there."""
+
+    code = "compacted"
+
+    @property
+    def oldest_index(self) -> int | None:
+        oldest = self.payload.get("oldest_index")
+        return oldest if isinstance(oldest, int) and not isinstance(oldest, bool) else None
+
+
 class BadResponse(RequestError):
     """The answer was not the JSON object SPEC §3 promises (wrong server, proxy page...)."""
 
@@ -212,6 +225,7 @@ _CLASSES_BY_CODE: dict[str, type[RequestError]] = {
         SessionExpired,
         Unauthenticated,
         Forbidden,
+        WatchCompacted,
     )
 }
 # Other spellings a node may use for a damaged log.

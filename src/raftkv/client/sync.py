@@ -40,6 +40,17 @@ from raftkv.client.results import (
 )
 from raftkv.client.routing import ClusterView, Router, connect_timeout_for
 from raftkv.client.sessions import CommittedIndex, PendingWrite, Session, new_client_id
+from raftkv.client.watching import (
+    WATCH_LINE_BYTES_MAX,
+    WATCH_SILENCE_SECONDS_MAX,
+    WatchCursor,
+    WatchEvent,
+    WatchLost,
+    WatchRoute,
+    decode_line,
+    lost_from_error_line,
+    watch_request,
+)
 from raftkv.storage.backup_file import Backup
 
 _T = TypeVar("_T")
@@ -198,7 +209,7 @@ class RaftClient:
             key_file=key_file,
         )
         self._view = ClusterView(addresses)
-        token = protocol.checked_token(token)
+        token = self._token = protocol.checked_token(token)
         self._view.check_options(timeout, target)
         self.timeout = timeout
         self.target = target
@@ -340,6 +351,86 @@ class RaftClient:
         holds, else `failure` (SPEC §6, "Transactions", for the parts' forms)."""
         result = self._write(lambda write: protocol.txn_request(compare, success, failure, write))
         return decode_result(result.raw, TxnResult)
+
+    def watch(
+        self,
+        prefix: str | None = None,
+        *,
+        key: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        from_index: int | None = None,
+        prev: bool = False,
+    ) -> Iterator[WatchEvent]:
+        """The changes of `key`, or of the keys named by `prefix` or `start`/`end` (or every
+        key), after `from_index` (None: from now), in log order, without end; resumed
+        exactly on the next node when a stream is lost (as `AsyncRaftClient.watch`). Each
+        stream has a connection of its own, outside the client's lock."""
+        keys = protocol.KeyRangeQuery(prefix, start, end)
+        watch_request(keys, key, from_index, prev)  # a bad range is refused before any I/O
+        return self._watch(keys, key, from_index, prev)
+
+    def _watch(
+        self, keys: protocol.KeyRangeQuery, key: str | None, from_index: int | None, prev: bool
+    ) -> Iterator[WatchEvent]:
+        cursor = WatchCursor(from_index)
+        route = WatchRoute(
+            self._view, target=self.target, timeout_seconds=self.timeout, rng=self._random
+        )
+        while True:
+            node_id = route.node
+            request = watch_request(keys, key, cursor.resume_from(), prev)
+            try:
+                for line in self._watch_lines(node_id, request):
+                    route.streaming()
+                    if line["type"] == "error":
+                        raise lost_from_error_line(line, node_id)
+                    event = cursor.accept(line)
+                    if event is not None:
+                        yield event
+                raise WatchLost(f"node {node_id} ended the watch")
+            except errors.ClientError as error:
+                delay = route.failed(error)
+            if delay > 0:
+                time.sleep(delay)
+
+    def _watch_lines(self, node_id: int, request: Request) -> Iterator[dict[str, Any]]:
+        """The lines of one watch stream from `node_id`, decoded; raises the node's error
+        answer, or `Unreachable` when the connection fails or stays silent too long."""
+        host, port = self._view.addresses[node_id]
+        connect_timeout = connect_timeout_for(self.timeout)
+        connection = (
+            http.client.HTTPSConnection(
+                host, port, timeout=connect_timeout, context=self.ssl_context
+            )
+            if self.ssl_context is not None
+            else http.client.HTTPConnection(host, port, timeout=connect_timeout)
+        )
+        try:
+            connection.connect()
+            assert connection.sock is not None
+            connection.sock.settimeout(WATCH_SILENCE_SECONDS_MAX)
+            headers = protocol.headers_for(request, self._token)
+            connection.request(request.method, request.path, headers=headers)
+            response = connection.getresponse()
+            if response.status != 200:
+                protocol.read_answer(response.status, response.read(request.response_bytes_max))
+                message = f"node {node_id} answered a watch with HTTP {response.status}"
+                raise BadResponse(message, {"node": node_id, "message": message})
+            while True:
+                line = response.readline(WATCH_LINE_BYTES_MAX + 1)
+                if not line.endswith(b"\n"):
+                    if len(line) > WATCH_LINE_BYTES_MAX:
+                        message = f"node {node_id} sent a watch line over the limit"
+                        raise BadResponse(message, {"node": node_id, "message": message})
+                    return  # the end of the stream (a line cut short by it is sent again)
+                yield decode_line(line[:-1], node_id)
+        except (http.client.HTTPException, OSError) as error:
+            address = format_address((host, port))
+            message = f"node {node_id} at {address}: {error or type(error).__name__}"
+            raise Unreachable(message, {"node": node_id, "message": message}) from None
+        finally:
+            connection.close()
 
     # --- leases (SPEC §6, "Leases") ------------------------------------------------------
     def lease_grant(self, ttl: int, lease_id: int | None = None) -> lease_protocol.LeaseGrant:

@@ -87,6 +87,22 @@ def key_range_of(query: Mapping[str, str]) -> KeyRange | None:
     return KeyRange(start or "", end)
 
 
+def watch_request_of(query: Mapping[str, str]) -> tuple[KeyRange, int | None, bool]:
+    """`GET /v1/watch`: the range (`key`, `prefix`, or `start`/`end`; neither: every key),
+    `from_index` (None: from the applied index) and `prev`."""
+    key = range_bound(query, "key")
+    key_range = key_range_of(query)
+    if key is not None:
+        if key_range is not None:
+            raise BadRequest("give 'key', or 'prefix', or 'start'/'end': one of them")
+        key_range = KeyRange(key, key + "\x00")  # the key alone: the next string after it
+    raw = query.get("from_index")
+    from_index = None if raw is None else number_of(raw)
+    if raw is not None and from_index is None:
+        raise BadRequest(f"'from_index' must be an integer from 0 to {NUMBER_MAX}")
+    return key_range or KeyRange(), from_index, query_flag(query, "prev")
+
+
 def range_limit_of(query: Mapping[str, Any]) -> int:
     raw = query.get("limit")
     if raw is None:

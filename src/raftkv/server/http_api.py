@@ -35,14 +35,16 @@ from raftkv.server.api_requests import (
     range_limit_of,
     session_of,
     transaction_of,
+    watch_request_of,
 )
 from raftkv.server.auth import PUBLIC_HEALTH, PUBLIC_METRICS, Access, AccessPolicy, Refusal, Role
 from raftkv.server.backup import BackupBusy
 from raftkv.server.health import HealthFacts, readiness
-from raftkv.server.http_server import Request, Response, StreamResponse
+from raftkv.server.http_server import Request, Response, StreamOutput, StreamResponse
 from raftkv.server.lease_api import LEASE_PATH, LEASE_PREFIX, LEASES_PATH, LeaseApi, LeaseBackend
 from raftkv.server.options import READY_LAG_ENTRIES_DEFAULT
 from raftkv.server.requests import RequestFailed
+from raftkv.server.watches import Compacted, TooManyWatchers, WatchHub
 from raftkv.storage.backup_file import BACKUP_CONTENT_TYPE
 
 # The body allowance: a value and an `if_value` within the value limit are accepted however
@@ -60,6 +62,8 @@ def body_bytes_max(value_bytes_max: int) -> int:
 
 KV_RANGE_PATH = "/v1/kv"
 TXN_PATH = "/v1/txn"
+WATCH_PATH = "/v1/watch"
+NDJSON_CONTENT_TYPE = "application/x-ndjson"
 MEMBERS_PREFIX = "/v1/members/"
 NOT_KEY_VALUE_MESSAGE = (
     "this node's state machine is not the key-value store; the /v1/kv routes serve only"
@@ -166,6 +170,9 @@ class ApiBackend(LeaseBackend, Protocol):
     @property
     def dashboard(self) -> DashboardStreams: ...
 
+    @property
+    def watches(self) -> WatchHub: ...
+
     def leader_client_address(self, leader_id: int | None) -> str | None: ...
 
     async def read_query(self, consistency: str, query: Callable[[Any], T]) -> tuple[T, int]:
@@ -241,6 +248,7 @@ class ClientApi:
                 "DELETE": Endpoint(self.delete_range, WRITE),
             }
             self._exact[TXN_PATH] = {"POST": Endpoint(self.post_txn, WRITE)}
+            self._exact[WATCH_PATH] = {"GET": Endpoint(self.get_watch, READ)}
             kv_routes = {
                 "PUT": Endpoint(self.put_key, WRITE),
                 "GET": Endpoint(self.get_key, READ),
@@ -269,7 +277,7 @@ class ClientApi:
                     break
             else:
                 if not self._key_value_routes and (
-                    path in (KV_RANGE_PATH, TXN_PATH) or path.startswith(KV_PREFIX)
+                    path in (KV_RANGE_PATH, TXN_PATH, WATCH_PATH) or path.startswith(KV_PREFIX)
                 ):
                     raise NoRoute(NOT_KEY_VALUE_MESSAGE)
                 raise NoRoute(f"no such path: {path}")
@@ -453,6 +461,25 @@ class ClientApi:
             op="txn", key="", txn=txn, client_id=client_id, seq=seq, after_index=after_index
         )
         return await self._propose_write(command)
+
+    async def get_watch(self, request: Request) -> Response | StreamResponse:
+        """The changes of a range after `from_index`, streamed from this node's applied
+        state (any node: every replica applies the same changes in the same order)."""
+        key_range, from_index, prev = watch_request_of(request.query)
+        hub = self.server.watches
+        output = StreamOutput()
+        try:
+            stream = hub.open(key_range, from_index, prev=prev, output=output)
+        except Compacted as error:
+            return Response.error(410, "compacted", str(error), oldest_index=error.oldest_index)
+        except TooManyWatchers as error:
+            return Response.error(503, "overloaded", f"{error}; try another node or later")
+        return StreamResponse(
+            stream,
+            NDJSON_CONTENT_TYPE,
+            output=output,
+            unsent_bytes_max=hub.limits.buffer_bytes_max,
+        )
 
     async def get_status(self, request: Request) -> Response:
         return Response.json(self.server.status())

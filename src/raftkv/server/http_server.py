@@ -133,11 +133,25 @@ class Response(msgspec.Struct, gc=False):
         return Response(self.status, self.body, self.content_type, (*self.headers, *lines))
 
 
+class StreamOutput:
+    """What the producer of a stream may know of its connection: how much it has written
+    that the client has not taken yet (0 until the stream starts and after it ends), so it
+    can hold back rather than pile up output for a client that is behind (watches)."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.WriteTransport | None = None
+
+    def unsent_bytes(self) -> int:
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+
 class StreamResponse:
     """An answer whose body is written piece by piece as `pieces` yields them (a Server-
-    Sent Events stream), with no length: the connection closes after it. `pieces` is
-    closed (`aclose()`) when the stream ends for any reason, so it can let go of what it
-    holds."""
+    Sent Events stream, or NDJSON), with no length: the connection closes after it.
+    `pieces` is closed (`aclose()`) when the stream ends for any reason, so it can let go
+    of what it holds. `output`, if given, is told the connection's transport while the
+    stream runs. A client that lets more than `unsent_bytes_max` pile up is cut off."""
 
     def __init__(
         self,
@@ -145,11 +159,16 @@ class StreamResponse:
         content_type: str = "text/event-stream",
         headers: tuple[str, ...] = ("Cache-Control: no-store",),
         status: int = 200,
+        *,
+        output: StreamOutput | None = None,
+        unsent_bytes_max: int = 0,
     ) -> None:
         self.pieces = pieces
         self.content_type = content_type
         self.headers = headers
         self.status = status
+        self.output = output
+        self.unsent_bytes_max = unsent_bytes_max or STREAM_UNSENT_BYTES_MAX
 
 
 Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
@@ -523,22 +542,31 @@ class _Connection(asyncio.Protocol):
             )
             if head_only:
                 return
+            if response.output is not None:
+                response.output.transport = transport
             async for piece in pieces:
                 transport = self._transport
                 if transport is None or transport.is_closing():
                     return  # the client went away
-                if transport.get_write_buffer_size() > STREAM_UNSENT_BYTES_MAX:
+                if transport.get_write_buffer_size() > response.unsent_bytes_max:
                     logger.info("cut off a stream whose client stopped reading it")
                     transport.abort()
                     return
                 transport.write(piece)
                 self.last_active = self._loop.time()
         finally:
+            if response.output is not None:
+                response.output.transport = None
             with contextlib.suppress(Exception):
                 await cast(Any, pieces).aclose()
             self._serving = None
-            if self._transport is not None:
-                self._transport.close()
+            transport = self._transport
+            if transport is not None:
+                transport.close()
+                if transport.get_write_buffer_size():
+                    # Its last lines (an error) are the client's if it reads them soon; a
+                    # client that does not read must not hold the connection open.
+                    self._loop.call_later(LINGER_SECONDS, transport.abort)
 
     def _write(
         self, response: Response, head_only: bool, last: bool, confirm: bool = False

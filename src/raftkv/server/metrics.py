@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from raftkv.core import RaftNode
 from raftkv.server.auth import AccessPolicy
 from raftkv.server.http_server import HttpServer
+from raftkv.server.watches import WatchHub
 from raftkv.transport.base import Transport
 
 ROLE_CODES = {"follower": 0, "pre_candidate": 1, "candidate": 2, "leader": 3, "learner": 4}
@@ -76,6 +77,9 @@ class MetricsSource(Protocol):
 
     @property
     def access(self) -> AccessPolicy: ...
+
+    @property
+    def watches(self) -> WatchHub: ...
 
     def role_name(self) -> str: ...
 
@@ -151,6 +155,7 @@ class _NodeCollector(Collector):
             for status, count in sorted(http.responses.items()):
                 responses.add_metric([str(status)], count)
             yield responses
+        yield from _watch_metrics(server.watches)
         access = server.access
         if access.enabled:
             failures = CounterMetricFamily(
@@ -169,6 +174,34 @@ class _NodeCollector(Collector):
                 "Frames dropped by full queues or lost links",
                 value=totals.frames_dropped,
             )
+
+
+def _watch_metrics(hub: WatchHub) -> Iterator[Metric]:
+    yield GaugeMetricFamily("raft_watchers", "Watchers this node streams to", value=hub.watchers)
+    yield CounterMetricFamily(
+        "raft_watch_events_sent", "Watch events written to watchers", value=hub.events_sent_total
+    )
+    cut_offs = CounterMetricFamily(
+        "raft_watch_cut_offs",
+        "Watchers ended with an error line: too far behind (slow_watcher), or their place"
+        " in the history was dropped (compacted)",
+        labels=["reason"],
+    )
+    for reason, count in sorted(hub.cut_offs.items()):
+        cut_offs.add_metric([reason], count)
+    yield cut_offs
+    events, size = hub.history.held
+    yield GaugeMetricFamily(
+        "raft_watch_history_events", "Key changes held for watchers", value=events
+    )
+    yield GaugeMetricFamily(
+        "raft_watch_history_bytes", "Approximate bytes of the changes held", value=size
+    )
+    yield GaugeMetricFamily(
+        "raft_watch_history_oldest_index",
+        "Watchers may resume from this index on",
+        value=hub.history.oldest_index,
+    )
 
 
 class NodeMetrics:

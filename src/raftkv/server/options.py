@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from raftkv.addresses import WILDCARD_HOSTS, format_address
 from raftkv.core.config import RaftConfig
 from raftkv.server.auth import AccessPolicy
+from raftkv.server.watches import WatchLimits
 from raftkv.tls import TlsSettings
 
 # Client API limits (SPEC §3).
@@ -78,6 +79,8 @@ class NodeOptions:
     join_token: str | None = field(default=None, repr=False)
     # Certificate files: mutual TLS between peers, HTTPS on the client port (SPEC §6).
     tls: TlsSettings = field(default_factory=TlsSettings)
+    # Watchers per node, the history of changes they resume from, their buffers (SPEC §6).
+    watch: WatchLimits = field(default_factory=WatchLimits)
 
     @property
     def advertised_peer_address(self) -> tuple[str, int]:

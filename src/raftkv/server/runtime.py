@@ -58,6 +58,7 @@ from raftkv.server.options import (
 from raftkv.server.peers_file import load_peer_addresses, save_peer_addresses
 from raftkv.server.requests import RequestFailed, RequestTracker
 from raftkv.server.snapshots import SnapshotTaker
+from raftkv.server.watches import WatchHub
 from raftkv.storage import open_data_dir
 from raftkv.storage.base import LogStore, SnapshotStore, StableStore, Stores
 from raftkv.storage.datadir import DataDir
@@ -133,6 +134,15 @@ class RaftServer:
         self._listen_for_clients = listen_for_clients
         self.id = options.node_id
         self.state_machine: StateMachine = state_machine or KVStore()
+        # The key changes the store applies, kept for watchers (`GET /v1/watch`), from the
+        # state it holds now: a snapshot restored at start-up restarts the history there, and
+        # the entries replayed after it feed it. Another state machine has no keys to watch.
+        store = self.state_machine
+        if isinstance(store, KVStore):
+            self.watches = WatchHub(options.watch, store.applied_index, store.observer)
+            store.observer = self.watches
+        else:
+            self.watches = WatchHub(options.watch)
         self.metrics = NodeMetrics(self)
         self.requests = RequestTracker(self, options.request_timeout_seconds)
         self.node: RaftNode
@@ -419,6 +429,7 @@ class RaftServer:
             self.http.stop_listening()
         # Waiting requests get their answer (an error) before the connections close.
         self.requests.fail_all("node shutting down")
+        self.watches.close()  # their clients resume on another node
         if self.http is not None:
             await self.http.close(grace_seconds=1.0)
         self.snapshots.cancel()
@@ -647,6 +658,7 @@ class RaftServer:
         if self.lessor is not None:
             self.lessor.applied()
         self.requests.applied_through(self.applied_index)
+        self.watches.applied_through(self.applied_index)
 
     def _leadership_for_leases(self, leading: bool) -> None:
         lessor = self.lessor
@@ -666,6 +678,7 @@ class RaftServer:
         if self.lessor is not None:
             self.lessor.applied()
         self.requests.applied_through(index)
+        self.watches.applied_through(index)
 
     def _membership_applied(self, membership: Membership, index: int) -> None:
         # A joining node replays configurations from before it was added, perhaps an earlier

@@ -354,6 +354,11 @@ class InvariantChecker:
             )
         self.acknowledged[index] = term
 
+    def applied_commands(self) -> list[tuple[int, bytes]]:
+        """Every state machine command applied as an entry by some node, in index order:
+        the committed log, less configurations (what a watch checker replays)."""
+        return [(index, data) for index, (_, _, data) in sorted(self._applied.items())]
+
     def applied_term(self, index: int) -> int | None:
         applied = self._applied.get(index)
         return None if applied is None else applied[0]

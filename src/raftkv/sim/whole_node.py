@@ -35,6 +35,7 @@ import msgspec
 
 from raftkv.addresses import parse_host_port
 from raftkv.check import HistoryRecorder, check_history
+from raftkv.check.watches import check_watches, committed_changes
 from raftkv.core import Entry, EntryKind
 from raftkv.errors import Corruption, StorageError
 from raftkv.kv import KVStore, decode_command
@@ -56,6 +57,7 @@ from raftkv.sim.whole_node_leases import (
 from raftkv.sim.whole_node_machine import Machine, MachineState
 from raftkv.sim.whole_node_operator import Operator
 from raftkv.sim.whole_node_report import WholeNodeOptions, WholeNodeResult, WholeNodeStats
+from raftkv.sim.whole_node_watchers import Watcher
 from raftkv.storage.simulated_disk import DiskFaults, SimulatedCrash, SimulatedFileSystem
 from raftkv.transport.memory import MemoryHub, MemoryTransport
 
@@ -224,7 +226,13 @@ class WholeNodeSimulation:
         )
         self.recorder = HistoryRecorder()
         self.operator = Operator(self, random.Random(seeds.getrandbits(64)))
+        # The watchers' own randomness, drawn last: every other stream is as it was before
+        # watchers existed (their callbacks still move the loop's perturbed order).
+        self._watch_rng = random.Random(seeds.getrandbits(64))
+        self.watchers: list[Watcher] = []
         self.issuing = True
+        # Watchers stream until the end, through healing and convergence, then are checked.
+        self.watching = True
         self._next_value = 1
         self._violation: InvariantViolation | None = None
         # Drawn last, so every generator above is what it was before leases.
@@ -323,10 +331,10 @@ class WholeNodeSimulation:
             machine.disk.schedule_crash(self.rng.randint(1, 80))
         self.start(machine)
 
-    def in_process(self, owner: object, coroutine: Any) -> None:
+    def in_process(self, owner: object, coroutine: Any) -> asyncio.Task[Any]:
         context = contextvars.copy_context()
         context.run(OWNER.set, owner)
-        context.run(self.loop.create_task, coroutine)
+        return context.run(self.loop.create_task, coroutine)
 
     async def _boot(self, machine: Machine, server: RaftServer) -> None:
         try:
@@ -605,6 +613,10 @@ class WholeNodeSimulation:
                 self.in_process(CLIENT_OWNER, client.run())
             for number in range(1, self.load_writers + 1):
                 self.in_process(CLIENT_OWNER, LoadWriter(self, number, client_rng).run())
+            for number in range(1, options.watchers + 1):
+                watcher = Watcher(self, number, self._watch_rng)
+                self.watchers.append(watcher)
+                self.in_process(CLIENT_OWNER, watcher.run())
             for number in range(1, LEASE_CLIENTS + 1 if options.leases else 1):
                 lease_client = LeaseClient(
                     self, number, self.lease_rng, self.lease_watch, self.lease_stats
@@ -631,8 +643,11 @@ class WholeNodeSimulation:
                 )
             # Let the clients' last attempts finish or time out.
             self.loop.run_until(stop, self.loop.time() + 2 * ATTEMPT_TIMEOUT_SECONDS)
+            self.watching = False
             if self._violation is None:
                 self._check_history()
+            if self._violation is None:
+                self._check_watches()
         finally:
             self.loop.after_callback = None
             logging.getLogger("raftkv").setLevel(logging.NOTSET)
@@ -674,6 +689,25 @@ class WholeNodeSimulation:
             self.fail("Linearizability", result.explain())
         elif result.ok is None:
             self.fail("Linearizability", "UNKNOWN: the checker's search budget ran out")
+
+    def _check_watches(self) -> None:
+        """Every watcher's segments against the changes of the committed log, replayed."""
+        if not self.watchers:
+            return
+        expected = committed_changes(self.checker.applied_commands())
+        segments = [segment for watcher in self.watchers for segment in watcher.segments]
+        verdict = check_watches(expected, segments)
+        streams = sum(watcher.stats.streams for watcher in self.watchers)
+        compacted = sum(watcher.stats.compacted for watcher in self.watchers)
+        summary = (
+            f"{len(self.watchers)} watchers, {len(segments)} segments, {streams} streams,"
+            f" {compacted} compacted"
+        )
+        if verdict.ok:
+            self.stats.watches = f"OK ({summary}, {verdict.checked} events)"
+        else:
+            self.stats.watches = f"FAILED ({summary})"
+            self.fail("Watches", verdict.message)
 
 
 def _is_internal(failure: str) -> bool:

@@ -10,6 +10,8 @@ from raftkv.sim.invariants import InvariantViolation
 from raftkv.sim.runner import verdict_lines
 from raftkv.sim.whole_node_leases import LeaseStats
 
+WATCHERS_DEFAULT = 2
+
 
 @dataclass
 class WholeNodeOptions:
@@ -20,6 +22,8 @@ class WholeNodeOptions:
     clients: int = 3
     # Members removed and added (joins, re-adds on a new disk) and leadership transfers.
     membership: bool = True
+    # Watchers of the clients' keys, resuming on other nodes, checked at the end.
+    watchers: int = WATCHERS_DEFAULT
     # A client of leases (grants, keys attached, keepalives, revokes, expiries) and the
     # check that none expires early (sim/whole_node_leases.py).
     leases: bool = True
@@ -35,6 +39,7 @@ class WholeNodeOptions:
             f" --seconds {self.seconds:g}"
             + ("" if self.faults else " --faults none")
             + ("" if self.membership else " --workload kv")
+            + ("" if self.watchers == WATCHERS_DEFAULT else f" --watchers {self.watchers}")
             + ("" if self.leases else " --no-leases")
         )
 
@@ -68,6 +73,7 @@ class WholeNodeStats:
     commit_index: int = 0
     liveness: str = "not checked"
     linearizability: str = "not checked"
+    watches: str = "not checked"
     leases: LeaseStats | None = None  # None: no lease traffic
 
 
@@ -110,6 +116,7 @@ class WholeNodeResult:
         lines += [
             f"liveness: {stats.liveness}",
             f"linearizability: {stats.linearizability}",
+            f"watches: {stats.watches}",
         ]
         lines += [f"refused to start: {refusal}" for refusal in stats.refused_starts]
         return lines + verdict_lines(self.violation, options.seed, options.replay_command())
