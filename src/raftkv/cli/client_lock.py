@@ -17,7 +17,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from types import FrameType
 
@@ -25,11 +24,6 @@ from raftkv import errors
 from raftkv.client import LeaseKeeper, RaftClient, RequestError
 
 LOCK_TTL_DEFAULT_SECONDS = 10
-# Waiting for the lock polls the range `NAME/` with a backoff from the first to the last
-# of these. A watch (being built: SPEC §6, "Watches") will replace the poll: wait for the
-# deletion of the key just ahead of ours.
-POLL_SECONDS_FIRST = 0.05
-POLL_SECONDS_MAX = 0.5
 # How often the holder looks whether CMD ended or the lease was lost.
 CHILD_POLL_SECONDS = 0.05
 # CMD's time to end after SIGTERM, before SIGKILL.
@@ -149,13 +143,17 @@ def _create(client: RaftClient, key: str, lease: int) -> None:
 
 
 def _wait_for_turn(client: RaftClient, name: str, key: str, keeper: LeaseKeeper) -> None:
-    """Until `key` is the oldest (lowest create_index) under `NAME/`."""
-    delay = POLL_SECONDS_FIRST
+    """Until `key` is the oldest (lowest create_index) under `NAME/`: read the range, and
+    while another key is older, watch the range from the index read (so no change between
+    the read and the watch is missed) until a key of it is deleted, then read again. Our
+    own key's deletion (the lease expired or was revoked) ends the wait as a lost lock."""
     while True:
         if keeper.lost.is_set():
             raise _lost(f"the lock's lease was lost while waiting ({keeper.reason})", key=key)
         oldest: tuple[int, str] | None = None
+        read_at: int | None = None
         for page in client.range_pages(f"{name}/", keys_only=True):
+            read_at = page.index if read_at is None else min(read_at, page.index)
             for kv in page.kvs:
                 if oldest is None or kv.create_index < oldest[0]:
                     oldest = (kv.create_index, kv.key)
@@ -163,8 +161,9 @@ def _wait_for_turn(client: RaftClient, name: str, key: str, keeper: LeaseKeeper)
             raise _lost(f"the lock key {key} vanished while waiting", key=key)
         if oldest[1] == key:
             return
-        time.sleep(delay)
-        delay = min(POLL_SECONDS_MAX, delay * 2)
+        for event in client.watch(f"{name}/", from_index=read_at):
+            if event.type == "delete":
+                break
 
 
 def _hold_until_lost(keeper: LeaseKeeper) -> None:
