@@ -13,7 +13,8 @@ from raftkv.server.watch_history import WatchHistory
 from raftkv.server.watches import WatchHub
 from raftkv.sim.whole_node import WholeNodeOptions, run_whole_node
 
-SEED = 3  # a run whose watchers resume after crashes and 410s (see its report)
+SEED = 7  # a run whose watchers resume after crashes and 410s (see its report); re-pinned
+# when the multi-key workload moved seed 3 (the lossy history there dropped no watched change)
 
 
 def test_a_run_checks_its_watchers() -> None:
