@@ -119,8 +119,8 @@ def test_a_new_leader_gives_the_lease_its_ttl_plus_an_election_timeout(tmp_path:
         await wait_until(lambda: leader_of(others) is not None, "a new leader")
         elected_at = loop.time()
         new = leader(others)
-        assert new.lessor is not None
-        remaining = new.lessor.remaining(lease)
+        assert new.leases is not None
+        remaining = new.leases.lessor.remaining(lease)
         assert remaining is not None and remaining > 2 + ELECTION_TIMEOUT_MAX_SECONDS - 0.05
         await wait_until(lambda: key_everywhere(others, "k", present=False), "the expiry")
         assert loop.time() - elected_at >= 2 + ELECTION_TIMEOUT_MAX_SECONDS - 0.05
@@ -146,7 +146,9 @@ def test_revoke_deletes_the_keys_on_every_replica(tmp_path: Path) -> None:
         )
         status, listing = await call(first, "GET", "/v1/leases")
         assert (status, listing["leases"]) == (200, [])
-        expiries = [server.lessor.expiries_proposed_total for server in servers if server.lessor]
+        expiries = [
+            server.leases.lessor.expiries_proposed_total for server in servers if server.leases
+        ]
         assert expiries == [0, 0, 0]
         metrics = first.metrics.render().decode()
         assert "raft_leases 0.0" in metrics and "raft_lease_expiries_total 0.0" in metrics

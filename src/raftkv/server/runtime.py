@@ -36,7 +36,7 @@ from raftkv.errors import (
     SafetyViolation,
     StorageError,
 )
-from raftkv.kv import Command, KVStore, StateMachine, encode_command
+from raftkv.kv import KVStore, StateMachine
 from raftkv.server.auth import AccessPolicy
 from raftkv.server.backup import BackupMaker
 from raftkv.server.dashboard import LOG_TAIL_ENTRIES, Dashboard, Timeline, ask_peer_status
@@ -44,7 +44,8 @@ from raftkv.server.forwarding import Forwarding
 from raftkv.server.health import HealthFacts
 from raftkv.server.http_api import ClientApi
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
-from raftkv.server.lessor import LeaseMetrics, Lessor, lease_ttl_min_seconds
+from raftkv.server.lease_duties import LeaseDuties
+from raftkv.server.lessor import lease_ttl_min_seconds
 from raftkv.server.logs import trace_line
 from raftkv.server.members import MembershipOperations
 from raftkv.server.metrics import NodeMetrics
@@ -73,10 +74,6 @@ from raftkv.transport.tcp import TcpTransport
 T = TypeVar("T")
 
 logger = logging.getLogger("raftkv.node")
-
-# How often the leader looks for expired leases: an expiry is applied this much (plus a
-# commit) after its deadline at most; each look scans every lease.
-LEASE_CHECK_SECONDS = 0.1
 
 # File descriptors kept for everything but client connections: WAL segments, snapshot
 # files, the data dir lock, listening sockets, peer connections in and out.
@@ -214,14 +211,10 @@ class RaftServer:
         )
         self.http: HttpServer | None = None
         self.api: ClientApi | None = None
-        # Lease deadlines, kept by the leader only (server/lessor.py); None for a state
-        # machine other than the KV store, which has no leases.
-        self.lessor: Lessor | None = None
+        # Lease deadlines and expiries, kept by the leader (server/lease_duties.py); None for
+        # a state machine other than the KV store, which has no leases.
+        self.leases: LeaseDuties | None = None
         self.lease_ttl_min_seconds = lease_ttl_min_seconds(options.election_timeout_ms[1])
-        # Ticks between two looks for expired leases (about LEASE_CHECK_SECONDS), and ticks
-        # left until the next one.
-        self._lease_check_ticks = max(1, round(LEASE_CHECK_SECONDS * 1000 / options.tick_ms))
-        self._lease_check_countdown = self._lease_check_ticks
 
     # --- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -230,14 +223,14 @@ class RaftServer:
         self._build_node()
         self.applied_index = self.node.log.applied
         if isinstance(self.state_machine, KVStore):
-            election_timeout_seconds = options.election_timeout_ms[1] / 1000
-            self.lessor = Lessor(
+            self.leases = LeaseDuties(
                 self.state_machine,
                 asyncio.get_running_loop().time,
-                extension_seconds=election_timeout_seconds,
-                retry_seconds=election_timeout_seconds,
+                self.node.propose,
+                election_timeout_seconds=options.election_timeout_ms[1] / 1000,
+                tick_ms=options.tick_ms,
+                registry=self.metrics.registry,
             )
-            self.metrics.registry.register(LeaseMetrics(self.state_machine, self.lessor))
         transport_factory = self._transport_factory
         if options.tls.peer is not None and transport_factory is TcpTransport:
             transport_factory = functools.partial(TcpTransport, peer_tls=peer_tls(options.tls.peer))
@@ -529,32 +522,14 @@ class RaftServer:
             self._lease_blackout_ticks = max(0, self._lease_blackout_ticks - 1)
             if self.storage_failure is None:
                 try:
-                    self._expire_leases()
+                    if self.leases is not None:
+                        self.leases.tick()
                     self.node.tick()
                 except Exception:
                     # The ticker itself goes on: it also times out waiting requests.
                     logger.exception("internal error in a tick")
                     self._stop_participating("internal error in the ticker")
                 self._wake.set()
-
-    def _expire_leases(self) -> None:
-        """Leader: propose expiring the leases past their deadline (server/lessor.py). From
-        the ticker, not a task of its own: a node without leases schedules nothing more.
-        The entry is not waited for: the lessor proposes it again if it is lost."""
-        lessor = self.lessor
-        if lessor is None or not lessor.active:
-            return
-        self._lease_check_countdown -= 1
-        if self._lease_check_countdown > 0:
-            return
-        self._lease_check_countdown = self._lease_check_ticks
-        expired = lessor.expired()
-        if expired:
-            command = Command(op="lease_expire", key="", leases=tuple(expired))
-            try:
-                self.node.propose(encode_command(command))
-            except RaftError as error:  # no longer leader, or the log is full for now
-                logger.info("could not propose expiring %d leases: %s", len(expired), error)
 
     def send(self, message: AnyMessage) -> None:
         self.transport.send(message)
@@ -620,7 +595,8 @@ class RaftServer:
             self.members.leader_changed()
             if ready.soft_state.role != "leader":
                 self.requests.leadership_lost()
-            self._leadership_for_leases(ready.soft_state.role == "leader")
+            if self.leases is not None:
+                self.leases.leadership(ready.soft_state.role == "leader")
             self.timeline.role_changed(self.role_name(), self.node.term, ready.soft_state.leader_id)
             for listener in self.soft_state_listeners:
                 listener(ready.soft_state.role, ready.soft_state.leader_id)
@@ -655,19 +631,10 @@ class RaftServer:
         while len(hashes) > HASH_WINDOW_ENTRIES:
             hashes.popitem(last=False)
         self.applied_index = entries[-1].index
-        if self.lessor is not None:
-            self.lessor.applied()
+        if self.leases is not None:
+            self.leases.applied()
         self.requests.applied_through(self.applied_index)
         self.watches.applied_through(self.applied_index)
-
-    def _leadership_for_leases(self, leading: bool) -> None:
-        lessor = self.lessor
-        if lessor is None:
-            return
-        if leading and not lessor.active:
-            lessor.promote()
-        elif not leading and lessor.active:
-            lessor.demote()
 
     def state_machine_restored(self, index: int) -> None:
         """The state machine was just restored from a snapshot at `index` (SnapshotTaker):
@@ -675,8 +642,8 @@ class RaftServer:
         self.applied_hashes.clear()
         self.applied_hashes[index] = self.state_machine.applied_hash
         self.applied_index = index
-        if self.lessor is not None:
-            self.lessor.applied()
+        if self.leases is not None:
+            self.leases.applied()
         self.requests.applied_through(index)
         self.watches.applied_through(index)
 
@@ -797,17 +764,18 @@ class RaftServer:
         if self.storage_failure is not None:
             raise RequestFailed(f"storage failed: {self.storage_failure}")
         node = self.node
-        if node.role != "leader" or self.lessor is None:
+        if node.role != "leader" or self.leases is None:
             raise NotLeader(node.leader_id)
         index = await self.requests.read_index()
         await self.requests.wait_applied(index)
-        if node.role != "leader" or not self.lessor.active:
+        lessor = self.leases.lessor
+        if node.role != "leader" or not lessor.active:
             raise NotLeader(node.leader_id)
-        return self.lessor.keep_alive(lease_id)
+        return lessor.keep_alive(lease_id)
 
     def lease_remaining(self, lease_id: int) -> float | None:
         """Seconds the leader's lessor gives the lease; None on a follower."""
-        return None if self.lessor is None else self.lessor.remaining(lease_id)
+        return None if self.leases is None else self.leases.lessor.remaining(lease_id)
 
     async def backup(self) -> bytes:
         """`GET /v1/snapshot`: a consistent backup file of the state machine (leader only)."""
