@@ -90,7 +90,7 @@ def cluster(tmp_path: Path) -> Iterator[ProcessCluster]:
     processes = ProcessCluster(root)
     try:
         processes.start_all()
-        processes.wait_leader()
+        processes.wait_settled()
         yield processes
     finally:
         processes.stop_all()

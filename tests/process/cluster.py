@@ -222,6 +222,20 @@ class ProcessCluster:
         ids = list(among) if among is not None else None
         return wait_for(lambda: self.leader(ids), timeout, "a leader")
 
+    def wait_settled(self, timeout: float = 20) -> int:
+        """Waits until every node answers on its client port and names one same leader: a
+        leader known to two nodes says nothing of a third that is still starting."""
+
+        def agreed() -> int | None:
+            try:
+                leaders = {self.status(node_id)["leader"] for node_id in self.nodes}
+            except (OSError, http.client.HTTPException, AssertionError):
+                return None
+            (leader,) = leaders if len(leaders) == 1 else (None,)
+            return leader if isinstance(leader, int) else None
+
+        return wait_for(agreed, timeout, "every node answering with one leader")
+
     def put(self, key: str, value: str, **extra: Any) -> tuple[int, Any]:
         leader = self.wait_leader()
         return self.request(leader, "PUT", f"/v1/kv/{key}", {"value": value, **extra})
