@@ -15,7 +15,7 @@ def cluster(tmp_path: Path) -> Iterator[ProcessCluster]:
     processes = ProcessCluster(tmp_path)
     try:
         processes.start_all()
-        processes.wait_leader()
+        processes.wait_settled()
         yield processes
     finally:
         processes.stop_all()
