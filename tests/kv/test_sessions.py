@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raftkv.kv import Command, KVStore, Result, encode_command
-from raftkv.kv.store import _Session
+from raftkv.kv.snapshot_format import Session as _Session
 
 EXPIRED = Result(ok=False, error="session_expired")
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import msgspec
 
 from raftkv.errors import InvariantViolation
+from raftkv.kv import snapshot_format
 from raftkv.kv.changes import ChangeObserver, KeyChange
 from raftkv.kv.commands import Command, Result, decode_command
-from raftkv.kv.leases import LEASE_TTL_MAX_SECONDS, LEASES_MAX, LeaseRecord, LeaseTable
+from raftkv.kv.leases import LEASE_TTL_MAX_SECONDS, LEASES_MAX, LeaseTable
 from raftkv.kv.ranges import KeyRange, SortedKeys
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.sessions import Refusals, SessionRecord, SessionTable
@@ -24,29 +25,6 @@ _BAD_REQUEST = Result(ok=False, error="bad_request")
 _SESSION_EXPIRED = Result(ok=False, error="session_expired")
 _LEASE_NOT_FOUND = Result(ok=False, error="lease_not_found")
 _REFUSALS = Refusals(stale=_STALE_REQUEST, expired=_SESSION_EXPIRED)
-
-
-# A session as snapshots keep it.
-_Session = SessionRecord[Result]
-
-
-class _Snapshot(msgspec.Struct):
-    # Each key's record (a MessagePack array). Snapshots written before revisions hold the
-    # value alone (a string): restored as created and last written at the snapshot's index,
-    # version 1 (SPEC §6). The field keeps its name so that a node older than revisions
-    # refuses a newer snapshot (an array where it wants a string) instead of misreading it.
-    data: Mapping[str, KeyRecord | str]
-    applied_index: int
-    applied_hash: bytes
-    sessions: list[_Session] = []
-    # Absent from snapshots written before sessions were refused once forgotten: 0.
-    evicted_through: int = 0
-    # Absent from snapshots written before leases: none.
-    leases: list[LeaseRecord] = []
-
-
-_snapshot_encoder = msgspec.msgpack.Encoder()
-_snapshot_decoder = msgspec.msgpack.Decoder(_Snapshot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,17 +333,17 @@ class KVStore:
         return {key: record.value for key, record in self._records.items()}
 
     def snapshot(self) -> bytes:
-        return _snapshot_encoder.encode(self._state(self._records))
+        return snapshot_format.encode(self._state(self._records))
 
     def prepare_snapshot(self) -> Callable[[], bytes]:
         """Copy the state now (a C-speed dict copy) and return the slow part, the encoding,
         to run off the event loop while the store keeps applying."""
         state = self._state(dict(self._records))
-        return lambda: _snapshot_encoder.encode(state)
+        return lambda: snapshot_format.encode(state)
 
-    def _state(self, records: dict[str, KeyRecord]) -> _Snapshot:
+    def _state(self, records: dict[str, KeyRecord]) -> snapshot_format.Snapshot:
         table = self._sessions
-        return _Snapshot(
+        return snapshot_format.Snapshot(
             records,
             self.applied_index,
             self._hash,
@@ -377,7 +355,7 @@ class KVStore:
     def restore(self, data: bytes) -> None:
         """Raises `msgspec.DecodeError` (a ValueError) for bytes that are not a snapshot."""
         try:
-            state = _snapshot_decoder.decode(data)
+            state = snapshot_format.decoder.decode(data)
         except (UnicodeDecodeError, RecursionError) as error:  # not UTF-8; nested too deep
             raise msgspec.DecodeError(f"malformed snapshot: {error}") from None
         index = state.applied_index

@@ -1,0 +1,53 @@
+"""The sliced snapshot encoder writes exactly the bytes one whole encode() writes: snapshots
+written before it (and by other nodes' versions) and after it are the same format."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from raftkv.kv import snapshot_format
+from raftkv.kv.commands import Result
+from raftkv.kv.leases import LeaseRecord
+from raftkv.kv.records import KeyRecord
+from raftkv.kv.snapshot_format import Session, Snapshot
+from raftkv.kv.store import KVStore
+
+
+def state_of(keys: int) -> Snapshot:
+    records: dict[str, KeyRecord | str] = {
+        f"k{n}": KeyRecord(f"value {n}", n + 1, n + 2, 1, lease=n % 3) for n in range(keys)
+    }
+    if keys:
+        records["old-format"] = "a value alone, as snapshots before revisions kept it"
+    return Snapshot(
+        records,
+        applied_index=keys + 7,
+        applied_hash=bytes(range(32)),
+        sessions=[Session("client-a", 4, Result(ok=False, error="cas_failed", current="x"), 9)],
+        evicted_through=3,
+        leases=[LeaseRecord(11, 30)],
+    )
+
+
+# Around every MessagePack map header boundary (fixmap < 16 <= map16 < 65,536 <= map32),
+# counting the extra old-format key; slices of one key, a few, and the default.
+CASES = [(keys, slice_records) for keys in (0, 1, 14, 15, 16, 100) for slice_records in (1, 7)]
+CASES += [(keys, 4096) for keys in (0, 14, 15, 4095, 4096, 65_534, 65_535, 70_000)]
+
+
+@pytest.mark.parametrize(("keys", "slice_records"), CASES)
+def test_sliced_bytes_equal_one_whole_encode(keys: int, slice_records: int) -> None:
+    state = state_of(keys)
+    assert snapshot_format.encode(state, slice_records) == msgspec.msgpack.encode(state)
+
+
+def test_a_store_restores_what_it_encoded_in_slices() -> None:
+    store = KVStore()
+    for n in range(5000):
+        store.apply(n + 1, f'{{"op":"put","key":"k{n}","value":"v{n}"}}'.encode())
+    data = store.prepare_snapshot()()
+    restored = KVStore()
+    restored.restore(data)
+    assert restored.applied_hash == store.applied_hash
+    assert restored.snapshot() == data
