@@ -31,9 +31,11 @@ def state_of(keys: int) -> Snapshot:
 
 
 # Around every MessagePack map header boundary (fixmap < 16 <= map16 < 65,536 <= map32),
-# counting the extra old-format key; slices of one key, a few, and the default.
-CASES = [(keys, slice_records) for keys in (0, 1, 14, 15, 16, 100) for slice_records in (1, 7)]
-CASES += [(keys, 4096) for keys in (0, 14, 15, 4095, 4096, 65_534, 65_535, 70_000)]
+# counting the extra old-format key; slices whose flat arrays [key, value, ...] take each
+# array header form too (7 keys: 14 items, fixarray; 8: 16, array 16; 40,000: array 32).
+CASES = [(keys, slice_records) for keys in (0, 1, 14, 15, 16, 100) for slice_records in (1, 7, 8)]
+CASES += [(keys, 1024) for keys in (0, 14, 15, 4095, 4096, 65_534, 65_535, 70_000)]
+CASES += [(70_000, 40_000)]
 
 
 @pytest.mark.parametrize(("keys", "slice_records"), CASES)

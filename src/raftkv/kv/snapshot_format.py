@@ -5,7 +5,7 @@ msgspec holds the GIL for a whole `encode()` call: one call over 200,000 keys ta
 in the disk thread, and the event loop (heartbeats, requests) waits that long for the GIL.
 So the key map is encoded in slices of `SLICE_RECORDS` keys, each its own call, and between
 two calls the loop's thread gets the GIL back (at most one switch interval, 5 ms, later).
-The bytes are exactly those of encoding the whole `_Snapshot` at once: the map's header is
+The bytes are exactly those of encoding the whole `Snapshot` at once: the map's header is
 written for the whole map, each slice's own header is dropped, and the other fields follow
 as the struct encodes them (`_SnapshotOut` has the same fields in the same order, with the
 key map as raw bytes).
@@ -27,8 +27,8 @@ from raftkv.kv.sessions import SessionRecord
 # A session as snapshots keep it.
 Session = SessionRecord[Result]
 
-# Keys per encode() call: about a millisecond of holding the GIL for 64-byte values.
-SLICE_RECORDS = 4096
+# Keys per encode() call: a fraction of a millisecond of holding the GIL (64-byte values).
+SLICE_RECORDS = 1024
 
 
 class Snapshot(msgspec.Struct):
@@ -77,18 +77,27 @@ def encode(state: Snapshot, slice_records: int = SLICE_RECORDS) -> bytes:
 
 
 def _encode_map(records: Mapping[str, KeyRecord | str], slice_records: int) -> bytes:
-    parts = [_map_header(len(records))]
+    # A map's body is its keys and values one after the other, as an array's body is its
+    # items: each slice is encoded as the flat array [key, value, key, value, ...] (no dict
+    # to build) and its array header dropped.
+    parts = [_header(len(records), _MAP_HEADERS)]
     items = iter(records.items())
-    while chunk := dict(itertools.islice(items, slice_records)):
-        encoded = _encoder.encode(chunk)
-        parts.append(encoded[len(_map_header(len(chunk))) :])
+    flatten = itertools.chain.from_iterable
+    while flat := list(flatten(itertools.islice(items, slice_records))):
+        encoded = _encoder.encode(flat)
+        parts.append(encoded[len(_header(len(flat), _ARRAY_HEADERS)) :])
     return b"".join(parts)
 
 
-def _map_header(size: int) -> bytes:
-    """MessagePack's map header: fixmap, map 16 or map 32, as msgspec writes them."""
+# MessagePack's headers as msgspec writes them: (the fix form's first byte, 16-bit, 32-bit).
+_MAP_HEADERS = (0x80, 0xDE, 0xDF)
+_ARRAY_HEADERS = (0x90, 0xDC, 0xDD)
+
+
+def _header(size: int, forms: tuple[int, int, int]) -> bytes:
+    fixed, sixteen, thirty_two = forms
     if size < 16:
-        return bytes((0x80 | size,))
+        return bytes((fixed | size,))
     if size < 1 << 16:
-        return b"\xde" + struct.pack(">H", size)
-    return b"\xdf" + struct.pack(">I", size)
+        return bytes((sixteen,)) + struct.pack(">H", size)
+    return bytes((thirty_two,)) + struct.pack(">I", size)
