@@ -5,16 +5,23 @@
 Prints the median over R runs of: the time the event loop is blocked to take a snapshot
 (`prepare_snapshot`: the dict copy), the encoding (done in the disk thread), the durable
 save (temp file, fsync, rename, directory fsync), loading and verifying it, and restoring a
-store from it (what a follower does on InstallSnapshot).
+store from it (what a follower does on InstallSnapshot). Also the longest the event loop
+waits for the GIL while the disk thread encodes: with the key map encoded in slices
+(kv/snapshot_format.py, what nodes do) and, for comparison, in one msgspec call.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import itertools
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import msgspec
 
 from raftkv.core import Membership, SnapshotMeta
 from raftkv.kv import Command, KVStore, encode_command
@@ -25,6 +32,24 @@ def timed(action: Callable[[], object]) -> tuple[float, object]:
     started = time.perf_counter()
     result = action()
     return time.perf_counter() - started, result
+
+
+def longest_loop_wait(work: Callable[[], object]) -> float:
+    """Run `work` in a thread while an event loop wakes every 0.5 ms; the longest gap."""
+
+    async def measure() -> float:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(1) as executor:
+            stamps = [time.perf_counter()]
+            done = loop.run_in_executor(executor, work)
+            while not done.done():
+                await asyncio.sleep(0.0005)
+                stamps.append(time.perf_counter())
+            await done
+            stamps.append(time.perf_counter())
+        return max(later - earlier for earlier, later in itertools.pairwise(stamps))
+
+    return asyncio.run(measure())
 
 
 def main() -> None:
@@ -53,12 +78,17 @@ def main() -> None:
             restored = KVStore()
             restoring, _ = timed(lambda r=restored, d=latest[1]: r.restore(d))
             assert restored.applied_hash == store.applied_hash
+            sliced_wait = longest_loop_wait(store.prepare_snapshot())
+            state = store._state(store._records)
+            whole_wait = longest_loop_wait(lambda state=state: msgspec.msgpack.encode(state))
             for name, seconds in (
                 ("loop blocked (copy)", blocked),
                 ("encode (disk thread)", encoding),
                 ("save durably", saving),
                 ("load and verify", loading),
                 ("restore into a store", restoring),
+                ("loop wait, sliced", sliced_wait),
+                ("loop wait, one call", whole_wait),
             ):
                 rows.setdefault(name, []).append(seconds)
     print(

@@ -4,11 +4,10 @@ loop run while a large state is encoded.
 msgspec holds the GIL for a whole `encode()` call: one call over 200,000 keys takes 60-80 ms
 in the disk thread, and the event loop (heartbeats, requests) waits that long for the GIL.
 So the key map is encoded in slices of `SLICE_RECORDS` keys, each its own call, and between
-two calls the loop's thread gets the GIL back (at most one switch interval, 5 ms, later).
-The bytes are exactly those of encoding the whole `Snapshot` at once: the map's header is
-written for the whole map, each slice's own header is dropped, and the other fields follow
-as the struct encodes them (`_SnapshotOut` has the same fields in the same order, with the
-key map as raw bytes).
+two calls the loop's thread can take the GIL back. The bytes are exactly those of encoding
+the whole `Snapshot` at once: the map's header is written for the whole map, each slice's
+own header is dropped, and the other fields are the struct's own encoding with an empty key
+map. The slices are joined once, the only copy of the big bytes made with the GIL held.
 """
 
 from __future__ import annotations
@@ -46,37 +45,24 @@ class Snapshot(msgspec.Struct):
     leases: list[LeaseRecord] = []
 
 
-class _SnapshotOut(msgspec.Struct):
-    """`Snapshot` as written: the same fields in the same order, the key map pre-encoded."""
-
-    data: msgspec.Raw
-    applied_index: int
-    applied_hash: bytes
-    sessions: list[Session]
-    evicted_through: int
-    leases: list[LeaseRecord]
-
-
 _encoder = msgspec.msgpack.Encoder()
 decoder = msgspec.msgpack.Decoder(Snapshot)
+# How a Snapshot starts as MessagePack: a map of its 6 fields, the first one "data", here
+# holding an empty map.
+_START = b"\x86\xa4data"
+_EMPTY_MAP = b"\x80"
 
 
 def encode(state: Snapshot, slice_records: int = SLICE_RECORDS) -> bytes:
     """`state` as MessagePack, byte for byte what one `encode(state)` gives, in slices."""
-    data = _encode_map(state.data, slice_records)
-    return _encoder.encode(
-        _SnapshotOut(
-            msgspec.Raw(data),
-            state.applied_index,
-            state.applied_hash,
-            state.sessions,
-            state.evicted_through,
-            state.leases,
-        )
-    )
+    empty = _encoder.encode(msgspec.structs.replace(state, data={}))
+    if not empty.startswith(_START + _EMPTY_MAP):
+        raise AssertionError("the snapshot's layout changed: update kv/snapshot_format.py")
+    rest = empty[len(_START) + len(_EMPTY_MAP) :]
+    return b"".join([_START, *_encode_map(state.data, slice_records), rest])
 
 
-def _encode_map(records: Mapping[str, KeyRecord | str], slice_records: int) -> bytes:
+def _encode_map(records: Mapping[str, KeyRecord | str], slice_records: int) -> list[bytes]:
     # A map's body is its keys and values one after the other, as an array's body is its
     # items: each slice is encoded as the flat array [key, value, key, value, ...] (no dict
     # to build) and its array header dropped.
@@ -86,7 +72,7 @@ def _encode_map(records: Mapping[str, KeyRecord | str], slice_records: int) -> b
     while flat := list(flatten(itertools.islice(items, slice_records))):
         encoded = _encoder.encode(flat)
         parts.append(encoded[len(_header(len(flat), _ARRAY_HEADERS)) :])
-    return b"".join(parts)
+    return parts
 
 
 # MessagePack's headers as msgspec writes them: (the fix form's first byte, 16-bit, 32-bit).
