@@ -7,8 +7,8 @@ from raftkv.cli.bench_breakdown import ProcessSample, raw_fdatasync_rate, report
 
 
 def test_report_divides_each_node_s_counts_by_the_writes() -> None:
-    before = ProcessSample(1.0, 100, 10, 5.0, 0.005)
-    after = ProcessSample(1.5, 600, 110, 105.0, 0.105)
+    before = ProcessSample(1.0, 100, 10, 5.0, 0.005, {})
+    after = ProcessSample(1.5, 600, 110, 105.0, 0.105, {})
     table = report({"leader": after.minus(before)}, writes=1000, seconds=2.0)
     row = table.splitlines()[1].split()
     # 0.5 s of CPU over 1,000 writes; 500 I/O calls; 100 wake-ups; 100 syncs in 2 s of 1 ms
@@ -18,3 +18,26 @@ def test_report_divides_each_node_s_counts_by_the_writes() -> None:
 def test_raw_fdatasync_rate_measures_and_cleans_up(tmp_path: Path) -> None:
     assert raw_fdatasync_rate(tmp_path, seconds=0.05) > 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_gives_each_stage_s_mean_over_the_samples_of_the_run() -> None:
+    before = ProcessSample(0, 0, 0, 0, 0, {"queue": (1.0, 10.0), "apply": (0.5, 10.0)})
+    after = ProcessSample(
+        0, 0, 0, 0, 0, {"queue": (1.0004, 14.0), "apply": (0.5002, 14.0), "resume": (1e-4, 4.0)}
+    )
+    follower = ProcessSample(0, 0, 0, 0, 0, {"follower_disk": (0.0006, 4.0)})
+    table = report(
+        {
+            "leader": after.minus(before),
+            "follower 2": follower.minus(ProcessSample(0, 0, 0, 0, 0, {})),
+        },
+        writes=4,
+        seconds=1.0,
+    )
+    stages = table.split("mean µs:")[1].strip().splitlines()
+    # 0.4 ms over 4 samples: 100 µs; 0.2 ms: 50; 0.1 ms: 25, in the stages' order
+    assert stages[0].split() == [
+        "leader", "queue", "100", "·", "apply", "50", "·", "resume", "25", "=", "175", "from",
+        "proposal", "to", "handler",
+    ]  # fmt: skip
+    assert stages[1].split() == ["follower", "2", "follower_disk", "150"]

@@ -9,7 +9,10 @@ the node as shipped):
 - wake-ups per write: context switches of all the process's threads (/proc/PID/task/*/status);
 - WAL syncs per second and their mean time (the node's `raft_fsync_seconds` histogram), next
   to the raw fdatasync rate of the same file system measured alone, the physical limit of a
-  design that syncs once per batch.
+  design that syncs once per batch;
+- a write's stages inside the nodes, mean µs of the sampled writes (the nodes'
+  `raft_write_stage_seconds`, server/write_stages.py): the leader's queue, disk, replication
+  (network and a follower), apply and handler resumption, and each follower's queue and disk.
 """
 
 from __future__ import annotations
@@ -23,9 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from raftkv.server.write_stages import FOLLOWER_STAGES, LEADER_STAGES
+
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+STAGE_ORDER = LEADER_STAGES + FOLLOWER_STAGES
 _FSYNC_COUNT = re.compile(r"^raft_fsync_seconds_count (\S+)$", re.M)
 _FSYNC_SUM = re.compile(r"^raft_fsync_seconds_sum (\S+)$", re.M)
+_STAGE = re.compile(r'^raft_write_stage_seconds_(sum|count)\{stage="(\w+)"\} (\S+)$', re.M)
 
 
 @dataclass(frozen=True)
@@ -35,15 +42,28 @@ class ProcessSample:
     context_switches: int
     fsyncs: float
     fsync_seconds: float
+    # stage -> (seconds, samples) of raft_write_stage_seconds
+    stages: dict[str, tuple[float, float]]
 
     def minus(self, earlier: ProcessSample) -> ProcessSample:
+        stages = {
+            stage: (total - earlier.stages.get(stage, (0.0, 0.0))[0],
+                    count - earlier.stages.get(stage, (0.0, 0.0))[1])
+            for stage, (total, count) in self.stages.items()
+        }  # fmt: skip
         return ProcessSample(
             self.cpu_seconds - earlier.cpu_seconds,
             self.io_syscalls - earlier.io_syscalls,
             self.context_switches - earlier.context_switches,
             self.fsyncs - earlier.fsyncs,
             self.fsync_seconds - earlier.fsync_seconds,
+            stages,
         )
+
+    def stage_means_us(self) -> dict[str, float]:
+        return {
+            stage: 1e6 * total / count for stage, (total, count) in self.stages.items() if count
+        }
 
 
 def sample(pid: int, client_url: str) -> ProcessSample:
@@ -66,12 +86,17 @@ def sample(pid: int, client_url: str) -> ProcessSample:
     with urllib.request.urlopen(client_url + "/metrics", timeout=5) as response:
         metrics = response.read().decode()
     count, total = _FSYNC_COUNT.search(metrics), _FSYNC_SUM.search(metrics)
+    stages: dict[str, tuple[float, float]] = {}
+    for kind, stage, value in _STAGE.findall(metrics):
+        seconds, samples = stages.get(stage, (0.0, 0.0))
+        stages[stage] = (float(value), samples) if kind == "sum" else (seconds, float(value))
     return ProcessSample(
         cpu,
         int(io["syscr"]) + int(io["syscw"]),
         switches,
         float(count.group(1)) if count else 0.0,
         float(total.group(1)) if total else 0.0,
+        stages,
     )
 
 
@@ -106,6 +131,15 @@ def report(roles: dict[str, ProcessSample], writes: float, seconds: float) -> st
             f"{delta.context_switches / per:>16.1f}{delta.fsyncs / seconds:>13.0f}"
             f"{mean_sync:>9.3f}"
         )
+    lines.append("a sampled write's stages, mean µs:")
+    for role, delta in roles.items():
+        means = delta.stage_means_us()
+        shown = " · ".join(f"{stage} {means[stage]:.0f}" for stage in STAGE_ORDER if stage in means)
+        if role == "leader" and means:
+            inside = sum(means.get(stage, 0.0) for stage in LEADER_STAGES)
+            shown += f" = {inside:.0f} from proposal to handler"
+        if shown:
+            lines.append(f"  {role:<12}{shown}")
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from raftkv.core import Entry
 from raftkv.errors import CommandFailed, NotLeader, RaftError, Timeout
+from raftkv.server.write_stages import WriteStages
 
 logger = logging.getLogger("raftkv.node")
 
@@ -70,8 +71,11 @@ class RequestTracker:
         timeout_seconds: float,
         *,
         warning_clock: Callable[[], float] = time.monotonic,
+        stages: WriteStages | None = None,
     ) -> None:
         self.server = server
+        # Sampled stage timing of writes proposed here (server/write_stages.py).
+        self._stages = stages
         self._timeout_seconds = timeout_seconds
         # index -> (term, future) of proposals waiting to be applied.
         self._proposals: dict[int, tuple[int, asyncio.Future[Any]]] = {}
@@ -125,8 +129,13 @@ class RequestTracker:
         self._check_serving()
         index, term = server.node.propose(data)
         self.proposals_total += 1
+        stages = self._stages
+        if stages is not None:
+            stages.proposed(index)
         started = time.perf_counter()
         result = await self.wait_entry(index, term)
+        if stages is not None:
+            stages.resumed(index)
         # Writes applied and their time from proposal to applied (metrics' write latency).
         self.writes_applied_total += 1
         self.write_seconds_total += time.perf_counter() - started

@@ -60,6 +60,7 @@ from raftkv.server.peers_file import load_peer_addresses, save_peer_addresses
 from raftkv.server.requests import RequestFailed, RequestTracker
 from raftkv.server.snapshots import SnapshotTaker
 from raftkv.server.watches import WatchHub
+from raftkv.server.write_stages import WriteStages
 from raftkv.storage import open_data_dir
 from raftkv.storage.base import LogStore, SnapshotStore, StableStore, Stores
 from raftkv.storage.datadir import DataDir
@@ -141,7 +142,10 @@ class RaftServer:
         else:
             self.watches = WatchHub(options.watch)
         self.metrics = NodeMetrics(self)
-        self.requests = RequestTracker(self, options.request_timeout_seconds)
+        self.write_stages = WriteStages(self.metrics.registry)
+        self.requests = RequestTracker(
+            self, options.request_timeout_seconds, stages=self.write_stages
+        )
         self.node: RaftNode
         # The log store keeps its historical name: the simulator wraps `storage.sync`.
         self.storage: LogStore
@@ -482,12 +486,14 @@ class RaftServer:
             logger.exception("internal error stepping a message from node%d", message.sender)
             self._stop_participating("internal error stepping a message")
             return
-        if (
-            type(message) is AppendEntries
-            and message.leader_commit > self.leader_commit_seen
-            and message.term == self.node.term  # from the leader of this node's term
-        ):
-            self.leader_commit_seen = message.leader_commit
+        if type(message) is AppendEntries:
+            if (
+                message.leader_commit > self.leader_commit_seen
+                and message.term == self.node.term  # from the leader of this node's term
+            ):
+                self.leader_commit_seen = message.leader_commit
+            if message.entries:
+                self.write_stages.append_arrived(message.entries[-1].index)
         self._wake.set()
 
     def _on_peer_state(self, peer: int, connected: bool) -> None:
@@ -561,6 +567,8 @@ class RaftServer:
 
     async def _handle_ready(self, ready: Ready) -> None:
         node = self.node
+        stages = self.write_stages
+        stages.ready_started(ready)
         self._log_changes(ready)
         for message in ready.messages:
             self.transport.send(message)
@@ -581,10 +589,13 @@ class RaftServer:
             started = time.perf_counter()
             self._sync_stores()
             self.metrics.fsync_seconds.observe(time.perf_counter() - started)
+            stages.synced()
         for message in ready.messages_after_persist:
             self.transport.send(message)
+        stages.acknowledged()
         if ready.committed_entries:
             self._apply(ready.committed_entries)
+            stages.applied()
         for read_state in ready.read_states:
             self.requests.read_confirmed(read_state.request_id, read_state.index)
         node.advance(ready)
