@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from raftkv.cli.version import add_version_flag
@@ -115,6 +116,27 @@ class LocalCluster:
                     return url
             _pause.wait(0.05)
         raise SystemExit("raft-bench: no leader elected")
+
+    def following_the_leader(
+        self, measure: Callable[[str, int, float, Path | None], dict[str, float]]
+    ) -> Callable[[str, int, float, Path | None], dict[str, float]]:
+        """`measure` sent to whichever node leads now when given one of this cluster's URLs:
+        after a leader change every request to the old leader would be a fast 421, measured
+        as if it were the system's speed (a row that saw the change counts its errors)."""
+        urls = [f"http://127.0.0.1:{port}" for port in self.client_ports.values()]
+
+        def measure_on_leader(
+            url: str, connections: int, seconds: float, script: Path | None
+        ) -> dict[str, float]:
+            base = next((node for node in urls if url == node or url.startswith(node + "/")), None)
+            if base is not None:
+                leader = self.leader_url()
+                if leader != base:
+                    print(f"raft-bench: the leader is now {leader} (was {base})", file=sys.stderr)
+                url = leader + url[len(base) :]
+            return measure(url, connections, seconds, script)
+
+        return measure_on_leader
 
     def stop(self) -> None:
         stop_processes(self.processes)
@@ -339,7 +361,7 @@ def compare_with_etcd(arguments: argparse.Namespace) -> int:
             )
         results = bench_etcd.compare(
             bench_etcd.workloads(raftkv_url, etcd_url),
-            run_wrk,
+            cluster.following_the_leader(run_wrk),
             root,
             seconds=arguments.seconds,
             repetitions=arguments.repetitions,
