@@ -288,3 +288,26 @@ def test_an_observer_the_store_had_is_still_told_everything() -> None:
     store.restore(store.snapshot())
     assert [getattr(item, "key", item) for item in recorder.seen] == ["a", 1]
     assert hub.history.held[0] == 0 and hub.history.oldest_index == 1
+
+
+def test_streams_are_woken_in_the_order_they_were_opened(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A set of streams woke them in memory-address order, which differs between processes:
+    # the whole-node simulator's seeds with watchers did not replay byte for byte.
+    woken: list[WatchStream] = []
+    monkeypatch.setattr(WatchStream, "wake", lambda stream: woken.append(stream))
+
+    async def body() -> None:
+        node = Node()
+        opened = [node.hub.open(KeyRange(), 0) for _ in range(64)]
+        node.put("k", "v")
+        await asyncio.sleep(0)  # the flush the write scheduled
+        assert woken == opened
+        woken.clear()
+        node.hub.close()  # each stream ended, in the same order
+        assert woken == opened
+        woken.clear()
+        node.put("k", "w")
+        await asyncio.sleep(0)
+        assert woken == []
+
+    run(body)

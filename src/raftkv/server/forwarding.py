@@ -97,7 +97,8 @@ class Forwarding:
         self._host = host
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[ForwardReply]] = {}
-        self._serving: set[asyncio.Task[None]] = set()
+        # Insertion-ordered, not a set: cancelled in a repeatable order (the simulator).
+        self._serving: dict[asyncio.Task[None], None] = {}
 
     # --- the follower's side ------------------------------------------------------------
     async def ask(
@@ -165,8 +166,8 @@ class Forwarding:
             self._reply(message, code="no_leader", text="the leader is busy; retry")
             return
         task = asyncio.get_running_loop().create_task(self._serve(message))
-        self._serving.add(task)
-        task.add_done_callback(self._serving.discard)
+        self._serving[task] = None
+        task.add_done_callback(lambda done: self._serving.pop(done, None))
 
     async def perform(self, kind: ForwardKind, payload: bytes) -> int:
         """Do `kind` as the leader (for a forward, or for a caller on this node): the index

@@ -93,7 +93,10 @@ class WatchHub:
         # An observer the store had before the hub took its place: told everything too.
         self.next_observer = next_observer
         self.history = WatchHistory(self.limits.history, oldest_index)
-        self._streams: set[WatchStream] = set()
+        # Insertion-ordered (a dict, not a set): streams are woken in this order, and a set
+        # of objects iterates in memory-address order, which differs from run to run and
+        # made the whole-node simulator's seeds with watchers unrepeatable.
+        self._streams: dict[WatchStream, None] = {}
         self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self._last_flush = -math.inf
         self._flushed_through = 0  # the history's end at the last wake-up
@@ -166,16 +169,16 @@ class WatchHub:
         stream = WatchStream(
             self, key_range, from_index, prev, history.position_after(from_index), output
         )
-        self._streams.add(stream)
+        self._streams[stream] = None
         return stream
 
     def leave(self, stream: WatchStream) -> None:
-        self._streams.discard(stream)
+        self._streams.pop(stream, None)
 
     def cut_off(self, stream: WatchStream, reason: str, line: bytes) -> None:
         """End `stream` with an error line: it can no longer be served exactly."""
         if stream in self._streams:
-            self._streams.discard(stream)
+            del self._streams[stream]
             self.cut_offs[reason] = self.cut_offs.get(reason, 0) + 1
             stream.end_with(line)
 
@@ -185,7 +188,7 @@ class WatchHub:
             self._flush_handle.cancel()
             self._flush_handle = None
         for stream in list(self._streams):
-            self._streams.discard(stream)
+            del self._streams[stream]
             stream.end_with(b"")
 
 

@@ -108,7 +108,8 @@ class TransportBase(ABC):
         # Peers accepted without being known, on the address their handshake named.
         self._adopted_peers: set[int] = set()
         # Cancelled link tasks still unwinding; `close()` waits for them.
-        self._retired_tasks: set[asyncio.Task[None]] = set()
+        # Insertion-ordered, not a set: awaited in a repeatable order (the simulator).
+        self._retired_tasks: dict[asyncio.Task[None], None] = {}
         self._refusals_logged: dict[tuple[str, str], float] = {}
         self._started = False
         self._closed = False
@@ -214,8 +215,8 @@ class TransportBase(ABC):
 
     def _retire(self, task: asyncio.Task[None] | None) -> None:
         if task is not None and not task.done():
-            self._retired_tasks.add(task)
-            task.add_done_callback(self._retired_tasks.discard)
+            self._retired_tasks[task] = None
+            task.add_done_callback(lambda done: self._retired_tasks.pop(done, None))
 
     def _report_peer_state(self, node_id: int, connected: bool) -> None:
         handler = self._on_peer_state
