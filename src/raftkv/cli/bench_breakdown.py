@@ -46,11 +46,10 @@ class ProcessSample:
     stages: dict[str, tuple[float, float]]
 
     def minus(self, earlier: ProcessSample) -> ProcessSample:
-        stages = {
-            stage: (total - earlier.stages.get(stage, (0.0, 0.0))[0],
-                    count - earlier.stages.get(stage, (0.0, 0.0))[1])
-            for stage, (total, count) in self.stages.items()
-        }  # fmt: skip
+        stages = {}
+        for stage, (total, count) in self.stages.items():
+            total_before, count_before = earlier.stages.get(stage, (0.0, 0.0))
+            stages[stage] = (total - total_before, count - count_before)
         return ProcessSample(
             self.cpu_seconds - earlier.cpu_seconds,
             self.io_syscalls - earlier.io_syscalls,
