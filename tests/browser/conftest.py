@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page, Playwright, ViewportSize, sync_playwright
 
 from tests.browser.chromium import LAUNCH_ARGUMENTS, Browser, browser_binary
-from tests.process.cluster import ProcessCluster
+from tests.process.cluster import ProcessCluster, attach_node_logs, started_cluster
 
 SCREENSHOTS = Path(
     os.environ.get("BROWSER_TEST_SCREENSHOTS")
@@ -87,29 +87,15 @@ def cluster(tmp_path: Path) -> Iterator[ProcessCluster]:
     fail."""
     root = tmp_path / "cluster"  # beside the browser's profile
     root.mkdir()
-    processes = ProcessCluster(root)
-    try:
-        processes.start_all()
-        processes.wait_settled()
+    with started_cluster(root) as processes:
         yield processes
-    finally:
-        processes.stop_all()
-
-
-LOG_LINES_SHOWN = 60
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Generator[None, Any, None]:
     """On a failure, the end of each node's log: what the nodes said explains most."""
     outcome = yield
-    report = outcome.get_result()
-    tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
-    if not report.failed or tmp_path is None:
-        return
-    for log in sorted(Path(tmp_path).rglob("node-*.log")):
-        lines = log.read_text(errors="replace").splitlines()[-LOG_LINES_SHOWN:]
-        report.sections.append((f"{log.name} (last {len(lines)} lines)", "\n".join(lines)))
+    attach_node_logs(outcome.get_result(), getattr(item, "funcargs", {}).get("tmp_path"))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -3,6 +3,7 @@ dir per node, and every process killed by pid at the end, even when a test fails
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -260,3 +261,29 @@ class ProcessCluster:
             timeout=timeout,
             env=environment,
         )
+
+
+@contextlib.contextmanager
+def started_cluster(root: Path) -> Iterator[ProcessCluster]:
+    """A 3-node cluster under `root`, every node up and agreeing on a leader; each process
+    is killed by pid afterwards, pass or fail."""
+    processes = ProcessCluster(root)
+    try:
+        processes.start_all()
+        processes.wait_settled()
+        yield processes
+    finally:
+        processes.stop_all()
+
+
+LOG_LINES_SHOWN = 60
+
+
+def attach_node_logs(report: Any, tmp_path: Path | None) -> None:
+    """On a failed test's report, the end of each node's log under `tmp_path`: a failure on a
+    loaded CI machine is often understood only from what the nodes said."""
+    if not report.failed or tmp_path is None:
+        return
+    for log in sorted(Path(tmp_path).rglob("node-*.log")):
+        lines = log.read_text(errors="replace").splitlines()[-LOG_LINES_SHOWN:]
+        report.sections.append((f"{log.name} (last {len(lines)} lines)", "\n".join(lines)))
