@@ -2,13 +2,14 @@
 
 One write in `SAMPLE_EVERY` proposed here is followed through the leader's Ready loop: from
 its proposal to the Ready that hands it to the disk (`queue`), that Ready's sending, append
-and fsync (`leader_disk`; the fsync alone is `raft_fsync_seconds`), from there to the Ready that finds it committed (`replicate`: the network
-both ways and a follower's work), applying that Ready's entries (`apply`), and from the
-applied write to its handler running again (`resume`). A follower times, for one
-AppendEntries with entries at a time, the wait from its arrival to the Ready that persists
-it (`follower_queue`) and from that Ready's start to the acknowledgement leaving
-(`follower_disk`). `raft-bench --breakdown` reads the sums and counts: with the client's
-latency they split a write at C=1 into its parts (README, "Performance").
+and fsync (`leader_disk`; the fsync alone is `raft_fsync_seconds`), from there to the Ready
+that finds it committed (`replicate`: the network both ways and a follower's work), applying
+that Ready's entries (`apply`), and from the applied write to its handler running again
+(`resume`). A follower times, for one AppendEntries with entries at a time, the wait from
+its arrival to the Ready that persists it (`follower_queue`) and from that Ready's start to
+the acknowledgement leaving (`follower_disk`). `raft-bench --breakdown` reads the sums and
+counts: with the client's latency they split a write at C=1 into its parts (README,
+"Performance").
 
 Sampled, one write at a time: a few comparisons per Ready, nothing per entry, so the
 timing costs nothing a benchmark could see. A sample that never completes (its leader
