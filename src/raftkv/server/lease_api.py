@@ -97,6 +97,13 @@ class LeaseApi:
             rest = rest[: -len(KEEPALIVE_SUFFIX)]
         return lease_id_of(rest), keepalive
 
+    def _lease_path(self, request: Request) -> int:
+        """The id of `/v1/lease/{id}`, which is not a keepalive's path."""
+        lease_id, keepalive = self._route(request)
+        if keepalive:
+            raise NoRoute("a keepalive is POST")
+        return lease_id
+
     async def post_keepalive(self, request: Request) -> Response:
         lease_id, keepalive = self._route(request)
         if not keepalive:
@@ -109,9 +116,7 @@ class LeaseApi:
         return Response.json({"id": lease_id, "ttl": ttl})
 
     async def delete_lease(self, request: Request) -> Response:
-        lease_id, keepalive = self._route(request)
-        if keepalive:
-            raise NoRoute("a keepalive is POST")
+        lease_id = self._lease_path(request)
         body = body_of(request, required=False)
         client_id, seq, after_index = session_of({**request.query, **body})
         command = Command(
@@ -125,9 +130,7 @@ class LeaseApi:
         return await self._propose_write(command)
 
     async def get_lease(self, request: Request) -> Response:
-        lease_id, keepalive = self._route(request)
-        if keepalive:
-            raise NoRoute("a keepalive is POST")
+        lease_id = self._lease_path(request)
         consistency = consistency_of(request)
         found, index = await self.server.read_query(
             consistency, lambda store: store.lease(lease_id)
