@@ -50,7 +50,7 @@ pins:
 # tree no longer has into the wheel).
 wheel: $(STAMP)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	tar -c --exclude=__pycache__ --exclude='*.egg-info' pyproject.toml README.md LICENSE src \
+	tar -c --exclude=__pycache__ --exclude='*.egg-info' --exclude='*.so' pyproject.toml setup.py README.md LICENSE src \
 	  | tar -x -C "$$tmp" && \
 	$(BIN)/python -m pip wheel --quiet --no-deps -w "$(WHEEL_DIR)" "$$tmp" && \
 	ls "$(WHEEL_DIR)"/raftkv-*.whl
