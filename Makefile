@@ -86,7 +86,8 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench examples scripts
 
 sim-long: $(EXT_STAMP)
-	RAFTKV_SIM_LONG=1 $(PYTEST) -n $(PYTEST_WORKERS) -q tests/sim
+	RAFTKV_SIM_LONG=1 $(PYTEST) -n $(PYTEST_WORKERS) -q -m 'not interpreted' tests/sim
+	RAFTKV_SIM_LONG=1 RAFTKV_PURE=1 $(PYTEST) -n $(PYTEST_WORKERS) -q -m interpreted tests/sim
 
 bench: bench-storage bench-checker bench-snapshot bench-http bench-cluster bench-kv bench-watch
 
