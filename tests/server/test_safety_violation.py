@@ -89,5 +89,6 @@ async def broken_tick(data_dir: Path) -> str | None:
     return server.storage_failure
 
 
+@pytest.mark.interpreted
 def test_an_error_in_a_tick_stops_the_node_loudly(tmp_path: Path) -> None:
     assert asyncio.run(broken_tick(tmp_path / "node-2")) == "internal error in the ticker"

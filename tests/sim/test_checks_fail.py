@@ -101,6 +101,7 @@ def assert_correct_core_passes(seed: int) -> None:
     assert outcome.ok, outcome.violation
 
 
+@pytest.mark.interpreted
 def test_sweep_catches_counting_an_old_terms_entry(monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as patch:
         patch.setattr(Replication, "_maybe_commit", commit_by_counting_any_term)
@@ -170,6 +171,7 @@ def run_figure_8() -> None:
     simulation.run(100)
 
 
+@pytest.mark.interpreted
 def test_figure_8_scripted_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as patch:
         patch.setattr(Replication, "_maybe_commit", commit_by_counting_any_term)

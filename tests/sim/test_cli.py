@@ -59,6 +59,7 @@ def test_verbose_prints_rpcs_and_role_changes(capsys: pytest.CaptureFixture[str]
     assert "became leader" in out and " -> " in out and "AppendEntries term=" in out
 
 
+@pytest.mark.interpreted
 def test_violation_prints_seed_and_replay_and_exits_1(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -79,6 +80,7 @@ def test_sweep_mode(capsys: pytest.CaptureFixture[str]) -> None:
     assert "seeds 1-3" in out and ("3 ok, 0 violations" in out or code == 1)
 
 
+@pytest.mark.interpreted
 def test_sweep_with_jobs_prints_what_one_process_prints(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

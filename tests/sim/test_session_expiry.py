@@ -36,6 +36,7 @@ def workloads(monkeypatch: pytest.MonkeyPatch) -> list[Workload]:
     return built
 
 
+@pytest.mark.interpreted
 def test_no_write_is_executed_twice_while_sessions_are_forgotten(
     workloads: list[Workload],
 ) -> None:
@@ -46,6 +47,7 @@ def test_no_write_is_executed_twice_while_sessions_are_forgotten(
     assert sum(workload.sessions_expired for workload in workloads) > 100
 
 
+@pytest.mark.interpreted
 def test_the_ledger_catches_a_forgotten_session_executing_again(
     workloads: list[Workload], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,6 +24,7 @@ class ForgetfulStore(KVStore):
         return super().execute(command)
 
 
+@pytest.mark.interpreted
 def test_a_state_machine_that_diverges_is_caught_by_stale_reads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -6,7 +6,7 @@ The node has already checked the term and recognised the sender as leader of it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from raftkv.core.membership import Membership
 from raftkv.core.messages import (
@@ -23,7 +23,7 @@ from raftkv.errors import SafetyViolation
 if TYPE_CHECKING:
     from raftkv.core.node import RaftNode
 
-_MEMBERSHIP = EntryKind.MEMBERSHIP  # a module constant: no class lookup per entry
+_MEMBERSHIP: Final = EntryKind.MEMBERSHIP  # a module constant: no class lookup per entry
 
 
 class FollowerSide:

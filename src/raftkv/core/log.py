@@ -9,12 +9,13 @@ copy; on restart the driver hands the stored entries back to the constructor.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 from raftkv.core.messages import Entry
 from raftkv.errors import InvariantViolation
 
 # Bytes an entry costs beyond its payload when sizing batches (terms, index, framing).
-ENTRY_OVERHEAD_BYTES = 16
+ENTRY_OVERHEAD_BYTES: Final = 16
 
 
 def entry_size(entry: Entry) -> int:

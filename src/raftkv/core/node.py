@@ -10,6 +10,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from enum import StrEnum
+from typing import Final
+
+from mypy_extensions import mypyc_attr
 
 from raftkv.core.config import RaftConfig
 from raftkv.core.follower import FollowerSide
@@ -43,16 +46,18 @@ class Role(StrEnum):
 
 
 # Module constants: an enum member looked up on its class costs a class lookup on every use.
-_FOLLOWER = Role.FOLLOWER
-_PRE_CANDIDATE = Role.PRE_CANDIDATE
-_CANDIDATE = Role.CANDIDATE
-_LEADER = Role.LEADER
+_FOLLOWER: Final = Role.FOLLOWER
+_PRE_CANDIDATE: Final = Role.PRE_CANDIDATE
+_CANDIDATE: Final = Role.CANDIDATE
+_LEADER: Final = Role.LEADER
 
 
 class MembershipChangeRefused(ProposalDropped):
     code = "bad_request"
 
 
+# Compiled with mypyc (setup.py): test doubles subclass it (`node_class`).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class RaftNode:
     """One Raft peer. Not thread-safe; every call runs to completion without I/O."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import deque
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from raftkv.core.ready import SnapshotMeta
@@ -23,9 +23,9 @@ class ProgressState(Enum):
 
 
 # Module constants: an enum member looked up on its class costs a class lookup on every use.
-_PROBE = ProgressState.PROBE
-_REPLICATE = ProgressState.REPLICATE
-_SNAPSHOT = ProgressState.SNAPSHOT
+_PROBE: Final = ProgressState.PROBE
+_REPLICATE: Final = ProgressState.REPLICATE
+_SNAPSHOT: Final = ProgressState.SNAPSHOT
 
 
 class Progress:

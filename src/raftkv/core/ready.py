@@ -1,50 +1,20 @@
-"""What the core hands its driver: the Ready batch and the small records inside it."""
+"""What the core hands its driver: the Ready batch (the small records inside it are in
+ready_records.py).
+
+mypyc compiles this module (setup.py), so a Ready is a native object: the simulator builds
+and reads one per node and message round, and a compiled caller reads its fields directly."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import msgspec
-
-from raftkv.core.membership import Membership
 from raftkv.core.messages import AnyMessage, Entry, HardState
 
-
-class SnapshotMeta(msgspec.Struct, frozen=True):
-    """Where a snapshot ends and which configuration was in force there (§7)."""
-
-    index: int
-    term: int
-    membership: Membership
-
-
-@dataclass(frozen=True, slots=True)
-class SoftState:
-    """Volatile state worth logging when it changes; never persisted."""
-
-    role: str
-    leader_id: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class PeerStatus:
-    """The leader's view of one follower (etcd's `Status().Progress`): how far its log
-    matches ours, how replication to it runs, and whether it answered lately (within an
-    election timeout)."""
-
-    match: int
-    next: int
-    state: str
-    active: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ReadState:
-    """A ReadIndex answer (thesis §6.4): the read `request_id` may be served once the state
-    machine has applied `index`."""
-
-    request_id: int
-    index: int
+# The records inside a Ready live in ready_records.py (see there why); imported from here too.
+from raftkv.core.ready_records import PeerStatus as PeerStatus
+from raftkv.core.ready_records import ReadState as ReadState
+from raftkv.core.ready_records import SnapshotMeta as SnapshotMeta
+from raftkv.core.ready_records import SoftState as SoftState
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ everything proposed between two Ready batches travels in one message.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from raftkv.core.log import entry_size
 from raftkv.core.membership import Membership
@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from raftkv.core.node import RaftNode
 
 # Module constants: an enum member looked up on its class costs a class lookup on every use.
-_PROBE = ProgressState.PROBE
-_REPLICATE = ProgressState.REPLICATE
-_SNAPSHOT = ProgressState.SNAPSHOT
+_PROBE: Final = ProgressState.PROBE
+_REPLICATE: Final = ProgressState.REPLICATE
+_SNAPSHOT: Final = ProgressState.SNAPSHOT
 
 
 class _ReadRound:

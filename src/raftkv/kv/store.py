@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import ClassVar
 
 import msgspec
+from mypy_extensions import mypyc_attr
 
 from raftkv.errors import InvariantViolation
 from raftkv.kv import snapshot_format
@@ -17,6 +17,7 @@ from raftkv.kv.leases import LEASE_TTL_MAX_SECONDS, LEASES_MAX, LeaseTable
 from raftkv.kv.ranges import KeyRange, SortedKeys
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.sessions import Refusals, SessionRecord, SessionTable
+from raftkv.kv.store_records import RangePage as RangePage
 from raftkv.kv.txn import BRANCH_OPS, Txn, TxnOp, TxnOutcome, compare_holds, well_typed
 
 _OK = Result(ok=True)
@@ -25,16 +26,6 @@ _BAD_REQUEST = Result(ok=False, error="bad_request")
 _SESSION_EXPIRED = Result(ok=False, error="session_expired")
 _LEASE_NOT_FOUND = Result(ok=False, error="lease_not_found")
 _REFUSALS = Refusals(stale=_STALE_REQUEST, expired=_SESSION_EXPIRED)
-
-
-@dataclass(frozen=True, slots=True)
-class RangePage:
-    """A page of a range: its keys in order, with the range's whole size."""
-
-    items: list[tuple[str, KeyRecord]]
-    count: int  # keys in the whole range, not only this page
-    more: bool  # keys after this page
-    chars: int  # characters of the page's keys (and values, unless keys only)
 
 
 # Keys a transaction's range answers when it gives no limit (as GET /v1/kv).
@@ -53,6 +44,8 @@ def _runnable(op: TxnOp) -> bool:
     return op.key is not None and (op.op != "put" or op.value is not None)
 
 
+# Compiled with mypyc (setup.py): the simulators and tests subclass it.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class KVStore:
     """Keys and values, plus a session per client id so that a retried write is applied at
     most once (thesis §6.3, `kv/sessions.py`)."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -51,26 +51,26 @@ if TYPE_CHECKING:
     from raftkv.sim.cluster import Simulation
 
 CLIENTS = 3
-KEYS = ("x", "y", "z")
+KEYS: Final = ("x", "y", "z")
 # Chance per tick that an idle client starts its next operation.
-OPERATION_PROBABILITY_PER_TICK = 0.25
+OPERATION_PROBABILITY_PER_TICK: Final = 0.25
 # The operation mix (the rest are puts).
-READ_SHARE = 0.35
-DELETE_SHARE = 0.1
-CAS_SHARE = 0.15  # compare-and-set on a value the client saw, or on absence
-CONDITIONAL_PUT_SHARE = 0.05  # put only if absent (SPEC §3)
-CAS_IF_ABSENT_SHARE = 0.25  # of the cas operations
-LEASE_READ_SHARE = 0.25  # of the reads
+READ_SHARE: Final = 0.35
+DELETE_SHARE: Final = 0.1
+CAS_SHARE: Final = 0.15  # compare-and-set on a value the client saw, or on absence
+CONDITIONAL_PUT_SHARE: Final = 0.05  # put only if absent (SPEC §3)
+CAS_IF_ABSENT_SHARE: Final = 0.25  # of the cas operations
+LEASE_READ_SHARE: Final = 0.25  # of the reads
 # An attempt unanswered this long is retried (a real client's RPC timeout): a few election
 # timeouts, so a leader change during the attempt usually still answers it.
-ATTEMPT_TIMEOUT_TICKS = 60
+ATTEMPT_TIMEOUT_TICKS: Final = 60
 # Pause before retrying after a definite refusal, so a leaderless cluster is not hammered.
-RETRY_BACKOFF_TICKS = 3
+RETRY_BACKOFF_TICKS: Final = 3
 # An operation not acknowledged this long is given up: "fail" if no attempt was ever appended,
 # else "unknown".
-OPERATION_DEADLINE_TICKS = 300
+OPERATION_DEADLINE_TICKS: Final = 300
 # History times are tick + sequence / this, so events within one tick keep their order.
-HISTORY_EVENTS_PER_TICK_MAX = 10_000
+HISTORY_EVENTS_PER_TICK_MAX: Final = 10_000
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from raftkv.core.membership import Membership
 from raftkv.core.node import RaftNode, Role
@@ -33,11 +33,11 @@ from raftkv.sim.stale_reads import StaleReadProbe
 from raftkv.sim.stats import Stats
 from raftkv.sim.transcript import Transcript, TranscriptObserver
 
-_LEADER = Role.LEADER  # a module constant: `Role.LEADER` is a class lookup on every use
+_LEADER: Final = Role.LEADER  # a module constant: `Role.LEADER` is a class lookup on every use
 
 # Rounds of delivery within one tick before the rest waits for the next tick; each round
 # is a message hop, and a quiet cluster needs a handful (a vote, an append, its answer).
-DELIVERY_ROUNDS_PER_TICK_MAX = 32
+DELIVERY_ROUNDS_PER_TICK_MAX: Final = 32
 
 
 class SimulationObserver(TranscriptObserver, Protocol):

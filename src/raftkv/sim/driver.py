@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import random
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+
+from mypy_extensions import mypyc_attr
 
 from raftkv.core.membership import EMPTY, Membership
 from raftkv.core.messages import Entry, EntryKind, HardState, TimeoutNow
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 # Readies one node may produce in a row before the driver calls it a livelock: each Ready
 # either empties the node's queues or is caused by the previous one's advance().
-READY_ROUNDS_MAX = 64
+READY_ROUNDS_MAX: Final = 64
 
 
 class CrashPoint(Enum):
@@ -40,11 +42,11 @@ class CrashPoint(Enum):
 
 
 # Module constants: an enum member looked up on its class costs a class lookup on every use.
-_AFTER_SEND = CrashPoint.AFTER_SEND
-_AFTER_SNAPSHOT_SAVE = CrashPoint.AFTER_SNAPSHOT_SAVE
-_AFTER_PERSIST = CrashPoint.AFTER_PERSIST
-_NORMAL = EntryKind.NORMAL
-_MEMBERSHIP = EntryKind.MEMBERSHIP
+_AFTER_SEND: Final = CrashPoint.AFTER_SEND
+_AFTER_SNAPSHOT_SAVE: Final = CrashPoint.AFTER_SNAPSHOT_SAVE
+_AFTER_PERSIST: Final = CrashPoint.AFTER_PERSIST
+_NORMAL: Final = EntryKind.NORMAL
+_MEMBERSHIP: Final = EntryKind.MEMBERSHIP
 
 # After a pause the node's ticks no longer track real time: like the server's ticker
 # (raftkv.server.runtime), the driver does not trust the lease for this many election
@@ -60,6 +62,8 @@ def node_rng(seed: int, node_id: int, incarnation: int) -> random.Random:
     return random.Random(f"{seed}/{node_id}/{incarnation}")
 
 
+# Compiled with mypyc (setup.py): test doubles subclass it (tests/sim/test_checks_fail.py).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class SimNode:
     """The driver of one node. Subclass and override `save_hard_state` (or pass another
     `node_class`) to model a faulty runtime in tests."""

@@ -34,12 +34,12 @@ Each check is incremental, so checking continuously costs about as much as runni
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from raftkv.core.messages import Entry
 from raftkv.core.node import RaftNode, Role
 
-_LEADER = Role.LEADER  # a module constant: `Role.LEADER` is a class lookup on every use
+_LEADER: Final = Role.LEADER  # a module constant: `Role.LEADER` is a class lookup on every use
 
 
 class LogView(NamedTuple):
@@ -72,7 +72,7 @@ class InvariantViolation(Exception):
 
 # A committed index whose term no node could tell (it was compacted into a snapshot everywhere
 # the commit was learned); such an index is not compared.
-UNKNOWN_TERM = -1
+UNKNOWN_TERM: Final = -1
 
 
 class InvariantChecker:

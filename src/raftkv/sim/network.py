@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from typing import Final
 
 from raftkv.core.messages import AnyMessage
 from raftkv.sim.stats import Stats
@@ -22,7 +23,7 @@ LATENCY_TICKS_CHOICES = (0, 1)
 # With reordering, a share of the messages (`reorder_rate`) is held up for an extra 1 to
 # REORDER_SPREAD_TICKS ticks, a few heartbeat intervals: stale AppendEntries and responses
 # overtake each other, while most traffic keeps the base latency.
-REORDER_SPREAD_TICKS = 5
+REORDER_SPREAD_TICKS: Final = 5
 
 
 class Network:

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from raftkv.core.membership import Membership
 from raftkv.core.node import RaftNode
@@ -20,8 +20,8 @@ from raftkv.errors import NotLeader, ProposalDropped
 if TYPE_CHECKING:
     from raftkv.sim.cluster import Simulation
 
-TRANSFER_PROBABILITY_PER_TICK = 0.004
-MEMBERSHIP_CHANGE_PROBABILITY_PER_TICK = 0.01
+TRANSFER_PROBABILITY_PER_TICK: Final = 0.004
+MEMBERSHIP_CHANGE_PROBABILITY_PER_TICK: Final = 0.01
 # Share of membership changes that swap two voters in one joint configuration.
 JOINT_CHANGE_SHARE = 0.4
 # Never shrink the voters below this: two voters make every failure fatal for liveness.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
@@ -22,9 +22,9 @@ from raftkv.kv import KVStore, decode_command
 if TYPE_CHECKING:
     from raftkv.sim.cluster import Simulation
 
-KEYS = ("x", "y", "z")
+KEYS: Final = ("x", "y", "z")
 # Chance per tick of one stale read from a random running node.
-STALE_READ_PROBABILITY_PER_TICK = 0.2
+STALE_READ_PROBABILITY_PER_TICK: Final = 0.2
 
 
 class StaleReadProbe:

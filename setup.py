@@ -1,0 +1,83 @@
+"""Build hook: compiles the simulator's hot path with mypyc (docs: mypyc.readthedocs.io).
+
+`RAFTKV_PURE=1 pip install -e .` skips compilation (pure Python everywhere), and so does a
+machine without a C compiler or Python's headers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import setup
+
+# Modules compiled to C extensions (the rest stay interpreted).
+MYPYC_MODULES = [
+    # The sans-IO core. Not config.py nor ready_records.py: their frozen dataclasses
+    # (RaftConfig, SoftState, ReadState, PeerStatus) could no longer be copied or pickled
+    # once compiled (mypyc's __setstate__ assigns fields, which a frozen dataclass refuses).
+    # Not messages.py nor membership.py: msgspec Structs must stay interpreted (see
+    # kv/store_records.py and kv/snapshot_format.py).
+    "src/raftkv/core/follower.py",
+    "src/raftkv/core/log.py",
+    "src/raftkv/core/node.py",
+    "src/raftkv/core/progress.py",
+    "src/raftkv/core/quorum.py",
+    "src/raftkv/core/ready.py",  # the Ready batch; its records are in ready_records.py
+    "src/raftkv/core/replication.py",
+    # The simulator's hot path. Not options.py: `--jobs` pickles SimulationOptions.
+    "src/raftkv/sim/clients.py",
+    "src/raftkv/sim/cluster.py",
+    "src/raftkv/sim/driver.py",
+    "src/raftkv/sim/faults.py",
+    "src/raftkv/sim/invariants.py",
+    "src/raftkv/sim/network.py",
+    "src/raftkv/sim/operator.py",
+    "src/raftkv/sim/runner.py",
+    "src/raftkv/sim/stale_reads.py",
+    # Not store_records.py (RangePage, a frozen dataclass), snapshot_format.py (the
+    # snapshot's msgspec Struct) nor sessions.py (tests patch its module constant and
+    # methods).
+    "src/raftkv/kv/store.py",
+    "src/raftkv/sim/stats.py",
+    "src/raftkv/sim/transcript.py",
+    "src/raftkv/storage/memory.py",
+    # The linearizability search every seed ends with (not checker.py: its results are
+    # public frozen dataclasses).
+    "src/raftkv/check/recorder.py",
+    "src/raftkv/check/search.py",
+    "src/raftkv/check/search_pruning.py",
+    "src/raftkv/check/search_tables.py",
+    "src/raftkv/check/witness.py",
+]
+
+
+def _can_compile() -> str | None:
+    """Why the extensions cannot be built here, or None: mypyc needs a C compiler and
+    Python's headers (a distribution's python3-dev), which a fresh machine may lack."""
+    import shutil
+    import sysconfig
+
+    compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        return f"no C compiler ({compiler})"
+    headers = sysconfig.get_paths()["include"]
+    if not os.path.exists(os.path.join(headers, "Python.h")):
+        return f"no Python headers in {headers}"
+    return None
+
+
+ext_modules = []
+if os.environ.get("RAFTKV_PURE", "") in ("", "0"):
+    missing = _can_compile()
+    if missing is None:
+        from mypyc.build import mypycify
+
+        ext_modules = mypycify(
+            ["--config-file", "pyproject.toml", *MYPYC_MODULES],
+            opt_level=os.environ.get("RAFTKV_MYPYC_OPT", "3"),
+        )
+    else:
+        # Still a working install, only slower (the simulator about 2x): say so.
+        print(f"raftkv: {missing}; installing pure Python (not compiled with mypyc)")
+
+setup(ext_modules=ext_modules)
