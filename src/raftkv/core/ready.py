@@ -6,8 +6,6 @@ and reads one per node and message round, and a compiled caller reads its fields
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from raftkv.core.messages import AnyMessage, Entry, HardState
 
 # The records inside a Ready live in ready_records.py (see there why); imported from here too.
@@ -17,7 +15,21 @@ from raftkv.core.ready_records import SnapshotMeta as SnapshotMeta
 from raftkv.core.ready_records import SoftState as SoftState
 
 
-@dataclass(slots=True)
+# Ready's fields, in its constructor's order (its repr).
+_FIELDS = (
+    "soft_state",
+    "hard_state",
+    "entries",
+    "snapshot",
+    "messages",
+    "messages_after_persist",
+    "committed_entries",
+    "read_states",
+    "events",
+    "must_sync",
+)
+
+
 class Ready:
     """One batch of work for the driver. Carry it out in this order, then `advance(ready)`:
 
@@ -35,17 +47,41 @@ class Ready:
     overlaps with replication (thesis §10.2.1).
     """
 
-    soft_state: SoftState | None = None
-    hard_state: HardState | None = None
-    entries: list[Entry] = field(default_factory=list)
-    snapshot: tuple[SnapshotMeta, bytes] | None = None
-    messages: list[AnyMessage] = field(default_factory=list)
-    messages_after_persist: list[AnyMessage] = field(default_factory=list)
-    committed_entries: list[Entry] = field(default_factory=list)
-    read_states: list[ReadState] = field(default_factory=list)
-    # Human-readable lines for the node's log: elections, role and membership changes.
-    events: list[str] = field(default_factory=list)
-    must_sync: bool = False
+    # A plain class, not a dataclass: mypyc leaves a dataclass's generated __init__
+    # interpreted, and the simulator builds one Ready per node and message round.
+
+    def __init__(
+        self,
+        soft_state: SoftState | None = None,
+        hard_state: HardState | None = None,
+        entries: list[Entry] | None = None,
+        snapshot: tuple[SnapshotMeta, bytes] | None = None,
+        messages: list[AnyMessage] | None = None,
+        messages_after_persist: list[AnyMessage] | None = None,
+        committed_entries: list[Entry] | None = None,
+        read_states: list[ReadState] | None = None,
+        events: list[str] | None = None,
+        must_sync: bool = False,
+    ) -> None:
+        self.soft_state = soft_state
+        self.hard_state = hard_state
+        self.entries: list[Entry] = [] if entries is None else entries
+        self.snapshot = snapshot
+        self.messages: list[AnyMessage] = [] if messages is None else messages
+        self.messages_after_persist: list[AnyMessage] = (
+            [] if messages_after_persist is None else messages_after_persist
+        )
+        self.committed_entries: list[Entry] = (
+            [] if committed_entries is None else committed_entries
+        )
+        self.read_states: list[ReadState] = [] if read_states is None else read_states
+        # Human-readable lines for the node's log: elections, role and membership changes.
+        self.events: list[str] = [] if events is None else events
+        self.must_sync = must_sync
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)
+        return f"Ready({fields})"
 
     def is_empty(self) -> bool:
         return not (
