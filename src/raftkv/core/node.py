@@ -120,9 +120,14 @@ class RaftNode:
         # A snapshot installed from the leader, for the next Ready to hand to the driver.
         self.received_snapshot: tuple[SnapshotMeta, bytes] | None = None
 
-        self._last_hard_state = hard_state
-        self._last_soft_state = SoftState(self.role.value, None)
-        self._last_role = self.role  # the role of `_last_soft_state`, compared by identity
+        # The last HardState handed out (or loaded), field by field: has_ready() compares
+        # them after every step, and a msgspec Struct's field costs a generic lookup.
+        self._last_term = hard_state.term
+        self._last_voted_for = hard_state.voted_for
+        self._last_commit = hard_state.commit
+        # The role and leader the last SoftState handed out named (the role by identity).
+        self._last_role = self.role
+        self._last_leader_id: int | None = None
         self._ready_outstanding = False
 
     # --- public driving API -------------------------------------------------------------
@@ -270,11 +275,14 @@ class RaftNode:
         committed = log.committed
         if log.stable < log.snapshot_index + len(log.entries) or committed > log.applied:
             return True
-        last = self._last_hard_state
-        if self.term != last.term or self.voted_for != last.voted_for or committed != last.commit:
+        if (
+            self.term != self._last_term
+            or self.voted_for != self._last_voted_for
+            or committed != self._last_commit
+        ):
             return True
         role = self.role
-        if role is not self._last_role or self.leader_id != self._last_soft_state.leader_id:
+        if role is not self._last_role or self.leader_id != self._last_leader_id:
             return True
         return role is _LEADER and self.replication.has_pending_sends()
 
@@ -287,22 +295,22 @@ class RaftNode:
         # Compared field by field, built only when changed: ready() runs once per Ready.
         soft_state: SoftState | None = None
         leader_id = self.leader_id
-        if role is not self._last_role or leader_id != self._last_soft_state.leader_id:
-            soft_state = self._last_soft_state = SoftState(role.value, leader_id)
+        if role is not self._last_role or leader_id != self._last_leader_id:
+            soft_state = SoftState(role.value, leader_id)
             self._last_role = role
+            self._last_leader_id = leader_id
         log = self.log
-        previous = self._last_hard_state
         hard_state: HardState | None = None
         term_or_vote_changed = False
+        term, voted_for, commit = self.term, self.voted_for, log.committed
         if (
-            self.term != previous.term
-            or self.voted_for != previous.voted_for
-            or log.committed != previous.commit
+            term != self._last_term
+            or voted_for != self._last_voted_for
+            or commit != self._last_commit
         ):
-            hard_state = self._last_hard_state = self.hard_state()
-            term_or_vote_changed = (
-                hard_state.term != previous.term or hard_state.voted_for != previous.voted_for
-            )
+            hard_state = self.hard_state()
+            term_or_vote_changed = term != self._last_term or voted_for != self._last_voted_for
+            self._last_term, self._last_voted_for, self._last_commit = term, voted_for, commit
         must_sync = term_or_vote_changed
         entries = (
             log.unstable_entries() if log.stable < log.snapshot_index + len(log.entries) else []

@@ -71,9 +71,7 @@ class Ready:
         self.messages_after_persist: list[AnyMessage] = (
             [] if messages_after_persist is None else messages_after_persist
         )
-        self.committed_entries: list[Entry] = (
-            [] if committed_entries is None else committed_entries
-        )
+        self.committed_entries: list[Entry] = [] if committed_entries is None else committed_entries
         self.read_states: list[ReadState] = [] if read_states is None else read_states
         # Human-readable lines for the node's log: elections, role and membership changes.
         self.events: list[str] = [] if events is None else events

@@ -10,34 +10,17 @@ every replica since it reads only the log's effects.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-import msgspec
+# The records live apart (see there why); imported from here too.
+from raftkv.kv.session_records import Refusals as Refusals
+from raftkv.kv.session_records import SessionRecord as SessionRecord
 
 R = TypeVar("R")
 
 # Client sessions remembered. The least recently active session is forgotten first; which
 # one that is depends only on the log, so every replica forgets the same one.
 SESSIONS_MAX = 10_000
-
-
-class SessionRecord(msgspec.Struct, Generic[R], array_like=True, frozen=True):
-    """A session as the table and the owner's snapshots hold it (the KV store's snapshots
-    have carried this layout since before this module: an array of the four fields)."""
-
-    client_id: str
-    seq: int
-    result: R
-    last_index: int  # the index of the session's latest request (its last activity)
-
-
-@dataclass(frozen=True)
-class Refusals(Generic[R]):
-    """What the table answers, in the owner's result type, instead of executing."""
-
-    stale: R  # an older seq than the session's latest: its answer is gone
-    expired: R  # no session, and one may have existed and been forgotten
 
 
 class SessionTable(Generic[R]):

@@ -33,7 +33,6 @@ at least that far (a read's state index) or land beyond it (a write's index).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -73,33 +72,46 @@ OPERATION_DEADLINE_TICKS: Final = 300
 HISTORY_EVENTS_PER_TICK_MAX: Final = 10_000
 
 
-@dataclass
 class _Operation:
-    handle: int  # the recorder's handle
-    kind: OperationKind  # "put" | "del" | "get" | "cas", or "range" | "delrange" | "txn"
-    key: str  # "" for a multi-key operation
-    value: str | None
-    invoked_tick: int
-    # The furthest log index an operation completed before this one was invoked had reached.
-    must_see: int
-    # The attempt in flight, if any.
-    node_id: int = 0
-    started_tick: int = 0
-    index: int = 0  # a write's entry, or a read's index once known
-    term: int = 0
-    request_id: int = 0
-    in_flight: bool = False
-    retry_tick: int = 0
-    seq: int = 0  # the write's session sequence number
-    after_index: int = 0  # the committed index the client had seen when the write began
-    appended: bool = False  # some attempt was appended to a log: it may take effect
-    # Some attempt was appended and then abandoned unanswered (no answer in time, its node
-    # crashed): it may still take effect. Attempts seen overwritten or refused do not count.
-    maybe_applied: bool = False
-    # cas and conditional puts: write only if the value is `if_value`, or absent.
-    if_value: str | None = None
-    if_absent: bool = False
-    plan: MultiKeyPlan | None = None  # range, delrange, txn (multi_key_ops)
+    """One client operation, from invocation to its answer (a plain class, not a
+    dataclass: mypyc compiles this __init__, and one runs per operation)."""
+
+    def __init__(
+        self,
+        handle: int,  # the recorder's handle
+        kind: OperationKind,  # "put" | "del" | "get" | "cas", or "range" | "delrange" | "txn"
+        key: str,  # "" for a multi-key operation
+        value: str | None,
+        invoked_tick: int,
+        must_see: int,
+    ) -> None:
+        self.handle = handle
+        self.kind = kind
+        self.key = key
+        self.value = value
+        self.invoked_tick = invoked_tick
+        # The furthest log index an operation completed before this one was invoked had
+        # reached.
+        self.must_see = must_see
+        # The attempt in flight, if any.
+        self.node_id = 0
+        self.started_tick = 0
+        self.index = 0  # a write's entry, or a read's index once known
+        self.term = 0
+        self.request_id = 0
+        self.in_flight = False
+        self.retry_tick = 0
+        self.seq = 0  # the write's session sequence number
+        self.after_index = 0  # the committed index the client had seen when the write began
+        self.appended = False  # some attempt was appended to a log: it may take effect
+        # Some attempt was appended and then abandoned unanswered (no answer in time, its
+        # node crashed): it may still take effect. Attempts seen overwritten or refused do
+        # not count.
+        self.maybe_applied = False
+        # cas and conditional puts: write only if the value is `if_value`, or absent.
+        self.if_value: str | None = None
+        self.if_absent = False
+        self.plan: MultiKeyPlan | None = None  # range, delrange, txn (multi_key_ops)
 
     @property
     def reads(self) -> bool:
@@ -153,6 +165,9 @@ class Workload:
         `multi_key_rng`: turns some operations into ranges, delete-ranges and transactions
         (multi_key_ops); None: single-key operations only."""
         self._rng = rng
+        # Bound once for the per-tick draws: a method call on a Random (not compiled) looks
+        # the method up every time.
+        self._random = rng.random
         self._mix = None if multi_key_rng is None else MultiKeyMix(multi_key_rng, KEYS)
         self._simulation = simulation
         self.recorder = HistoryRecorder()
@@ -192,7 +207,7 @@ class Workload:
         for client in self.clients:
             operation = client.operation
             if operation is None:
-                if self.issuing and self._rng.random() < OPERATION_PROBABILITY_PER_TICK:
+                if self.issuing and self._random() < OPERATION_PROBABILITY_PER_TICK:
                     self._invoke(client, now)
                 continue
             if now - operation.invoked_tick > OPERATION_DEADLINE_TICKS:

@@ -89,7 +89,12 @@ class Simulation:
         self.workload = Workload(
             client_rng, self, enabled=options.workload != "none", multi_key_rng=multi_key_rng
         )
-        self.stale_reads = StaleReadProbe(stale_read_rng, self, enabled=options.workload != "none")
+        self.stale_reads = StaleReadProbe(
+            stale_read_rng,
+            self,
+            enabled=options.workload != "none",
+            reference=self.workload.ledger,  # its apply listener comes first
+        )
         self.operator = Operator(
             operator_rng,
             self,

@@ -66,6 +66,7 @@ ISOLATE_LEADER_SHARE = 0.3
 class FaultInjector:
     def __init__(self, rng: random.Random, simulation: Simulation, kinds: frozenset[str]) -> None:
         self._rng = rng
+        self._random = rng.random  # bound once: step() draws every tick
         self._simulation = simulation
         self.kinds = kinds
         self.active = False
@@ -145,7 +146,7 @@ class FaultInjector:
 
     def step(self, now: int) -> None:
         simulation = self._simulation
-        rng = self._rng
+        random = self._random
         kinds = self.kinds
         if self._restart_tick:
             for node_id in sorted(self._restart_tick):
@@ -165,21 +166,21 @@ class FaultInjector:
 
         if self._churn:
             self._leader_churn(now)
-        if "crash" in kinds and rng.random() < self.crash_probability:
+        if "crash" in kinds and random() < self.crash_probability:
             self._crash_one(now)
         if (
             "partition" in kinds
             and self._partition_end_tick is None
-            and rng.random() < self.partition_probability
+            and random() < self.partition_probability
         ):
             self._partition(now)
         if (
             "oneway" in kinds
             and self._oneway_end_tick is None
-            and rng.random() < self.oneway_probability
+            and random() < self.oneway_probability
         ):
             self._oneway(now)
-        if "pause" in kinds and rng.random() < self.pause_probability:
+        if "pause" in kinds and random() < self.pause_probability:
             self._pause_one(now)
 
     def after_transfer(self, old_leader: int) -> None:

@@ -104,7 +104,8 @@ class Network:
         stats = self._stats
         fault_counts = stats.faults  # Stats.count_fault, inlined: this runs per message
         transcript = self._transcript if self._transcript.enabled else None
-        rng = self._rng
+        # Bound once: a method call on a Random (not compiled) looks the method up each time.
+        random = self._rng.random
         incarnations = self.incarnations
         blocked = self._blocked
         in_flight = self._in_flight
@@ -122,7 +123,7 @@ class Network:
                 if transcript is not None:
                     transcript.rpc(now, message, "blocked")
                 continue
-            if drop_rate and rng.random() < drop_rate:
+            if drop_rate and random() < drop_rate:
                 stats.messages_dropped += 1
                 fault_counts["drop"] = fault_counts.get("drop", 0) + 1
                 if transcript is not None:
@@ -135,7 +136,7 @@ class Network:
                     transcript.rpc(now, message, "receiver down")
                 continue
             copies = 1
-            if duplicate_rate and rng.random() < duplicate_rate:
+            if duplicate_rate and random() < duplicate_rate:
                 copies = 2
                 stats.messages_duplicated += 1
                 fault_counts["duplicate"] = fault_counts.get("duplicate", 0) + 1
@@ -144,8 +145,8 @@ class Network:
             while copies:
                 copies -= 1
                 delay = latency_ticks
-                if reorder_rate and rng.random() < reorder_rate:
-                    delay += 1 + int(rng.random() * REORDER_SPREAD_TICKS)
+                if reorder_rate and random() < reorder_rate:
+                    delay += 1 + int(random() * REORDER_SPREAD_TICKS)
                     fault_counts["reorder"] = fault_counts.get("reorder", 0) + 1
                 batch = in_flight.get(now + delay)
                 if batch is None:

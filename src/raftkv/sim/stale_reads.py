@@ -1,11 +1,12 @@
 """`consistency=stale` reads in the simulator.
 
 A stale read may return an old value, but not any value: it must be exactly what the key
-held once the cluster had applied the reading node's applied index. The probe keeps a
+held once the cluster had applied the reading node's applied index. The probe reads a
 reference store fed with every index the first time any node applies it (those first
 applications come in index order: a node applies an index only after all before it, or
-restores a snapshot that another node built by applying them), records each key's value
-after every index, and compares each stale read with it.
+restores a snapshot that another node built by applying them): the clients' execution
+ledger, which already is such a store, rather than a second copy applying every command
+again. It records each key's value after every index, and compares each stale read with it.
 """
 
 from __future__ import annotations
@@ -28,11 +29,16 @@ STALE_READ_PROBABILITY_PER_TICK: Final = 0.2
 
 
 class StaleReadProbe:
-    def __init__(self, rng: random.Random, simulation: Simulation, enabled: bool) -> None:
+    def __init__(
+        self, rng: random.Random, simulation: Simulation, enabled: bool, reference: KVStore
+    ) -> None:
+        """`reference`: a store that applies each index the first time any node applies
+        it, and does so before this probe hears of it (an earlier apply listener)."""
         self._rng = rng
+        self._random = rng.random  # bound once: drawn every tick
         self._simulation = simulation
         self._enabled = enabled
-        self._reference = KVStore()
+        self._reference = reference
         self._reference_index = 0
         # key -> (indexes, values): the key's value from each index on.
         self._history: dict[str, tuple[list[int], list[str | None]]] = {}
@@ -46,7 +52,10 @@ class StaleReadProbe:
         self._reference_index = entry.index
         if entry.kind != EntryKind.NORMAL:
             return
-        self._reference.apply(entry.index, entry.data)
+        if self._reference.applied_index != entry.index:
+            # The reference stopped (it checks the same order): stop checking too.
+            self._enabled = False
+            return
         try:
             command = decode_command(entry.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -66,7 +75,7 @@ class StaleReadProbe:
         return values[position - 1] if position else None
 
     def tick(self, now: int) -> None:
-        if not self._enabled or self._rng.random() >= STALE_READ_PROBABILITY_PER_TICK:
+        if not self._enabled or self._random() >= STALE_READ_PROBABILITY_PER_TICK:
             return
         simulation = self._simulation
         driver = simulation.nodes[self._rng.choice(simulation.node_ids)]
