@@ -123,7 +123,6 @@ class Simulation:
         self.now = now = self.now + 1
         checker = self.checker
         checker.now = now
-        observe = checker.observe
         faults = self.faults
         if faults.active:
             faults.step(now)
@@ -146,7 +145,7 @@ class Simulation:
             role, term = node.role, node.term
             node.tick()
             if node.role is not role or node.term != term:
-                observe(driver.id, node)
+                checker.observe(driver.id, node)
         if self.operator.active:
             self.operator.tick(now, self.workload.issuing)
         self.workload.tick(now)
@@ -175,7 +174,7 @@ class Simulation:
                     network.hold(now, message, driver.paused_until)
                     continue
                 node.step(message)
-                observe(receiver, node)
+                checker.observe(receiver, node)
                 receivers.add(receiver)
             if faults.active:
                 faults.after_delivery_round(now)
