@@ -38,6 +38,7 @@ MYPYC_MODULES = [
     # snapshot's msgspec Struct) nor sessions.py (tests patch its module constant and
     # methods).
     "src/raftkv/kv/store.py",
+    "src/raftkv/kv/txn.py",  # compare_holds, well_typed; its Structs are in txn_records.py
     "src/raftkv/sim/stats.py",
     "src/raftkv/sim/transcript.py",
     "src/raftkv/storage/memory.py",
