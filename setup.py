@@ -30,6 +30,7 @@ MYPYC_MODULES = [
     "src/raftkv/sim/driver.py",
     "src/raftkv/sim/faults.py",
     "src/raftkv/sim/invariants.py",
+    "src/raftkv/sim/multi_key_ops.py",  # the kv workload's ranges and transactions
     "src/raftkv/sim/network.py",
     "src/raftkv/sim/operator.py",
     "src/raftkv/sim/runner.py",
