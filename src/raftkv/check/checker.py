@@ -14,14 +14,22 @@ not follow it, and a minimised sub-history that still fails (minimize.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 import msgspec
 
+# The results are in checker_records.py (interpreted: see its docstring); re-exported here.
+from raftkv.check.checker_records import CheckResult as CheckResult
+from raftkv.check.checker_records import KeyResult as KeyResult
 from raftkv.check.components import Component, split_components
-from raftkv.check.explain import explain_result
-from raftkv.check.history import History, IndexedOperation, Operation, checked_history
+from raftkv.check.history import (
+    History,
+    IndexedOperation,
+    Operation,
+    checked_history,
+    is_multi_key,
+)
 from raftkv.check.limits import (
     LOCALIZE_EARLY_STATES_MAX,
     MINIMIZE_CHECKS_MAX,
@@ -36,59 +44,6 @@ from raftkv.check.minimize import Budget, localize, minimize_failure
 from raftkv.check.model import ModelOperation, remove_unobservable_writes, step, to_model
 from raftkv.check.search import SearchOutcome, search_linearization
 from raftkv.check.witness import find_witness
-
-
-@dataclass(frozen=True)
-class KeyResult:
-    """The verdict for one key (or component of keys), and on failure or unknown what the
-    search reached."""
-
-    key: str  # the key, or for a component with multi-key operations its keys in braces
-    ok: bool | None  # None: the search budget ran out (see budget_exhausted)
-    operation_count: int  # operations on this key in the history
-    searched_count: int  # after dropping those without effect and unobservable writes
-    states_explored: int
-    reason: str = ""  # in words, why it failed or is unknown
-    budget_exhausted: str | None = None  # "max_states" or "time"
-    # The deepest partial linearization found, in linearization order, and the value after it.
-    longest_prefix: tuple[IndexedOperation, ...] = ()
-    value_after_prefix: str | None = None
-    # Operations that could not be linearized next (the first to return among the rest).
-    blocking: tuple[IndexedOperation, ...] = ()
-    # Operations called before the blocking one returned and not in the prefix.
-    pending: tuple[IndexedOperation, ...] = ()
-    # A small sub-history, weakened as minimize.py explains, that is still not linearizable.
-    # Operations whose outcome it treats as unknown have status "unknown".
-    minimal: tuple[IndexedOperation, ...] = ()
-    minimization_checks: int = 0
-    minimization_complete: bool = False
-    # A component with multi-key operations: its keys, and the map after the longest prefix
-    # (then `value_after_prefix` is unused).
-    component_keys: tuple[str, ...] = ()
-    state_after_prefix: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    ok: bool | None  # False if any key fails, else None if any is unknown, else True
-    operation_count: int
-    keys: dict[str, KeyResult]
-
-    @property
-    def failed_keys(self) -> list[str]:
-        return [key for key, result in self.keys.items() if result.ok is False]
-
-    @property
-    def unknown_keys(self) -> list[str]:
-        return [key for key, result in self.keys.items() if result.ok is None]
-
-    def summary(self) -> str:
-        verdict = {True: "OK", False: "NOT LINEARIZABLE", None: "UNKNOWN"}[self.ok]
-        return f"{verdict} n={self.operation_count} keys={len(self.keys)}"
-
-    def explain(self) -> str:
-        """A readable account: the summary line, then each failed or unknown key."""
-        return explain_result(self)
 
 
 def check_history(
@@ -110,7 +65,7 @@ def check_history(
     """
     history: History = checked_history(operations)
     deadline = None if time_budget_seconds is None else time.monotonic() + time_budget_seconds
-    if any(operation.multi_key for operation in history.operations):
+    if any(is_multi_key(operation) for operation in history.operations):
         return _check_components(
             history, max_states, deadline, minimize_checks_max if minimize else 0,
             minimize_states_max,
@@ -139,16 +94,17 @@ def _check_components(
     results: dict[str, KeyResult] = {}
     components = split_components(operations)
     for component in sorted(components, key=lambda c: (c.label, c.indices[0])):
-        indexed = [IndexedOperation(index, operations[index]) for index in component.indices]
         budget = Budget(minimize_checks_max, minimize_states_max, deadline)
         if component.multi_key:
-            result = _check_component(component, indexed, max_states, deadline, budget)
+            result = _check_component(component, operations, max_states, deadline, budget)
         else:
+            indexed = [IndexedOperation(index, operations[index]) for index in component.indices]
             result = _check_key(component.keys[0], indexed, max_states, deadline, budget)
         label = result.key
         if label in results:  # two ranges naming no key at all: keep both
             label = f"{label} #{component.indices[0]}"
-        results[label] = replace(result, key=label)
+            result = replace(result, key=label)
+        results[label] = result
     verdicts = [result.ok for result in results.values()]
     ok = False if False in verdicts else (None if None in verdicts else True)
     return CheckResult(ok, len(history), results)
@@ -156,31 +112,32 @@ def _check_components(
 
 def _check_component(
     component: Component,
-    operations: list[IndexedOperation],
+    history: Sequence[Operation],
     max_states: int,
     deadline: float | None,
     budget: Budget,
 ) -> KeyResult:
-    """Search a component of multi-key operations as one map (map_search.py). No witness
-    shortcuts (those are the register's); a failure is reported with the deepest prefix, the
-    map after it, the operation that could not follow it, and a minimised sub-history
-    (map_minimize.py)."""
+    """Search a component of multi-key operations (its history positions index `history`)
+    as one map (map_search.py). No witness shortcuts (those are the register's); a failure
+    is reported with the deepest prefix, the map after it, the operation that could not
+    follow it, and a minimised sub-history (map_minimize.py)."""
+    indices = component.indices
     versions = any(
-        compare.target == "version"
-        for indexed in operations
-        for compare in indexed.operation.compare
+        compare.target == "version" for index in indices for compare in history[index].compare
     )
     universe = Universe(component.keys, versions)
     modelled = [
         model
-        for indexed in operations
-        if (model := to_map_model(indexed.operation, indexed.index, universe)) is not None
+        for index in indices
+        if (model := to_map_model(history[index], index, universe)) is not None
     ]
     outcome = search_map(modelled, universe.initial(), max_states=max_states, deadline=deadline)
-    counts = (len(operations), len(modelled))
+    counts = (len(indices), len(modelled))
     if outcome.ok:
         return KeyResult(component.label, True, *counts, outcome.states_explored,
                          component_keys=component.keys)  # fmt: skip
+    # Indexed records only for the report (a passing component needs none).
+    operations = [IndexedOperation(index, history[index]) for index in indices]
     by_index = {indexed.index: indexed for indexed in operations}
     prefix = [modelled[position] for position in outcome.longest_prefix]
     linearized = {op.history_index for op in prefix}

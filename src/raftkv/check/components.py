@@ -21,8 +21,8 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from raftkv.check.history import Operation
-from raftkv.check.map_model import operation_keys, operation_ranges
+from raftkv.check.history import Operation, is_multi_key
+from raftkv.check.map_model import RangeName, key_range, operation_keys, operation_ranges
 
 
 @dataclass
@@ -67,8 +67,10 @@ class _Sets:
 
 def split_components(operations: Sequence[Operation]) -> list[Component]:
     """The components of `operations`, ordered by their first operation."""
-    named = sorted({key for operation in operations for key in operation_keys(operation)})
+    keys_named = [operation_keys(operation) for operation in operations]
+    named = sorted({key for keys in keys_named for key in keys})
     position = {key: number for number, key in enumerate(named)}
+    spans: dict[RangeName, tuple[int, int]] = {}  # per range named: the keys it holds
     sets = _Sets(len(named))
     # linked[i] is the first position at or after i not yet joined to its successor by a
     # range, so that wide ranges join each pair of neighbours once in all.
@@ -83,11 +85,18 @@ def split_components(operations: Sequence[Operation]) -> list[Component]:
         return root
 
     touched: list[int | None] = []  # per operation: one key position it touches, if any
-    for operation in operations:
-        positions = [position[key] for key in operation_keys(operation)]
-        for key_range in operation_ranges(operation):
-            low = bisect.bisect_left(named, key_range.start)
-            high = len(named) if key_range.end is None else bisect.bisect_left(named, key_range.end)
+    for operation, keys in zip(operations, keys_named, strict=True):
+        positions = [position[key] for key in keys]
+        for range_name in operation_ranges(operation):
+            span = spans.get(range_name)
+            if span is None:
+                keys_range = key_range(*range_name)
+                end = keys_range.end
+                span = spans[range_name] = (
+                    bisect.bisect_left(named, keys_range.start),
+                    len(named) if end is None else bisect.bisect_left(named, end),
+                )
+            low, high = span
             if low < high:
                 positions.append(low)
                 item = next_unlinked(low)
@@ -113,5 +122,5 @@ def split_components(operations: Sequence[Operation]) -> list[Component]:
             component = by_root[root] = Component(tuple(members[root]))
             components.append(component)
         component.indices.append(index)
-        component.multi_key = component.multi_key or operation.multi_key
+        component.multi_key = component.multi_key or is_multi_key(operation)
     return components

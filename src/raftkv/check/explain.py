@@ -13,7 +13,7 @@ from raftkv.check.limits import (
 )
 
 if TYPE_CHECKING:
-    from raftkv.check.checker import CheckResult, KeyResult
+    from raftkv.check.checker_records import CheckResult, KeyResult
 
 _INDENT = "    "
 

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO
 
 import msgspec
 
-from raftkv.check.history_multi_key import (
-    StepResult as StepResult,  # re-exported: records hold them
-)
 from raftkv.check.history_multi_key import (
     describe_range,
     describe_txn,
@@ -28,105 +24,44 @@ from raftkv.check.history_multi_key import (
     has_multi_key_fields,
     validate_multi_key,
 )
+
+# The records live in history_records.py (interpreted: see its docstring); re-exported here.
+from raftkv.check.history_records import CAS_FAILED as CAS_FAILED
+from raftkv.check.history_records import MULTI_KEY_KINDS as MULTI_KEY_KINDS
+from raftkv.check.history_records import NOT_FOUND as NOT_FOUND
+from raftkv.check.history_records import History as History
+from raftkv.check.history_records import HistoryError as HistoryError
+from raftkv.check.history_records import IndexedOperation as IndexedOperation
+from raftkv.check.history_records import Operation as Operation
+from raftkv.check.history_records import OperationKind as OperationKind
+from raftkv.check.history_records import Status as Status
+from raftkv.check.history_records import StepResult as StepResult
 from raftkv.check.limits import HISTORY_LINE_BYTES_MAX
-from raftkv.errors import RaftError
-from raftkv.kv.txn import Compare, TxnOp
-
-OperationKind = Literal["get", "put", "del", "cas", "range", "delrange", "txn"]
-# Operations that may touch several keys (SPEC §6): checked by the map model (map_model.py).
-MULTI_KEY_KINDS = frozenset(("range", "delrange", "txn"))
-Status = Literal["ok", "fail", "unknown"]
-
-# Errors that report what the client observed, not a failure to act: the operation completed,
-# read the register, and left it unchanged.
-NOT_FOUND = "not_found"
-CAS_FAILED = "cas_failed"
 
 
-class HistoryError(RaftError, ValueError):
-    """A history that cannot be checked: malformed JSON, a missing field, or a contradiction
-    such as a return before its call."""
+def is_multi_key(operation: Operation) -> bool:
+    """`operation.multi_key`, for compiled callers (a property of the interpreted record
+    costs an interpreted call)."""
+    return operation.op in MULTI_KEY_KINDS
 
 
-class Operation(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One client call and, once known, its outcome (docs/history-format.md)."""
-
-    client: str
-    op: OperationKind
-    key: str = ""  # get, put, del, cas
-    value: str | None = None  # put and cas: the value written
-    if_value: str | None = None  # cas (or a conditional put): write only if current == if_value
-    if_absent: bool = False  # cas (or a conditional put): write only if the key is absent
-    call_time: float = msgspec.field(name="call")
-    return_time: float | None = msgspec.field(default=None, name="return")
-    status: Status = "ok"
-    result: str | None = None  # get: the value read (None: absent)
-    error: str | None = None
-    # cas_failed: the value found. UNSET (field missing) means not reported; None means absent.
-    current: str | msgspec.UnsetType | None = msgspec.UNSET
-    # range and delrange: every key starting with `prefix`, or from `start` to `end` (exclusive;
-    # None: no end). range: at most `limit` keys answered.
-    prefix: str | None = None
-    start: str | None = None
-    end: str | None = None
-    limit: int | None = None
-    kvs: tuple[tuple[str, str], ...] | None = None  # range: the keys and values answered
-    count: int | None = None  # range: keys in the whole range (None: not reported)
-    more: bool | None = None  # range: keys beyond `limit` left out (None: not reported)
-    deleted: int | None = None  # delrange: how many keys it deleted
-    # txn: the compares and both branches, as POST /v1/txn takes them (SPEC §6).
-    compare: tuple[Compare, ...] = ()
-    success: tuple[TxnOp, ...] = ()
-    failure: tuple[TxnOp, ...] = ()
-    succeeded: bool | None = None  # txn: whether the compares held
-    results: tuple[StepResult, ...] | None = None  # txn: one per operation of the branch run
-
-    @property
-    def multi_key(self) -> bool:
-        """A range, delete-range or transaction: it may touch many keys at once."""
-        return self.op in MULTI_KEY_KINDS
-
-    @property
-    def conditional(self) -> bool:
-        """A cas, or a put carrying a condition (SPEC §3 lets PUT carry if_value/if_absent)."""
-        return self.op == "cas" or (
-            self.op == "put" and (self.if_absent or self.if_value is not None)
-        )
-
-    @property
-    def observation_error(self) -> bool:
-        """The error reports an observation (not_found, cas_failed), so the call completed."""
-        if self.error == NOT_FOUND:
-            return self.op in ("get", "del")
-        return self.error == CAS_FAILED and self.conditional
+def is_conditional(operation: Operation) -> bool:
+    """`operation.conditional`, for compiled callers."""
+    return operation.op == "cas" or (
+        operation.op == "put" and (operation.if_absent or operation.if_value is not None)
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class IndexedOperation:
-    """An operation with its position in the history (0-based), the name reports use."""
-
-    index: int
-    operation: Operation
-
-
-class History(msgspec.Struct, frozen=True):
-    """An ordered collection of operations; the order only names them (#index)."""
-
-    operations: tuple[Operation, ...]
-
-    def __iter__(self) -> Iterator[Operation]:
-        return iter(self.operations)
-
-    def __len__(self) -> int:
-        return len(self.operations)
-
-    def keys(self) -> list[str]:
-        return sorted({operation.key for operation in self.operations})
+def is_observation_error(operation: Operation) -> bool:
+    """`operation.observation_error`, for compiled callers."""
+    if operation.error == NOT_FOUND:
+        return operation.op in ("get", "del")
+    return operation.error == CAS_FAILED and is_conditional(operation)
 
 
 def validate_operation(operation: Operation) -> str | None:
     """Why `operation` is not a valid history record, or None when it is."""
-    if operation.multi_key:
+    if is_multi_key(operation):
         return _validate_times(operation) or validate_multi_key(operation)
     if has_multi_key_fields(operation):
         return f"{operation.op} takes no range or transaction fields"
@@ -159,7 +94,7 @@ def _validate_single_key(operation: Operation) -> str | None:
         return "cas needs if_value or if_absent"
     if operation.status == "unknown":
         return None  # outcome fields are ignored: the call may or may not have taken effect
-    observation = operation.observation_error
+    observation = is_observation_error(operation)
     if operation.status == "ok" and operation.error is not None and not observation:
         return f"status ok with error {operation.error!r} (use status fail or unknown)"
     if operation.status == "fail" and not observation:

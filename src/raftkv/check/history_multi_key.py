@@ -4,25 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import msgspec
 
+# StepResult is in history_records.py (interpreted: see its docstring); re-exported here.
+from raftkv.check.history_records import Operation
+from raftkv.check.history_records import StepResult as StepResult
 from raftkv.kv.txn import BRANCH_OPS, TxnOp, well_typed
-
-if TYPE_CHECKING:
-    from raftkv.check.history import Operation
-
-
-class StepResult(msgspec.Struct, frozen=True, omit_defaults=True):
-    """What one operation of a transaction's branch answered (docs/history-format.md)."""
-
-    value: str | None = None  # get: the value found (None: absent)
-    # range: the keys and values answered, in order (a value None: not reported, keys_only).
-    kvs: tuple[tuple[str, str | None], ...] | None = None
-    count: int | None = None  # range: keys in the whole range (None: not reported)
-    more: bool | None = None  # range: whether keys beyond `limit` were left out
-    deleted: int | None = None  # delete: 1 if the key existed, 0 if not (None: not reported)
 
 
 def has_multi_key_fields(operation: Operation) -> bool:

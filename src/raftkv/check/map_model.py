@@ -24,9 +24,17 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import Final
 
-from raftkv.check.history import CAS_FAILED, NOT_FOUND, Operation, StepResult
+from raftkv.check.history import (
+    CAS_FAILED,
+    NOT_FOUND,
+    Operation,
+    StepResult,
+    is_conditional,
+    is_multi_key,
+    is_observation_error,
+)
 from raftkv.kv.ranges import KeyRange
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.store import TXN_RANGE_LIMIT_DEFAULT
@@ -41,12 +49,14 @@ Step = Callable[[list[Cell]], bool]
 UNDECIDABLE_TARGETS = frozenset(("mod_index", "create_index"))
 
 
-@dataclass(frozen=True, slots=True)
 class Universe:
     """A component's keys in order, and whether its states keep versions."""
 
-    keys: tuple[str, ...]
-    versions: bool
+    def __init__(self, keys: tuple[str, ...], versions: bool) -> None:
+        self.keys: Final = keys
+        self.versions: Final = versions
+        # Each range's bounds, by the name records give it: a component's ranges repeat.
+        self._bounds: dict[RangeName, tuple[int, int]] = {}
 
     def position(self, key: str) -> int:
         return bisect.bisect_left(self.keys, key)
@@ -61,32 +71,58 @@ class Universe:
         )
         return low, max(low, high)
 
+    def range_bounds(
+        self, prefix: str | None, start: str | None, end: str | None
+    ) -> tuple[int, int]:
+        """`bounds` of the range a record names (`key_range`), remembered."""
+        named = (prefix, start, end)
+        found = self._bounds.get(named)
+        if found is None:
+            found = self._bounds[named] = self.bounds(key_range(prefix, start, end))
+        return found
+
     def initial(self) -> State:
         return (None,) * len(self.keys)
 
 
-@dataclass(frozen=True, slots=True)
 class MapOperation:
-    """An operation as the map search sees it; `return_time` None means indeterminate."""
+    """An operation as the map search sees it; `return_time` None means indeterminate.
+    (A plain class, not a dataclass: mypyc leaves a dataclass's __init__ interpreted.)"""
 
-    history_index: int
-    call_time: float
-    return_time: float | None
-    footprint: int  # bit i: it reads or writes universe key i (a range: every key in it)
-    observes_only: bool  # it never changes the state
-    successors: Callable[[State], tuple[State, ...]]  # the states it may leave; () if barred
+    def __init__(
+        self,
+        history_index: int,
+        call_time: float,
+        return_time: float | None,
+        footprint: int,
+        observes_only: bool,
+        successors: Callable[[State], tuple[State, ...]],
+    ) -> None:
+        self.history_index: Final = history_index
+        self.call_time: Final = call_time
+        self.return_time: Final = return_time
+        # bit i: it reads or writes universe key i (a range: every key in it)
+        self.footprint: Final = footprint
+        self.observes_only: Final = observes_only  # it never changes the state
+        # the states it may leave; () if barred
+        self.successors: Final = successors
 
 
 def key_range(prefix: str | None, start: str | None, end: str | None) -> KeyRange:
     return KeyRange.prefix(prefix) if prefix is not None else KeyRange(start or "", end)
 
 
-def operation_ranges(operation: Operation) -> list[KeyRange]:
-    """The key ranges an operation reads or deletes (a txn: those of its range operations)."""
+# A range as records name it: (prefix, start, end), `key_range`'s arguments.
+RangeName = tuple[str | None, str | None, str | None]
+
+
+def operation_ranges(operation: Operation) -> list[RangeName]:
+    """The key ranges an operation reads or deletes (a txn: those of its range operations),
+    as it names them."""
     if operation.op in ("range", "delrange"):
-        return [key_range(operation.prefix, operation.start, operation.end)]
+        return [(operation.prefix, operation.start, operation.end)]
     steps = (*operation.success, *operation.failure)
-    return [key_range(step.prefix, step.start, step.end) for step in steps if step.op == "range"]
+    return [(step.prefix, step.start, step.end) for step in steps if step.op == "range"]
 
 
 def operation_keys(operation: Operation) -> list[str]:
@@ -95,7 +131,7 @@ def operation_keys(operation: Operation) -> list[str]:
         steps = (*operation.success, *operation.failure)
         named = [compare.key for compare in operation.compare]
         return named + [step.key for step in steps if step.key is not None]
-    return [] if operation.multi_key else [operation.key]
+    return [] if is_multi_key(operation) else [operation.key]
 
 
 def to_map_model(operation: Operation, index: int, universe: Universe) -> MapOperation | None:
@@ -103,7 +139,7 @@ def to_map_model(operation: Operation, index: int, universe: Universe) -> MapOpe
     statuses as model.to_model: unknown reads and definite failures are dropped)."""
     compiled = _Compiler(universe)
     status, kind = operation.status, operation.op
-    if status == "fail" and not operation.observation_error:
+    if status == "fail" and not is_observation_error(operation):
         return None
     indeterminate = status == "unknown"
     if indeterminate and kind in ("get", "range"):
@@ -160,7 +196,7 @@ class _Compiler:
         return position
 
     def _range(self, prefix: str | None, start: str | None, end: str | None) -> tuple[int, int]:
-        low, high = self.universe.bounds(key_range(prefix, start, end))
+        low, high = self.universe.range_bounds(prefix, start, end)
         self.footprint |= ((1 << high) - 1) ^ ((1 << low) - 1)
         return low, high
 
@@ -241,7 +277,7 @@ class _Compiler:
         if operation.op == "del":
             return self.delete(operation.key, None)
         assert operation.value is not None  # validate_operation
-        if operation.conditional:
+        if is_conditional(operation):
             expected = None if operation.if_absent else operation.if_value
             return self.conditional_put(operation.key, expected, operation.value)
         return self.put(operation.key, operation.value)
@@ -262,7 +298,7 @@ class _Compiler:
         if kind == "del":
             return [self.delete(key, 0 if operation.error == NOT_FOUND else 1)]
         assert operation.value is not None  # validate_operation
-        if not operation.conditional:
+        if not is_conditional(operation):
             return [self.put(key, operation.value)]
         expected = None if operation.if_absent else operation.if_value
         if operation.error != CAS_FAILED:

@@ -4,48 +4,17 @@ decided, on every replica alike."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
-
 from raftkv.kv.records import KeyRecord
+
+# The Structs are in txn_records.py (interpreted: see its docstring); re-exported here.
+from raftkv.kv.txn_records import Compare as Compare
+from raftkv.kv.txn_records import Txn as Txn
+from raftkv.kv.txn_records import TxnOp as TxnOp
+from raftkv.kv.txn_records import TxnOutcome as TxnOutcome
 
 COMPARE_TARGETS = ("value", "version", "mod_index", "create_index", "exists")
 COMPARE_OPS = ("==", "!=", "<", ">")
 BRANCH_OPS = ("put", "delete", "get", "range")
-
-
-class Compare(msgspec.Struct, frozen=True, omit_defaults=True):
-    key: str
-    target: str  # one of COMPARE_TARGETS
-    op: str  # one of COMPARE_OPS
-    value: str | int | bool
-
-
-class TxnOp(msgspec.Struct, frozen=True, omit_defaults=True):
-    op: str  # one of BRANCH_OPS
-    key: str | None = None  # put, delete, get
-    value: str | None = None  # put
-    lease: int = 0  # put: the lease to attach the key to (0: none)
-    # range: as GET /v1/kv names one.
-    prefix: str | None = None
-    start: str | None = None
-    end: str | None = None
-    limit: int | None = None
-    keys_only: bool = False
-
-
-class Txn(msgspec.Struct, frozen=True, omit_defaults=True):
-    compare: list[Compare] = []
-    success: list[TxnOp] = []
-    failure: list[TxnOp] = []
-
-
-class TxnOutcome(msgspec.Struct, frozen=True):
-    """What a transaction did: which branch ran, and each of its operations' answer."""
-
-    succeeded: bool
-    results: list[dict[str, Any]]
 
 
 def _observed(record: KeyRecord | None, target: str) -> str | int | bool | None:

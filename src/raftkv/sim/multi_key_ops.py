@@ -15,8 +15,7 @@ mod_index of the client's last write of a key, and run puts, deletes, gets and r
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from raftkv.check.history import OperationKind, StepResult
 from raftkv.kv.commands import Command, Result
@@ -37,21 +36,38 @@ PREFIXES = ("x", "y", "z", "w")
 BOUNDS = (("x", "y"), ("x", "z"), ("y", None), ("w", "y"), ("y", "z"), ("w", None))
 LIMIT_SHARE = 0.3
 
+# The KeyRange of each range named so far (immutable, so shared): the workload names only
+# the handful above, and building one is an interpreted call.
+_KEY_RANGES: dict[tuple[str | None, str | None, str | None], KeyRange] = {}
 
-@dataclass(frozen=True)
+
 class RangeSpec:
-    """A range as history records and commands name it."""
+    """A range as history records and commands name it. (Plain classes here, not
+    dataclasses: mypyc leaves a dataclass's __init__ interpreted.)"""
 
-    prefix: str | None = None
-    start: str | None = None
-    end: str | None = None
-    limit: int | None = None
+    def __init__(
+        self,
+        prefix: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        limit: int | None = None,
+    ) -> None:
+        self.prefix: Final = prefix
+        self.start: Final = start
+        self.end: Final = end
+        self.limit: Final = limit
 
     @property
     def key_range(self) -> KeyRange:
-        if self.prefix is not None:
-            return KeyRange.prefix(self.prefix)
-        return KeyRange(self.start or "", self.end)
+        named = (self.prefix, self.start, self.end)
+        found = _KEY_RANGES.get(named)
+        if found is None:
+            if self.prefix is not None:
+                found = KeyRange.prefix(self.prefix)
+            else:
+                found = KeyRange(self.start or "", self.end)
+            _KEY_RANGES[named] = found
+        return found
 
     def fields(self) -> dict[str, Any]:
         """The history fields naming it (docs/history-format.md)."""
@@ -60,15 +76,21 @@ class RangeSpec:
         return {name: value for name, value in named.items() if value is not None}
 
 
-@dataclass
 class MultiKeyPlan:
     """A multi-key operation: its kind, its history fields, and for a write its command
     (the session fields are set per attempt)."""
 
-    kind: OperationKind  # "range" | "delrange" | "txn"
-    fields: dict[str, Any] = field(default_factory=dict)
-    spec: RangeSpec | None = None  # range
-    command: Command | None = None  # delrange, txn
+    def __init__(
+        self,
+        kind: OperationKind,  # "range" | "delrange" | "txn"
+        fields: dict[str, Any],
+        spec: RangeSpec | None = None,  # range
+        command: Command | None = None,  # delrange, txn
+    ) -> None:
+        self.kind = kind
+        self.fields = fields
+        self.spec = spec
+        self.command = command
 
 
 class MultiKeyMix:
@@ -103,7 +125,8 @@ class MultiKeyMix:
         if rng.random() >= MULTI_KEY_WRITE_SHARE:
             return None
         if rng.random() < DELETE_RANGE_SHARE:
-            spec = RangeSpec(**{**self._range().__dict__, "limit": None})
+            drawn = self._range()  # its limit drawn all the same, then dropped
+            spec = RangeSpec(drawn.prefix, drawn.start, drawn.end)
             key_range = spec.key_range
             command = Command(op="delrange", key=key_range.start, end=key_range.end)
             return MultiKeyPlan("delrange", spec.fields(), command=command)
