@@ -34,7 +34,7 @@ Each check is incremental, so checking continuously costs about as much as runni
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final, NamedTuple
+from typing import Final
 
 from raftkv.core.messages import Entry
 from raftkv.core.node import RaftNode, Role
@@ -42,15 +42,24 @@ from raftkv.core.node import RaftNode, Role
 _LEADER: Final = Role.LEADER  # a module constant: `Role.LEADER` is a class lookup on every use
 
 
-class LogView(NamedTuple):
+class LogView:
     """What a node's log would say in an election: a running node's log in memory, a
-    crashed node's durable one."""
+    crashed node's durable one. (A plain class: the checker builds one per node at every
+    new commit, and compiled code reads its fields directly.)"""
 
-    node_id: int
-    last_index: int
-    last_term: int
-    snapshot_index: int
-    term_at: Callable[[int], int | None]
+    def __init__(
+        self,
+        node_id: int,
+        last_index: int,
+        last_term: int,
+        snapshot_index: int,
+        term_at: Callable[[int], int | None],
+    ) -> None:
+        self.node_id = node_id
+        self.last_index = last_index
+        self.last_term = last_term
+        self.snapshot_index = snapshot_index
+        self.term_at = term_at
 
     def holds(self, index: int, term: int) -> bool:
         return index <= self.snapshot_index or self.term_at(index) == term
