@@ -27,6 +27,7 @@ MYPYC_MODULES = [
     # The simulator's hot path. Not options.py: `--jobs` pickles SimulationOptions.
     "src/raftkv/sim/clients.py",
     "src/raftkv/sim/cluster.py",
+    "src/raftkv/sim/draws.py",  # random.choice and randint, compiled (same numbers)
     "src/raftkv/sim/driver.py",
     "src/raftkv/sim/faults.py",
     "src/raftkv/sim/invariants.py",
@@ -37,6 +38,8 @@ MYPYC_MODULES = [
     "src/raftkv/sim/stale_reads.py",
     # Not store_records.py (RangePage, a frozen dataclass), snapshot_format.py (the
     # snapshot's msgspec Struct) nor session_records.py (SessionRecord, a msgspec Struct).
+    # Not command_records.py (Command, Result: msgspec Structs).
+    "src/raftkv/kv/commands.py",  # decode_command: every replica, every entry
     "src/raftkv/kv/sessions.py",  # every replica's apply goes through its table
     "src/raftkv/kv/store.py",
     "src/raftkv/kv/txn.py",  # compare_holds, well_typed; its Structs are in txn_records.py

@@ -14,7 +14,6 @@ from raftkv.core.ready_records import ReadState as ReadState
 from raftkv.core.ready_records import SnapshotMeta as SnapshotMeta
 from raftkv.core.ready_records import SoftState as SoftState
 
-
 # Ready's fields, in its constructor's order (its repr).
 _FIELDS = (
     "soft_state",

@@ -44,6 +44,7 @@ from raftkv.core.ready import ReadState
 from raftkv.errors import NotLeader, ProposalDropped
 from raftkv.kv.commands import Command, Result, encode_command
 from raftkv.kv.store import KVStore
+from raftkv.sim import draws
 from raftkv.sim.multi_key_ops import MultiKeyMix, MultiKeyPlan, range_answer, write_answer
 
 if TYPE_CHECKING:
@@ -222,7 +223,7 @@ class Workload:
 
     def _invoke(self, client: Client, now: int) -> None:
         rng = self._rng
-        key = rng.choice(KEYS)
+        key = draws.choice(rng, KEYS)
         draw = rng.random()
         value: str | None = None
         if_value: str | None = None
@@ -325,7 +326,7 @@ class Workload:
             client.target = (
                 error.leader_id
                 if error.leader_id is not None and error.leader_id != client.target
-                else self._rng.choice(simulation.node_ids)
+                else draws.choice(self._rng, simulation.node_ids)
             )
             operation.retry_tick = (
                 now + 1 if error.leader_id is not None else now + RETRY_BACKOFF_TICKS
@@ -334,7 +335,7 @@ class Workload:
         except ProposalDropped:
             # No leader, or a leadership transfer: a real client tries elsewhere after a pause.
             operation.retry_tick = now + RETRY_BACKOFF_TICKS
-            client.target = self._rng.choice(simulation.node_ids)
+            client.target = draws.choice(self._rng, simulation.node_ids)
             return
         operation.in_flight = True
         if operation.reads and operation.index:
@@ -374,7 +375,7 @@ class Workload:
         self._forget_attempt(operation)
         operation.in_flight = False
         operation.retry_tick = self._simulation.now + RETRY_BACKOFF_TICKS
-        client.target = self._rng.choice(self._simulation.node_ids)
+        client.target = draws.choice(self._rng, self._simulation.node_ids)
 
     def _forget_attempt(self, operation: _Operation) -> None:
         if operation.reads:

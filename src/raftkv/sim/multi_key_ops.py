@@ -22,6 +22,7 @@ from raftkv.kv.commands import Command, Result
 from raftkv.kv.ranges import KeyRange
 from raftkv.kv.store import KVStore
 from raftkv.kv.txn import Compare, Txn, TxnOp
+from raftkv.sim import draws
 
 # Of the gets, how many become range reads; of the writes, how many become multi-key ones
 # (and of those, how many delete a range rather than run a transaction).
@@ -102,10 +103,10 @@ class MultiKeyMix:
 
     def _range(self) -> RangeSpec:
         rng = self._rng
-        limit = rng.choice((1, 2)) if rng.random() < LIMIT_SHARE else None
+        limit = draws.choice(rng, (1, 2)) if rng.random() < LIMIT_SHARE else None
         if rng.random() < 0.5:
-            return RangeSpec(prefix=rng.choice(PREFIXES), limit=limit)
-        start, end = rng.choice(BOUNDS)
+            return RangeSpec(prefix=draws.choice(rng, PREFIXES), limit=limit)
+        start, end = draws.choice(rng, BOUNDS)
         return RangeSpec(start=start, end=end, limit=limit)
 
     def read(self) -> MultiKeyPlan | None:
@@ -130,7 +131,7 @@ class MultiKeyMix:
             key_range = spec.key_range
             command = Command(op="delrange", key=key_range.start, end=key_range.end)
             return MultiKeyPlan("delrange", spec.fields(), command=command)
-        compares = [self._compare(seen, mod_index) for _ in range(rng.randint(1, 2))]
+        compares = [self._compare(seen, mod_index) for _ in range(draws.randint(rng, 1, 2))]
         success = self._branch(new_value, writes=True)
         failure = self._branch(new_value, writes=rng.random() < 0.5)
         txn = Txn(compares, success, failure)
@@ -140,22 +141,24 @@ class MultiKeyMix:
 
     def _compare(self, seen: dict[str, str], mod_index: dict[str, int]) -> Compare:
         rng = self._rng
-        key = rng.choice(self._keys)
+        key = draws.choice(rng, self._keys)
         draw = rng.random()
         if draw < 0.4:
-            return Compare(key, "value", rng.choice(("==", "!=")), seen.get(key, ""))
+            return Compare(key, "value", draws.choice(rng, ("==", "!=")), seen.get(key, ""))
         if draw < 0.6:
             return Compare(key, "exists", "==", rng.random() < 0.5)
         if draw < 0.8:
-            return Compare(key, "version", rng.choice(("==", "<", ">")), rng.randint(0, 3))
-        return Compare(key, "mod_index", rng.choice(("==", ">")), mod_index.get(key, 0))
+            return Compare(
+                key, "version", draws.choice(rng, ("==", "<", ">")), draws.randint(rng, 0, 3)
+            )
+        return Compare(key, "mod_index", draws.choice(rng, ("==", ">")), mod_index.get(key, 0))
 
     def _branch(self, new_value: Any, *, writes: bool) -> list[TxnOp]:
         rng = self._rng
         steps: list[TxnOp] = []
-        for _ in range(rng.randint(1, 3)):
+        for _ in range(draws.randint(rng, 1, 3)):
             draw = rng.random()
-            key = rng.choice(self._keys)
+            key = draws.choice(rng, self._keys)
             if writes and draw < 0.45:
                 steps.append(TxnOp("put", key, new_value()))
             elif writes and draw < 0.6:

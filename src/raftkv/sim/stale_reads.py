@@ -19,6 +19,7 @@ import msgspec
 
 from raftkv.core import Entry, EntryKind
 from raftkv.kv import KVStore, decode_command
+from raftkv.sim import draws
 
 if TYPE_CHECKING:
     from raftkv.sim.cluster import Simulation
@@ -78,8 +79,8 @@ class StaleReadProbe:
         if not self._enabled or self._random() >= STALE_READ_PROBABILITY_PER_TICK:
             return
         simulation = self._simulation
-        driver = simulation.nodes[self._rng.choice(simulation.node_ids)]
-        key = self._rng.choice(KEYS)
+        driver = simulation.nodes[draws.choice(self._rng, simulation.node_ids)]
+        key = draws.choice(self._rng, KEYS)
         if driver.node is None or driver.paused(now):
             return
         applied = driver.applied_index
