@@ -2,13 +2,22 @@
 
 import os as _os
 import sys as _sys
-from importlib import metadata
 
-# One place for the version: pyproject.toml, as installed.
-try:
-    __version__ = metadata.version("raftkv")
-except metadata.PackageNotFoundError:  # run from a source tree that was never installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> str:
+    """`raftkv.__version__`, read when first asked for: importing importlib.metadata takes
+    about 50 ms, a third of a command's start-up, and most runs never need it."""
+    if name != "__version__":
+        raise AttributeError(f"module 'raftkv' has no attribute {name!r}")
+    from importlib import metadata
+
+    # One place for the version: pyproject.toml, as installed.
+    try:
+        version = metadata.version("raftkv")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        version = "0+unknown"
+    globals()["__version__"] = version
+    return version
 
 # The package directory, and whether it is a source checkout (an editable install).
 _ROOT = _os.path.dirname(_os.path.abspath(__file__))
