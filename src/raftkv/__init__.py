@@ -19,6 +19,7 @@ def __getattr__(name: str) -> str:
     globals()["__version__"] = version
     return version
 
+
 # The package directory, and whether it is a source checkout (an editable install).
 _ROOT = _os.path.dirname(_os.path.abspath(__file__))
 _CHECKOUT = _os.path.exists(_os.path.join(_ROOT, "..", "..", "pyproject.toml"))

@@ -26,3 +26,29 @@ def decode_command(data: bytes) -> Command:
         return _decoder.decode(data)
     except (UnicodeDecodeError, RecursionError) as error:
         raise msgspec.DecodeError(f"malformed command: {error}") from None
+
+
+# Commands a SharedDecoder keeps: more than a simulated run has in flight between the first
+# and the last replica applying an entry.
+SHARED_DECODER_SIZE = 4096
+
+
+class SharedDecoder:
+    """`decode_command` for the stores of several replicas in one process (the simulators
+    run every node's store side by side): each command's bytes are decoded once, not once
+    per replica. A command is immutable, so the replicas share it. Keeps the last
+    `SHARED_DECODER_SIZE` commands decoded; bytes that are not a command are decoded (and
+    refused) every time."""
+
+    def __init__(self) -> None:
+        self._commands: dict[bytes, Command] = {}
+
+    def __call__(self, data: bytes) -> Command:
+        commands = self._commands
+        command = commands.get(data)
+        if command is None:
+            command = decode_command(data)
+            if len(commands) >= SHARED_DECODER_SIZE:
+                del commands[next(iter(commands))]  # the oldest
+            commands[data] = command
+        return command

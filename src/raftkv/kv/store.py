@@ -55,8 +55,14 @@ class KVStore:
     snapshot_kind: ClassVar[str] = "kv"
 
     def __init__(
-        self, sessions_max: int | None = None, observer: ChangeObserver | None = None
+        self,
+        sessions_max: int | None = None,
+        observer: ChangeObserver | None = None,
+        decode: Callable[[bytes], Command] = decode_command,
     ) -> None:
+        """`decode`: how applied bytes become a command (a SharedDecoder when several
+        replicas live in one process)."""
+        self._decode = decode
         self._records: dict[str, KeyRecord] = {}
         # Told of every key change and every restore (watches); None: nobody listens.
         self.observer = observer
@@ -91,7 +97,7 @@ class KVStore:
             self._hash + index.to_bytes(8, "big") + command, digest_size=16
         ).digest()
         try:
-            parsed = decode_command(command)
+            parsed = self._decode(command)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return _BAD_REQUEST
         if not parsed.client_id:

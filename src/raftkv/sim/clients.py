@@ -545,7 +545,7 @@ class _ExecutionLedger(KVStore):
     index order: see raftkv.sim.stale_reads), recording every session write it executes."""
 
     def __init__(self, simulation: Simulation) -> None:
-        super().__init__()
+        super().__init__(decode=simulation.decoder)
         self._simulation = simulation
         self._enabled = True
         self._last_index = 0

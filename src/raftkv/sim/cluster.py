@@ -20,7 +20,7 @@ from typing import Final, Protocol
 
 from raftkv.core.membership import Membership
 from raftkv.core.node import RaftNode, Role
-from raftkv.kv.commands import Command, encode_command
+from raftkv.kv.commands import Command, SharedDecoder, encode_command
 from raftkv.kv.store import KVStore
 from raftkv.sim.clients import Workload
 from raftkv.sim.driver import CrashPoint, SimNode
@@ -75,6 +75,9 @@ class Simulation:
         # Drawn last, so adding the stale-read probe left every other stream as it was.
         stale_read_rng = random.Random(root.getrandbits(64))
         self.stats = Stats()
+        # Every replica's store (and the ledger's) decodes an entry's command once between
+        # them.
+        self.decoder = SharedDecoder()
         self.observer = observer
         self.transcript = Transcript(sink if options.verbose else None, observer)
         self.checker = InvariantChecker()

@@ -76,7 +76,7 @@ class SimNode:
         self.stable_store = MemoryStableStore()
         self.snapshot_store = MemorySnapshotStore()
         self.node: RaftNode | None = None
-        self.kv = KVStore()
+        self.kv = KVStore(decode=self.simulation.decoder)
         self.incarnation = -1
         # The last index applied, of any kind (the KV store only counts NORMAL entries).
         self.applied_index = 0
@@ -104,7 +104,7 @@ class SimNode:
         # The server's own recovery (raftkv.storage.recovery), so the simulator vouches for it:
         # e.g. a crash between saving a received snapshot and resetting the log.
         recovered = recover(self.log_store, self.stable_store, self.snapshot_store)
-        self.kv = KVStore()
+        self.kv = KVStore(decode=self.simulation.decoder)
         self.applied_index = recovered.applied_index
         self.applied_membership = EMPTY
         if recovered.snapshot is not None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from raftkv.core import Entry, EntryKind
-from raftkv.kv import KVStore, decode_command
+from raftkv.kv import KVStore
 from raftkv.sim import draws
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class StaleReadProbe:
             self._enabled = False
             return
         try:
-            command = decode_command(entry.data)
+            command = self._simulation.decoder(entry.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return
         # A delete-range or transaction may change every key; note those that changed.
