@@ -6,9 +6,12 @@ transport) while the node a watch streams from stops."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +120,18 @@ def test_the_route_gives_up_after_the_timeout_without_a_line_and_at_once_for_ref
 
 
 # --- against real servers ---------------------------------------------------------------------
+@contextlib.contextmanager
+def _bound(port: int) -> Iterator[None]:
+    """Hold 127.0.0.1:`port` without listening on it (connections are refused)."""
+    holder = socket.socket()
+    try:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", port))
+        yield
+    finally:
+        holder.close()
+
+
 def client_map(servers: list[RaftServer], first: RaftServer) -> dict[int, str]:
     """The servers' client addresses, `first` first (where a watch starts)."""
     ordered = [first, *(server for server in servers if server is not first)]
@@ -189,14 +204,22 @@ def test_raft_client_watch_prints_events_and_exits_2_once_no_node_answers(
         thread = threading.Thread(target=lambda: outcome.update(result=run_cli(*argv)))
         thread.start()
         await wait_until(lambda: sum(s.watches.watchers for s in servers) == 1, "the watch")
-        for server in servers:
-            await server.stop()
-        stopped = time.monotonic()
-        # About a second here (--timeout 1); a CI run on a loaded machine once took over 20 s
-        # to see the CLI exit (its last line came out later), so the deadline is generous and
-        # the failure says how long it was.
-        await asyncio.to_thread(thread.join, 90.0)
-        outcome["exit_seconds"] = time.monotonic() - stopped
+        with contextlib.ExitStack() as reserved:
+            for server in servers:
+                assert server.http is not None
+                port = server.http.port
+                await server.stop()
+                # Until the CLI exits, each stopped node's port stays bound here, not
+                # listening: a connection there is refused, and no node of another test
+                # (the suite runs in parallel) can take the freed port and serve the CLI's
+                # watch in its place. Twice in full runs the CLI was still watching 20 and
+                # 90 s after every node had stopped, and exited only after the test had
+                # ended: streaming, it seems, from such a stranger, which sends a progress
+                # line every second and so never looks silent.
+                reserved.enter_context(_bound(port))
+            stopped = time.monotonic()
+            await asyncio.to_thread(thread.join, 60.0)
+            outcome["exit_seconds"] = time.monotonic() - stopped
 
     run_cluster(tmp_path, body)
     assert "result" in outcome, f"still watching {outcome['exit_seconds']:.1f} s after the stop"
