@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from raftkv.check.history import Operation
+from raftkv.check.history import Operation, is_observation_error
 from raftkv.check.synthetic_map import answer
 from raftkv.kv.store import KVStore
 
@@ -24,7 +24,7 @@ _ANSWER_FIELDS = ("result", "error", "current", "kvs", "count", "more", "deleted
 
 
 def _definite(operation: Operation) -> bool:
-    return operation.status == "ok" or operation.observation_error
+    return operation.status == "ok" or is_observation_error(operation)
 
 
 def _matches(operation: Operation, fields: dict[str, object]) -> bool:

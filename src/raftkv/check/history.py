@@ -39,21 +39,22 @@ from raftkv.check.history_records import StepResult as StepResult
 from raftkv.check.limits import HISTORY_LINE_BYTES_MAX
 
 
+# Functions, not properties of the record: the record stays interpreted (history_records.py),
+# and a property of it would cost compiled callers an interpreted call.
 def is_multi_key(operation: Operation) -> bool:
-    """`operation.multi_key`, for compiled callers (a property of the interpreted record
-    costs an interpreted call)."""
+    """A range, delete-range or transaction: it may touch many keys at once."""
     return operation.op in MULTI_KEY_KINDS
 
 
 def is_conditional(operation: Operation) -> bool:
-    """`operation.conditional`, for compiled callers."""
+    """A cas, or a put carrying a condition (SPEC §3 lets PUT carry if_value/if_absent)."""
     return operation.op == "cas" or (
         operation.op == "put" and (operation.if_absent or operation.if_value is not None)
     )
 
 
 def is_observation_error(operation: Operation) -> bool:
-    """`operation.observation_error`, for compiled callers."""
+    """The error reports an observation (not_found, cas_failed), so the call completed."""
     if operation.error == NOT_FOUND:
         return operation.op in ("get", "del")
     return operation.error == CAS_FAILED and is_conditional(operation)
@@ -185,7 +186,7 @@ def describe_outcome(operation: Operation) -> str:
     if operation.error is not None:
         if operation.error == CAS_FAILED and operation.current is not msgspec.UNSET:
             return f"-> {CAS_FAILED} (current {_format_value(operation.current)})"
-        if operation.observation_error:
+        if is_observation_error(operation):
             return f"-> {operation.error}"
         return f"failed ({operation.error}, no effect)"
     if operation.op == "get":
@@ -211,12 +212,12 @@ def describe_operation(operation: Operation, index: int | None = None) -> str:
     """One readable line: `#12 c3 cas k 'a'->'b' [call 1.5, return 2] ok`."""
     if operation.op == "txn":
         action = describe_txn(operation)
-    elif operation.multi_key:
+    elif is_multi_key(operation):
         span = describe_range(operation.prefix, operation.start, operation.end, operation.limit)
         action = f"{operation.op} {span}"
     elif operation.op == "get" or operation.op == "del":
         action = f"{operation.op} {operation.key!r}"
-    elif operation.conditional:
+    elif is_conditional(operation):
         expected = "absent" if operation.if_absent else _format_value(operation.if_value)
         action = f"{operation.op} {operation.key!r} {expected}->{_format_value(operation.value)}"
     else:

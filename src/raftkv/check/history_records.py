@@ -79,25 +79,6 @@ class Operation(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     succeeded: bool | None = None  # txn: whether the compares held
     results: tuple[StepResult, ...] | None = None  # txn: one per operation of the branch run
 
-    @property
-    def multi_key(self) -> bool:
-        """A range, delete-range or transaction: it may touch many keys at once."""
-        return self.op in MULTI_KEY_KINDS
-
-    @property
-    def conditional(self) -> bool:
-        """A cas, or a put carrying a condition (SPEC §3 lets PUT carry if_value/if_absent)."""
-        return self.op == "cas" or (
-            self.op == "put" and (self.if_absent or self.if_value is not None)
-        )
-
-    @property
-    def observation_error(self) -> bool:
-        """The error reports an observation (not_found, cas_failed), so the call completed."""
-        if self.error == NOT_FOUND:
-            return self.op in ("get", "del")
-        return self.error == CAS_FAILED and self.conditional
-
 
 @dataclass(frozen=True, slots=True)
 class IndexedOperation:

@@ -18,7 +18,13 @@ from typing import Final, NamedTuple
 
 import msgspec
 
-from raftkv.check.history import CAS_FAILED, NOT_FOUND, Operation
+from raftkv.check.history import (
+    CAS_FAILED,
+    NOT_FOUND,
+    Operation,
+    is_conditional,
+    is_observation_error,
+)
 from raftkv.check.limits import PRUNE_ROUNDS_MAX
 
 # Kinds are small ints, not an Enum, because the search compares them in its inner loop.
@@ -60,13 +66,13 @@ def to_model(operation: Operation, index: int) -> ModelOperation | None:
     if operation.status == "unknown":
         if operation.op == "get":
             return None
-        if operation.conditional:
+        if is_conditional(operation):
             return ModelOperation(
                 index, COMPARE_AND_SET, expected, operation.value, call_time, None
             )
         value = None if operation.op == "del" else operation.value
         return ModelOperation(index, WRITE, None, value, call_time, None)
-    if operation.status == "fail" and not operation.observation_error:
+    if operation.status == "fail" and not is_observation_error(operation):
         return None
     return_time = operation.return_time
     assert return_time is not None, "validate_operation lets no completed call lack a return"
@@ -78,7 +84,7 @@ def to_model(operation: Operation, index: int) -> ModelOperation | None:
         return model(READ, None if operation.error == NOT_FOUND else operation.result)
     if operation.op == "del":
         return model(READ, None) if operation.error == NOT_FOUND else model(DELETE_PRESENT, None)
-    if operation.conditional:
+    if is_conditional(operation):
         if operation.error != CAS_FAILED:
             return model(COMPARE_AND_SET, expected, operation.value)
         if operation.current is msgspec.UNSET:
