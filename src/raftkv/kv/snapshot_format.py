@@ -55,6 +55,8 @@ _EMPTY_MAP = b"\x80"
 
 def encode(state: Snapshot, slice_records: int = SLICE_RECORDS) -> bytes:
     """`state` as MessagePack, byte for byte what one `encode(state)` gives, in slices."""
+    if len(state.data) <= slice_records:
+        return _encoder.encode(state)  # one slice: the plain encoding, without the splicing
     empty = _encoder.encode(msgspec.structs.replace(state, data={}))
     if not empty.startswith(_START + _EMPTY_MAP):
         raise AssertionError("the snapshot's layout changed: update kv/snapshot_format.py")

@@ -108,6 +108,7 @@ class Network:
         random = self._rng.random
         incarnations = self.incarnations
         blocked = self._blocked
+        any_blocked = len(blocked) > 0
         in_flight = self._in_flight
         drop_rate = self.drop_rate
         duplicate_rate = self.duplicate_rate
@@ -118,7 +119,7 @@ class Network:
         for message in messages:
             sent += 1
             receiver = message.to
-            if blocked and (message.sender, receiver) in blocked:
+            if any_blocked and (message.sender, receiver) in blocked:
                 stats.messages_dropped += 1
                 if transcript is not None:
                     transcript.rpc(now, message, "blocked")
@@ -141,23 +142,25 @@ class Network:
                 stats.messages_duplicated += 1
                 fault_counts["duplicate"] = fault_counts.get("duplicate", 0) + 1
             note = "duplicated" if copies == 2 else ""
-            delivery_ticks: list[int] = []
+            # Only a transcript wants them: no list per message otherwise.
+            delivery_ticks: list[int] | None = None if transcript is None else []
+            in_transit = (incarnation, message)
             while copies:
                 copies -= 1
-                delay = latency_ticks
+                tick = now + latency_ticks
                 if reorder_rate and random() < reorder_rate:
-                    delay += 1 + int(random() * REORDER_SPREAD_TICKS)
+                    tick += 1 + int(random() * REORDER_SPREAD_TICKS)
                     fault_counts["reorder"] = fault_counts.get("reorder", 0) + 1
-                batch = in_flight.get(now + delay)
+                batch = in_flight.get(tick)
                 if batch is None:
-                    in_flight[now + delay] = [(incarnation, message)]
+                    in_flight[tick] = [in_transit]
                 else:
-                    batch.append((incarnation, message))
-                if transcript is not None:
-                    delivery_ticks.append(now + delay)
+                    batch.append(in_transit)
+                if delivery_ticks is not None:
+                    delivery_ticks.append(tick)
             # Reported once the delays are drawn, so a replay knows when each copy arrives
             # (the transcript's line is the same either way).
-            if transcript is not None:
+            if transcript is not None and delivery_ticks is not None:
                 transcript.rpc(now, message, note, delivery_ticks)
         stats.messages_sent += sent
 
@@ -177,8 +180,15 @@ class Network:
         due at `now` too: call again until it returns nothing."""
         # Messages sent between two ticks (by a test, or a restart) with no latency were due
         # at the tick that had just ended: they go first.
-        leftover = self._in_flight.pop(now - 1, None)
-        batch = self._in_flight.pop(now, None)
+        # get and del, not pop(key, None): a compiled pop with a default is a generic method
+        # call, and this runs every delivery round.
+        in_flight = self._in_flight
+        leftover = in_flight.get(now - 1)
+        if leftover is not None:
+            del in_flight[now - 1]
+        batch = in_flight.get(now)
+        if batch is not None:
+            del in_flight[now]
         if leftover:
             batch = leftover + batch if batch else leftover
         if not batch:
@@ -186,10 +196,12 @@ class Network:
         delivered: list[AnyMessage] = []
         incarnations = self.incarnations
         blocked = self._blocked
+        any_blocked = len(blocked) > 0
         for incarnation, message in batch:
-            if incarnations.get(message.to) != incarnation:
+            receiver = message.to
+            if incarnations.get(receiver) != incarnation:
                 self._lose(now, message, "receiver crashed")
-            elif blocked and (message.sender, message.to) in blocked:
+            elif any_blocked and (message.sender, receiver) in blocked:
                 self._lose(now, message, "link broken in flight")
             else:
                 delivered.append(message)

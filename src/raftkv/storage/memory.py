@@ -6,7 +6,6 @@ the last `sync()`; `crash()` throws the latter away, as power loss would.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 from raftkv.core.messages import Entry, HardState
@@ -44,6 +43,13 @@ class _LogState:
     def reset(self, index: int, term: int) -> None:
         self.entries = []
         self.snapshot_index, self.snapshot_term = index, term
+
+    def copy(self) -> _LogState:
+        """An independent twin (entries are immutable, so sharing them is safe)."""
+        twin = _LogState()
+        twin.snapshot_index, twin.snapshot_term = self.snapshot_index, self.snapshot_term
+        twin.entries = list(self.entries)
+        return twin
 
 
 class MemoryLogStore:
@@ -94,7 +100,7 @@ class MemoryLogStore:
     def crash(self) -> None:
         """Lose every write since the last sync."""
         self._pending.clear()
-        self._current = copy.deepcopy(self._durable)
+        self._current = self._durable.copy()
 
 
 class MemoryStableStore:
