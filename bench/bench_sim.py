@@ -69,12 +69,15 @@ def _simulated_ticks(seeds: int, nodes: int, jobs: int) -> int:
     return sum(in_workers(_ticks_of, options, jobs))
 
 
-def _row(name: str, seeds: int, median: float, runs: list[float], target: int) -> float:
+def _row(name: str, seeds: int, median: float, runs: list[float], target: int | None) -> None:
+    """`target`: the issue's seeds per minute, for the rows it sets one for (every core)."""
     per_minute = seeds * 60 / median
     shown = ", ".join(f"{run:.2f}" for run in runs)
-    verdict = "meets" if per_minute >= target else "BELOW"
-    print(f"{name:<44} {per_minute:7.0f} seeds/min  (median of {shown} s; {verdict} {target})")
-    return per_minute
+    if target is None:
+        verdict = "for reference: the target is for every core"
+    else:
+        verdict = f"{'meets' if per_minute >= target else 'BELOW'} the target of {target}"
+    print(f"{name:<44} {per_minute:7.0f} seeds/min  (median of {shown} s; {verdict})")
 
 
 def main() -> None:
@@ -90,7 +93,7 @@ def main() -> None:
     sim, nodes, seeds = _raft_sim(), str(arguments.nodes), arguments.seeds
     sweep = [sim, "--sweep", f"1-{seeds}", "--nodes", nodes]
     median_one, runs_one = _median_seconds([*sweep, "--jobs", "1"], arguments.repetitions)
-    _row(f"core-only, {seeds} seeds, 1 job", seeds, median_one, runs_one, CORE_TARGET)
+    _row(f"core-only, {seeds} seeds, 1 job", seeds, median_one, runs_one, None)
     median_all, runs_all = _median_seconds([*sweep, "--jobs", str(cores)], arguments.repetitions)
     _row(f"core-only, {seeds} seeds, {cores} jobs", seeds, median_all, runs_all, CORE_TARGET)
     ticks = _simulated_ticks(seeds, arguments.nodes, cores)

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import random
+from typing import get_args
 
-from raftkv.core.messages import AnyMessage, TimeoutNow
-from raftkv.sim.network import REORDER_SPREAD_TICKS, Network
+from raftkv.core.messages import (
+    AnyMessage,
+    AppendEntries,
+    AppendEntriesResponse,
+    Forward,
+    ForwardReply,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+)
+from raftkv.sim.network import REORDER_SPREAD_TICKS, Network, sender_of
 from raftkv.sim.stats import Stats
 from raftkv.sim.transcript import Transcript
 
@@ -116,3 +128,21 @@ def test_same_seed_same_schedule() -> None:
         network.send(0, [message(1, 2, term) for term in range(40)])
         schedules.append([terms(network.due(tick)) for tick in range(10)])
     assert schedules[0] == schedules[1]
+
+
+def test_sender_of_agrees_with_every_message_types_sender_property() -> None:
+    # Ids all different, so a branch reading the wrong field shows.
+    every_type = [
+        AppendEntries(2, 1, 4, 0, 0, [], 0),
+        AppendEntriesResponse(2, 1, 3, True, 0),
+        RequestVote(2, 1, 5, 0, 0),
+        RequestVoteResponse(2, 1, 3, True),
+        InstallSnapshot(2, 1, 4, 1, 1, 0, b"", True),
+        InstallSnapshotResponse(2, 1, 3, 1, 0),
+        TimeoutNow(2, 1, 4),
+        Forward(2, 0, 3, 7, "propose"),
+        ForwardReply(2, 0, 3, 7, leader_id=4),
+    ]
+    assert {type(message) for message in every_type} == set(get_args(AnyMessage))
+    for message in every_type:
+        assert sender_of(message) == message.sender, type(message).__name__

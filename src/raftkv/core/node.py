@@ -229,14 +229,15 @@ class RaftNode:
         """Handle one message from a peer."""
         if message.to != self.id:
             return
-        if message.term > self.term:
-            if message.term >= TERM_LIMIT:
+        term = message.term  # read once: a Struct field read is a generic lookup, compiled
+        if term > self.term:
+            if term >= TERM_LIMIT:
                 # Decoding refuses such a frame; this guards drivers that skip the codec.
-                self.events.append(f"ignored {type(message).__name__}: term {message.term}")
+                self.events.append(f"ignored {type(message).__name__}: term {term}")
                 return
             if not self._accept_higher_term(message):
                 return
-        elif message.term < self.term:
+        elif term < self.term:
             self._reject_stale(message)
             return
         # The message types are disjoint, so testing the common ones first changes nothing;
