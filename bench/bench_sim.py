@@ -42,6 +42,18 @@ def _interpreter() -> str:
     return f"{sys.executable} (Python {version}, {linking}, {sysconfig.get_platform()}); {compiled}"
 
 
+def _reference_ms() -> float:
+    """The machine's speed of the moment: a fixed pure-Python loop, best of 5 (this shared
+    machine takes 16-19 ms on a quiet day and twice that when its host is busy), so that
+    runs on different days can be set side by side."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        sum(range(10**6))
+        best = min(best, time.perf_counter() - started)
+    return best * 1000
+
+
 def _raft_sim() -> str:
     return str(Path(sys.executable).with_name("raft-sim"))
 
@@ -89,7 +101,10 @@ def main() -> None:
     arguments = parser.parse_args()
     cores = resolve_jobs(0)
     print(f"interpreter: {_interpreter()}")
-    print(f"cores: {cores} (os.cpu_count() {os.cpu_count()}); load {os.getloadavg()[0]:.2f}")
+    print(
+        f"cores: {cores} (os.cpu_count() {os.cpu_count()}); load {os.getloadavg()[0]:.2f};"
+        f" reference sum(range(10**6)) {_reference_ms():.1f} ms"
+    )
     sim, nodes, seeds = _raft_sim(), str(arguments.nodes), arguments.seeds
     sweep = [sim, "--sweep", f"1-{seeds}", "--nodes", nodes]
     median_one, runs_one = _median_seconds([*sweep, "--jobs", "1"], arguments.repetitions)
