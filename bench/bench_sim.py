@@ -8,7 +8,8 @@ and the whole-node sweep `raft-sim --whole-node --sweep 1-M --nodes 5` with one 
 core. Ticks per second are the seeds' simulated ticks (counted once, in this process) over
 the core-only sweep's wall time. The interpreter matters as much as the code here: the
 report names it and says whether its libpython is a shared library (docs/simulator.md,
-"Which interpreter"), and whether the modules run compiled.
+"Fifth round: which interpreter"), whether the modules run compiled, and the machine's
+speed of the moment (this shared machine's changes by the hour).
 
 Targets (issue 12): core-only at least 1,000 seeds per minute for 5 nodes; whole-node at
 least 100.
