@@ -15,10 +15,11 @@ MYPYC_MODULES = [
     # The sans-IO core. Not config.py nor ready_records.py: their frozen dataclasses
     # (RaftConfig, SoftState, ReadState, PeerStatus) could no longer be copied or pickled
     # once compiled (mypyc's __setstate__ assigns fields, which a frozen dataclass refuses).
-    # Not messages.py nor membership.py: msgspec Structs must stay interpreted (see
+    # Not entries.py, wire.py nor membership.py: msgspec Structs must stay interpreted (see
     # kv/store_records.py and kv/snapshot_format.py).
     "src/raftkv/core/follower.py",
     "src/raftkv/core/log.py",
+    "src/raftkv/core/messages.py",  # native classes: a field read is a load (docstring)
     "src/raftkv/core/node.py",
     "src/raftkv/core/progress.py",
     "src/raftkv/core/quorum.py",

@@ -27,6 +27,7 @@ from raftkv.core.messages import (
     RequestVote,
     RequestVoteResponse,
     TimeoutNow,
+    replace,
 )
 from raftkv.errors import FrameError
 
@@ -53,38 +54,38 @@ CHUNK_ACK = InstallSnapshotResponse(to=1, term=3, from_id=2, last_included_index
 
 def with_entry(**fields: int | bytes) -> AppendEntries:
     entry = msgspec.structs.replace(Entry(term=3, index=6), **fields)
-    return msgspec.structs.replace(HEARTBEAT, entries=[entry])
+    return replace(HEARTBEAT, entries=[entry])
 
 
 HOSTILE: list[tuple[str, AnyMessage]] = [
-    ("term at the WAL's maximum", msgspec.structs.replace(HEARTBEAT, term=WAL_FIELD_MAX)),
-    ("term at the limit", msgspec.structs.replace(HEARTBEAT, term=TERM_LIMIT)),
-    ("negative term", msgspec.structs.replace(VOTE, term=-1)),
-    ("last log term", msgspec.structs.replace(VOTE, last_log_term=TERM_LIMIT)),
-    ("prev log index", msgspec.structs.replace(HEARTBEAT, prev_log_index=INDEX_LIMIT)),
-    ("prev log term", msgspec.structs.replace(HEARTBEAT, prev_log_term=-5)),
-    ("leader commit", msgspec.structs.replace(HEARTBEAT, leader_commit=WAL_FIELD_MAX)),
-    ("read context", msgspec.structs.replace(HEARTBEAT, read_context=-1)),
+    ("term at the WAL's maximum", replace(HEARTBEAT, term=WAL_FIELD_MAX)),
+    ("term at the limit", replace(HEARTBEAT, term=TERM_LIMIT)),
+    ("negative term", replace(VOTE, term=-1)),
+    ("last log term", replace(VOTE, last_log_term=TERM_LIMIT)),
+    ("prev log index", replace(HEARTBEAT, prev_log_index=INDEX_LIMIT)),
+    ("prev log term", replace(HEARTBEAT, prev_log_term=-5)),
+    ("leader commit", replace(HEARTBEAT, leader_commit=WAL_FIELD_MAX)),
+    ("read context", replace(HEARTBEAT, read_context=-1)),
     ("entry term", with_entry(term=TERM_LIMIT)),
     ("entry index", with_entry(index=-6)),
     ("entry kind", with_entry(kind=256)),
-    ("match index", msgspec.structs.replace(RESPONSE, match_index=WAL_FIELD_MAX)),
-    ("conflict index", msgspec.structs.replace(RESPONSE, conflict_index=-1)),
-    ("conflict term", msgspec.structs.replace(RESPONSE, conflict_term=TERM_LIMIT)),
-    ("destination id", msgspec.structs.replace(VOTE, to=NODE_ID_LIMIT)),
-    ("destination id zero", msgspec.structs.replace(VOTE, to=0)),
-    ("sender id", msgspec.structs.replace(VOTE, candidate_id=-1)),
+    ("match index", replace(RESPONSE, match_index=WAL_FIELD_MAX)),
+    ("conflict index", replace(RESPONSE, conflict_index=-1)),
+    ("conflict term", replace(RESPONSE, conflict_term=TERM_LIMIT)),
+    ("destination id", replace(VOTE, to=NODE_ID_LIMIT)),
+    ("destination id zero", replace(VOTE, to=0)),
+    ("sender id", replace(VOTE, candidate_id=-1)),
     (
         "voter id",
         RequestVoteResponse(to=1, term=3, from_id=NODE_ID_LIMIT, granted=True),
     ),
     ("leader id", TimeoutNow(to=2, term=3, leader_id=0)),
-    ("snapshot index", msgspec.structs.replace(CHUNK, last_included_index=INDEX_LIMIT)),
-    ("snapshot term", msgspec.structs.replace(CHUNK, last_included_term=-1)),
-    ("snapshot offset", msgspec.structs.replace(CHUNK, offset=SNAPSHOT_OFFSET_LIMIT)),
-    ("negative snapshot offset", msgspec.structs.replace(CHUNK, offset=-1)),
-    ("next offset", msgspec.structs.replace(CHUNK_ACK, next_offset=WAL_FIELD_MAX)),
-    ("acknowledged index", msgspec.structs.replace(CHUNK_ACK, last_included_index=-1)),
+    ("snapshot index", replace(CHUNK, last_included_index=INDEX_LIMIT)),
+    ("snapshot term", replace(CHUNK, last_included_term=-1)),
+    ("snapshot offset", replace(CHUNK, offset=SNAPSHOT_OFFSET_LIMIT)),
+    ("negative snapshot offset", replace(CHUNK, offset=-1)),
+    ("next offset", replace(CHUNK_ACK, next_offset=WAL_FIELD_MAX)),
+    ("acknowledged index", replace(CHUNK_ACK, last_included_index=-1)),
 ]
 
 
@@ -99,9 +100,9 @@ def test_an_integer_out_of_bounds_is_a_frame_error(field: str, message: AnyMessa
 @pytest.mark.parametrize(
     "message",
     [
-        msgspec.structs.replace(HEARTBEAT, term=TERM_LIMIT - 1, leader_commit=INDEX_LIMIT - 1),
-        msgspec.structs.replace(VOTE, candidate_id=NODE_ID_LIMIT - 1),
-        msgspec.structs.replace(CHUNK, offset=SNAPSHOT_OFFSET_LIMIT - 1),
+        replace(HEARTBEAT, term=TERM_LIMIT - 1, leader_commit=INDEX_LIMIT - 1),
+        replace(VOTE, candidate_id=NODE_ID_LIMIT - 1),
+        replace(CHUNK, offset=SNAPSHOT_OFFSET_LIMIT - 1),
         with_entry(
             term=TERM_LIMIT - 1,
             index=INDEX_LIMIT - 1,
@@ -130,6 +131,6 @@ def test_a_message_past_the_last_term_is_ignored_by_the_core() -> None:
     cluster.campaign(1)
     follower = cluster[2]
     term = follower.term
-    follower.step(msgspec.structs.replace(HEARTBEAT, term=WAL_FIELD_MAX))
+    follower.step(replace(HEARTBEAT, term=WAL_FIELD_MAX))
     assert follower.term == term
     assert any("term 9223372036854775807" in event for event in follower.events)

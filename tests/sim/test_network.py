@@ -17,7 +17,7 @@ from raftkv.core.messages import (
     RequestVoteResponse,
     TimeoutNow,
 )
-from raftkv.sim.network import REORDER_SPREAD_TICKS, Network, sender_of
+from raftkv.sim.network import REORDER_SPREAD_TICKS, Network
 from raftkv.sim.stats import Stats
 from raftkv.sim.transcript import Transcript
 
@@ -130,19 +130,27 @@ def test_same_seed_same_schedule() -> None:
     assert schedules[0] == schedules[1]
 
 
-def test_sender_of_agrees_with_every_message_types_sender_property() -> None:
-    # Ids all different, so a branch reading the wrong field shows.
+def test_a_broken_link_drops_every_message_type_from_its_sender_only() -> None:
+    # Each type names its sender in its own field (3, 4 or 5 here; `to` is 2): a `sender`
+    # reading the wrong field would let the message through the broken link.
     every_type = [
-        AppendEntries(2, 1, 4, 0, 0, [], 0),
-        AppendEntriesResponse(2, 1, 3, True, 0),
-        RequestVote(2, 1, 5, 0, 0),
-        RequestVoteResponse(2, 1, 3, True),
-        InstallSnapshot(2, 1, 4, 1, 1, 0, b"", True),
-        InstallSnapshotResponse(2, 1, 3, 1, 0),
-        TimeoutNow(2, 1, 4),
-        Forward(2, 0, 3, 7, "propose"),
-        ForwardReply(2, 0, 3, 7, leader_id=4),
+        (AppendEntries(2, 1, 4, 0, 0, [], 0), 4),
+        (AppendEntriesResponse(2, 1, 3, True, 0), 3),
+        (RequestVote(2, 1, 5, 0, 0), 5),
+        (RequestVoteResponse(2, 1, 3, True), 3),
+        (InstallSnapshot(2, 1, 4, 1, 1, 0, b"", True), 4),
+        (InstallSnapshotResponse(2, 1, 3, 1, 0), 3),
+        (TimeoutNow(2, 1, 4), 4),
+        (Forward(2, 0, 3, 7, "propose"), 3),
+        (ForwardReply(2, 0, 3, 7, leader_id=4), 3),
     ]
-    assert {type(message) for message in every_type} == set(get_args(AnyMessage))
-    for message in every_type:
-        assert sender_of(message) == message.sender, type(message).__name__
+    assert {type(message) for message, _ in every_type} == set(get_args(AnyMessage))
+    for sent, sender in every_type:
+        network, stats = make_network()
+        network.incarnations = {node_id: 0 for node_id in range(1, 6)}
+        network.block(1, 2)  # a link from a node that sent none of them
+        network.send(0, [sent])
+        assert network.due(1) == [sent], type(sent).__name__
+        network.block(sender, 2)
+        network.send(1, [sent])
+        assert network.due(2) == [] and stats.messages_dropped == 1, type(sent).__name__

@@ -273,14 +273,13 @@ def test_a_term_storage_cannot_hold_closes_the_connection_undelivered(
     kind: str, transport_logs: pytest.LogCaptureFixture
 ) -> None:
     """Issue #13: one AppendEntries at term 2**63 - 1 once reached every node's disk."""
-    import msgspec
-
     from raftkv.core import codec
+    from raftkv.core.messages import replace
 
     async def attack(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(handshake_frame())
         assert (await read_reply(reader)).accepted
-        hostile = msgspec.structs.replace(append_entries(PEER, MEMBER, 0), term=(1 << 63) - 1)
+        hostile = replace(append_entries(PEER, MEMBER, 0), term=(1 << 63) - 1)
         writer.write(encode_frame(codec.encode(hostile)))
         await assert_closed_by_peer(reader)
 

@@ -1,5 +1,9 @@
 """The one place where messages become bytes: MessagePack on the wire, JSON for traces.
 
+A message goes through its wire form (`wire.py`, msgspec Structs) both ways: encoding
+converts the native message to its Struct, decoding builds the Struct (msgspec checks every
+field and bound) and then the native message.
+
 Decoding validates types, so a malformed frame raises `FrameError` instead of producing a
 half-built message: a frame that is not MessagePack (or JSON), that breaks the schema or its
 bounds, holds a string that is not UTF-8, or nests deeper than the interpreter's recursion
@@ -12,18 +16,19 @@ import msgspec
 
 from raftkv.core.membership import Membership
 from raftkv.core.messages import AnyMessage, AppendEntries, EntryKind, InstallSnapshot
+from raftkv.core.wire import WireMessage, from_wire, to_wire
 from raftkv.errors import FrameError
 
 _msgpack_encoder = msgspec.msgpack.Encoder()
-_msgpack_decoder = msgspec.msgpack.Decoder(AnyMessage)
+_msgpack_decoder = msgspec.msgpack.Decoder(WireMessage)
 _json_encoder = msgspec.json.Encoder()
-_json_decoder = msgspec.json.Decoder(AnyMessage)
+_json_decoder = msgspec.json.Decoder(WireMessage)
 # A plain int: comparing with the IntEnum member costs several times more per entry.
 _MEMBERSHIP = int(EntryKind.MEMBERSHIP)
 
 
 def encode(message: AnyMessage) -> bytes:
-    return _msgpack_encoder.encode(message)
+    return _msgpack_encoder.encode(to_wire(message))
 
 
 def _check_memberships(message: AnyMessage) -> None:
@@ -40,7 +45,7 @@ def _check_memberships(message: AnyMessage) -> None:
 
 def decode(frame: bytes | memoryview) -> AnyMessage:
     try:
-        message: AnyMessage = _msgpack_decoder.decode(frame)
+        message = from_wire(_msgpack_decoder.decode(frame))
         _check_memberships(message)
         return message
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
@@ -49,12 +54,12 @@ def decode(frame: bytes | memoryview) -> AnyMessage:
 
 def to_json(message: AnyMessage) -> bytes:
     """The seed's JSON shape (SPEC §4), used by `--trace-rpc` and transcripts."""
-    return _json_encoder.encode(message)
+    return _json_encoder.encode(to_wire(message))
 
 
 def from_json(text: bytes | str) -> AnyMessage:
     try:
-        message: AnyMessage = _json_decoder.decode(text)
+        message = from_wire(_json_decoder.decode(text))
         _check_memberships(message)
         return message
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:

@@ -229,7 +229,7 @@ class RaftNode:
         """Handle one message from a peer."""
         if message.to != self.id:
             return
-        term = message.term  # read once: a Struct field read is a generic lookup, compiled
+        term = message.term  # read once: on a union of types, each read tests the type first
         if term > self.term:
             if term >= TERM_LIMIT:
                 # Decoding refuses such a frame; this guards drivers that skip the codec.

@@ -12,14 +12,7 @@ import random
 from collections.abc import Iterable
 from typing import Final
 
-from raftkv.core.messages import (
-    AnyMessage,
-    AppendEntries,
-    AppendEntriesResponse,
-    InstallSnapshot,
-    RequestVote,
-    TimeoutNow,
-)
+from raftkv.core.messages import AnyMessage
 from raftkv.sim.stats import Stats
 from raftkv.sim.transcript import Transcript
 
@@ -31,21 +24,6 @@ LATENCY_TICKS_CHOICES = (0, 1)
 # REORDER_SPREAD_TICKS ticks, a few heartbeat intervals: stale AppendEntries and responses
 # overtake each other, while most traffic keeps the base latency.
 REORDER_SPREAD_TICKS: Final = 5
-
-
-def sender_of(message: AnyMessage) -> int:
-    """`message.sender`, read compiled: the property is interpreted Python (a frame per
-    read), and the network reads it for every message while a link is down. Agrees with
-    the property for every message type (tests/sim/test_network.py)."""
-    if type(message) is AppendEntries:
-        return message.leader_id
-    if type(message) is AppendEntriesResponse:
-        return message.from_id
-    if type(message) is RequestVote:
-        return message.candidate_id
-    if type(message) is InstallSnapshot or type(message) is TimeoutNow:
-        return message.leader_id
-    return message.sender  # the rest answer with from_id, rarely: not worth a branch each
 
 
 class Network:
@@ -141,7 +119,7 @@ class Network:
         for message in messages:
             sent += 1
             receiver = message.to
-            if any_blocked and (sender_of(message), receiver) in blocked:
+            if any_blocked and (message.sender, receiver) in blocked:
                 stats.messages_dropped += 1
                 if transcript is not None:
                     transcript.rpc(now, message, "blocked")
@@ -223,7 +201,7 @@ class Network:
             receiver = message.to
             if incarnations.get(receiver) != incarnation:
                 self._lose(now, message, "receiver crashed")
-            elif any_blocked and (sender_of(message), receiver) in blocked:
+            elif any_blocked and (message.sender, receiver) in blocked:
                 self._lose(now, message, "link broken in flight")
             else:
                 delivered.append(message)
