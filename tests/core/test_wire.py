@@ -103,7 +103,9 @@ def test_messages_compare_hash_and_show_by_value() -> None:
     # Same values, another type: not equal (a response is not the request it answers).
     assert TimeoutNow(2, 7, 1) != RequestVoteResponse(2, 7, 1, False)
     assert vote != (3, 7, 2, True, False)
-    assert repr(vote) == "RequestVoteResponse(to=3, term=7, from_id=2, granted=True, pre_vote=False)"
+    assert repr(vote) == (
+        "RequestVoteResponse(to=3, term=7, from_id=2, granted=True, pre_vote=False)"
+    )
 
 
 def test_replace_changes_only_what_it_names_and_refuses_unknown_fields() -> None:
