@@ -77,6 +77,11 @@ class Replication:
         self._lease_forfeited = False
         self._members_of: Membership | None = None
         self._members_cache: frozenset[int] = frozenset()
+        # The voters of a plain (not joint) configuration as a list, for `_maybe_commit`
+        # (empty when joint): reading a Membership's fields is a generic lookup, and this
+        # runs after every leader Ready and every acknowledgement.
+        self._voters_of: Membership | None = None
+        self._plain_voters: list[int] = []
 
     # --- lifecycle ----------------------------------------------------------------------
     def become_leader(self) -> None:
@@ -477,20 +482,22 @@ class Replication:
             # acknowledgement ask): an index beyond the log has no term, so nothing commits.
             return
         membership = node.membership
-        if membership.voters and not membership.voters_outgoing:
-            # joint_committed_index for one voter set, without building the match map:
-            # called after every leader Ready and every acknowledgement.
+        if membership is not self._voters_of:
+            self._voters_of = membership
+            plain = bool(membership.voters) and not membership.voters_outgoing
+            self._plain_voters = sorted(membership.voters) if plain else []
+        voters = self._plain_voters
+        if voters:
+            # joint_committed_index for one voter set, without building the match map.
             node_id, stable, progress = node.id, log.stable, self.progress
-            indexes = sorted(
-                [
-                    stable
-                    if voter == node_id
-                    else (peer.match if (peer := progress.get(voter)) is not None else 0)
-                    for voter in membership.voters
-                ],
-                reverse=True,
-            )
-            index = indexes[len(indexes) // 2]
+            indexes = [
+                stable
+                if voter == node_id
+                else (peer.match if (peer := progress.get(voter)) is not None else 0)
+                for voter in voters
+            ]
+            indexes.sort()  # ascending: `sorted(reverse=True)` is a generic call, compiled
+            index = indexes[len(indexes) - 1 - len(indexes) // 2]  # the majority's match
         else:
             match = {peer: progress.match for peer, progress in self.progress.items()}
             match[node.id] = log.stable

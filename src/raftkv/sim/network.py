@@ -100,7 +100,7 @@ class Network:
             self._in_flight.setdefault(now + 1, [])[:0] = batch
 
     # --- traffic ------------------------------------------------------------------------
-    def send(self, now: int, messages: Iterable[AnyMessage]) -> None:
+    def send(self, now: int, messages: list[AnyMessage]) -> None:
         stats = self._stats
         fault_counts = stats.faults  # Stats.count_fault, inlined: this runs per message
         transcript = self._transcript if self._transcript.enabled else None
