@@ -16,6 +16,8 @@ from typing import Generic, TypeVar
 from raftkv.kv.session_records import Refusals as Refusals
 from raftkv.kv.session_records import SessionRecord as SessionRecord
 
+# The answers a table keeps (the KV store's Result, the embedding API's Outcome): never None,
+# which `admit` returns to mean "execute it".
 R = TypeVar("R")
 
 # Client sessions remembered. The least recently active session is forgotten first; which
@@ -41,6 +43,18 @@ class SessionTable(Generic[R]):
     ) -> R:
         """Run `execute` for the request (client_id, seq) committed at `index`, at most
         once: a retry gets the first answer back."""
+        answer = self.admit(index, client_id, seq, after_index)
+        if answer is not None:
+            return answer
+        result = execute()
+        self.record(index, client_id, seq, result)
+        return result
+
+    def admit(self, index: int, client_id: str, seq: int, after_index: int | None) -> R | None:
+        """`apply` in two steps, for a caller with no closure to hand over (the KV store's
+        apply runs on every replica for every entry): the answer the request gets without
+        being executed (a retry's first answer, or a refusal), or None when the caller must
+        execute it and then `record` the result, with nothing in between."""
         sessions = self.sessions
         session = sessions.pop(client_id, None)
         if session is not None:
@@ -54,12 +68,15 @@ class SessionTable(Generic[R]):
                 return self._refusals.stale
         elif not self.may_open(seq, after_index):
             return self._refusals.expired
-        result = execute()
+        return None
+
+    def record(self, index: int, client_id: str, seq: int, result: R) -> None:
+        """The executed request's answer, kept for its retries (after `admit`)."""
+        sessions = self.sessions
         sessions[client_id] = SessionRecord(client_id, seq, result, index)
         if len(sessions) > self.sessions_max:
             evicted = sessions.pop(next(iter(sessions)))
             self.evicted_through = max(self.evicted_through, evicted.last_index)
-        return result
 
     def may_open(self, seq: int, after_index: int | None) -> bool:
         """Whether a request whose client id has no session may be executed (and open one),

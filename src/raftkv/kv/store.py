@@ -102,9 +102,13 @@ class KVStore:
             return _BAD_REQUEST
         if not parsed.client_id:
             return self.execute(parsed)
-        return self._sessions.apply(
-            index, parsed.client_id, parsed.seq, parsed.after_index, lambda: self.execute(parsed)
-        )
+        sessions = self._sessions
+        answer = sessions.admit(index, parsed.client_id, parsed.seq, parsed.after_index)
+        if answer is not None:
+            return answer
+        result = self.execute(parsed)
+        sessions.record(index, parsed.client_id, parsed.seq, result)
+        return result
 
     def execute(self, command: Command) -> Result:
         """Execute a decoded command at `self.applied_index` (its log index)."""

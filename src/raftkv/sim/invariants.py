@@ -270,11 +270,9 @@ class InvariantChecker:
         for candidate in views:
             if candidate.holds(index, term):
                 continue
-            # candidate.at_least_as_up_to_date_as(view), as one tuple comparison (§5.4.1).
-            position = (candidate.last_term, candidate.last_index)
-            voters = [
-                view.node_id for view in views if position >= (view.last_term, view.last_index)
-            ]
+            # The nodes that would vote for it (§5.4.1). A method call, not a comparison of
+            # (term, index) tuples: compiled, that builds two tuples and compares generically.
+            voters = [view.node_id for view in views if candidate.at_least_as_up_to_date_as(view)]
             if len(voters) >= majority:
                 raise self.fail(
                     "Leader Completeness",
