@@ -56,6 +56,13 @@ class MembershipChangeRefused(ProposalDropped):
     code = "bad_request"
 
 
+def _differs(a: int | None, b: int | None) -> bool:
+    """`a != b` for optional node ids, by identity first: compiled, `!=` on `int | None` is
+    a generic rich comparison, and has_ready() asks after every step about values that are
+    almost always the very object remembered."""
+    return a is not b and a != b
+
+
 # Compiled with mypyc (setup.py): test doubles subclass it (`node_class`).
 @mypyc_attr(allow_interpreted_subclasses=True)
 class RaftNode:
@@ -280,12 +287,12 @@ class RaftNode:
             return True
         if (
             self.term != self._last_term
-            or self.voted_for != self._last_voted_for
+            or _differs(self.voted_for, self._last_voted_for)
             or committed != self._last_commit
         ):
             return True
         role = self.role
-        if role is not self._last_role or self.leader_id != self._last_leader_id:
+        if role is not self._last_role or _differs(self.leader_id, self._last_leader_id):
             return True
         return role is _LEADER and self.replication.has_pending_sends()
 
@@ -298,7 +305,7 @@ class RaftNode:
         # Compared field by field, built only when changed: ready() runs once per Ready.
         soft_state: SoftState | None = None
         leader_id = self.leader_id
-        if role is not self._last_role or leader_id != self._last_leader_id:
+        if role is not self._last_role or _differs(leader_id, self._last_leader_id):
             soft_state = SoftState(role.value, leader_id)
             self._last_role = role
             self._last_leader_id = leader_id
@@ -308,11 +315,13 @@ class RaftNode:
         term, voted_for, commit = self.term, self.voted_for, log.committed
         if (
             term != self._last_term
-            or voted_for != self._last_voted_for
+            or _differs(voted_for, self._last_voted_for)
             or commit != self._last_commit
         ):
             hard_state = self.hard_state()
-            term_or_vote_changed = term != self._last_term or voted_for != self._last_voted_for
+            term_or_vote_changed = term != self._last_term or _differs(
+                voted_for, self._last_voted_for
+            )
             self._last_term, self._last_voted_for, self._last_commit = term, voted_for, commit
         must_sync = term_or_vote_changed
         entries = (
