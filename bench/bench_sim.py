@@ -26,6 +26,7 @@ import sysconfig
 import time
 from pathlib import Path
 
+import raftkv
 from raftkv.sim import runner
 from raftkv.sim.options import SimulationOptions
 from raftkv.sim.sweep import in_workers, resolve_jobs
@@ -38,7 +39,7 @@ def _interpreter() -> str:
     with open("/proc/self/maps") as maps:
         shared = any("libpython" in line for line in maps)
     linking = "shared libpython" if shared else "libpython linked in"
-    compiled = "compiled" if runner.__file__.endswith(".so") else "interpreted (RAFTKV_PURE)"
+    compiled = raftkv.running_code()
     version = sys.version.split()[0]
     return f"{sys.executable} (Python {version}, {linking}, {sysconfig.get_platform()}); {compiled}"
 

@@ -61,15 +61,31 @@ def _stale_extension() -> str | None:
     return None
 
 
+# Why every module runs from its .py file, when something decided so at import.
+_interpreted_because: str | None = None
+
 if _os.environ.get("RAFTKV_PURE", "") not in ("", "0"):
+    _interpreted_because = "RAFTKV_PURE is set"
     _import_sources_only()
 elif _CHECKOUT and (_stale := _stale_extension()) is not None:
     import warnings as _warnings
 
+    _interpreted_because = f"{_os.path.relpath(_stale)} is newer than its compiled extension"
     _warnings.warn(
-        f"raftkv: {_os.path.relpath(_stale)} is newer than its compiled extension; running"
-        " every module as pure Python (`make install` rebuilds the extensions)",
+        f"raftkv: {_interpreted_because}; running every module as pure Python (`make"
+        " install` rebuilds the extensions)",
         RuntimeWarning,
         stacklevel=1,
     )
     _import_sources_only()
+
+
+def running_code() -> str:
+    """`compiled`, or `interpreted (why)`: what the benchmarks print beside their numbers.
+    The warning above goes to stderr once, where a benchmark's node processes hide it, and
+    the interpreted code is several times slower (a stale checkout measured that way once)."""
+    from raftkv.core import node
+
+    if node.__file__ is not None and not node.__file__.endswith(".py"):
+        return "compiled"
+    return f"interpreted ({_interpreted_because or 'installed without compiling'})"

@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import raftkv
 from raftkv.cli.version import add_version_flag
 
 BIN = Path(sys.executable).parent
@@ -243,7 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cluster.start()
         url = cluster.leader_url()
-        print(f"{arguments.nodes} raft-node processes, fsync on, loopback")
+        # The nodes import this same install, so they run what this process runs.
+        print(
+            f"{arguments.nodes} raft-node processes, fsync on, loopback;"
+            f" raftkv modules {raftkv.running_code()}"
+        )
         put_script = root / "put.lua"
         put_script.write_text(PUT_SCRIPT)
         if arguments.breakdown:
