@@ -373,7 +373,7 @@ def compare_with_etcd(arguments: argparse.Namespace) -> int:
         )
         print(
             f"raftkv vs etcd ({_etcd_version()}), {arguments.nodes} members each, fsync on, "
-            "loopback; "
+            f"loopback; raftkv modules {raftkv.running_code()}; "
             f"medians of {arguments.repetitions} alternating runs of {arguments.seconds} s"
         )
         print(bench_etcd.report(results))
