@@ -75,12 +75,13 @@ class Replication:
         # Once TimeoutNow is sent, the target may win votes that ignore the followers'
         # lease promise: the lease is gone for the rest of this term.
         self._lease_forfeited = False
-        self._members_of: Membership | None = None
+        # What flush() and _maybe_commit() read of the configuration on every Ready and
+        # acknowledgement, derived once per Membership object (`_configuration`): its
+        # members (`Membership.members` builds a new set per call), and the voters of a plain
+        # (not joint) configuration as a list, empty when joint (a Struct field read is a
+        # generic lookup, compiled).
+        self._derived_of: Membership | None = None
         self._members_cache: frozenset[int] = frozenset()
-        # The voters of a plain (not joint) configuration as a list, for `_maybe_commit`
-        # (empty when joint): reading a Membership's fields is a generic lookup, and this
-        # runs after every leader Ready and every acknowledgement.
-        self._voters_of: Membership | None = None
         self._plain_voters: list[int] = []
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -287,12 +288,17 @@ class Replication:
                     self._send_empty_append(peer, progress.match, term)
 
     def _members(self) -> frozenset[int]:
-        """The current configuration's members, computed once per configuration (flush()
-        asks on every Ready; `Membership.members` builds a new set on every call)."""
-        membership = self.node.membership
-        if membership is not self._members_of:
-            self._members_of, self._members_cache = membership, membership.members
+        """The current configuration's members (derived once per configuration)."""
+        if self.node.membership is not self._derived_of:
+            self._derive_configuration()
         return self._members_cache
+
+    def _derive_configuration(self) -> None:
+        membership = self.node.membership
+        self._derived_of = membership
+        self._members_cache = membership.members
+        plain = bool(membership.voters) and not membership.voters_outgoing
+        self._plain_voters = sorted(membership.voters) if plain else []
 
     def _send_append(self, peer: int, progress: Progress, send_if_empty: bool) -> bool:
         """Send the next AppendEntries to `peer`; True if it carried entries."""
@@ -482,10 +488,8 @@ class Replication:
             # acknowledgement ask): an index beyond the log has no term, so nothing commits.
             return
         membership = node.membership
-        if membership is not self._voters_of:
-            self._voters_of = membership
-            plain = bool(membership.voters) and not membership.voters_outgoing
-            self._plain_voters = sorted(membership.voters) if plain else []
+        if membership is not self._derived_of:
+            self._derive_configuration()
         voters = self._plain_voters
         if voters:
             # joint_committed_index for one voter set, without building the match map.
