@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from raftkv.cli import bench_etcd
+import pytest
+
+from raftkv.cli import bench, bench_etcd
 
 
 def test_rows_alternate_which_system_goes_first_and_report_medians(tmp_path: Path) -> None:
@@ -53,3 +55,38 @@ def test_both_systems_get_the_same_request_shapes() -> None:
     reads = rows[4]
     assert reads.raftkv[0].endswith(f"/v1/kv/{bench_etcd.READ_KEY}")
     assert reads.etcd[0].endswith("/v3/kv/range")
+
+
+def test_preload_rounds_continue_where_the_last_one_ended(tmp_path: Path) -> None:
+    """Each wrk round starts at the key after the previous round's completed requests, so
+    `--preload-keys N` writes N distinct keys on both systems (a counter from 0 in every
+    round wrote the same first keys again and again)."""
+    done = iter([400.0, 350.0, 300.0])
+    starts: list[str] = []
+
+    def measure(
+        url: str, connections: int, seconds: float, script: Path | None
+    ) -> dict[str, float]:
+        assert script is not None
+        text = script.read_text()
+        starts.append(text.split("counter = ", 1)[1].split(" ", 1)[0])
+        assert "KEYS" not in text and "VALUE" not in text and "START" not in text
+        return {"rate": 0.0, "requests": next(done)}
+
+    bench_etcd.preload_etcd("http://etcd", 1000, 64, measure, tmp_path)
+    assert starts == ["0", "400", "750"]
+    starts.clear()
+    done = iter([600.0, 500.0])
+    raftkv_script = bench.PRELOAD_SCRIPT.replace("KEYS", "1000").replace("VALUE", "v")
+    bench.preload_in_rounds("http://raftkv", 1000, raftkv_script, tmp_path / "p.lua", measure)
+    assert starts == ["0", "600"]
+
+
+def test_preload_that_makes_no_progress_stops_with_a_message(tmp_path: Path) -> None:
+    def measure(
+        url: str, connections: int, seconds: float, script: Path | None
+    ) -> dict[str, float]:
+        return {"rate": 0.0, "requests": 0.0}
+
+    with pytest.raises(SystemExit, match="made no progress"):
+        bench_etcd.preload_etcd("http://etcd", 10, 64, measure, tmp_path)

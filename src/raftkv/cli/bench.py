@@ -34,8 +34,13 @@ BIN = Path(sys.executable).parent
 STARTUP_DEADLINE_SECONDS = 30
 _pause = threading.Event()
 
+# Each wrk round starts at START, where the previous round's completed requests ended: a
+# counter from 0 in every round would write the same first keys again and again.
+# A wrk run: (url, connections, seconds, script) -> rate, requests, p50_ms, p99_ms, ...
+Measure = Callable[[str, int, float, Path | None], dict[str, float]]
+
 PRELOAD_SCRIPT = """
-counter = 0
+counter = START - 1
 request = function()
   counter = counter + 1
   return wrk.format("PUT", "/v1/kv/preload-" .. (counter % KEYS),
@@ -118,9 +123,7 @@ class LocalCluster:
             _pause.wait(0.05)
         raise SystemExit("raft-bench: no leader elected")
 
-    def following_the_leader(
-        self, measure: Callable[[str, int, float, Path | None], dict[str, float]]
-    ) -> Callable[[str, int, float, Path | None], dict[str, float]]:
+    def following_the_leader(self, measure: Measure) -> Measure:
         """`measure` sent to whichever node leads now when given one of this cluster's URLs:
         after a leader change every request to the old leader would be a fast 421, measured
         as if it were the system's speed (a row that saw the change counts its errors)."""
@@ -187,8 +190,10 @@ def run_wrk(url: str, connections: int, seconds: float, script: Path | None) -> 
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    requests = re.search(r"(\d+) requests in", output)
     return {
         "rate": float(rate.group(1)) if rate else 0.0,
+        "requests": float(requests.group(1)) if requests else 0.0,
         "p50_ms": parse_latency(output, "50"),
         "p99_ms": parse_latency(output, "99"),
         "errors": float(errors.group(1)) if errors else 0.0,
@@ -205,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         "--preload-keys",
         type=int,
         default=0,
-        help="first fill the store with about this many keys of 100-byte values (a big "
-        "state makes every snapshot taken during the measurements copy it)",
+        help="first write this many distinct keys of 64-byte values (a big state makes "
+        "every snapshot taken during the measurements copy it)",
     )
     parser.add_argument(
         "--nodes",
@@ -255,18 +260,10 @@ def main(argv: list[str] | None = None) -> int:
             return print_breakdown(cluster, url, put_script, arguments.seconds)
         http_json(url + "/v1/kv/bench-key", "PUT", b'{"value":"0123456789abcdef"}')
         if arguments.preload_keys:
-            preload = root / "preload.lua"
-            script = PRELOAD_SCRIPT.replace("KEYS", str(arguments.preload_keys))
-            preload.write_text(script.replace("VALUE", "v" * 100))
             started = time.monotonic()
-            while True:
-                status = http_json(url + "/v1/status")
-                applied = status["last_applied"] if isinstance(status, dict) else 0
-                if applied >= arguments.preload_keys * 1.2:
-                    break
-                run_wrk(url, 64, 5, preload)
+            preload_raftkv(url, arguments.preload_keys, PRELOAD_VALUE_BYTES, root)
             print(
-                f"preloaded about {arguments.preload_keys} keys in "
+                f"preloaded {arguments.preload_keys} keys of {PRELOAD_VALUE_BYTES} bytes in "
                 f"{time.monotonic() - started:.0f} s"
             )
         rows: list[tuple[str, int, dict[str, float]]] = []
@@ -321,18 +318,28 @@ def print_breakdown(cluster: LocalCluster, url: str, script: Path, seconds: int)
 
 
 def preload_raftkv(url: str, keys: int, value_bytes: int, root: Path) -> None:
-    """Write about `keys` keys of `value_bytes` bytes (each key at least once)."""
-    preload = root / "preload.lua"
-    script = PRELOAD_SCRIPT.replace("KEYS", str(keys))
-    preload.write_text(script.replace("VALUE", "v" * value_bytes))
-    first = http_json(url + "/v1/status")
-    start = first["last_applied"] if isinstance(first, dict) else 0
-    while True:
-        status = http_json(url + "/v1/status")
-        applied = status["last_applied"] if isinstance(status, dict) else 0
-        if applied - start >= keys * 1.2:
-            return
-        run_wrk(url, 64, 5, preload)
+    """Write the keys preload-0 .. preload-(keys-1), `value_bytes` bytes each."""
+    script = PRELOAD_SCRIPT.replace("KEYS", str(keys)).replace("VALUE", "v" * value_bytes)
+    preload_in_rounds(url, keys, script, root / "preload.lua", run_wrk)
+
+
+def preload_in_rounds(
+    url: str,
+    keys: int,
+    script: str,
+    path: Path,
+    measure: Measure,
+) -> None:
+    """Run `script` (a wrk script whose keys count up from START) in 5-second rounds, each
+    starting where the previous one's completed requests ended, until every key was
+    written. A request still in flight at a round's end is sent again by the next round."""
+    start = 0
+    while start < keys:
+        path.write_text(script.replace("START", str(start)))
+        done = int(measure(url, 64, 5, path)["requests"])
+        if done == 0:
+            raise SystemExit(f"raft-bench: preloading {url} made no progress")
+        start += done
 
 
 def compare_with_etcd(arguments: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from raftkv.cli.bench import stop_processes
+from raftkv.cli.bench import Measure, preload_in_rounds, stop_processes
 
 ETCD_STARTUP_SECONDS = 30
 _pause = threading.Event()
@@ -98,7 +98,7 @@ wrk.body = '{"key":"KEY"}'
 ETCD_PRELOAD_SCRIPT = (
     LUA_BASE64
     + """
-counter = 0
+counter = START - 1
 local value = b64(string.rep("v", VALUE_BYTES))
 request = function()
   counter = counter + 1
@@ -243,9 +243,6 @@ def workloads(raftkv_url: str, etcd_url: str) -> list[Workload]:
     return rows
 
 
-Measure = Callable[[str, int, float, Path | None], dict[str, float]]
-
-
 def compare(
     rows: Sequence[Workload],
     measure: Measure,
@@ -278,15 +275,9 @@ def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
 
 
 def preload_etcd(url: str, keys: int, value_bytes: int, measure: Measure, root: Path) -> None:
-    """Write about `keys` keys of `value_bytes` bytes (each key at least once)."""
-    script = root / "etcd-preload.lua"
-    script.write_text(
-        ETCD_PRELOAD_SCRIPT.replace("VALUE_BYTES", str(value_bytes)).replace("KEYS", str(keys))
-    )
-    written = 0.0
-    while written < keys * 1.2:
-        result = measure(url, 64, 5, script)
-        written += result["rate"] * 5
+    """Write the keys preload-0 .. preload-(keys-1), `value_bytes` bytes each."""
+    script = ETCD_PRELOAD_SCRIPT.replace("VALUE_BYTES", str(value_bytes)).replace("KEYS", str(keys))
+    preload_in_rounds(url, keys, script, root / "etcd-preload.lua", measure)
 
 
 def report(results: list[tuple[Workload, dict[str, float], dict[str, float]]]) -> str:
