@@ -3,17 +3,21 @@ loop run while a large state is encoded.
 
 msgspec holds the GIL for a whole `encode()` call: one call over 200,000 keys takes 60-80 ms
 in the disk thread, and the event loop (heartbeats, requests) waits that long for the GIL.
-So the key map is encoded in slices of `SLICE_RECORDS` keys, each its own call, and between
-two calls the loop's thread can take the GIL back. The bytes are exactly those of encoding
-the whole `Snapshot` at once: the map's header is written for the whole map, each slice's
-own header is dropped, and the other fields are the struct's own encoding with an empty key
-map. The slices are joined once, the only copy of the big bytes made with the GIL held.
+So the key map is encoded in slices of `SLICE_RECORDS` keys, each its own call, and after
+each call the encoding thread gives the GIL away (`time.sleep(0)`): without that, the loop's
+thread, once it had let go of the GIL for a system call, waited for the switch interval
+(5 ms) to get it back, and system calls are what the loop makes most. The bytes are
+exactly those of encoding the whole `Snapshot` at once: the map's header is written for the
+whole map, each slice's own header is dropped, and the other fields are the struct's own
+encoding with an empty key map. The slices are joined once, the only copy of the big bytes
+made with the GIL held.
 """
 
 from __future__ import annotations
 
 import itertools
 import struct
+import time
 from collections.abc import Mapping
 
 import msgspec
@@ -74,6 +78,7 @@ def _encode_map(records: Mapping[str, KeyRecord | str], slice_records: int) -> l
     while flat := list(flatten(itertools.islice(items, slice_records))):
         encoded = _encoder.encode(flat)
         parts.append(encoded[len(_header(len(flat), _ARRAY_HEADERS)) :])
+        time.sleep(0)  # not a wait: lets a thread waiting for the GIL have it now
     return parts
 
 

@@ -338,7 +338,10 @@ class RaftServer:
         stores = self._given_stores
         if stores is None:
             # One WAL holds the log and the hard state, so a Ready costs one fsync.
-            self._own_wal = self.data_dir.open_storage(segment_bytes_max=WAL_SEGMENT_BYTES)
+            # Obsolete segments are deleted in the disk thread, not in the loop's sync.
+            self._own_wal = self.data_dir.open_storage(
+                deleter=self.disk_executor, segment_bytes_max=WAL_SEGMENT_BYTES
+            )
             stores = Stores(self._own_wal, self._own_wal, self.data_dir.open_snapshots())
         self.storage = stores.log
         self.stable_store = stores.stable

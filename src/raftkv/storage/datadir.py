@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+from concurrent.futures import Executor
 from types import TracebackType
 
 import msgspec
@@ -116,9 +117,11 @@ class DataDir:
         _write_meta(self.path, meta, self.filesystem)
         self._meta = meta
 
-    def open_storage(self, **options: int) -> FileStorage:
-        """The WAL (log and hard state); `options` go to FileStorage."""
-        return FileStorage(self.wal_directory, filesystem=self.filesystem, **options)
+    def open_storage(self, deleter: Executor | None = None, **options: int) -> FileStorage:
+        """The WAL (log and hard state); `deleter` and `options` go to FileStorage."""
+        return FileStorage(
+            self.wal_directory, filesystem=self.filesystem, deleter=deleter, **options
+        )
 
     def open_snapshots(self, keep: int = SNAPSHOTS_KEPT_DEFAULT) -> FileSnapshotStore:
         return FileSnapshotStore(self.snapshot_directory, keep=keep, filesystem=self.filesystem)

@@ -31,6 +31,7 @@ import threading
 import zlib
 from array import array
 from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from types import TracebackType
 
 from raftkv.core.messages import Entry, HardState
@@ -89,7 +90,11 @@ class FileStorage:
         cache_entries_max: int = CACHE_ENTRIES_DEFAULT,
         cache_bytes_max: int = CACHE_BYTES_DEFAULT,
         filesystem: FileSystem = OS_FILE_SYSTEM,
+        deleter: Executor | None = None,
     ) -> None:
+        """`deleter`: where obsolete segments are deleted (None: in `sync` itself). A node
+        passes its disk thread: unlinking a 64 MiB segment and syncing the directory took
+        60-70 ms on a disk busy with a snapshot, with the event loop waiting."""
         if segment_bytes_max <= 0 or cache_entries_max < 0 or cache_bytes_max < 0:
             raise ValueError("segment_bytes_max must be positive and the cache limits not negative")
         self.directory = os.fspath(directory)
@@ -107,6 +112,8 @@ class FileStorage:
         self._buffer = bytearray()
         self._failure: str | None = None
         self._closed = False
+        self._deleter = deleter
+        self._deleting: Future[None] | None = None
         self._read_descriptors: dict[int, int] = {}
         self._cache = TailCache(cache_entries_max, cache_bytes_max, self._index.last_index + 1)
         self.syncs = 0
@@ -236,6 +243,7 @@ class FileStorage:
         """Write every buffered record with one write and one fdatasync."""
         with self._lock:
             self._check_writable()
+            self._check_deleted()
             if not self._buffer:
                 return
             path = self._segment_path(self._active_number)
@@ -339,24 +347,50 @@ class FileStorage:
             raise self._fail(error, "creating", path) from error
 
     def _delete_obsolete_segments(self) -> None:
-        """Delete the segments before the one holding the first live entry."""
+        """Delete the segments before the one holding the first live entry: forgotten here
+        at once, their files unlinked by the deleter. A deletion that failed fails the next
+        sync (`_check_deleted`), as it would have failed this one done inline."""
         keep_from = min(self._index.first_segment() or self._active_number, self._active_number)
         if self._segment_numbers[0] >= keep_from:
             return
-        path = self.directory
-        filesystem = self.filesystem
+        self._check_deleted()
+        paths: list[str] = []
         try:
             while self._segment_numbers[0] < keep_from:
                 number = self._segment_numbers[0]
-                path = self._segment_path(number)
                 descriptor = self._read_descriptors.pop(number, -1)
                 if descriptor >= 0:
-                    filesystem.close(descriptor)
-                filesystem.unlink(path)
+                    self.filesystem.close(descriptor)
+                paths.append(self._segment_path(number))
                 self._segment_numbers.pop(0)
+        except OSError as error:
+            raise self._fail(error, "deleting", self._segment_path(number)) from error
+        if self._deleter is None:
+            self._unlink_segments(paths)
+        else:
+            previous = self._deleting
+            self._deleting = self._deleter.submit(self._unlink_segments, paths, previous)
+
+    def _unlink_segments(self, paths: list[str], after: Future[None] | None = None) -> None:
+        if after is not None:
+            after.result()  # in order; a failure is reported once, by the next sync
+        filesystem = self.filesystem
+        path = self.directory
+        try:
+            for path in paths:
+                filesystem.unlink(path)
             filesystem.fsync_directory(self.directory)
         except OSError as error:
             raise self._fail(error, "deleting", path) from error
+
+    def _check_deleted(self) -> None:
+        """Raise the failure of the last background deletion, once it has ended."""
+        deleting = self._deleting
+        if deleting is not None and deleting.done():
+            self._deleting = None
+            error = deleting.exception()
+            if error is not None:
+                raise error
 
     def _read_entries(self, low: int, high: int) -> list[Entry]:
         """Entries [low, high) from the files (and the unsynced buffer)."""
