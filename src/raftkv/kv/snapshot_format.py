@@ -2,15 +2,17 @@
 loop run while a large state is encoded.
 
 msgspec holds the GIL for a whole `encode()` call: one call over 200,000 keys takes 60-80 ms
-in the disk thread, and the event loop (heartbeats, requests) waits that long for the GIL.
-So the key map is encoded in slices of `SLICE_RECORDS` keys, each its own call, and after
-each call the encoding thread gives the GIL away (`time.sleep(0)`): without that, the loop's
-thread, once it had let go of the GIL for a system call, waited for the switch interval
-(5 ms) to get it back, and system calls are what the loop makes most. The bytes are
-exactly those of encoding the whole `Snapshot` at once: the map's header is written for the
-whole map, each slice's own header is dropped, and the other fields are the struct's own
-encoding with an empty key map. The slices are joined once, the only copy of the big bytes
-made with the GIL held.
+in the disk thread, and the event loop (heartbeats, requests) waits that long for the GIL;
+one over 100 keys of 1 MB values, 170 ms (a state grows that big with large values). So the
+key map is encoded in slices, each its own call: the first of `FIRST_SLICE_RECORDS` keys,
+each next one of about `SLICE_BYTES` encoded at the previous slice's bytes per key, at most
+`SLICE_RECORDS` keys. After each call the encoding thread gives the GIL away
+(`time.sleep(0)`): without that, the loop's thread, once it had let go of the GIL for a
+system call, waited for the switch interval (5 ms) to get it back, and system calls are
+what the loop makes most. The bytes are exactly those of encoding the whole `Snapshot` at
+once: the map's header is written for the whole map, each slice's own header is dropped,
+and the other fields are the struct's own encoding with an empty key map. The slices are
+joined once.
 """
 
 from __future__ import annotations
@@ -30,8 +32,14 @@ from raftkv.kv.sessions import SessionRecord
 # A session as snapshots keep it.
 Session = SessionRecord[Result]
 
-# Keys per encode() call: a fraction of a millisecond of holding the GIL (64-byte values).
+# Keys per encode() call at most: a fraction of a millisecond of holding the GIL (64-byte
+# values).
 SLICE_RECORDS = 1024
+# A state of at most this many keys is encoded in one call (the simulator's few keys: 16 MiB
+# at most, with the largest values), and a sliced encoding starts with a slice this big.
+FIRST_SLICE_RECORDS = 16
+# About this many encoded bytes per call after the first: well under a millisecond.
+SLICE_BYTES = 1 << 20
 
 
 class Snapshot(msgspec.Struct):
@@ -58,8 +66,9 @@ _EMPTY_MAP = b"\x80"
 
 
 def encode(state: Snapshot, slice_records: int = SLICE_RECORDS) -> bytes:
-    """`state` as MessagePack, byte for byte what one `encode(state)` gives, in slices."""
-    if len(state.data) <= slice_records:
+    """`state` as MessagePack, byte for byte what one `encode(state)` gives, in slices of
+    at most `slice_records` keys."""
+    if len(state.data) <= min(slice_records, FIRST_SLICE_RECORDS):
         return _encoder.encode(state)  # one slice: the plain encoding, without the splicing
     empty = _encoder.encode(msgspec.structs.replace(state, data={}))
     if not empty.startswith(_START + _EMPTY_MAP):
@@ -75,9 +84,12 @@ def _encode_map(records: Mapping[str, KeyRecord | str], slice_records: int) -> l
     parts = [_header(len(records), _MAP_HEADERS)]
     items = iter(records.items())
     flatten = itertools.chain.from_iterable
-    while flat := list(flatten(itertools.islice(items, slice_records))):
+    count = min(slice_records, FIRST_SLICE_RECORDS)
+    while flat := list(flatten(itertools.islice(items, count))):
         encoded = _encoder.encode(flat)
         parts.append(encoded[len(_header(len(flat), _ARRAY_HEADERS)) :])
+        keys = len(flat) // 2
+        count = max(1, min(slice_records, SLICE_BYTES * keys // len(encoded)))
         time.sleep(0)  # not a wait: lets a thread waiting for the GIL have it now
     return parts
 
