@@ -34,11 +34,11 @@ BIN = Path(sys.executable).parent
 STARTUP_DEADLINE_SECONDS = 30
 _pause = threading.Event()
 
-# Each wrk round starts at START, where the previous round's completed requests ended: a
-# counter from 0 in every round would write the same first keys again and again.
 # A wrk run: (url, connections, seconds, script) -> rate, requests, p50_ms, p99_ms, ...
 Measure = Callable[[str, int, float, Path | None], dict[str, float]]
 
+# Each wrk round starts at START, where the previous round's completed requests ended: a
+# counter from 0 in every round would write the same first keys again and again.
 PRELOAD_SCRIPT = """
 counter = START - 1
 request = function()

@@ -57,6 +57,7 @@ class HistoryEvent(msgspec.Struct, gc=False):
 
 
 def history_event(change: KeyChange) -> HistoryEvent:
+    """The event of `change`, with what it costs the history's byte cap."""
     record, prev = change.record, change.prev
     size = (
         CHANGE_OVERHEAD_BYTES

@@ -348,8 +348,8 @@ class FileStorage:
 
     def _delete_obsolete_segments(self) -> None:
         """Delete the segments before the one holding the first live entry: forgotten here
-        at once, their files unlinked by the deleter. A deletion that failed fails the next
-        sync (`_check_deleted`), as it would have failed this one done inline."""
+        at once, their files unlinked by the deleter. A deletion that failed fails the store
+        (its next write), as it would have failed this sync done inline."""
         keep_from = min(self._index.first_segment() or self._active_number, self._active_number)
         if self._segment_numbers[0] >= keep_from:
             return
