@@ -7,9 +7,8 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
 
 import pytest
 from storage_helpers import make_entries
@@ -20,31 +19,33 @@ from raftkv.storage.file_log import FileStorage
 SEGMENT_BYTES = 600
 
 
-class HeldExecutor(Executor):
+class HeldDeleter:
     """Runs nothing until told to: what a busy disk thread looks like to the WAL."""
 
     def __init__(self) -> None:
-        self.jobs: list[tuple[Future[Any], Callable[[], Any]]] = []
+        self.jobs: list[tuple[Future[None], Callable[[], None]]] = []
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        self.jobs.append((future, lambda: fn(*args, **kwargs)))
+    def __call__(self, job: Callable[[], None]) -> Future[None]:
+        future: Future[None] = Future()
+        self.jobs.append((future, job))
         return future
 
     def run_all(self) -> None:
         jobs, self.jobs = self.jobs, []
         for future, job in jobs:
             try:
-                future.set_result(job())
+                job()
             except BaseException as error:
                 future.set_exception(error)
+            else:
+                future.set_result(None)
 
 
 def segments(directory: Path) -> list[str]:
     return sorted(name for name in os.listdir(directory) if not name.startswith("."))
 
 
-def compacted_storage(directory: Path, deleter: Executor) -> FileStorage:
+def compacted_storage(directory: Path, deleter: HeldDeleter) -> FileStorage:
     storage = FileStorage(directory, segment_bytes_max=SEGMENT_BYTES, deleter=deleter)
     for first in range(1, 200, 20):
         storage.append(make_entries(first, 20, term=1))
@@ -54,7 +55,7 @@ def compacted_storage(directory: Path, deleter: Executor) -> FileStorage:
 
 
 def test_obsolete_segments_are_deleted_by_the_deleter_not_by_sync(tmp_path: Path) -> None:
-    deleter = HeldExecutor()
+    deleter = HeldDeleter()
     storage = compacted_storage(tmp_path, deleter)
     before = segments(tmp_path)
     assert len(before) > 3
@@ -73,7 +74,7 @@ def test_obsolete_segments_are_deleted_by_the_deleter_not_by_sync(tmp_path: Path
 
 
 def test_segments_left_undeleted_by_a_crash_are_harmless(tmp_path: Path) -> None:
-    deleter = HeldExecutor()
+    deleter = HeldDeleter()
     storage = compacted_storage(tmp_path, deleter)
     storage.append(make_entries(201, 1, term=1))
     storage.sync()
@@ -83,10 +84,8 @@ def test_segments_left_undeleted_by_a_crash_are_harmless(tmp_path: Path) -> None
         assert [entry.index for entry in reopened.entries(181, 202)] == list(range(181, 202))
 
 
-def test_a_failed_deletion_fails_the_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    deleter = HeldExecutor()
+def test_a_failed_deletion_fails_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    deleter = HeldDeleter()
     storage = compacted_storage(tmp_path, deleter)
     storage.append(make_entries(201, 1, term=1))
     storage.sync()

@@ -152,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="--whole-node: watchers of the clients' keys, checked at the end (default 2)",
     )
     parser.add_argument(
+        "--wal-segment-bytes",
+        type=_segment_bytes,
+        default=None,
+        metavar="N",
+        help="--whole-node: the nodes' WAL segment size (default raft-node's 16 MiB); a few"
+        " KiB makes segments rotate and get deleted behind snapshots all through a run",
+    )
+    parser.add_argument(
         "--jobs",
         type=_jobs,
         default=None,
@@ -165,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _watchers(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or int(text) > 64:
         raise argparse.ArgumentTypeError(f"watchers are 0 to 64: {text!r}")
+    return int(text)
+
+
+def _segment_bytes(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1024 <= int(text) <= 1 << 30:
+        raise argparse.ArgumentTypeError(f"a WAL segment is 1024 bytes to 1 GiB: {text!r}")
     return int(text)
 
 
@@ -192,6 +206,8 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.error("--jobs applies to --sweep only")
     if arguments.watchers is not None and not arguments.whole_node:
         parser.error("--watchers applies to --whole-node only")
+    if arguments.wal_segment_bytes is not None and not arguments.whole_node:
+        parser.error("--wal-segment-bytes applies to --whole-node only")
     if arguments.whole_node:
         return _whole_node(arguments)
     arguments.workload = arguments.workload or "kv"
@@ -240,7 +256,12 @@ def _whole_node(arguments: argparse.Namespace) -> int:
 
     faults = bool(arguments.faults)
     membership = arguments.workload in (None, "membership")
-    watchers = {} if arguments.watchers is None else {"watchers": arguments.watchers}
+    # Options given only when asked for: the defaults stay WholeNodeOptions' own.
+    given: dict[str, int] = {}
+    if arguments.watchers is not None:
+        given["watchers"] = arguments.watchers
+    if arguments.wal_segment_bytes is not None:
+        given["wal_segment_bytes"] = arguments.wal_segment_bytes
     write = sys.stdout.write
     if arguments.sweep is None:
         options = WholeNodeOptions(
@@ -250,7 +271,7 @@ def _whole_node(arguments: argparse.Namespace) -> int:
             faults=faults,
             membership=membership,
             leases=not arguments.no_leases,
-            **watchers,
+            **given,
         )
         result = run_whole_node(options)
         write("".join(line + "\n" for line in result.report_lines()))
@@ -265,7 +286,7 @@ def _whole_node(arguments: argparse.Namespace) -> int:
             faults=faults,
             membership=membership,
             leases=not arguments.no_leases,
-            **watchers,
+            **given,
         )
         for seed in seeds
     ]

@@ -57,6 +57,9 @@ class NodeOptions:
     election_timeout_ms: tuple[int, int] = (150, 300)
     heartbeat_ms: int = 50
     snapshot_entries: int = 10_000
+    # The WAL's segment size: a segment is deleted once a snapshot covers all of it. The
+    # whole-node simulator can make it small, so that rotation and deletion meet crashes.
+    wal_segment_bytes: int = WAL_SEGMENT_BYTES
     # Entries kept behind a snapshot for slightly slow followers (at most
     # SNAPSHOT_TRAILING_BYTES of them); the simulator keeps few, so installs happen.
     snapshot_trailing_entries: int = SNAPSHOT_TRAILING_ENTRIES

@@ -52,7 +52,6 @@ from raftkv.server.metrics import NodeMetrics
 from raftkv.server.options import (
     HASH_WINDOW_ENTRIES,
     REMOVED_PEER_GRACE_SECONDS,
-    WAL_SEGMENT_BYTES,
     NodeOptions,
     new_cluster_id,
 )
@@ -340,7 +339,7 @@ class RaftServer:
             # One WAL holds the log and the hard state, so a Ready costs one fsync.
             # Obsolete segments are deleted in the disk thread, not in the loop's sync.
             self._own_wal = self.data_dir.open_storage(
-                deleter=self.disk_executor, segment_bytes_max=WAL_SEGMENT_BYTES
+                deleter=self._in_disk_thread, segment_bytes_max=options.wal_segment_bytes
             )
             stores = Stores(self._own_wal, self._own_wal, self.data_dir.open_snapshots())
         self.storage = stores.log
@@ -348,6 +347,11 @@ class RaftServer:
         self.snapshot_store = stores.snapshots
         log: object = stores.log
         self._stable_in_log = stores.stable is log
+
+    def _in_disk_thread(self, job: Callable[[], None]) -> asyncio.Future[None]:
+        """Run `job` in the disk thread, through the loop (the simulator's runs it itself,
+        deterministically, and drops it with the process when the node crashes)."""
+        return asyncio.get_running_loop().run_in_executor(self.disk_executor, job)
 
     def _record_learnt_cluster_id(self, cluster_id: str) -> None:
         """Keep the cluster id a member told this founding member, before anything else

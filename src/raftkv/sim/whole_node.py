@@ -280,6 +280,11 @@ class WholeNodeSimulation:
             snapshot_entries=self.snapshot_entries,
             snapshot_trailing_entries=self.snapshot_trailing_entries,
             uncommitted_bytes_max=self.uncommitted_bytes_max,
+            **(
+                {}
+                if self.options.wal_segment_bytes is None
+                else {"wal_segment_bytes": self.options.wal_segment_bytes}
+            ),
         )
 
     def start(self, machine: Machine, joining: tuple[dict[str, Any], int] | None = None) -> None:

@@ -27,11 +27,16 @@ class WholeNodeOptions:
     # A client of leases (grants, keys attached, keepalives, revokes, expiries) and the
     # check that none expires early (sim/whole_node_leases.py).
     leases: bool = True
+    # The nodes' WAL segment size (None: raft-node's); small, segments rotate and are
+    # deleted behind snapshots all through a run.
+    wal_segment_bytes: int | None = None
     # Core-only and whole-node seeds are separate spaces: a seed means one or the other.
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
             raise ValueError("--nodes must be at least 1")
+        if self.wal_segment_bytes is not None and self.wal_segment_bytes < 1024:
+            raise ValueError("--wal-segment-bytes must be at least 1024")
 
     def replay_command(self) -> str:
         return (
@@ -41,6 +46,11 @@ class WholeNodeOptions:
             + ("" if self.membership else " --workload kv")
             + ("" if self.watchers == WATCHERS_DEFAULT else f" --watchers {self.watchers}")
             + ("" if self.leases else " --no-leases")
+            + (
+                ""
+                if self.wal_segment_bytes is None
+                else f" --wal-segment-bytes {self.wal_segment_bytes}"
+            )
         )
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from concurrent.futures import Executor
 from types import TracebackType
 
 import msgspec
@@ -33,7 +32,7 @@ from raftkv.storage.file_io import (
     ensure_directory,
     storage_error,
 )
-from raftkv.storage.file_log import FileStorage
+from raftkv.storage.file_log import Deleter, FileStorage
 from raftkv.storage.filesystem import OS_FILE_SYSTEM, FileSystem
 from raftkv.storage.snapshot_files import SNAPSHOTS_KEPT_DEFAULT, FileSnapshotStore
 
@@ -117,7 +116,7 @@ class DataDir:
         _write_meta(self.path, meta, self.filesystem)
         self._meta = meta
 
-    def open_storage(self, deleter: Executor | None = None, **options: int) -> FileStorage:
+    def open_storage(self, deleter: Deleter | None = None, **options: int) -> FileStorage:
         """The WAL (log and hard state); `deleter` and `options` go to FileStorage."""
         return FileStorage(
             self.wal_directory, filesystem=self.filesystem, deleter=deleter, **options
