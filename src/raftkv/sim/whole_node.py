@@ -40,7 +40,7 @@ from raftkv.core import Entry, EntryKind
 from raftkv.errors import Corruption, StorageError
 from raftkv.kv import KVStore, decode_command
 from raftkv.server.http_server import Request, Response
-from raftkv.server.options import NodeOptions
+from raftkv.server.options import WAL_SEGMENT_BYTES, NodeOptions
 from raftkv.server.runtime import RaftServer
 from raftkv.sim.event_loop import OWNER, SimulatedEventLoop
 from raftkv.sim.invariants import InvariantChecker, InvariantViolation
@@ -280,11 +280,7 @@ class WholeNodeSimulation:
             snapshot_entries=self.snapshot_entries,
             snapshot_trailing_entries=self.snapshot_trailing_entries,
             uncommitted_bytes_max=self.uncommitted_bytes_max,
-            **(
-                {}
-                if self.options.wal_segment_bytes is None
-                else {"wal_segment_bytes": self.options.wal_segment_bytes}
-            ),
+            wal_segment_bytes=self.options.wal_segment_bytes or WAL_SEGMENT_BYTES,
         )
 
     def start(self, machine: Machine, joining: tuple[dict[str, Any], int] | None = None) -> None:
