@@ -259,8 +259,8 @@ class FileStorage:
     def sync(self) -> None:
         """Write every buffered record with one write and one fdatasync."""
         with self._lock:
+            self._check_deleted()  # first: a failed deletion's error is read, and raised
             self._check_writable()
-            self._check_deleted()
             if not self._buffer:
                 return
             path = self._segment_path(self._active_number)
