@@ -12,7 +12,8 @@ import pytest
 from raftkv.sim.whole_node import WholeNodeOptions, run_whole_node
 
 SEEDS = range(1, 7)
-# `make sim-long` (RAFTKV_SIM_LONG=1) sweeps 400 more seeds over 3 and 5 nodes.
+# `make sim-long` (RAFTKV_SIM_LONG=1) sweeps 400 more seeds over 3 and 5 nodes; a quarter
+# of them with 1 KiB WAL segments, rotated and deleted all through the run.
 LONG = os.environ.get("RAFTKV_SIM_LONG") == "1"
 LONG_CHUNKS = 16
 LONG_SEEDS_PER_CHUNK = 25 if LONG else 1
@@ -45,9 +46,11 @@ def test_the_kv_workload_changes_no_membership() -> None:
 def test_long_whole_node_sweep(chunk: int) -> None:
     first = LONG_FIRST_SEED + chunk * LONG_SEEDS_PER_CHUNK
     nodes = 3 if chunk % 2 == 0 else 5
+    segment_bytes = 1024 if chunk % 4 == 3 else None
     failures = []
     for seed in range(first, first + LONG_SEEDS_PER_CHUNK):
-        result = run_whole_node(WholeNodeOptions(seed=seed, nodes=nodes))
+        options = WholeNodeOptions(seed=seed, nodes=nodes, wal_segment_bytes=segment_bytes)
+        result = run_whole_node(options)
         if not result.ok:
             failures.append("\n".join(result.report_lines()[-3:]))
     assert not failures, "\n\n".join(failures)
