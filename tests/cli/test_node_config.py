@@ -203,6 +203,16 @@ def test_the_readiness_lag_bound_reaches_the_node_options(tmp_path: Path) -> Non
         main(["--id", "1", "--ready-lag-entries", "-1", "--print-config"], {})
 
 
+def test_the_sync_thread_threshold_reaches_the_node_options(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "id = 1\nsync-thread-min-entries = 8\n")
+    assert options_from(effective(["--config", path])).sync_thread_min_entries == 8
+    flagged = effective(["--id", "1", "--sync-thread-min-entries", "0"])
+    assert options_from(flagged).sync_thread_min_entries == 0
+    assert options_from(effective(["--id", "1"])).sync_thread_min_entries == 2
+    with pytest.raises(SystemExit):
+        main(["--id", "1", "--sync-thread-min-entries", "-1", "--print-config"], {})
+
+
 def test_auth_settings_from_each_source_and_the_join_token_never_printed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -50,9 +50,11 @@ def new_leader_expires_everything() -> Iterator[None]:
 DEFECTS: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], int]] = {
     # Re-pinned once the runs had watchers (their callbacks move every run's choices): of
     # seeds 1-12, the first caught 10 and 2, 3, 6-8, 10, 11; 3 rather than 2, whose clean
-    # run expires no lease.
+    # run expires no lease. Then 11 for the second, when odd seeds began to sync through
+    # the sync thread (caught in 2, 3, 6-8, 11 of 1-12; the clean runs of 3 and 7 expire
+    # no lease).
     "keepalive renews half the TTL": (keepalive_renews_half_the_ttl, 10),
-    "a new leader expires every lease": (new_leader_expires_everything, 3),
+    "a new leader expires every lease": (new_leader_expires_everything, 11),
 }
 
 

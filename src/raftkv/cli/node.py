@@ -37,7 +37,7 @@ from raftkv.server.auth import (
 )
 from raftkv.server.join import JoinFailed, join_cluster
 from raftkv.server.logs import configure_logging
-from raftkv.server.options import READY_LAG_ENTRIES_DEFAULT
+from raftkv.server.options import READY_LAG_ENTRIES_DEFAULT, SYNC_THREAD_MIN_ENTRIES_DEFAULT
 from raftkv.server.watch_history import HISTORY_EVENTS_MAX_DEFAULT, HistoryLimits
 from raftkv.server.watches import WATCHERS_MAX_DEFAULT, WatchLimits
 from raftkv.tls import ClientPortTlsFiles, PeerTlsFiles, TlsError, TlsSettings, join_context
@@ -122,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heartbeat-ms", type=int, default=50)
     parser.add_argument("--tick-ms", type=int, default=10)
     parser.add_argument("--snapshot-entries", type=int, default=10_000)
+    parser.add_argument(
+        "--sync-thread-min-entries",
+        type=int,
+        default=SYNC_THREAD_MIN_ENTRIES_DEFAULT,
+        metavar="N",
+        help="a Ready of at least N entries has its WAL fsync in a thread of its own while "
+        "the node goes on serving; smaller ones are synced inline (0: always inline)",
+    )
     parser.add_argument("--seed", type=int, help="fix the election-timeout jitter")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--log-format", choices=("human", "json"), default="human")
@@ -241,6 +249,8 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         raise AddressError("--id must be a positive integer")
     if arguments.ready_lag_entries < 0:
         raise AddressError("--ready-lag-entries must be 0 or more")
+    if arguments.sync_thread_min_entries < 0:
+        raise AddressError("--sync-thread-min-entries must be 0 or more")
     if arguments.watchers_max < 0 or arguments.watch_history_events < 1:
         raise AddressError("--watchers-max must be 0 or more, --watch-history-events 1 or more")
     peers = parse_address_list(arguments.peers, client_ports=False) if arguments.peers else {}
@@ -266,6 +276,7 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         election_timeout_ms=arguments.election_timeout_ms,
         heartbeat_ms=arguments.heartbeat_ms,
         snapshot_entries=arguments.snapshot_entries,
+        sync_thread_min_entries=arguments.sync_thread_min_entries,
         seed=arguments.seed,
         trace_rpc=arguments.trace_rpc,
         value_bytes_max=arguments.value_max_bytes,

@@ -160,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
         " KiB makes segments rotate and get deleted behind snapshots all through a run",
     )
     parser.add_argument(
+        "--sync-thread-min-entries",
+        type=_not_negative,
+        default=None,
+        metavar="N",
+        help="--whole-node: the nodes' --sync-thread-min-entries (default: 1 for odd seeds,"
+        " 0 for even ones, so that a sweep runs both ways of syncing the WAL)",
+    )
+    parser.add_argument(
         "--jobs",
         type=_jobs,
         default=None,
@@ -173,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _watchers(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or int(text) > 64:
         raise argparse.ArgumentTypeError(f"watchers are 0 to 64: {text!r}")
+    return int(text)
+
+
+def _not_negative(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
     return int(text)
 
 
@@ -208,6 +222,8 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.error("--watchers applies to --whole-node only")
     if arguments.wal_segment_bytes is not None and not arguments.whole_node:
         parser.error("--wal-segment-bytes applies to --whole-node only")
+    if arguments.sync_thread_min_entries is not None and not arguments.whole_node:
+        parser.error("--sync-thread-min-entries applies to --whole-node only")
     if arguments.whole_node:
         return _whole_node(arguments)
     arguments.workload = arguments.workload or "kv"
@@ -262,6 +278,8 @@ def _whole_node(arguments: argparse.Namespace) -> int:
         given["watchers"] = arguments.watchers
     if arguments.wal_segment_bytes is not None:
         given["wal_segment_bytes"] = arguments.wal_segment_bytes
+    if arguments.sync_thread_min_entries is not None:
+        given["sync_thread_min_entries"] = arguments.sync_thread_min_entries
     write = sys.stdout.write
     if arguments.sweep is None:
         options = WholeNodeOptions(

@@ -21,6 +21,8 @@ HASH_WINDOW_ENTRIES = 10_000
 # WAL segment size: compaction deletes whole segments, so this bounds the log on disk at
 # about two segments beyond what the last snapshot covers.
 WAL_SEGMENT_BYTES = 16 << 20
+# The smallest Ready (in entries) whose WAL sync runs in the sync thread (NodeOptions).
+SYNC_THREAD_MIN_ENTRIES_DEFAULT = 2
 # How long a removed member stays reachable, so queued messages (its removal) still reach it.
 REMOVED_PEER_GRACE_SECONDS = 2.0
 # Log entries kept behind a snapshot so slightly slow followers avoid an InstallSnapshot.
@@ -60,6 +62,11 @@ class NodeOptions:
     # The WAL's segment size: a segment is deleted once a snapshot covers all of it. The
     # whole-node simulator can make it small, so that rotation and deletion meet crashes.
     wal_segment_bytes: int = WAL_SEGMENT_BYTES
+    # A Ready with at least this many entries (a batch: the node is under load) has its WAL
+    # synced in the node's sync thread while the loop goes on reading requests and
+    # acknowledgements; fewer are synced on the loop, where a fast fsync costs less than
+    # the hop to a thread and back. 0: always on the loop (`--sync-thread-min-entries`).
+    sync_thread_min_entries: int = SYNC_THREAD_MIN_ENTRIES_DEFAULT
     # Entries kept behind a snapshot for slightly slow followers (at most
     # SNAPSHOT_TRAILING_BYTES of them); the simulator keeps few, so installs happen.
     snapshot_trailing_entries: int = SNAPSHOT_TRAILING_ENTRIES

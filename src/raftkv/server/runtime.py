@@ -99,10 +99,13 @@ class RaftServer:
     called once the node knows its identity (`TcpTransport` by default; the simulator
     passes in-memory ones on a faulty hub); `disk_executor`, where snapshot encoding and
     saving run (a one-thread pool by default; the simulator's event loop runs executor work
-    itself); `filesystem`, under the data dir and the file stores in it (the real one by
-    default; the simulator's simulated disk). The data dir is opened either way: it holds
-    the node's identity, its lock and the peers file. Time is the event loop's
-    (`loop.time()`, which the simulator's loop makes virtual). Without
+    itself); `sync_executor`, where the WAL is synced under load (a one-thread pool of its
+    own by default, so that a sync never waits behind a snapshot being encoded; stores
+    passed in, whose `sync` may not be safe beside their reads, are synced on the loop
+    unless one is given); `filesystem`, under the data dir and the file stores in it (the
+    real one by default; the simulator's simulated disk). The data dir is opened either
+    way: it holds the node's identity, its lock and the peers file. Time is the event
+    loop's (`loop.time()`, which the simulator's loop makes virtual). Without
     `listen_for_clients` no client port is opened, and requests go to `api.handle()`
     directly (the simulator's clients do).
 
@@ -117,6 +120,7 @@ class RaftServer:
         *,
         transport_factory: TransportFactory = TcpTransport,
         disk_executor: Executor | None = None,
+        sync_executor: Executor | None = None,
         filesystem: FileSystem = OS_FILE_SYSTEM,
         listen_for_clients: bool = True,
         stores: Stores | None = None,
@@ -176,6 +180,9 @@ class RaftServer:
         self.disk_executor: Executor = disk_executor or ThreadPoolExecutor(
             max_workers=1, thread_name_prefix=f"disk-{self.id}"
         )
+        if sync_executor is None and stores is None:
+            sync_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sync-{self.id}")
+        self.sync_executor = sync_executor
         self._stopping = False
         self._stopped = asyncio.Event()
         self._last_tick_time = 0.0
@@ -451,10 +458,20 @@ class RaftServer:
                 self._sync_stores()
         self._close_own_stores()
         self.disk_executor.shutdown(wait=True)
+        if self.sync_executor is not None:
+            self.sync_executor.shutdown(wait=True)
         if self.data_dir is not None:
             self.data_dir.close()
         self._stopped.set()
         logger.info("stopped")
+
+    def _sync_in_thread(self, ready: Ready) -> bool:
+        """Under load (a batch of entries) the loop goes on while the disk works: the
+        requests and acknowledgements that arrive meanwhile are read and stepped then,
+        not after the fsync. A single entry is synced on the loop: the hop to a thread and
+        back costs more than a fast fsync (docs/ARCHITECTURE.md, "The server's Ready loop")."""
+        smallest = self.options.sync_thread_min_entries
+        return self.sync_executor is not None and 0 < smallest <= len(ready.entries)
 
     def _sync_stores(self) -> None:
         """Make the Ready's writes durable: the log, then the hard state, as the core
@@ -594,7 +611,11 @@ class RaftServer:
             if ready.messages:
                 await asyncio.sleep(0)  # let the transport's writers put them on the wire
             started = time.perf_counter()
-            self._sync_stores()
+            if self._sync_in_thread(ready):
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self.sync_executor, self._sync_stores)
+            else:
+                self._sync_stores()
             self.metrics.fsync_seconds.observe(time.perf_counter() - started)
             stages.synced()
         for message in ready.messages_after_persist:

@@ -281,6 +281,7 @@ class WholeNodeSimulation:
             snapshot_trailing_entries=self.snapshot_trailing_entries,
             uncommitted_bytes_max=self.uncommitted_bytes_max,
             wal_segment_bytes=self.options.wal_segment_bytes or WAL_SEGMENT_BYTES,
+            sync_thread_min_entries=self.options.nodes_sync_thread_min_entries,
         )
 
     def start(self, machine: Machine, joining: tuple[dict[str, Any], int] | None = None) -> None:

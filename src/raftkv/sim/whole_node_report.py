@@ -30,6 +30,11 @@ class WholeNodeOptions:
     # The nodes' WAL segment size (None: raft-node's); small, segments rotate and are
     # deleted behind snapshots all through a run.
     wal_segment_bytes: int | None = None
+    # The nodes' `sync_thread_min_entries` (None: by the seed, so that a sweep runs both
+    # ways the Ready loop syncs: odd seeds 1, every Ready with entries synced through the
+    # sync thread; even seeds 0, always on the loop, as every seed was before the thread).
+    # raft-node's default (2) mixes the two.
+    sync_thread_min_entries: int | None = None
     # Core-only and whole-node seeds are separate spaces: a seed means one or the other.
 
     def __post_init__(self) -> None:
@@ -37,6 +42,14 @@ class WholeNodeOptions:
             raise ValueError("--nodes must be at least 1")
         if self.wal_segment_bytes is not None and self.wal_segment_bytes < 1024:
             raise ValueError("--wal-segment-bytes must be at least 1024")
+        if self.sync_thread_min_entries is not None and self.sync_thread_min_entries < 0:
+            raise ValueError("--sync-thread-min-entries must not be negative")
+
+    @property
+    def nodes_sync_thread_min_entries(self) -> int:
+        if self.sync_thread_min_entries is not None:
+            return self.sync_thread_min_entries
+        return 1 if self.seed % 2 else 0
 
     def replay_command(self) -> str:
         return (
@@ -50,6 +63,11 @@ class WholeNodeOptions:
                 ""
                 if self.wal_segment_bytes is None
                 else f" --wal-segment-bytes {self.wal_segment_bytes}"
+            )
+            + (
+                ""
+                if self.sync_thread_min_entries is None
+                else f" --sync-thread-min-entries {self.sync_thread_min_entries}"
             )
         )
 

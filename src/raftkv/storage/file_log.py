@@ -94,7 +94,10 @@ class FileStorage:
 
     Opening recovers the WAL (see `wal_recovery`) and may raise Corruption. Call `sync()`
     before `close()`: unsynced writes are dropped, exactly as a crash would drop them.
-    Thread-safe: `sync()` may run in a worker thread; other calls wait for it.
+    Thread-safe: `sync()` may run in a worker thread. It holds the lock only to take the
+    buffer and to record the outcome, not while the disk works: the node's event loop goes
+    on reading terms and entries (and even appending) during a sync in its sync thread.
+    One sync at a time; `close()` waits for one in progress.
     """
 
     def __init__(
@@ -121,12 +124,17 @@ class FileStorage:
         # shutdown syncs and closes from the loop: one lock keeps the buffer, the index and
         # the descriptors consistent. Uncontended it costs well under a microsecond.
         self._lock = threading.Lock()
+        # Signalled when a sync's write and fdatasync end (outside the lock).
+        self._sync_ended = threading.Condition(self._lock)
+        self._syncing = False
         ensure_directory(self.directory, filesystem)
         recovered = recover(self.directory, filesystem)
         self._index: LogIndex = recovered.index
         self._hard_state = recovered.hard_state
         self._segment_numbers = recovered.segment_numbers
         self._buffer = bytearray()
+        # The bytes a sync in progress is writing (between `_active_size` and the buffer).
+        self._in_flight = bytearray()
         self._failure: str | None = None
         self._closed = False
         self._deleter = deleter
@@ -196,7 +204,9 @@ class FileStorage:
             terms: list[int] = []
             offsets: list[int] = []
             lengths: list[int] = []
-            position = self._active_size + len(self._buffer) + len(truncate_record)
+            position = (
+                self._active_size + len(self._in_flight) + len(self._buffer) + len(truncate_record)
+            )
             expected_index = first
             data_bytes = 0
             for entry in entries:
@@ -257,8 +267,13 @@ class FileStorage:
         return self._hard_state
 
     def sync(self) -> None:
-        """Write every buffered record with one write and one fdatasync."""
+        """Write every buffered record with one write and one fdatasync.
+
+        The records buffered when it starts are durable when it returns; records buffered
+        meanwhile (by another thread) wait for the next sync."""
         with self._lock:
+            while self._syncing:
+                self._sync_ended.wait()
             self._check_deleted()  # first: a failed deletion's error is read, and raised
             self._check_writable()
             if not self._buffer:
@@ -266,24 +281,42 @@ class FileStorage:
             path = self._segment_path(self._active_number)
             if self._active_descriptor < 0:
                 self._create_active_segment(path)
-            try:
-                write_all(self.filesystem, self._active_descriptor, self._buffer)
-                self.filesystem.fdatasync(self._active_descriptor)
-            except OSError as error:
-                raise self._fail(error, "writing", path) from error
-            self._active_size += len(self._buffer)
+            descriptor = self._active_descriptor
+            data = self._in_flight = self._buffer
             self._buffer = bytearray()
+            self._syncing = True
+        try:
+            write_all(self.filesystem, descriptor, data)
+            self.filesystem.fdatasync(descriptor)
+        except OSError as error:
+            with self._lock:
+                # Still readable (the failed store refuses writes, not reads), never retried.
+                self._buffer = data + self._buffer
+                self._end_sync()
+                raise self._fail(error, "writing", path) from error
+        with self._lock:
+            self._active_size += len(data)
+            self._end_sync()
             self.syncs += 1
             # Deleting first: a segment is only deleted once what replaces it is durable, and the
             # new segment's header is not durable until the next sync.
             self._delete_obsolete_segments()
-            if self._active_size >= self._segment_bytes_max:
+            # A new segment starts with its header, so not while records written meanwhile
+            # wait in the buffer: the next sync writes them here and rotates then.
+            if self._active_size >= self._segment_bytes_max and not self._buffer:
                 self._start_segment(self._active_number + 1)
+
+    def _end_sync(self) -> None:
+        self._in_flight = bytearray()
+        self._syncing = False
+        self._sync_ended.notify_all()
 
     # --- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
         """Release the files. Unsynced writes are dropped (call `sync()` first to keep them)."""
         with self._lock:
+            while self._syncing:  # its descriptor must not be closed (and reused) under it
+                self._sync_ended.wait()
             if self._closed:
                 return
             self._closed = True
@@ -469,8 +502,8 @@ class FileStorage:
                         filesystem, self._active_descriptor, min(size, written - start), start
                     )
                 if start + size > written:
-                    buffer_start = max(start - written, 0)
-                    data += bytes(self._buffer[buffer_start : start + size - written])
+                    unwritten = self._in_flight + self._buffer
+                    data += bytes(unwritten[max(start - written, 0) : start + size - written])
         except OSError as error:
             raise storage_error(error, "reading", path) from error
         if len(data) != size:

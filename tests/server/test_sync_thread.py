@@ -1,0 +1,114 @@
+"""The Ready loop syncs a batch of entries in the node's sync thread (the loop goes on while
+the disk works) and a single entry on the loop (`sync_thread_min_entries`, raft-node's
+`--sync-thread-min-entries`). Three real servers: WAL files in their data dirs, the
+in-memory transport."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from raftkv.kv import Command, KVStore, encode_command
+from raftkv.server.options import SYNC_THREAD_MIN_ENTRIES_DEFAULT, NodeOptions
+from raftkv.server.runtime import RaftServer
+from raftkv.transport.memory import MemoryHub, MemoryTransport
+from tests.waiting import wait_until
+
+T = TypeVar("T")
+NODE_IDS = (1, 2, 3)
+HOST = "127.0.0.1"
+BATCH = 40
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.jobs = 0
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        self.jobs += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def put(key: str) -> bytes:
+    return encode_command(Command(op="put", key=key, value="v"))
+
+
+def run_cluster(data_root: Path, smallest: int, body: Callable[..., Any]) -> None:
+    async def main() -> None:
+        hub = MemoryHub()
+        executors = {node_id: CountingExecutor() for node_id in NODE_IDS}
+        servers = {
+            node_id: RaftServer(
+                NodeOptions(
+                    node_id=node_id,
+                    data_dir=str(data_root / f"node-{node_id}"),
+                    listen=(HOST, 9000 + node_id),
+                    client_listen=(HOST, 8000 + node_id),
+                    peers={peer: (HOST, 9000 + peer) for peer in NODE_IDS if peer != node_id},
+                    seed=node_id,
+                    sync_thread_min_entries=smallest,
+                ),
+                KVStore(),
+                transport_factory=functools.partial(MemoryTransport, hub),
+                sync_executor=executors[node_id],
+                listen_for_clients=False,
+            )
+            for node_id in NODE_IDS
+        }
+        try:
+            for server in servers.values():
+                await server.start()
+            await body(servers, executors)
+        finally:
+            for server in servers.values():
+                await server.stop()
+
+    asyncio.run(main())
+
+
+async def leader_of(servers: dict[int, RaftServer]) -> RaftServer:
+    def one_leader() -> bool:
+        return sum(server.node.role == "leader" for server in servers.values()) == 1
+
+    await wait_until(one_leader, "a leader")
+    return next(server for server in servers.values() if server.node.role == "leader")
+
+
+def test_a_batch_is_synced_in_the_sync_thread_and_a_lone_entry_on_the_loop(
+    tmp_path: Path,
+) -> None:
+    async def body(servers: dict[int, RaftServer], executors: dict[int, CountingExecutor]) -> None:
+        leader = await leader_of(servers)
+        before = executors[leader.id].jobs
+        for number in range(3):  # one at a time: every Ready holds one entry
+            await leader.requests.propose(put(f"alone-{number}"))
+        assert executors[leader.id].jobs == before
+        proposals = [leader.requests.propose(put(f"batch-{n}")) for n in range(BATCH)]
+        indexes = [index for _, index in await asyncio.gather(*proposals)]
+        assert executors[leader.id].jobs > before  # the batch's sync went to the thread
+        last = max(indexes)
+        await wait_until(
+            lambda: all(server.applied_index >= last for server in servers.values()),
+            "every node applied the batch",
+        )
+        for server in servers.values():
+            assert isinstance(server.state_machine, KVStore)
+            assert all(server.state_machine.get(f"batch-{n}") for n in range(BATCH))
+            assert server.storage.entries(last, last + 1)[0].index == last
+
+    run_cluster(tmp_path, SYNC_THREAD_MIN_ENTRIES_DEFAULT, body)
+
+
+def test_zero_keeps_every_sync_on_the_loop(tmp_path: Path) -> None:
+    async def body(servers: dict[int, RaftServer], executors: dict[int, CountingExecutor]) -> None:
+        leader = await leader_of(servers)
+        proposals = [leader.requests.propose(put(f"batch-{n}")) for n in range(BATCH)]
+        await asyncio.gather(*proposals)
+        assert all(executor.jobs == 0 for executor in executors.values())
+
+    run_cluster(tmp_path, 0, body)
