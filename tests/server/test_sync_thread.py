@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 from raftkv.kv import Command, KVStore, encode_command
 from raftkv.server.options import SYNC_THREAD_MIN_ENTRIES_DEFAULT, NodeOptions
 from raftkv.server.runtime import RaftServer
+from raftkv.storage.file_log import FileStorage
 from raftkv.transport.memory import MemoryHub, MemoryTransport
 from tests.waiting import wait_until
 
@@ -38,7 +42,7 @@ def put(key: str) -> bytes:
     return encode_command(Command(op="put", key=key, value="v"))
 
 
-def run_cluster(data_root: Path, smallest: int, body: Callable[..., Any]) -> None:
+def run_cluster(data_root: Path, smallest: int, body: Callable[..., Any], **options: Any) -> None:
     async def main() -> None:
         hub = MemoryHub()
         executors = {node_id: CountingExecutor() for node_id in NODE_IDS}
@@ -52,6 +56,7 @@ def run_cluster(data_root: Path, smallest: int, body: Callable[..., Any]) -> Non
                     peers={peer: (HOST, 9000 + peer) for peer in NODE_IDS if peer != node_id},
                     seed=node_id,
                     sync_thread_min_entries=smallest,
+                    **options,
                 ),
                 KVStore(),
                 transport_factory=functools.partial(MemoryTransport, hub),
@@ -112,3 +117,38 @@ def test_zero_keeps_every_sync_on_the_loop(tmp_path: Path) -> None:
         assert all(executor.jobs == 0 for executor in executors.values())
 
     run_cluster(tmp_path, 0, body)
+
+
+def test_segments_deleted_from_a_sync_in_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync that finds obsolete segments hands their deletion to the disk thread. From
+    the sync thread there is no running loop to hand it through: the first version asked
+    for one and stopped the node at its first deletion (1 MB writes filled segments fast)."""
+    deleted_in: list[str] = []
+    original = FileStorage._unlink_segments
+
+    def unlink_segments(self: FileStorage, paths: list[str]) -> None:
+        deleted_in.append(threading.current_thread().name)
+        original(self, paths)
+
+    monkeypatch.setattr(FileStorage, "_unlink_segments", unlink_segments)
+
+    async def body(servers: dict[int, RaftServer], executors: dict[int, CountingExecutor]) -> None:
+        leader = await leader_of(servers)
+        for round_number in range(12):
+            keys = [f"r{round_number}-{n}" for n in range(BATCH)]
+            await asyncio.gather(*(leader.requests.propose(put(key)) for key in keys))
+        await wait_until(lambda: len(deleted_in) > 0, "obsolete segments deleted")
+        assert all(name.startswith("disk-") for name in deleted_in), deleted_in
+        assert executors[leader.id].jobs > 0
+        assert all(server.storage_failure is None for server in servers.values())
+
+    run_cluster(
+        tmp_path,
+        SYNC_THREAD_MIN_ENTRIES_DEFAULT,
+        body,
+        wal_segment_bytes=4096,
+        snapshot_entries=50,
+        snapshot_trailing_entries=10,
+    )

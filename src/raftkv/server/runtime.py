@@ -63,7 +63,7 @@ from raftkv.server.write_stages import WriteStages
 from raftkv.storage import open_data_dir
 from raftkv.storage.base import LogStore, SnapshotStore, StableStore, Stores
 from raftkv.storage.datadir import DataDir
-from raftkv.storage.file_log import FileStorage
+from raftkv.storage.file_log import FileStorage, Pending
 from raftkv.storage.filesystem import OS_FILE_SYSTEM, FileSystem
 from raftkv.storage.recovery import recover
 from raftkv.tls import client_port_context, peer_tls, url_scheme
@@ -355,10 +355,17 @@ class RaftServer:
         log: object = stores.log
         self._stable_in_log = stores.stable is log
 
-    def _in_disk_thread(self, job: Callable[[], None]) -> asyncio.Future[None]:
+    def _in_disk_thread(self, job: Callable[[], None]) -> Pending:
         """Run `job` in the disk thread, through the loop (the simulator's runs it itself,
-        deterministically, and drops it with the process when the node crashes)."""
-        return asyncio.get_running_loop().run_in_executor(self.disk_executor, job)
+        deterministically, and drops it with the process when the node crashes). The WAL
+        asks from its sync, which runs on the loop or in the sync thread; there, with no
+        loop in that thread, the job goes to the same pool directly (a thread only a real
+        loop has: the simulator's syncs all run on its loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self.disk_executor.submit(job)
+        return loop.run_in_executor(self.disk_executor, job)
 
     def _record_learnt_cluster_id(self, cluster_id: str) -> None:
         """Keep the cluster id a member told this founding member, before anything else
