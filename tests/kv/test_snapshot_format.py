@@ -75,3 +75,33 @@ def test_large_values_are_encoded_a_few_at_a_time(monkeypatch: pytest.MonkeyPatc
     assert first < 17 * len(value)  # FIRST_SLICE_RECORDS keys
     assert len(rest) >= 10
     assert max(rest) <= snapshot_format.SLICE_BYTES + len(value) + 100
+
+
+def test_a_run_of_large_values_after_small_keys_is_cut_by_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The slice size follows the previous slice's bytes per key: after 5,000 small keys a
+    slice of 1,024 keys was taken whatever their values, so a run of large values behind
+    them was one call (200,000 keys and 300 values of 1 MB: 300 MB, the loop waiting 1.2 s
+    for the GIL). Each call now holds about SLICE_BYTES of values, or one larger value."""
+    sizes: list[int] = []
+    real = snapshot_format._encoder
+
+    class Recording:
+        def encode(self, value: object) -> bytes:
+            encoded = real.encode(value)
+            sizes.append(len(encoded))
+            return encoded
+
+    monkeypatch.setattr(snapshot_format, "_encoder", Recording())
+    large = "v" * 200_000
+    records: dict[str, KeyRecord | str] = {
+        f"small-{n}": KeyRecord("s", n + 1, n + 1, 1) for n in range(5000)
+    }
+    records.update({f"large-{n}": KeyRecord(large, 1, 1, 1) for n in range(60)})
+    records["old-format"] = "a value alone"  # the slow path of counting, once
+    records.update({f"after-{n}": KeyRecord(large, 1, 1, 1) for n in range(20)})
+    state = Snapshot(records, 9, b"h")
+    assert snapshot_format.encode(state) == msgspec.msgpack.encode(state)
+    assert max(sizes) <= snapshot_format.SLICE_BYTES + len(large) + 1000
+    assert sum(sizes) > 80 * len(large)  # every large value was encoded, a few per call

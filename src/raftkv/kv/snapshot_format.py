@@ -6,10 +6,12 @@ in the disk thread, and the event loop (heartbeats, requests) waits that long fo
 one over 100 keys of 1 MB values, 170 ms (a state grows that big with large values). So the
 key map is encoded in slices, each its own call: the first of `FIRST_SLICE_RECORDS` keys,
 each next one of about `SLICE_BYTES` encoded at the previous slice's bytes per key, at most
-`SLICE_RECORDS` keys. After each call the encoding thread gives the GIL away
-(`time.sleep(0)`): without that, the loop's thread, once it had let go of the GIL for a
-system call, waited for the switch interval (5 ms) to get it back, and system calls are
-what the loop makes most. The bytes are exactly those of encoding the whole `Snapshot` at
+`SLICE_RECORDS` keys, and cut again where its values add up to `SLICE_BYTES`: a run of
+large values after small keys (200,000 keys of 64 bytes, then 300 of 1 MB) made one call of
+300 MB, and the loop waited 1.2 s for the GIL, long enough to lose the leader. After each
+call the encoding thread gives the GIL away (`time.sleep(0)`): without that, the loop's
+thread, once it had let go of the GIL for a system call, waited for the switch interval
+(5 ms) to get it back, and system calls are what the loop makes most. The bytes are exactly those of encoding the whole `Snapshot` at
 once: the map's header is written for the whole map, each slice's own header is dropped,
 and the other fields are the struct's own encoding with an empty key map. The slices are
 joined once.
@@ -18,6 +20,7 @@ joined once.
 from __future__ import annotations
 
 import itertools
+import operator
 import struct
 import time
 from collections.abc import Mapping
@@ -77,6 +80,9 @@ def encode(state: Snapshot, slice_records: int = SLICE_RECORDS) -> bytes:
     return b"".join([_START, *_encode_map(state.data, slice_records), rest])
 
 
+Item = tuple[str, KeyRecord | str]
+
+
 def _encode_map(records: Mapping[str, KeyRecord | str], slice_records: int) -> list[bytes]:
     # A map's body is its keys and values one after the other, as an array's body is its
     # items: each slice is encoded as the flat array [key, value, key, value, ...] (no dict
@@ -85,13 +91,48 @@ def _encode_map(records: Mapping[str, KeyRecord | str], slice_records: int) -> l
     items = iter(records.items())
     flatten = itertools.chain.from_iterable
     count = min(slice_records, FIRST_SLICE_RECORDS)
-    while flat := list(flatten(itertools.islice(items, count))):
-        encoded = _encoder.encode(flat)
-        parts.append(encoded[len(_header(len(flat), _ARRAY_HEADERS)) :])
-        keys = len(flat) // 2
-        count = max(1, min(slice_records, SLICE_BYTES * keys // len(encoded)))
-        time.sleep(0)  # not a wait: lets a thread waiting for the GIL have it now
+    while batch := list(itertools.islice(items, count)):
+        batch_bytes = 0
+        for piece in _cut_by_value_bytes(batch):
+            flat = list(flatten(piece))
+            encoded = _encoder.encode(flat)
+            parts.append(encoded[len(_header(len(flat), _ARRAY_HEADERS)) :])
+            batch_bytes += len(encoded)
+            time.sleep(0)  # not a wait: lets a thread waiting for the GIL have it now
+        count = max(1, min(slice_records, SLICE_BYTES * len(batch) // batch_bytes))
     return parts
+
+
+_second = operator.itemgetter(1)
+_value_of = operator.attrgetter("value")
+
+
+def _value_bytes(batch: list[Item]) -> int:
+    """The length of the values in `batch` (characters: about their bytes), counted in C."""
+    try:
+        return sum(map(len, map(_value_of, map(_second, batch))))
+    except AttributeError:  # an old-format record somewhere: the value alone, a string
+        return sum(len(_plain_value(record)) for _, record in batch)
+
+
+def _plain_value(record: KeyRecord | str) -> str:
+    return record if isinstance(record, str) else record.value
+
+
+def _cut_by_value_bytes(batch: list[Item]) -> list[list[Item]]:
+    """`batch` as it is, or cut into runs whose values add up to about SLICE_BYTES."""
+    if _value_bytes(batch) <= SLICE_BYTES:
+        return [batch]
+    pieces: list[list[Item]] = []
+    start = size = 0
+    for position, (_, record) in enumerate(batch):
+        size += len(_plain_value(record))
+        if size >= SLICE_BYTES:
+            pieces.append(batch[start : position + 1])
+            start, size = position + 1, 0
+    if start < len(batch):
+        pieces.append(batch[start:])
+    return pieces
 
 
 # MessagePack's headers as msgspec writes them: (the fix form's first byte, 16-bit, 32-bit).
