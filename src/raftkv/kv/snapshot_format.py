@@ -6,15 +6,15 @@ in the disk thread, and the event loop (heartbeats, requests) waits that long fo
 one over 100 keys of 1 MB values, 170 ms (a state grows that big with large values). So the
 key map is encoded in slices, each its own call: the first of `FIRST_SLICE_RECORDS` keys,
 each next one of about `SLICE_BYTES` encoded at the previous slice's bytes per key, at most
-`SLICE_RECORDS` keys, and cut again where its values add up to `SLICE_BYTES`: a run of
-large values after small keys (200,000 keys of 64 bytes, then 300 of 1 MB) made one call of
-300 MB, and the loop waited 1.2 s for the GIL, long enough to lose the leader. After each
-call the encoding thread gives the GIL away (`time.sleep(0)`): without that, the loop's
-thread, once it had let go of the GIL for a system call, waited for the switch interval
-(5 ms) to get it back, and system calls are what the loop makes most. The bytes are exactly those of encoding the whole `Snapshot` at
-once: the map's header is written for the whole map, each slice's own header is dropped,
-and the other fields are the struct's own encoding with an empty key map. The slices are
-joined once.
+`SLICE_RECORDS` keys, and cut again where its values add up to `SLICE_BYTES`: a run of large
+values after small keys (200,000 keys of 64 bytes, then 300 of 1 MB) made one call of 300
+MB, and the loop waited 1.2 s for the GIL, long enough to lose the leader. After each call
+the encoding thread gives the GIL away (`time.sleep(0)`): without that, the loop's thread,
+once it had let go of the GIL for a system call, waited for the switch interval (5 ms) to
+get it back, and system calls are what the loop makes most. The bytes are exactly those of
+encoding the whole `Snapshot` at once: the map's header is written for the whole map, each
+slice's own header is dropped, and the other fields are the struct's own encoding with an
+empty key map. The slices are joined once.
 """
 
 from __future__ import annotations
