@@ -288,12 +288,14 @@ class FileStorage:
         try:
             write_all(self.filesystem, descriptor, data)
             self.filesystem.fdatasync(descriptor)
-        except OSError as error:
+        except BaseException as error:  # (the simulated disk's power loss too: no sync hangs)
             with self._lock:
                 # Still readable (the failed store refuses writes, not reads), never retried.
                 self._buffer = data + self._buffer
                 self._end_sync()
-                raise self._fail(error, "writing", path) from error
+                if isinstance(error, OSError):
+                    raise self._fail(error, "writing", path) from error
+            raise
         with self._lock:
             self._active_size += len(data)
             self._end_sync()
