@@ -55,9 +55,8 @@ def test_a_store_restores_what_it_encoded_in_slices() -> None:
     assert restored.snapshot() == data
 
 
-def test_large_values_are_encoded_a_few_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Slices follow the bytes, not only the key count: 60 keys of 300 KB were one call of
-    18 MB (and 300 keys of 1 MB, a state the 1 MB benchmark row builds, one of 300 MB)."""
+def encoded_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every encode() call the encoder makes from now on."""
     sizes: list[int] = []
     real = snapshot_format._encoder
 
@@ -68,6 +67,13 @@ def test_large_values_are_encoded_a_few_at_a_time(monkeypatch: pytest.MonkeyPatc
             return encoded
 
     monkeypatch.setattr(snapshot_format, "_encoder", Recording())
+    return sizes
+
+
+def test_large_values_are_encoded_a_few_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices follow the bytes, not only the key count: 60 keys of 300 KB were one call of
+    18 MB (and 300 keys of 1 MB, a state the 1 MB benchmark row builds, one of 300 MB)."""
+    sizes = encoded_sizes(monkeypatch)
     value = "v" * 300_000
     state = Snapshot({f"k{n:03d}": KeyRecord(value, 1, 1, 1) for n in range(60)}, 9, b"h")
     assert snapshot_format.encode(state) == msgspec.msgpack.encode(state)
@@ -84,16 +90,7 @@ def test_a_run_of_large_values_after_small_keys_is_cut_by_bytes(
     slice of 1,024 keys was taken whatever their values, so a run of large values behind
     them was one call (200,000 keys and 300 values of 1 MB: 300 MB, the loop waiting 1.2 s
     for the GIL). Each call now holds about SLICE_BYTES of values, or one larger value."""
-    sizes: list[int] = []
-    real = snapshot_format._encoder
-
-    class Recording:
-        def encode(self, value: object) -> bytes:
-            encoded = real.encode(value)
-            sizes.append(len(encoded))
-            return encoded
-
-    monkeypatch.setattr(snapshot_format, "_encoder", Recording())
+    sizes = encoded_sizes(monkeypatch)
     large = "v" * 200_000
     records: dict[str, KeyRecord | str] = {
         f"small-{n}": KeyRecord("s", n + 1, n + 1, 1) for n in range(5000)
