@@ -4,6 +4,7 @@ needs etcd and wrk (`raft-bench --compare etcd`); here the measuring is a stand-
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,54 @@ def test_preload_that_makes_no_progress_stops_with_a_message(tmp_path: Path) -> 
 
     with pytest.raises(SystemExit, match="made no progress"):
         bench_etcd.preload_etcd("http://etcd", 10, 64, measure, tmp_path)
+
+
+FAKE_WRK = """#!/bin/sh
+# A stand-in for wrk: keeps the script it was given, prints what wrk prints.
+while [ $# -gt 0 ]; do
+  if [ "$1" = "-s" ]; then cp "$2" "$(dirname "$0")/script-seen.lua"; fi
+  shift
+done
+cat <<'OUTPUT'
+Running 1s test @ http://127.0.0.1:1
+  1 threads and 64 connections
+  Latency Distribution
+     50%    1.50ms
+     75%    2.00ms
+     90%    3.00ms
+     99%    9.25ms
+  12345 requests in 1.00s, 1.00MB read
+Requests/sec:  12345.00
+Transfer/sec:      1.00MB
+p99.9 latency: 23456 us
+OUTPUT
+"""
+
+
+def test_every_run_reports_its_p99_9_from_wrk_s_done_hook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wrk's --latency stops at p99; the comparison's p99.9 target needs its done() hook,
+    added to every run's script (a run without one gets the hook alone)."""
+    fake = tmp_path / "wrk"
+    fake.write_text(FAKE_WRK)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    script = tmp_path / "put.lua"
+    script.write_text("request = function() return wrk.format('PUT', '/v1/kv/k') end\n")
+    result = bench.run_wrk("http://127.0.0.1:1", 64, 1, script)
+    assert (result["rate"], result["p50_ms"], result["p99_ms"]) == (12345.0, 1.5, 9.25)
+    assert result["p999_ms"] == 23.456
+    seen = (tmp_path / "script-seen.lua").read_text()
+    assert seen.startswith(script.read_text()) and "latency:percentile(99.9)" in seen
+    assert bench.run_wrk("http://127.0.0.1:1", 1, 1, None)["p999_ms"] == 23.456
+    assert (tmp_path / "script-seen.lua").read_text() == bench.P999_HOOK
+
+
+def test_the_comparison_reports_p99_9_last() -> None:
+    row = bench_etcd.workloads("http://raftkv", "http://etcd")[2]  # write C=64
+    ours = {"rate": 300.0, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0.0, "p999_ms": 7.5}
+    theirs = {"rate": 100.0, "p50_ms": 3.0, "p99_ms": 4.0, "errors": 1.0, "p999_ms": 30.25}
+    header, line = bench_etcd.report([(row, ours, theirs)]).splitlines()
+    assert header.endswith("errors    p99.9 ms raftkv/etcd")
+    assert line.endswith("7.50 / 30.25") and "3.00x" in line and "0/1" in line

@@ -284,14 +284,17 @@ def report(results: list[tuple[Workload, dict[str, float], dict[str, float]]]) -
     lines = [
         f"{'operation':<26}{'raftkv/s':>10}{'etcd/s':>10}{'ratio':>8}"
         f"{'p50 ms raftkv/etcd':>22}{'p99 ms raftkv/etcd':>22}{'errors':>10}"
+        f"{'p99.9 ms raftkv/etcd':>24}"
     ]
     for row, ours, theirs in results:
         ratio = ours["rate"] / theirs["rate"] if theirs["rate"] else float("nan")
         p50 = f"{ours['p50_ms']:.2f} / {theirs['p50_ms']:.2f}"
         p99 = f"{ours['p99_ms']:.2f} / {theirs['p99_ms']:.2f}"
         errors = f"{ours['errors']:.0f}/{theirs['errors']:.0f}"
+        nan = float("nan")
+        p999 = f"{ours.get('p999_ms', nan):.2f} / {theirs.get('p999_ms', nan):.2f}"
         lines.append(
             f"{row.name:<26}{ours['rate']:>10.0f}{theirs['rate']:>10.0f}{ratio:>7.2f}x"
-            f"{p50:>22}{p99:>22}{errors:>10}"
+            f"{p50:>22}{p99:>22}{errors:>10}{p999:>24}"
         )
     return "\n".join(lines)
