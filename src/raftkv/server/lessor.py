@@ -70,6 +70,10 @@ class Lessor:
         # (deadline, lease) for every deadline set, the superseded ones too (skipped when
         # popped): the next expiry is found without scanning every lease.
         self._heap: list[tuple[float, int]] = []
+        # Leases whose expiry this leader proposed and has not seen applied: a keepalive for
+        # one is refused (etcd's lessor does the same), or the client would be told its
+        # lease lives on and then lose it when the expiry already in the log applies.
+        self._expiring: set[int] = set()
         self.expiries_proposed_total = 0
 
     def promote(self) -> None:
@@ -80,6 +84,7 @@ class Lessor:
         extension = self._extension
         self._deadlines = {}
         self._heap = []
+        self._expiring = set()
         for lease_id, ttl in self._leases.lease_ttls().items():
             self._set(lease_id, now + ttl + extension)
 
@@ -88,6 +93,7 @@ class Lessor:
         self.active = False
         self._deadlines = {}
         self._heap = []
+        self._expiring = set()
 
     def applied(self) -> None:
         """Entries were just applied (the runtime calls this after each batch): a grant
@@ -109,12 +115,14 @@ class Lessor:
             ttls = self._leases.lease_ttls()
             for lease_id in [lease_id for lease_id in deadlines if lease_id not in ttls]:
                 del deadlines[lease_id]
+                self._expiring.discard(lease_id)
             for lease_id, ttl in ttls.items():
                 if lease_id not in deadlines:
                     self._set(lease_id, now + ttl)
             return
         for lease_id in sorted(changes):
             granted = self._leases.lease_ttl(lease_id)
+            self._expiring.discard(lease_id)  # expired (or revoked), or granted anew
             if granted is None:
                 deadlines.pop(lease_id, None)
             else:
@@ -132,10 +140,14 @@ class Lessor:
 
     def keep_alive(self, lease_id: int) -> int | None:
         """Renew the lease for its full TTL from now; its TTL, or None if there is no such
-        lease. The caller confirmed this node still leads first (a read barrier)."""
+        lease, or if it expired by this leader's clock (its expiry is proposed: the lease
+        is as good as gone). The caller confirmed this node still leads first (a read
+        barrier)."""
         if not self.active:
             return None
         self._catch_up()
+        if lease_id in self._expiring:
+            return None  # expired by this leader's clock: its expiry is on its way
         ttl = self._leases.lease_ttl(lease_id)
         if ttl is not None:
             self._set(lease_id, self._clock() + ttl)
@@ -147,7 +159,9 @@ class Lessor:
             return None
         self._catch_up()
         deadline = self._deadlines.get(lease_id)
-        return None if deadline is None else max(0.0, deadline - self._clock())
+        if deadline is None:
+            return None
+        return 0.0 if lease_id in self._expiring else max(0.0, deadline - self._clock())
 
     def expired(self) -> list[int]:
         """Leases past their deadline, soonest first, at most EXPIRE_BATCH_MAX, for the
@@ -165,6 +179,7 @@ class Lessor:
                 due.append(lease_id)
         for lease_id in due:
             self._set(lease_id, now + self._retry)
+            self._expiring.add(lease_id)
         self.expiries_proposed_total += len(due)
         return due
 
