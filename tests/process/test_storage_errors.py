@@ -7,6 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from raftkv.storage.wal_records import records_end
 from tests.process.cluster import BIN, ProcessCluster, wait_for
 
 
@@ -53,7 +54,9 @@ def test_torn_tail_is_cut_and_the_node_starts(cluster: ProcessCluster) -> None:
     cluster.kill(victim, signal.SIGTERM)
     node = cluster.nodes[victim]
     segment = sorted((node.data_dir / "wal").glob("wal-*.log"))[-1]
-    with open(segment, "ab") as file:
+    with open(segment, "r+b") as file:
+        # Where the next write would have gone: over the zeros of the preallocated tail.
+        file.seek(records_end(segment.read_bytes()))
         file.write(b"\x00\x00\x01\x00partial record from a crash")
     cluster.start(victim, bootstrap=False)
     leader = cluster.wait_leader()

@@ -27,7 +27,12 @@ from raftkv.storage.file_log import FileStorage
 from raftkv.storage.recovery import recover
 from raftkv.storage.simulated_disk import DiskFaults, SimulatedCrash, SimulatedFileSystem
 from raftkv.storage.snapshot_files import FileSnapshotStore, snapshot_file_name
-from raftkv.storage.wal_records import CHECKSUM_BYTES, RECORD_HEADER, RECORD_HEADER_BYTES
+from raftkv.storage.wal_records import (
+    CHECKSUM_BYTES,
+    RECORD_HEADER,
+    RECORD_HEADER_BYTES,
+    records_end,
+)
 from raftkv.storage.wal_recovery import segment_file_name
 
 WAL_DIRECTORY = "/node/wal"
@@ -183,7 +188,8 @@ def test_read_errors_are_storage_errors_naming_the_file() -> None:
 def record_ends(data: bytes) -> list[int]:
     """The end offset of every record of an undamaged segment."""
     ends, offset = [], 0
-    while offset < len(data):
+    end = records_end(data)
+    while offset < end:
         _checksum, length, _type = RECORD_HEADER.unpack_from(data, offset)
         offset += RECORD_HEADER_BYTES + length
         ends.append(offset)

@@ -39,7 +39,7 @@ def reopened_entries(directory: Path) -> tuple[int, list[object]]:
         return storage.last_index(), list(storage.entries(1, storage.last_index() + 1))
 
 
-@pytest.mark.parametrize("failing", ["write", "fdatasync"])
+@pytest.mark.parametrize("failing", ["pwrite", "fdatasync"])
 def test_enospc_fails_the_sync_and_every_later_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
 ) -> None:
@@ -78,15 +78,15 @@ def test_a_write_cut_short_by_a_full_disk_leaves_a_recoverable_log(
     storage.append(make_entries(1, 10, term=1))
     storage.sync()
     storage.append(make_entries(11, 10, term=1))
-    real_write = os.write
+    real_write = os.pwrite
 
-    def write_half_then_fail(descriptor: int, data: bytes) -> int:
+    def write_half_then_fail(descriptor: int, data: bytes, offset: int) -> int:
         if len(data) > 1:
-            return real_write(descriptor, bytes(data)[: len(data) // 2])
+            return real_write(descriptor, bytes(data)[: len(data) // 2], offset)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(os, "write", write_half_then_fail)
+        patch.setattr(os, "pwrite", write_half_then_fail)
         with pytest.raises(StorageError, match="ENOSPC"):
             storage.sync()
     storage.close()

@@ -25,6 +25,7 @@ from raftkv.storage.wal_records import (
     RECORD_HEADER_BYTES,
     RecordType,
     decode_hard_state,
+    records_end,
 )
 
 CASES = 200
@@ -75,7 +76,8 @@ def scan(path: Path) -> list[RecordPlace]:
     """The records of an undamaged segment."""
     data = memoryview(path.read_bytes())
     places, offset = [], 0
-    while offset < len(data):
+    end = records_end(bytes(data))
+    while offset < end:
         _checksum, length, record_type = RECORD_HEADER.unpack_from(data, offset)
         payload = data[offset + RECORD_HEADER_BYTES : offset + RECORD_HEADER_BYTES + length]
         offset += RECORD_HEADER_BYTES + length

@@ -20,6 +20,7 @@ from raftkv.storage.wal_records import (
     encode_entry,
     encode_hard_state,
     encode_record,
+    records_end,
 )
 from raftkv.storage.wal_recovery import segment_file_name
 
@@ -28,9 +29,11 @@ UNSYNCED_CUT_STEP_BYTES = 5
 
 
 def build_wal(directory: Path, batches: int = 10, per_batch: int = 5) -> list[Entry]:
-    """A WAL over several segments, every batch synced; returns its entries."""
+    """A WAL over several segments, every batch synced; returns its entries. Without the
+    preallocated tail (as older versions wrote it): each file ends with its last record, so
+    a torn write is bytes after it. test_wal_preallocated.py has the same cases in place."""
     entries: list[Entry] = []
-    with FileStorage(directory, segment_bytes_max=SEGMENT_BYTES) as storage:
+    with FileStorage(directory, segment_bytes_max=SEGMENT_BYTES, preallocate_bytes=0) as storage:
         for batch in range(batches):
             new = make_entries(len(entries) + 1, per_batch, term=1)
             storage.append(new)
@@ -48,7 +51,8 @@ def record_offsets(path: Path) -> list[int]:
     """Start offsets of the records of an undamaged segment."""
     data = path.read_bytes()
     offsets, offset = [], 0
-    while offset < len(data):
+    end = records_end(data)
+    while offset < end:
         offsets.append(offset)
         _checksum, length, _type = RECORD_HEADER.unpack_from(data, offset)
         offset += RECORD_HEADER_BYTES + length
@@ -71,7 +75,7 @@ def flip_bit(path: Path, offset: int) -> None:
     [
         b"\x01\x02\x03\x04\x05",  # a short header
         RECORD_HEADER.pack(0, 100, RecordType.ENTRY) + b"only ten b",  # a short payload
-        b"\x00" * 4096,  # zero-filled blocks
+        RECORD_HEADER.pack(0, 100, RecordType.ENTRY) + b"\x00" * 4096,  # blocks of zeros
     ],
     ids=["short-header", "short-payload", "zeros"],
 )
@@ -92,6 +96,28 @@ def test_a_torn_tail_is_cut_and_logged(
         storage.append(make_entries(len(entries) + 1, 3, term=2))
         storage.sync()
     assert reopen_entries(tmp_path) == entries + make_entries(len(entries) + 1, 3, term=2)
+
+
+def test_zeros_after_the_last_record_are_a_clean_end_kept_for_writes_in_place(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a preallocated tail looks like (and a file that grew whose data never landed,
+    from a record boundary on): the log ends there, and the writer fills the zeros."""
+    entries = build_wal(tmp_path)
+    last_segment = segment_paths(tmp_path)[-1]
+    size = last_segment.stat().st_size
+    with last_segment.open("ab") as file:
+        file.write(bytes(4096))
+    with caplog.at_level(logging.WARNING, logger="raftkv.storage"):
+        assert reopen_entries(tmp_path) == entries
+    assert caplog.text == ""
+    assert last_segment.stat().st_size == size + 4096
+    more = make_entries(len(entries) + 1, 3, term=2)
+    with FileStorage(tmp_path, segment_bytes_max=SEGMENT_BYTES, preallocate_bytes=0) as storage:
+        storage.append(more)
+        storage.sync()
+    assert last_segment.stat().st_size == size + 4096, "written in place, over the zeros"
+    assert reopen_entries(tmp_path) == entries + more
 
 
 def test_a_bit_flip_in_a_complete_last_record_is_corruption_not_a_torn_tail(
@@ -292,7 +318,7 @@ def test_an_unsynced_write_cut_anywhere_never_corrupts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     synced = tmp_path / "synced"
-    storage = FileStorage(synced)
+    storage = FileStorage(synced, preallocate_bytes=0)
     storage.append(make_entries(1, 20, term=1))
     storage.set_hard_state(HardState(1, 1, 5))
     storage.sync()
@@ -300,12 +326,12 @@ def test_an_unsynced_write_cut_anywhere_never_corrupts(
     storage.set_hard_state(HardState(2, 2, 20))
     captured: list[bytes] = []
 
-    def crash_before_writing(descriptor: int, data: bytes) -> int:
+    def crash_before_writing(descriptor: int, data: bytes, offset: int) -> int:
         captured.append(bytes(data))
         raise OSError(5, "simulated crash")
 
     with monkeypatch.context() as patch:
-        patch.setattr(os, "write", crash_before_writing)
+        patch.setattr(os, "pwrite", crash_before_writing)
         with pytest.raises(StorageError):
             storage.sync()
     storage.close()

@@ -46,6 +46,18 @@ def write_all(filesystem: FileSystem, file_descriptor: int, data: Bytes) -> None
         view = view[written:]
 
 
+def pwrite_all(filesystem: FileSystem, file_descriptor: int, data: Bytes, offset: int) -> None:
+    """Write every byte of `data` at `offset` (the file position is neither used nor moved)."""
+    view = memoryview(data)
+    pwrite = filesystem.pwrite
+    while view:
+        written = pwrite(file_descriptor, view, offset)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, "write wrote no bytes")
+        view = view[written:]
+        offset += written
+
+
 def read_exactly(filesystem: FileSystem, file_descriptor: int, size: int, offset: int) -> bytes:
     """`size` bytes at `offset`, or fewer if the file ends first (the caller checks)."""
     data = filesystem.pread(file_descriptor, size, offset)

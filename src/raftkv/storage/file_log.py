@@ -6,12 +6,20 @@ write and one fdatasync, so a Ready (hard state + entries) costs one fsync and m
 entries share it (group commit).
 
 - Truncating a suffix appends a TRUNCATE record; compaction appends a COMPACT record and
-  reset a RESET record. Nothing is ever rewritten in place.
+  reset a RESET record. No record is ever rewritten.
 - After a sync, once the active segment has reached `segment_bytes_max`, a new segment is
   started: its first records (a header with the log's state, then the current hard state)
   are queued, and the next sync creates its file, fsyncs the directory and writes them
   with whatever else is queued. The header and the repeated hard state make every segment
   self-sufficient, so the older segments can go.
+- The active segment's file is kept ahead of its records by a tail of zeros, extended by
+  `preallocate_bytes` at a time in the same write as the records that reach it, and records
+  are written into it in place (`pwrite`): an fdatasync of data written over blocks the file
+  already has need not commit the file's new size to the file system's journal too, and
+  costs less (ext4 on this project's machine: 112-140 µs and 52-64 µs of CPU against 193 µs
+  and 80 µs for an append). Recovery reads zeros from a record boundary to the end of the
+  last segment as its clean end; a segment is cut to its records before the next one is
+  created, so only the last has such a tail.
 - After a sync, segments that hold no live entry (everything in them is compacted, reset or
   truncated away) are deleted, oldest first, and the directory fsynced.
 - Reads: the term of every live entry and its place on disk live in memory (`LogIndex`);
@@ -26,6 +34,7 @@ entries share it (group commit).
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import threading
@@ -40,9 +49,9 @@ from raftkv.errors import Corruption, StorageError
 from raftkv.storage.file_io import (
     FILE_MODE,
     ensure_directory,
+    pwrite_all,
     read_exactly,
     storage_error,
-    write_all,
 )
 from raftkv.storage.filesystem import OS_FILE_SYSTEM, FileSystem
 from raftkv.storage.wal_cache import TailCache
@@ -65,6 +74,10 @@ from raftkv.storage.wal_records import (
 from raftkv.storage.wal_recovery import FIRST_SEGMENT_NUMBER, recover, segment_file_name
 
 SEGMENT_BYTES_DEFAULT = 64 << 20
+# The active segment's zeros ahead of its records grow by this much at a time: a sync that
+# extends them writes up to this many more bytes (about 0.6 ms more on this machine's disk),
+# once per this many bytes of records.
+PREALLOCATE_BYTES_DEFAULT = 256 << 10
 # The newest entries kept decoded in memory: the leader reads back what it just appended.
 CACHE_ENTRIES_DEFAULT = 8192
 CACHE_BYTES_DEFAULT = 16 << 20
@@ -109,14 +122,19 @@ class FileStorage:
         cache_bytes_max: int = CACHE_BYTES_DEFAULT,
         filesystem: FileSystem = OS_FILE_SYSTEM,
         deleter: Deleter | None = None,
+        preallocate_bytes: int = PREALLOCATE_BYTES_DEFAULT,
     ) -> None:
         """`deleter`: runs the deletion of obsolete segments elsewhere, later (None: `sync`
         does it). A node hands it to its disk thread through its event loop
         (`run_in_executor`, which the simulator runs deterministically): unlinking a 16 MiB
         segment and syncing the directory took 60-70 ms on a disk busy with a snapshot, with
-        the event loop waiting."""
+        the event loop waiting. `preallocate_bytes`: the step of the active segment's tail of
+        zeros (0: none, every sync appends)."""
         if segment_bytes_max <= 0 or cache_entries_max < 0 or cache_bytes_max < 0:
             raise ValueError("segment_bytes_max must be positive and the cache limits not negative")
+        if preallocate_bytes < 0:
+            raise ValueError("preallocate_bytes must not be negative")
+        self._preallocate_bytes = preallocate_bytes
         self.directory = os.fspath(directory)
         self.filesystem = filesystem
         self._segment_bytes_max = segment_bytes_max
@@ -143,14 +161,18 @@ class FileStorage:
         self._cache = TailCache(cache_entries_max, cache_bytes_max, self._index.last_index + 1)
         self.syncs = 0
         self._active_descriptor = -1
+        # The size of the active segment's file: its records, then zeros (preallocated).
+        self._active_file_bytes = 0
+        # A finished segment whose tail of zeros must be cut before the next one is created:
+        # (its number, its descriptor, the size of its records).
+        self._unfinished_segment: tuple[int, int, int] | None = None
         if self._segment_numbers:
             self._active_number = self._segment_numbers[-1]
             self._active_size = recovered.last_segment_size
+            self._active_file_bytes = recovered.last_segment_file_bytes
             path = self._segment_path(self._active_number)
             try:
-                self._active_descriptor = filesystem.open(
-                    path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
-                )
+                self._active_descriptor = filesystem.open(path, os.O_RDWR | os.O_CLOEXEC)
             except OSError as error:
                 raise storage_error(error, "opening", path) from error
         else:
@@ -285,8 +307,21 @@ class FileStorage:
             data = self._in_flight = self._buffer
             self._buffer = bytearray()
             self._syncing = True
+            offset = self._active_size
+            end = offset + len(data)
+            written: bytes | bytearray = data
+            step = self._preallocate_bytes
+            if step and end > self._active_file_bytes:
+                # Past the zeros: this write lays down the next ones too.
+                written = data + bytes((end // step + 1) * step - end)
         try:
-            write_all(self.filesystem, descriptor, data)
+            try:
+                pwrite_all(self.filesystem, descriptor, written, offset)
+            except OSError as error:
+                if error.errno != errno.ENOSPC or written is data:
+                    raise
+                written = data  # no room for the zeros ahead: the records alone may fit
+                pwrite_all(self.filesystem, descriptor, data, offset)
             self.filesystem.fdatasync(descriptor)
         except BaseException as error:  # (the simulated disk's power loss too: no sync hangs)
             with self._lock:
@@ -297,7 +332,8 @@ class FileStorage:
                     raise self._fail(error, "writing", path) from error
             raise
         with self._lock:
-            self._active_size += len(data)
+            self._active_size = end
+            self._active_file_bytes = max(self._active_file_bytes, offset + len(written))
             self._end_sync()
             self.syncs += 1
             # Deleting first: a segment is only deleted once what replaces it is durable, and the
@@ -375,7 +411,14 @@ class FileStorage:
         if self._active_descriptor >= 0:
             self._read_descriptors[self._active_number] = self._active_descriptor
             previous_segment_bytes = self._active_size
+            if self._active_file_bytes > self._active_size:
+                self._unfinished_segment = (
+                    self._active_number,
+                    self._active_descriptor,
+                    self._active_size,
+                )
         self._active_descriptor = -1
+        self._active_file_bytes = 0
         self._active_number = number
         self._active_size = 0
         self._segment_numbers.append(number)
@@ -390,8 +433,19 @@ class FileStorage:
         self._buffer += encode_hard_state(self._hard_state)
 
     def _create_active_segment(self, path: str) -> None:
-        """Create the active segment's file, durably: its directory entry is fsynced."""
-        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        """Create the active segment's file, durably: its directory entry is fsynced. The
+        previous segment is cut to its records first, durably: recovery takes zeros at the end
+        of any segment but the last for damage."""
+        if self._unfinished_segment is not None:
+            number, descriptor, size = self._unfinished_segment
+            previous = self._segment_path(number)
+            try:
+                self.filesystem.ftruncate(descriptor, size)
+                self.filesystem.fsync(descriptor)
+            except OSError as error:
+                raise self._fail(error, "cutting the preallocated tail of", previous) from error
+            self._unfinished_segment = None
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
             self._active_descriptor = self.filesystem.open(path, flags, FILE_MODE)
             self.filesystem.fsync_directory(self.directory)
@@ -411,6 +465,8 @@ class FileStorage:
             while self._segment_numbers[0] < keep_from:
                 number = self._segment_numbers[0]
                 descriptor = self._read_descriptors.pop(number, -1)
+                if self._unfinished_segment is not None and self._unfinished_segment[0] == number:
+                    self._unfinished_segment = None  # deleted whole: nothing to cut
                 if descriptor >= 0:
                     self.filesystem.close(descriptor)
                 paths.append(self._segment_path(number))

@@ -159,6 +159,16 @@ def parse_record(view: memoryview, offset: int) -> tuple[int, int]:
     return record_type, end
 
 
+def records_end(data: bytes) -> int:
+    """Where the records of an undamaged segment end: at its end, or where the zeros of its
+    preallocated tail begin (no record's header is all zeros). For tools and tests."""
+    offset = 0
+    while offset < len(data) and data[offset : offset + RECORD_HEADER_BYTES].strip(b"\x00"):
+        _checksum, length, _type = RECORD_HEADER.unpack_from(data, offset)
+        offset += RECORD_HEADER_BYTES + length
+    return offset
+
+
 def find_valid_record(view: memoryview, start: int) -> int | None:
     """The first offset at or after `start` where a valid record begins, or None.
 

@@ -9,6 +9,9 @@ Rules (docs/storage.md has the full story):
   valid record anywhere after it is a torn tail from a crash mid-write: the file is
   truncated there and a warning logged. A damaged record followed by a valid one is
   corruption of durable data.
+- The last segment may end with zeros its writer put there ahead of its records (a
+  preallocated tail, see `file_log`): zeros from a record boundary to the end of the file
+  are the log's clean end, neither torn nor damaged, and stay for the writer to fill.
 - A last segment holding no more than its header is deleted (a crash right after it was
   created, or one that tore its first write, which carries the header and the current hard
   state together), unless it is the only segment left and not the first ever written.
@@ -33,6 +36,7 @@ from raftkv.core.messages import INDEX_LIMIT, TERM_LIMIT, HardState
 from raftkv.errors import Corruption, StorageError
 from raftkv.storage.file_io import storage_error
 from raftkv.storage.filesystem import FileSystem
+from raftkv.storage.wal_bit_flips import one_flip_position
 from raftkv.storage.wal_index import UNKNOWN_SEGMENT, LogIndex
 from raftkv.storage.wal_records import (
     CHECKSUM_BYTES,
@@ -88,21 +92,30 @@ def looks_torn(view: memoryview, offset: int) -> bool:
     A crash mid-write leaves the record cut short (the file ends inside it) or with blocks
     that never got their data (zeros). A record that is all there, with no such zeros, yet
     fails its checksum was written whole: it is damaged durable data (a bit flip), and
-    cutting it would silently drop an entry or a vote this node acknowledged.
+    cutting it would silently drop an entry or a vote this node acknowledged. So is one
+    whose checksum one bit flipped before the zeros at its end explains: zeros after the
+    last record may be the segment's preallocated tail (`wal_bit_flips`). A bit flipped in
+    that tail, past the last record, damaged nothing written: it is cut like a torn write.
     """
     size = len(view)
     if size - offset < RECORD_HEADER_BYTES:
         return True
+    if _one_bit_set(view[offset:size].tobytes().strip(b"\x00")):
+        return True
     checksum, length, _type = RECORD_HEADER.unpack_from(view, offset)
+    # One bit of the length flipped back making a whole record with a valid checksum: the
+    # record was written and synced, and its length field was damaged since. (A torn write
+    # leaves a header whole, or zeros.)
+    if _whole_with_one_length_bit_flipped(view, offset, checksum, length):
+        return False
     end = offset + RECORD_HEADER_BYTES + length
     if length > RECORD_PAYLOAD_BYTES_MAX or end > size:
-        # Cut short, or a length no write of ours puts there (a torn write leaves a header
-        # whole, or zeros, which only make a length smaller) — unless one bit of the length
-        # flipped back makes a whole record with a valid checksum: then the record was
-        # written and synced, and its length field was damaged since.
-        return not _whole_with_one_length_bit_flipped(view, offset, checksum, length)
-    # Zeros from inside the record to the end of the file: its data never landed.
+        return True  # cut short, or a length only a torn header's zeros can explain
     zeros_from = offset + len(view[offset:size].tobytes().rstrip(b"\x00"))
+    flipped = one_flip_position(view[offset + CHECKSUM_BYTES : end], checksum)
+    if flipped is not None and offset + CHECKSUM_BYTES + flipped < zeros_from:
+        return False  # one bit flipped before any zeros at its end: written whole
+    # Zeros from inside the record to the end of the file: its data never landed.
     if zeros_from < end and size - zeros_from >= ZERO_TAIL_BYTES_MIN:
         return True
     first_block = -(-offset // ZERO_BLOCK_BYTES) * ZERO_BLOCK_BYTES
@@ -111,6 +124,10 @@ def looks_torn(view: memoryview, offset: int) -> bool:
         if view[start : start + ZERO_BLOCK_BYTES] == zero_block:
             return True
     return False
+
+
+def _one_bit_set(data: bytes) -> bool:
+    return len(data) == 1 and data[0] & (data[0] - 1) == 0
 
 
 def _whole_with_one_length_bit_flipped(
@@ -139,6 +156,8 @@ class RecoveredWal:
     hard_state: HardState
     segment_numbers: list[int]  # ascending; the last one is where appends continue
     last_segment_size: int  # valid bytes of the last segment (0 when there is none)
+    # Bytes of the last segment's file: its valid bytes and a preallocated tail of zeros.
+    last_segment_file_bytes: int = 0
 
 
 def list_segments(directory: str, filesystem: FileSystem) -> list[int]:
@@ -180,6 +199,11 @@ def recover(directory: str, filesystem: FileSystem) -> RecoveredWal:
             )
         numbers.pop()
         last_segment_size = replayer.segment_sizes[-2] if numbers else 0
+        last_segment_file_bytes = last_segment_size  # a segment before the last has no tail
+    elif replayer.torn_tail is not None:
+        last_segment_file_bytes = last_segment_size  # the file is cut there (below)
+    else:
+        last_segment_file_bytes = replayer.last_file_bytes
     index = replayer.index
     if index.first_segment() == UNKNOWN_SEGMENT:
         path = os.path.join(directory, segment_file_name(numbers[0]))
@@ -207,7 +231,9 @@ def recover(directory: str, filesystem: FileSystem) -> RecoveredWal:
             dropped,
         )
         _truncate_file(path, offset, filesystem)
-    return RecoveredWal(index, replayer.hard_state, numbers, last_segment_size)
+    return RecoveredWal(
+        index, replayer.hard_state, numbers, last_segment_size, last_segment_file_bytes
+    )
 
 
 def _remove_segment(directory: str, path: str, filesystem: FileSystem) -> None:
@@ -239,6 +265,7 @@ class _Replayer:
         self.index = LogIndex()
         self.hard_state = HardState()
         self.segment_sizes: list[int] = []
+        self.last_file_bytes = 0  # the size of the last segment's file, as read
         # (path, offset, reason, bytes dropped) of a torn tail to cut once all is replayed.
         self.torn_tail: tuple[str, int, str, int] | None = None
         self._seen_header = False
@@ -277,6 +304,8 @@ class _Replayer:
                     and record_type in RECORD_TYPES
                 )
             if not valid:
+                if is_last and not view[offset:].tobytes().strip(b"\x00"):
+                    break  # a preallocated tail: the log ends here, cleanly
                 try:
                     # Raises, with the reason: one of the checks above failed.
                     record_type, end = parse_record(view, offset)
@@ -322,6 +351,7 @@ class _Replayer:
             # Only the newest segment can lack a header: the others were fsynced whole.
             raise Corruption("WAL segment without a valid header", path, 0)
         self.segment_sizes.append(offset)
+        self.last_file_bytes = size
         return offset
 
     def _apply(
