@@ -213,6 +213,17 @@ def test_the_sync_thread_threshold_reaches_the_node_options(tmp_path: Path) -> N
         main(["--id", "1", "--sync-thread-min-entries", "-1", "--print-config"], {})
 
 
+def test_the_snapshot_log_fraction_reaches_the_node_options(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "id = 1\nsnapshot-log-fraction = 1.5\n")
+    assert options_from(effective(["--config", path])).snapshot_log_fraction == 1.5
+    flagged = effective(["--id", "1", "--snapshot-log-fraction", "0"])
+    assert options_from(flagged).snapshot_log_fraction == 0
+    assert options_from(effective(["--id", "1"])).snapshot_log_fraction == 0.25
+    for refused in ("-0.5", "nan", "inf", "11"):
+        with pytest.raises(SystemExit):
+            main(["--id", "1", "--snapshot-log-fraction", refused, "--print-config"], {})
+
+
 def test_auth_settings_from_each_source_and_the_join_token_never_printed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

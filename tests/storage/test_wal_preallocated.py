@@ -107,9 +107,9 @@ def test_an_unsynced_write_torn_anywhere_in_place_never_corrupts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every prefix of a write that never synced, landed over the zeros (the rest still
-    zeros): recovery cuts it as a torn tail and keeps everything synced. Its records end in
-    small numbers (a commit of 16: one set bit, then zeros): a cut just before such a byte leaves a record
-    one flipped bit away from whole, which must still read as torn."""
+    zeros): recovery cuts it as a torn tail and keeps everything synced. Its last record
+    ends in a commit of 16 (one set bit, then zeros): a cut just before that byte leaves a
+    record one flipped bit away from whole, which must still read as torn."""
     synced = tmp_path / "synced"
     storage = open_wal(synced)
     storage.append(make_entries(1, 20, term=1))

@@ -37,7 +37,12 @@ from raftkv.server.auth import (
 )
 from raftkv.server.join import JoinFailed, join_cluster
 from raftkv.server.logs import configure_logging
-from raftkv.server.options import READY_LAG_ENTRIES_DEFAULT, SYNC_THREAD_MIN_ENTRIES_DEFAULT
+from raftkv.server.options import (
+    READY_LAG_ENTRIES_DEFAULT,
+    SNAPSHOT_LOG_FRACTION_DEFAULT,
+    SNAPSHOT_LOG_FRACTION_MAX,
+    SYNC_THREAD_MIN_ENTRIES_DEFAULT,
+)
 from raftkv.server.watch_history import HISTORY_EVENTS_MAX_DEFAULT, HistoryLimits
 from raftkv.server.watches import WATCHERS_MAX_DEFAULT, WatchLimits
 from raftkv.tls import ClientPortTlsFiles, PeerTlsFiles, TlsError, TlsSettings, join_context
@@ -122,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heartbeat-ms", type=int, default=50)
     parser.add_argument("--tick-ms", type=int, default=10)
     parser.add_argument("--snapshot-entries", type=int, default=10_000)
+    parser.add_argument(
+        "--snapshot-log-fraction",
+        type=float,
+        default=SNAPSHOT_LOG_FRACTION_DEFAULT,
+        metavar="F",
+        help="a snapshot of a state of 1 MiB or more also waits for commands adding up to F "
+        "times its size since the last one, so that its cost per write stays the same "
+        "however large the state grows (0: --snapshot-entries alone)",
+    )
     parser.add_argument(
         "--sync-thread-min-entries",
         type=int,
@@ -251,6 +265,10 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         raise AddressError("--ready-lag-entries must be 0 or more")
     if arguments.sync_thread_min_entries < 0:
         raise AddressError("--sync-thread-min-entries must be 0 or more")
+    if not 0 <= arguments.snapshot_log_fraction <= SNAPSHOT_LOG_FRACTION_MAX:
+        raise AddressError(
+            f"--snapshot-log-fraction must be from 0 to {SNAPSHOT_LOG_FRACTION_MAX:g}"
+        )
     if arguments.watchers_max < 0 or arguments.watch_history_events < 1:
         raise AddressError("--watchers-max must be 0 or more, --watch-history-events 1 or more")
     peers = parse_address_list(arguments.peers, client_ports=False) if arguments.peers else {}
@@ -276,6 +294,7 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         election_timeout_ms=arguments.election_timeout_ms,
         heartbeat_ms=arguments.heartbeat_ms,
         snapshot_entries=arguments.snapshot_entries,
+        snapshot_log_fraction=arguments.snapshot_log_fraction,
         sync_thread_min_entries=arguments.sync_thread_min_entries,
         seed=arguments.seed,
         trace_rpc=arguments.trace_rpc,

@@ -105,6 +105,8 @@ def _expected(setting: Setting) -> str:
         return "a boolean (true or false)"
     if setting.action.type is int:
         return "an integer"
+    if setting.action.type is float:
+        return "a number"
     return "a string"
 
 
@@ -165,10 +167,13 @@ def from_file(path: str, settings: Mapping[str, Setting]) -> dict[str, Any]:
                 raise ConfigError(f"{where}: expected {_expected(setting)}, got {value!r}")
             values[setting.action.dest] = _boolean(setting, value)
             continue
-        if isinstance(value, str) and setting.action.type is not int:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(value, str) and setting.action.type not in (int, float):
             text = value
         elif setting.action.type is int and isinstance(value, int) and not isinstance(value, bool):
             text = str(value)
+        elif setting.action.type is float and number:
+            text = repr(value)
         else:
             form = FILE_FORMS.get(name)
             joined = form(value) if form else None
@@ -266,6 +271,8 @@ def _toml_value(setting: Setting, value: Any) -> str:
         return json.dumps("-".join(str(item) for item in value))
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
+    if isinstance(value, float):
+        return repr(value)  # finite: options_from refuses nan and inf
     return json.dumps(str(value))
 
 

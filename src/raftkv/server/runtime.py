@@ -197,6 +197,8 @@ class RaftServer:
             self.metrics,
             self.disk_executor,
             snapshot_entries=options.snapshot_entries,
+            log_fraction=options.snapshot_log_fraction,
+            fraction_from_bytes=options.snapshot_fraction_from_bytes,
             trailing_entries_max=options.snapshot_trailing_entries,
         )
         self.members = MembershipOperations(
@@ -405,6 +407,7 @@ class RaftServer:
                     "have been written by a newer version of raftkv"
                 ) from error
             logger.info("loaded snapshot at index %d term %d", meta.index, meta.term)
+            self.snapshots.loaded(len(data))
         self.node = RaftNode(
             config,
             random.Random(options.seed),

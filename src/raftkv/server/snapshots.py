@@ -102,6 +102,8 @@ class SnapshotTaker:
         *,
         snapshot_entries: int,
         trailing_entries_max: int,
+        log_fraction: float = 0.0,
+        fraction_from_bytes: int = 0,
     ) -> None:
         self.server = server
         self._metrics = metrics
@@ -109,6 +111,12 @@ class SnapshotTaker:
         # A snapshot is due once this many entries were applied since the last one (0: never
         # by count, only by bytes).
         self._snapshot_entries = snapshot_entries
+        # ...and, once the last snapshot had `fraction_from_bytes` or more, commands adding up
+        # to `log_fraction` of its size (options.py, SNAPSHOT_LOG_FRACTION_DEFAULT).
+        self._log_fraction = log_fraction
+        self._fraction_from_bytes = fraction_from_bytes
+        # The size of the last snapshot taken, installed or loaded at start-up.
+        self.last_bytes = 0
         self._trailing_entries_max = trailing_entries_max
         self._task: asyncio.Task[None] | None = None
         self._ready_to_compact: tuple[SnapshotMeta, bytes] | None = None
@@ -136,10 +144,22 @@ class SnapshotTaker:
         if self._task is not None:
             return
         self.last_index = max(self.last_index, node.log.snapshot_index)
-        entries_since = server.applied_index - self.last_index
-        limit = self._snapshot_entries
-        if (limit > 0 and entries_since >= limit) or self.bytes_since >= SNAPSHOT_BYTES_DEFAULT:
+        if self._due():
             self._task = asyncio.create_task(self._take(), name="snapshot")
+
+    def _due(self) -> bool:
+        if self.bytes_since >= SNAPSHOT_BYTES_DEFAULT:
+            return True
+        limit = self._snapshot_entries
+        if limit <= 0 or self.server.applied_index - self.last_index < limit:
+            return False
+        if self.last_bytes < self._fraction_from_bytes:
+            return True
+        return self.bytes_since >= self._log_fraction * self.last_bytes
+
+    def loaded(self, size: int) -> None:
+        """The node started from a snapshot of `size` bytes."""
+        self.last_bytes = size
 
     async def _take(self) -> None:
         server = self.server
@@ -178,6 +198,7 @@ class SnapshotTaker:
             self._task = None
             return
         self.last_index = max(self.last_index, index)
+        self.last_bytes = len(data)
         self._ready_to_compact = (meta, data)
         self._task = None
         seconds = time.perf_counter() - started
@@ -206,6 +227,7 @@ class SnapshotTaker:
         server.state_machine.restore(data)
         server.state_machine_restored(meta.index)
         self.bytes_since = 0
+        self.last_bytes = len(data)
         self._metrics.snapshots_installed.inc()
         self._metrics.snapshot_seconds.labels("install").observe(time.perf_counter() - started)
         logger.info(

@@ -94,6 +94,7 @@ class WholeNodeStats:
     load_writers: int = 0
     disks: str = ""
     snapshot_entries: int = 0
+    snapshot_log_fraction: float = 0.0
     snapshot_trailing_entries: int = 0
     snapshots_taken: int = 0
     snapshots_installed: int = 0
@@ -129,7 +130,13 @@ class WholeNodeResult:
             f" slow-fsync={stats.slow_fsyncs} storage-failure={stats.storage_failures}",
             f"operator: join={stats.joins} remove={stats.removals}"
             f" (stopped on removal {stats.removed_stops}) transfer={stats.transfers}",
-            f"snapshots: every {stats.snapshot_entries} entries, keeping"
+            f"snapshots: every {stats.snapshot_entries} entries"
+            + (
+                f" and {stats.snapshot_log_fraction:g}x the last one in commands"
+                if stats.snapshot_log_fraction
+                else ""
+            )
+            + f", keeping"
             f" {stats.snapshot_trailing_entries}; taken={stats.snapshots_taken}"
             f" installed={stats.snapshots_installed}",
             f"client ops: ok={stats.client_ok} failed={stats.client_failed}"
