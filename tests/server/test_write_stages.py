@@ -41,8 +41,10 @@ def test_a_sampled_write_is_timed_through_each_leader_stage() -> None:
     stages.proposed(SAMPLE_EVERY)
     clock.now += 0.001
     stages.ready_started(Ready(entries=entries(1, SAMPLE_EVERY)))  # handed to the disk
-    clock.now += 0.002
-    stages.synced()
+    clock.now += 0.001
+    stages.synced(SAMPLE_EVERY - 1)  # an earlier Ready's sync, ending first: not the sample's
+    clock.now += 0.001
+    stages.synced(SAMPLE_EVERY)
     clock.now += 0.003
     stages.ready_started(Ready(entries=entries(9, 9)))  # another write's: not committed yet
     stages.ready_started(Ready(committed_entries=entries(1, SAMPLE_EVERY - 1)))
@@ -80,7 +82,7 @@ def test_a_sample_that_never_completes_is_replaced_by_the_next() -> None:
     assert stage_sums(registry) == {}
     clock.now += 0.5
     stages.ready_started(Ready(entries=entries(SAMPLE_EVERY + 1, 2 * SAMPLE_EVERY)))
-    stages.synced()
+    stages.synced(2 * SAMPLE_EVERY)
     stages.ready_started(Ready(committed_entries=entries(1, 2 * SAMPLE_EVERY)))
     stages.applied()
     stages.resumed(2 * SAMPLE_EVERY)

@@ -23,7 +23,15 @@ def entry_size(entry: Entry) -> int:
 
 
 class RaftLog:
-    __slots__ = ("applied", "committed", "entries", "snapshot_index", "snapshot_term", "stable")
+    __slots__ = (
+        "applied",
+        "committed",
+        "entries",
+        "handed_off",
+        "snapshot_index",
+        "snapshot_term",
+        "stable",
+    )
 
     def __init__(
         self,
@@ -41,6 +49,9 @@ class RaftLog:
                 raise InvariantViolation("stored entries are not consecutive")
         # Entries up to `stable` are durable in storage; those after it are not yet.
         self.stable = self.last_index
+        # Entries up to `handed_off` were handed to the driver to persist (`unstable_entries`),
+        # some perhaps not durable yet: a leader persisting later (Ready.may_persist_later).
+        self.handed_off = self.stable
         self.committed = max(committed, snapshot_index)
         if self.committed > self.last_index:
             raise InvariantViolation("commit index beyond the stored log")
@@ -135,6 +146,7 @@ class RaftLog:
                     )
                 del self.entries[entry.index - self.snapshot_index - 1 :]
                 self.stable = min(self.stable, entry.index - 1)
+                self.handed_off = min(self.handed_off, entry.index - 1)
             self.entries.extend(entries[position:])
             return entry.index
         return None
@@ -148,7 +160,10 @@ class RaftLog:
         return False
 
     def unstable_entries(self) -> list[Entry]:
-        return self.entries[self.stable - self.snapshot_index :]
+        """The entries not yet handed to the driver to persist; they are handed off now."""
+        entries = self.entries[self.handed_off - self.snapshot_index :]
+        self.handed_off = self.last_index
+        return entries
 
     def next_committed(self, bytes_max: int) -> list[Entry]:
         """Committed entries not yet handed out for applying, bounded in bytes."""
@@ -172,4 +187,4 @@ class RaftLog:
         self.entries = []
         self.snapshot_index, self.snapshot_term = index, term
         self.committed = self.applied = index
-        self.stable = index
+        self.stable = self.handed_off = index

@@ -283,7 +283,7 @@ class RaftNode:
             return True
         log = self.log
         committed = log.committed
-        if log.stable < log.snapshot_index + len(log.entries) or committed > log.applied:
+        if log.handed_off < log.snapshot_index + len(log.entries) or committed > log.applied:
             return True
         if (
             self.term != self._last_term
@@ -325,7 +325,7 @@ class RaftNode:
             self._last_term, self._last_voted_for, self._last_commit = term, voted_for, commit
         must_sync = term_or_vote_changed
         entries = (
-            log.unstable_entries() if log.stable < log.snapshot_index + len(log.entries) else []
+            log.unstable_entries() if log.handed_off < log.snapshot_index + len(log.entries) else []
         )
         if entries:
             must_sync = True
@@ -354,6 +354,15 @@ class RaftNode:
         read_states, self.read_states = self.read_states, []
         events, self.events = self.events, []
         self._ready_outstanding = True
+        # A leader's entries alone (its term and vote durable, nothing promised after the
+        # write) may be persisted while the next Ready goes on: see Ready.
+        may_persist_later = (
+            role is _LEADER
+            and bool(entries)
+            and not term_or_vote_changed
+            and snapshot is None
+            and not messages_after_persist
+        )
         # Positional, in Ready's field order: a dataclass __init__ matches keywords slowly.
         return Ready(
             soft_state,
@@ -366,6 +375,7 @@ class RaftNode:
             read_states,
             events,
             must_sync,
+            may_persist_later,
         )
 
     def advance(self, ready: Ready) -> None:
@@ -385,6 +395,27 @@ class RaftNode:
         if self.role is _LEADER:
             # The leader counts itself only for what its own disk holds.
             self.replication.on_self_persisted()
+
+    def advance_before_persisted(self, ready: Ready) -> None:
+        """The driver carried out `ready` but for making its entries durable, which it
+        started and reports with `entries_persisted` (only for `ready.may_persist_later`)."""
+        if not self._ready_outstanding:
+            raise InvariantViolation("advance_before_persisted() without ready()")
+        if not ready.may_persist_later:
+            raise InvariantViolation("this Ready must be persisted before advance()")
+        self._ready_outstanding = False
+        if ready.committed_entries:
+            self.log.applied = max(self.log.applied, ready.committed_entries[-1].index)
+
+    def entries_persisted(self, index: int, term: int) -> None:
+        """The entries handed off through (index, term) are durable (after
+        `advance_before_persisted`). If a truncation replaced that entry since, they are not
+        what the log holds there (Log Matching), and nothing changes."""
+        log = self.log
+        if index > log.stable and log.term(index) == term:
+            log.stable = index
+            if self.role is _LEADER:
+                self.replication.on_self_persisted()
 
     # --- state --------------------------------------------------------------------------
     def hard_state(self) -> HardState:

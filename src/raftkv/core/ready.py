@@ -26,6 +26,7 @@ _FIELDS = (
     "read_states",
     "events",
     "must_sync",
+    "may_persist_later",
 )
 
 
@@ -44,6 +45,13 @@ class Ready:
     `messages` holds only leader traffic (AppendEntries, InstallSnapshot, TimeoutNow) whose
     content depends on state made durable by an earlier Ready, so the leader's own disk write
     overlaps with replication (thesis §10.2.1).
+
+    `may_persist_later`: a leader's Ready of entries whose term and vote are already durable,
+    with nothing to send after persisting. The driver may then start making it durable,
+    carry out steps 3 and 4, and call `advance_before_persisted(ready)` without waiting; and
+    `entries_persisted(index, term)` once the entries through that last entry are durable.
+    Meanwhile the next Ready may come, and the leader counts itself towards a commit only for
+    what `entries_persisted` reported (thesis §10.2.1: several writes in flight).
     """
 
     # A plain class, not a dataclass: mypyc leaves a dataclass's generated __init__
@@ -61,6 +69,7 @@ class Ready:
         read_states: list[ReadState] | None = None,
         events: list[str] | None = None,
         must_sync: bool = False,
+        may_persist_later: bool = False,
     ) -> None:
         self.soft_state = soft_state
         self.hard_state = hard_state
@@ -75,6 +84,7 @@ class Ready:
         # Human-readable lines for the node's log: elections, role and membership changes.
         self.events: list[str] = [] if events is None else events
         self.must_sync = must_sync
+        self.may_persist_later = may_persist_later
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FIELDS)

@@ -82,8 +82,9 @@ class WriteStages:
             self._arrived = 0.0
             self._persisting_since = now
 
-    def synced(self) -> None:
-        if self._index and len(self._times) == 2:
+    def synced(self, last_index: int) -> None:
+        """The entries through `last_index` are durable on this node."""
+        if self._index and len(self._times) == 2 and last_index >= self._index:
             self._times.append(self._clock())
 
     def applied(self) -> None:
