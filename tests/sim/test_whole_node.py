@@ -99,3 +99,12 @@ def test_raft_sim_whole_node_from_the_command_line(capsys: pytest.CaptureFixture
     assert out.rstrip().endswith("result: OK")
     assert main(["--whole-node", "--sweep", "1-2", "--seconds", "1", "--jobs", "2"]) == 0
     assert "whole-node seeds 1-2 nodes=3 seconds=1: 2 ok, 0 violations" in capsys.readouterr().out
+
+
+def test_a_disk_made_after_the_heal_fails_no_more() -> None:
+    """Seed 671 with 5 nodes: a node re-added on a new disk after the faults ended got a
+    failing disk still, refused to start on an injected ENOSPC, and was never retried
+    ("no convergence: node 4 is still down"). The heal now covers disks made later."""
+    result = run_whole_node(WholeNodeOptions(seed=671, nodes=5, seconds=6))
+    assert result.ok, "\n".join(result.report_lines())
+    assert result.stats.liveness == "OK"

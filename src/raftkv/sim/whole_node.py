@@ -550,6 +550,10 @@ class WholeNodeSimulation:
         self.hub.heal()
         self.hub.set_drop_probability(0.0)
         calm = DiskFaults()
+        # Disks made from now on too (a node re-added on a new disk after the heal): one that
+        # still failed refused the node's start once more, and nothing retried it (seed 671
+        # with 5 nodes: "node 4 is still down").
+        self.disk_faults = calm
         for machine in self.machines.values():
             machine.disk.cancel_crash()
             machine.disk.faults = calm
