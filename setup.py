@@ -49,9 +49,8 @@ MYPYC_MODULES = [
     "src/raftkv/storage/memory.py",
     # A node's request path: every client request goes through its HTTP connection, its
     # handler and the request tracker (at C=64, 40-43 µs of the leader's CPU per write
-    # against 49-50 interpreted: raft-bench --breakdown, two alternating pairs). Request and
-    # Response, the msgspec Structs in http_server.py, are built, never decoded, so the
-    # lost type parameters (kv/store_records.py) cost nothing there.
+    # against 49-50 interpreted: raft-bench --breakdown, two alternating pairs). Not
+    # http_messages.py (Request and Response: msgspec Structs).
     "src/raftkv/server/http_server.py",
     "src/raftkv/server/http_api.py",
     "src/raftkv/server/requests.py",

@@ -52,8 +52,11 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 import httptools
-import msgspec
 
+# The records are msgspec Structs, kept in an interpreted module (setup.py compiles this
+# one); imported back under their names, where callers have always found them.
+from raftkv.server.http_messages import Request as Request
+from raftkv.server.http_messages import Response as Response
 from raftkv.tls import CLIENT_PORT_HANDSHAKE_TIMEOUT_SECONDS
 
 logger = logging.getLogger("raftkv.http")
@@ -92,45 +95,6 @@ CONNECTIONS_MAX = 10_000
 # quarter of the connections allowed, but at least 256 (a load generator's) and at most this.
 CONNECTIONS_PER_ADDRESS_MAX = 1_000
 CONNECTIONS_PER_ADDRESS_MIN = 256
-
-_json_encode = msgspec.json.Encoder().encode
-
-
-class Request(msgspec.Struct, gc=False):
-    method: str
-    path: str  # percent-decoded
-    query: dict[str, str]  # the first value of each name
-    body: bytes
-    keep_alive: bool
-    http10: bool = False  # HTTP/1.0: keep-alive only when asked for, and confirmed
-    # The `Authorization` header ("" when absent; repeated ones joined by ", ", which no
-    # scheme accepts). A credential: never logged, and left out of the repr.
-    authorization: str = ""
-
-    def __repr__(self) -> str:
-        return f"Request({self.method} {self.path}, {len(self.body)} body bytes)"
-
-
-class Response(msgspec.Struct, gc=False):
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    # Further header lines, each "Name: value" (e.g. `WWW-Authenticate` on a 401).
-    headers: tuple[str, ...] = ()
-
-    @classmethod
-    def json(cls, payload: object, status: int = 200) -> Response:
-        return cls(status, _json_encode(payload))
-
-    @classmethod
-    def error(cls, status: int, code: str, message: str | None = None, **extra: object) -> Response:
-        payload: dict[str, object] = {"error": code, **extra}
-        if message is not None:
-            payload["message"] = message
-        return cls.json(payload, status)
-
-    def with_headers(self, *lines: str) -> Response:
-        return Response(self.status, self.body, self.content_type, (*self.headers, *lines))
 
 
 class StreamOutput:
