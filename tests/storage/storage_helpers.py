@@ -12,8 +12,9 @@ from pathlib import Path
 
 import raftkv
 from raftkv.core.membership import Membership
-from raftkv.core.messages import Entry
+from raftkv.core.messages import Entry, HardState
 from raftkv.core.ready import SnapshotMeta
+from raftkv.errors import StorageError
 from raftkv.storage.base import LogStore, SnapshotStore, StableStore
 from raftkv.storage.file_log import FileStorage
 from raftkv.storage.memory import MemoryLogStore, MemorySnapshotStore, MemoryStableStore
@@ -24,6 +25,42 @@ from raftkv.storage.snapshot_files import FileSnapshotStore
 SMALL_SEGMENT_BYTES = 512
 SMALL_CACHE_ENTRIES = 4
 SOURCE_ROOT = Path(raftkv.__file__).resolve().parent.parent
+
+
+def unsynced_write(storage: FileStorage) -> tuple[bytes, int]:
+    """What `storage.sync()` would write, and where, captured instead of written (the sync
+    fails as a crash before the write would); the store is closed."""
+    captured: list[tuple[bytes, int]] = []
+
+    def crash_before_writing(descriptor: int, data: bytes, offset: int) -> int:
+        captured.append((bytes(data), offset))
+        raise OSError(5, "simulated crash")
+
+    real_pwrite = os.pwrite
+    os.pwrite = crash_before_writing
+    try:
+        storage.sync()
+    except StorageError:
+        pass
+    finally:
+        os.pwrite = real_pwrite
+        storage.close()
+    (write,) = captured
+    return write
+
+
+def assert_synced_or_rewritten(recovered: FileStorage, rewritten: HardState) -> None:
+    """The log of the torn-write tests, as recovered: entries 1-20 of term 1 synced with
+    HardState(1, 1, 5), then a write never synced replacing 15 onwards with term 2 entries
+    tagged "new" and `rewritten`; recovery keeps the first or a prefix of the second."""
+    last = recovered.last_index()
+    entries = recovered.entries(1, last + 1)
+    assert entries[:14] == make_entries(1, 14, term=1)
+    assert entries[14:] in (
+        make_entries(15, 6, term=1),
+        make_entries(15, last - 14, term=2, tag="new"),
+    )
+    assert recovered.hard_state() in (HardState(1, 1, 5), rewritten)
 
 
 def entry_data(index: int, tag: str = "") -> bytes:
