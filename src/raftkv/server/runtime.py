@@ -44,6 +44,7 @@ from raftkv.server.forwarding import Forwarding
 from raftkv.server.health import HealthFacts
 from raftkv.server.http_api import ClientApi
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
+from raftkv.server.leader_syncs import LeaderSyncs
 from raftkv.server.lease_duties import LeaseDuties
 from raftkv.server.lessor import lease_ttl_min_seconds
 from raftkv.server.logs import trace_line
@@ -183,10 +184,14 @@ class RaftServer:
         if sync_executor is None and stores is None:
             sync_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sync-{self.id}")
         self.sync_executor = sync_executor
-        # A leader's sync started without waiting (`_persist_later`): the last entry handed
-        # off, and whether a sync for it waits to start.
-        self._persist_wanted = (0, 0)
-        self._persist_queued = False
+        # A leader's syncs the Ready loop does not wait for (server/leader_syncs.py).
+        self.leader_syncs = (
+            None
+            if sync_executor is None
+            else LeaderSyncs(
+                sync_executor, self._sync_stores, self._entries_persisted, self._sync_failed
+            )
+        )
         self._stopping = False
         self._stopped = asyncio.Event()
         self._last_tick_time = 0.0
@@ -487,45 +492,23 @@ class RaftServer:
         smallest = self.options.sync_thread_min_entries
         return self.sync_executor is not None and 0 < smallest <= len(ready.entries)
 
-    def _persist_later(self, last: Entry) -> None:
-        """A leader's entries (Ready.may_persist_later): synced in the sync thread while
-        the Ready loop goes on to the next Ready, so that proposals arriving meanwhile reach
-        the followers (and the WAL's buffer) without waiting for this fsync; the leader
-        counts itself towards a commit once it ends (thesis §10.2.1). At most one sync
-        waits to start: the Readies handed off meanwhile share it, as they would share a
-        sync on the loop (one sync per Ready doubled the leader's fsyncs at C=64)."""
-        self._persist_wanted = (last.index, last.term)
-        if not self._persist_queued:
-            self._persist_queued = True
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self.sync_executor, self._persist_job)
-            future.add_done_callback(self._persisted)
-
-    def _persist_job(self) -> tuple[int, int, float]:
-        """In the sync thread: make durable what was handed off when it starts. The flag
-        goes first: entries handed off after it are left to another job, and the buffer the
-        sync takes holds everything appended before `_persist_wanted` named it."""
-        self._persist_queued = False
-        index, term = self._persist_wanted
-        started = time.perf_counter()
-        self._sync_stores()
-        return index, term, time.perf_counter() - started
-
-    def _persisted(self, done: asyncio.Future[tuple[int, int, float]]) -> None:
-        if done.cancelled() or self._stopping:
+    def _entries_persisted(self, index: int, term: int, seconds: float) -> None:
+        """A leader's sync the Ready loop did not wait for ended (LeaderSyncs)."""
+        if self._stopping or self.storage_failure is not None:
             return
-        error = done.exception()
+        self.metrics.fsync_seconds.observe(seconds)
+        self.write_stages.synced(index)
+        self.node.entries_persisted(index, term)
+        self._wake.set()
+
+    def _sync_failed(self, error: BaseException) -> None:
+        if self._stopping:
+            return
         if isinstance(error, StorageError):
             self._stop_participating(str(error))
-        elif error is not None:
+        else:
             logger.error("the WAL sync failed", exc_info=error)
             self._stop_participating("internal error syncing the WAL")
-        elif self.storage_failure is None:
-            index, term, seconds = done.result()
-            self.metrics.fsync_seconds.observe(seconds)
-            self.write_stages.synced(index)
-            self.node.entries_persisted(index, term)
-            self._wake.set()
 
     def _sync_stores(self) -> None:
         """Make the Ready's writes durable: the log, then the hard state, as the core
@@ -667,8 +650,8 @@ class RaftServer:
                 await asyncio.sleep(0)  # let the transport's writers put them on the wire
             started = time.perf_counter()
             if self._sync_in_thread(ready):
-                if ready.may_persist_later:
-                    self._persist_later(ready.entries[-1])
+                if ready.may_persist_later and self.leader_syncs is not None:
+                    self.leader_syncs.start(ready.entries[-1])
                     persisting_later = True
                 else:
                     loop = asyncio.get_running_loop()
