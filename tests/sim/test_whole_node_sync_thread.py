@@ -30,6 +30,7 @@ def count_thread_syncs(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     return decisions
 
 
+@pytest.mark.interpreted  # records RaftServer._sync_in_thread, which compiled callers skip
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
 def test_odd_seeds_sync_in_the_thread_and_even_seeds_never(
     seed: int, monkeypatch: pytest.MonkeyPatch
@@ -48,6 +49,7 @@ def test_odd_seeds_sync_in_the_thread_and_even_seeds_never(
     assert threading.active_count() == threads
 
 
+@pytest.mark.interpreted
 def test_the_option_overrides_the_seed_and_replays_exactly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

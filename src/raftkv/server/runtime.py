@@ -581,7 +581,7 @@ class RaftServer:
                 # (counted in ticks) cannot be trusted until a full election timeout of
                 # normal ticking has passed.
                 next_tick = loop.time()
-                delay = 0
+                delay = 0.0
                 self._lease_blackout_ticks = self.node.config.election_timeout_ticks * 2
             await asyncio.sleep(max(0.0, delay))
             self._last_tick_time = loop.time()
