@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 from raftkv.core import Entry
+from raftkv.server.sync_thread import run_off_loop
 
 # (index, term) of the last entry made durable, and the sync's seconds.
 Persisted = Callable[[int, int, float], None]
@@ -43,8 +44,7 @@ class LeaderSyncs:
         self._wanted = (last.index, last.term)
         if not self._queued:
             self._queued = True
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._executor, self._job)
+            future = run_off_loop(self._executor, self._job)
             future.add_done_callback(self._done)
 
     def _job(self) -> tuple[int, int, float]:

@@ -59,6 +59,7 @@ from raftkv.server.options import (
 from raftkv.server.peers_file import load_peer_addresses, save_peer_addresses
 from raftkv.server.requests import RequestFailed, RequestTracker
 from raftkv.server.snapshots import SnapshotTaker
+from raftkv.server.sync_thread import SyncThread, run_off_loop
 from raftkv.server.watches import WatchHub
 from raftkv.server.write_stages import WriteStages
 from raftkv.storage import open_data_dir
@@ -100,8 +101,8 @@ class RaftServer:
     called once the node knows its identity (`TcpTransport` by default; the simulator
     passes in-memory ones on a faulty hub); `disk_executor`, where snapshot encoding and
     saving run (a one-thread pool by default; the simulator's event loop runs executor work
-    itself); `sync_executor`, where the WAL is synced under load (a one-thread pool of its
-    own by default, so that a sync never waits behind a snapshot being encoded; stores
+    itself); `sync_executor`, where the WAL is synced under load (a thread of its own by
+    default, `SyncThread`, so that a sync never waits behind a snapshot being encoded; stores
     passed in, whose `sync` may not be safe beside their reads, are synced on the loop
     unless one is given); `filesystem`, under the data dir and the file stores in it (the
     real one by default; the simulator's simulated disk). The data dir is opened either
@@ -182,7 +183,7 @@ class RaftServer:
             max_workers=1, thread_name_prefix=f"disk-{self.id}"
         )
         if sync_executor is None and stores is None:
-            sync_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sync-{self.id}")
+            sync_executor = SyncThread(f"sync-{self.id}")
         self.sync_executor = sync_executor
         # A leader's syncs the Ready loop does not wait for (server/leader_syncs.py).
         self.leader_syncs = (
@@ -654,8 +655,9 @@ class RaftServer:
                     self.leader_syncs.start(ready.entries[-1])
                     persisting_later = True
                 else:
-                    loop = asyncio.get_running_loop()
-                    await loop.run_in_executor(self.sync_executor, self._sync_stores)
+                    executor = self.sync_executor
+                    assert executor is not None  # (as `_sync_in_thread` checked)
+                    await run_off_loop(executor, self._sync_stores)
             else:
                 self._sync_stores()
             if not persisting_later:

@@ -29,6 +29,7 @@ import functools
 import logging
 import random
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
@@ -312,6 +313,10 @@ class WholeNodeSimulation:
             ),
             filesystem=machine.disk,
             listen_for_clients=False,
+            # A plain executor, not the default SyncThread (which hands its jobs to a real
+            # thread): the simulated loop's run_in_executor runs the syncs itself, at
+            # times it draws, so that a seed replays exactly. No thread is ever started.
+            sync_executor=ThreadPoolExecutor(max_workers=1),
         )
         if joining is not None:
             described, joined_index = joining
