@@ -58,7 +58,7 @@ class SyncThread(Executor):
             except BaseException as error:  # handed to the caller, as an Executor does
                 result.set_exception(error)
 
-        self._put(None, job)
+        self._put((_NO_LOOP, job, _NO_FUTURE))
         return result
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -74,18 +74,14 @@ class SyncThread(Executor):
         if wait and thread is not None and thread is not threading.current_thread():
             thread.join()
 
-    def _put(self, item: _Job | None, plain: Callable[[], None] | None = None) -> None:
+    def _put(self, item: _Job) -> None:
         with self._lock:
             if self._shut_down:
                 raise RuntimeError(f"{self._name}: cannot run a job after shutdown")
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
                 self._thread.start()
-            if item is not None:
-                self._jobs.put(item)
-            else:
-                assert plain is not None
-                self._jobs.put((_NO_LOOP, plain, _NO_FUTURE))
+            self._jobs.put(item)
 
     def _work(self) -> None:
         jobs = self._jobs
@@ -122,7 +118,7 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
-# Marks a job given through `submit`: it settles its own concurrent future.
+# Mark a job given through `submit`, which settles its own concurrent future.
 _NO_LOOP: Any = object()
 _NO_FUTURE: Any = object()
 
