@@ -20,6 +20,13 @@ def test_raw_fdatasync_rate_measures_and_cleans_up(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_raw_fdatasync_rate_of_several_files_at_once_measures_and_cleans_up(
+    tmp_path: Path,
+) -> None:
+    assert raw_fdatasync_rate(tmp_path, seconds=0.05, files=3) > 0
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_report_gives_each_stage_s_mean_over_the_samples_of_the_run() -> None:
     before = ProcessSample(0, 0, 0, 0, 0, {"queue": (1.0, 10.0), "apply": (0.5, 10.0)})
     after = ProcessSample(

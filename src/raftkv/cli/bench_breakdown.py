@@ -8,8 +8,9 @@ the node as shipped):
   socket reads and writes, WAL writes; not epoll or fsync);
 - wake-ups per write: context switches of all the process's threads (/proc/PID/task/*/status);
 - WAL syncs per second and their mean time (the node's `raft_fsync_seconds` histogram), next
-  to the raw fdatasync rate of the same file system measured alone, the physical limit of a
-  design that syncs once per batch;
+  to the raw fdatasync rate of the same file system measured with the WAL's kind of write,
+  alone and three files at once (a node's each), the physical limits of a design that syncs
+  once per batch;
 - a write's stages inside the nodes, mean µs of the sampled writes (the nodes'
   `raft_write_stage_seconds`, server/write_stages.py): the leader's queue, disk, replication
   (network and a follower), apply and handler resumption, and each follower's queue and disk.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -99,21 +101,43 @@ def sample(pid: int, client_url: str) -> ProcessSample:
     )
 
 
-def raw_fdatasync_rate(directory: Path, seconds: float = 2.0) -> float:
-    """fdatasyncs per second of a 4 KiB append to a file in `directory`, alone."""
-    path = directory / "fdatasync-probe"
-    block = b"\0" * 4096
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        count, started = 0, time.monotonic()
-        while time.monotonic() - started < seconds:
-            os.write(descriptor, block)
-            os.fdatasync(descriptor)
-            count += 1
-        return count / (time.monotonic() - started)
-    finally:
-        os.close(descriptor)
-        path.unlink()
+def raw_fdatasync_rate(directory: Path, seconds: float = 2.0, files: int = 1) -> float:
+    """fdatasyncs per second, in all, of `files` threads each writing 4 KiB in place into a
+    file of its own in `directory` and syncing it, as the WAL writes (over a preallocated
+    tail: `storage/file_log.py`). An append probe measures something else, the journal
+    commit of the file's new size on every sync: about half this rate on this project's
+    machine, which once made the shared disk look like the limit at C = 16 when three
+    nodes' syncs, one per node at a time, had twice that rate to go."""
+    counts = [0] * files
+    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+
+    def probe(number: int) -> None:
+        path = directory / f"fdatasync-probe-{number}"
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.pwrite(descriptor, bytes(_PROBE_FILE_BYTES), 0)
+            os.fsync(descriptor)
+            block, offset = b"\1" * 4096, 0
+            while time.monotonic() < deadline:
+                os.pwrite(descriptor, block, offset)
+                os.fdatasync(descriptor)
+                counts[number] += 1
+                offset = (offset + len(block)) % _PROBE_FILE_BYTES
+        finally:
+            os.close(descriptor)
+            path.unlink()
+
+    threads = [threading.Thread(target=probe, args=(number,)) for number in range(files)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.monotonic() - started)
+
+
+# The probe's file: written whole and synced before the timed writes, which wrap around it.
+_PROBE_FILE_BYTES = 1 << 20
 
 
 def report(roles: dict[str, ProcessSample], writes: float, seconds: float) -> str:
