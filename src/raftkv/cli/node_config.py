@@ -21,8 +21,16 @@ from typing import Any
 
 ENV_PREFIX = "RAFTKV_"
 CONFIG_VARIABLE = "RAFTKV_CONFIG"
-# RAFTKV_* variables that belong to the test suite and tools, not to raft-node.
-FOREIGN_VARIABLE_PREFIXES = ("RAFTKV_TEST_", "RAFTKV_SIM_", "RAFTKV_BENCH_", "RAFTKV_LONG")
+# RAFTKV_* variables that belong to the test suite and tools, not to raft-node; and
+# RAFTKV_PURE, the package's own switch to run its modules interpreted (raftkv/__init__.py),
+# which a profiled node must be able to take.
+FOREIGN_VARIABLE_PREFIXES = (
+    "RAFTKV_TEST_",
+    "RAFTKV_SIM_",
+    "RAFTKV_BENCH_",
+    "RAFTKV_LONG",
+    "RAFTKV_PURE",
+)
 NOT_SETTINGS = frozenset({"help", "version", "config", "print_config"})
 # Settings whose values are credentials: --print-config says where they came from, never
 # what they are.
