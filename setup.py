@@ -39,8 +39,10 @@ MYPYC_MODULES = [
     "src/raftkv/sim/stale_reads.py",
     # Not store_records.py (RangePage, a frozen dataclass), snapshot_format.py (the
     # snapshot's msgspec Struct) nor session_records.py (SessionRecord, a msgspec Struct).
-    # Not command_records.py (Command, Result: msgspec Structs).
+    # Not command_records.py (Command, Result: msgspec Structs), nor frozen_keys.py (a
+    # collections.abc.Mapping, which a compiled class cannot inherit).
     "src/raftkv/kv/commands.py",  # decode_command: every replica, every entry
+    "src/raftkv/kv/key_map.py",  # the store's keys: every read and write of a key
     "src/raftkv/kv/sessions.py",  # every replica's apply goes through its table
     "src/raftkv/kv/store.py",
     "src/raftkv/kv/txn.py",  # compare_holds, well_typed; its Structs are in txn_records.py

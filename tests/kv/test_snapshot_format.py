@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from raftkv.kv import snapshot_format
-from raftkv.kv.commands import Result
+from raftkv.kv.commands import Command, Result, encode_command
 from raftkv.kv.leases import LeaseRecord
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.snapshot_format import Session, Snapshot
@@ -47,11 +47,12 @@ def test_sliced_bytes_equal_one_whole_encode(keys: int, slice_records: int) -> N
 def test_a_store_restores_what_it_encoded_in_slices() -> None:
     store = KVStore()
     for n in range(5000):
-        store.apply(n + 1, f'{{"op":"put","key":"k{n}","value":"v{n}"}}'.encode())
+        store.apply(n + 1, encode_command(Command(op="put", key=f"k{n}", value=f"v{n}")))
     data = store.prepare_snapshot()()
     restored = KVStore()
     restored.restore(data)
     assert restored.applied_hash == store.applied_hash
+    assert restored.data == store.data and len(restored.data) == 5000
     assert restored.snapshot() == data
 
 

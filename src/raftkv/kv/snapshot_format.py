@@ -72,6 +72,8 @@ def encode(state: Snapshot, slice_records: int = SLICE_RECORDS) -> bytes:
     """`state` as MessagePack, byte for byte what one `encode(state)` gives, in slices of
     at most `slice_records` keys."""
     if len(state.data) <= min(slice_records, FIRST_SLICE_RECORDS):
+        if not isinstance(state.data, dict):  # the store's frozen view: msgspec wants a dict
+            state = msgspec.structs.replace(state, data=dict(state.data.items()))
         return _encoder.encode(state)  # one slice: the plain encoding, without the splicing
     empty = _encoder.encode(msgspec.structs.replace(state, data={}))
     if not empty.startswith(_START + _EMPTY_MAP):

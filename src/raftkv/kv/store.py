@@ -13,6 +13,8 @@ from raftkv.errors import InvariantViolation
 from raftkv.kv import snapshot_format
 from raftkv.kv.changes import ChangeObserver, KeyChange
 from raftkv.kv.commands import Command, Result, decode_command
+from raftkv.kv.frozen_keys import FrozenKeys
+from raftkv.kv.key_map import KeyMap
 from raftkv.kv.leases import LEASE_TTL_MAX_SECONDS, LEASES_MAX, LeaseTable
 from raftkv.kv.ranges import KeyRange, SortedKeys
 from raftkv.kv.records import KeyRecord
@@ -63,7 +65,8 @@ class KVStore:
         """`decode`: how applied bytes become a command (a SharedDecoder when several
         replicas live in one process)."""
         self._decode = decode
-        self._records: dict[str, KeyRecord] = {}
+        # Copied on write shard by shard, so a snapshot copies nothing (kv/key_map.py).
+        self._records = KeyMap()
         # Told of every key change and every restore (watches); None: nobody listens.
         self.observer = observer
         self._sorted = SortedKeys()  # the same keys, in order, for ranges
@@ -188,14 +191,14 @@ class KVStore:
         else:
             record = KeyRecord(value, old.create_index, index, old.version + 1, lease)
             self._leases.move(key, old.lease, lease)
-        self._records[key] = record
+        self._records.set(key, record)
         if self.observer is not None:
             self.observer.changed(KeyChange(index, key, record, old))
 
     def _delete(self, key: str) -> KeyRecord | None:
         """Delete `key` at the index being applied; its record, or None if it was absent.
         Every delete goes through here (or `_delete_range`), so observers see them all."""
-        old = self._records.pop(key, None)
+        old = self._records.pop(key)
         if old is not None:
             self._sorted.remove(key)
             if old.lease:
@@ -211,6 +214,7 @@ class KVStore:
         leases = self._leases
         for key in doomed:
             old = records.pop(key)
+            assert old is not None  # the sorted keys are the map's keys
             if old.lease:
                 leases.detach(key, old.lease)
             if observer is not None:
@@ -336,15 +340,16 @@ class KVStore:
         return {key: record.value for key, record in self._records.items()}
 
     def snapshot(self) -> bytes:
-        return snapshot_format.encode(self._state(self._records))
+        return snapshot_format.encode(self._state(self._records.view()))
 
     def prepare_snapshot(self) -> Callable[[], bytes]:
-        """Copy the state now (a C-speed dict copy) and return the slow part, the encoding,
-        to run off the event loop while the store keeps applying."""
-        state = self._state(dict(self._records))
+        """Freeze the state now (no copy: writes from here on copy the shard they change,
+        kv/key_map.py) and return the slow part, the encoding, to run off the event loop
+        while the store keeps applying."""
+        state = self._state(self._records.freeze())
         return lambda: snapshot_format.encode(state)
 
-    def _state(self, records: dict[str, KeyRecord]) -> snapshot_format.Snapshot:
+    def _state(self, records: FrozenKeys) -> snapshot_format.Snapshot:
         table = self._sessions
         return snapshot_format.Snapshot(
             records,
@@ -362,14 +367,14 @@ class KVStore:
         except (UnicodeDecodeError, RecursionError) as error:  # not UTF-8; nested too deep
             raise msgspec.DecodeError(f"malformed snapshot: {error}") from None
         index = state.applied_index
-        self._records = {
-            key: KeyRecord(record, index, index, 1) if isinstance(record, str) else record
+        self._records = KeyMap(
+            (key, KeyRecord(record, index, index, 1) if isinstance(record, str) else record)
             for key, record in state.data.items()
-        }
-        self._sorted = SortedKeys(list(self._records))
+        )
+        self._sorted = SortedKeys(list(self._records.keys()))
         self.applied_index, self._hash = index, state.applied_hash
         self._sessions.restore(state.sessions, state.evicted_through)
-        self._leases.restore(state.leases, self._records)
+        self._leases.restore(state.leases, self._records.view())
         if self.observer is not None:
             self.observer.restored(index)
 

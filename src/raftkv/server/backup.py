@@ -6,7 +6,8 @@ confirms with a ReadIndex round that it still leads (as a linearizable read does
 §6.4), waits until its state machine has applied that index, and only then copies the
 state. The copy is labelled with the index the state machine holds at that moment (at or
 after the barrier), its term and the configuration in force there, as a snapshot would be.
-Copying happens on the loop (a dict copy); encoding, hashing and framing run in the disk
+The state is taken on the loop (`prepare_snapshot`: the KV store freezes its key map,
+copying nothing then, kv/key_map.py); encoding, hashing and framing run in the disk
 thread, as for snapshots (server/snapshots.py), so a large state does not stall the node.
 """
 

@@ -1,7 +1,8 @@
 """Taking snapshots and installing received ones (§7), without stalling the event loop.
 
-Taking one: the state machine's state is copied on the loop (`prepare_snapshot`, a dict
-copy), encoded and written in the disk thread, and the log is compacted by the Ready loop
+Taking one: the state machine's state is taken on the loop (`prepare_snapshot`; the KV
+store freezes its key map, copied on write shard by shard, kv/key_map.py), encoded and
+written in the disk thread, and the log is compacted by the Ready loop
 between two Readies, the only place where the WAL is never being synced at the same time.
 
 A snapshot is labelled with the index the state machine holds when it is copied (the
