@@ -3,9 +3,10 @@
     .venv/bin/python bench/bench_snapshot.py [--keys N] [--runs R]
 
 Prints the median over R runs of: the time the event loop is blocked to take a snapshot
-(`prepare_snapshot`: freezing the key map, kv/key_map.py; it was a dict copy), the encoding (done in the disk thread), the durable
-save (temp file, fsync, rename, directory fsync), loading and verifying it, and restoring a
-store from it (what a follower does on InstallSnapshot). Also the longest the event loop
+(`prepare_snapshot`: freezing the key map, kv/key_map.py; it was a dict copy), the encoding
+(done in the disk thread), the durable save (temp file, fsync, rename, directory fsync),
+loading and verifying it, and restoring a store from it (what a follower does on
+InstallSnapshot). Also the longest the event loop
 waits for the GIL while the disk thread encodes: with the key map encoded in slices
 (kv/snapshot_format.py, what nodes do) and, for comparison, in one msgspec call.
 """
