@@ -57,7 +57,7 @@ class FrozenKeys(Mapping[str, KeyRecord]):
         if not self._read_once:
             return itertools.chain.from_iterable(shard.items() for shard in shards)
         self._held = None
-        return _releasing(shards)
+        return itertools.chain.from_iterable(_releasing(shards))
 
     def _shards(self) -> list[dict[str, KeyRecord]]:
         if self._held is None:
@@ -65,14 +65,14 @@ class FrozenKeys(Mapping[str, KeyRecord]):
         return self._held
 
 
-def _releasing(shards: list[dict[str, KeyRecord]]) -> Iterator[tuple[str, KeyRecord]]:
-    """Each shard's items, dropping the shard once they are read."""
+def _releasing(shards: list[dict[str, KeyRecord]]) -> Iterator[ItemsView[str, KeyRecord]]:
+    """Each shard's items, taken off the list as they are handed out: once `chain` has read
+    one, it holds the last reference to a shard the map has copied since, which is freed
+    there, in the encoding thread, one shard at a time. (Items pass through `chain`, in C,
+    not through this generator.)"""
     shards.reverse()  # popped from the end, in order
     while shards:
-        shard = shards.pop()
-        # Rebinding `shard` for the next one drops the last reference to a shard the map
-        # has copied since: freed here, in the encoding thread, one shard at a time.
-        yield from shard.items()
+        yield shards.pop().items()
 
 
 class _Items(ItemsView[str, KeyRecord]):
