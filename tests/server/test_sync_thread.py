@@ -89,6 +89,11 @@ def test_a_batch_is_synced_in_the_sync_thread_and_a_lone_entry_on_the_loop(
 ) -> None:
     async def body(servers: dict[int, RaftServer], executors: dict[int, CountingExecutor]) -> None:
         leader = await leader_of(servers)
+        # Its first entry (the new term's empty one) applied: else it may share a Ready with
+        # the first proposal below, two entries, synced in the thread (seen on a loaded CI).
+        await wait_until(
+            lambda: leader.applied_index >= leader.node.log.last_index, "the term's first entry"
+        )
         before = executors[leader.id].jobs
         for number in range(3):  # one at a time: every Ready holds one entry
             await leader.requests.propose(put(f"alone-{number}"))
