@@ -20,6 +20,19 @@ def record(n: int) -> KeyRecord:
     return KeyRecord(f"v{n}", n, n, 1)
 
 
+def long_record(n: int) -> KeyRecord:
+    """Values of every length from 0 to 99 characters."""
+    return KeyRecord("é" * n, n, n, 1)
+
+
+def value_chars_of(items: dict[str, KeyRecord]) -> list[int]:
+    """Each shard's values' length, counted afresh."""
+    chars = [0] * SHARDS
+    for key, item in items.items():
+        chars[shard_of(key)] += len(item.value)
+    return chars
+
+
 KEYS = st.sampled_from([f"k{n}" for n in range(40)] + ["", "é", "\U0001f600", "\ud800"])
 OPS = st.lists(
     st.one_of(
@@ -39,21 +52,28 @@ def test_behaves_as_a_dict_and_every_frozen_view_keeps_its_moment(ops: list) -> 
     views = []
     for op, key, n in ops:
         if op == "set":
-            keys.set(key, record(n))
-            model[key] = record(n)
+            keys.set(key, long_record(n))
+            model[key] = long_record(n)
         elif op == "pop":
             assert keys.pop(key) == model.pop(key, None)
         else:
             views.append((keys.freeze(), dict(model)))
+        assert keys.value_chars() == value_chars_of(model)
         assert len(keys) == len(model)
         assert all((key in keys) == (key in model) for key in model)
         assert keys.get(key) == model.get(key)
     assert dict(keys.items()) == model
     assert sorted(keys.keys()) == sorted(model)
     assert dict(keys.view().items()) == model
-    for view, then in views:
+    assert KeyMap(keys.items()).value_chars() == value_chars_of(model)  # a restore counts too
+    for number, (view, then) in enumerate(views):
         assert len(view) == len(then)
-        assert dict(view.items()) == then  # read once, as a snapshot's encoding reads it
+        if number % 2:
+            assert dict(view.items()) == then  # read once, as a snapshot's encoding reads it
+        else:  # or shard by shard, each with its values' length, as the encoder reads it
+            shards = list(view.shard_maps())
+            assert [chars for _, chars in shards] == value_chars_of(then)
+            assert {key: item for shard, _ in shards for key, item in shard.items()} == then
 
 
 def test_a_write_after_a_freeze_copies_only_its_own_shard() -> None:

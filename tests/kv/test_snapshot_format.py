@@ -8,6 +8,7 @@ import pytest
 
 from raftkv.kv import snapshot_format
 from raftkv.kv.commands import Command, Result, encode_command
+from raftkv.kv.key_map import SHARDS, shard_of
 from raftkv.kv.leases import LeaseRecord
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.snapshot_format import Session, Snapshot
@@ -103,3 +104,69 @@ def test_a_run_of_large_values_after_small_keys_is_cut_by_bytes(
     assert snapshot_format.encode(state) == msgspec.msgpack.encode(state)
     assert max(sizes) <= snapshot_format.SLICE_BYTES + len(large) + 1000
     assert sum(sizes) > 80 * len(large)  # every large value was encoded, a few per call
+
+
+def store_of(keys: int, value: str = "v") -> KVStore:
+    store = KVStore()
+    for n in range(keys):
+        store.apply(n + 1, encode_command(Command(op="put", key=f"k{n}", value=f"{value}{n}")))
+    return store
+
+
+def whole_encoding(store: KVStore) -> bytes:
+    """The store's snapshot as one encode() of a plain dict writes it."""
+    state = store._state(store._records.view())
+    return msgspec.msgpack.encode(msgspec.structs.replace(state, data=dict(state.data.items())))
+
+
+@pytest.mark.parametrize("keys", [0, 1, 16, 17, 300, 5000])
+def test_a_store_s_shards_encode_to_the_bytes_of_one_whole_encode(keys: int) -> None:
+    store = store_of(keys)
+    expected = whole_encoding(store)
+    assert store.prepare_snapshot()() == expected  # a frozen view, read once
+    assert store.snapshot() == expected  # a view read on the spot
+
+
+def test_each_small_shard_is_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store's shard of few keys and small values is encoded whole: one call per shard
+    (no item lists built), not one per SLICE_RECORDS keys."""
+    store = store_of(20_000)
+    sizes = encoded_sizes(monkeypatch)
+    store.prepare_snapshot()()
+    assert len(sizes) == 1 + SHARDS  # the fields around an empty map, then each shard
+
+
+def test_a_shard_of_large_values_or_many_keys_is_sliced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys whose checksums fall in one shard (a client can choose them) with large values:
+    that shard is encoded a few values a call, as any other mapping is; and so is a shard
+    with more than SHARD_RECORDS keys."""
+    large = "v" * 200_000
+    same_shard = [key for key in (f"x{n}" for n in range(100_000)) if shard_of(key) == 7][:40]
+    store = store_of(2000)
+    for n, key in enumerate(same_shard):
+        store.apply(3000 + n, encode_command(Command(op="put", key=key, value=large)))
+    sizes = encoded_sizes(monkeypatch)
+    assert store.prepare_snapshot()() == whole_encoding(store)
+    assert max(sizes) <= snapshot_format.SLICE_BYTES + len(large) + 1000
+    assert sum(sizes) > 40 * len(large)
+    sizes.clear()
+    monkeypatch.setattr(snapshot_format, "SHARD_RECORDS", 4)  # every shard has more keys
+    monkeypatch.setattr(snapshot_format, "FIRST_SLICE_RECORDS", 2)
+    store = store_of(2000)
+    assert store.prepare_snapshot()() == whole_encoding(store)
+    # Sliced: the first slice is FIRST_SLICE_RECORDS keys, the next ones as many as fit
+    # SLICE_BYTES (here each rest of a shard): one call more than whole shards make.
+    assert len(sizes) == 2 + SHARDS
+
+
+@pytest.mark.parametrize("keys", [500, 20_000])
+def test_small_shards_give_the_gil_away_every_slice_records_keys(
+    keys: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not after each of the 256 shards: a state of 500 keys took 25-37 ms to encode
+    instead of 6, and a test waiting for snapshots timed out."""
+    yields: list[float] = []
+    monkeypatch.setattr(snapshot_format.time, "sleep", yields.append)
+    store_of(keys).prepare_snapshot()()
+    per_yield = snapshot_format.SLICE_RECORDS  # keys, and less than a shard more
+    assert keys // (per_yield + 200) <= len(yields) <= keys // per_yield

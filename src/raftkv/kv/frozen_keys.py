@@ -23,13 +23,22 @@ class FrozenKeys(Mapping[str, KeyRecord]):
     the shards the map has copied since are then freed one at a time by the encoding
     thread, between the slices it yields the GIL after, not all at once (with the records
     overwritten since the freeze: 11 ms at 200,000 keys) wherever the snapshot is dropped.
-    Read once, it can be read no more."""
+    Read once, it can be read no more.
+
+    `value_chars` is the length of each shard's values (the map keeps it as it writes), so
+    the snapshot's encoder knows which shards are small enough to encode whole
+    (`shard_maps`)."""
 
     def __init__(
-        self, shards: list[dict[str, KeyRecord]], size: int, read_once: bool = False
+        self,
+        shards: list[dict[str, KeyRecord]],
+        size: int,
+        value_chars: list[int],
+        read_once: bool = False,
     ) -> None:
         self._held: list[dict[str, KeyRecord]] | None = shards
         self._size = size
+        self._value_chars = value_chars
         self._read_once = read_once
 
     def __len__(self) -> int:
@@ -59,10 +68,27 @@ class FrozenKeys(Mapping[str, KeyRecord]):
         self._held = None
         return itertools.chain.from_iterable(_releasing(shards))
 
+    def shard_maps(self) -> Iterator[tuple[dict[str, KeyRecord], int]]:
+        """Each shard, in the order of `items()`, with the length of its values; read once,
+        each shard is let go of as the next one is asked for. The dicts are the map's own
+        frozen shards: read them, never change them."""
+        shards = self._shards()
+        if self._read_once:
+            self._held = None
+            return zip(_releasing_shards(shards), self._value_chars, strict=True)
+        return zip(shards, self._value_chars, strict=True)
+
     def _shards(self) -> list[dict[str, KeyRecord]]:
         if self._held is None:
             raise RuntimeError("a snapshot's frozen keys were read once already")
         return self._held
+
+
+def _releasing_shards(shards: list[dict[str, KeyRecord]]) -> Iterator[dict[str, KeyRecord]]:
+    """The shards, each taken off the list as it is handed out (see `_releasing`)."""
+    shards.reverse()
+    while shards:
+        yield shards.pop()
 
 
 def _releasing(shards: list[dict[str, KeyRecord]]) -> Iterator[ItemsView[str, KeyRecord]]:

@@ -14,6 +14,10 @@ The shard comes from CRC-32 of the key's UTF-8, not `hash()`, which differs from
 process: a snapshot lists its keys shard by shard, each in insertion order, and the same
 keys written in the same order give the same bytes in every process (a restored replica
 re-encodes its snapshot byte for byte; the simulator's runs replay exactly).
+
+Each shard's values are counted (characters, as `len` gives), so that a snapshot's encoder
+can hand a whole shard to one msgspec call when it is small enough, without reading every
+value first to find out (kv/snapshot_format.py).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class KeyMap:
         # Shards a frozen view may still be reading: copied before their next write.
         self._shared = [False] * SHARDS
         self._size = 0
+        # The length of the values in each shard.
+        self._value_chars = [0] * SHARDS
         # The last key looked up and its shard: a write reads the key's record, then sets
         # it (KVStore._write), and the checksum is computed once for both.
         self._last_key = ""
@@ -53,6 +59,7 @@ class KeyMap:
         for key, record in items:  # a restore's 200,000 keys: no method call per key
             shards[shard_of(key)][key] = record
         self._size = sum(map(len, shards))
+        self._value_chars = [_value_chars(shard) for shard in shards]
 
     def __len__(self) -> int:
         return self._size
@@ -67,9 +74,14 @@ class KeyMap:
         return self._shards[self._shard_number(key)].get(key)
 
     def set(self, key: str, record: KeyRecord) -> None:
-        shard = self._writable(self._shard_number(key))
-        if key not in shard:
+        number = self._shard_number(key)
+        shard = self._writable(number)
+        old = shard.get(key)
+        if old is None:
             self._size += 1
+            self._value_chars[number] += len(record.value)
+        else:
+            self._value_chars[number] += len(record.value) - len(old.value)
         shard[key] = record
 
     def pop(self, key: str) -> KeyRecord | None:
@@ -78,7 +90,9 @@ class KeyMap:
         if key not in self._shards[number]:
             return None  # nothing to remove: a shared shard stays uncopied
         self._size -= 1
-        return self._writable(number).pop(key)
+        old = self._writable(number).pop(key)
+        self._value_chars[number] -= len(old.value)
+        return old
 
     def keys(self) -> Iterator[str]:
         return itertools.chain.from_iterable(self._shards)
@@ -90,14 +104,18 @@ class KeyMap:
     def view(self) -> FrozenKeys:
         """The map now, for a caller that reads it before the next change (a snapshot
         encoded on the spot): no shard is marked shared."""
-        return FrozenKeys(list(self._shards), self._size)
+        return FrozenKeys(list(self._shards), self._size, list(self._value_chars))
 
     def freeze(self) -> FrozenKeys:
         """The map now, unchanged by every later write, for a snapshot's encoding: each
         shard is copied before its next write instead of the whole map now. The view is
         read once, letting go of each shard as it goes (`FrozenKeys`)."""
         self._shared = [True] * SHARDS
-        return FrozenKeys(list(self._shards), self._size, read_once=True)
+        return FrozenKeys(list(self._shards), self._size, list(self._value_chars), read_once=True)
+
+    def value_chars(self) -> list[int]:
+        """The length of the values in each shard, as kept up to date (tests, tools)."""
+        return list(self._value_chars)
 
     def copied_shards(self) -> int:
         """How many shards writes have copied since the last freeze (tests, tools)."""
@@ -116,3 +134,7 @@ class KeyMap:
             self._shards[number] = shard
             self._shared[number] = False
         return shard
+
+
+def _value_chars(shard: dict[str, KeyRecord]) -> int:
+    return sum(len(record.value) for record in shard.values())
