@@ -3,7 +3,8 @@
 Taking one: the state machine's state is taken on the loop (`prepare_snapshot`; the KV
 store freezes its key map, copied on write shard by shard, kv/key_map.py), encoded and
 written in the disk thread, and the log is compacted by the Ready loop
-between two Readies, the only place where the WAL is never being synced at the same time.
+between two Readies, the only place where the WAL is never being synced at the same time,
+a few thousand entries a pass.
 
 A snapshot is labelled with the index the state machine holds when it is copied (the
 server's `applied_index`), never the core's: a received snapshot moves the core's applied
@@ -30,6 +31,9 @@ logger = logging.getLogger("raftkv.node")
 
 # A snapshot is also due once this many bytes of commands were applied since the last one.
 SNAPSHOT_BYTES_DEFAULT = 64 << 20
+# Log entries a taken snapshot lets the Ready loop drop per pass at most (well under a
+# millisecond), so that freeing the log behind a large state's snapshot stalls nothing.
+COMPACT_STEP_ENTRIES = 4096
 
 
 class SnapshotHost(Protocol):
@@ -121,6 +125,8 @@ class SnapshotTaker:
         self._trailing_entries_max = trailing_entries_max
         self._task: asyncio.Task[None] | None = None
         self._ready_to_compact: tuple[SnapshotMeta, bytes] | None = None
+        # Where the log is being compacted to, a step per Ready (`_compact_a_step`).
+        self._compact_through: int | None = None
         self.last_index = 0
         self.bytes_since = 0
         self.loop_blocked_seconds = 0.0
@@ -134,19 +140,40 @@ class SnapshotTaker:
         server = self.server
         node = server.node
         if self._ready_to_compact is not None:
-            meta, data = self._ready_to_compact
-            self._ready_to_compact = None
-            keep = trailing_entries(node.log, meta.index, self._trailing_entries_max)
-            node.snapshot_taken(meta, data, keep_entries=keep)
-            compacted = node.log.snapshot_index
-            compacted_term = node.log.term(compacted)
-            if compacted_term is not None and compacted > server.storage.first_index() - 1:
-                server.storage.compact(compacted, compacted_term)
-        if self._task is not None:
+            self._compact_a_step()
+        if self._task is not None or self._ready_to_compact is not None:
             return
         self.last_index = max(self.last_index, node.log.snapshot_index)
         if self._due():
             self._task = asyncio.create_task(self._take(), name="snapshot")
+
+    def _compact_a_step(self) -> None:
+        """Drop at most COMPACT_STEP_ENTRIES more of the log a taken snapshot covers, from
+        the core's log and the WAL, and have the Ready loop come back for the rest. All at
+        once, the entries of a snapshot of a large state (60,000 and more) were freed on the
+        loop in one go: 6-32 ms without a request, acknowledgement or heartbeat served, on
+        every node at every snapshot."""
+        server = self.server
+        node = server.node
+        assert self._ready_to_compact is not None
+        meta, data = self._ready_to_compact
+        if self._compact_through is None:
+            keep = trailing_entries(node.log, meta.index, self._trailing_entries_max)
+            self._compact_through = meta.index - keep
+        before = node.log.snapshot_index
+        through = min(self._compact_through, before + COMPACT_STEP_ENTRIES)
+        # The first step installs the snapshot in the core (for followers that need it);
+        # a snapshot received since is newer, and the core compacts nothing below it.
+        node.snapshot_taken(meta, data, keep_entries=meta.index - through)
+        compacted = node.log.snapshot_index
+        compacted_term = node.log.term(compacted)
+        if compacted_term is not None and compacted > server.storage.first_index() - 1:
+            server.storage.compact(compacted, compacted_term)
+        if compacted >= self._compact_through or compacted == before:  # done, or stuck
+            self._ready_to_compact = None
+            self._compact_through = None
+        else:
+            server.wake()
 
     def _due(self) -> bool:
         if self.bytes_since >= SNAPSHOT_BYTES_DEFAULT:
