@@ -42,10 +42,17 @@ def put(key: str) -> bytes:
     return encode_command(Command(op="put", key=key, value="v"))
 
 
-def run_cluster(data_root: Path, smallest: int, body: Callable[..., Any], **options: Any) -> None:
+def run_cluster(
+    data_root: Path,
+    smallest: int,
+    body: Callable[..., Any],
+    executor_factory: Callable[[int], CountingExecutor] = lambda _node_id: CountingExecutor(),
+    state_machine_factory: Callable[[], KVStore] = KVStore,
+    **options: Any,
+) -> None:
     async def main() -> None:
         hub = MemoryHub()
-        executors = {node_id: CountingExecutor() for node_id in NODE_IDS}
+        executors = {node_id: executor_factory(node_id) for node_id in NODE_IDS}
         servers = {
             node_id: RaftServer(
                 NodeOptions(
@@ -58,7 +65,7 @@ def run_cluster(data_root: Path, smallest: int, body: Callable[..., Any], **opti
                     sync_thread_min_entries=smallest,
                     **options,
                 ),
-                KVStore(),
+                state_machine_factory(),
                 transport_factory=functools.partial(MemoryTransport, hub),
                 sync_executor=executors[node_id],
                 listen_for_clients=False,
@@ -157,3 +164,67 @@ def test_segments_deleted_from_a_sync_in_the_thread(
         snapshot_entries=50,
         snapshot_trailing_entries=10,
     )
+
+
+class GatedExecutor(CountingExecutor):
+    """Its jobs wait for `gate` before they run: a sync held up in the thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        def gated() -> T:
+            self.gate.wait()
+            return fn(*args, **kwargs)
+
+        return super().submit(gated)
+
+
+def test_a_leaders_lone_entry_joins_its_sync_under_way_in_the_thread(tmp_path: Path) -> None:
+    """While a leader's sync is under way in the sync thread, a Ready of one entry is left
+    to that thread too: synced on the loop, it waited for the thread's sync to end and then
+    synced again, the loop stopped all along. Its entries still commit meanwhile, on the
+    followers' disks."""
+    executors: dict[int, GatedExecutor] = {}
+
+    async def body(servers: dict[int, RaftServer], _executors: object) -> None:
+        leader = await leader_of(servers)
+        await wait_until(
+            lambda: leader.applied_index >= leader.node.log.last_index, "the term's first entry"
+        )
+        syncing_threads: list[str] = []
+        storage = leader.storage
+        assert isinstance(storage, FileStorage)
+        original_sync = storage.sync
+
+        def recording_sync() -> None:
+            syncing_threads.append(threading.current_thread().name)
+            original_sync()
+
+        storage.sync = recording_sync  # type: ignore[method-assign]
+        executor = executors[leader.id]
+        executor.gate.clear()
+        try:
+            batch = asyncio.gather(
+                *(leader.requests.propose(put(f"batch-{n}")) for n in range(BATCH))
+            )
+            assert leader.leader_syncs is not None
+            await wait_until(lambda: leader.leader_syncs.busy, "the batch's sync under way")
+            for number in range(3):  # one at a time: every Ready holds one entry
+                await leader.requests.propose(put(f"alone-{number}"))
+            loop_thread = threading.current_thread().name
+            assert loop_thread not in syncing_threads, syncing_threads
+        finally:
+            executor.gate.set()  # else stopping the servers waits for the held job forever
+        await batch
+        await wait_until(lambda: not leader.leader_syncs.busy, "the leader's syncs done")
+        assert syncing_threads and loop_thread not in syncing_threads, syncing_threads
+        assert leader.node.log.stable == leader.node.log.last_index
+
+    def gated_executor(node_id: int) -> GatedExecutor:
+        executors[node_id] = GatedExecutor()
+        return executors[node_id]
+
+    run_cluster(tmp_path, SYNC_THREAD_MIN_ENTRIES_DEFAULT, body, executor_factory=gated_executor)

@@ -38,12 +38,19 @@ class LeaderSyncs:
         # The last entry handed off, and whether a sync for it waits to start.
         self._wanted = (0, 0)
         self._queued = False
+        self._in_flight = 0  # syncs started and not yet ended
+
+    @property
+    def busy(self) -> bool:
+        """Whether a sync is under way or waits to start."""
+        return self._in_flight > 0
 
     def start(self, last: Entry) -> None:
         """Make the entries handed off through `last` durable, without waiting."""
         self._wanted = (last.index, last.term)
         if not self._queued:
             self._queued = True
+            self._in_flight += 1
             future = run_off_loop(self._executor, self._job)
             future.add_done_callback(self._done)
 
@@ -58,6 +65,7 @@ class LeaderSyncs:
         return index, term, time.perf_counter() - started
 
     def _done(self, done: asyncio.Future[tuple[int, int, float]]) -> None:
+        self._in_flight -= 1
         if done.cancelled():
             return
         error = done.exception()

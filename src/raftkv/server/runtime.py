@@ -489,9 +489,16 @@ class RaftServer:
         """Under load (a batch of entries) the loop goes on while the disk works: the
         requests and acknowledgements that arrive meanwhile are read and stepped then,
         not after the fsync. A single entry is synced on the loop: the hop to a thread and
-        back costs more than a fast fsync (docs/ARCHITECTURE.md, "The server's Ready loop")."""
+        back costs more than a fast fsync (docs/ARCHITECTURE.md, "The server's Ready loop").
+        Except a leader's while one of its syncs is under way in the thread: on the loop it
+        would wait for that sync to end, then sync again; in the thread it joins the next."""
         smallest = self.options.sync_thread_min_entries
-        return self.sync_executor is not None and 0 < smallest <= len(ready.entries)
+        if self.sync_executor is None or smallest <= 0:
+            return False
+        if len(ready.entries) >= smallest:
+            return True
+        syncs = self.leader_syncs
+        return ready.may_persist_later and syncs is not None and syncs.busy
 
     def _entries_persisted(self, index: int, term: int, seconds: float) -> None:
         """A leader's sync the Ready loop did not wait for ended (LeaderSyncs)."""
