@@ -53,9 +53,12 @@ DEFECTS: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], 
     # run expires no lease. Then 11 for the second, when odd seeds began to sync through
     # the sync thread (caught in 2, 3, 6-8, 11 of 1-12; the clean runs of 3 and 7 expire
     # no lease). Then 3, when a leader's syncs began to overlap (caught in 3, 5-7 of 1-12,
-    # each of whose clean runs expires a lease).
+    # each of whose clean runs expires a lease). Then 6, when the Ready loop began to answer
+    # before telling the commit index and followers to acknowledge before applying (caught
+    # in 2, 3, 6, 8, 14, 16, 17 of 1-20, of whose clean runs 6, 16 and 17 expire a lease; the
+    # first is still caught at 10 alone, whose clean run expires one).
     "keepalive renews half the TTL": (keepalive_renews_half_the_ttl, 10),
-    "a new leader expires every lease": (new_leader_expires_everything, 3),
+    "a new leader expires every lease": (new_leader_expires_everything, 6),
 }
 
 

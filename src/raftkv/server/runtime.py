@@ -639,8 +639,10 @@ class RaftServer:
         stages = self.write_stages
         stages.ready_started(ready)
         self._log_changes(ready)
-        for message in ready.messages:
-            self.transport.send(message)
+        answers_first = _answers_first(ready)
+        if not answers_first:
+            for message in ready.messages:
+                self.transport.send(message)
         if ready.snapshot is not None:
             meta, data = ready.snapshot
             await self.snapshots.install(meta, data)
@@ -674,8 +676,15 @@ class RaftServer:
             self.transport.send(message)
         stages.acknowledged()
         if ready.committed_entries:
+            if ready.messages_after_persist:
+                # A follower's acknowledgement goes on the wire before it applies: the
+                # leader's commit waits for it, and nothing waits here for the apply.
+                await asyncio.sleep(0)
             self._apply(ready.committed_entries)
             stages.applied()
+        if answers_first:
+            for message in ready.messages:
+                self.transport.send(message)
         for read_state in ready.read_states:
             self.requests.read_confirmed(read_state.request_id, read_state.index)
         if persisting_later:
@@ -990,3 +999,17 @@ class RaftServer:
 
     def peer_connected(self, peer: int) -> bool:
         return self.transport.is_connected(peer)
+
+
+def _answers_first(ready: Ready) -> bool:
+    """Whether the Ready's messages may wait until its commands are applied: they carry no
+    entries (a commit index, a heartbeat), nothing is to be persisted, and no configuration
+    is applied. Then the clients whose writes it commits are answered before the followers
+    are told: each send wakes a peer (25-45 µs here, docs/ARCHITECTURE.md), and a message
+    may always leave later."""
+    if ready.must_sync or not ready.committed_entries or not ready.messages:
+        return False
+    for message in ready.messages:
+        if type(message) is not AppendEntries or message.entries:
+            return False
+    return all(entry.kind == EntryKind.NORMAL for entry in ready.committed_entries)

@@ -1,0 +1,114 @@
+"""The order in which the Ready loop sends and applies, for the latency of a lone write:
+a leader answers the writes a Ready commits before it tells the followers the new commit
+index (when that is all its messages carry), and a follower puts its acknowledgement on the
+wire before it applies. Three real servers, the in-memory transport."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from raftkv.core.messages import AnyMessage, AppendEntries, AppendEntriesResponse
+from raftkv.kv import KVStore
+from raftkv.server.options import SYNC_THREAD_MIN_ENTRIES_DEFAULT
+from raftkv.server.runtime import RaftServer
+from tests.server.test_sync_thread import leader_of, put, run_cluster
+from tests.waiting import wait_until
+
+WRITES = 8
+
+
+async def settled_leader(servers: dict[int, RaftServer]) -> RaftServer:
+    leader = await leader_of(servers)
+    first = leader.node.log.last_index
+    await wait_until(
+        lambda: all(server.applied_index >= first for server in servers.values()),
+        "the term's first entry applied everywhere",
+    )
+    return leader
+
+
+def test_a_leader_tells_a_new_commit_index_only_after_applying_through_it(
+    tmp_path: Path,
+) -> None:
+    """Every AppendEntries without entries leaves with the leader's applied index at or past
+    the commit index it carries: the writes are answered first."""
+    sent: list[tuple[int, int]] = []  # (leader_commit, applied index when sent)
+
+    async def body(servers: dict[int, RaftServer], _executors: object) -> None:
+        leader = await settled_leader(servers)
+        transport: Any = leader.transport
+        send = transport.send
+
+        def recording_send(message: AnyMessage) -> None:
+            if type(message) is AppendEntries and not message.entries:
+                sent.append((message.leader_commit, leader.applied_index))
+            send(message)
+
+        transport.send = recording_send
+        first = leader.node.log.last_index + 1
+        for number in range(WRITES):  # one at a time: each commits in a Ready of its own
+            await leader.requests.propose(put(f"k{number}"))
+        commits = [(commit, applied) for commit, applied in sent if commit >= first]
+        assert len(commits) >= WRITES, sent  # a new commit index told after every write
+        assert all(applied >= commit for commit, applied in commits), commits
+
+    run_cluster(tmp_path, SYNC_THREAD_MIN_ENTRIES_DEFAULT, body)
+
+
+class WatchedStore(KVStore):
+    """A follower's store that notes, at every apply, the frames still queued to the
+    leader (`queued`, set up by the test)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued: Any = None
+        self.seen: list[tuple[int, int]] = []  # (index, frames queued to the leader)
+
+    def apply(self, index: int, command: bytes) -> Any:
+        if self.queued is not None:
+            self.seen.append((index, self.queued()))
+        return super().apply(index, command)
+
+
+def test_a_follower_puts_its_acknowledgement_on_the_wire_before_applying(
+    tmp_path: Path,
+) -> None:
+    """A follower's Ready that persists new entries and commits earlier ones: when it
+    applies, its acknowledgement has left (the link's queue to the leader is empty)."""
+
+    async def body(servers: dict[int, RaftServer], _executors: object) -> None:
+        leader = await settled_leader(servers)
+        followers = [server for server in servers.values() if server is not leader]
+        acknowledged: list[int] = []
+        for follower in followers:
+            store = follower.state_machine
+            assert isinstance(store, WatchedStore)
+            link = follower.transport._links[leader.id]  # type: ignore[attr-defined]
+            store.queued = lambda link=link: len(link.queue)
+            transport: Any = follower.transport
+            send = transport.send
+
+            def recording_send(message: AnyMessage, send: Any = send) -> None:
+                if type(message) is AppendEntriesResponse and message.success:
+                    acknowledged.append(message.match_index)
+                send(message)
+
+            transport.send = recording_send
+        first = leader.node.log.last_index + 1
+        for number in range(WRITES):
+            await leader.requests.propose(put(f"k{number}"))
+        last = first + WRITES - 1
+        await wait_until(
+            lambda: all(follower.applied_index >= last for follower in followers),
+            "the followers applied every write",
+        )
+        assert acknowledged, "the followers acknowledged entries"
+        for follower in followers:
+            store = follower.state_machine
+            assert isinstance(store, WatchedStore)
+            applied = [(index, queued) for index, queued in store.seen if index >= first]
+            assert len(applied) == WRITES, store.seen
+            assert all(queued == 0 for _index, queued in applied), applied
+
+    run_cluster(tmp_path, SYNC_THREAD_MIN_ENTRIES_DEFAULT, body, state_machine_factory=WatchedStore)
