@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=SYNC_THREAD_MIN_ENTRIES_DEFAULT,
         metavar="N",
         help="a Ready of at least N entries has its WAL fsync in a thread of its own while "
-        "the node goes on serving; smaller ones are synced inline (0: always inline)",
+        "the node goes on serving; smaller ones are synced inline, but a leader's join its "
+        "sync under way in that thread (0: always inline)",
     )
     parser.add_argument("--seed", type=int, help="fix the election-timeout jitter")
     parser.add_argument("--log-level", default="info")
