@@ -43,6 +43,7 @@ class RecordingServer:
         self.requests = self
         self.members = self
         self.metrics = self
+        self.report = self
 
     # Proposer
     async def propose(self, data: bytes) -> tuple[Any, int]:

@@ -66,6 +66,7 @@ class FakeServer:
         self.requests = StubRequests(store)
         self.members = self.metrics = Unused()
         self.consistencies: list[str] = []  # of each read, in order
+        self.report = self
 
     def leader_client_address(self, leader_id: int | None) -> str | None:
         return None

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from raftkv.core import RaftNode
 from raftkv.core.messages import AnyMessage, Forward, ForwardKind, ForwardReply
 from raftkv.errors import ClientError, NotLeader, RaftError, Timeout
+from raftkv.server.node_report import NodeReport
 from raftkv.server.requests import RequestTracker
 
 logger = logging.getLogger("raftkv.node")
@@ -79,8 +80,10 @@ class ForwardingHost(Protocol):
 
     def wake(self) -> None: ...
 
-    def dashboard_report(self) -> bytes:
-        """This node's status, log tail and timeline as JSON (a `status` request)."""
+    @property
+    def report(self) -> NodeReport:
+        """What it says of itself: a `status` request is answered with its dashboard
+        report."""
 
 
 class ForwardingError(ClientError):
@@ -145,7 +148,7 @@ class Forwarding:
             return
         if message.kind == "status":
             # Any node answers, at once: a report of its own state, cheap to build.
-            self._reply(message, payload=self._host.dashboard_report())
+            self._reply(message, payload=self._host.report.dashboard_report())
             return
         node = self._host.node
         if node.role != "leader":

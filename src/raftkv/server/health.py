@@ -11,8 +11,9 @@ CHECK_PASSED = "ok"
 
 @dataclass(frozen=True, slots=True)
 class HealthFacts:
-    """What readiness is decided from (`RaftServer.health_facts`): the node's own state,
-    read without a Raft round trip, so a probe costs no more than `/v1/status`."""
+    """What readiness is decided from (`NodeReport.health_facts`, server/node_report.py):
+    the node's own state, read without a Raft round trip, so a probe costs no more than
+    `/v1/status`."""
 
     # The leader this node heard from within an election timeout (itself when it leads).
     leader_id: int | None

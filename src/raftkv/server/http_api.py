@@ -144,6 +144,14 @@ class DashboardStreams(Protocol):
         """A viewer's stream of Server-Sent Events, or None when too many watch."""
 
 
+class StatusReport(Protocol):
+    """What the node says of itself (server/node_report.py)."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def health_facts(self) -> HealthFacts: ...
+
+
 class ApiBackend(LeaseBackend, Protocol):
     """What the API answers from (`RaftServer`). Properties: `storage_failure` and the
     remembered hashes change as the node runs."""
@@ -179,9 +187,8 @@ class ApiBackend(LeaseBackend, Protocol):
         """`query` run on the state machine at the consistency asked for, and the applied
         index it answered at."""
 
-    def status(self) -> dict[str, Any]: ...
-
-    def health_facts(self) -> HealthFacts: ...
+    @property
+    def report(self) -> StatusReport: ...
 
     async def backup(self) -> bytes:
         """A backup file of the state machine, consistent with every acknowledged write
@@ -482,7 +489,7 @@ class ClientApi:
         )
 
     async def get_status(self, request: Request) -> Response:
-        return Response.json(self.server.status())
+        return Response.json(self.server.report.status())
 
     async def get_livez(self, request: Request) -> Response:
         # Nothing more than "the event loop serves": a liveness probe that failed for
@@ -490,7 +497,8 @@ class ClientApi:
         return Response(200, LIVE_BODY)
 
     async def get_readyz(self, request: Request) -> Response:
-        body = readiness(self.server.id, self.server.health_facts(), self.ready_lag_entries_max)
+        facts = self.server.report.health_facts()
+        body = readiness(self.server.id, facts, self.ready_lag_entries_max)
         return Response.json(body, 200 if body["ok"] else 503)
 
     async def get_hash(self, request: Request) -> Response:

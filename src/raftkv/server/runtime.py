@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import random
 import resource
@@ -39,9 +38,8 @@ from raftkv.errors import (
 from raftkv.kv import KVStore, StateMachine
 from raftkv.server.auth import AccessPolicy
 from raftkv.server.backup import BackupMaker
-from raftkv.server.dashboard import LOG_TAIL_ENTRIES, Dashboard, Timeline, ask_peer_status
+from raftkv.server.dashboard import Dashboard, Timeline, ask_peer_status
 from raftkv.server.forwarding import Forwarding
-from raftkv.server.health import HealthFacts
 from raftkv.server.http_api import ClientApi
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
 from raftkv.server.leader_syncs import LeaderSyncs
@@ -50,6 +48,7 @@ from raftkv.server.lessor import lease_ttl_min_seconds
 from raftkv.server.logs import trace_line
 from raftkv.server.members import MembershipOperations
 from raftkv.server.metrics import NodeMetrics
+from raftkv.server.node_report import NodeReport
 from raftkv.server.options import (
     HASH_WINDOW_ENTRIES,
     REMOVED_PEER_GRACE_SECONDS,
@@ -227,8 +226,9 @@ class RaftServer:
         # Role, leader and membership changes, and the live view built from every node's
         # (`GET /ui`, server/dashboard.py): gathering runs only while someone watches.
         self.timeline = Timeline()
+        self.report = NodeReport(self)
         self.dashboard = Dashboard(
-            self,
+            self.report,
             lambda peer, timeout: ask_peer_status(self.forwarding.ask, peer, timeout),
         )
         self.http: HttpServer | None = None
@@ -911,94 +911,6 @@ class RaftServer:
         if node.role == "follower" and not node.membership.is_voter(self.id):
             return "learner"
         return node.role.value
-
-    def health_facts(self) -> HealthFacts:
-        """What `GET /readyz` decides from: the leader heard from within an election
-        timeout (this node, when it leads), storage, membership and how far behind the
-        commit index it knows this node has applied."""
-        node = self.node
-        leader = node.leader_id
-        silent = node.election_elapsed >= node.config.election_timeout_ticks
-        if leader is not None and leader != self.id and silent:
-            leader = None
-        return HealthFacts(
-            leader_id=leader,
-            storage_failure=self.storage_failure,
-            member=self.id in node.membership.members,
-            removed=self.removed.is_set(),
-            commit_index=max(node.log.committed, self.leader_commit_seen),
-            applied_index=self.applied_index,
-        )
-
-    def status(self) -> dict[str, Any]:
-        node = self.node
-        log = node.log
-        membership = node.membership
-        return {
-            "id": self.id,
-            "role": self.role_name(),
-            "term": node.term,
-            "leader": node.leader_id,
-            "commit_index": log.committed,
-            "last_applied": log.applied,
-            "last_log_index": log.last_index,
-            "last_log_term": log.last_term,
-            "snapshot_index": node.snapshot[0].index if node.snapshot else 0,
-            "log_first_index": log.first_index,
-            "log_entries": log.last_index - log.snapshot_index,
-            "members": sorted(membership.members),
-            "voters": sorted(membership.all_voters),
-            "learners": sorted(membership.learners),
-            "applied_hash": self.state_machine.applied_hash,
-            "cluster_id": self.cluster_id,
-            "storage_failure": self.storage_failure,
-            "peers_connected": sorted(
-                peer for peer in self.peer_addresses if self.transport.is_connected(peer)
-            ),
-        }
-
-    # --- the dashboard (server/dashboard.py) -------------------------------------------
-    def dashboard_report_dict(self) -> dict[str, Any]:
-        """This node as the dashboard shows it: its status, the (index, term) of its last
-        log entries, its timeline, its write counters and, leading, each peer's progress."""
-        node = self.node
-        log = node.log
-        tail_from = max(log.first_index, log.last_index - LOG_TAIL_ENTRIES + 1)
-        tail = [[index, log.term(index) or 0] for index in range(tail_from, log.last_index + 1)]
-        last = log.last_index
-        progress = [
-            {
-                "id": peer,
-                "match": peer_status.match,
-                "next": peer_status.next,
-                "state": peer_status.state,
-                "active": peer_status.active,
-                "lag": max(0, last - peer_status.match),
-            }
-            for peer, peer_status in sorted(node.peer_status().items())
-        ]
-        return {
-            **self.status(),
-            "log_tail": tail,
-            "progress": progress,
-            "timeline": self.timeline.events(),
-            "counters": {
-                "proposals": self.requests.proposals_total,
-                "writes": self.requests.writes_applied_total,
-                "write_seconds": self.requests.write_seconds_total,
-            },
-        }
-
-    def dashboard_report(self) -> bytes:
-        return json.dumps(self.dashboard_report_dict(), separators=(",", ":")).encode()
-
-    def dashboard_peers(self) -> list[int]:
-        peers = set(self.node.membership.members) | set(self.peer_addresses)
-        peers.discard(self.id)
-        return sorted(peers)
-
-    def peer_connected(self, peer: int) -> bool:
-        return self.transport.is_connected(peer)
 
 
 def _answers_first(ready: Ready) -> bool:
