@@ -35,6 +35,8 @@ ROLE_CODES = {"follower": 0, "pre_candidate": 1, "candidate": 2, "leader": 3, "l
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 FSYNC_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0)
+# How late the ticker woke (a tick is 10 ms by default): from a busy loop to a lost election.
+LOOP_STALL_BUCKETS = (0.02, 0.05, 0.1, 0.15, 0.3, 0.5, 1.0, 2.0, 5.0)
 
 
 class RequestCounts(Protocol):
@@ -230,6 +232,13 @@ class NodeMetrics:
             "raft_fsync_seconds",
             "Latency of one WAL sync",
             buckets=FSYNC_BUCKETS,
+            registry=self.registry,
+        )
+        self.loop_stall_seconds = Histogram(
+            "raft_loop_stall_seconds",
+            "How late the ticker woke, each time it was more than a tick late (the event loop"
+            " blocked, or the process paused)",
+            buckets=LOOP_STALL_BUCKETS,
             registry=self.registry,
         )
         self.snapshot_seconds = Histogram(

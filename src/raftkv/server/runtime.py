@@ -58,6 +58,7 @@ from raftkv.server.options import (
 from raftkv.server.peers_file import load_peer_addresses, save_peer_addresses
 from raftkv.server.requests import RequestFailed, RequestTracker
 from raftkv.server.snapshots import SnapshotTaker
+from raftkv.server.stalls import StallReporter
 from raftkv.server.sync_thread import SyncThread, run_off_loop
 from raftkv.server.watches import WatchHub
 from raftkv.server.write_stages import WriteStages
@@ -146,6 +147,10 @@ class RaftServer:
         else:
             self.watches = WatchHub(options.watch)
         self.metrics = NodeMetrics(self)
+        # Warnings and histograms of the loop standing still and of slow WAL syncs.
+        self.stalls = StallReporter(
+            self.metrics.loop_stall_seconds.observe, self.metrics.fsync_seconds.observe
+        )
         self.write_stages = WriteStages(self.metrics.registry)
         self.requests = RequestTracker(
             self, options.request_timeout_seconds, stages=self.write_stages
@@ -504,7 +509,7 @@ class RaftServer:
         """A leader's sync the Ready loop did not wait for ended (LeaderSyncs)."""
         if self._stopping or self.storage_failure is not None:
             return
-        self.metrics.fsync_seconds.observe(seconds)
+        self.stalls.synced(seconds)
         self.write_stages.synced(index)
         self.node.entries_persisted(index, term)
         self._wake.set()
@@ -583,6 +588,7 @@ class RaftServer:
             next_tick += interval
             delay = next_tick - loop.time()
             if delay < -interval:
+                self.stalls.loop_stalled(-delay)
                 # The process was paused or the loop blocked. Do not fire a burst of ticks
                 # (it would look like a silent leader and trigger needless elections); resume
                 # from now. But logical time no longer tracks real time, so the leader lease
@@ -670,7 +676,7 @@ class RaftServer:
             else:
                 self._sync_stores()
             if not persisting_later:
-                self.metrics.fsync_seconds.observe(time.perf_counter() - started)
+                self.stalls.synced(time.perf_counter() - started)
                 stages.synced(ready.entries[-1].index if ready.entries else 0)
         for message in ready.messages_after_persist:
             self.transport.send(message)
