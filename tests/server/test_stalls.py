@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,23 @@ def test_at_most_one_warning_a_second_per_kind_the_next_counting_those_left_out(
     assert stalls == [0.2, 0.4, 0.5, 0.6]  # the histogram misses none
 
 
+async def _while_led(
+    servers: list[RaftServer],
+    body: Callable[[list[RaftServer], RaftServer], Awaitable[None]],
+) -> None:
+    """Start the servers, wait for a leader, run `body`; stop them whatever happens."""
+    try:
+        for server in servers:
+            await server.start()
+        await wait_until(holds(lambda: leader_of(servers) is not None), "a leader")
+        leader = leader_of(servers)
+        assert leader is not None
+        await body(servers, leader)
+    finally:
+        for server in servers:
+            await server.stop()
+
+
 def _stall_count(server: RaftServer) -> float:
     value = server.metrics.registry.get_sample_value("raft_loop_stall_seconds_count")
     return value or 0.0
@@ -100,25 +118,19 @@ def _stall_count(server: RaftServer) -> float:
 def test_a_blocked_event_loop_is_reported_by_every_node_on_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def main() -> None:
-        hub = MemoryHub()
-        servers = [start_server(node_id, hub, tmp_path) for node_id in NODE_IDS]
-        try:
-            for server in servers:
-                await server.start()
-            await wait_until(holds(lambda: leader_of(servers) is not None), "a leader")
-            before = {server.id: _stall_count(server) for server in servers}
-            time.sleep(0.3)  # the fault under test: a blocking call on the loop
-            await wait_until(
-                holds(lambda: all(_stall_count(s) > before[s.id] for s in servers)),
-                "every node's ticker to count the stall",
-            )
-        finally:
-            for server in servers:
-                await server.stop()
+    hub = MemoryHub()
 
+    async def block_the_loop(servers: list[RaftServer], _leader: RaftServer) -> None:
+        before = {server.id: _stall_count(server) for server in servers}
+        time.sleep(0.3)  # the fault under test: a blocking call on the loop
+        await wait_until(
+            holds(lambda: all(_stall_count(s) > before[s.id] for s in servers)),
+            "every node's ticker to count the stall",
+        )
+
+    servers = [start_server(node_id, hub, tmp_path) for node_id in NODE_IDS]
     with caplog.at_level(logging.INFO, logger="raftkv.node"):
-        asyncio.run(main())
+        asyncio.run(_while_led(servers, block_the_loop))
     lines = _warnings(caplog, LOOP_WARNING)
     assert len(lines) >= len(NODE_IDS)
     # How long it stood is measured, not guessed: at least the 300 ms it was blocked, less
@@ -148,38 +160,30 @@ def test_a_slow_wal_sync_is_a_warning_with_its_duration(
 ) -> None:
     disks = {node_id: _SlowDisk() for node_id in NODE_IDS}
 
-    async def main() -> None:
-        hub = MemoryHub()
-        servers = [
-            RaftServer(
-                NodeOptions(
-                    node_id=node_id,
-                    data_dir=str(tmp_path / f"node-{node_id}"),
-                    listen=(HOST, 9000 + node_id),  # on the memory hub, not real ports
-                    client_listen=(HOST, 0),  # not listened on (listen_for_clients)
-                    peers={peer: (HOST, 9000 + peer) for peer in NODE_IDS if peer != node_id},
-                    seed=node_id,
-                ),
-                stores=Stores(disks[node_id], MemoryStableStore(), MemorySnapshotStore()),
-                transport_factory=functools.partial(MemoryTransport, hub),
-                listen_for_clients=False,
-            )
-            for node_id in NODE_IDS
-        ]
-        try:
-            for server in servers:
-                await server.start()
-            await wait_until(holds(lambda: leader_of(servers) is not None), "a leader")
-            leader = leader_of(servers)
-            assert leader is not None
-            disks[leader.id].slow = True
-            await leader.requests.propose(put("k"))
-        finally:
-            for server in servers:
-                await server.stop()
+    hub = MemoryHub()
 
+    async def slow_the_leaders_disk(_servers: list[RaftServer], leader: RaftServer) -> None:
+        disks[leader.id].slow = True
+        await leader.requests.propose(put("k"))
+
+    servers = [
+        RaftServer(
+            NodeOptions(
+                node_id=node_id,
+                data_dir=str(tmp_path / f"node-{node_id}"),
+                listen=(HOST, 9000 + node_id),  # on the memory hub, not real ports
+                client_listen=(HOST, 0),  # not listened on (listen_for_clients)
+                peers={peer: (HOST, 9000 + peer) for peer in NODE_IDS if peer != node_id},
+                seed=node_id,
+            ),
+            stores=Stores(disks[node_id], MemoryStableStore(), MemorySnapshotStore()),
+            transport_factory=functools.partial(MemoryTransport, hub),
+            listen_for_clients=False,
+        )
+        for node_id in NODE_IDS
+    ]
     with caplog.at_level(logging.INFO, logger="raftkv.node"):
-        asyncio.run(main())
+        asyncio.run(_while_led(servers, slow_the_leaders_disk))
     lines = _warnings(caplog, SYNC_WARNING)
     assert lines, "no slow-sync warning"
     took = int(lines[0].split("slow WAL sync: ")[1].split()[0])

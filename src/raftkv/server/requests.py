@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from raftkv.core import Entry
 from raftkv.errors import CommandFailed, NotLeader, RaftError, Timeout
+from raftkv.server.limited_log import LimitedWarning
 from raftkv.server.write_stages import WriteStages
 
 logger = logging.getLogger("raftkv.node")
@@ -96,10 +97,9 @@ class RequestTracker:
         self.write_seconds_total = 0.0
         # Commands the state machine raised on, on this node (proposed here or not).
         self.commands_failed_total = 0
-        # Only rate-limits log lines, so any clock will do (tests pass their own).
-        self._warning_clock = warning_clock
-        self._warned_at = -FAILURE_WARNING_INTERVAL_SECONDS
-        self._warnings_left_out = 0
+        self._failure_warnings = LimitedWarning(
+            logger, FAILURE_WARNING_INTERVAL_SECONDS, warning_clock
+        )
 
     def _expires(self, future: asyncio.Future[Any], message: str) -> None:
         deadline = asyncio.get_running_loop().time() + self._timeout_seconds
@@ -188,22 +188,15 @@ class RequestTracker:
         return future
 
     def _warn(self, failure: CommandFailed) -> None:
-        now = self._warning_clock()
-        if now - self._warned_at < FAILURE_WARNING_INTERVAL_SECONDS:
-            self._warnings_left_out += 1
-            return
-        left_out, self._warnings_left_out = self._warnings_left_out, 0
-        self._warned_at = now
         message = str(failure)
         if len(message) > FAILURE_MESSAGE_CHARS_MAX:
             message = message[:FAILURE_MESSAGE_CHARS_MAX] + "..."
         # repr() keeps a newline in the client-chosen text from forging a log line.
-        logger.warning(
+        self._failure_warnings.warn(
             "the command at index %d failed in the state machine (its result; the node"
-            " goes on): %s%s",
+            " goes on): %s",
             failure.index,
             repr(message)[1:-1],
-            f"; {left_out} more since the last such warning" if left_out else "",
         )
 
     # --- reads --------------------------------------------------------------------------

@@ -14,31 +14,14 @@ import logging
 import time
 from collections.abc import Callable
 
+from raftkv.server.limited_log import LimitedWarning
+
 logger = logging.getLogger("raftkv.node")
 
 # Long enough that a loaded node on a shared machine does not cry wolf (its longest ordinary
 # waits are a few tens of ms), short enough to name the cause of a lost election (150 ms).
 STALL_WARN_SECONDS = 0.1
 WARNING_INTERVAL_SECONDS = 1.0
-
-
-class _Limited:
-    """One kind of warning, at most one line per interval."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._warned_at = float("-inf")
-        self._left_out = 0
-
-    def warn(self, text: str, *args: object) -> None:
-        now = self._clock()
-        if now - self._warned_at < WARNING_INTERVAL_SECONDS:
-            self._left_out += 1
-            return
-        left_out, self._left_out = self._left_out, 0
-        self._warned_at = now
-        more = f"; {left_out} more since the last such warning" if left_out else ""
-        logger.warning(text + "%s", *args, more)
 
 
 class StallReporter:
@@ -53,8 +36,8 @@ class StallReporter:
         self._observe_loop_stall = observe_loop_stall
         self._observe_sync = observe_sync
         self.warn_seconds = warn_seconds
-        self._loop_warnings = _Limited(clock)
-        self._sync_warnings = _Limited(clock)
+        self._loop_warnings = LimitedWarning(logger, WARNING_INTERVAL_SECONDS, clock)
+        self._sync_warnings = LimitedWarning(logger, WARNING_INTERVAL_SECONDS, clock)
 
     def loop_stalled(self, seconds: float) -> None:
         """The ticker woke `seconds` after it was due (more than a tick late)."""
