@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import raftkv
+from raftkv.cli.bench_stalls import stall_summary
 from raftkv.cli.version import add_version_flag
 
 BIN = Path(sys.executable).parent
@@ -108,6 +109,10 @@ class LocalCluster:
             log = open(self.root / f"node-{node_id}.log", "ab")  # noqa: SIM115
             self.processes.append(subprocess.Popen(command, stdout=log, stderr=log))
             log.close()
+
+    def log_paths(self) -> list[Path]:
+        """Each node's log (warnings and worse: `--log-level warning`)."""
+        return [self.root / f"node-{node_id}.log" for node_id in self.ids]
 
     def leader_url(self) -> str:
         deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
@@ -307,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{result['p99_ms']:>9.2f}{result['errors']:>8.0f}"
                 f"{result['wrk_cpu_percent']:>8.0f}%"
             )
+        print(stall_summary(cluster.log_paths()))
         return 0
     finally:
         cluster.stop()
@@ -339,6 +345,7 @@ def print_breakdown(cluster: LocalCluster, url: str, script: Path, seconds: int)
             f"\nwrites, C = {connections}: {result['rate']:,.0f}/s, p50 {result['p50_ms']:.2f} ms"
         )
         print(table)
+    print(stall_summary(cluster.log_paths()))
     return 0
 
 
@@ -409,6 +416,7 @@ def compare_with_etcd(arguments: argparse.Namespace) -> int:
             f"medians of {arguments.repetitions} alternating runs of {arguments.seconds} s"
         )
         print(bench_etcd.report(results))
+        print(f"raftkv's {stall_summary(cluster.log_paths())}")
         return 0
     finally:
         cluster.stop()
