@@ -8,12 +8,11 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-# The warnings' fixed openings (server/stalls.py), each followed by "N ms".
-_KINDS = {
-    "slow WAL sync: ": "slow WAL syncs",
-    "the event loop stood still for ": "event-loop stalls",
-}
-_LEFT_OUT = re.compile(r"; (\d+) more since the last such warning")
+from raftkv.server.limited_log import LEFT_OUT_SUFFIX
+from raftkv.server.stalls import LOOP_STALL_OPENING, SLOW_SYNC_OPENING
+
+_KINDS = {SLOW_SYNC_OPENING: "slow WAL syncs", LOOP_STALL_OPENING: "event-loop stalls"}
+_LEFT_OUT = re.compile(re.escape(LEFT_OUT_SUFFIX).replace(re.escape("{}"), r"(\d+)"))
 
 
 def stall_summary(logs: Iterable[Path]) -> str:

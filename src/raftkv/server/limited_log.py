@@ -8,6 +8,9 @@ import logging
 import time
 from collections.abc import Callable
 
+# How a line says that warnings were left out before it (raft-bench counts them too).
+LEFT_OUT_SUFFIX = "; {} more since the last such warning"
+
 
 class LimitedWarning:
     def __init__(
@@ -31,5 +34,5 @@ class LimitedWarning:
             return
         left_out, self._left_out = self._left_out, 0
         self._warned_at = now
-        more = f"; {left_out} more since the last such warning" if left_out else ""
+        more = LEFT_OUT_SUFFIX.format(left_out) if left_out else ""
         self._logger.warning(text + "%s", *args, more)

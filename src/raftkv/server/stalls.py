@@ -22,6 +22,9 @@ logger = logging.getLogger("raftkv.node")
 # waits are a few tens of ms), short enough to name the cause of a lost election (150 ms).
 STALL_WARN_SECONDS = 0.1
 WARNING_INTERVAL_SECONDS = 1.0
+# Each warning's opening, followed by "N ms" (raft-bench reads them back: cli/bench_stalls.py).
+LOOP_STALL_OPENING = "the event loop stood still for "
+SLOW_SYNC_OPENING = "slow WAL sync: "
 
 
 class StallReporter:
@@ -44,7 +47,7 @@ class StallReporter:
         self._observe_loop_stall(seconds)
         if seconds >= self.warn_seconds:
             self._loop_warnings.warn(
-                "the event loop stood still for %.0f ms (a blocking call, the process paused,"
+                LOOP_STALL_OPENING + "%.0f ms (a blocking call, the process paused,"
                 " or no CPU for it): no ticks, messages or requests were handled meanwhile",
                 seconds * 1000,
             )
@@ -54,7 +57,7 @@ class StallReporter:
         self._observe_sync(seconds)
         if seconds >= self.warn_seconds:
             self._sync_warnings.warn(
-                "slow WAL sync: %.0f ms (the disk is slow or busy): what it holds counted as"
+                SLOW_SYNC_OPENING + "%.0f ms (the disk is slow or busy): what it holds counted as"
                 " stored, and was acknowledged, only after it",
                 seconds * 1000,
             )
