@@ -14,26 +14,25 @@ from pathlib import Path
 import pytest
 
 from raftkv.core import AppendEntries, Entry, EntryKind, InstallSnapshot, Membership
-from raftkv.core.messages import AnyMessage
 from raftkv.errors import StorageError
 from raftkv.kv import KVStore
 from raftkv.server.options import NodeOptions
 from raftkv.server.peers_file import load_peer_addresses
 from raftkv.server.runtime import RaftServer
 from raftkv.storage.simulated_disk import SimulatedFileSystem
+from tests.server.test_snapshot_install_race import RecordingTransport as MessageRecorder
 from tests.server.test_snapshot_install_race import close_server, drain_ready
 
 LEADER, FOLLOWER, NEWCOMER = 1, 2, 3
 NEWCOMER_ADDRESS = ("10.0.0.3", 9003)
 
 
-class RecordingTransport:
-    def __init__(self) -> None:
-        self.sent: list[AnyMessage] = []
-        self.addresses: dict[int, tuple[str, int]] = {}
+class RecordingTransport(MessageRecorder):
+    """Records the peer addresses the server gives its transport, too."""
 
-    def send(self, message: AnyMessage) -> None:
-        self.sent.append(message)
+    def __init__(self) -> None:
+        super().__init__()
+        self.addresses: dict[int, tuple[str, int]] = {}
 
     def set_peer_address(self, node_id: int, host: str, port: int) -> None:
         self.addresses[node_id] = (host, port)

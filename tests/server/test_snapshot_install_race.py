@@ -6,6 +6,7 @@ task, with the real file stores; only the network is replaced by a recorder."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from pathlib import Path
 
 from raftkv.core import AppendEntries, Entry, InstallSnapshot, Membership
@@ -26,6 +27,9 @@ class RecordingTransport:
 
     def send(self, message: AnyMessage) -> None:
         self.sent.append(message)
+
+    def set_applied_configuration(self, index: int, members: Collection[int]) -> None:
+        pass
 
 
 def follower_server(data_dir: Path) -> RaftServer:

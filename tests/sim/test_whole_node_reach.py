@@ -58,6 +58,14 @@ REACH: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], ra
         range(22, 25),
         "is still a learner",
     ),
+    # Session 20: caught at seed 10 (and 22, 23, 57 of seeds 1-60): a removed node no leader
+    # told of its removal (the leadership changed, or the members restarted and forgot it)
+    # is never told by the members either, and runs on after healing.
+    "removed node never told": (
+        defects.removed_node_never_told,
+        range(8, 11),
+        "was removed but still runs",
+    ),
 }
 
 

@@ -21,6 +21,7 @@ from raftkv.server.runtime import RaftServer
 from raftkv.server.snapshots import SnapshotTaker
 from raftkv.storage import recovery
 from raftkv.storage.base import LogStore, SnapshotStore, StableStore
+from raftkv.transport import handshake
 
 
 @contextlib.contextmanager
@@ -155,4 +156,13 @@ def damaged_newest_snapshot_falls_back() -> Iterator[None]:
         return recovery.Recovered(hard_state, entries, snapshot, index, [])
 
     with _patched(runtime, "recover", recover):
+        yield
+
+
+@contextlib.contextmanager
+def removed_node_never_told() -> Iterator[None]:
+    """Session 20's fix undone: a member never tells a dialer it was removed (no
+    `removed_at`), so a removed node whose removal no leader told it (the leadership changed
+    right after, or the members restarted and forgot it) runs on forever."""
+    with _patched(handshake, "removal_refusal", lambda handshake, applied: None):
         yield

@@ -21,6 +21,7 @@ from raftkv.transport import (
     MemoryHub,
     MemoryTransport,
     PeerStateHandler,
+    RemovedByHandler,
     TcpTransport,
     TraceHandler,
     Transport,
@@ -125,6 +126,8 @@ class Network:
         client_address: str | None = None,
         listen_host: str = HOST,
         on_cluster_id: Callable[[str], None] | None = None,
+        on_removed_by: RemovedByHandler | None = None,
+        member_since: int = 0,
         peer_tls: PeerTls | None = None,
     ) -> Transport:
         common: dict[str, Any] = {
@@ -141,6 +144,8 @@ class Network:
             "limits": limits,
             "rng": random.Random(node_id),
             "on_cluster_id": on_cluster_id,
+            "on_removed_by": on_removed_by,
+            "member_since": member_since,
         }
         transport: Transport = (
             TcpTransport(**common, peer_tls=peer_tls)

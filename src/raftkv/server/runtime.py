@@ -201,9 +201,15 @@ class RaftServer:
         self._stopped = asyncio.Event()
         self._last_tick_time = 0.0
         self._lease_blackout_ticks = 0
-        # Set once this node applies a configuration without itself: it should stop.
+        # Set once this node applies a configuration without itself, or a member refuses it
+        # as removed (`_refused_as_removed`): it should stop.
         self.removed = asyncio.Event()
+        # Whether this node applied (or started from a snapshot holding) a configuration
+        # with itself since its join: only then can leaving one mean it was removed.
         self._was_member = False
+        # The newest configuration applied (index, members), which peers that dial this
+        # node are checked against for their removal (`handshake.removal_refusal`).
+        self._applied_configuration: tuple[int, frozenset[int]] = (0, frozenset())
         # The newest configuration whose addresses were learnt (`_learn_addresses`).
         self._membership_index_seen = 0
         self.snapshots = SnapshotTaker(
@@ -279,7 +285,11 @@ class RaftServer:
             accept_unknown_peers=False,
             rng=random.Random(options.seed),
             on_cluster_id=self._record_learnt_cluster_id,
+            on_removed_by=self._refused_as_removed,
+            # A founding member's first configuration is the log's first entry.
+            member_since=self.joined_index or 1,
         )
+        self.transport.set_applied_configuration(*self._applied_configuration)
         if options.advertise_peer is not None:
             self.transport.set_advertised_address(*options.advertise_peer)
         for peer, address in self.peer_addresses.items():
@@ -422,6 +432,7 @@ class RaftServer:
                     "have been written by a newer version of raftkv"
                 ) from error
             logger.info("loaded snapshot at index %d term %d", meta.index, meta.term)
+            self._note_membership(meta.membership, meta.index)
             self.snapshots.loaded(len(data))
         self.node = RaftNode(
             config,
@@ -757,16 +768,10 @@ class RaftServer:
         self.watches.applied_through(index)
 
     def _membership_applied(self, membership: Membership, index: int) -> None:
-        # A joining node replays configurations from before it was added, perhaps an earlier
-        # add and removal of the same id: only leaving a configuration it belonged to since
-        # its own join means it was removed.
-        if index < self.joined_index:
-            pass
-        elif self.id in membership.members:
-            self._was_member = True
-        elif self._was_member and not self.removed.is_set():
+        if self._note_membership(membership, index) and not self.removed.is_set():
             logger.warning("this node was removed from the cluster; stopping")
             self.removed.set()
+        self.transport.set_applied_configuration(*self._applied_configuration)
         self.timeline.membership_changed(
             index, sorted(membership.members), sorted(membership.learners)
         )
@@ -782,6 +787,33 @@ class RaftServer:
                 changed = True
         if changed and self.data_dir is not None:
             save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
+
+    def _note_membership(self, membership: Membership, index: int) -> bool:
+        """Note a configuration applied (or loaded with a snapshot at start-up); whether it
+        removes this node.
+
+        A joining node replays configurations from before it was added, perhaps an earlier
+        add and removal of the same id: only leaving a configuration it belonged to since
+        its own join means it was removed."""
+        self._applied_configuration = (index, membership.members)
+        if index < self.joined_index:
+            return False
+        if self.id in membership.members:
+            self._was_member = True
+            return False
+        return self._was_member
+
+    def _refused_as_removed(self, peer: int) -> None:
+        """`peer` refused our connection: it applied, so the cluster committed, a
+        configuration without this node past the one that made it a member. No leader may
+        ever tell us (the leadership changed right after the removal, and a leader never
+        talks to a node outside its configuration): stop as on applying the removal."""
+        if not self.removed.is_set():
+            logger.warning(
+                "this node was removed from the cluster (node%d refuses it as removed); stopping",
+                peer,
+            )
+            self.removed.set()
 
     def _learn_addresses(self, membership: Membership, *, save: bool = True) -> bool:
         """Connect to every member of `membership` (the newest one in the log, not yet

@@ -601,6 +601,11 @@ class WholeNodeSimulation:
                 return f"node {member} is still a learner"
             if machine.server.applied_index < commit:
                 return f"node {member} applied {machine.server.applied_index} of {commit}"
+        for machine in running:
+            if machine.id not in membership.members and not machine.leaving:
+                # Removed (the configuration is final), yet it has not learnt so: without a
+                # leader to tell it, the members' refusals must (server/removal_notices.py).
+                return f"node {machine.id} was removed but still runs"
         return None
 
     def _liveness_owed(self) -> bool:

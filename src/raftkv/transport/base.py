@@ -11,7 +11,7 @@ in-memory twin for tests, connected through a `MemoryHub`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -31,6 +31,11 @@ MessageHandler = Callable[[AnyMessage], None]
 PeerStateHandler = Callable[[int, bool], None]
 """Called with (peer id, connected) whenever the outbound connection to a peer comes up or
 goes down; a peer starts disconnected and is reported only on a change."""
+
+RemovedByHandler = Callable[[int], None]
+"""Called with a peer's id when it refuses our connection because this node was removed
+from the cluster: it applied (so the cluster committed) a configuration without this node
+past the one that made it a member (`member_since`)."""
 
 TraceDirection = Literal["send", "receive"]
 TraceHandler = Callable[[TraceDirection, AnyMessage], None]
@@ -113,6 +118,10 @@ class Transport(Protocol):
     def remove_peer(self, node_id: int) -> None:
         """Forget a peer: drop its queue, close its connections, refuse it from now on."""
 
+    def set_applied_configuration(self, index: int, members: Collection[int]) -> None:
+        """The newest configuration this node applied: a dialer that joined before `index`
+        and is not among `members` was removed, and is told so (`on_removed_by`)."""
+
     def is_connected(self, node_id: int) -> bool:
         """Whether the outbound connection to `node_id` is up (handshake accepted)."""
 
@@ -146,6 +155,8 @@ class TransportFactory(Protocol):
         accept_unknown_peers: bool = False,
         rng: random.Random | None = None,
         on_cluster_id: Callable[[str], None] | None = None,
+        on_removed_by: RemovedByHandler | None = None,
+        member_since: int = 0,
     ) -> Transport: ...
 
 

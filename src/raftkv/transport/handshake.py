@@ -90,6 +90,11 @@ class Handshake(msgspec.Struct, frozen=True):
     # restarted knowing only the members of its join) can still reach it, be answered,
     # and so bring it up to date. Optional: older version-2 nodes leave it out.
     peer_address: str = ""
+    # The index of the configuration that made the sender a member (the one its `--join`
+    # added it in; 1, the first configuration, for a founding member); 0 when not known (an
+    # older node, or one still asking to join). A member that applied a later configuration
+    # without the sender knows it was removed since, and says so (`removed_at`).
+    member_since: int = 0
 
 
 class HandshakeReply(msgspec.Struct, frozen=True):
@@ -100,6 +105,10 @@ class HandshakeReply(msgspec.Struct, frozen=True):
     # The cluster id, told to a member that dialed without one (a founding member that has
     # not learnt it yet: see `check_handshake`); empty otherwise.
     cluster_id: str = ""
+    # Refused because the dialer was removed: the index of the configuration this node
+    # applied (so committed) that does not hold the dialer, past its `member_since`. The
+    # dialer stops (SPEC §4); 0 for every other refusal.
+    removed_at: int = 0
 
 
 # Founders other than the lowest-id one refuse each other until they learn the cluster id:
@@ -173,10 +182,42 @@ class Refusal:
     reply: str
     log: str
     kind: str
+    # See `HandshakeReply.removed_at`.
+    removed_at: int = 0
 
     @classmethod
     def same(cls, reason: str, kind: str) -> Refusal:
         return cls(reason, reason, kind)
+
+
+@dataclass(frozen=True)
+class AppliedConfiguration:
+    """The newest configuration a node applied (committed): its index and members."""
+
+    index: int
+    members: frozenset[int]
+
+
+NO_CONFIGURATION = AppliedConfiguration(0, frozenset())
+
+
+def removal_refusal(handshake: Handshake, applied: AppliedConfiguration) -> Refusal | None:
+    """The refusal of a dialer removed from the cluster, or None.
+
+    Configurations commit in log order, so one applied here at an index past the dialer's
+    `member_since` that does not hold it proves it was removed after it joined, whatever
+    happened in between: unlike the transport's set of removed peers, this survives a
+    restart of either side and needs no leader to have told the dialer. A node re-added
+    under a removed id joins anew, at an index past the removal, so it is not refused so.
+    """
+    since = handshake.member_since
+    if since <= 0 or applied.index <= since or handshake.node_id in applied.members:
+        return None
+    reason = (
+        f"node id {handshake.node_id} was removed from the cluster: the configuration at "
+        f"index {applied.index} does not hold it (a member since index {since})"
+    )
+    return Refusal(reason, reason, "removed node", removed_at=applied.index)
 
 
 def check_handshake(
@@ -188,6 +229,7 @@ def check_handshake(
     known_peers: Container[int],
     accept_unknown_peers: bool,
     removed_peers: Container[int] = (),
+    applied: AppliedConfiguration = NO_CONFIGURATION,
 ) -> Refusal | None:
     """Why the handshake is refused, or None when it is accepted.
 
@@ -222,6 +264,9 @@ def check_handshake(
         return Refusal.same(f"node id {node_id} is this node's own id", "own node id")
     if handshake.node_id <= 0:
         return Refusal.same(f"invalid node id {handshake.node_id}", "invalid node id")
+    removed = removal_refusal(handshake, applied)
+    if removed is not None:
+        return removed
     if handshake.node_id not in known_peers and not accept_unknown_peers:
         # A member this node has not heard of yet is welcome if it says where to answer it;
         # a removed one is not (it has left, and its messages would only disrupt).

@@ -23,6 +23,7 @@ from raftkv.transport.base import (
     MessageHandler,
     PeerCounters,
     PeerStateHandler,
+    RemovedByHandler,
     TraceHandler,
     logger,
 )
@@ -31,6 +32,7 @@ from raftkv.transport.handshake import (
     PROTOCOL_VERSION,
     Handshake,
     LeaseSettings,
+    Refusal,
     is_bootstrap_refusal,
 )
 from raftkv.transport.limits import FRAME_HEADER_BYTES, TransportLimits
@@ -239,11 +241,15 @@ class _MemoryLink:
             client_address=owner.client_address,
             lease=owner.lease_settings,
             peer_address=owner.own_peer_address(),
+            member_since=owner.member_since,
         )
         # The accepting side runs in its own process's context: what it starts there (a
         # link back to a peer it did not know) is its own, and dies with it, not with us.
-        reason = destination._context.run(destination._refusal, handshake)
-        if reason is not None:
+        refusal = destination._context.run(destination._refusal, handshake)
+        if refusal is not None:
+            if refusal.removed_at:
+                owner._report_removed_by(self.peer_id)
+            reason = refusal.reply
             if reason != self._last_refusal:
                 self._last_refusal = reason
                 self.counters.connection_failures += 1
@@ -284,6 +290,8 @@ class MemoryTransport(TransportBase):
         limits: TransportLimits | None = None,
         rng: random.Random | None = None,
         on_cluster_id: Callable[[str], None] | None = None,
+        on_removed_by: RemovedByHandler | None = None,
+        member_since: int = 0,
     ) -> None:
         super().__init__(
             node_id=node_id,
@@ -297,6 +305,8 @@ class MemoryTransport(TransportBase):
             limits=limits,
             rng=rng,
             on_cluster_id=on_cluster_id,
+            on_removed_by=on_removed_by,
+            member_since=member_since,
         )
         self.hub = hub
         self._address = (listen_host, listen_port)
@@ -350,15 +360,15 @@ class MemoryTransport(TransportBase):
         for link in self._links.values():
             link.on_queued()
 
-    def _refusal(self, handshake: Handshake) -> str | None:
-        """The accepting side of the handshake, as TcpTransport runs it: the reason told to
-        the dialer, or None when accepted."""
+    def _refusal(self, handshake: Handshake) -> Refusal | None:
+        """The accepting side of the handshake, as TcpTransport runs it: what the dialer is
+        told (`reply`, `removed_at`), or None when accepted."""
         refusal = self._check_handshake(handshake)
         if refusal is not None:
             # No address in memory: the sender's id stands for it (every sender is in-process).
             sender = f"node {handshake.node_id}"
             self._log_refusal(refusal.kind, sender, f"{sender}: {refusal.log}")
-            return refusal.reply
+            return refusal
         self._learn_client_address(handshake.node_id, handshake.client_address)
         self._inbound_peers.add(handshake.node_id)
         return None

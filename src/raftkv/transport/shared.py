@@ -12,7 +12,7 @@ import logging
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 from raftkv.addresses import WILDCARD_HOSTS, AddressError, format_address, parse_host_port
@@ -23,6 +23,7 @@ from raftkv.transport.base import (
     MessageHandler,
     PeerCounters,
     PeerStateHandler,
+    RemovedByHandler,
     TraceHandler,
     TransportCounters,
     call_safely,
@@ -30,6 +31,8 @@ from raftkv.transport.base import (
 )
 from raftkv.transport.handshake import (
     CLUSTER_ID_UNKNOWN,
+    NO_CONFIGURATION,
+    AppliedConfiguration,
     Handshake,
     LeaseSettings,
     Refusal,
@@ -81,6 +84,8 @@ class TransportBase(ABC):
         limits: TransportLimits | None,
         rng: random.Random | None,
         on_cluster_id: Callable[[str], None] | None = None,
+        on_removed_by: RemovedByHandler | None = None,
+        member_since: int = 0,
     ) -> None:
         if node_id <= 0:
             raise ValueError("node_id must be a positive integer")
@@ -88,6 +93,11 @@ class TransportBase(ABC):
         # Empty while this node, a founding member, has not learnt it: see `_learn_cluster_id`.
         self._cluster_id = cluster_id
         self._on_cluster_id = on_cluster_id
+        self._on_removed_by = on_removed_by
+        # Told in handshakes (`Handshake.member_since`); 0: not known.
+        self._member_since = member_since
+        # What a dialer is checked against for its removal (`handshake.removal_refusal`).
+        self._applied_configuration = NO_CONFIGURATION
         self._lease_settings = lease_settings
         self._on_message = on_message
         self._on_peer_state = on_peer_state
@@ -181,6 +191,13 @@ class TransportBase(ABC):
         if not self._accept_unknown_peers:
             self._forget_inbound(node_id)
 
+    def set_applied_configuration(self, index: int, members: Collection[int]) -> None:
+        self._applied_configuration = AppliedConfiguration(index, frozenset(members))
+
+    @property
+    def member_since(self) -> int:
+        return self._member_since
+
     def is_connected(self, node_id: int) -> bool:
         link = self._links.get(node_id)
         return link is not None and link.connected
@@ -223,6 +240,11 @@ class TransportBase(ABC):
         if handler is not None:
             call_safely("on_peer_state", lambda: handler(node_id, connected))
 
+    def _report_removed_by(self, peer_id: int) -> None:
+        handler = self._on_removed_by
+        if handler is not None:
+            call_safely("on_removed_by", lambda: handler(peer_id))
+
     def _learn_client_address(self, node_id: int, client_address: str) -> None:
         if client_address:
             self._client_addresses[node_id] = client_address
@@ -260,6 +282,7 @@ class TransportBase(ABC):
             known_peers=self._links,
             accept_unknown_peers=self._accept_unknown_peers,
             removed_peers=self._removed_peers,
+            applied=self._applied_configuration,
         )
         if refusal is None and not self._cluster_id:
             self._learn_cluster_id(handshake.cluster_id, handshake.node_id)

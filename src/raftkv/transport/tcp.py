@@ -21,6 +21,7 @@ from raftkv.transport.base import (
     ListenFailed,
     MessageHandler,
     PeerStateHandler,
+    RemovedByHandler,
     TraceHandler,
     logger,
 )
@@ -59,6 +60,8 @@ class TcpTransport(TransportBase):
         limits: TransportLimits | None = None,
         rng: random.Random | None = None,
         on_cluster_id: Callable[[str], None] | None = None,
+        on_removed_by: RemovedByHandler | None = None,
+        member_since: int = 0,
         peer_tls: PeerTls | None = None,
     ) -> None:
         super().__init__(
@@ -73,6 +76,8 @@ class TcpTransport(TransportBase):
             limits=limits,
             rng=rng,
             on_cluster_id=on_cluster_id,
+            on_removed_by=on_removed_by,
+            member_since=member_since,
         )
         self._listen_host = listen_host
         self._listen_port = listen_port
@@ -146,6 +151,8 @@ class TcpTransport(TransportBase):
             counters=self._peer_counters(node_id),
             rng=self._random,
             on_state=self._report_peer_state,
+            on_removed_by=self._report_removed_by,
+            member_since=self._member_since,
             on_client_address=self._learn_client_address,
             own_peer_address=self.own_peer_address,
             source_host=None if self._listen_host in WILDCARD_HOSTS else self._listen_host,
@@ -270,7 +277,10 @@ class TcpTransport(TransportBase):
                 remote_host(remote),
                 f"node {handshake.node_id}: {refusal.log} (from {remote})",
             )
-            self._write_reply(writer, HandshakeReply(accepted=False, reason=refusal.reply))
+            self._write_reply(
+                writer,
+                HandshakeReply(accepted=False, reason=refusal.reply, removed_at=refusal.removed_at),
+            )
             return None
         peer_id = handshake.node_id
         reply = HandshakeReply(

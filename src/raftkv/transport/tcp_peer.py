@@ -69,6 +69,8 @@ class OutboundPeer:
         rng: random.Random,
         on_state: Callable[[int, bool], None],
         on_client_address: Callable[[int, str], None],
+        on_removed_by: Callable[[int], None] = lambda peer_id: None,
+        member_since: int = 0,
         own_peer_address: Callable[[], str] = lambda: "",
         on_cluster_id: Callable[[str, int], None] = lambda cluster_id, peer_id: None,
         source_host: str | None = None,
@@ -96,6 +98,8 @@ class OutboundPeer:
         )
         self._on_state = on_state
         self._on_client_address = on_client_address
+        self._on_removed_by = on_removed_by
+        self._member_since = member_since
         self._own_peer_address = own_peer_address
         self.connected = False
         self._task: asyncio.Task[None] | None = None
@@ -224,6 +228,7 @@ class OutboundPeer:
                 client_address=self._client_address,
                 lease=self._lease_settings,
                 peer_address=self._own_peer_address(),
+                member_since=self._member_since,
             )
             writer.write(encode_frame(encode_handshake(handshake)))
             parser = FrameParser(limits.handshake_frame_bytes_max)
@@ -231,6 +236,8 @@ class OutboundPeer:
                 payload = await read_frame(reader, parser, limits.read_chunk_bytes)
             reply = decode_reply(payload)
             if not reply.accepted:
+                if reply.removed_at:
+                    self._on_removed_by(self.peer_id)
                 raise HandshakeRefused(reply.reason or "no reason given")
             if reply.node_id != self.peer_id:
                 raise HandshakeRefused(f"it answered as node {reply.node_id}")

@@ -1,0 +1,117 @@
+"""A removed node stops even when no leader tells it of its removal, and a node restarted
+from a snapshot still stops on applying its removal.
+
+The first was seen in `tests/process/test_membership.py`: node 4's removal committed, the
+leader stalled on its disk and lost its leadership before telling node 4, and the next leader
+never talks to a node outside its configuration; node 4 ran on as a pre-candidate. Now a
+member that applied a configuration without it, past the one that made it a member, refuses
+its connection saying so, and it stops (the rule itself: tests/transport/test_removal_refusal.py).
+A real cluster on the in-memory transport, whose hub keeps the removal from ever reaching the
+removed node; and a restart driven through the server's Ready handling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from raftkv.core import AppendEntries, Entry, EntryKind, InstallSnapshot, Membership
+from raftkv.server.http_server import Request
+from raftkv.server.runtime import RaftServer
+from raftkv.transport.memory import MemoryHub
+from tests.server.test_health import holds, ready_cluster, run_cluster
+from tests.server.test_snapshot_install_race import (
+    FOLLOWER,
+    LEADER,
+    close_server,
+    drain_ready,
+    follower_server,
+    leader_state,
+)
+from tests.waiting import wait_until
+
+
+def voters(*ids: int) -> Membership:
+    return Membership(voters=frozenset(ids))
+
+
+# --- a real cluster -----------------------------------------------------------------------
+def test_a_removed_node_no_leader_tells_stops_when_a_member_refuses_it_as_removed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body(hub: MemoryHub, servers: list[RaftServer]) -> None:
+        leader, removed = await ready_cluster(servers)
+        other = next(server for server in servers if server not in (leader, removed))
+        # Nothing reaches the node from now on: no leader will ever tell it of its removal.
+        # It can still dial the members, which is how their refusals reach it.
+        hub.block(leader.id, removed.id)
+        hub.block(other.id, removed.id)
+        request = Request("DELETE", f"/v1/members/{removed.id}", {}, b"", True)
+
+        async def removal_committed() -> bool:
+            assert leader.api is not None
+            return (await leader.api.handle(request)).status == 200
+
+        await wait_until(removal_committed, f"node {removed.id}'s removal committed")
+        await wait_until(holds(removed.removed.is_set), "the removed node stopping")
+        assert removed.id in removed.node.membership.members, (
+            "it never held its removal: a member's refusal told it"
+        )
+        assert not leader.removed.is_set() and not other.removed.is_set()
+
+    with caplog.at_level(logging.WARNING, logger="raftkv"):
+        run_cluster(tmp_path, body)
+    assert any("refuses it as removed" in record.getMessage() for record in caplog.records)
+
+
+# --- a restart from a snapshot ------------------------------------------------------------
+def _snapshot_holding_the_follower(server: RaftServer) -> InstallSnapshot:
+    return InstallSnapshot(
+        to=FOLLOWER,
+        term=2,
+        leader_id=LEADER,
+        last_included_index=50,
+        last_included_term=2,
+        offset=0,
+        data=leader_state(50),
+        done=True,
+        membership=voters(LEADER, FOLLOWER, 3).encode(),
+    )
+
+
+async def _restart_then_apply_the_removal(data_dir: Path) -> bool:
+    server = follower_server(data_dir)
+    await drain_ready(server)  # the bootstrap entry
+    server.node.step(_snapshot_holding_the_follower(server))
+    await drain_ready(server)
+    close_server(server)
+    # Restarted: the snapshot is all it holds of its configuration history.
+    server = follower_server(data_dir)
+    try:
+        removal = Entry(
+            term=2, index=51, kind=EntryKind.MEMBERSHIP, data=voters(LEADER, 3).encode()
+        )
+        server.node.step(
+            AppendEntries(
+                to=FOLLOWER,
+                term=2,
+                leader_id=LEADER,
+                prev_log_index=50,
+                prev_log_term=2,
+                entries=[removal],
+                leader_commit=51,
+            )
+        )
+        await drain_ready(server)
+        assert server.applied_index == 51
+        if server.snapshots._task is not None:
+            await server.snapshots._task  # due after every entry; done before the close
+        return server.removed.is_set()
+    finally:
+        close_server(server)
+
+
+def test_a_node_restarted_from_a_snapshot_stops_on_applying_its_removal(tmp_path: Path) -> None:
+    assert asyncio.run(_restart_then_apply_the_removal(tmp_path / "node-2"))

@@ -1,0 +1,128 @@
+"""A member refuses a peer it knows was removed, and tells it so (`HandshakeReply.removed_at`):
+the peer dials with the index of the configuration that made it a member (`member_since`),
+and a configuration applied here past that index without it proves it was removed since.
+The rule on hand-made handshakes, then over every transport kind, the refused side hearing
+of it through `on_removed_by` (the server stops on it: tests/server/test_removed_node_stops.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from raftkv.transport.handshake import (
+    HANDSHAKE_MAGIC,
+    PROTOCOL_VERSION,
+    AppliedConfiguration,
+    Handshake,
+    check_handshake,
+    removal_refusal,
+)
+from tests.waiting import wait_until
+
+from .harness import (
+    CLUSTER_ID,
+    LEASE_SETTINGS,
+    NETWORK_KINDS,
+    Inbox,
+    Network,
+    run_on_network,
+)
+
+APPLIED = AppliedConfiguration(index=40, members=frozenset({1, 3}))
+
+
+def handshake(node_id: int = 2, member_since: int = 10, **fields: object) -> Handshake:
+    return Handshake(
+        magic=HANDSHAKE_MAGIC,
+        protocol_version=PROTOCOL_VERSION,
+        cluster_id=CLUSTER_ID,
+        node_id=node_id,
+        to_node_id=1,
+        lease=LEASE_SETTINGS,
+        member_since=member_since,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_a_configuration_past_the_dialers_membership_without_it_refuses_it_as_removed() -> None:
+    refusal = removal_refusal(handshake(member_since=10), APPLIED)
+    assert refusal is not None
+    assert refusal.removed_at == 40
+    assert refusal.reply == (
+        "node id 2 was removed from the cluster: the configuration at index 40 does not hold "
+        "it (a member since index 10)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("node_id", "member_since", "why"),
+    [
+        (3, 10, "a member of the configuration"),
+        (2, 41, "re-added after it: this node has not applied the re-add yet"),
+        (2, 40, "no configuration both holds and removes it"),
+        (2, 0, "an older node, or one still joining, says nothing"),
+    ],
+)
+def test_no_removal_is_claimed_without_proof(node_id: int, member_since: int, why: str) -> None:
+    assert removal_refusal(handshake(node_id, member_since), APPLIED) is None, why
+
+
+def test_the_removal_is_checked_even_for_a_peer_this_node_still_dials() -> None:
+    # Still in the links (the grace after a removal, or learnt again from an address book):
+    # the configuration decides, not what the transport happens to know.
+    refusal = check_handshake(
+        handshake(member_since=10),
+        cluster_id=CLUSTER_ID,
+        node_id=1,
+        lease_settings=LEASE_SETTINGS,
+        known_peers={2, 3},
+        accept_unknown_peers=False,
+        applied=APPLIED,
+    )
+    assert refusal is not None and refusal.removed_at == 40
+
+
+def test_the_transient_refusal_of_a_removed_peer_is_not_a_proof() -> None:
+    # `remove_peer` refuses the peer without knowing when it joined: it may be a node re-added
+    # under that id, whose re-add this node has not appended yet. No `removed_at`, no stop.
+    refusal = check_handshake(
+        handshake(member_since=0),
+        cluster_id=CLUSTER_ID,
+        node_id=1,
+        lease_settings=LEASE_SETTINGS,
+        known_peers={3},
+        accept_unknown_peers=False,
+        removed_peers={2},
+        applied=APPLIED,
+    )
+    assert refusal is not None and refusal.kind == "removed node" and refusal.removed_at == 0
+
+
+@pytest.mark.parametrize("kind", NETWORK_KINDS)
+def test_the_refused_peer_hears_it_was_removed_and_only_then(kind: str) -> None:
+    async def body(network: Network) -> None:
+        member = network.create(1, Inbox())
+        await member.start()
+        member.set_applied_configuration(40, {1, 3})
+        heard: dict[int, list[int]] = {}
+        dialers = {}
+        # Node 2 joined at 10 (removed since); node 4 was re-added at 45, which node 1 has
+        # not applied yet; node 5 tells no index.
+        for node_id, since in ((2, 10), (4, 45), (5, 0)):
+            heard[node_id] = []
+            dialer = network.create(
+                node_id, Inbox(), member_since=since, on_removed_by=heard[node_id].append
+            )
+            await dialer.start()
+            member.set_peer_address(node_id, *dialer.listen_address)
+            dialer.set_peer_address(1, *member.listen_address)
+            dialers[node_id] = dialer
+        await wait_until(lambda: heard[2] != [], "node 2 told it was removed")
+        await wait_until(
+            lambda: dialers[4].is_connected(1) and dialers[5].is_connected(1),
+            "nodes 4 and 5 accepted",
+        )
+        assert not dialers[2].is_connected(1)
+        assert set(heard[2]) == {1}
+        assert heard[4] == [] and heard[5] == []
+
+    run_on_network(kind, body)
