@@ -1,5 +1,6 @@
-"""A removed node stops even when no leader tells it of its removal, and a node restarted
-from a snapshot still stops on applying its removal.
+"""A removed node stops even when no leader tells it of its removal; a node restarted from a
+snapshot still stops on applying its removal; a member restarted with the `--peers` it was
+founded with does not dial one removed since.
 
 The first was seen in `tests/process/test_membership.py`: node 4's removal committed, the
 leader stalled on its disk and lost its leadership before telling node 4, and the next leader
@@ -12,16 +13,21 @@ removed node; and a restart driven through the server's Ready handling."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from pathlib import Path
 
 import pytest
 
 from raftkv.core import AppendEntries, Entry, EntryKind, InstallSnapshot, Membership
+from raftkv.core.messages import replace
 from raftkv.server.http_server import Request
+from raftkv.server.options import NodeOptions
+from raftkv.server.peers_file import load_peer_addresses
 from raftkv.server.runtime import RaftServer
-from raftkv.transport.memory import MemoryHub
-from tests.server.test_health import holds, ready_cluster, run_cluster
+from raftkv.storage.filesystem import OsFileSystem
+from raftkv.transport.memory import MemoryHub, MemoryTransport
+from tests.server.test_health import HOST, holds, ready_cluster, run_cluster
 from tests.server.test_snapshot_install_race import (
     FOLLOWER,
     LEADER,
@@ -115,3 +121,42 @@ async def _restart_then_apply_the_removal(data_dir: Path) -> bool:
 
 def test_a_node_restarted_from_a_snapshot_stops_on_applying_its_removal(tmp_path: Path) -> None:
     assert asyncio.run(_restart_then_apply_the_removal(tmp_path / "node-2"))
+
+
+# --- a member restarted with the peers it was founded with ---------------------------------
+async def _restart_with_the_founding_peers(data_dir: Path) -> tuple[set[int], set[int]]:
+    server = follower_server(data_dir)
+    await drain_ready(server)  # the bootstrap entry
+    # Caught up by a snapshot whose configuration no longer holds node 3: its removal lies
+    # inside the snapshot, never applied here as an entry.
+    snapshot = _snapshot_holding_the_follower(server)
+    server.node.step(replace(snapshot, membership=voters(LEADER, FOLLOWER).encode()))
+    await drain_ready(server)
+    close_server(server)
+    options = NodeOptions(
+        node_id=FOLLOWER,
+        data_dir=str(data_dir),
+        listen=(HOST, 9000 + FOLLOWER),
+        client_listen=(HOST, 0),
+        peers={LEADER: (HOST, 9000 + LEADER), 3: (HOST, 9003)},  # as it was founded
+    )
+    restarted = RaftServer(
+        options, transport_factory=functools.partial(MemoryTransport, MemoryHub())
+    )
+    await restarted.start()
+    try:
+        return set(restarted.peer_addresses), set(restarted.transport.counters().peers)
+    finally:
+        await restarted.stop()
+
+
+def test_a_member_restarted_with_its_founding_peers_does_not_dial_a_removed_one(
+    tmp_path: Path,
+) -> None:
+    addresses, dialed = asyncio.run(_restart_with_the_founding_peers(tmp_path / "node-2"))
+    assert addresses == {LEADER, FOLLOWER}
+    assert dialed == {LEADER}
+    assert set(load_peer_addresses(str(tmp_path / "node-2"), OsFileSystem())) == {
+        LEADER,
+        FOLLOWER,
+    }

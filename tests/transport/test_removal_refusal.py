@@ -126,3 +126,25 @@ def test_the_refused_peer_hears_it_was_removed_and_only_then(kind: str) -> None:
         assert heard[4] == [] and heard[5] == []
 
     run_on_network(kind, body)
+
+
+@pytest.mark.parametrize("kind", NETWORK_KINDS)
+def test_a_peer_connected_before_its_removal_was_applied_is_told_too(kind: str) -> None:
+    async def body(network: Network) -> None:
+        member = network.create(1, Inbox())
+        await member.start()
+        heard: list[int] = []
+        # A member that knows node 2 by its address, and one that only accepted its dial.
+        removed = network.create(2, Inbox(), member_since=10, on_removed_by=heard.append)
+        await removed.start()
+        removed.set_peer_address(1, *member.listen_address)
+        await wait_until(lambda: removed.is_connected(1), "node 2 accepted")
+        # Node 1 (restarted, say) applies the configuration that removed node 2 only now.
+        member.set_applied_configuration(40, {1, 3})
+        await wait_until(lambda: heard != [], "node 2 told it was removed")
+        assert heard[0] == 1
+        assert not removed.is_connected(1)
+        # It was dialed back only because it dialed: that link is gone too.
+        assert 2 not in member.counters().peers or not member.is_connected(2)
+
+    run_on_network(kind, body)

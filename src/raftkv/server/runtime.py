@@ -254,6 +254,7 @@ class RaftServer:
         options = self.options
         self._open_storage()
         self._build_node()
+        self._forget_removed_peers()
         self.applied_index = self.node.log.applied
         if isinstance(self.state_machine, KVStore):
             self.leases = LeaseDuties(
@@ -830,6 +831,27 @@ class RaftServer:
         if changed and save and self.data_dir is not None:
             save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
         return changed
+
+    def _forget_removed_peers(self) -> None:
+        """At start-up, forget the peers the newest configuration in the log does not hold:
+        a member restarted with the `--peers` it was founded with names a member removed
+        since, whose removal may lie inside the snapshot (never applied again as an entry),
+        and would dial it for good. A member added later than this node knows is learnt
+        from the log as it arrives, and may dial us meanwhile (its handshake names its
+        address). A node that holds no configuration yet (joining) keeps what it was given."""
+        members = self.node.membership.members
+        if not members:
+            return
+        removed = [peer for peer in self.peer_addresses if peer != self.id and peer not in members]
+        for peer in removed:
+            del self.peer_addresses[peer]
+        if removed and self.data_dir is not None:
+            logger.info(
+                "not dialing %s: not in the configuration at index %d",
+                ", ".join(f"node{peer}" for peer in sorted(removed)),
+                self.node.membership_index,
+            )
+            save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
 
     def _forget_peer(self, member: int) -> None:
         if member not in self.peer_addresses and not self._stopping:

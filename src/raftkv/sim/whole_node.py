@@ -602,10 +602,18 @@ class WholeNodeSimulation:
             if machine.server.applied_index < commit:
                 return f"node {member} applied {machine.server.applied_index} of {commit}"
         for machine in running:
-            if machine.id not in membership.members and not machine.leaving:
-                # Removed (the configuration is final), yet it has not learnt so: without a
-                # leader to tell it, the members' refusals must (server/removal_notices.py).
-                return f"node {machine.id} was removed but still runs"
+            server = machine.server
+            assert server is not None
+            if machine.id not in membership.members:
+                if not machine.leaving:
+                    # Removed (the configuration is final), yet it has not learnt so: with no
+                    # leader to tell it, a member's refusal must (`removed_at`, SPEC §4).
+                    return f"node {machine.id} was removed but still runs"
+                continue
+            stale = sorted(set(server.peer_addresses) - membership.members)
+            if stale:
+                # It would dial them for good, logging each failure.
+                return f"node {machine.id} still dials node {stale[0]}, not a member"
         return None
 
     def _liveness_owed(self) -> bool:

@@ -201,6 +201,12 @@ class AppliedConfiguration:
 NO_CONFIGURATION = AppliedConfiguration(0, frozenset())
 
 
+def was_removed(node_id: int, member_since: int, applied: AppliedConfiguration) -> bool:
+    """Whether `applied` proves that `node_id`, a member since `member_since` (0: not
+    known), was removed since (see `removal_refusal`)."""
+    return 0 < member_since < applied.index and node_id not in applied.members
+
+
 def removal_refusal(handshake: Handshake, applied: AppliedConfiguration) -> Refusal | None:
     """The refusal of a dialer removed from the cluster, or None.
 
@@ -211,7 +217,7 @@ def removal_refusal(handshake: Handshake, applied: AppliedConfiguration) -> Refu
     under a removed id joins anew, at an index past the removal, so it is not refused so.
     """
     since = handshake.member_since
-    if since <= 0 or applied.index <= since or handshake.node_id in applied.members:
+    if not was_removed(handshake.node_id, since, applied):
         return None
     reason = (
         f"node id {handshake.node_id} was removed from the cluster: the configuration at "

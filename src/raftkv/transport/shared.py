@@ -37,6 +37,7 @@ from raftkv.transport.handshake import (
     LeaseSettings,
     Refusal,
     check_handshake,
+    was_removed,
 )
 from raftkv.transport.limits import (
     ADOPTED_PEERS_MAX,
@@ -117,6 +118,10 @@ class TransportBase(ABC):
         self._removed_peers: set[int] = set()
         # Peers accepted without being known, on the address their handshake named.
         self._adopted_peers: set[int] = set()
+        # The `member_since` of each peer whose handshake was accepted (its latest): when a
+        # configuration applied later proves it removed, its connection is closed, so that
+        # it redials and hears so.
+        self._accepted_member_since: dict[int, int] = {}
         # Cancelled link tasks still unwinding; `close()` waits for them.
         # Insertion-ordered, not a set: awaited in a repeatable order (the simulator).
         self._retired_tasks: dict[asyncio.Task[None], None] = {}
@@ -192,7 +197,16 @@ class TransportBase(ABC):
             self._forget_inbound(node_id)
 
     def set_applied_configuration(self, index: int, members: Collection[int]) -> None:
-        self._applied_configuration = AppliedConfiguration(index, frozenset(members))
+        applied = self._applied_configuration = AppliedConfiguration(index, frozenset(members))
+        # A removed peer connected before (this node had not applied the removal, or had
+        # just restarted and applied nothing yet) would keep its connection, never redial,
+        # never be refused, and so never learn it was removed.
+        for peer, since in list(self._accepted_member_since.items()):
+            if was_removed(peer, since, applied):
+                del self._accepted_member_since[peer]
+                if peer in self._adopted_peers:
+                    self.remove_peer(peer)  # dialed back only because it dialed us
+                self._forget_inbound(peer)
 
     @property
     def member_since(self) -> int:
@@ -306,6 +320,8 @@ class TransportBase(ABC):
                 handshake.peer_address,
             )
             self.set_peer_address(handshake.node_id, host, port)
+        if refusal is None:
+            self._accepted_member_since[handshake.node_id] = handshake.member_since
         return refusal
 
     @property
