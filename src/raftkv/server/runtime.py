@@ -843,14 +843,16 @@ class RaftServer:
         if not members:
             return
         removed = [peer for peer in self.peer_addresses if peer != self.id and peer not in members]
+        if not removed:
+            return
         for peer in removed:
             del self.peer_addresses[peer]
-        if removed and self.data_dir is not None:
-            logger.info(
-                "not dialing %s: not in the configuration at index %d",
-                ", ".join(f"node{peer}" for peer in sorted(removed)),
-                self.node.membership_index,
-            )
+        logger.info(
+            "not dialing %s: not in the configuration at index %d",
+            ", ".join(f"node{peer}" for peer in sorted(removed)),
+            self.node.membership_index,
+        )
+        if self.data_dir is not None:
             save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
 
     def _forget_peer(self, member: int) -> None:
