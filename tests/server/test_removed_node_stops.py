@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from raftkv.core import AppendEntries, Entry, EntryKind, InstallSnapshot, Membership
-from raftkv.core.messages import replace
+from raftkv.core import AppendEntries, Entry, EntryKind, Membership
 from raftkv.server.http_server import Request
 from raftkv.server.options import NodeOptions
 from raftkv.server.peers_file import load_peer_addresses
@@ -34,7 +33,7 @@ from tests.server.test_snapshot_install_race import (
     close_server,
     drain_ready,
     follower_server,
-    leader_state,
+    leader_snapshot,
 )
 from tests.waiting import wait_until
 
@@ -73,24 +72,10 @@ def test_a_removed_node_no_leader_tells_stops_when_a_member_refuses_it_as_remove
 
 
 # --- a restart from a snapshot ------------------------------------------------------------
-def _snapshot_holding_the_follower(server: RaftServer) -> InstallSnapshot:
-    return InstallSnapshot(
-        to=FOLLOWER,
-        term=2,
-        leader_id=LEADER,
-        last_included_index=50,
-        last_included_term=2,
-        offset=0,
-        data=leader_state(50),
-        done=True,
-        membership=voters(LEADER, FOLLOWER, 3).encode(),
-    )
-
-
 async def _restart_then_apply_the_removal(data_dir: Path) -> bool:
     server = follower_server(data_dir)
     await drain_ready(server)  # the bootstrap entry
-    server.node.step(_snapshot_holding_the_follower(server))
+    server.node.step(leader_snapshot(voters(LEADER, FOLLOWER, 3)))
     await drain_ready(server)
     close_server(server)
     # Restarted: the snapshot is all it holds of its configuration history.
@@ -129,8 +114,7 @@ async def _restart_with_the_founding_peers(data_dir: Path) -> tuple[set[int], se
     await drain_ready(server)  # the bootstrap entry
     # Caught up by a snapshot whose configuration no longer holds node 3: its removal lies
     # inside the snapshot, never applied here as an entry.
-    snapshot = _snapshot_holding_the_follower(server)
-    server.node.step(replace(snapshot, membership=voters(LEADER, FOLLOWER).encode()))
+    server.node.step(leader_snapshot(voters(LEADER, FOLLOWER)))
     await drain_ready(server)
     close_server(server)
     options = NodeOptions(

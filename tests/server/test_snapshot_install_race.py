@@ -70,6 +70,21 @@ def leader_state(through: int) -> bytes:
     return store.snapshot()
 
 
+def leader_snapshot(membership: Membership, index: int = 50, term: int = 2) -> InstallSnapshot:
+    """The leader's whole snapshot at `index` (`leader_state`), in one InstallSnapshot."""
+    return InstallSnapshot(
+        to=FOLLOWER,
+        term=term,
+        leader_id=LEADER,
+        last_included_index=index,
+        last_included_term=term,
+        offset=0,
+        data=leader_state(index),
+        done=True,
+        membership=membership.encode(),
+    )
+
+
 async def drain_ready(server: RaftServer) -> None:
     while server.node.has_ready():
         await server._handle_ready(server.node.ready())
@@ -156,19 +171,7 @@ async def read_around_an_install(data_dir: Path) -> list[tuple[str | None, int]]
         )
     )
     await drain_ready(server)
-    node.step(
-        InstallSnapshot(
-            to=FOLLOWER,
-            term=2,
-            leader_id=LEADER,
-            last_included_index=50,
-            last_included_term=2,
-            offset=0,
-            data=leader_state(50),
-            done=True,
-            membership=Membership(voters=frozenset({LEADER, FOLLOWER})).encode(),
-        )
-    )
+    node.step(leader_snapshot(Membership(voters=frozenset({LEADER, FOLLOWER}))))
     # The core's log is at 50 already; the state machine is restored only by the next Ready.
     reads = [await server.read("x", "stale")]
     waiter = asyncio.ensure_future(server.requests.wait_applied(50))
