@@ -244,7 +244,7 @@ def test_a_removed_node_is_not_ready_and_says_so(tmp_path: Path) -> None:
             return (await leader.api.handle(request)).status == 200
 
         await wait_until(removed, f"node {follower.id} removed")
-        await wait_until(holds(follower.removed.is_set), "the removal applied there")
+        await wait_until(holds(follower.peers.removed.is_set), "the removal applied there")
         status, answer = await readyz(follower)
         assert status == 503
         assert answer["checks"]["member"] == "removed from the cluster"

@@ -13,7 +13,7 @@ from raftkv.core import AppendEntriesResponse, Membership
 from raftkv.server import members
 from raftkv.server.options import NodeOptions
 from raftkv.server.runtime import RaftServer
-from tests.server.test_snapshot_install_race import RecordingTransport, close_server, drain_ready
+from tests.server.test_snapshot_install_race import close_server, drain_ready, record_messages
 
 LEADER, LEARNER = 1, 2
 
@@ -28,7 +28,7 @@ def single_voter_with_a_learner(data_dir: Path) -> RaftServer:
     server = RaftServer(options)
     server._open_storage()
     server._build_node()
-    server.transport = RecordingTransport()  # type: ignore[assignment]
+    record_messages(server)
     server.node.bootstrap(Membership(voters=frozenset({LEADER}), learners=frozenset({LEARNER})))
     return server
 

@@ -12,7 +12,6 @@ import pytest
 
 from raftkv.core import AppendEntries, AppendEntriesResponse, RequestVoteResponse
 from raftkv.server.requests import ProposalLost
-from tests.server.test_peer_discovery import RecordingTransport
 from tests.server.test_snapshot_install_race import (
     FOLLOWER,
     LEADER,
@@ -20,12 +19,13 @@ from tests.server.test_snapshot_install_race import (
     drain_ready,
     follower_server,
     put,
+    record_messages,
 )
 
 
 async def a_change_overwritten_by_the_next_leader(data_dir: Path) -> object:
     server = follower_server(data_dir)  # node 2, voters {1, 2}
-    server.transport = RecordingTransport()  # type: ignore[assignment]
+    record_messages(server)
     node = server.node
     await drain_ready(server)
     node.campaign(pre_vote=False)

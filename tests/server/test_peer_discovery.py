@@ -20,25 +20,15 @@ from raftkv.server.options import NodeOptions
 from raftkv.server.peers_file import load_peer_addresses
 from raftkv.server.runtime import RaftServer
 from raftkv.storage.simulated_disk import SimulatedFileSystem
-from tests.server.test_snapshot_install_race import RecordingTransport as MessageRecorder
-from tests.server.test_snapshot_install_race import close_server, drain_ready
+from tests.server.test_snapshot_install_race import (
+    RecordingTransport,
+    close_server,
+    drain_ready,
+    record_messages,
+)
 
 LEADER, FOLLOWER, NEWCOMER = 1, 2, 3
 NEWCOMER_ADDRESS = ("10.0.0.3", 9003)
-
-
-class RecordingTransport(MessageRecorder):
-    """Records the peer addresses the server gives its transport, too."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.addresses: dict[int, tuple[str, int]] = {}
-
-    def set_peer_address(self, node_id: int, host: str, port: int) -> None:
-        self.addresses[node_id] = (host, port)
-
-    def remove_peer(self, node_id: int) -> None:
-        self.addresses.pop(node_id, None)
 
 
 def options(data_dir: Path, **overrides: object) -> NodeOptions:
@@ -57,9 +47,7 @@ def opened(server: RaftServer) -> tuple[RaftServer, RecordingTransport]:
     server._open_storage()
     server._build_node()
     server.applied_index = server.node.log.applied
-    transport = RecordingTransport()
-    server.transport = transport  # type: ignore[assignment]
-    return server, transport
+    return server, record_messages(server)
 
 
 def with_newcomer() -> Membership:
@@ -76,7 +64,7 @@ def with_newcomer() -> Membership:
 
 def assert_knows_newcomer(server: RaftServer, transport: RecordingTransport) -> None:
     assert transport.addresses.get(NEWCOMER) == NEWCOMER_ADDRESS
-    assert server.peer_addresses.get(NEWCOMER) == NEWCOMER_ADDRESS
+    assert server.peers.addresses.get(NEWCOMER) == NEWCOMER_ADDRESS
     assert server.data_dir is not None
     saved = load_peer_addresses(server.data_dir.path, server.data_dir.filesystem)
     assert saved.get(NEWCOMER) == NEWCOMER_ADDRESS, "not in peers.json: lost at a restart"
@@ -146,7 +134,7 @@ def test_the_peer_list_is_on_disk_before_the_wal(tmp_path: Path) -> None:
     disk = SimulatedFileSystem(random.Random(1))
     disk.fail_next("makedirs", errno.EIO, "wal")
     server = RaftServer(options(tmp_path, peers={}), filesystem=disk)
-    server.join_peers = {LEADER: ("127.0.0.1", 9001)}
+    server.peers.joined({LEADER: ("127.0.0.1", 9001)}, 0)
     with pytest.raises(StorageError):
         server._open_storage()
     saved = load_peer_addresses(str(tmp_path), disk)
@@ -161,7 +149,7 @@ def test_an_unreadable_peer_list_is_a_storage_error(tmp_path: Path) -> None:
     exit code), not a bare OSError escaping start() (found by the whole-node simulator)."""
     disk = SimulatedFileSystem(random.Random(1))
     server = RaftServer(options(tmp_path, peers={}), filesystem=disk)
-    server.join_peers = {LEADER: ("127.0.0.1", 9001)}
+    server.peers.joined({LEADER: ("127.0.0.1", 9001)}, 0)
     server._open_storage()
     assert server.data_dir is not None
     server.data_dir.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 from raftkv.core import AppendEntries, Entry, EntryKind, Membership
 from raftkv.server.options import NodeOptions
 from raftkv.server.runtime import RaftServer
-from tests.server.test_snapshot_install_race import RecordingTransport, close_server, drain_ready
+from tests.server.test_snapshot_install_race import close_server, drain_ready, record_messages
 
 LEADER, JOINER = 1, 4
 TERM = 2
@@ -41,10 +41,10 @@ def joiner(data_dir: Path, joined_index: int) -> RaftServer:
         cluster_id="raftkv-test",
     )
     server = RaftServer(options)
-    server.joined_index = joined_index
+    server.peers.joined({}, joined_index)
     server._open_storage()
     server._build_node()
-    server.transport = RecordingTransport()  # type: ignore[assignment]
+    record_messages(server)
     return server
 
 
@@ -71,14 +71,14 @@ async def replay(data_dir: Path, joined_index: int) -> list[bool]:
     # re-add has even been received.
     replicate(server, HISTORY[:3], commit=3)
     await drain_ready(server)
-    stopped.append(server.removed.is_set())
+    stopped.append(server.peers.removed.is_set())
     replicate(server, HISTORY[3:], commit=4)
     await drain_ready(server)
-    stopped.append(server.removed.is_set())
+    stopped.append(server.peers.removed.is_set())
     # A removal after this node's join does stop it.
     replicate(server, [configuration(5, FOUNDERS)], commit=5)
     await drain_ready(server)
-    stopped.append(server.removed.is_set())
+    stopped.append(server.peers.removed.is_set())
     close_server(server)
     return stopped
 
@@ -92,6 +92,6 @@ def test_the_join_index_is_kept_across_restarts(tmp_path: Path) -> None:
     close_server(server)
     restarted = joiner(tmp_path / "node-4", joined_index=0)  # no --join this time
     try:
-        assert restarted.joined_index == 4
+        assert restarted.peers.joined_index == 4
     finally:
         close_server(restarted)

@@ -60,11 +60,11 @@ def test_a_removed_node_no_leader_tells_stops_when_a_member_refuses_it_as_remove
             return (await leader.api.handle(request)).status == 200
 
         await wait_until(removal_committed, f"node {removed.id}'s removal committed")
-        await wait_until(holds(removed.removed.is_set), "the removed node stopping")
+        await wait_until(holds(removed.peers.removed.is_set), "the removed node stopping")
         assert removed.id in removed.node.membership.members, (
             "it never held its removal: a member's refusal told it"
         )
-        assert not leader.removed.is_set() and not other.removed.is_set()
+        assert not leader.peers.removed.is_set() and not other.peers.removed.is_set()
 
     with caplog.at_level(logging.WARNING, logger="raftkv"):
         run_cluster(tmp_path, body)
@@ -99,7 +99,7 @@ async def _restart_then_apply_the_removal(data_dir: Path) -> bool:
         assert server.applied_index == 51
         if server.snapshots._task is not None:
             await server.snapshots._task  # due after every entry; done before the close
-        return server.removed.is_set()
+        return server.peers.removed.is_set()
     finally:
         close_server(server)
 
@@ -129,7 +129,7 @@ async def _restart_with_the_founding_peers(data_dir: Path) -> tuple[set[int], se
     )
     await restarted.start()
     try:
-        return set(restarted.peer_addresses), set(restarted.transport.counters().peers)
+        return set(restarted.peers.addresses), set(restarted.transport.counters().peers)
     finally:
         await restarted.stop()
 

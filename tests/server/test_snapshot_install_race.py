@@ -20,16 +20,32 @@ LEADER, FOLLOWER = 1, 2
 
 
 class RecordingTransport:
-    """Stands in for the TCP transport: the follower's answers are only recorded."""
+    """Stands in for the TCP transport: the follower's answers, and the peer addresses the
+    server gives its transport, are only recorded."""
 
     def __init__(self) -> None:
         self.sent: list[AnyMessage] = []
+        self.addresses: dict[int, tuple[str, int]] = {}
 
     def send(self, message: AnyMessage) -> None:
         self.sent.append(message)
 
     def set_applied_configuration(self, index: int, members: Collection[int]) -> None:
         pass
+
+    def set_peer_address(self, node_id: int, host: str, port: int) -> None:
+        self.addresses[node_id] = (host, port)
+
+    def remove_peer(self, node_id: int) -> None:
+        self.addresses.pop(node_id, None)
+
+
+def record_messages(server: RaftServer) -> RecordingTransport:
+    """Give `server` (opened by hand, not started) a transport that records."""
+    transport = RecordingTransport()
+    server.transport = transport  # type: ignore[assignment]
+    server.peers.attach(server.transport)
+    return transport
 
 
 def follower_server(data_dir: Path) -> RaftServer:
@@ -45,7 +61,7 @@ def follower_server(data_dir: Path) -> RaftServer:
     server._open_storage()
     server._build_node()
     server.applied_index = server.node.log.applied
-    server.transport = RecordingTransport()  # type: ignore[assignment]
+    record_messages(server)
     return server
 
 

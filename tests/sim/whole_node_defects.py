@@ -17,6 +17,7 @@ from raftkv.errors import NotLeader
 from raftkv.server import members as members_module
 from raftkv.server import runtime
 from raftkv.server.members import MembershipOperations
+from raftkv.server.peer_book import PeerBook
 from raftkv.server.runtime import RaftServer
 from raftkv.server.snapshots import SnapshotTaker
 from raftkv.storage import recovery
@@ -55,13 +56,13 @@ def single_voter_sends_early() -> Iterator[None]:
 def rejoined_node_trusts_old_removals() -> Iterator[None]:
     """Defect 7: "removed" decided from every configuration replayed, not only those since
     this node's own join: a re-added id that replays its earlier removal stops itself."""
-    original = RaftServer._membership_applied
+    original = PeerBook.membership_applied
 
-    def membership_applied(self: RaftServer, membership: Membership, index: int) -> None:
+    def membership_applied(self: PeerBook, membership: Membership, index: int) -> None:
         self.joined_index = 0
         original(self, membership, index)
 
-    with _patched(RaftServer, "_membership_applied", membership_applied):
+    with _patched(PeerBook, "membership_applied", membership_applied):
         yield
 
 

@@ -361,8 +361,7 @@ async def serve(options: NodeOptions) -> int:
         options.cluster_id = options.cluster_id or info.cluster_id
         options.peers = {}
         server = RaftServer(options)
-        server.join_peers = info.peers
-        server.joined_index = info.joined_index
+        server.peers.joined(info.peers, info.joined_index)
     else:
         if options.join is not None:
             logger.info("data dir already holds this node's state; ignoring --join")
@@ -381,7 +380,7 @@ async def serve(options: NodeOptions) -> int:
     _freeze_startup_objects()
     space_full_collections()
     stopped = asyncio.create_task(stop.wait())
-    removed = asyncio.create_task(server.removed.wait())
+    removed = asyncio.create_task(server.peers.removed.wait())
     await asyncio.wait({stopped, removed}, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     removed.cancel()

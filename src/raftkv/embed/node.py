@@ -107,8 +107,7 @@ class AsyncNode:
         )
         if join is not None:
             # What `raft-node --join` learns from the leader, given here.
-            self.server.join_peers = known
-            self.server.joined_index = join
+            self.server.peers.joined(known, join)
         self.call_timeout = call_timeout
         # The client sessions of the calls made here, one per call in flight.
         self._sessions = SessionPool(f"embed-{node_id}-{secrets.token_hex(8)}")
@@ -218,7 +217,7 @@ class AsyncNode:
     @property
     def removed(self) -> bool:
         """This node applied its own removal: it takes no further part (stop it)."""
-        return self.server.removed.is_set()
+        return self.server.peers.removed.is_set()
 
     @property
     def is_leader(self) -> bool:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from raftkv.addresses import AddressError, format_address, parse_host_port
 from raftkv.core import Membership, RaftNode
 from raftkv.core.node import MembershipChangeRefused
 from raftkv.errors import NotLeader, RaftError, Timeout
+from raftkv.server.peer_book import PeerBook
 
 logger = logging.getLogger("raftkv.node")
 
@@ -35,7 +36,7 @@ class MembershipHost(Protocol):
     def cluster_id(self) -> str: ...
 
     @property
-    def peer_addresses(self) -> Mapping[int, tuple[str, int]]:
+    def peers(self) -> PeerBook:
         """Peer addresses known to this node, the log's and those it started with."""
 
     def leader_client_address(self, leader_id: int | None) -> str | None: ...
@@ -67,8 +68,8 @@ class MembershipOperations:
         members = []
         for member in sorted(membership.members):
             address = membership.addresses.get(member)
-            if address is None and member in server.peer_addresses:
-                address = format_address(server.peer_addresses[member])
+            if address is None and member in server.peers.addresses:
+                address = format_address(server.peers.addresses[member])
             members.append(
                 {
                     "id": member,
@@ -88,8 +89,8 @@ class MembershipOperations:
         server = self.server
         addresses = dict(membership.addresses)
         for member in membership.members:
-            if member not in addresses and member in server.peer_addresses:
-                addresses[member] = format_address(server.peer_addresses[member])
+            if member not in addresses and member in server.peers.addresses:
+                addresses[member] = format_address(server.peers.addresses[member])
         return addresses
 
     async def _change(self, membership: Membership) -> int:

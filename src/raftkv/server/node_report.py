@@ -5,7 +5,6 @@ link (server/forwarding.py). The one place these read the server's parts: the Re
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any, Protocol
 
@@ -13,6 +12,7 @@ from raftkv.core import RaftNode
 from raftkv.kv import StateMachine
 from raftkv.server.dashboard import LOG_TAIL_ENTRIES, Timeline
 from raftkv.server.health import HealthFacts
+from raftkv.server.peer_book import PeerBook
 from raftkv.server.requests import RequestTracker
 from raftkv.transport.base import Transport
 
@@ -40,13 +40,10 @@ class ReportedServer(Protocol):
     def timeline(self) -> Timeline: ...
 
     @property
-    def removed(self) -> asyncio.Event: ...
-
-    @property
     def cluster_id(self) -> str: ...
 
     @property
-    def peer_addresses(self) -> dict[int, tuple[str, int]]: ...
+    def peers(self) -> PeerBook: ...
 
     @property
     def storage_failure(self) -> str | None: ...
@@ -83,7 +80,7 @@ class NodeReport:
             leader_id=leader,
             storage_failure=server.storage_failure,
             member=server.id in node.membership.members,
-            removed=server.removed.is_set(),
+            removed=server.peers.removed.is_set(),
             commit_index=max(node.log.committed, server.leader_commit_seen),
             applied_index=server.applied_index,
         )
@@ -113,7 +110,7 @@ class NodeReport:
             "cluster_id": server.cluster_id,
             "storage_failure": server.storage_failure,
             "peers_connected": sorted(
-                peer for peer in server.peer_addresses if server.transport.is_connected(peer)
+                peer for peer in server.peers.addresses if server.transport.is_connected(peer)
             ),
         }
 
@@ -157,7 +154,7 @@ class NodeReport:
 
     def dashboard_peers(self) -> list[int]:
         server = self._server
-        peers = set(server.node.membership.members) | set(server.peer_addresses)
+        peers = set(server.node.membership.members) | set(server.peers.addresses)
         peers.discard(server.id)
         return sorted(peers)
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from raftkv.addresses import format_address, parse_host_port
+from raftkv.addresses import format_address
 from raftkv.core import Entry, EntryKind, Membership, RaftConfig, RaftNode, Ready
 from raftkv.core.messages import AnyMessage, AppendEntries, Forward, ForwardReply
 from raftkv.errors import (
@@ -51,11 +51,10 @@ from raftkv.server.metrics import NodeMetrics
 from raftkv.server.node_report import NodeReport
 from raftkv.server.options import (
     HASH_WINDOW_ENTRIES,
-    REMOVED_PEER_GRACE_SECONDS,
     NodeOptions,
     new_cluster_id,
 )
-from raftkv.server.peers_file import load_peer_addresses, save_peer_addresses
+from raftkv.server.peer_book import PeerBook
 from raftkv.server.requests import RequestFailed, RequestTracker
 from raftkv.server.snapshots import SnapshotTaker
 from raftkv.server.stalls import StallReporter
@@ -165,12 +164,8 @@ class RaftServer:
         self.data_dir: DataDir | None = None
         self.cluster_id = ""
         self.storage_failure: str | None = None
-        self.peer_addresses: dict[int, tuple[str, int]] = {}
-        # Peer addresses learned while joining (`--join`), before the log tells them.
-        self.join_peers: dict[int, tuple[str, int]] = {}
-        # The index of the configuration that added this node (`--join`; kept in the data
-        # dir). Only configurations from there on can say this node was removed.
-        self.joined_index = 0
+        # Where the peers are, and this node's own membership (`peers.removed`).
+        self.peers = PeerBook(self.id)
         self.client_addresses: dict[int, str] = {}
         self.applied_hashes: OrderedDict[int, str] = OrderedDict()
         # The index the state machine reflects. Not `node.log.applied`: a received snapshot
@@ -201,17 +196,6 @@ class RaftServer:
         self._stopped = asyncio.Event()
         self._last_tick_time = 0.0
         self._lease_blackout_ticks = 0
-        # Set once this node applies a configuration without itself, or a member refuses it
-        # as removed (`_refused_as_removed`): it should stop.
-        self.removed = asyncio.Event()
-        # Whether this node applied (or started from a snapshot holding) a configuration
-        # with itself since its join: only then can leaving one mean it was removed.
-        self._was_member = False
-        # The newest configuration applied (index, members), which peers that dial this
-        # node are checked against for their removal (`handshake.removal_refusal`).
-        self._applied_configuration: tuple[int, frozenset[int]] = (0, frozenset())
-        # The newest configuration whose addresses were learnt (`_learn_addresses`).
-        self._membership_index_seen = 0
         self.snapshots = SnapshotTaker(
             self,
             self.metrics,
@@ -254,7 +238,7 @@ class RaftServer:
         options = self.options
         self._open_storage()
         self._build_node()
-        self._forget_removed_peers()
+        self.peers.forget_removed(self.node.membership, self.node.membership_index)
         self.applied_index = self.node.log.applied
         if isinstance(self.state_machine, KVStore):
             self.leases = LeaseDuties(
@@ -286,16 +270,12 @@ class RaftServer:
             accept_unknown_peers=False,
             rng=random.Random(options.seed),
             on_cluster_id=self._record_learnt_cluster_id,
-            on_removed_by=self._refused_as_removed,
-            # A founding member's first configuration is the log's first entry.
-            member_since=self.joined_index or 1,
+            on_removed_by=self.peers.refused_as_removed,
+            member_since=self.peers.member_since,
         )
-        self.transport.set_applied_configuration(*self._applied_configuration)
         if options.advertise_peer is not None:
             self.transport.set_advertised_address(*options.advertise_peer)
-        for peer, address in self.peer_addresses.items():
-            if peer != self.id:
-                self.transport.set_peer_address(peer, *address)
+        self.peers.attach(self.transport)
         await self.transport.start()
         self._tasks = [
             asyncio.create_task(self._ticker(), name="ticker"),
@@ -358,17 +338,7 @@ class RaftServer:
             if cluster_id is not None:
                 self.data_dir.record_cluster_id(cluster_id)
         self.cluster_id = self.data_dir.cluster_id or ""
-        if self.joined_index > 0:
-            self.data_dir.record_joined_index(self.joined_index)
-        self.joined_index = self.data_dir.joined_index
-        # Peers before the WAL: a node whose WAL exists counts as started (`--join` is then
-        # ignored), so a crash between the two must not leave it knowing nobody (it would
-        # refuse every member's connection, for good).
-        self.peer_addresses = load_peer_addresses(self.data_dir.path, self.data_dir.filesystem)
-        for peer, address in {**self.join_peers, **options.peers}.items():
-            self.peer_addresses[peer] = address
-        self.peer_addresses[self.id] = options.advertised_peer_address
-        save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
+        self.peers.open(self.data_dir, options.peers, options.advertised_peer_address)
         stores = self._given_stores
         if stores is None:
             # One WAL holds the log and the hard state, so a Ready costs one fsync.
@@ -433,7 +403,7 @@ class RaftServer:
                     "have been written by a newer version of raftkv"
                 ) from error
             logger.info("loaded snapshot at index %d term %d", meta.index, meta.term)
-            self._note_membership(meta.membership, meta.index)
+            self.peers.snapshot_loaded(meta.membership, meta.index)
             self.snapshots.loaded(len(data))
         self.node = RaftNode(
             config,
@@ -473,6 +443,7 @@ class RaftServer:
         if self._stopping:
             return
         self._stopping = True
+        self.peers.close()
         if self.http is not None:
             self.http.stop_listening()
         # Waiting requests get their answer (an error) before the connections close.
@@ -709,9 +680,7 @@ class RaftServer:
             node.advance_before_persisted(ready)
         else:
             node.advance(ready)
-        if node.membership_index != self._membership_index_seen:
-            self._membership_index_seen = node.membership_index
-            self._learn_addresses(node.membership)
+        self.peers.newest_membership(node.membership, node.membership_index)
         if ready.soft_state is not None:
             self.members.leader_changed()
             if ready.soft_state.role != "leader":
@@ -769,95 +738,10 @@ class RaftServer:
         self.watches.applied_through(index)
 
     def _membership_applied(self, membership: Membership, index: int) -> None:
-        if self._note_membership(membership, index) and not self.removed.is_set():
-            logger.warning("this node was removed from the cluster; stopping")
-            self.removed.set()
-        self.transport.set_applied_configuration(*self._applied_configuration)
+        self.peers.membership_applied(membership, index)
         self.timeline.membership_changed(
             index, sorted(membership.members), sorted(membership.learners)
         )
-        changed = self._learn_addresses(membership, save=False)
-        for member in list(self.peer_addresses):
-            if member != self.id and member not in membership.members and membership.addresses:
-                del self.peer_addresses[member]
-                # Later, not now: the leader's last message to the removed node (the commit
-                # that tells it so) may still be queued.
-                asyncio.get_running_loop().call_later(
-                    REMOVED_PEER_GRACE_SECONDS, self._forget_peer, member
-                )
-                changed = True
-        if changed and self.data_dir is not None:
-            save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
-
-    def _note_membership(self, membership: Membership, index: int) -> bool:
-        """Note a configuration applied (or loaded with a snapshot at start-up); whether it
-        removes this node.
-
-        A joining node replays configurations from before it was added, perhaps an earlier
-        add and removal of the same id: only leaving a configuration it belonged to since
-        its own join means it was removed."""
-        self._applied_configuration = (index, membership.members)
-        if index < self.joined_index:
-            return False
-        if self.id in membership.members:
-            self._was_member = True
-            return False
-        return self._was_member
-
-    def _refused_as_removed(self, peer: int) -> None:
-        """`peer` refused our connection: it applied, so the cluster committed, a
-        configuration without this node past the one that made it a member. No leader may
-        ever tell us (the leadership changed right after the removal, and a leader never
-        talks to a node outside its configuration): stop as on applying the removal."""
-        if not self.removed.is_set():
-            logger.warning(
-                "this node was removed from the cluster (node%d refuses it as removed); stopping",
-                peer,
-            )
-            self.removed.set()
-
-    def _learn_addresses(self, membership: Membership, *, save: bool = True) -> bool:
-        """Connect to every member of `membership` (the newest one in the log, not yet
-        committed, or one being applied). Raft uses a configuration as soon as it is in the
-        log (§6), and a member that is not known here cannot be talked to: its connections
-        are refused as from an unknown node, so a new leader could never reach us."""
-        changed = False
-        for member, address_text in membership.addresses.items():
-            address = parse_host_port(address_text)
-            if member != self.id and self.peer_addresses.get(member) != address:
-                self.peer_addresses[member] = address
-                self.transport.set_peer_address(member, *address)
-                changed = True
-        if changed and save and self.data_dir is not None:
-            save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
-        return changed
-
-    def _forget_removed_peers(self) -> None:
-        """At start-up, forget the peers the newest configuration in the log does not hold:
-        a member restarted with the `--peers` it was founded with names a member removed
-        since, whose removal may lie inside the snapshot (never applied again as an entry),
-        and would dial it for good. A member added later than this node knows is learnt
-        from the log as it arrives, and may dial us meanwhile (its handshake names its
-        address). A node that holds no configuration yet (joining) keeps what it was given."""
-        members = self.node.membership.members
-        if not members:
-            return
-        removed = [peer for peer in self.peer_addresses if peer != self.id and peer not in members]
-        if not removed:
-            return
-        for peer in removed:
-            del self.peer_addresses[peer]
-        logger.info(
-            "not dialing %s: not in the configuration at index %d",
-            ", ".join(f"node{peer}" for peer in sorted(removed)),
-            self.node.membership_index,
-        )
-        if self.data_dir is not None:
-            save_peer_addresses(self.data_dir.path, self.peer_addresses, self.data_dir.filesystem)
-
-    def _forget_peer(self, member: int) -> None:
-        if member not in self.peer_addresses and not self._stopping:
-            self.transport.remove_peer(member)
 
     def _log_changes(self, ready: Ready) -> None:
         for event in ready.events:
@@ -957,7 +841,7 @@ class RaftServer:
         )
         if learned:
             return learned
-        peer = self.peer_addresses.get(leader_id)
+        peer = self.peers.addresses.get(leader_id)
         if peer is not None and peer[1] >= 9000:
             # The default layout: clients on 8000+N when peers are on 9000+N.
             return format_address((peer[0], peer[1] - 1000))

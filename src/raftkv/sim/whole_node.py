@@ -321,12 +321,14 @@ class WholeNodeSimulation:
         if joining is not None:
             described, joined_index = joining
             options.cluster_id = str(described.get("cluster_id", ""))
-            server.join_peers = {
-                int(member["id"]): parse_host_port(member["address"])
-                for member in described.get("members", [])
-                if member.get("address") and int(member["id"]) != machine.id
-            }
-            server.joined_index = joined_index
+            server.peers.joined(
+                {
+                    int(member["id"]): parse_host_port(member["address"])
+                    for member in described.get("members", [])
+                    if member.get("address") and int(member["id"]) != machine.id
+                },
+                joined_index,
+            )
         store.server = server
         store.on_lease_expired = self._lease_expired
         if self.options.faults:
@@ -528,7 +530,7 @@ class WholeNodeSimulation:
             blocked = delay_ticks * tick_seconds + machine.disk.take_fsync_seconds()
             if blocked:
                 self.loop.pause(machine.owner, blocked)
-            if server.removed.is_set() and not machine.leaving:
+            if server.peers.removed.is_set() and not machine.leaving:
                 self._leave(machine)
             failure = server.storage_failure
             if failure is not None and (not machine.disk_faults or _is_internal(failure)):
@@ -610,7 +612,7 @@ class WholeNodeSimulation:
                     # leader to tell it, a member's refusal must (`removed_at`, SPEC §4).
                     return f"node {machine.id} was removed but still runs"
                 continue
-            stale = sorted(set(server.peer_addresses) - membership.members)
+            stale = sorted(set(server.peers.addresses) - membership.members)
             if stale:
                 # It would dial them for good, logging each failure.
                 return f"node {machine.id} still dials node {stale[0]}, not a member"

@@ -1,0 +1,209 @@
+"""This node's view of its peers and of its own membership.
+
+Where each peer listens (the data dir's peers file, kept up to date from `--peers`, what
+`--join` learnt and the configurations in the log), the newest configuration the node
+applied (which dialers are checked against for their removal, SPEC §4), and whether this
+node was removed. The server feeds it configurations as the log and snapshots bring them;
+it tells the transport whom to dial and whom to refuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from raftkv.addresses import parse_host_port
+from raftkv.core import Membership
+from raftkv.server.options import REMOVED_PEER_GRACE_SECONDS
+from raftkv.server.peers_file import load_peer_addresses, save_peer_addresses
+from raftkv.storage.datadir import DataDir
+from raftkv.transport.base import Transport
+
+logger = logging.getLogger("raftkv.server")
+
+Address = tuple[str, int]
+
+
+class PeerBook:
+    """Open with `open()` once the data dir is, `attach()` the transport once it is built,
+    `close()` at stop. Configurations come in through `membership_applied()` (applied as
+    entries, or installed with a snapshot), `snapshot_loaded()` (at start-up) and
+    `newest_membership()` (the log's newest, perhaps not yet committed)."""
+
+    def __init__(self, node_id: int) -> None:
+        self.node_id = node_id
+        # Every peer this node dials or accepts, this node's own address included.
+        self.addresses: dict[int, Address] = {}
+        # Peer addresses learnt while joining (`--join`), before the log tells them.
+        self.join_addresses: dict[int, Address] = {}
+        # The index of the configuration that added this node (`--join`; kept in the data
+        # dir). Only configurations from there on can say this node was removed.
+        self.joined_index = 0
+        # Set once this node applies a configuration without itself, or a member refuses it
+        # as removed (`refused_as_removed`): it should stop.
+        self.removed = asyncio.Event()
+        # The newest configuration applied (index, members), which peers that dial this
+        # node are checked against for their removal (`handshake.removal_refusal`).
+        self.applied_configuration: tuple[int, frozenset[int]] = (0, frozenset())
+        # Whether this node applied (or started from a snapshot holding) a configuration
+        # with itself since its join: only then can leaving one mean it was removed.
+        self._was_member = False
+        # The newest configuration whose addresses were learnt (`newest_membership`).
+        self._membership_index_seen = 0
+        self._data_dir: DataDir | None = None
+        self._transport: Transport | None = None
+        # Removed peers the transport forgets after a grace period, cancelled at close.
+        self._forgetting: list[asyncio.TimerHandle] = []
+
+    def joined(self, addresses: Mapping[int, Address], joined_index: int) -> None:
+        """What `--join` learnt from the leader (before `open`): the members' addresses,
+        and the index of the configuration that added this node."""
+        self.join_addresses = dict(addresses)
+        self.joined_index = joined_index
+
+    def open(self, data_dir: DataDir, given: Mapping[int, Address], own_address: Address) -> None:
+        """Load the peers file and add what this start was given (`--peers`, the join's).
+
+        Before the WAL is opened: a node whose WAL exists counts as started (`--join` is
+        then ignored), so a crash between the two must not leave it knowing nobody (it
+        would refuse every member's connection, for good)."""
+        self._data_dir = data_dir
+        if self.joined_index > 0:
+            data_dir.record_joined_index(self.joined_index)
+        self.joined_index = data_dir.joined_index
+        self.addresses = load_peer_addresses(data_dir.path, data_dir.filesystem)
+        for peer, address in {**self.join_addresses, **given}.items():
+            self.addresses[peer] = address
+        self.addresses[self.node_id] = own_address
+        self._save()
+
+    def attach(self, transport: Transport) -> None:
+        """Tell a newly built transport whom to dial and the configuration to check
+        dialers against."""
+        self._transport = transport
+        transport.set_applied_configuration(*self.applied_configuration)
+        for peer, address in self.addresses.items():
+            if peer != self.node_id:
+                transport.set_peer_address(peer, *address)
+
+    def close(self) -> None:
+        for handle in self._forgetting:
+            handle.cancel()
+        self._forgetting.clear()
+
+    @property
+    def member_since(self) -> int:
+        """The index of the configuration that made this node a member, for handshakes:
+        a founding member's first configuration is the log's first entry."""
+        return self.joined_index or 1
+
+    def snapshot_loaded(self, membership: Membership, index: int) -> None:
+        """The configuration of the snapshot this node restarts from."""
+        self._note(membership, index)
+
+    def forget_removed(self, membership: Membership, index: int) -> None:
+        """At start-up, forget the peers the newest configuration in the log (`membership`,
+        at `index`) does not hold: a member restarted with the `--peers` it was founded
+        with names a member removed since, whose removal may lie inside the snapshot (never
+        applied again as an entry), and would dial it for good. A member added later than
+        this node knows is learnt from the log as it arrives, and may dial us meanwhile
+        (its handshake names its address). A node that holds no configuration yet
+        (joining) keeps what it was given."""
+        members = membership.members
+        if not members:
+            return
+        removed = [peer for peer in self.addresses if peer != self.node_id and peer not in members]
+        if not removed:
+            return
+        for peer in removed:
+            del self.addresses[peer]
+        logger.info(
+            "not dialing %s: not in the configuration at index %d",
+            ", ".join(f"node{peer}" for peer in sorted(removed)),
+            index,
+        )
+        self._save()
+
+    def membership_applied(self, membership: Membership, index: int) -> None:
+        """A configuration applied as an entry, or installed with a snapshot (one this
+        node never applies as an entry: a follower caught up by a snapshot must learn its
+        peers, and its own removal, from it, or it refuses a new leader it never heard of)."""
+        if self._note(membership, index) and not self.removed.is_set():
+            logger.warning("this node was removed from the cluster; stopping")
+            self.removed.set()
+        transport = self._transport
+        assert transport is not None, "configurations are applied once the transport is attached"
+        transport.set_applied_configuration(*self.applied_configuration)
+        changed = self._learn(membership)
+        if membership.addresses:
+            for member in list(self.addresses):
+                if member != self.node_id and member not in membership.members:
+                    del self.addresses[member]
+                    # Later, not now: the leader's last message to the removed node (the
+                    # commit that tells it so) may still be queued.
+                    self._forgetting.append(
+                        asyncio.get_running_loop().call_later(
+                            REMOVED_PEER_GRACE_SECONDS, self._forget, member
+                        )
+                    )
+                    changed = True
+        if changed:
+            self._save()
+
+    def newest_membership(self, membership: Membership, index: int) -> None:
+        """The newest configuration in the log (perhaps not yet committed): connect to
+        every member. Raft uses a configuration as soon as it is in the log (§6), and a
+        member that is not known here cannot be talked to: its connections are refused as
+        from an unknown node, so a new leader could never reach us."""
+        if index != self._membership_index_seen:
+            self._membership_index_seen = index
+            if self._learn(membership):
+                self._save()
+
+    def refused_as_removed(self, peer: int) -> None:
+        """`peer` refused our connection: it applied, so the cluster committed, a
+        configuration without this node past the one that made it a member. No leader may
+        ever tell us (the leadership changed right after the removal, and a leader never
+        talks to a node outside its configuration): stop as on applying the removal."""
+        if not self.removed.is_set():
+            logger.warning(
+                "this node was removed from the cluster (node%d refuses it as removed); stopping",
+                peer,
+            )
+            self.removed.set()
+
+    def _note(self, membership: Membership, index: int) -> bool:
+        """Note a configuration applied (or loaded with a snapshot at start-up); whether it
+        removes this node.
+
+        A joining node replays configurations from before it was added, perhaps an earlier
+        add and removal of the same id: only leaving a configuration it belonged to since
+        its own join means it was removed."""
+        self.applied_configuration = (index, membership.members)
+        if index < self.joined_index:
+            return False
+        if self.node_id in membership.members:
+            self._was_member = True
+            return False
+        return self._was_member
+
+    def _learn(self, membership: Membership) -> bool:
+        transport = self._transport
+        assert transport is not None, "configurations are learnt once the transport is attached"
+        changed = False
+        for member, address_text in membership.addresses.items():
+            address = parse_host_port(address_text)
+            if member != self.node_id and self.addresses.get(member) != address:
+                self.addresses[member] = address
+                transport.set_peer_address(member, *address)
+                changed = True
+        return changed
+
+    def _forget(self, member: int) -> None:
+        if member not in self.addresses and self._transport is not None:
+            self._transport.remove_peer(member)
+
+    def _save(self) -> None:
+        if self._data_dir is not None:
+            save_peer_addresses(self._data_dir.path, self.addresses, self._data_dir.filesystem)
