@@ -101,9 +101,14 @@ class RequestTracker:
             logger, FAILURE_WARNING_INTERVAL_SECONDS, warning_clock
         )
 
-    def _expires(self, future: asyncio.Future[Any], message: str) -> None:
-        deadline = asyncio.get_running_loop().time() + self._timeout_seconds
-        self._deadlines[future] = (deadline, message)
+    def _new_wait(self, message: str) -> asyncio.Future[Any]:
+        """A future for one client wait, failed with `Timeout(message)` at its deadline.
+        The loop is looked up once: on Python 3.11 each `asyncio.get_running_loop()` is a
+        getpid() system call (its check for a fork), two per request before."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._deadlines[future] = (loop.time() + self._timeout_seconds, message)
+        return future
 
     @property
     def waiting(self) -> int:
@@ -147,9 +152,8 @@ class RequestTracker:
         reaching the index is not enough, a later leader may have replaced the entry (a
         membership change once reported success for a removal that never happened)."""
         server = self.server
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future = self._new_wait(f"entry {index} not applied in time; it may still commit")
         self._proposals[index] = (term, future)
-        self._expires(future, f"entry {index} not applied in time; it may still commit")
         server.wake()
         try:
             return await future
@@ -205,10 +209,9 @@ class RequestTracker:
         server = self.server
         self._check_serving()
         request_id = next(self._read_ids)
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        server.node.read_index(request_id)  # (may raise: then nothing waits)
+        future: asyncio.Future[int] = self._new_wait("leadership not confirmed in time")
         self._reads[request_id] = future
-        server.node.read_index(request_id)
-        self._expires(future, "leadership not confirmed in time")
         server.wake()
         try:
             return await future
@@ -225,9 +228,8 @@ class RequestTracker:
         server = self.server
         if server.applied_index >= index:
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = self._new_wait(f"index {index} not applied in time")
         heapq.heappush(self._applied_waits, (index, next(self._wait_ids), future))
-        self._expires(future, f"index {index} not applied in time")
         try:
             await future
         finally:
