@@ -9,10 +9,10 @@ from typing import Any
 
 import msgspec
 
-from raftkv.errors import ClientError
 from raftkv.kv.ranges import KeyRange, key_after_token, page_token
 from raftkv.kv.store import RangePage
 from raftkv.kv.txn import BRANCH_OPS, COMPARE_OPS, COMPARE_TARGETS, Txn, well_typed
+from raftkv.server.api_errors import BadRequest, TooLarge
 from raftkv.server.http_server import Request
 from raftkv.server.options import KEY_BYTES_MAX
 
@@ -27,22 +27,6 @@ TXN_OPS_MAX = 128
 # Keys a range answers per page: by default, and at most (`limit`).
 RANGE_LIMIT_DEFAULT = 1000
 RANGE_LIMIT_MAX = 10_000  # the clients know it too (client/limits.py)
-
-
-class BadRequest(ClientError):
-    code = "bad_request"
-
-
-class TooLarge(ClientError):
-    code = "too_large"
-
-
-class NoRoute(ClientError):
-    code = "not_found"
-
-
-class WrongMethod(ClientError):
-    code = "bad_request"
 
 
 json_decode = msgspec.json.Decoder().decode

@@ -14,13 +14,10 @@ from raftkv.kv import Command, Result, encode_command
 from raftkv.kv.ranges import KeyRange
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.store import RangePage
+from raftkv.server.api_errors import BadRequest, NoRoute, TooLarge, WrongMethod
 from raftkv.server.api_requests import (
     KV_PREFIX,
     NUMBER_MAX,
-    BadRequest,
-    NoRoute,
-    TooLarge,
-    WrongMethod,
     after_of,
     body_of,
     consistency_of,

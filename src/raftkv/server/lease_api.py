@@ -9,10 +9,9 @@ from typing import Any, Protocol, TypeVar
 
 from raftkv.kv import Command
 from raftkv.kv.leases import LEASE_TTL_MAX_SECONDS
+from raftkv.server.api_errors import BadRequest, NoRoute
 from raftkv.server.api_requests import (
     NUMBER_MAX,
-    BadRequest,
-    NoRoute,
     body_of,
     consistency_of,
     number_of,
