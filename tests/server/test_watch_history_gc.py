@@ -26,13 +26,17 @@ def test_changes_and_history_events_are_not_tracked_by_the_gc() -> None:
 def test_a_full_history_adds_no_objects_for_the_gc_to_walk() -> None:
     history = WatchHistory()
     store = KVStore(observer=history)
+    # One change first: what the first apply creates once (caches, tables) is not per change.
+    store.apply(1, encode_command(Command(op="put", key="key-0", value="v" * 16)))
     gc.collect()
     before = len(gc.get_objects())
-    for index in range(1, 2001):
+    for index in range(2, 2002):
         command = Command(op="put", key=f"key-{index % 500}", value="v" * 16)
         store.apply(index, encode_command(command))
-    assert history.held[0] == 2000
-    # The history's three lists grew, not the number of tracked objects (a few dozen of
-    # the test's own at most; 2,000 changes made 4,000 tracked objects before).
-    assert len(gc.get_objects()) - before < 100
+    assert history.held[0] == 2001
+    # The history's three lists grew, not the number of tracked objects: 2,000 changes made
+    # 4,000 tracked objects before, and one per change would be 2,000. The bound leaves room
+    # for what other threads of a loaded test process allocate meanwhile (241 objects once,
+    # in a full `make test`).
+    assert len(gc.get_objects()) - before < 1000
     assert history.event(history.first).line(prev=False).startswith(b'{"type":"put"')
