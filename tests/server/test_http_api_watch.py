@@ -117,6 +117,21 @@ def test_watchers_past_the_limit_are_503_overloaded() -> None:
     asyncio.run(body())
 
 
+def test_a_watch_asked_of_a_stopping_node_is_503_no_leader() -> None:
+    """A request read while the node stops (its hub closed) opens no stream that nothing
+    would end: the client is told to watch on another node (`no_leader` is retried)."""
+    api, server = make()
+
+    async def body() -> None:
+        server.watches.close()
+        refused = await watch(api, {})
+        assert isinstance(refused, Response) and refused.status == 503
+        assert json.loads(refused.body)["error"] == "no_leader"
+        assert server.watches.watchers == 0
+
+    asyncio.run(body())
+
+
 def test_watching_needs_the_read_role() -> None:
     reader, writer = "r" * 20, "w" * 20
     tokens = TokenTable(

@@ -17,7 +17,14 @@ from raftkv.kv import Command, KVStore, encode_command
 from raftkv.kv.ranges import KeyRange
 from raftkv.kv.txn import Txn, TxnOp
 from raftkv.server.watch_history import HistoryLimits
-from raftkv.server.watches import Compacted, TooManyWatchers, WatchHub, WatchLimits, WatchStream
+from raftkv.server.watches import (
+    Compacted,
+    TooManyWatchers,
+    WatchHub,
+    WatchHubClosed,
+    WatchLimits,
+    WatchStream,
+)
 
 QUIET = WatchLimits(flush_seconds=0.0, progress_seconds=1000.0)
 
@@ -265,6 +272,11 @@ def test_closing_the_hub_ends_every_stream() -> None:
         node.hub.close()
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(reader, 5.0)
+        assert node.hub.watchers == 0
+        # A watch request read while the node stops opens nothing: a stream opened after
+        # the close would never be ended, its progress lines holding its client there.
+        with pytest.raises(WatchHubClosed):
+            node.hub.open(KeyRange(), None)
         assert node.hub.watchers == 0
 
     run(body)

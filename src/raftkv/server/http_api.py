@@ -41,7 +41,7 @@ from raftkv.server.http_server import Request, Response, StreamOutput, StreamRes
 from raftkv.server.lease_api import LEASE_PATH, LEASE_PREFIX, LEASES_PATH, LeaseApi, LeaseBackend
 from raftkv.server.options import READY_LAG_ENTRIES_DEFAULT
 from raftkv.server.requests import RequestFailed
-from raftkv.server.watches import Compacted, TooManyWatchers, WatchHub
+from raftkv.server.watches import Compacted, TooManyWatchers, WatchHub, WatchHubClosed
 from raftkv.storage.backup_file import BACKUP_CONTENT_TYPE
 
 # The body allowance: a value and an `if_value` within the value limit are accepted however
@@ -478,6 +478,8 @@ class ClientApi:
             return Response.error(410, "compacted", str(error), oldest_index=error.oldest_index)
         except TooManyWatchers as error:
             return Response.error(503, "overloaded", f"{error}; try another node or later")
+        except WatchHubClosed as error:
+            return Response.error(503, "no_leader", f"{error}; watch on another node")
         return StreamResponse(
             stream,
             NDJSON_CONTENT_TYPE,

@@ -70,6 +70,10 @@ class TooManyWatchers(Exception):
     """The node serves as many watchers as it allows (HTTP 503 `overloaded`)."""
 
 
+class WatchHubClosed(Exception):
+    """The node is stopping: it opens no more watchers (HTTP 503 `no_leader`)."""
+
+
 def compacted_line(oldest_index: int) -> bytes:
     return _encode({"type": "error", "error": "compacted", "oldest_index": oldest_index}) + b"\n"
 
@@ -100,6 +104,9 @@ class WatchHub:
         self._flush_handle: asyncio.TimerHandle | asyncio.Handle | None = None
         self._last_flush = -math.inf
         self._flushed_through = 0  # the history's end at the last wake-up
+        # Set by `close()`: a watcher opened after it (a request read while the node stops)
+        # would never be ended, and its progress lines would hold its client there.
+        self._closed = False
         self.events_sent_total = 0
         # Pieces scanned since the history last grew, by range and place (`_take`).
         self.pieces: dict[tuple[object, ...], tuple[bytes | None, int, int]] = {}
@@ -157,8 +164,11 @@ class WatchHub:
         output: StreamOutput | None = None,
     ) -> WatchStream:
         """A watcher of the changes of `key_range` at indexes after `from_index` (None: the
-        applied index). Raises `TooManyWatchers`, or `Compacted` when the history no longer
-        holds them all; the place is taken now, synchronously, so none is missed."""
+        applied index). Raises `TooManyWatchers`, `WatchHubClosed` once the node is stopping,
+        or `Compacted` when the history no longer holds them all; the place is taken now,
+        synchronously, so none is missed."""
+        if self._closed:
+            raise WatchHubClosed("this node is shutting down")
         if len(self._streams) >= self.limits.watchers_max:
             raise TooManyWatchers(f"this node serves {self.limits.watchers_max} watchers already")
         history = self.history
@@ -183,7 +193,9 @@ class WatchHub:
             stream.end_with(line)
 
     def close(self) -> None:
-        """The node is stopping: end every stream (its client resumes on another node)."""
+        """The node is stopping: end every stream (its client resumes on another node), and
+        open no more."""
+        self._closed = True
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
