@@ -28,9 +28,51 @@ _pause = threading.Event()  # never set: `wait` is an interruptible pause betwee
 # Ports handed out by this process: the kernel may give a just-released port again, and
 # two nodes of one cluster once got the same one (about 1 cluster in 700).
 _ports_given: set[int] = set()
+# Ports are drawn below the kernel's ephemeral range, a slice for each pytest-xdist worker:
+# a port the kernel handed to bind(0) was free only until a node started, and meanwhile any
+# connection's source port, or another worker's node, could take it (a node of
+# test_damaged_snapshot once failed to start, "address already in use").
+PORTS_FIRST = 10_000
+WORKER_SLICES = 8
+
+
+def _port_slice() -> range:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ranges:
+            ephemeral_first = int(ranges.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_first = PORTS_FIRST  # unknown: no slice, bind(0) as before
+    width = (ephemeral_first - PORTS_FIRST) // WORKER_SLICES
+    if width < 100:
+        return range(0)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = PORTS_FIRST + width * (int(worker) % WORKER_SLICES if worker.isdigit() else 0)
+    return range(first, first + width)
+
+
+_slice = _port_slice()
+_next_in_slice = 0
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
+    global _next_in_slice
+    # Through this worker's slice in order (a port once given is not given again); bind(0)
+    # when the slice is used up or the machine's ephemeral range leaves none.
+    while _next_in_slice < len(_slice):
+        port = _slice[_next_in_slice]
+        _next_in_slice += 1
+        if port not in _ports_given and _bindable(port):
+            _ports_given.add(port)
+            return port
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.bind(("127.0.0.1", 0))
