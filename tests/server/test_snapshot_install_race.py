@@ -127,19 +127,8 @@ async def race(data_dir: Path) -> tuple[int, dict[str, str | None]]:
     await server._handle_ready(node.ready())
     assert server.snapshots._task is not None
     installed_index = 50
-    data = leader_state(installed_index)
     node.step(
-        InstallSnapshot(
-            to=FOLLOWER,
-            term=term,
-            leader_id=LEADER,
-            last_included_index=installed_index,
-            last_included_term=term,
-            offset=0,
-            data=data,
-            done=True,
-            membership=Membership(voters=frozenset({LEADER, FOLLOWER})).encode(),
-        )
+        leader_snapshot(Membership(voters=frozenset({LEADER, FOLLOWER})), installed_index, term)
     )
     install = asyncio.ensure_future(drain_ready(server))
     taking = server.snapshots._task
