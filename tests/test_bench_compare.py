@@ -4,6 +4,7 @@ needs etcd and wrk (`raft-bench --compare etcd`); here the measuring is a stand-
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -142,3 +143,54 @@ def test_the_comparison_reports_p99_9_last() -> None:
     header, line = bench_etcd.report([(row, ours, theirs)]).splitlines()
     assert header.endswith("errors    p99.9 ms raftkv/etcd")
     assert line.endswith("7.50 / 30.25") and "3.00x" in line and "0/1" in line
+
+
+def test_each_run_counts_the_cpu_of_the_measured_system_s_members_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both clusters run at once: a row's CPU is what *its* system's processes used while it
+    ran (read from their counters before and after), per request, beside wrk's own."""
+    used = {1: 0.0, 2: 0.0, 3: 0.0, 7: 0.0, 8: 0.0}  # CPU seconds so far, per pid
+    monkeypatch.setattr(bench_etcd, "cpu_seconds", lambda pid: used[pid])
+
+    def measure(
+        url: str, connections: int, seconds: float, script: Path | None
+    ) -> dict[str, float]:
+        if url.startswith("http://r"):  # raftkv: 0.3 s over its three members
+            used[1] += 0.2
+            used[2] += 0.05
+            used[3] += 0.05
+            wrk = 0.1
+        else:  # etcd: 0.9 s; raftkv's members keep (a little) background work going
+            used[7] += 0.8
+            used[8] += 0.1
+            used[1] += 0.01
+            wrk = 0.2
+        return {"rate": 1000.0, "requests": 1000.0, "wrk_cpu_seconds": wrk, "seconds": 1.0}
+
+    rows = bench_etcd.workloads("http://raftkv", "http://etcd")[:1]
+    processes = {"raftkv": lambda: [1, 2, 3], "etcd": lambda: [7, 8]}
+    ((_, ours, theirs),) = bench_etcd.compare(
+        rows, measure, tmp_path, seconds=1, repetitions=3, processes=processes
+    )
+    assert ours["members_cpu_us"] == pytest.approx(300.0)  # 0.3 s / 1,000 requests
+    assert ours["wrk_cpu_us"] == pytest.approx(100.0)
+    assert ours["cores"] == pytest.approx(0.4)
+    assert theirs["members_cpu_us"] == pytest.approx(900.0)
+    assert theirs["cores"] == pytest.approx(1.1)
+    table = bench_etcd.cpu_report([(rows[0], ours, theirs)]).splitlines()
+    assert table[1].split()[:3] == ["operation", "µs/req", "raftkv/etcd"]
+    assert table[2].startswith("write C=1") and "400 / 1100" in table[2]
+    assert "2.75x" in table[2] and "0.40 / 1.10" in table[2]
+
+
+def test_a_member_gone_mid_row_leaves_its_cpu_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
+    def gone(pid: int) -> float:
+        raise FileNotFoundError(f"/proc/{pid}/stat")
+
+    monkeypatch.setattr(bench_etcd, "cpu_seconds", gone)
+    assert math.isnan(bench_etcd.members_cpu_seconds([1, 2]))
+    assert math.isnan(bench_etcd.members_cpu_seconds([]))
+    result = bench_etcd.with_cpu({"requests": 10.0, "wrk_cpu_seconds": 0.1, "seconds": 1.0}, 0.5)
+    assert result["members_cpu_us"] == pytest.approx(50_000.0)
+    assert math.isnan(bench_etcd.with_cpu({"requests": 0.0}, 0.5)["members_cpu_us"])

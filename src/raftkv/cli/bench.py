@@ -223,6 +223,8 @@ def _run_wrk(url: str, connections: int, seconds: float, script: Path) -> dict[s
         "p999_ms": float(p999.group(1)) / 1000 if p999 else float("nan"),
         "errors": float(errors.group(1)) if errors else 0.0,
         "wrk_cpu_percent": 100 * cpu / elapsed,
+        "wrk_cpu_seconds": cpu,
+        "seconds": elapsed,
     }
 
 
@@ -409,6 +411,10 @@ def compare_with_etcd(arguments: argparse.Namespace) -> int:
             root,
             seconds=arguments.seconds,
             repetitions=arguments.repetitions,
+            processes={
+                "raftkv": lambda: [process.pid for process in cluster.processes],
+                "etcd": lambda: [process.pid for process in etcd.processes],
+            },
         )
         print(
             f"raftkv vs etcd ({_etcd_version()}), {arguments.nodes} members each, fsync on, "
@@ -416,6 +422,7 @@ def compare_with_etcd(arguments: argparse.Namespace) -> int:
             f"medians of {arguments.repetitions} alternating runs of {arguments.seconds} s"
         )
         print(bench_etcd.report(results))
+        print(bench_etcd.cpu_report(results))
         print(f"raftkv's {stall_summary(cluster.log_paths())}")
         return 0
     finally:

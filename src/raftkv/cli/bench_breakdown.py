@@ -67,13 +67,19 @@ class ProcessSample:
         }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system time process `pid` (all its threads) has used so far. Raises OSError
+    once the process is gone."""
+    # Fields 14 and 15 of stat are utime and stime; the command name (field 2) may hold
+    # spaces, so count from after its closing parenthesis.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
 def sample(pid: int, client_url: str) -> ProcessSample:
     """What the kernel and the node's metrics count for process `pid` so far."""
     proc = Path(f"/proc/{pid}")
-    # Fields 14 and 15 of stat are utime and stime; the command name (field 2) may hold
-    # spaces, so count from after its closing parenthesis.
-    fields = proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    cpu = cpu_seconds(pid)
     io = dict(line.split(": ") for line in proc.joinpath("io").read_text().splitlines())
     switches = 0
     for task in proc.joinpath("task").iterdir():

@@ -24,11 +24,12 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from raftkv.cli.bench import Measure, preload_in_rounds, stop_processes
+from raftkv.cli.bench_breakdown import cpu_seconds
 
 ETCD_STARTUP_SECONDS = 30
 _pause = threading.Event()
@@ -250,9 +251,11 @@ def compare(
     *,
     seconds: float,
     repetitions: int,
+    processes: Mapping[str, Callable[[], Sequence[int]]] | None = None,
 ) -> list[tuple[Workload, dict[str, float], dict[str, float]]]:
     """Every row on both systems, `repetitions` times, alternating which goes first; the
-    medians of each figure per system."""
+    medians of each figure per system. `processes`: per system, the ids of its members'
+    processes, whose CPU time each measurement adds up (`with_cpu`)."""
     results = []
     for number, row in enumerate(rows):
         runs: dict[str, list[dict[str, float]]] = {"raftkv": [], "etcd": []}
@@ -265,9 +268,43 @@ def compare(
                     script = root / f"row{number}-{repetition}-{system}.lua"
                     start = (number * 1000 + repetition) * 10**9
                     script.write_text(script_text.replace("START", str(start)))
-                runs[system].append(measure(url, row.connections, seconds, script))
+                members = processes[system]() if processes is not None else ()
+                before = members_cpu_seconds(members)
+                result = measure(url, row.connections, seconds, script)
+                used = members_cpu_seconds(members) - before
+                runs[system].append(with_cpu(result, used))
         results.append((row, _medians(runs["raftkv"]), _medians(runs["etcd"])))
     return results
+
+
+def members_cpu_seconds(pids: Sequence[int]) -> float:
+    """The CPU time the processes `pids` used so far, added up; NaN when there are none or
+    one is gone (a member that died mid-row has no meaningful share)."""
+    if not pids:
+        return float("nan")
+    try:
+        return sum(cpu_seconds(pid) for pid in pids)
+    except OSError:
+        return float("nan")
+
+
+def with_cpu(result: dict[str, float], members_seconds: float) -> dict[str, float]:
+    """`result` (one wrk run) with what the requests cost in CPU: µs per request of the
+    system's members (`members_cpu_us`) and of wrk (`wrk_cpu_us`), and the cores the two
+    kept busy (`cores`). Both systems share this machine's cores with wrk, so when both
+    are CPU-bound their ratio of requests per second is their inverse ratio of CPU per
+    request: this says how far a row is from the machine's limit, and what it spent."""
+    nan = float("nan")
+    requests = result.get("requests", 0.0)
+    wrk_seconds = result.get("wrk_cpu_seconds", nan)
+    elapsed = result.get("seconds", nan)
+    per_request = 1e6 / requests if requests else nan
+    return {
+        **result,
+        "members_cpu_us": members_seconds * per_request,
+        "wrk_cpu_us": wrk_seconds * per_request,
+        "cores": (members_seconds + wrk_seconds) / elapsed if elapsed else nan,
+    }
 
 
 def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -296,5 +333,29 @@ def report(results: list[tuple[Workload, dict[str, float], dict[str, float]]]) -
         lines.append(
             f"{row.name:<26}{ours['rate']:>10.0f}{theirs['rate']:>10.0f}{ratio:>7.2f}x"
             f"{p50:>22}{p99:>22}{errors:>10}{p999:>24}"
+        )
+    return "\n".join(lines)
+
+
+def cpu_report(results: list[tuple[Workload, dict[str, float], dict[str, float]]]) -> str:
+    """What each row cost in CPU (`with_cpu`), a table of its own under `report`'s."""
+    lines = [
+        "CPU per request: user + system time of each system's members and of wrk (the load"
+        " generator), and the cores they kept busy",
+        f"{'operation':<26}{'µs/req raftkv/etcd':>22}{'etcd/raftkv':>13}"
+        f"{'members µs raftkv/etcd':>26}{'wrk µs raftkv/etcd':>22}{'cores raftkv/etcd':>21}",
+    ]
+    nan = float("nan")
+    for row, ours, theirs in results:
+        total = [
+            side.get("members_cpu_us", nan) + side.get("wrk_cpu_us", nan) for side in (ours, theirs)
+        ]
+        ratio = total[1] / total[0] if total[0] else nan
+        members = f"{ours.get('members_cpu_us', nan):.0f} / {theirs.get('members_cpu_us', nan):.0f}"
+        wrk = f"{ours.get('wrk_cpu_us', nan):.0f} / {theirs.get('wrk_cpu_us', nan):.0f}"
+        cores = f"{ours.get('cores', nan):.2f} / {theirs.get('cores', nan):.2f}"
+        lines.append(
+            f"{row.name:<26}{f'{total[0]:.0f} / {total[1]:.0f}':>22}{ratio:>12.2f}x"
+            f"{members:>26}{wrk:>22}{cores:>21}"
         )
     return "\n".join(lines)
