@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         put_script = root / "put.lua"
         put_script.write_text(PUT_SCRIPT)
         if arguments.breakdown:
-            return print_breakdown(cluster, url, put_script, arguments.seconds)
+            return print_breakdown(cluster, put_script, arguments.seconds)
         http_json(url + "/v1/kv/bench-key", "PUT", b'{"value":"0123456789abcdef"}')
         if arguments.preload_keys:
             started = time.monotonic()
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def print_breakdown(cluster: LocalCluster, url: str, script: Path, seconds: int) -> int:
+def print_breakdown(cluster: LocalCluster, script: Path, seconds: int) -> int:
     from raftkv.cli import bench_breakdown
 
     alone = bench_breakdown.raw_fdatasync_rate(cluster.root)
@@ -331,21 +331,25 @@ def print_breakdown(cluster: LocalCluster, url: str, script: Path, seconds: int)
         f" does): alone {alone:,.0f}/s; {len(cluster.ids)} files at once {together:,.0f}/s"
         " in all"
     )
-    nodes: dict[str, tuple[int, str]] = {}
-    for node_id, process in zip(cluster.ids, cluster.processes, strict=True):
-        node_url = f"http://127.0.0.1:{cluster.client_ports[node_id]}"
-        role = "leader" if node_url == url else f"follower {node_id}"
-        nodes[role] = (process.pid, node_url)
     for connections in (1, 16, 64):
+        # Roles are read again for every row: a leader change (a disk stall of this machine
+        # can cost one) would otherwise measure a follower as "leader" from then on.
+        url = cluster.leader_url()
+        nodes: dict[str, tuple[int, str]] = {}
+        for node_id, process in zip(cluster.ids, cluster.processes, strict=True):
+            node_url = f"http://127.0.0.1:{cluster.client_ports[node_id]}"
+            role = "leader" if node_url == url else f"follower {node_id}"
+            nodes[role] = (process.pid, node_url)
         result: dict[str, float] = {}
 
-        def run(connections: int = connections, result: dict[str, float] = result) -> None:
+        def run(
+            url: str = url, connections: int = connections, result: dict[str, float] = result
+        ) -> None:
             result.update(run_wrk(url, connections, seconds, script))
 
         table = bench_breakdown.measure(nodes, url, run, seconds)
-        print(
-            f"\nwrites, C = {connections}: {result['rate']:,.0f}/s, p50 {result['p50_ms']:.2f} ms"
-        )
+        led_throughout = cluster.leader_url() == url
+        print(bench_breakdown.row_heading(connections, result, led_throughout))
         print(table)
     print(stall_summary(cluster.log_paths()))
     return 0

@@ -24,7 +24,7 @@ import re
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +170,22 @@ def report(roles: dict[str, ProcessSample], writes: float, seconds: float) -> st
         if shown:
             lines.append(f"  {role:<12}{shown}")
     return "\n".join(lines)
+
+
+def row_heading(connections: int, result: Mapping[str, float], led_throughout: bool) -> str:
+    """A row's first line: wrk's rate and p50, and a warning when the row did not measure
+    writes (requests refused, or the leader changed while it ran: wrk's rate then counts
+    fast refusals, and the per-write figures divide by the few writes applied)."""
+    heading = f"\nwrites, C = {connections}: {result['rate']:,.0f}/s, p50 {result['p50_ms']:.2f} ms"
+    errors = result.get("errors", 0.0)
+    if errors:
+        heading += f", {errors:,.0f} answers not 2xx"
+    if errors or not led_throughout:
+        heading += (
+            "\nNOT A MEASUREMENT OF WRITES: the leader changed or refused writes during this"
+            " row (see the stalls below); run again"
+        )
+    return heading
 
 
 def applied_index(client_url: str) -> int:
