@@ -3,7 +3,10 @@ campaigning, and a new server with an empty log."""
 
 from __future__ import annotations
 
+import pytest
+
 from raftkv.core import Membership
+from raftkv.core.progress import Progress
 from raftkv.storage import MemoryLogStore, MemorySnapshotStore, MemoryStableStore
 from tests.core.harness import Cluster
 
@@ -126,3 +129,106 @@ def test_a_node_that_holds_no_configuration_votes_for_nobody() -> None:
     assert cluster[1].role != "leader", "elected with the vote of a node that knows nothing"
     cluster.tick(30, only=[1, 2])
     assert cluster[1].role != "leader" and cluster[2].role != "leader"
+
+
+def removed_before_acknowledging_its_removal(cluster: Cluster) -> int:
+    """Node 2 acknowledges the joint configuration that removes it, then is gone (a removed
+    node stops on seeing its removal) before it acknowledges the final one. Returns the
+    joint entry's index, where the leader's `match` for node 2 stays."""
+    cluster.campaign(1)
+    for k in range(20):
+        cluster.propose(1, b"before-%d" % k)
+    joint_index = cluster[1].log.last_index + 1
+
+    def drop_c_new(message: object) -> object | None:
+        entries = getattr(message, "entries", None) or []
+        if getattr(message, "to", None) == 2 and any(e.index > joint_index for e in entries):
+            return None
+        return message
+
+    cluster.filter = drop_c_new  # type: ignore[assignment]
+    cluster[1].propose_membership(
+        Membership(voters=frozenset({1, 3}), voters_outgoing=frozenset({1, 2, 3}))
+    )
+    cluster.process()
+    cluster.deliver()
+    cluster.tick(3)
+    assert cluster[1].membership == Membership(voters=frozenset({1, 3}))
+    assert cluster[1].log.committed >= cluster[1].membership_index
+    assert cluster[2].log.last_index == joint_index, "node 2 holds the joint entry only"
+    cluster.crash(2)
+    cluster.filter = None
+    return joint_index
+
+
+def come_back_empty(cluster: Cluster, node_id: int) -> None:
+    """`node_id` starts again with an empty data dir (as `raft-node --join` on a new disk)."""
+    cluster.logs[node_id] = MemoryLogStore()
+    cluster.stables[node_id] = MemoryStableStore()
+    cluster.snapshots[node_id] = MemorySnapshotStore()
+    cluster.restart(node_id)
+    assert cluster[node_id].log.last_index == 0
+
+
+@pytest.mark.timeout(20)  # one of the bugs was a livelock: the harness never went quiet
+def test_a_removed_node_that_comes_back_empty_is_added_back_and_catches_up() -> None:
+    """As raft-chaos's membership fault does (seed 3, on a loaded machine): the removed
+    node starts again with an empty data dir and asks to join; the leader adds it. The
+    leader still held its progress, waiting for the acknowledgement of its removal (its
+    farewell, `_say_farewell`), `match` at the joint entry. Before the join the newcomer
+    rejected the messages meant for the old node at that match point and the leader sent
+    them again at once, forever (the harness never went quiet; on a network, as fast as
+    it goes); after it, every probe, since a probe never goes below match + 1. It never
+    received an entry and was never promoted."""
+    cluster = founded_by({1, 2, 3}, [1, 2, 3])
+    joint_index = removed_before_acknowledging_its_removal(cluster)
+    assert cluster[1].peer_status()[2].match == joint_index, "waiting for its farewell"
+    come_back_empty(cluster, 2)
+    cluster.propose(1, b"between")
+    cluster.tick(3)
+    assert cluster[2].log.last_index == 0
+    cluster[1].propose_membership(Membership(voters=frozenset({1, 3}), learners=frozenset({2})))
+    cluster.process()
+    cluster.deliver()
+    for k in range(5):
+        cluster.propose(1, b"after-%d" % k)
+        cluster.tick(3)
+    assert cluster.log_of(2) == cluster.log_of(1), "the re-added node never caught up"
+    assert cluster[1].peer_status()[2].match == cluster[1].log.last_index
+
+
+@pytest.mark.timeout(20)
+def test_a_node_added_back_under_its_old_id_is_replicated_from_scratch() -> None:
+    """The same removed node, added back (as a learner) while still down, then started
+    with an empty log: the leader still held its old progress, `match` at the joint entry,
+    and a probe never goes below match + 1, so the newcomer rejected every probe and never
+    received an entry; in raft-chaos it was never promoted. A member that was not one
+    before is a new incarnation now: its progress starts afresh."""
+    cluster = founded_by({1, 2, 3}, [1, 2, 3])
+    joint_index = removed_before_acknowledging_its_removal(cluster)
+    cluster.propose(1, b"between")
+    cluster.tick(3)
+    cluster[1].propose_membership(Membership(voters=frozenset({1, 3}), learners=frozenset({2})))
+    cluster.process()
+    cluster.deliver()
+    assert cluster[1].peer_status()[2].match < joint_index
+    come_back_empty(cluster, 2)
+    for k in range(5):
+        cluster.propose(1, b"after-%d" % k)
+        cluster.tick(3)
+    assert cluster.log_of(2) == cluster.log_of(1), "the re-added node never caught up"
+    assert cluster[1].peer_status()[2].match == cluster[1].log.last_index
+
+
+def test_a_probe_rejected_at_or_below_match_waits_for_the_next_heartbeat() -> None:
+    """A follower that rejects an index it acknowledged no longer holds that log. The probe
+    cannot go below match + 1; sending it again at once would repeat forever."""
+    progress = Progress(11, inflight_max=4)
+    progress.match = 10
+    progress.sent_entries(10)  # the probe at prev_log_index 10
+    assert not progress.decrease_to(10, 0)
+    assert (progress.next, progress.is_paused()) == (11, True)
+    progress.update_match(10)  # (a normal back-off still works above match)
+    progress.next = 15
+    progress.sent_entries(14)
+    assert progress.decrease_to(14, 12) and progress.next == 13

@@ -125,6 +125,12 @@ class Progress:
             return True
         if self.next - 1 != rejected:
             return False
+        if rejected <= self.match:
+            # It rejects what it acknowledged: not the log it had (a new incarnation under
+            # the same id). Probing below `match` is never allowed, and probing here again at
+            # once made the two ping-pong as fast as the network goes: the next heartbeat
+            # probes again.
+            return False
         self.next = max(min(rejected, next_hint + 1), self.match + 1)
         self.probe_sent = False
         return True

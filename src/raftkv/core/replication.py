@@ -53,6 +53,9 @@ class Replication:
         self.node = node
         self.progress: dict[int, Progress] = {}
         self._dirty: set[int] = set()
+        # The peers `sync_progress` last tracked as members: one that is a member again
+        # after it was not (removed, then added back) is a new incarnation (`sync_progress`).
+        self._tracked_members: frozenset[int] = frozenset()
         self._commit_changed = False
         self._uncommitted_bytes = 0
         # Every AppendEntries carries the current round number (`read_context`) and every
@@ -88,6 +91,7 @@ class Replication:
     def become_leader(self) -> None:
         self._lease_forfeited = False
         self.progress = {}
+        self._tracked_members = frozenset()
         self._uncommitted_bytes = 0
         self._last_heard = {}
         self._last_answer = {}
@@ -98,6 +102,7 @@ class Replication:
 
     def clear(self) -> None:
         self.progress = {}
+        self._tracked_members = frozenset()
         self._dirty.clear()
         self._commit_changed = False
         self._reads_waiting_for_commit.clear()
@@ -109,7 +114,12 @@ class Replication:
 
         A peer removed by a configuration that is not yet committed keeps being replicated
         to, so that it learns of its removal; it is dropped after a last message carrying
-        the commit (see `_after_commit`). It never counts toward any quorum meanwhile.
+        the commit (see `_say_farewell`). It never counts toward any quorum meanwhile.
+
+        A peer that is a member again after it was not (removed, then added back under the
+        same id) gets a new progress, even if the old one still waits for its farewell (a
+        removed node that stopped before acknowledging its removal never gets one): the new
+        incarnation's log may be empty, and the old `match` would keep every probe above it.
         """
         node = self.node
         if node.role != "leader":
@@ -119,8 +129,10 @@ class Replication:
         for peer in list(self.progress):
             if peer not in members and removal_committed:
                 del self.progress[peer]
+        rejoined = members - self._tracked_members
+        self._tracked_members = members
         for peer in members:
-            if peer not in self.progress:
+            if peer not in self.progress or peer in rejoined:
                 progress = Progress(node.log.last_index + 1, node.config.inflight_messages_max)
                 progress.recent_active = True
                 self.progress[peer] = progress
