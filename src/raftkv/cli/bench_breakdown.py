@@ -125,7 +125,9 @@ def raw_fdatasync_rate(directory: Path, seconds: float = 2.0, files: int = 1) ->
             os.pwrite(descriptor, bytes(_PROBE_FILE_BYTES), 0)
             os.fsync(descriptor)
             block, offset = b"\1" * 4096, 0
-            while time.monotonic() < deadline:
+            # One sync at least: preparing the file can outlast a short window on a slow
+            # disk (a 50 ms probe once counted none, a rate of 0).
+            while counts[number] == 0 or time.monotonic() < deadline:
                 os.pwrite(descriptor, block, offset)
                 os.fdatasync(descriptor)
                 counts[number] += 1
