@@ -141,3 +141,45 @@ def test_a_refusal_as_removed_stops_the_node(directory: DataDir) -> None:
     book, _ = opened_book(directory)
     book.refused_as_removed(3)
     assert book.removed.is_set()
+
+
+def test_a_peer_learnt_from_a_configuration_truncated_away_is_forgotten(
+    directory: DataDir,
+) -> None:
+    """Node 4 is learnt from a configuration appended from a leader that lost office; the
+    next leader's log overwrites it, and the newest configuration is the applied one again.
+    Nothing forgot node 4, and the node dialed it for good (the whole-node simulator's
+    seeds 805, 851 and 869 at 5 nodes: "node 3 still dials node 4, not a member")."""
+    loop = SimulatedEventLoop(random.Random(1))
+
+    async def learn_then_truncate() -> tuple[PeerBook, TransportView]:
+        book, transport = opened_book(directory)
+        book.membership_applied(configuration(1, 2, 3), 9)
+        book.newest_membership(configuration(1, 2, 3, 4), 12)  # uncommitted
+        assert transport.addresses[4] == ("127.0.0.1", 9004)
+        book.newest_membership(configuration(1, 2, 3), 9)  # index 12 overwritten
+        return book, transport
+
+    book, transport = loop.run_until_complete(learn_then_truncate())
+    assert 4 not in book.addresses
+    assert 4 not in load_peer_addresses(directory.path, OS_FILE_SYSTEM)
+    loop.run_for(REMOVED_PEER_GRACE_SECONDS * 1.1)
+    assert transport.removed == [4]
+    assert set(transport.addresses) == {1, 3}
+    loop.close()
+
+
+def test_a_joiner_keeps_the_members_it_was_told_of_while_replaying_older_configurations(
+    directory: DataDir,
+) -> None:
+    loop = SimulatedEventLoop(random.Random(1))
+
+    async def replay() -> TransportView:
+        book, transport = opened_book(directory, joined_index=20)
+        book.newest_membership(configuration(1, 5), 1)  # the founders, long before the join
+        return transport
+
+    transport = loop.run_until_complete(replay())
+    loop.run_for(REMOVED_PEER_GRACE_SECONDS * 2)
+    assert transport.removed == [] and {1, 3} <= set(transport.addresses)
+    loop.close()

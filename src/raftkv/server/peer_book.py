@@ -137,17 +137,7 @@ class PeerBook:
         transport.set_applied_configuration(*self.applied_configuration)
         changed = self._learn(membership)
         if membership.addresses:
-            for member in list(self.addresses):
-                if member != self.node_id and member not in membership.members:
-                    del self.addresses[member]
-                    # Later, not now: the leader's last message to the removed node (the
-                    # commit that tells it so) may still be queued.
-                    self._forgetting.append(
-                        asyncio.get_running_loop().call_later(
-                            REMOVED_PEER_GRACE_SECONDS, self._forget, member
-                        )
-                    )
-                    changed = True
+            changed = self._drop_addresses_outside(membership.members) or changed
         if changed:
             self._save()
 
@@ -158,7 +148,16 @@ class PeerBook:
         from an unknown node, so a new leader could never reach us."""
         if index != self._membership_index_seen:
             self._membership_index_seen = index
-            if self._learn(membership):
+            changed = self._learn(membership)
+            if membership.addresses and index >= self.joined_index:
+                # A peer learnt from a configuration since truncated away (appended from a
+                # leader that lost office, overwritten by the next one's log), and held by
+                # neither this one nor the applied one, would be dialed for good. (Not while
+                # a joiner replays configurations older than its join: the members it was
+                # told of would be dropped until the log caught up.)
+                keep = membership.members | self.applied_configuration[1]
+                changed = self._drop_addresses_outside(keep) or changed
+            if changed:
                 self._save()
 
     def refused_as_removed(self, peer: int) -> None:
@@ -199,6 +198,22 @@ class PeerBook:
                 transport.set_peer_address(member, *address)
                 changed = True
         return changed
+
+    def _drop_addresses_outside(self, members: frozenset[int]) -> bool:
+        """Stop knowing the address of every peer not in `members`; whether any."""
+        dropped = False
+        for member in list(self.addresses):
+            if member != self.node_id and member not in members:
+                del self.addresses[member]
+                # The transport forgets it later, not now: the leader's last message to a
+                # removed node (the commit that tells it so) may still be queued.
+                self._forgetting.append(
+                    asyncio.get_running_loop().call_later(
+                        REMOVED_PEER_GRACE_SECONDS, self._forget, member
+                    )
+                )
+                dropped = True
+        return dropped
 
     def _forget(self, member: int) -> None:
         if member not in self.addresses and self._transport is not None:
