@@ -11,6 +11,7 @@ import itertools
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from raftkv.server.http_server import (
     Request,
     Response,
     _Connection,
+    _decode_query,
     _decode_target,
     _Rejected,
 )
@@ -157,6 +159,34 @@ def test_a_request_target_decodes_or_is_refused_400(url: bytes) -> None:
         assert all(
             isinstance(name, str) and isinstance(value, str) for name, value in query.items()
         )
+
+
+def _by_parse_qsl(text: str) -> dict[str, str]:
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True, errors="strict"):
+        query.setdefault(name, value)
+    return query
+
+
+@fuzz
+@given(text=st.text(alphabet="ab=&%+;2F0x ", max_size=24) | st.text(max_size=24))
+@example(text="a=1&&b&a=2&=c&d=")
+@example(text="consistency=linearizable")
+@example(text="a=b=c&&&")
+def test_a_query_decodes_as_parse_qsl_reads_it(text: str) -> None:
+    """`_decode_query`'s split without `parse_qsl` for a query with nothing to unquote
+    gives what `parse_qsl` gives: the same fields, blank values, first name winning."""
+    try:
+        expected: dict[str, str] | None = _by_parse_qsl(text)
+    except UnicodeError:
+        expected = None
+    if expected is None:
+        try:
+            _decode_query(text)
+        except UnicodeError:
+            return
+        raise AssertionError("parse_qsl refused the query, the fast path did not")
+    assert _decode_query(text) == expected
 
 
 json_values: st.SearchStrategy[Any] = st.recursive(

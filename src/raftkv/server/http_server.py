@@ -178,15 +178,27 @@ def _decode_target(url: bytes) -> tuple[str, dict[str, str]]:
         raise _Rejected(Response.error(400, "bad_request", "the request target must be a path"))
     try:
         path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("utf-8")
-        query: dict[str, str] = {}
-        if raw_query:
-            for name, value in parse_qsl(
-                raw_query.decode("ascii"), keep_blank_values=True, errors="strict"
-            ):
-                query.setdefault(name, value)
+        query = _decode_query(raw_query.decode("ascii")) if raw_query else {}
     except UnicodeError:
         raise _Rejected(Response.error(400, "bad_request", "the URL must be UTF-8")) from None
     return path, query
+
+
+def _decode_query(text: str) -> dict[str, str]:
+    """The query's fields, the first of each name winning, as `parse_qsl` reads them
+    (blank values kept, empty fields skipped, a field without `=` a blank value). A query
+    with nothing to unquote (no `%`, no `+`: `?consistency=linearizable`) is split here:
+    `parse_qsl` is interpreted Python, and took 5-8 % of a leader's CPU serving reads."""
+    query: dict[str, str] = {}
+    if "%" in text or "+" in text:
+        for name, value in parse_qsl(text, keep_blank_values=True, errors="strict"):
+            query.setdefault(name, value)
+        return query
+    for field in text.split("&"):
+        if field:
+            name, _, value = field.partition("=")
+            query.setdefault(name, value)
+    return query
 
 
 def _address_key(peer: object) -> str | None:
