@@ -5,6 +5,7 @@ runs on the simulated loop: virtual time, no real waiting.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import random
 
@@ -44,6 +45,37 @@ def test_time_is_virtual_and_jumps_to_the_next_timer() -> None:
         return loop.time()
 
     assert loop.run_until_complete(sleeper()) == 36_000
+
+
+def test_a_timer_a_hair_in_the_future_comes_due_after_time_moved() -> None:
+    # With quanta, a timer due within the rounding's tolerance after a quantum the loop had
+    # reached was rounded down to now: a wait for the time left until a deadline came due
+    # at once, found the same time left, and waited again, forever, the virtual clock
+    # standing still (MembershipOperations.transfer_leadership; seed 1409 at 5 nodes hung
+    # a whole-node sweep).
+    loop = SimulatedEventLoop(random.Random(1), time_quantum=0.001)
+
+    async def wait_until(deadline: float) -> int:
+        waits = 0
+        while (remaining := deadline - loop.time()) > 0:
+            waits += 1
+            assert waits < 10, "the clock stood still"
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await asyncio.Event().wait()
+        return waits
+
+    async def scenario() -> tuple[float, list[float], int]:
+        await asyncio.sleep(0.25)  # the clock on a quantum
+        now = loop.time()
+        fired: list[float] = []
+        loop.call_at(now + 1e-12, lambda: fired.append(loop.time()))
+        waits = await wait_until(loop.time() + 1e-12)
+        return now, fired, waits
+
+    now, fired, waits = loop.run_until_complete(scenario())
+    assert fired[0] > now
+    assert waits == 1
 
 
 def test_asyncio_primitives_work_on_it() -> None:

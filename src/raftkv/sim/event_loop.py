@@ -121,7 +121,15 @@ class SimulatedEventLoop(asyncio.AbstractEventLoop):
         self._check_closed()
         if self._quanta_per_second:
             quanta = self._quanta_per_second
-            when = math.ceil(when * quanta - 1e-6) / quanta
+            rounded = math.ceil(when * quanta - 1e-6) / quanta
+            if rounded <= self._time < when:
+                # A hair in the future (within the rounding's tolerance of a quantum this
+                # loop has reached): the next quantum, not now. Rounded down to now, a wait
+                # of the time left until a deadline (`asyncio.timeout(deadline - now)`) came
+                # due at once, found the same time left, and waited again, forever, virtual
+                # time standing still (seed 1409 at 5 nodes hung a whole-node sweep).
+                rounded = (math.floor(self._time * quanta + 1e-6) + 1) / quanta
+            when = rounded
         handle = asyncio.TimerHandle(when, callback, args, self, context)
         heapq.heappush(self._timers, (when, next(self._sequence), handle))
         handle._scheduled = True  # type: ignore[attr-defined]
