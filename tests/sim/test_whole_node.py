@@ -3,12 +3,14 @@ network and simulated disks."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 
 import pytest
 
+from raftkv.sim import whole_node
 from raftkv.sim.whole_node import WholeNodeOptions, run_whole_node
 
 SEEDS = range(1, 7)
@@ -108,3 +110,21 @@ def test_a_disk_made_after_the_heal_fails_no_more() -> None:
     result = run_whole_node(WholeNodeOptions(seed=671, nodes=5, seconds=6))
     assert result.ok, "\n".join(result.report_lines())
     assert result.stats.liveness == "OK"
+
+
+def test_a_run_whose_clock_stands_still_fails_instead_of_running_forever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Code that keeps scheduling itself without letting virtual time move (as a wait for a
+    # deadline did, once the loop rounded its timer down to now) held a sweep for good.
+    monkeypatch.setattr(whole_node, "STILL_CLOCK_CALLBACKS_MAX", 5_000)
+    simulation = whole_node.WholeNodeSimulation(WholeNodeOptions(seed=1, nodes=3, seconds=2))
+
+    async def spin() -> None:
+        while True:
+            await asyncio.sleep(0)
+
+    simulation.in_process("spinner", spin())
+    result = simulation.run()
+    assert result.violation is not None
+    assert "virtual time stood still" in str(result.violation)
