@@ -36,6 +36,17 @@ def test_rows_alternate_which_system_goes_first_and_report_medians(tmp_path: Pat
     assert all("START" not in script and "VALUE" not in script for script in scripts)
 
 
+def test_rows_can_be_chosen_by_name_and_an_unknown_name_lists_the_rows() -> None:
+    rows = bench_etcd.workloads("http://raftkv", "http://etcd")
+    assert bench_etcd.select_rows(rows, None) == rows
+    chosen = bench_etcd.select_rows(rows, "write C=64, write C=16")
+    assert [row.name for row in chosen] == ["write C=16", "write C=64"]
+    with pytest.raises(SystemExit, match=r"no row 'write C=32'.*'write C=64'"):
+        bench_etcd.select_rows(rows, "write C=16,write C=32")
+    with pytest.raises(SystemExit, match="rows:"):
+        bench_etcd.select_rows(rows, " , ")
+
+
 def test_both_systems_get_the_same_request_shapes() -> None:
     rows = bench_etcd.workloads("http://raftkv", "http://etcd")
     assert [row.name for row in rows] == [

@@ -265,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="--compare: measurements of each row on each system (default 3)",
     )
+    parser.add_argument(
+        "--rows",
+        metavar="NAMES",
+        help="--compare: only these rows, comma-separated as the report names them "
+        '("write C=16,write C=64")',
+    )
     arguments = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("raft-bench needs wrk (apt-get install wrk)", file=sys.stderr)
@@ -410,7 +416,7 @@ def compare_with_etcd(arguments: argparse.Namespace) -> int:
                 f"into each in {time.monotonic() - started:.0f} s"
             )
         results = bench_etcd.compare(
-            bench_etcd.workloads(raftkv_url, etcd_url),
+            bench_etcd.select_rows(bench_etcd.workloads(raftkv_url, etcd_url), arguments.rows),
             cluster.following_the_leader(run_wrk),
             root,
             seconds=arguments.seconds,

@@ -244,6 +244,20 @@ def workloads(raftkv_url: str, etcd_url: str) -> list[Workload]:
     return rows
 
 
+def select_rows(rows: Sequence[Workload], wanted: str | None) -> list[Workload]:
+    """The rows named in `wanted` (comma-separated row names, as the report prints them:
+    "write C=64,read linearizable C=64"), in their usual order; all when it is None."""
+    if wanted is None:
+        return list(rows)
+    names = [name.strip() for name in wanted.split(",") if name.strip()]
+    known = {row.name for row in rows}
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        choices = ", ".join(repr(row.name) for row in rows)
+        raise SystemExit(f"raft-bench: no row {', '.join(map(repr, unknown))}; rows: {choices}")
+    return [row for row in rows if row.name in names]
+
+
 def compare(
     rows: Sequence[Workload],
     measure: Measure,

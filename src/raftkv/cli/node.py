@@ -39,6 +39,7 @@ from raftkv.server.join import JoinFailed, join_cluster
 from raftkv.server.logs import configure_logging
 from raftkv.server.options import (
     READY_LAG_ENTRIES_DEFAULT,
+    SNAPSHOT_ENTRIES_DEFAULT,
     SNAPSHOT_LOG_FRACTION_DEFAULT,
     SNAPSHOT_LOG_FRACTION_MAX,
     SYNC_THREAD_MIN_ENTRIES_DEFAULT,
@@ -126,7 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--election-timeout-ms", type=_milliseconds_range, default=(150, 300))
     parser.add_argument("--heartbeat-ms", type=int, default=50)
     parser.add_argument("--tick-ms", type=int, default=10)
-    parser.add_argument("--snapshot-entries", type=int, default=10_000)
+    parser.add_argument(
+        "--snapshot-entries",
+        type=int,
+        default=SNAPSHOT_ENTRIES_DEFAULT,
+        metavar="K",
+        help="a snapshot is due once K entries were applied since the last one (or 64 MiB "
+        "of commands, whichever comes first)",
+    )
     parser.add_argument(
         "--snapshot-log-fraction",
         type=float,
