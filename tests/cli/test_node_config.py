@@ -224,7 +224,8 @@ def test_the_snapshot_log_fraction_reaches_the_node_options(tmp_path: Path) -> N
     assert options_from(effective(["--config", path])).snapshot_log_fraction == 1.5
     flagged = effective(["--id", "1", "--snapshot-log-fraction", "0"])
     assert options_from(flagged).snapshot_log_fraction == 0
-    assert options_from(effective(["--id", "1"])).snapshot_log_fraction == 0.25
+    defaults = options_from(effective(["--id", "1"]))
+    assert (defaults.snapshot_log_fraction, defaults.snapshot_entries) == (1.0, 100_000)
     for refused in ("-0.5", "nan", "inf", "11"):
         with pytest.raises(SystemExit):
             main(["--id", "1", "--snapshot-log-fraction", refused, "--print-config"], {})
