@@ -33,6 +33,8 @@ from raftkv.cli.version import add_version_flag
 
 BIN = Path(sys.executable).parent
 STARTUP_DEADLINE_SECONDS = 30
+# How much of a node's log raft-bench shows when the node exited at start-up.
+NODE_LOG_LINES_SHOWN = 5
 _pause = threading.Event()
 
 # A wrk run: (url, connections, seconds, script) -> rate, requests, p50_ms, p99_ms, ...
@@ -117,6 +119,7 @@ class LocalCluster:
     def leader_url(self) -> str:
         deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
         while time.monotonic() < deadline:
+            self._check_running()
             for node_id in self.ids:
                 url = f"http://127.0.0.1:{self.client_ports[node_id]}"
                 try:
@@ -127,6 +130,25 @@ class LocalCluster:
                     return url
             _pause.wait(0.05)
         raise SystemExit("raft-bench: no leader elected")
+
+    def _check_running(self) -> None:
+        """Stop at once, saying why, when a node has exited: a flag it refused (`--node-arg`,
+        a `RAFTKV_*` variable in the environment) would otherwise be reported as the cluster
+        electing no leader 30 s later."""
+        for node_id, process in zip(self.ids, self.processes, strict=True):
+            status = process.poll()
+            if status is None:
+                continue
+            log = self.root / f"node-{node_id}.log"  # (removed with the bench dir)
+            try:
+                lines = log.read_text(errors="replace").strip().splitlines()
+            except OSError:
+                lines = []
+            tail = "\n".join(f"  {line}" for line in lines[-NODE_LOG_LINES_SHOWN:])
+            raise SystemExit(
+                f"raft-bench: node {node_id} exited (status {status}) before a leader was"
+                f" elected; the end of its log:\n{tail or '  (empty)'}"
+            )
 
     def following_the_leader(self, measure: Measure) -> Measure:
         """`measure` sent to whichever node leads now when given one of this cluster's URLs:
