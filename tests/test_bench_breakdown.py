@@ -1,18 +1,59 @@
 """raft-bench --breakdown's arithmetic and probes (the numbers themselves come from
 `make bench`, never from tests)."""
 
+import subprocess
+import sys
 from pathlib import Path
 
-from raftkv.cli.bench_breakdown import ProcessSample, raw_fdatasync_rate, report, row_heading
+from raftkv.cli.bench_breakdown import (
+    ProcessSample,
+    cpu_seconds,
+    loop_cpu_seconds,
+    raw_fdatasync_rate,
+    report,
+    row_heading,
+)
 
 
 def test_report_divides_each_node_s_counts_by_the_writes() -> None:
-    before = ProcessSample(1.0, 100, 10, 5.0, 0.005, {})
-    after = ProcessSample(1.5, 600, 110, 105.0, 0.105, {})
+    before = ProcessSample(1.0, 100, 10, 5.0, 0.005, {}, loop_cpu_seconds=0.8)
+    after = ProcessSample(1.5, 600, 110, 105.0, 0.105, {}, loop_cpu_seconds=1.1)
     table = report({"leader": after.minus(before)}, writes=1000, seconds=2.0)
     row = table.splitlines()[1].split()
-    # 0.5 s of CPU over 1,000 writes; 500 I/O calls; 100 wake-ups; 100 syncs in 2 s of 1 ms
-    assert row == ["leader", "500", "0.5", "0.1", "50", "1.000"]
+    # 0.5 s of CPU over 1,000 writes, 0.3 s of it the loop's; 500 I/O calls; 100 wake-ups;
+    # 100 syncs in 2 s of 1 ms
+    assert row == ["leader", "500", "300", "0.5", "0.1", "50", "1.000"]
+
+
+def test_the_loop_s_cpu_is_the_main_thread_s_alone() -> None:
+    """A child whose second thread works 0.3 s of CPU and whose main thread idles: the
+    process's CPU counts that work, the main thread's does not."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _WORKER_THREAD_CHILD], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "worked"
+        whole, loop = cpu_seconds(child.pid), loop_cpu_seconds(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert whole >= 0.3
+    assert loop <= whole - 0.25
+
+
+_WORKER_THREAD_CHILD = """
+import threading, time
+def work():
+    deadline = time.thread_time() + 0.3
+    while time.thread_time() < deadline:
+        pass
+worker = threading.Thread(target=work)
+worker.start()
+worker.join()
+print("worked", flush=True)
+time.sleep(60)
+"""
 
 
 def test_raw_fdatasync_rate_measures_and_cleans_up(tmp_path: Path) -> None:

@@ -3,7 +3,10 @@ accounting of each raft-node process (not by instrumenting the node, so what is 
 the node as shipped):
 
 - CPU µs per committed write: user + system time of the whole process (all its threads, the
-  disk thread included) from /proc/PID/stat, over the writes the leader applied;
+  disk thread included) from /proc/PID/stat, over the writes the leader applied; and of it,
+  the event loop's thread alone (/proc/PID/task/PID/stat): the thread every request, message
+  and apply goes through, whose limit is one core, while the sync and disk threads mostly
+  wait on the disk;
 - I/O syscalls per write: read-like and write-like system calls (/proc/PID/io syscr + syscw:
   socket reads and writes, WAL writes; not epoll or fsync);
 - wake-ups per write: context switches of all the process's threads (/proc/PID/task/*/status);
@@ -46,6 +49,8 @@ class ProcessSample:
     fsync_seconds: float
     # stage -> (seconds, samples) of raft_write_stage_seconds
     stages: dict[str, tuple[float, float]]
+    # CPU of the event loop's thread (the main thread) alone.
+    loop_cpu_seconds: float = 0.0
 
     def minus(self, earlier: ProcessSample) -> ProcessSample:
         stages = {}
@@ -59,6 +64,7 @@ class ProcessSample:
             self.fsyncs - earlier.fsyncs,
             self.fsync_seconds - earlier.fsync_seconds,
             stages,
+            self.loop_cpu_seconds - earlier.loop_cpu_seconds,
         )
 
     def stage_means_us(self) -> dict[str, float]:
@@ -70,9 +76,18 @@ class ProcessSample:
 def cpu_seconds(pid: int) -> float:
     """User + system time process `pid` (all its threads) has used so far. Raises OSError
     once the process is gone."""
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def loop_cpu_seconds(pid: int) -> float:
+    """User + system time of process `pid`'s main thread (a raft-node's event loop)."""
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def _stat_cpu_seconds(stat: Path) -> float:
     # Fields 14 and 15 of stat are utime and stime; the command name (field 2) may hold
     # spaces, so count from after its closing parenthesis.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
@@ -80,6 +95,7 @@ def sample(pid: int, client_url: str) -> ProcessSample:
     """What the kernel and the node's metrics count for process `pid` so far."""
     proc = Path(f"/proc/{pid}")
     cpu = cpu_seconds(pid)
+    loop_cpu = loop_cpu_seconds(pid)
     io = dict(line.split(": ") for line in proc.joinpath("io").read_text().splitlines())
     switches = 0
     for task in proc.joinpath("task").iterdir():
@@ -104,6 +120,7 @@ def sample(pid: int, client_url: str) -> ProcessSample:
         float(count.group(1)) if count else 0.0,
         float(total.group(1)) if total else 0.0,
         stages,
+        loop_cpu,
     )
 
 
@@ -151,14 +168,15 @@ _PROBE_FILE_BYTES = 1 << 20
 def report(roles: dict[str, ProcessSample], writes: float, seconds: float) -> str:
     """One row per node ("leader", "follower 2", ...) of a measured run of `writes` writes."""
     lines = [
-        f"{'node':<14}{'CPU µs/write':>14}{'I/O calls/write':>17}{'wake-ups/write':>16}"
-        f"{'WAL syncs/s':>13}{'sync ms':>9}"
+        f"{'node':<14}{'CPU µs/write':>14}{'of it loop':>12}{'I/O calls/write':>17}"
+        f"{'wake-ups/write':>16}{'WAL syncs/s':>13}{'sync ms':>9}"
     ]
     for role, delta in roles.items():
         per = max(writes, 1.0)
         mean_sync = 1000 * delta.fsync_seconds / delta.fsyncs if delta.fsyncs else 0.0
         lines.append(
-            f"{role:<14}{1e6 * delta.cpu_seconds / per:>14.0f}{delta.io_syscalls / per:>17.1f}"
+            f"{role:<14}{1e6 * delta.cpu_seconds / per:>14.0f}"
+            f"{1e6 * delta.loop_cpu_seconds / per:>12.0f}{delta.io_syscalls / per:>17.1f}"
             f"{delta.context_switches / per:>16.1f}{delta.fsyncs / seconds:>13.0f}"
             f"{mean_sync:>9.3f}"
         )
