@@ -1,6 +1,7 @@
 """raft-bench says why when a node of its cluster exits at start-up, instead of waiting out
 the election deadline and blaming the election."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -19,5 +20,6 @@ def test_a_node_that_exits_at_start_up_is_named_with_its_log(tmp_path: Path) -> 
             process.kill()
             process.wait()
     message = str(stopped.value)
-    assert "exited (status 2) before a leader was elected" in message
+    # Whichever node's exit is seen first (all three refuse the flag).
+    assert re.match(r"raft-bench: node [123] exited \(status 2\); the end of its log:", message)
     assert "--no-such-flag" in message  # argparse's own words, from the node's log

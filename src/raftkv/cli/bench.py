@@ -132,9 +132,10 @@ class LocalCluster:
         raise SystemExit("raft-bench: no leader elected")
 
     def _check_running(self) -> None:
-        """Stop at once, saying why, when a node has exited: a flag it refused (`--node-arg`,
-        a `RAFTKV_*` variable in the environment) would otherwise be reported as the cluster
-        electing no leader 30 s later."""
+        """Stop at once, saying why, when a node has exited: at start-up a flag it refused
+        (`--node-arg`, a `RAFTKV_*` variable in the environment) was reported as the cluster
+        electing no leader 30 s later; during a run, a crash would be measured as a smaller
+        cluster."""
         for node_id, process in zip(self.ids, self.processes, strict=True):
             status = process.poll()
             if status is None:
@@ -146,8 +147,8 @@ class LocalCluster:
                 lines = []
             tail = "\n".join(f"  {line}" for line in lines[-NODE_LOG_LINES_SHOWN:])
             raise SystemExit(
-                f"raft-bench: node {node_id} exited (status {status}) before a leader was"
-                f" elected; the end of its log:\n{tail or '  (empty)'}"
+                f"raft-bench: node {node_id} exited (status {status}); the end of its"
+                f" log:\n{tail or '  (empty)'}"
             )
 
     def following_the_leader(self, measure: Measure) -> Measure:
