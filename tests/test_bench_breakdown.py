@@ -29,7 +29,10 @@ def test_the_loop_s_cpu_is_the_main_thread_s_alone() -> None:
     """A child whose second thread works 0.3 s of CPU and whose main thread idles: the
     process's CPU counts that work, the main thread's does not."""
     child = subprocess.Popen(
-        [sys.executable, "-c", _WORKER_THREAD_CHILD], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _WORKER_THREAD_CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert child.stdout is not None
@@ -43,7 +46,7 @@ def test_the_loop_s_cpu_is_the_main_thread_s_alone() -> None:
 
 
 _WORKER_THREAD_CHILD = """
-import threading, time
+import sys, threading, time
 def work():
     deadline = time.thread_time() + 0.3
     while time.thread_time() < deadline:
@@ -52,7 +55,7 @@ worker = threading.Thread(target=work)
 worker.start()
 worker.join()
 print("worked", flush=True)
-time.sleep(60)
+sys.stdin.read()  # idle until killed (or the test's end closes the pipe)
 """
 
 
