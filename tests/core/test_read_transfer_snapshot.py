@@ -28,8 +28,9 @@ def test_read_index_is_confirmed_by_a_quorum_round_6_4() -> None:
     assert all(state.index == leader.log.committed for state in states)
 
 
-def test_read_index_waits_for_quorum_and_stale_leader_never_answers_6_4() -> None:
-    cluster = Cluster([1, 2, 3])
+@pytest.mark.parametrize("rounds_max", [0, 1])
+def test_read_index_waits_for_quorum_and_stale_leader_never_answers_6_4(rounds_max: int) -> None:
+    cluster = Cluster([1, 2, 3], read_rounds_inflight_max=rounds_max)
     cluster.campaign(1)
     leader = cluster[1]
     cluster.isolate(1)
@@ -40,6 +41,13 @@ def test_read_index_waits_for_quorum_and_stale_leader_never_answers_6_4() -> Non
     collected = []
     cluster.heal()
     leader.read_index(2)
+    if rounds_max == 1:
+        # Read 1's round is still in flight (its messages were lost), so read 2 waits: the
+        # next heartbeat's answers confirm that round, then read 2's round starts.
+        assert not leader.has_ready()
+        cluster.tick(leader.config.heartbeat_ticks, only=[1])
+        assert [state.request_id for state in cluster.read_states[1]] == [1, 2]
+        return
     ready = leader.ready()
     collected += ready.read_states
     leader.advance(ready)
@@ -56,6 +64,51 @@ def test_read_index_waits_for_quorum_and_stale_leader_never_answers_6_4() -> Non
     # round started after both requests, both are served.
     assert {state.request_id for state in collected} == {1, 2}
     assert all(state.index == leader.log.committed for state in collected)
+
+
+def test_reads_queued_behind_a_round_in_flight_share_the_next_round_6_4() -> None:
+    cluster = Cluster([1, 2, 3])  # the default: one round in flight, as etcd's read loop
+    cluster.campaign(1)
+    leader = cluster[1]
+    leader.read_index(1)
+    first = leader.ready()
+    leader.advance(first)
+    first_round = {m.read_context for m in first.messages}
+    assert len(first_round) == 1 and len(first.messages) == 2
+    # While that round is out, later reads start none of their own.
+    for request_id in (2, 3, 4):
+        leader.read_index(request_id)
+        assert not leader.has_ready()
+    # Follower 2 alone gets it: its answer makes a quorum with the leader.
+    cluster.in_flight.extend(m for m in first.messages if m.to == 2)
+    assert cluster.deliver(2) == 2
+    assert [state.request_id for state in cluster.read_states[1]] == [1]
+    # Confirming it started the next round, shared by every read queued meanwhile.
+    second_rounds = {
+        m.read_context for m in cluster.in_flight if m.sender == 1 and m.read_context > 0
+    }
+    assert second_rounds and min(second_rounds) > max(first_round)
+    cluster.deliver()
+    assert [state.request_id for state in cluster.read_states[1]] == [1, 2, 3, 4]
+    assert all(state.index == leader.log.committed for state in cluster.read_states[1])
+
+
+def test_read_rounds_without_a_limit_start_one_per_ready_6_4() -> None:
+    cluster = Cluster([1, 2, 3], read_rounds_inflight_max=0)
+    cluster.campaign(1)
+    leader = cluster[1]
+    contexts = []
+    for request_id in (1, 2):
+        leader.read_index(request_id)
+        ready = leader.ready()
+        leader.advance(ready)
+        contexts.append({m.read_context for m in ready.messages})
+    assert len(contexts[0]) == len(contexts[1]) == 1 and contexts[0] != contexts[1]
+
+
+def test_read_rounds_limit_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="read_rounds_inflight_max"):
+        Cluster([1], read_rounds_inflight_max=-1)
 
 
 def test_followers_refuse_read_index() -> None:

@@ -168,6 +168,14 @@ def build_parser() -> argparse.ArgumentParser:
         " 0 for even ones, so that a sweep runs both ways of syncing the WAL)",
     )
     parser.add_argument(
+        "--read-rounds-inflight-max",
+        type=_not_negative,
+        default=None,
+        metavar="N",
+        help="--whole-node: ReadIndex rounds a leader keeps in flight (default raft-node's"
+        " 1; 0: a round per Ready, as before, which the pinned seed ranges were found with)",
+    )
+    parser.add_argument(
         "--jobs",
         type=_jobs,
         default=None,
@@ -224,6 +232,8 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.error("--wal-segment-bytes applies to --whole-node only")
     if arguments.sync_thread_min_entries is not None and not arguments.whole_node:
         parser.error("--sync-thread-min-entries applies to --whole-node only")
+    if arguments.read_rounds_inflight_max is not None and not arguments.whole_node:
+        parser.error("--read-rounds-inflight-max applies to --whole-node only")
     if arguments.whole_node:
         return _whole_node(arguments)
     arguments.workload = arguments.workload or "kv"
@@ -280,6 +290,8 @@ def _whole_node(arguments: argparse.Namespace) -> int:
         given["wal_segment_bytes"] = arguments.wal_segment_bytes
     if arguments.sync_thread_min_entries is not None:
         given["sync_thread_min_entries"] = arguments.sync_thread_min_entries
+    if arguments.read_rounds_inflight_max is not None:
+        given["read_rounds_inflight_max"] = arguments.read_rounds_inflight_max
     write = sys.stdout.write
     if arguments.sweep is None:
         options = WholeNodeOptions(

@@ -31,6 +31,13 @@ class RaftConfig:
     # InstallSnapshot chunk size and how many chunks may be unacknowledged.
     snapshot_chunk_bytes: int = 256 << 10
     snapshot_chunks_inflight_max: int = 4
+    # ReadIndex rounds (thesis §6.4: a heartbeat round confirming leadership for the reads
+    # queued before it) in flight at once; 0 = no limit. Reads that arrive while the limit
+    # is reached wait and share the next round, as etcd's read loop keeps one in flight: a
+    # round costs the leader two messages out and two answers in, and under load starting
+    # one per Ready cost more than the reads it served (docs/ARCHITECTURE.md, session 28).
+    # A round whose messages are lost is confirmed by the next heartbeat's answers.
+    read_rounds_inflight_max: int = 1
 
     def __post_init__(self) -> None:
         if self.node_id <= 0:
@@ -40,5 +47,7 @@ class RaftConfig:
         maximum = self.election_timeout_ticks_max
         if maximum is not None and maximum <= self.election_timeout_ticks:
             raise ValueError("election_timeout_ticks_max must exceed election_timeout_ticks")
+        if self.read_rounds_inflight_max < 0:
+            raise ValueError("read_rounds_inflight_max must be 0 (no limit) or positive")
         if self.inflight_messages_max <= 0 or self.message_bytes_max <= 0:
             raise ValueError("limits must be positive")

@@ -164,7 +164,13 @@ class Replication:
         self._dirty.update(self.progress)
 
     def has_pending_sends(self) -> bool:
-        return bool(self._dirty or self._commit_changed or self._reads_unsent)
+        return bool(self._dirty or self._commit_changed or self._read_round_due())
+
+    def _read_round_due(self) -> bool:
+        if not self._reads_unsent:
+            return False
+        limit = self.node.config.read_rounds_inflight_max
+        return limit == 0 or len(self._read_rounds) < limit
 
     # --- time ---------------------------------------------------------------------------
     def tick(self) -> None:
@@ -256,7 +262,7 @@ class Replication:
     # --- sending ------------------------------------------------------------------------
     def flush(self) -> None:
         """Send what proposals, acknowledgements and commits have made necessary."""
-        if self._reads_unsent:
+        if self._read_round_due():
             self._start_read_round()
         commit_changed, self._commit_changed = self._commit_changed, False
         dirty = self._dirty

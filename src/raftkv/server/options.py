@@ -96,6 +96,10 @@ class NodeOptions:
     # acknowledgements; fewer are synced on the loop, where a fast fsync costs less than
     # the hop to a thread and back. 0: always on the loop (`--sync-thread-min-entries`).
     sync_thread_min_entries: int = SYNC_THREAD_MIN_ENTRIES_DEFAULT
+    # ReadIndex rounds a leader keeps in flight (RaftConfig.read_rounds_inflight_max; 0: a
+    # round per Ready, as before session 28). The whole-node simulator sets 0 to replay the
+    # seed ranges found before (tests/sim/test_whole_node_reach.py).
+    read_rounds_inflight_max: int = 1
     # Entries kept behind a snapshot for slightly slow followers (at most
     # SNAPSHOT_TRAILING_BYTES of them); the simulator keeps few, so installs happen.
     snapshot_trailing_entries: int = SNAPSHOT_TRAILING_ENTRIES

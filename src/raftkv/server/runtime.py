@@ -383,6 +383,7 @@ class RaftServer:
             pre_vote=options.pre_vote,
             check_quorum=options.check_quorum,
             uncommitted_bytes_max=options.uncommitted_bytes_max,
+            read_rounds_inflight_max=options.read_rounds_inflight_max,
         )
         # Every rule of what a node restarts from lives in recover(); it raises Corruption
         # (exit code 4) rather than start without entries this node stored.

@@ -299,6 +299,7 @@ class WholeNodeSimulation:
             uncommitted_bytes_max=self.uncommitted_bytes_max,
             wal_segment_bytes=self.options.wal_segment_bytes or WAL_SEGMENT_BYTES,
             sync_thread_min_entries=self.options.nodes_sync_thread_min_entries,
+            read_rounds_inflight_max=self.options.nodes_read_rounds_inflight_max,
         )
 
     def start(self, machine: Machine, joining: tuple[dict[str, Any], int] | None = None) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from raftkv.server.options import NodeOptions
 from raftkv.sim.invariants import InvariantViolation
 from raftkv.sim.runner import verdict_lines
 from raftkv.sim.whole_node_leases import LeaseStats
@@ -35,6 +36,9 @@ class WholeNodeOptions:
     # sync thread; even seeds 0, always on the loop, as every seed was before the thread).
     # raft-node's default (2) mixes the two.
     sync_thread_min_entries: int | None = None
+    # The nodes' `read_rounds_inflight_max` (None: raft-node's, one round in flight; 0, a
+    # round per Ready, replays the seeds found before session 28).
+    read_rounds_inflight_max: int | None = None
     # Core-only and whole-node seeds are separate spaces: a seed means one or the other.
 
     def __post_init__(self) -> None:
@@ -44,12 +48,20 @@ class WholeNodeOptions:
             raise ValueError("--wal-segment-bytes must be at least 1024")
         if self.sync_thread_min_entries is not None and self.sync_thread_min_entries < 0:
             raise ValueError("--sync-thread-min-entries must not be negative")
+        if self.read_rounds_inflight_max is not None and self.read_rounds_inflight_max < 0:
+            raise ValueError("--read-rounds-inflight-max must not be negative")
 
     @property
     def nodes_sync_thread_min_entries(self) -> int:
         if self.sync_thread_min_entries is not None:
             return self.sync_thread_min_entries
         return 1 if self.seed % 2 else 0
+
+    @property
+    def nodes_read_rounds_inflight_max(self) -> int:
+        if self.read_rounds_inflight_max is not None:
+            return self.read_rounds_inflight_max
+        return NodeOptions.read_rounds_inflight_max
 
     def replay_command(self) -> str:
         return (
@@ -68,6 +80,11 @@ class WholeNodeOptions:
                 ""
                 if self.sync_thread_min_entries is None
                 else f" --sync-thread-min-entries {self.sync_thread_min_entries}"
+            )
+            + (
+                ""
+                if self.read_rounds_inflight_max is None
+                else f" --read-rounds-inflight-max {self.read_rounds_inflight_max}"
             )
         )
 
