@@ -99,7 +99,7 @@ class NodeOptions:
     # ReadIndex rounds a leader keeps in flight (RaftConfig.read_rounds_inflight_max; 0: a
     # round per Ready, as before session 28). The whole-node simulator sets 0 to replay the
     # seed ranges found before (tests/sim/test_whole_node_reach.py).
-    read_rounds_inflight_max: int = 1
+    read_rounds_inflight_max: int = RaftConfig.read_rounds_inflight_max
     # Entries kept behind a snapshot for slightly slow followers (at most
     # SNAPSHOT_TRAILING_BYTES of them); the simulator keeps few, so installs happen.
     snapshot_trailing_entries: int = SNAPSHOT_TRAILING_ENTRIES
