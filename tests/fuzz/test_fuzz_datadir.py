@@ -1,7 +1,8 @@
-"""The data dir's meta.json (storage/datadir.py) and peers.json (server/peers_file.py):
-whatever they hold, opening the data dir succeeds or raises `StorageError` (`Corruption`
-for an unreadable meta.json, `DataDirMismatch` for another node's or version's);
-`load_peer_addresses` returns addresses or raises `ValueError`; both round-trip."""
+"""The data dir's meta.json (storage/datadir.py), peers.json and removal_notices.json
+(server/peers_file.py): whatever they hold, opening the data dir succeeds or raises
+`StorageError` (`Corruption` for an unreadable meta.json, `DataDirMismatch` for another
+node's or version's); `load_peer_addresses` and `load_removal_notices` return what they
+hold or raise `ValueError`; all round-trip."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from raftkv.errors import StorageError
-from raftkv.server.peers_file import PEERS_FILE_NAME, load_peer_addresses, save_peer_addresses
+from raftkv.server.peers_file import (
+    PEERS_FILE_NAME,
+    REMOVAL_NOTICES_FILE_NAME,
+    load_peer_addresses,
+    load_removal_notices,
+    save_peer_addresses,
+    save_removal_notices,
+)
 from raftkv.storage.datadir import DATA_DIR_FORMAT_VERSION, META_FILE_NAME, open_data_dir
 from raftkv.storage.filesystem import OS_FILE_SYSTEM
 
@@ -97,3 +105,46 @@ def test_peer_addresses_round_trip(addresses: dict[int, tuple[str, int]]) -> Non
     with tempfile.TemporaryDirectory() as directory:
         save_peer_addresses(directory, addresses, OS_FILE_SYSTEM)
         assert load_peer_addresses(directory, OS_FILE_SYSTEM) == addresses
+
+
+notice_maps = st.dictionaries(
+    st.integers(1, 2**31 - 1),
+    st.tuples(
+        st.tuples(st.sampled_from(["127.0.0.1", "h", "::1"]), st.integers(0, 65535)),
+        st.integers(1, 2**62),
+    ),
+    max_size=4,
+)
+valid_notices = notice_maps.map(
+    lambda notices: json.dumps(
+        {
+            str(node): {"address": f"{h}:{p}", "removed_at": index}
+            for node, ((h, p), index) in notices.items()
+        }
+    ).encode()
+)
+
+
+@fuzz
+@given(content=st.one_of(st.binary(max_size=80), mutated(valid_notices)))
+@example(content=b'{"3": {"address": "h:1", "removed_at": true}}')
+@example(content=b'{"3": {"address": "h:1", "removed_at": 0}}')
+@example(content=b'{"3": ["h:1", 9]}')
+@example(content=b'{"3": "h:1"}')
+@example(content=b'{"3": {"address": 5, "removed_at": 9}}')
+@example(content=b'{"3": ' + deep_json(100_000) + b"}")
+def test_any_removal_notices_file_loads_or_raises_value_error(content: bytes) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        with open(os.path.join(directory, REMOVAL_NOTICES_FILE_NAME), "wb") as file:
+            file.write(content)
+        notices = raises_only(load_removal_notices, ValueError, directory, OS_FILE_SYSTEM)
+    if notices is not None:
+        assert all(index > 0 for _address, index in notices.values())
+
+
+@fuzz
+@given(notices=notice_maps)
+def test_removal_notices_round_trip(notices: dict[int, tuple[tuple[str, int], int]]) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        save_removal_notices(directory, notices, OS_FILE_SYSTEM)
+        assert load_removal_notices(directory, OS_FILE_SYSTEM) == notices

@@ -6,15 +6,19 @@ the simulator's loop (virtual time: the grace period passes without waiting)."""
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import pytest
 
 from raftkv.core import Membership
-from raftkv.server.options import REMOVED_PEER_GRACE_SECONDS
+from raftkv.server.options import REMOVAL_NOTICE_SECONDS, REMOVED_PEER_GRACE_SECONDS
 from raftkv.server.peer_book import PeerBook
-from raftkv.server.peers_file import load_peer_addresses
+from raftkv.server.peers_file import (
+    REMOVAL_NOTICES_FILE_NAME,
+    load_peer_addresses,
+    load_removal_notices,
+)
 from raftkv.sim.event_loop import SimulatedEventLoop
 from raftkv.storage import open_data_dir
 from raftkv.storage.datadir import DataDir
@@ -25,12 +29,16 @@ OWN_ADDRESS = ("127.0.0.1", 9002)
 
 
 class TransportView:
-    """What a transport was told: whom to dial, whom it forgot, the applied configuration."""
+    """What a transport was told: whom to dial, whom it forgot, the applied configuration,
+    whom it tells of their removal."""
 
     def __init__(self) -> None:
         self.addresses: dict[int, tuple[str, int]] = {}
         self.removed: list[int] = []
         self.applied: tuple[int, frozenset[int]] = (0, frozenset())
+        # Removal notices being dialed: id -> (address, removed_at, on_told).
+        self.notices: dict[int, tuple[tuple[str, int], int, Callable[[], None]]] = {}
+        self.stopped_telling: list[int] = []
 
     def set_peer_address(self, node_id: int, host: str, port: int) -> None:
         self.addresses[node_id] = (host, port)
@@ -41,6 +49,15 @@ class TransportView:
 
     def set_applied_configuration(self, index: int, members: Collection[int]) -> None:
         self.applied = (index, frozenset(members))
+
+    def tell_removed(
+        self, node_id: int, host: str, port: int, removed_at: int, on_told: Callable[[], None]
+    ) -> None:
+        self.notices[node_id] = ((host, port), removed_at, on_told)
+
+    def stop_telling(self, node_id: int) -> None:
+        if self.notices.pop(node_id, None) is not None:
+            self.stopped_telling.append(node_id)
 
 
 def configuration(*members: int) -> Membership:
@@ -183,3 +200,104 @@ def test_a_joiner_keeps_the_members_it_was_told_of_while_replaying_older_configu
     loop.run_for(REMOVED_PEER_GRACE_SECONDS * 2)
     assert transport.removed == [] and {1, 3} <= set(transport.addresses)
     loop.close()
+
+
+def notices_file(directory: DataDir) -> dict[int, tuple[tuple[str, int], int]]:
+    return load_removal_notices(directory.path, OS_FILE_SYSTEM)
+
+
+async def apply_removal_of_3(directory: DataDir) -> tuple[PeerBook, TransportView]:
+    book, transport = opened_book(directory)
+    book.membership_applied(configuration(1, 2, 3), 5)
+    book.membership_applied(configuration(1, 2), 9)
+    return book, transport
+
+
+def test_a_member_that_applies_a_removal_tells_the_removed_node_until_it_answers(
+    directory: DataDir,
+) -> None:
+    """Session 29: a removed node that dials no member (every peer it knows is gone) heard
+    of its removal from no one (`raft-sim --whole-node --seed 25101 ...`)."""
+    loop = SimulatedEventLoop(random.Random(1))
+    book, transport = loop.run_until_complete(apply_removal_of_3(directory))
+    address, removed_at, on_told = transport.notices[3]
+    assert (address, removed_at) == (("127.0.0.1", 9003), 9)
+    # Kept in the data dir, its address too (which the peers file no longer holds).
+    assert notices_file(directory) == {3: (("127.0.0.1", 9003), 9)}
+    assert 3 not in load_peer_addresses(directory.path, OS_FILE_SYSTEM)
+    on_told()
+    assert book.removal_notices == {} and notices_file(directory) == {}
+    # Answered: no deadline left to give it up later.
+    loop.run_for(REMOVAL_NOTICE_SECONDS * 2)
+    assert transport.stopped_telling == []
+    book.close()
+    loop.close()
+
+
+def test_a_notice_outlives_a_restart_of_the_member(directory: DataDir) -> None:
+    loop = SimulatedEventLoop(random.Random(1))
+    book, _ = loop.run_until_complete(apply_removal_of_3(directory))
+    book.close()
+
+    async def restart() -> TransportView:
+        return opened_book(directory)[1]
+
+    transport = loop.run_until_complete(restart())
+    assert transport.notices[3][:2] == (("127.0.0.1", 9003), 9)
+    loop.close()
+
+
+def test_a_notice_unanswered_for_its_time_is_given_up_for_good(directory: DataDir) -> None:
+    loop = SimulatedEventLoop(random.Random(1))
+    book, transport = loop.run_until_complete(apply_removal_of_3(directory))
+    loop.run_for(REMOVAL_NOTICE_SECONDS * 0.9)
+    assert 3 in transport.notices
+    loop.run_for(REMOVAL_NOTICE_SECONDS * 0.2)
+    assert transport.stopped_telling == [3]
+    assert book.removal_notices == {} and notices_file(directory) == {}
+    book.close()
+    loop.close()
+
+
+def test_a_node_re_added_is_no_longer_told_it_was_removed(directory: DataDir) -> None:
+    loop = SimulatedEventLoop(random.Random(1))
+
+    async def remove_then_re_add() -> tuple[PeerBook, TransportView]:
+        book, transport = await apply_removal_of_3(directory)
+        book.membership_applied(configuration(1, 2, 3), 14)
+        return book, transport
+
+    book, transport = loop.run_until_complete(remove_then_re_add())
+    assert transport.stopped_telling == [3] and transport.notices == {}
+    assert notices_file(directory) == {}
+    book.close()
+    loop.close()
+
+
+def test_no_notice_from_a_removed_node_nor_from_configurations_before_the_join(
+    directory: DataDir,
+) -> None:
+    loop = SimulatedEventLoop(random.Random(1))
+
+    async def replay() -> TransportView:
+        book, transport = opened_book(directory, joined_index=5)
+        # Before this node's join: history, whose removals others told (or will).
+        book.membership_applied(configuration(1, 3, 4), 1)
+        book.membership_applied(configuration(1, 3), 3)
+        assert transport.notices == {}
+        book.membership_applied(configuration(1, 2, 3), 5)
+        # This node is removed together with node 3: it stops, and tells nobody.
+        book.membership_applied(configuration(1), 8)
+        assert book.removed.is_set()
+        book.close()
+        return transport
+
+    assert loop.run_until_complete(replay()).notices == {}
+    loop.close()
+
+
+def test_a_damaged_notices_file_is_named(directory: DataDir) -> None:
+    path = Path(directory.path) / REMOVAL_NOTICES_FILE_NAME
+    path.write_text('{"3": {"address": "127.0.0.1:9003", "removed_at": "nine"}}')
+    with pytest.raises(ValueError, match=f"{path} is damaged"):
+        notices_file(directory)

@@ -71,6 +71,53 @@ def test_a_removed_node_no_leader_tells_stops_when_a_member_refuses_it_as_remove
     assert any("refuses it as removed" in record.getMessage() for record in caplog.records)
 
 
+def test_a_removed_node_that_dials_no_member_stops_when_a_member_tells_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Session 29 (`raft-sim --whole-node --seed 25101 ...`): the removed node cannot reach
+    any member (in the simulator, every peer it knew was gone), so no refusal can tell it;
+    the members, once they stopped dialing it as a peer, dial it with a removal notice."""
+
+    async def body(hub: MemoryHub, servers: list[RaftServer]) -> None:
+        leader, removed = await ready_cluster(servers)
+        members = [server for server in servers if server is not removed]
+        for member in members:  # cut off both ways: nothing tells it through the log
+            hub.block(member.id, removed.id)
+            hub.block(removed.id, member.id)
+        request = Request("DELETE", f"/v1/members/{removed.id}", {}, b"", True)
+
+        async def removal_committed() -> bool:
+            assert leader.api is not None
+            return (await leader.api.handle(request)).status == 200
+
+        await wait_until(removal_committed, f"node {removed.id}'s removal committed")
+        # The members forget it as a peer after the grace period (no Raft message goes
+        # to it from then on); only their notices may reach it.
+        await wait_until(
+            lambda: all(removed.id not in member.transport._links for member in members),
+            "the members forgot the removed node as a peer",
+        )
+        assert all(removed.id in member.peers.removal_notices for member in members)
+        hub.heal()
+        for member in members:  # it still cannot dial them: only they can reach it
+            hub.block(removed.id, member.id)
+        await wait_until(holds(removed.peers.removed.is_set), "the removed node stopping")
+        assert removed.id in removed.node.membership.members, (
+            "it never held its removal: a member's notice told it"
+        )
+        await wait_until(
+            lambda: all(member.peers.removal_notices == {} for member in members),
+            "both notices answered",
+        )
+        assert not leader.peers.removed.is_set()
+
+    with caplog.at_level(logging.INFO, logger="raftkv"):
+        run_cluster(tmp_path, body)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("takes the notice" in message for message in messages)
+    assert any("it was removed (index" in message for message in messages)
+
+
 # --- a restart from a snapshot ------------------------------------------------------------
 async def _restart_then_apply_the_removal(data_dir: Path) -> bool:
     server = follower_server(data_dir)

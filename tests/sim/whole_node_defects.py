@@ -164,6 +164,19 @@ def damaged_newest_snapshot_falls_back() -> Iterator[None]:
 def removed_node_never_told() -> Iterator[None]:
     """Session 20's fix undone: a member never tells a dialer it was removed (no
     `removed_at`), so a removed node whose removal no leader told it (the leadership changed
-    right after, or the members restarted and forgot it) runs on forever."""
-    with _patched(handshake, "removal_refusal", lambda handshake, applied: None):
+    right after, or the members restarted and forgot it) runs on forever. (Session 29's
+    notices undone too: they tell most such nodes as well, the other way round.)"""
+    with (
+        _patched(handshake, "removal_refusal", lambda handshake, applied: None),
+        removed_node_never_dialed(),
+    ):
+        yield
+
+
+@contextlib.contextmanager
+def removed_node_never_dialed() -> Iterator[None]:
+    """Session 29's fix undone: a member that applies a removal never dials the removed node
+    to tell it (`PeerBook._tell_removed`), so one that dials no member (every peer it knows
+    is gone) runs on forever."""
+    with _patched(PeerBook, "_tell_removed", lambda book, peers, index: None):
         yield

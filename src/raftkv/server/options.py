@@ -25,6 +25,9 @@ WAL_SEGMENT_BYTES = 16 << 20
 SYNC_THREAD_MIN_ENTRIES_DEFAULT = 2
 # How long a removed member stays reachable, so queued messages (its removal) still reach it.
 REMOVED_PEER_GRACE_SECONDS = 2.0
+# How long a member keeps dialing a removed node to tell it so (SPEC §4), when it does not
+# answer: an hour covers a node down for maintenance; one stopped for good is let go.
+REMOVAL_NOTICE_SECONDS = 3600.0
 # A snapshot is due once this many entries were applied since the last one (etcd's
 # --snapshot-count default too). Each snapshot stalls every node at once for a moment (the
 # state frozen, encoded in the disk thread beside the loop, the log compacted, segments

@@ -2,9 +2,10 @@
 
 Where each peer listens (the data dir's peers file, kept up to date from `--peers`, what
 `--join` learnt and the configurations in the log), the newest configuration the node
-applied (which dialers are checked against for their removal, SPEC §4), and whether this
-node was removed. The server feeds it configurations as the log and snapshots bring them;
-it tells the transport whom to dial and whom to refuse.
+applied (which dialers are checked against for their removal, SPEC §4), whether this node
+was removed, and the removed peers it still has to tell so (the data dir's removal notices
+file). The server feeds it configurations as the log and snapshots bring them; it tells the
+transport whom to dial, whom to refuse and whom to tell of their removal.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from raftkv.addresses import parse_host_port
+from raftkv.addresses import format_address, parse_host_port
 from raftkv.core import Membership
-from raftkv.server.options import REMOVED_PEER_GRACE_SECONDS
-from raftkv.server.peers_file import load_peer_addresses, save_peer_addresses
+from raftkv.errors import StorageError
+from raftkv.server.options import REMOVAL_NOTICE_SECONDS, REMOVED_PEER_GRACE_SECONDS
+from raftkv.server.peers_file import (
+    load_peer_addresses,
+    load_removal_notices,
+    save_peer_addresses,
+    save_removal_notices,
+)
 from raftkv.storage.datadir import DataDir
 from raftkv.transport.base import Transport
 
@@ -55,6 +62,12 @@ class PeerBook:
         self._transport: Transport | None = None
         # Removed peers the transport forgets after a grace period, cancelled at close.
         self._forgetting: list[asyncio.TimerHandle] = []
+        # Peers removed by a configuration this node applied, told so by dialing them until
+        # they answer (`Transport.tell_removed`): id -> (address, index of the removal).
+        # Kept in the data dir: a member may restart before the removed node is back.
+        self.removal_notices: dict[int, tuple[Address, int]] = {}
+        # When each notice is given up (`REMOVAL_NOTICE_SECONDS` from this start).
+        self._notice_deadlines: dict[int, asyncio.TimerHandle] = {}
 
     def joined(self, addresses: Mapping[int, Address], joined_index: int) -> None:
         """What `--join` learnt from the leader (before `open`): the members' addresses,
@@ -77,6 +90,7 @@ class PeerBook:
             self.addresses[peer] = address
         self.addresses[self.node_id] = own_address
         self._save()
+        self.removal_notices = load_removal_notices(data_dir.path, data_dir.filesystem)
 
     def attach(self, transport: Transport) -> None:
         """Tell a newly built transport whom to dial and the configuration to check
@@ -86,11 +100,14 @@ class PeerBook:
         for peer, address in self.addresses.items():
             if peer != self.node_id:
                 transport.set_peer_address(peer, *address)
+        for peer in list(self.removal_notices):
+            self._start_telling(peer)
 
     def close(self) -> None:
-        for handle in self._forgetting:
+        for handle in (*self._forgetting, *self._notice_deadlines.values()):
             handle.cancel()
         self._forgetting.clear()
+        self._notice_deadlines.clear()
 
     @property
     def member_since(self) -> int:
@@ -129,12 +146,16 @@ class PeerBook:
         """A configuration applied as an entry, or installed with a snapshot (one this
         node never applies as an entry: a follower caught up by a snapshot must learn its
         peers, and its own removal, from it, or it refuses a new leader it never heard of)."""
+        previous_index, previous_members = self.applied_configuration
         if self._note(membership, index) and not self.removed.is_set():
             logger.warning("this node was removed from the cluster; stopping")
             self.removed.set()
         transport = self._transport
         assert transport is not None, "configurations are applied once the transport is attached"
         transport.set_applied_configuration(*self.applied_configuration)
+        self._stop_telling_members(membership.members)
+        if index > previous_index and index >= self.joined_index and not self.removed.is_set():
+            self._tell_removed(previous_members - membership.members, index)
         changed = self._learn(membership)
         if membership.addresses:
             changed = self._drop_addresses_outside(membership.members) or changed
@@ -159,6 +180,72 @@ class PeerBook:
                 changed = self._drop_addresses_outside(keep) or changed
             if changed:
                 self._save()
+
+    def _tell_removed(self, peers: frozenset[int], index: int) -> None:
+        """Tell each peer the configuration at `index` removed, by dialing it (`Transport.
+        tell_removed`), until it answers: a removed node whose every known peer is gone
+        (it joined through a member removed since, and holds nothing newer) is dialed by
+        no one else, and no member refuses it, for it dials none. (Before its address is
+        dropped: the caller drops it right after.)"""
+        added = False
+        for peer in sorted(peers):
+            address = self.addresses.get(peer)
+            if peer != self.node_id and address is not None:
+                self.removal_notices[peer] = (address, index)
+                self._start_telling(peer)
+                added = True
+        if added:
+            self._save_notices()
+
+    def _start_telling(self, peer: int) -> None:
+        transport = self._transport
+        assert transport is not None, "notices are started once the transport is attached"
+        address, removed_at = self.removal_notices[peer]
+        transport.tell_removed(peer, *address, removed_at, lambda: self._notice_done(peer, True))
+        previous = self._notice_deadlines.pop(peer, None)
+        if previous is not None:
+            previous.cancel()
+        self._notice_deadlines[peer] = asyncio.get_running_loop().call_later(
+            REMOVAL_NOTICE_SECONDS, self._notice_done, peer, False
+        )
+
+    def _notice_done(self, peer: int, told: bool) -> None:
+        """The removal notice to `peer` was answered (`told`), or timed out unanswered."""
+        notice = self.removal_notices.pop(peer, None)
+        deadline = self._notice_deadlines.pop(peer, None)
+        if deadline is not None:
+            deadline.cancel()
+        if notice is None:
+            return
+        if not told:
+            if self._transport is not None:
+                self._transport.stop_telling(peer)
+            logger.info(
+                "gave up telling node%d at %s it was removed (index %d): no answer in %g s",
+                peer,
+                format_address(notice[0]),
+                notice[1],
+                REMOVAL_NOTICE_SECONDS,
+            )
+        try:
+            self._save_notices()
+        except StorageError as error:
+            # Called from the transport or a timer, not the apply path: the file keeps the
+            # notice, and a restart only tells the node once more.
+            logger.warning("could not forget the removal notice to node%d: %s", peer, error)
+
+    def _stop_telling_members(self, members: frozenset[int]) -> None:
+        """A peer re-added since its removal is a member again: no longer told otherwise."""
+        again = [peer for peer in self.removal_notices if peer in members]
+        for peer in again:
+            del self.removal_notices[peer]
+            deadline = self._notice_deadlines.pop(peer, None)
+            if deadline is not None:
+                deadline.cancel()
+            if self._transport is not None:
+                self._transport.stop_telling(peer)
+        if again:
+            self._save_notices()
 
     def refused_as_removed(self, peer: int) -> None:
         """`peer` refused our connection: it applied, so the cluster committed, a
@@ -218,6 +305,12 @@ class PeerBook:
     def _forget(self, member: int) -> None:
         if member not in self.addresses and self._transport is not None:
             self._transport.remove_peer(member)
+
+    def _save_notices(self) -> None:
+        if self._data_dir is not None:
+            save_removal_notices(
+                self._data_dir.path, self.removal_notices, self._data_dir.filesystem
+            )
 
     def _save(self) -> None:
         if self._data_dir is not None:

@@ -12,6 +12,9 @@ from raftkv.storage.file_io import atomic_write_file, storage_error
 from raftkv.storage.filesystem import FileSystem
 
 PEERS_FILE_NAME = "peers.json"
+# Removed peers this node still has to tell so (`PeerBook`): {"N": {"address": "host:port",
+# "removed_at": R}}.
+REMOVAL_NOTICES_FILE_NAME = "removal_notices.json"
 
 
 def load_peer_addresses(data_dir: str, filesystem: FileSystem) -> dict[int, tuple[str, int]]:
@@ -35,4 +38,41 @@ def save_peer_addresses(
     """Atomically: a crash leaves the old file or the new one, never half of one."""
     path = os.path.join(data_dir, PEERS_FILE_NAME)
     text = json.dumps({str(node): format_address(a) for node, a in sorted(addresses.items())})
+    atomic_write_file(path, text.encode("utf-8"), filesystem)
+
+
+def load_removal_notices(
+    data_dir: str, filesystem: FileSystem
+) -> dict[int, tuple[tuple[str, int], int]]:
+    """The removed peers still to be told so: id -> (address, index of the removal)."""
+    path = os.path.join(data_dir, REMOVAL_NOTICES_FILE_NAME)
+    try:
+        content = filesystem.read_file(path)
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        raise storage_error(error, "reading", path) from error
+    try:
+        raw = json.loads(content.decode("utf-8"))
+        notices = {}
+        for node, notice in raw.items():
+            removed_at = notice["removed_at"]
+            if type(removed_at) is not int or removed_at <= 0:  # not a bool either
+                raise ValueError(f"node {node}: removed_at {removed_at!r} is no index")
+            notices[int(node)] = (parse_host_port(notice["address"]), removed_at)
+        return notices
+    except (ValueError, AttributeError, KeyError, TypeError, RecursionError) as error:
+        raise ValueError(f"{path} is damaged: {error}") from error
+
+
+def save_removal_notices(
+    data_dir: str, notices: dict[int, tuple[tuple[str, int], int]], filesystem: FileSystem
+) -> None:
+    path = os.path.join(data_dir, REMOVAL_NOTICES_FILE_NAME)
+    text = json.dumps(
+        {
+            str(node): {"address": format_address(address), "removed_at": removed_at}
+            for node, (address, removed_at) in sorted(notices.items())
+        }
+    )
     atomic_write_file(path, text.encode("utf-8"), filesystem)

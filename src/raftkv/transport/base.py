@@ -34,8 +34,19 @@ goes down; a peer starts disconnected and is reported only on a change."""
 
 RemovedByHandler = Callable[[int], None]
 """Called with a peer's id when it refuses our connection because this node was removed
-from the cluster: it applied (so the cluster committed) a configuration without this node
-past the one that made it a member (`member_since`)."""
+from the cluster, or dials this node to say so (a removal notice, `tell_removed`): it
+applied (so the cluster committed) a configuration without this node past the one that made
+it a member (`member_since`)."""
+
+
+@dataclass(frozen=True)
+class RemovalNotice:
+    """What a notice link dials to say (`Transport.tell_removed`): the index of the applied
+    configuration that does not hold the peer, and what to call once the peer answered."""
+
+    removed_at: int
+    on_told: Callable[[], None]
+
 
 TraceDirection = Literal["send", "receive"]
 TraceHandler = Callable[[TraceDirection, AnyMessage], None]
@@ -121,6 +132,18 @@ class Transport(Protocol):
     def set_applied_configuration(self, index: int, members: Collection[int]) -> None:
         """The newest configuration this node applied: a dialer that joined before `index`
         and is not among `members` was removed, and is told so (`on_removed_by`)."""
+
+    def tell_removed(
+        self, node_id: int, host: str, port: int, removed_at: int, on_told: Callable[[], None]
+    ) -> None:
+        """Dial `node_id` at host:port, with backoff, until it answers a removal notice:
+        the configuration at `removed_at`, applied here, does not hold it (SPEC §4). For a
+        removed node that dials no member (all the peers it knows are gone). `on_told` is
+        called once it answered; a new notice for the same node replaces the old."""
+
+    def stop_telling(self, node_id: int) -> None:
+        """Give up the removal notice to `node_id`, if any (it is a member again, or the
+        node gave up on it)."""
 
     def is_connected(self, node_id: int) -> bool:
         """Whether the outbound connection to `node_id` is up (handshake accepted)."""

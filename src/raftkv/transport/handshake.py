@@ -95,6 +95,11 @@ class Handshake(msgspec.Struct, frozen=True):
     # older node, or one still asking to join). A member that applied a later configuration
     # without the sender knows it was removed since, and says so (`removed_at`).
     member_since: int = 0
+    # A removal notice (SPEC §4): the sender applied (so the cluster committed) a
+    # configuration at this index that does not hold the node dialed. Such a dial only
+    # tells: it is always refused, and the node dialed stops if the notice is about it
+    # (`removal_notice`). 0 on every other dial.
+    removed_at: int = 0
 
 
 class HandshakeReply(msgspec.Struct, frozen=True):
@@ -224,6 +229,47 @@ def removal_refusal(handshake: Handshake, applied: AppliedConfiguration) -> Refu
         f"index {applied.index} does not hold it (a member since index {since})"
     )
     return Refusal(reason, reason, "removed node", removed_at=applied.index)
+
+
+def removal_notice(
+    handshake: Handshake,
+    *,
+    cluster_id: str,
+    node_id: int,
+    member_since: int,
+    applied: AppliedConfiguration,
+) -> tuple[Refusal, bool]:
+    """Answer a dialer's removal notice (`handshake.removed_at`): the refusal to answer it
+    with, and whether it proves this node was removed.
+
+    The mirror of `removal_refusal`, for a removed node that dials no member (it knows only
+    peers that are gone): a member dials it instead. Believed only from a node of this
+    cluster (both know the cluster id, and they are equal) that dialed this very node, and
+    only if the configuration it names comes after the one that made this node a member
+    and this node applied none since that holds it: a node re-added under its id joined
+    anew, past the removal, and is not stopped by an old notice."""
+    if not cluster_id or handshake.cluster_id != cluster_id:
+        reason = "a removal notice from a node of another cluster (or before the id is known)"
+        return Refusal.same(reason, "removal notice"), False
+    if handshake.to_node_id != node_id or handshake.node_id <= 0 or handshake.node_id == node_id:
+        reason = f"a removal notice for node {handshake.to_node_id} from node {handshake.node_id}"
+        return Refusal.same(f"{reason}, but this is node {node_id}", "removal notice"), False
+    removed_at = handshake.removed_at
+    removed = was_removed(node_id, member_since, AppliedConfiguration(removed_at, frozenset()))
+    if removed and applied.index >= removed_at and node_id in applied.members:
+        removed = False
+    if not removed:
+        reason = (
+            f"the configuration at index {removed_at} does not prove node {node_id} was "
+            f"removed: a member since index {member_since}, holding the configuration at "
+            f"index {applied.index}"
+        )
+        return Refusal.same(reason, "removal notice"), False
+    reason = (
+        f"node {node_id} takes the notice: the configuration at index {removed_at} does not "
+        f"hold it (a member since index {member_since}); stopping"
+    )
+    return Refusal.same(reason, "removal notice"), True
 
 
 def check_handshake(

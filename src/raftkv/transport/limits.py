@@ -62,6 +62,9 @@ ADOPTED_PEERS_MAX = 16
 # Reconnect backoff: doubles from the initial delay up to the cap, each delay jittered.
 RECONNECT_BACKOFF_INITIAL_SECONDS = 0.05
 RECONNECT_BACKOFF_MAX_SECONDS = 1.0
+# The cap for a removal notice's redials (`Transport.tell_removed`): a removed node is most
+# often stopped for good by its operator, and is dialed for as long as the notice lasts.
+REMOVAL_NOTICE_BACKOFF_MAX_SECONDS = 10.0
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from raftkv.transport.base import (
     MessageHandler,
     PeerCounters,
     PeerStateHandler,
+    RemovalNotice,
     RemovedByHandler,
     TraceHandler,
     logger,
@@ -137,8 +138,17 @@ class MemoryHub:
 class _MemoryLink:
     """The sending half of a link: a queue and a task that delivers it while the link is up."""
 
-    def __init__(self, owner: MemoryTransport, peer_id: int, host: str, port: int) -> None:
+    def __init__(
+        self,
+        owner: MemoryTransport,
+        peer_id: int,
+        host: str,
+        port: int,
+        notice: RemovalNotice | None = None,
+    ) -> None:
         self.owner = owner
+        # A notice link (`Transport.tell_removed`): handshakes with it, and ends once answered.
+        self.notice = notice
         self.peer_id = peer_id
         self.host = host
         self.port = port
@@ -186,6 +196,11 @@ class _MemoryLink:
             # Cleared before looking, with no await in between: a wake-up during the
             # delivery below is never lost.
             self._wake.clear()
+            if self.notice is not None:
+                if self._tell():
+                    return
+                await self._wake.wait()
+                continue
             destination = self._connect()
             self._set_connected(destination is not None)
             if destination is not None and len(self.queue):
@@ -216,6 +231,32 @@ class _MemoryLink:
         if owner.hub.can_reach(owner.node_id, destination.node_id):
             destination._accept_frame(owner.node_id, payload)
 
+    def _tell(self) -> bool:
+        """Dial with the removal notice; whether the peer answered (any answer will do)."""
+        owner = self.owner
+        destination = owner.hub._listener((self.host, self.port))
+        if destination is None or not owner.hub.can_reach(owner.node_id, destination.node_id):
+            return False
+        assert self.notice is not None
+        destination._context.run(destination._refusal, self._handshake(self.notice.removed_at))
+        self.notice.on_told()
+        return True
+
+    def _handshake(self, removed_at: int = 0) -> Handshake:
+        owner = self.owner
+        return Handshake(
+            magic=HANDSHAKE_MAGIC,
+            protocol_version=PROTOCOL_VERSION,
+            cluster_id=owner.cluster_id,
+            node_id=owner.node_id,
+            to_node_id=self.peer_id,
+            client_address=owner.client_address,
+            lease=owner.lease_settings,
+            peer_address=owner.own_peer_address(),
+            member_since=owner.member_since,
+            removed_at=removed_at,
+        )
+
     def _connect(self) -> MemoryTransport | None:
         """The destination if the link is up now, doing the handshake check of TCP."""
         owner = self.owner
@@ -232,17 +273,7 @@ class _MemoryLink:
         # "connection" is gone, and a new one starts with a new handshake.
         self._set_connected(False)
         self._destination = None
-        handshake = Handshake(
-            magic=HANDSHAKE_MAGIC,
-            protocol_version=PROTOCOL_VERSION,
-            cluster_id=owner.cluster_id,
-            node_id=owner.node_id,
-            to_node_id=self.peer_id,
-            client_address=owner.client_address,
-            lease=owner.lease_settings,
-            peer_address=owner.own_peer_address(),
-            member_since=owner.member_since,
-        )
+        handshake = self._handshake()
         # The accepting side runs in its own process's context: what it starts there (a
         # link back to a peer it did not know) is its own, and dies with it, not with us.
         refusal = destination._context.run(destination._refusal, handshake)
@@ -349,15 +380,17 @@ class MemoryTransport(TransportBase):
             self.hub._unbind(self._address)
         await self._close_links()
 
-    def _create_link(self, node_id: int, host: str, port: int) -> _MemoryLink:
-        return _MemoryLink(self, node_id, host, port)
+    def _create_link(
+        self, node_id: int, host: str, port: int, notice: RemovalNotice | None = None
+    ) -> _MemoryLink:
+        return _MemoryLink(self, node_id, host, port, notice)
 
     def _forget_inbound(self, node_id: int) -> None:
         self._inbound_peers.discard(node_id)
         self.hub._changed()  # its link to us notices, as a TCP peer would see the close
 
     def _wake_links(self) -> None:
-        for link in self._links.values():
+        for link in (*self._links.values(), *self._notices.values()):
             link.on_queued()
 
     def _refusal(self, handshake: Handshake) -> Refusal | None:

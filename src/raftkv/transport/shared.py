@@ -23,6 +23,7 @@ from raftkv.transport.base import (
     MessageHandler,
     PeerCounters,
     PeerStateHandler,
+    RemovalNotice,
     RemovedByHandler,
     TraceHandler,
     TransportCounters,
@@ -37,6 +38,7 @@ from raftkv.transport.handshake import (
     LeaseSettings,
     Refusal,
     check_handshake,
+    removal_notice,
     was_removed,
 )
 from raftkv.transport.limits import (
@@ -111,6 +113,9 @@ class TransportBase(ABC):
         # Only reconnect jitter draws from it; a fresh generator when none is injected.
         self._random = rng or random.Random()
         self._links: dict[int, PeerLink] = {}
+        # Links that only dial to tell a removed peer so (`tell_removed`), apart from
+        # `_links`: such a peer is neither sent messages nor accepted as known.
+        self._notices: dict[int, PeerLink] = {}
         self._counters = TransportCounters()
         self._client_addresses: dict[int, str] = {}
         # Peers removed with `remove_peer` (until given an address again): refused even
@@ -136,8 +141,11 @@ class TransportBase(ABC):
         """Where this transport accepts peers (the bound port once started)."""
 
     @abstractmethod
-    def _create_link(self, node_id: int, host: str, port: int) -> PeerLink:
-        """The implementation's link to a peer (a TCP connection or a hub mailbox)."""
+    def _create_link(
+        self, node_id: int, host: str, port: int, notice: RemovalNotice | None = None
+    ) -> PeerLink:
+        """The implementation's link to a peer (a TCP connection or a hub mailbox); with a
+        notice, one that only dials to tell it, and ends once answered."""
 
     def _forget_inbound(self, node_id: int) -> None:  # noqa: B027 - optional hook
         """Close what `node_id` opened to us; it was removed from the peers (a no-op where
@@ -178,6 +186,7 @@ class TransportBase(ABC):
         if node_id == self._node_id:
             return  # a membership list includes this node; it never dials itself
         self._removed_peers.discard(node_id)
+        self.stop_telling(node_id)  # a member again
         link = self._links.get(node_id)
         if link is None:
             link = self._links[node_id] = self._create_link(node_id, host, port)
@@ -195,6 +204,29 @@ class TransportBase(ABC):
             self._retire(link.stop())
         if not self._accept_unknown_peers:
             self._forget_inbound(node_id)
+
+    def tell_removed(
+        self, node_id: int, host: str, port: int, removed_at: int, on_told: Callable[[], None]
+    ) -> None:
+        if node_id == self._node_id:
+            return
+        self.stop_telling(node_id)
+
+        def told() -> None:
+            if self._notices.get(node_id) is link:  # not one replaced or stopped since
+                del self._notices[node_id]  # its task ends by itself
+                logger.info("told node %d it was removed (index %d)", node_id, removed_at)
+                call_safely("on_told", on_told)
+
+        notice = RemovalNotice(removed_at, told)
+        link = self._notices[node_id] = self._create_link(node_id, host, port, notice)
+        if self._started and not self._closed:
+            link.start()
+
+    def stop_telling(self, node_id: int) -> None:
+        link = self._notices.pop(node_id, None)
+        if link is not None:
+            self._retire(link.stop())
 
     def set_applied_configuration(self, index: int, members: Collection[int]) -> None:
         applied = self._applied_configuration = AppliedConfiguration(index, frozenset(members))
@@ -229,13 +261,15 @@ class TransportBase(ABC):
     # --- for the implementations -----------------------------------------------------------
     def _start_links(self) -> None:
         self._started = True
-        for link in self._links.values():
+        for link in (*self._links.values(), *self._notices.values()):
             link.start()
 
     async def _close_links(self) -> None:
         for link in self._links.values():
             link.counters.frames_dropped += link.queue.clear()
             self._retire(link.stop())
+        for node_id in list(self._notices):
+            self.stop_telling(node_id)
         await asyncio.gather(*self._retired_tasks, return_exceptions=True)
 
     def _peer_counters(self, node_id: int) -> PeerCounters:
@@ -287,7 +321,19 @@ class TransportBase(ABC):
 
     def _check_handshake(self, handshake: Handshake) -> Refusal | None:
         """Why the handshake is refused, or None; a peer accepted without being known
-        (it named its address) is dialed back at that address, so it gets answers."""
+        (it named its address) is dialed back at that address, so it gets answers. A
+        removal notice is always refused, and reported when it proves this node removed."""
+        if handshake.removed_at:
+            answer, removed = removal_notice(
+                handshake,
+                cluster_id=self._cluster_id,
+                node_id=self._node_id,
+                member_since=self._member_since,
+                applied=self._applied_configuration,
+            )
+            if removed:
+                self._report_removed_by(handshake.node_id)
+            return answer
         refusal = check_handshake(
             handshake,
             cluster_id=self._cluster_id,

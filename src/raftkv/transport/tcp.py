@@ -21,6 +21,7 @@ from raftkv.transport.base import (
     ListenFailed,
     MessageHandler,
     PeerStateHandler,
+    RemovalNotice,
     RemovedByHandler,
     TraceHandler,
     logger,
@@ -137,7 +138,9 @@ class TcpTransport(TransportBase):
         if self._server is not None:
             await self._server.wait_closed()
 
-    def _create_link(self, node_id: int, host: str, port: int) -> OutboundPeer:
+    def _create_link(
+        self, node_id: int, host: str, port: int, notice: RemovalNotice | None = None
+    ) -> OutboundPeer:
         return OutboundPeer(
             own_id=self._node_id,
             peer_id=node_id,
@@ -157,6 +160,7 @@ class TcpTransport(TransportBase):
             own_peer_address=self.own_peer_address,
             source_host=None if self._listen_host in WILDCARD_HOSTS else self._listen_host,
             tls_context=self._peer_tls.client if self._peer_tls is not None else None,
+            notice=notice,
         )
 
     def _forget_inbound(self, node_id: int) -> None:

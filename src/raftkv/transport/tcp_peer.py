@@ -17,7 +17,7 @@ from collections.abc import Callable
 from raftkv.errors import ConnectionClosed, FrameError
 from raftkv.tls import node_dns_name, node_ids_named
 from raftkv.transport.backoff import Backoff
-from raftkv.transport.base import PeerCounters, logger
+from raftkv.transport.base import PeerCounters, RemovalNotice, logger
 from raftkv.transport.framing import FrameParser, encode_frame, join_frames
 from raftkv.transport.handshake import (
     HANDSHAKE_MAGIC,
@@ -28,7 +28,7 @@ from raftkv.transport.handshake import (
     encode_handshake,
     is_bootstrap_refusal,
 )
-from raftkv.transport.limits import TransportLimits
+from raftkv.transport.limits import REMOVAL_NOTICE_BACKOFF_MAX_SECONDS, TransportLimits
 from raftkv.transport.send_queue import SendQueue
 from raftkv.transport.streams import (
     close_writer,
@@ -75,6 +75,7 @@ class OutboundPeer:
         on_cluster_id: Callable[[str, int], None] = lambda cluster_id, peer_id: None,
         source_host: str | None = None,
         tls_context: ssl.SSLContext | None = None,
+        notice: RemovalNotice | None = None,
     ) -> None:
         self.own_id = own_id
         # Mutual TLS (`raftkv.tls.peer_tls(...).client`), or None for plain TCP.
@@ -93,9 +94,15 @@ class OutboundPeer:
         self._limits = limits
         self.counters = counters
         self.queue = SendQueue(limits.send_queue_frames_max, limits.send_queue_bytes_max)
-        self._backoff = Backoff(
-            limits.reconnect_backoff_initial_seconds, limits.reconnect_backoff_max_seconds, rng
-        )
+        # A notice link (`Transport.tell_removed`) handshakes with its notice, sends
+        # nothing, and ends once answered; a removed node is most often gone for good, so
+        # it is redialed less often than a member.
+        self._notice = notice
+        self._told = False
+        backoff_max = limits.reconnect_backoff_max_seconds
+        if notice is not None:
+            backoff_max = max(backoff_max, REMOVAL_NOTICE_BACKOFF_MAX_SECONDS)
+        self._backoff = Backoff(limits.reconnect_backoff_initial_seconds, backoff_max, rng)
         self._on_state = on_state
         self._on_client_address = on_client_address
         self._on_removed_by = on_removed_by
@@ -147,7 +154,7 @@ class OutboundPeer:
     async def _run(self, generation: int) -> None:
         # The generation check is a second line of defence: a task replaced by `stop()` or
         # `move()` ends at its next turn even if a library swallowed its cancellation.
-        while generation == self._generation:
+        while generation == self._generation and not self._told:
             try:
                 await self._connect_and_serve(generation)
             except asyncio.CancelledError:
@@ -157,6 +164,8 @@ class OutboundPeer:
             finally:
                 if generation == self._generation:
                     self._set_connected(False)
+            if self._told:
+                return
             await asyncio.sleep(self._backoff.next_delay_seconds())
 
     def _log_failure(self, error: Exception, *, was_connected: bool) -> None:
@@ -229,12 +238,18 @@ class OutboundPeer:
                 lease=self._lease_settings,
                 peer_address=self._own_peer_address(),
                 member_since=self._member_since,
+                removed_at=self._notice.removed_at if self._notice is not None else 0,
             )
             writer.write(encode_frame(encode_handshake(handshake)))
             parser = FrameParser(limits.handshake_frame_bytes_max)
             async with asyncio.timeout(limits.handshake_timeout_seconds):
                 payload = await read_frame(reader, parser, limits.read_chunk_bytes)
             reply = decode_reply(payload)
+            if self._notice is not None:
+                # Any answer means the node heard the notice (it judges it, not us).
+                self._told = True
+                self._notice.on_told()
+                return
             if not reply.accepted:
                 if reply.removed_at:
                     self._on_removed_by(self.peer_id)
