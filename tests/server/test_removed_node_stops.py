@@ -115,7 +115,7 @@ def test_a_removed_node_that_dials_no_member_stops_when_a_member_tells_it(
         run_cluster(tmp_path, body)
     messages = [record.getMessage() for record in caplog.records]
     assert any("takes the notice" in message for message in messages)
-    assert any("it was removed (index" in message for message in messages)
+    assert any("answered its removal notice" in message for message in messages)
 
 
 # --- a restart from a snapshot ------------------------------------------------------------

@@ -215,7 +215,7 @@ class TransportBase(ABC):
         def told() -> None:
             if self._notices.get(node_id) is link:  # not one replaced or stopped since
                 del self._notices[node_id]  # its task ends by itself
-                logger.info("told node %d it was removed (index %d)", node_id, removed_at)
+                logger.info("node %d answered its removal notice (index %d)", node_id, removed_at)
                 call_safely("on_told", on_told)
 
         notice = RemovalNotice(removed_at, told)
