@@ -148,3 +148,41 @@ def test_a_single_node_cluster_grows_by_joins(tmp_path: Path) -> None:
             )
     finally:
         cluster.stop_all()
+
+
+def test_a_removed_node_whose_peers_are_all_gone_is_told_by_a_member_it_never_knew(
+    tmp_path: Path,
+) -> None:
+    """Session 29's whole-node finding (seed 25101) on real processes: node 2 is down while
+    node 4 joins, then removed; nodes 1 and 3, all node 2 knows, are removed too. Restarted,
+    node 2 dials only peers that are gone, and node 4, the one member left, never dials a
+    node outside its configuration: only node 4's removal notice can stop it."""
+    cluster = ProcessCluster(tmp_path, node_ids=(1, 2, 3, 4))
+    try:
+        cluster.start(1, "--single-node", bootstrap=False)
+        cluster.wait_leader()
+        join(cluster, 2)
+        join(cluster, 3)
+        cluster.kill(2)
+        join(cluster, 4)  # 3 of 4 voters alive
+        remove(cluster, 2)
+        remove(cluster, 1)
+        remove(cluster, 3)
+        assert cluster.wait_leader() == 4 and voters(cluster, 4) == [4]
+        # Past the grace period in which node 4 still dials node 2 as a peer (its last
+        # messages may be queued): a peer link's handshake would tell node 2 too.
+        wait_for(
+            lambda: "no longer dialing node2" in cluster.log_text(4),
+            30,
+            "node 4 done dialing node 2 as a peer",
+        )
+        node2 = cluster.start(2, bootstrap=False)  # from its data dir: knows nodes 1 and 3
+        assert node2.process is not None
+        # Node 4 dials it with backoff (up to 10 s apart while it was down).
+        assert node2.process.wait(timeout=60) == 0
+        log = cluster.log_text(2)
+        assert "takes the notice" in log and "node4 refuses it as removed" in log, log
+        assert "node 2 answered its removal notice" in cluster.log_text(4)
+        assert 2 not in voters(cluster, 4)
+    finally:
+        cluster.stop_all()

@@ -122,6 +122,38 @@ def test_a_removed_peer_is_forgotten_after_the_grace_period_not_before(directory
     loop.close()
 
 
+def test_a_peer_dropped_learnt_again_then_removed_gets_the_whole_grace(
+    directory: DataDir,
+) -> None:
+    """Session 29, on real processes: a joiner replaying configurations older than its join
+    dropped node 3 for a moment (the first configuration held only node 1) and learnt it
+    again; that drop's timer, still running, cut the grace of node 3's real removal a
+    second later short, and the transport forgot node 3 a second early."""
+    loop = SimulatedEventLoop(random.Random(1))
+
+    async def drop_learn_again_remove() -> tuple[PeerBook, TransportView]:
+        book, transport = opened_book(directory)
+        book.newest_membership(configuration(1, 2), 5)  # uncommitted: drops node 3
+        book.newest_membership(configuration(1, 2, 3), 6)  # learnt again
+        return book, transport
+
+    book, transport = loop.run_until_complete(drop_learn_again_remove())
+    loop.run_for(REMOVED_PEER_GRACE_SECONDS * 0.6)
+
+    async def remove() -> None:
+        book.membership_applied(configuration(1, 2, 3), 6)
+        book.membership_applied(configuration(1, 2), 9)
+
+    loop.run_until_complete(remove())
+    # The first drop's timer would fire now: node 3 must still be dialed.
+    loop.run_for(REMOVED_PEER_GRACE_SECONDS * 0.6)
+    assert transport.removed == []
+    loop.run_for(REMOVED_PEER_GRACE_SECONDS * 0.6)
+    assert transport.removed == [3]
+    book.close()
+    loop.close()
+
+
 def test_a_closed_book_forgets_nobody(directory: DataDir) -> None:
     loop = SimulatedEventLoop(random.Random(1))
 

@@ -61,7 +61,9 @@ class PeerBook:
         self._data_dir: DataDir | None = None
         self._transport: Transport | None = None
         # Removed peers the transport forgets after a grace period, cancelled at close.
-        self._forgetting: list[asyncio.TimerHandle] = []
+        # One timer per peer: a later drop restarts the grace (an earlier drop's timer, of a
+        # peer learnt again since, would cut the later one's grace short).
+        self._forgetting: dict[int, asyncio.TimerHandle] = {}
         # Peers removed by a configuration this node applied, told so by dialing them until
         # they answer (`Transport.tell_removed`): id -> (address, index of the removal).
         # Kept in the data dir: a member may restart before the removed node is back.
@@ -104,7 +106,7 @@ class PeerBook:
             self._start_telling(peer)
 
     def close(self) -> None:
-        for handle in (*self._forgetting, *self._notice_deadlines.values()):
+        for handle in (*self._forgetting.values(), *self._notice_deadlines.values()):
             handle.cancel()
         self._forgetting.clear()
         self._notice_deadlines.clear()
@@ -294,17 +296,20 @@ class PeerBook:
                 del self.addresses[member]
                 # The transport forgets it later, not now: the leader's last message to a
                 # removed node (the commit that tells it so) may still be queued.
-                self._forgetting.append(
-                    asyncio.get_running_loop().call_later(
-                        REMOVED_PEER_GRACE_SECONDS, self._forget, member
-                    )
+                earlier = self._forgetting.pop(member, None)
+                if earlier is not None:
+                    earlier.cancel()
+                self._forgetting[member] = asyncio.get_running_loop().call_later(
+                    REMOVED_PEER_GRACE_SECONDS, self._forget, member
                 )
                 dropped = True
         return dropped
 
     def _forget(self, member: int) -> None:
+        self._forgetting.pop(member, None)
         if member not in self.addresses and self._transport is not None:
             self._transport.remove_peer(member)
+            logger.info("no longer dialing node%d: not in the configuration", member)
 
     def _save_notices(self) -> None:
         if self._data_dir is not None:
