@@ -176,6 +176,7 @@ def test_a_removed_node_whose_peers_are_all_gone_is_told_by_a_member_it_never_kn
             30,
             "node 4 done dialing node 2 as a peer",
         )
+        assert "2" in cluster.status(4)["removal_notices"]
         node2 = cluster.start(2, bootstrap=False)  # from its data dir: knows nodes 1 and 3
         assert node2.process is not None
         # Node 4 dials it with backoff (up to 10 s apart while it was down).
@@ -184,5 +185,6 @@ def test_a_removed_node_whose_peers_are_all_gone_is_told_by_a_member_it_never_kn
         assert "takes the notice" in log and "node4 refuses it as removed" in log, log
         assert "node 2 answered its removal notice" in cluster.log_text(4)
         assert 2 not in voters(cluster, 4)
+        assert "2" not in cluster.status(4)["removal_notices"]
     finally:
         cluster.stop_all()

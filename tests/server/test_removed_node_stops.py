@@ -98,6 +98,8 @@ def test_a_removed_node_that_dials_no_member_stops_when_a_member_tells_it(
             "the members forgot the removed node as a peer",
         )
         assert all(removed.id in member.peers.removal_notices for member in members)
+        notices = [member.report.status()["removal_notices"] for member in members]
+        assert all(list(notice) == [str(removed.id)] for notice in notices), notices
         hub.heal()
         for member in members:  # it still cannot dial them: only they can reach it
             hub.block(removed.id, member.id)
@@ -109,6 +111,7 @@ def test_a_removed_node_that_dials_no_member_stops_when_a_member_tells_it(
             lambda: all(member.peers.removal_notices == {} for member in members),
             "both notices answered",
         )
+        assert leader.report.status()["removal_notices"] == {}
         assert not leader.peers.removed.is_set()
 
     with caplog.at_level(logging.INFO, logger="raftkv"):

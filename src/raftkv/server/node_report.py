@@ -112,6 +112,11 @@ class NodeReport:
             "peers_connected": sorted(
                 peer for peer in server.peers.addresses if server.transport.is_connected(peer)
             ),
+            # The removed nodes this one still dials to tell them so: id -> removal index.
+            "removal_notices": {
+                str(peer): removed_at
+                for peer, (_address, removed_at) in sorted(server.peers.removal_notices.items())
+            },
         }
 
     # --- the dashboard (server/dashboard.py's DashboardSource) ---------------------------
