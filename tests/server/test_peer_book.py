@@ -42,6 +42,7 @@ class TransportView:
 
     def set_peer_address(self, node_id: int, host: str, port: int) -> None:
         self.addresses[node_id] = (host, port)
+        self.stop_telling(node_id)  # a member again, as the real transports do
 
     def remove_peer(self, node_id: int) -> None:
         self.removed.append(node_id)
@@ -303,6 +304,22 @@ def test_a_node_re_added_is_no_longer_told_it_was_removed(directory: DataDir) ->
     assert transport.stopped_telling == [3] and transport.notices == {}
     assert notices_file(directory) == {}
     book.close()
+    loop.close()
+
+
+def test_a_notice_withdrawn_by_a_re_add_truncated_away_is_given_again(directory: DataDir) -> None:
+    loop = SimulatedEventLoop(random.Random(1))
+
+    async def re_add_then_truncate() -> TransportView:
+        book, transport = await apply_removal_of_3(directory)
+        book.newest_membership(configuration(1, 2, 3), 12)  # uncommitted: a member again
+        assert 3 not in transport.notices
+        book.newest_membership(configuration(1, 2), 9)  # index 12 overwritten
+        book.close()
+        return transport
+
+    transport = loop.run_until_complete(re_add_then_truncate())
+    assert transport.notices[3][:2] == (("127.0.0.1", 9003), 9)
     loop.close()
 
 

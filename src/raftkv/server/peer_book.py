@@ -179,7 +179,12 @@ class PeerBook:
                 # a joiner replays configurations older than its join: the members it was
                 # told of would be dropped until the log caught up.)
                 keep = membership.members | self.applied_configuration[1]
+                # A removed peer re-added by a configuration now truncated away: learning
+                # it withdrew its removal notice from the transport; it is told again.
+                resumed = [p for p in self.removal_notices if p in self.addresses and p not in keep]
                 changed = self._drop_addresses_outside(keep) or changed
+                for peer in resumed:
+                    self._start_telling(peer)
             if changed:
                 self._save()
 
