@@ -42,6 +42,18 @@ def voters(*ids: int) -> Membership:
     return Membership(voters=frozenset(ids))
 
 
+async def remove_through(leader: RaftServer, node_id: int) -> None:
+    """Remove `node_id` through the leader's API, retrying until the removal commits (a
+    leader elected moments ago refuses changes until it commits an entry)."""
+    request = Request("DELETE", f"/v1/members/{node_id}", {}, b"", True)
+
+    async def removal_committed() -> bool:
+        assert leader.api is not None
+        return (await leader.api.handle(request)).status == 200
+
+    await wait_until(removal_committed, f"node {node_id}'s removal committed")
+
+
 # --- a real cluster -----------------------------------------------------------------------
 def test_a_removed_node_no_leader_tells_stops_when_a_member_refuses_it_as_removed(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -53,13 +65,7 @@ def test_a_removed_node_no_leader_tells_stops_when_a_member_refuses_it_as_remove
         # It can still dial the members, which is how their refusals reach it.
         hub.block(leader.id, removed.id)
         hub.block(other.id, removed.id)
-        request = Request("DELETE", f"/v1/members/{removed.id}", {}, b"", True)
-
-        async def removal_committed() -> bool:
-            assert leader.api is not None
-            return (await leader.api.handle(request)).status == 200
-
-        await wait_until(removal_committed, f"node {removed.id}'s removal committed")
+        await remove_through(leader, removed.id)
         await wait_until(holds(removed.peers.removed.is_set), "the removed node stopping")
         assert removed.id in removed.node.membership.members, (
             "it never held its removal: a member's refusal told it"
@@ -84,13 +90,7 @@ def test_a_removed_node_that_dials_no_member_stops_when_a_member_tells_it(
         for member in members:  # cut off both ways: nothing tells it through the log
             hub.block(member.id, removed.id)
             hub.block(removed.id, member.id)
-        request = Request("DELETE", f"/v1/members/{removed.id}", {}, b"", True)
-
-        async def removal_committed() -> bool:
-            assert leader.api is not None
-            return (await leader.api.handle(request)).status == 200
-
-        await wait_until(removal_committed, f"node {removed.id}'s removal committed")
+        await remove_through(leader, removed.id)
         # The members forget it as a peer after the grace period (no Raft message goes
         # to it from then on); only their notices may reach it.
         await wait_until(

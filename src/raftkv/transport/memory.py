@@ -29,8 +29,6 @@ from raftkv.transport.base import (
     logger,
 )
 from raftkv.transport.handshake import (
-    HANDSHAKE_MAGIC,
-    PROTOCOL_VERSION,
     Handshake,
     LeaseSettings,
     Refusal,
@@ -238,24 +236,11 @@ class _MemoryLink:
         if destination is None or not owner.hub.can_reach(owner.node_id, destination.node_id):
             return False
         assert self.notice is not None
-        destination._context.run(destination._refusal, self._handshake(self.notice.removed_at))
+        destination._context.run(
+            destination._refusal, owner._dial_handshake(self.peer_id, self.notice.removed_at)
+        )
         self.notice.on_told()
         return True
-
-    def _handshake(self, removed_at: int = 0) -> Handshake:
-        owner = self.owner
-        return Handshake(
-            magic=HANDSHAKE_MAGIC,
-            protocol_version=PROTOCOL_VERSION,
-            cluster_id=owner.cluster_id,
-            node_id=owner.node_id,
-            to_node_id=self.peer_id,
-            client_address=owner.client_address,
-            lease=owner.lease_settings,
-            peer_address=owner.own_peer_address(),
-            member_since=owner.member_since,
-            removed_at=removed_at,
-        )
 
     def _connect(self) -> MemoryTransport | None:
         """The destination if the link is up now, doing the handshake check of TCP."""
@@ -273,7 +258,7 @@ class _MemoryLink:
         # "connection" is gone, and a new one starts with a new handshake.
         self._set_connected(False)
         self._destination = None
-        handshake = self._handshake()
+        handshake = owner._dial_handshake(self.peer_id)
         # The accepting side runs in its own process's context: what it starts there (a
         # link back to a peer it did not know) is its own, and dies with it, not with us.
         refusal = destination._context.run(destination._refusal, handshake)

@@ -32,7 +32,9 @@ from raftkv.transport.base import (
 )
 from raftkv.transport.handshake import (
     CLUSTER_ID_UNKNOWN,
+    HANDSHAKE_MAGIC,
     NO_CONFIGURATION,
+    PROTOCOL_VERSION,
     AppliedConfiguration,
     Handshake,
     LeaseSettings,
@@ -391,6 +393,22 @@ class TransportBase(ABC):
 
     def set_advertised_address(self, host: str, port: int) -> None:
         self._advertised_address = (host, port)
+
+    def _dial_handshake(self, peer_id: int, removed_at: int = 0) -> Handshake:
+        """What this node says when it dials `peer_id` (both transports, so that the twin
+        says what TCP says); `removed_at`: a removal notice (`tell_removed`)."""
+        return Handshake(
+            magic=HANDSHAKE_MAGIC,
+            protocol_version=PROTOCOL_VERSION,
+            cluster_id=self._cluster_id,
+            node_id=self._node_id,
+            to_node_id=peer_id,
+            client_address=self._client_address,
+            lease=self._lease_settings,
+            peer_address=self.own_peer_address(),
+            member_since=self._member_since,
+            removed_at=removed_at,
+        )
 
     def own_peer_address(self) -> str:
         """Where peers reach this node, for handshakes: the advertised address if one was

@@ -20,10 +20,7 @@ from raftkv.transport.backoff import Backoff
 from raftkv.transport.base import PeerCounters, RemovalNotice, logger
 from raftkv.transport.framing import FrameParser, encode_frame, join_frames
 from raftkv.transport.handshake import (
-    HANDSHAKE_MAGIC,
-    PROTOCOL_VERSION,
     Handshake,
-    LeaseSettings,
     decode_reply,
     encode_handshake,
     is_bootstrap_refusal,
@@ -61,17 +58,13 @@ class OutboundPeer:
         peer_id: int,
         host: str,
         port: int,
-        cluster_id: Callable[[], str],
-        lease_settings: LeaseSettings,
-        client_address: str,
+        handshake: Callable[[int, int], Handshake],
         limits: TransportLimits,
         counters: PeerCounters,
         rng: random.Random,
         on_state: Callable[[int, bool], None],
         on_client_address: Callable[[int, str], None],
         on_removed_by: Callable[[int], None] = lambda peer_id: None,
-        member_since: int = 0,
-        own_peer_address: Callable[[], str] = lambda: "",
         on_cluster_id: Callable[[str, int], None] = lambda cluster_id, peer_id: None,
         source_host: str | None = None,
         tls_context: ssl.SSLContext | None = None,
@@ -86,11 +79,10 @@ class OutboundPeer:
         self.peer_id = peer_id
         self.host = host
         self.port = port
-        # Read at each dial: a founding member learns it after starting (`on_cluster_id`).
-        self._cluster_id = cluster_id
+        # Built at each dial (`TransportBase._dial_handshake(peer, removed_at)`): a
+        # founding member learns the cluster id after starting (`on_cluster_id`).
+        self._handshake = handshake
         self._on_cluster_id = on_cluster_id
-        self._lease_settings = lease_settings
-        self._client_address = client_address
         self._limits = limits
         self.counters = counters
         self.queue = SendQueue(limits.send_queue_frames_max, limits.send_queue_bytes_max)
@@ -106,8 +98,6 @@ class OutboundPeer:
         self._on_state = on_state
         self._on_client_address = on_client_address
         self._on_removed_by = on_removed_by
-        self._member_since = member_since
-        self._own_peer_address = own_peer_address
         self.connected = False
         self._task: asyncio.Task[None] | None = None
         # Bumped whenever the running task is replaced: a task that was cancelled may still
@@ -228,18 +218,8 @@ class OutboundPeer:
             if self._tls_context is not None:
                 self._check_certificate(writer)
             set_unacknowledged_send_timeout(writer, limits.unacknowledged_send_timeout_seconds)
-            handshake = Handshake(
-                magic=HANDSHAKE_MAGIC,
-                protocol_version=PROTOCOL_VERSION,
-                cluster_id=self._cluster_id(),
-                node_id=self.own_id,
-                to_node_id=self.peer_id,
-                client_address=self._client_address,
-                lease=self._lease_settings,
-                peer_address=self._own_peer_address(),
-                member_since=self._member_since,
-                removed_at=self._notice.removed_at if self._notice is not None else 0,
-            )
+            removed_at = self._notice.removed_at if self._notice is not None else 0
+            handshake = self._handshake(self.peer_id, removed_at)
             writer.write(encode_frame(encode_handshake(handshake)))
             parser = FrameParser(limits.handshake_frame_bytes_max)
             async with asyncio.timeout(limits.handshake_timeout_seconds):
