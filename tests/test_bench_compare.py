@@ -18,7 +18,7 @@ def test_rows_alternate_which_system_goes_first_and_report_medians(tmp_path: Pat
     rates = {"raftkv": iter([100.0, 300.0, 200.0]), "etcd": iter([50.0, 10.0, 40.0])}
 
     def measure(
-        url: str, connections: int, seconds: float, script: Path | None
+        url: str, connections: int, seconds: float, script: Path | None, threads: int = 1
     ) -> dict[str, float]:
         system = "raftkv" if url.startswith("http://r") else "etcd"
         calls.append((system, script.read_text() if script is not None else ""))
@@ -78,7 +78,7 @@ def test_preload_rounds_continue_where_the_last_one_ended(tmp_path: Path) -> Non
     starts: list[str] = []
 
     def measure(
-        url: str, connections: int, seconds: float, script: Path | None
+        url: str, connections: int, seconds: float, script: Path | None, threads: int = 1
     ) -> dict[str, float]:
         assert script is not None
         text = script.read_text()
@@ -97,7 +97,7 @@ def test_preload_rounds_continue_where_the_last_one_ended(tmp_path: Path) -> Non
 
 def test_preload_that_makes_no_progress_stops_with_a_message(tmp_path: Path) -> None:
     def measure(
-        url: str, connections: int, seconds: float, script: Path | None
+        url: str, connections: int, seconds: float, script: Path | None, threads: int = 1
     ) -> dict[str, float]:
         return {"rate": 0.0, "requests": 0.0}
 
@@ -165,7 +165,7 @@ def test_each_run_counts_the_cpu_of_the_measured_system_s_members_only(
     monkeypatch.setattr(bench_etcd, "cpu_seconds", lambda pid: used[pid])
 
     def measure(
-        url: str, connections: int, seconds: float, script: Path | None
+        url: str, connections: int, seconds: float, script: Path | None, threads: int = 1
     ) -> dict[str, float]:
         if url.startswith("http://r"):  # raftkv: 0.3 s over its three members
             used[1] += 0.2
@@ -205,3 +205,49 @@ def test_a_member_gone_mid_row_leaves_its_cpu_unknown(monkeypatch: pytest.Monkey
     result = bench_etcd.with_cpu({"requests": 10.0, "wrk_cpu_seconds": 0.1, "seconds": 1.0}, 0.5)
     assert result["members_cpu_us"] == pytest.approx(50_000.0)
     assert math.isnan(bench_etcd.with_cpu({"requests": 0.0}, 0.5)["members_cpu_us"])
+
+
+def test_reads_spread_over_every_member_run_a_wrk_thread_per_member(tmp_path: Path) -> None:
+    rows = bench_etcd.workloads(
+        "http://raftkv", "http://etcd", [5001, 5002, 5003], [2379, 2381, 2383]
+    )
+    spread = rows[-1]
+    assert (spread.name, spread.connections, spread.threads) == (
+        "read linearizable C=64 all members",
+        64,
+        3,
+    )
+    raftkv_url, raftkv_script = spread.raftkv
+    etcd_url, etcd_script = spread.etcd
+    assert raftkv_url == "http://raftkv/v1/kv/bench-key" and etcd_url == "http://etcd/v3/kv/range"
+    assert raftkv_script is not None and "{5001, 5002, 5003}" in raftkv_script
+    assert etcd_script is not None and "{2379, 2381, 2383}" in etcd_script
+    assert all("thread.addr" in script for script in (raftkv_script, etcd_script))
+    assert etcd_script.endswith(bench_etcd.ETCD_READ_SCRIPT.replace("KEY", "YmVuY2gta2V5"))
+    # Without the ports (a caller that has none), no such row; the others are the same.
+    assert [row.name for row in bench_etcd.workloads("http://raftkv", "http://etcd")] == [
+        row.name for row in rows[:-1]
+    ]
+    threads: list[int] = []
+
+    def measure(
+        url: str, connections: int, seconds: float, script: Path | None, threads_: int = 1
+    ) -> dict[str, float]:
+        threads.append(threads_)
+        return {"rate": 1.0, "p50_ms": 1.0, "p99_ms": 1.0, "errors": 0.0}
+
+    bench_etcd.compare([rows[0], spread], measure, tmp_path, seconds=1, repetitions=1)
+    assert threads == [1, 1, 3, 3]
+
+
+def test_wrk_is_given_the_threads_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "wrk"
+    fake.write_text(FAKE_WRK.replace("while", 'echo "$@" > "$(dirname "$0")/args-seen"\nwhile', 1))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    bench.run_wrk("http://127.0.0.1:1", 64, 1, None, 3)
+    assert (tmp_path / "args-seen").read_text().startswith("-t 3 -c 64 ")
+    bench.run_wrk("http://127.0.0.1:1", 64, 1, None)
+    assert (tmp_path / "args-seen").read_text().startswith("-t 1 -c 64 ")

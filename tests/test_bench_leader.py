@@ -16,7 +16,7 @@ def test_a_measurement_goes_to_the_node_leading_now(
     asked: list[str] = []
 
     def measure(
-        url: str, connections: int, seconds: float, script: Path | None
+        url: str, connections: int, seconds: float, script: Path | None, threads: int = 1
     ) -> dict[str, float]:
         asked.append(url)
         return {"rate": 1.0}

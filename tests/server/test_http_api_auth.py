@@ -76,7 +76,9 @@ class RecordingServer:
     def leader_client_address(self, leader_id: int | None) -> str | None:
         return None
 
-    async def read_query(self, consistency: str, query: Callable[[Any], T]) -> tuple[T, int]:
+    async def read_query(
+        self, consistency: str, query: Callable[[Any], T], *, leader_only: bool = False
+    ) -> tuple[T, int]:
         self.work.append("read")
         return query(self.store), 1
 

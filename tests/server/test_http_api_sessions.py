@@ -71,7 +71,9 @@ class FakeServer:
     def leader_client_address(self, leader_id: int | None) -> str | None:
         return None
 
-    async def read_query(self, consistency: str, query: Callable[[Any], T]) -> tuple[T, int]:
+    async def read_query(
+        self, consistency: str, query: Callable[[Any], T], *, leader_only: bool = False
+    ) -> tuple[T, int]:
         self.consistencies.append(consistency)
         return query(self.requests.store), self.requests.index
 

@@ -77,10 +77,17 @@ def sweep(seeds: range) -> Iterator[WholeNodeResult]:
     # read round in flight, raft-node's default since session 28, seeds 1-20,000 found
     # defect 2 nowhere). None of these defects is about them; watches and leases have
     # reach tests of their own (test_whole_node_watches.py, test_whole_node_leases.py),
-    # and the default sweeps run one read round in flight.
+    # and the default sweeps run one read round in flight. Likewise followers answering
+    # linearizable reads 421 (`--no-follower-reads`, raft-node's behaviour before session
+    # 30): with follower reads defect 2's seed 5626 no longer meets its race.
     for seed in seeds:
         options = WholeNodeOptions(
-            seed=seed, nodes=NODES, watchers=0, leases=False, read_rounds_inflight_max=0
+            seed=seed,
+            nodes=NODES,
+            watchers=0,
+            leases=False,
+            read_rounds_inflight_max=0,
+            follower_reads=False,
         )
         yield run_whole_node(options)
 

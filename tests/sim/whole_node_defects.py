@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from raftkv.core.membership import Membership
-from raftkv.core.messages import HardState
+from raftkv.core.messages import ForwardKind, HardState
 from raftkv.core.node import MembershipChangeRefused, RaftNode
 from raftkv.core.ready import Ready, SnapshotMeta
 from raftkv.errors import NotLeader
+from raftkv.server import follower_reads, runtime
 from raftkv.server import members as members_module
-from raftkv.server import runtime
+from raftkv.server.follower_reads import FollowerReads
 from raftkv.server.members import MembershipOperations
 from raftkv.server.peer_book import PeerBook
 from raftkv.server.runtime import RaftServer
@@ -179,4 +180,39 @@ def removed_node_never_dialed() -> Iterator[None]:
     to tell it (`PeerBook._tell_removed`), so one that dials no member (every peer it knows
     is gone) runs on forever."""
     with _patched(PeerBook, "_tell_removed", lambda book, peers, index: None):
+        yield
+
+
+@contextlib.contextmanager
+def follower_reads_its_own_commit() -> Iterator[None]:
+    """Follower reads without the leader: a follower answers a linearizable read at the
+    commit index it knows (it may be cut off from a leader that committed more since)."""
+
+    async def read_index(reads: FollowerReads, kind: ForwardKind) -> int:
+        return reads._host.node.log.committed  # type: ignore[attr-defined]
+
+    with _patched(FollowerReads, "read_index", read_index):
+        yield
+
+
+@contextlib.contextmanager
+def follower_reads_share_the_forward_out() -> Iterator[None]:
+    """Session 30's batching rule broken: reads that began while a forward was out take
+    its answer too, though the leader may have taken that read index before they began."""
+    original = follower_reads._settle
+
+    def settle(batch: list[asyncio.Future[int]], outcome: int | BaseException) -> None:
+        original(batch, outcome)
+        for reads in live:
+            for waiting in reads._queued.values():
+                original(waiting, outcome)
+
+    original_init = FollowerReads.__init__
+    live: list[FollowerReads] = []  # (a list: the order the nodes were made, every run)
+
+    def init(reads: FollowerReads, *arguments: Any) -> None:
+        original_init(reads, *arguments)
+        live.append(reads)
+
+    with _patched(follower_reads, "_settle", settle), _patched(FollowerReads, "__init__", init):
         yield

@@ -24,8 +24,8 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import raftkv
 from raftkv.cli.bench_stalls import stall_summary
@@ -37,8 +37,15 @@ STARTUP_DEADLINE_SECONDS = 30
 NODE_LOG_LINES_SHOWN = 5
 _pause = threading.Event()
 
-# A wrk run: (url, connections, seconds, script) -> rate, requests, p50_ms, p99_ms, ...
-Measure = Callable[[str, int, float, Path | None], dict[str, float]]
+
+class Measure(Protocol):
+    """A wrk run: (url, connections, seconds, script, threads) -> rate, requests, p50_ms,
+    p99_ms, ... (`threads`: wrk's, each with its share of the connections)."""
+
+    def __call__(
+        self, url: str, connections: int, seconds: float, script: Path | None, threads: int = 1
+    ) -> dict[str, float]: ...
+
 
 # Each wrk round starts at START, where the previous round's completed requests ended: a
 # counter from 0 in every round would write the same first keys again and again.
@@ -159,7 +166,7 @@ class LocalCluster:
         told: set[tuple[str, str]] = set()  # each change said once, not for every row
 
         def measure_on_leader(
-            url: str, connections: int, seconds: float, script: Path | None
+            url: str, connections: int, seconds: float, script: Path | None, threads: int = 1
         ) -> dict[str, float]:
             base = next((node for node in urls if url == node or url.startswith(node + "/")), None)
             if base is not None:
@@ -168,7 +175,7 @@ class LocalCluster:
                     told.add((base, leader))
                     print(f"raft-bench: the leader is now {leader} (was {base})", file=sys.stderr)
                 url = leader + url[len(base) :]
-            return measure(url, connections, seconds, script)
+            return measure(url, connections, seconds, script, threads)
 
         return measure_on_leader
 
@@ -205,18 +212,22 @@ end
 """
 
 
-def run_wrk(url: str, connections: int, seconds: float, script: Path | None) -> dict[str, float]:
+def run_wrk(
+    url: str, connections: int, seconds: float, script: Path | None, threads: int = 1
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="raftkv-wrk-") as directory:
         hooked = Path(directory) / "script.lua"
         hooked.write_text((script.read_text() if script is not None else "") + P999_HOOK)
-        return _run_wrk(url, connections, seconds, hooked)
+        return _run_wrk(url, connections, seconds, hooked, threads)
 
 
-def _run_wrk(url: str, connections: int, seconds: float, script: Path) -> dict[str, float]:
+def _run_wrk(
+    url: str, connections: int, seconds: float, script: Path, threads: int = 1
+) -> dict[str, float]:
     command = [
         "wrk",
         "-t",
-        "1",
+        str(threads),
         "-c",
         str(connections),
         "-d",
@@ -439,7 +450,15 @@ def compare_with_etcd(arguments: argparse.Namespace) -> int:
                 f"into each in {time.monotonic() - started:.0f} s"
             )
         results = bench_etcd.compare(
-            bench_etcd.select_rows(bench_etcd.workloads(raftkv_url, etcd_url), arguments.rows),
+            bench_etcd.select_rows(
+                bench_etcd.workloads(
+                    raftkv_url,
+                    etcd_url,
+                    list(cluster.client_ports.values()),
+                    list(etcd.client_ports.values()),
+                ),
+                arguments.rows,
+            ),
             cluster.following_the_leader(run_wrk),
             root,
             seconds=arguments.seconds,

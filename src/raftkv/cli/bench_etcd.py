@@ -95,6 +95,18 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"key":"KEY"}'
 """
 
+# The rows "... all members": wrk runs a thread per member, each connected to its own
+# member (its share of the connections), as clients that spread over a cluster's members.
+SPREAD_SCRIPT = """
+local member_ports = {PORTS}
+local threads_set_up = 0
+setup = function(thread)
+  threads_set_up = threads_set_up + 1
+  local port = member_ports[(threads_set_up - 1) % #member_ports + 1]
+  thread.addr = wrk.lookup("127.0.0.1", tostring(port))[1]
+end
+"""
+
 # Preloading: keys preload-0 .. preload-(N-1), VALUE_BYTES bytes each.
 ETCD_PRELOAD_SCRIPT = (
     LUA_BASE64
@@ -213,9 +225,22 @@ class Workload:
     connections: int
     raftkv: tuple[str, str | None]
     etcd: tuple[str, str | None]
+    threads: int = 1  # wrk's; the connections are shared among them
 
 
-def workloads(raftkv_url: str, etcd_url: str) -> list[Workload]:
+def spread_script(ports: Sequence[int]) -> str:
+    """A wrk script whose threads each connect to one of `ports` (on 127.0.0.1)."""
+    return SPREAD_SCRIPT.replace("PORTS", ", ".join(str(port) for port in ports))
+
+
+def workloads(
+    raftkv_url: str,
+    etcd_url: str,
+    raftkv_ports: Sequence[int] = (),
+    etcd_ports: Sequence[int] = (),
+) -> list[Workload]:
+    """The rows; with both clusters' client ports, also linearizable reads spread over
+    every member (a follower asks its leader for the read index, in both systems)."""
     write_raftkv = RAFTKV_NEW_KEY_SCRIPT.replace("VALUE", VALUE)
     write_etcd = ETCD_NEW_KEY_SCRIPT.replace("VALUE", VALUE)
     read_etcd = ETCD_READ_SCRIPT.replace("KEY", _b64(READ_KEY))
@@ -241,6 +266,17 @@ def workloads(raftkv_url: str, etcd_url: str) -> list[Workload]:
         )
         for c in (1, 64)
     ]
+    if raftkv_ports and etcd_ports:
+        connections = 64
+        rows.append(
+            Workload(
+                f"read linearizable C={connections} all members",
+                connections,
+                (f"{raftkv_url}/v1/kv/{READ_KEY}", spread_script(raftkv_ports)),
+                (f"{etcd_url}/v3/kv/range", spread_script(etcd_ports) + read_etcd),
+                threads=len(raftkv_ports),
+            )
+        )
     return rows
 
 
@@ -284,7 +320,7 @@ def compare(
                     script.write_text(script_text.replace("START", str(start)))
                 members = processes[system]() if processes is not None else ()
                 before = members_cpu_seconds(members)
-                result = measure(url, row.connections, seconds, script)
+                result = measure(url, row.connections, seconds, script, row.threads)
                 used = members_cpu_seconds(members) - before
                 runs[system].append(with_cpu(result, used))
         results.append((row, _medians(runs["raftkv"]), _medians(runs["etcd"])))

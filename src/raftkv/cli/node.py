@@ -181,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-pre-vote", action="store_true")
     parser.add_argument("--no-check-quorum", action="store_true")
     parser.add_argument(
+        "--no-follower-reads",
+        action="store_true",
+        help="a follower answers linearizable and lease reads 421 not_leader instead of "
+        "asking the leader for a read index and reading its own state",
+    )
+    parser.add_argument(
         "--auth-tokens",
         metavar="FILE",
         help="require 'Authorization: Bearer TOKEN' on the client port; FILE lists the "
@@ -311,6 +317,7 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         ready_lag_entries_max=arguments.ready_lag_entries,
         pre_vote=not arguments.no_pre_vote,
         check_quorum=not arguments.no_check_quorum,
+        follower_reads=not arguments.no_follower_reads,
         join_token=arguments.join_token or None,
         tls=tls_settings_from(arguments),
         watch=WatchLimits(

@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="--whole-node: leave out the lease client (and its early-expiry check)",
     )
     parser.add_argument(
+        "--no-follower-reads",
+        action="store_true",
+        help="--whole-node: followers answer linearizable reads 421 (raft-node"
+        " --no-follower-reads), as before session 30, which the pinned seed ranges were"
+        " found with",
+    )
+    parser.add_argument(
         "--html",
         type=Path,
         metavar="FILE",
@@ -234,6 +241,8 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.error("--sync-thread-min-entries applies to --whole-node only")
     if arguments.read_rounds_inflight_max is not None and not arguments.whole_node:
         parser.error("--read-rounds-inflight-max applies to --whole-node only")
+    if arguments.no_follower_reads and not arguments.whole_node:
+        parser.error("--no-follower-reads applies to --whole-node only")
     if arguments.whole_node:
         return _whole_node(arguments)
     arguments.workload = arguments.workload or "kv"
@@ -301,6 +310,7 @@ def _whole_node(arguments: argparse.Namespace) -> int:
             faults=faults,
             membership=membership,
             leases=not arguments.no_leases,
+            follower_reads=not arguments.no_follower_reads,
             **given,
         )
         result = run_whole_node(options)
@@ -316,6 +326,7 @@ def _whole_node(arguments: argparse.Namespace) -> int:
             faults=faults,
             membership=membership,
             leases=not arguments.no_leases,
+            follower_reads=not arguments.no_follower_reads,
             **given,
         )
         for seed in seeds

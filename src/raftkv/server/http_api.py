@@ -180,9 +180,11 @@ class ApiBackend(LeaseBackend, Protocol):
 
     def leader_client_address(self, leader_id: int | None) -> str | None: ...
 
-    async def read_query(self, consistency: str, query: Callable[[Any], T]) -> tuple[T, int]:
+    async def read_query(
+        self, consistency: str, query: Callable[[Any], T], *, leader_only: bool = False
+    ) -> tuple[T, int]:
         """`query` run on the state machine at the consistency asked for, and the applied
-        index it answered at."""
+        index it answered at (`leader_only`: never on a follower but for a stale read)."""
 
     @property
     def report(self) -> StatusReport: ...

@@ -38,7 +38,9 @@ class LeaseBackend(Protocol):
 
     def lease_remaining(self, lease_id: int) -> float | None: ...
 
-    async def read_query(self, consistency: str, query: Callable[[Any], T]) -> tuple[T, int]: ...
+    async def read_query(
+        self, consistency: str, query: Callable[[Any], T], *, leader_only: bool = False
+    ) -> tuple[T, int]: ...
 
 
 def lease_not_found(lease_id: int, **fields: Any) -> Response:
@@ -131,8 +133,9 @@ class LeaseApi:
     async def get_lease(self, request: Request) -> Response:
         lease_id = self._lease_path(request)
         consistency = consistency_of(request)
+        # On the leader only (but for a stale read): `remaining` is its lessor's clock.
         found, index = await self.server.read_query(
-            consistency, lambda store: store.lease(lease_id)
+            consistency, lambda store: store.lease(lease_id), leader_only=True
         )
         if found is None:
             return lease_not_found(lease_id, index=index)

@@ -58,6 +58,16 @@ class RequestCounts(Protocol):
     def write_seconds_total(self) -> float: ...
 
 
+class FollowerReadCounts(Protocol):
+    """What a scrape reads of a follower's reads (`FollowerReads`)."""
+
+    @property
+    def reads_total(self) -> int: ...
+
+    @property
+    def forwards_total(self) -> int: ...
+
+
 class MetricsSource(Protocol):
     """What the gauges are read from when scraped (`RaftServer`). Properties: the core,
     the transport and the client port exist only once the node has started."""
@@ -82,6 +92,9 @@ class MetricsSource(Protocol):
 
     @property
     def watches(self) -> WatchHub: ...
+
+    @property
+    def follower_reads(self) -> FollowerReadCounts: ...
 
     def role_name(self) -> str: ...
 
@@ -130,6 +143,17 @@ class _NodeCollector(Collector):
             "Writes proposed on this node: time from proposal to applied (the dashboard's latency)",
             count_value=server.requests.writes_applied_total,
             sum_value=server.requests.write_seconds_total,
+        )
+        follower_reads = server.follower_reads
+        yield CounterMetricFamily(
+            "raft_follower_reads",
+            "Linearizable and lease reads served as a follower (with the leader's read index)",
+            value=follower_reads.reads_total,
+        )
+        yield CounterMetricFamily(
+            "raft_follower_read_forwards",
+            "Read-index requests sent to the leader for them (each for a batch of reads)",
+            value=follower_reads.forwards_total,
         )
         yield GaugeMetricFamily(
             "raft_requests_waiting",

@@ -106,6 +106,10 @@ class NodeOptions:
     # Entries kept behind a snapshot for slightly slow followers (at most
     # SNAPSHOT_TRAILING_BYTES of them); the simulator keeps few, so installs happen.
     snapshot_trailing_entries: int = SNAPSHOT_TRAILING_ENTRIES
+    # Linearizable and lease reads on a follower ask the leader for its read index and run
+    # here (thesis §6.4); False: a follower answers them 421 not_leader, as before session
+    # 30 (`--no-follower-reads`).
+    follower_reads: bool = True
     seed: int | None = None
     trace_rpc: bool = False
     value_bytes_max: int = VALUE_BYTES_MAX_DEFAULT

@@ -101,7 +101,7 @@ class RequestTracker:
             logger, FAILURE_WARNING_INTERVAL_SECONDS, warning_clock
         )
 
-    def _new_wait(self, message: str) -> asyncio.Future[Any]:
+    def new_wait(self, message: str) -> asyncio.Future[Any]:
         """A future for one client wait, failed with `Timeout(message)` at its deadline.
         The loop is looked up once: on Python 3.11 each `asyncio.get_running_loop()` is a
         getpid() system call (its check for a fork), two per request before."""
@@ -109,6 +109,10 @@ class RequestTracker:
         future = loop.create_future()
         self._deadlines[future] = (loop.time() + self._timeout_seconds, message)
         return future
+
+    def end_wait(self, future: asyncio.Future[Any]) -> None:
+        """A wait from `new_wait` is over (answered, failed or given up): its deadline goes."""
+        self._deadlines.pop(future, None)
 
     @property
     def waiting(self) -> int:
@@ -131,7 +135,7 @@ class RequestTracker:
     async def propose(self, data: bytes) -> tuple[Any, int]:
         """Propose and wait for the entry to apply; returns (result, index)."""
         server = self.server
-        self._check_serving()
+        self.check_serving()
         index, term = server.node.propose(data)
         self.proposals_total += 1
         stages = self._stages
@@ -152,13 +156,13 @@ class RequestTracker:
         reaching the index is not enough, a later leader may have replaced the entry (a
         membership change once reported success for a removal that never happened)."""
         server = self.server
-        future = self._new_wait(f"entry {index} not applied in time; it may still commit")
+        future = self.new_wait(f"entry {index} not applied in time; it may still commit")
         self._proposals[index] = (term, future)
         server.wake()
         try:
             return await future
         finally:
-            self._deadlines.pop(future, None)
+            self.end_wait(future)
             if self._proposals.get(index, (None, None))[1] is future:
                 del self._proposals[index]
 
@@ -207,16 +211,16 @@ class RequestTracker:
     async def read_index(self) -> int:
         """Thesis §6.4: the index a linearizable read must wait for."""
         server = self.server
-        self._check_serving()
+        self.check_serving()
         request_id = next(self._read_ids)
         server.node.read_index(request_id)  # (may raise: then nothing waits)
-        future: asyncio.Future[int] = self._new_wait("leadership not confirmed in time")
+        future: asyncio.Future[int] = self.new_wait("leadership not confirmed in time")
         self._reads[request_id] = future
         server.wake()
         try:
             return await future
         finally:
-            self._deadlines.pop(future, None)
+            self.end_wait(future)
             self._reads.pop(request_id, None)
 
     def read_confirmed(self, request_id: int, index: int) -> None:
@@ -228,12 +232,12 @@ class RequestTracker:
         server = self.server
         if server.applied_index >= index:
             return
-        future: asyncio.Future[None] = self._new_wait(f"index {index} not applied in time")
+        future: asyncio.Future[None] = self.new_wait(f"index {index} not applied in time")
         heapq.heappush(self._applied_waits, (index, next(self._wait_ids), future))
         try:
             await future
         finally:
-            self._deadlines.pop(future, None)
+            self.end_wait(future)
 
     def applied_through(self, index: int) -> None:
         waits = self._applied_waits
@@ -268,7 +272,7 @@ class RequestTracker:
         self._applied_waits.clear()
         self._deadlines.clear()
 
-    def _check_serving(self) -> None:
+    def check_serving(self) -> None:
         server = self.server
         if server.storage_failure is not None:
             raise RequestFailed(f"storage failed: {server.storage_failure}")

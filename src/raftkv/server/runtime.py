@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from raftkv.addresses import format_address
 from raftkv.core import Entry, EntryKind, Membership, RaftConfig, RaftNode, Ready
-from raftkv.core.messages import AnyMessage, AppendEntries, Forward, ForwardReply
+from raftkv.core.messages import AnyMessage, AppendEntries, Forward, ForwardKind, ForwardReply
 from raftkv.errors import (
     Corruption,
     InvariantViolation,
@@ -39,6 +39,7 @@ from raftkv.kv import KVStore, StateMachine
 from raftkv.server.auth import AccessPolicy
 from raftkv.server.backup import BackupMaker
 from raftkv.server.dashboard import Dashboard, Timeline, ask_peer_status
+from raftkv.server.follower_reads import FollowerReads
 from raftkv.server.forwarding import Forwarding
 from raftkv.server.http_api import ClientApi
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
@@ -215,6 +216,11 @@ class RaftServer:
         # What followers ask of this node as leader, and what it asks of the leader, for the
         # embedding API's callers (server/forwarding.py).
         self.forwarding = Forwarding(self)
+        # Linearizable and lease reads on a follower: the leader's read index, asked for a
+        # batch of reads at a time (server/follower_reads.py; `--no-follower-reads`: 421).
+        self.follower_reads = FollowerReads(
+            self, self.forwarding, self.requests, options.request_timeout_seconds
+        )
         # Called with (role, leader_id) after every change of either (the embedding API's
         # events); on the loop, inside the Ready loop: a listener must not block.
         self.soft_state_listeners: list[Callable[[str, int | None], None]] = []
@@ -449,6 +455,7 @@ class RaftServer:
             self.http.stop_listening()
         # Waiting requests get their answer (an error) before the connections close.
         self.requests.fail_all("node shutting down")
+        self.follower_reads.close()
         self.watches.close()  # their clients resume on another node
         if self.http is not None:
             await self.http.close(grace_seconds=1.0)
@@ -686,6 +693,7 @@ class RaftServer:
             self.members.leader_changed()
             if ready.soft_state.role != "leader":
                 self.requests.leadership_lost()
+            self.follower_reads.leader_changed()
             if self.leases is not None:
                 self.leases.leadership(ready.soft_state.role == "leader")
             self.timeline.role_changed(self.role_name(), self.node.term, ready.soft_state.leader_id)
@@ -787,19 +795,27 @@ class RaftServer:
         value, index = await self.read_query(consistency, lambda _: getter(key))
         return value, index
 
-    async def read_query(self, consistency: str, query: Callable[[Any], T]) -> tuple[T, int]:
+    async def read_query(
+        self, consistency: str, query: Callable[[Any], T], *, leader_only: bool = False
+    ) -> tuple[T, int]:
         """Run `query` on the state machine: `stale` from this node's state, `lease` from the
         leader while its lease holds, otherwise (and `linearizable`) after a ReadIndex round
-        (thesis §6.4). With the applied index it answered at: `query` runs synchronously
-        once the wait is over, so no entry is applied in the middle of it (a range is the
-        state at one index)."""
+        (thesis §6.4). On a follower the leader's read index is asked for (a batch of reads
+        at a time) and the query runs on this node's state once it has applied that index;
+        unless `leader_only` (the answer needs the leader itself: a lease's time left is its
+        lessor's), when a follower answers `NotLeader` but for a stale read. With the
+        applied index it answered at: `query` runs synchronously once the wait is over, so
+        no entry is applied in the middle of it (a range is the state at one index)."""
         if self.storage_failure is not None:
             raise RequestFailed(f"storage failed: {self.storage_failure}")
         node = self.node
         if consistency != "stale":
             if node.role != "leader":
-                raise NotLeader(node.leader_id)
-            if consistency == "lease" and self.lease_usable():
+                if leader_only or not self.options.follower_reads:
+                    raise NotLeader(node.leader_id)
+                kind: ForwardKind = "read_index" if consistency != "lease" else "lease_read"
+                index = await self.follower_reads.read_index(kind)
+            elif consistency == "lease" and self.lease_usable():
                 index = node.log.committed
             else:
                 index = await self.requests.read_index()

@@ -300,6 +300,7 @@ class WholeNodeSimulation:
             wal_segment_bytes=self.options.wal_segment_bytes or WAL_SEGMENT_BYTES,
             sync_thread_min_entries=self.options.nodes_sync_thread_min_entries,
             read_rounds_inflight_max=self.options.nodes_read_rounds_inflight_max,
+            follower_reads=self.options.follower_reads,
         )
 
     def start(self, machine: Machine, joining: tuple[dict[str, Any], int] | None = None) -> None:

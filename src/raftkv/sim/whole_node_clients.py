@@ -48,6 +48,21 @@ class KvClient:
         # that forgot the session runs the write only if it provably never ran (SPEC §3).
         self.seen_index = 0
         self.target = rng.choice(simulation.node_ids)
+        # With follower reads, each read goes to a node drawn at random, as clients that
+        # spread their reads over the members do; from a generator of its own, so that
+        # without them every other draw is as before (the pinned seeds replay).
+        self.read_rng = (
+            random.Random(f"{simulation.options.seed}-reads-{number}")
+            if simulation.options.follower_reads
+            else None
+        )
+
+    def _first_target(self, reads: bool) -> int:
+        """Where an operation's first attempt goes: the node the client follows, or for a
+        read with follower reads on, any node."""
+        if reads and self.read_rng is not None:
+            return self.read_rng.choice(self.simulation.node_ids)
+        return self.target
 
     async def run(self) -> None:
         simulation = self.simulation
@@ -76,6 +91,7 @@ class KvClient:
                 body["value"] = value
         maybe_applied = False
         deadline = simulation.loop.time() + OPERATION_TIMEOUT_SECONDS
+        target = self._first_target(kind == "get")
         while True:
             if simulation.loop.time() > deadline or not simulation.issuing:
                 if maybe_applied:
@@ -84,7 +100,7 @@ class KvClient:
                     simulation.complete(handle, "fail", error="timeout")
                 return
             status, payload = await simulation.call(
-                self.target, _METHODS[kind], f"/v1/kv/{key}", body, ATTEMPT_TIMEOUT_SECONDS
+                target, _METHODS[kind], f"/v1/kv/{key}", body, ATTEMPT_TIMEOUT_SECONDS
             )
             if status == 200:
                 self.seen_index = max(self.seen_index, int(payload.get("index", 0)))
@@ -105,6 +121,7 @@ class KvClient:
                 maybe_applied = maybe_applied or kind != "get"
             leader = payload.get("leader_id")
             self.target = leader if isinstance(leader, int) else rng.choice(simulation.node_ids)
+            target = self.target
             await asyncio.sleep(rng.uniform(0.01, 0.05))
 
     def _saw(self, key: str, value: str | None, kind: str, payload: dict[str, Any]) -> None:
@@ -138,6 +155,7 @@ class KvClient:
             body.update(client_id=self.session, seq=self.seq, after_index=self.seen_index)
         maybe_applied = False
         deadline = simulation.loop.time() + OPERATION_TIMEOUT_SECONDS
+        target = self._first_target(not writes)
         while True:
             if simulation.loop.time() > deadline or not simulation.issuing:
                 if maybe_applied:
@@ -146,7 +164,7 @@ class KvClient:
                     simulation.complete(handle, "fail", error="timeout")
                 return
             status, payload = await simulation.call(
-                self.target, method, path, body, ATTEMPT_TIMEOUT_SECONDS, query
+                target, method, path, body, ATTEMPT_TIMEOUT_SECONDS, query
             )
             if status == 200:
                 self.seen_index = max(self.seen_index, int(payload.get("index", 0)))
@@ -161,6 +179,7 @@ class KvClient:
                 maybe_applied = maybe_applied or writes
             leader = payload.get("leader_id")
             self.target = leader if isinstance(leader, int) else rng.choice(simulation.node_ids)
+            target = self.target
             await asyncio.sleep(rng.uniform(0.01, 0.05))
 
 

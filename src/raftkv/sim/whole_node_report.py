@@ -39,6 +39,10 @@ class WholeNodeOptions:
     # The nodes' `read_rounds_inflight_max` (None: raft-node's, one round in flight; 0, a
     # round per Ready, replays the seeds found before session 28).
     read_rounds_inflight_max: int | None = None
+    # Followers serve linearizable and lease reads (raft-node's default since session 30);
+    # False (`--no-follower-reads`) replays the seeds found before, whose clients were sent
+    # to the leader by a 421 (tests/sim/test_whole_node_reach.py).
+    follower_reads: bool = True
     # Core-only and whole-node seeds are separate spaces: a seed means one or the other.
 
     def __post_init__(self) -> None:
@@ -71,6 +75,7 @@ class WholeNodeOptions:
             + ("" if self.membership else " --workload kv")
             + ("" if self.watchers == WATCHERS_DEFAULT else f" --watchers {self.watchers}")
             + ("" if self.leases else " --no-leases")
+            + ("" if self.follower_reads else " --no-follower-reads")
             + (
                 ""
                 if self.wal_segment_bytes is None
