@@ -251,3 +251,18 @@ def test_wrk_is_given_the_threads_asked_for(
     assert (tmp_path / "args-seen").read_text().startswith("-t 3 -c 64 ")
     bench.run_wrk("http://127.0.0.1:1", 64, 1, None)
     assert (tmp_path / "args-seen").read_text().startswith("-t 1 -c 64 ")
+
+
+def test_a_long_row_name_widens_the_first_column_of_both_tables() -> None:
+    rows = bench_etcd.workloads("http://raftkv", "http://etcd", [1, 2, 3], [4, 5, 6])
+    figures = {"rate": 1234.0, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0.0, "p999_ms": 3.0}
+    figures.update(members_cpu_us=90.0, wrk_cpu_us=10.0, cores=1.5)
+    results = [(row, figures, figures) for row in (rows[0], rows[-1])]
+    for table, column, value in (
+        (bench_etcd.report(results), "raftkv/s", "1234"),
+        (bench_etcd.cpu_report(results), "µs/req raftkv/etcd", "100 / 100"),
+    ):
+        header, *lines = table.splitlines()[-3:]
+        end = header.index(column) + len(column)
+        for line in lines:
+            assert line[:end].endswith(" " + value), (line, header)

@@ -280,9 +280,17 @@ def test_a_leader_change_fails_the_forward_out_and_the_queued_reads_ask_the_new_
             (LEADER, "read_index"),
             (3, "read_index"),
         ]
+        # A read now waits for the forward out to the new leader (not a third forward).
+        behind = asyncio.ensure_future(reads.read_index("read_index"))
+        await settle()
+        assert len(fake.asked) == 2 and not behind.done()
         fake.answer(1, 12)
         await settle()
         assert queued.result() == 12
+        assert len(fake.asked) == 3
+        fake.answer(2, 13)
+        await settle()
+        assert behind.result() == 13
         # Lost altogether: the forward out fails (503 no_leader over HTTP).
         later = asyncio.ensure_future(reads.read_index("read_index"))
         await settle()

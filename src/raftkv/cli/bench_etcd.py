@@ -367,9 +367,15 @@ def preload_etcd(url: str, keys: int, value_bytes: int, measure: Measure, root: 
     preload_in_rounds(url, keys, script, root / "etcd-preload.lua", measure)
 
 
+def _name_width(results: list[tuple[Workload, dict[str, float], dict[str, float]]]) -> int:
+    """The first column's width: 26, or wider for a longer row name."""
+    return max([26, *(len(row.name) + 2 for row, _, _ in results)])
+
+
 def report(results: list[tuple[Workload, dict[str, float], dict[str, float]]]) -> str:
+    width = _name_width(results)
     lines = [
-        f"{'operation':<26}{'raftkv/s':>10}{'etcd/s':>10}{'ratio':>8}"
+        f"{'operation':<{width}}{'raftkv/s':>10}{'etcd/s':>10}{'ratio':>8}"
         f"{'p50 ms raftkv/etcd':>22}{'p99 ms raftkv/etcd':>22}{'errors':>10}"
         f"{'p99.9 ms raftkv/etcd':>24}"
     ]
@@ -381,7 +387,7 @@ def report(results: list[tuple[Workload, dict[str, float], dict[str, float]]]) -
         nan = float("nan")
         p999 = f"{ours.get('p999_ms', nan):.2f} / {theirs.get('p999_ms', nan):.2f}"
         lines.append(
-            f"{row.name:<26}{ours['rate']:>10.0f}{theirs['rate']:>10.0f}{ratio:>7.2f}x"
+            f"{row.name:<{width}}{ours['rate']:>10.0f}{theirs['rate']:>10.0f}{ratio:>7.2f}x"
             f"{p50:>22}{p99:>22}{errors:>10}{p999:>24}"
         )
     return "\n".join(lines)
@@ -389,10 +395,11 @@ def report(results: list[tuple[Workload, dict[str, float], dict[str, float]]]) -
 
 def cpu_report(results: list[tuple[Workload, dict[str, float], dict[str, float]]]) -> str:
     """What each row cost in CPU (`with_cpu`), a table of its own under `report`'s."""
+    width = _name_width(results)
     lines = [
         "CPU per request: user + system time of each system's members and of wrk (the load"
         " generator), and the cores they kept busy",
-        f"{'operation':<26}{'µs/req raftkv/etcd':>22}{'etcd/raftkv':>13}"
+        f"{'operation':<{width}}{'µs/req raftkv/etcd':>22}{'etcd/raftkv':>13}"
         f"{'members µs raftkv/etcd':>26}{'wrk µs raftkv/etcd':>22}{'cores raftkv/etcd':>21}",
     ]
     nan = float("nan")
@@ -405,7 +412,7 @@ def cpu_report(results: list[tuple[Workload, dict[str, float], dict[str, float]]
         wrk = f"{ours.get('wrk_cpu_us', nan):.0f} / {theirs.get('wrk_cpu_us', nan):.0f}"
         cores = f"{ours.get('cores', nan):.2f} / {theirs.get('cores', nan):.2f}"
         lines.append(
-            f"{row.name:<26}{f'{total[0]:.0f} / {total[1]:.0f}':>22}{ratio:>12.2f}x"
+            f"{row.name:<{width}}{f'{total[0]:.0f} / {total[1]:.0f}':>22}{ratio:>12.2f}x"
             f"{members:>26}{wrk:>22}{cores:>21}"
         )
     return "\n".join(lines)

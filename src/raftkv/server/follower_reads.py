@@ -95,22 +95,21 @@ class FollowerReads:
         try:
             outcome = await self._confirm(kind)
         except asyncio.CancelledError:
+            self._out.discard(kind)
             if self._closed:
                 _settle(batch, RequestFailed("node shutting down"))
                 raise
-            # (`leader_changed`: the leader asked is no longer this node's leader.)
+            # (`leader_changed`: the leader asked is no longer this node's leader; the
+            # reads queued since ask the new one.)
             outcome = NotLeader(self._host.node.leader_id)
-            _settle(batch, outcome)
+            queued_fail_too = False
+        else:
             self._out.discard(kind)
-            if self._queued.get(kind):
-                self._send(kind)  # the reads queued since ask the new leader
-            return
-        finally:
-            self._out.discard(kind)
-        _settle(batch, outcome)
-        if isinstance(outcome, BaseException):
             # The reads queued behind a forward that failed fail alike, rather than ask a
             # leader that just refused or did not answer (their clients retry).
+            queued_fail_too = isinstance(outcome, BaseException)
+        _settle(batch, outcome)
+        if queued_fail_too:
             _settle(self._queued.pop(kind, []), outcome)
         elif self._queued.get(kind):
             self._send(kind)
