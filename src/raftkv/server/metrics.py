@@ -147,7 +147,8 @@ class _NodeCollector(Collector):
         follower_reads = server.follower_reads
         yield CounterMetricFamily(
             "raft_follower_reads",
-            "Linearizable and lease reads served as a follower (with the leader's read index)",
+            "Linearizable and lease reads this node, as a follower, asked the leader's read"
+            " index for",
             value=follower_reads.reads_total,
         )
         yield CounterMetricFamily(
