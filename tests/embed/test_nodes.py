@@ -135,6 +135,26 @@ def test_reads_on_a_follower_at_each_consistency(tmp_path: Path) -> None:
     run(scenario)
 
 
+def test_concurrent_reads_on_a_follower_share_the_leader_s_read_index(tmp_path: Path) -> None:
+    """A follower's embedded reads go through its `FollowerReads` as its HTTP reads do: the
+    ones made at once cost the leader a forward or two, not one each."""
+
+    async def scenario() -> None:
+        async with cluster(tmp_path) as c:
+            follower = await c.follower()
+            await c.accounts[await c.leader()].deposit(7)
+            account, node = c.accounts[follower], c.nodes[follower]
+            reads = node.server.follower_reads
+            before = reads.forwards_total
+            balances = await asyncio.gather(
+                *(node.read(lambda: account.balance) for _ in range(30))
+            )
+            assert balances == [7] * 30
+            assert reads.reads_total >= 30 and 1 <= reads.forwards_total - before <= 2
+
+    run(scenario)
+
+
 def test_a_call_on_a_follower_outlives_the_leaders_stop(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with cluster(tmp_path) as c:

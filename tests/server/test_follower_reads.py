@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from raftkv.core.messages import ForwardKind
-from raftkv.errors import NotLeader, Timeout
+from raftkv.errors import NoLeader, NotLeader, Timeout
 from raftkv.server.follower_reads import FollowerReads
 from raftkv.server.forwarding import ForwardingError
 from raftkv.server.http_server import Request
@@ -107,7 +107,8 @@ def test_linearizable_and_lease_reads_are_batched_apart() -> None:
     ("refusal", "expected"),
     [
         (ForwardingError("not_leader", "not the leader", 3), NotLeader),
-        (ForwardingError("no_leader", "busy; retry", None), RequestFailed),
+        (ForwardingError("no_leader", "busy; retry", None), NoLeader),
+        (ForwardingError("internal", "a bug", 1), RequestFailed),
         (ForwardingError("timeout", "round not confirmed", 1), Timeout),
         (Timeout("node1 did not answer"), Timeout),
     ],
@@ -326,5 +327,19 @@ def test_a_lease_s_time_left_is_the_leader_s_to_tell(tmp_path: Path) -> None:
         assert status == 200 and answer["remaining"] > 0, answer
         status, answer = await get(other, "/v1/leases")
         assert status == 200 and [entry["id"] for entry in answer["leases"]] == [lease], answer
+
+    run_on_virtual_time(tmp_path, body)
+
+
+def test_a_read_the_leader_put_off_is_503_no_leader(tmp_path: Path) -> None:
+    async def body(servers: list[RaftServer], loop: SimulatedEventLoop) -> None:
+        other = followers(servers)[0]
+
+        async def busy(kind: str) -> int:
+            raise NoLeader("the leader refused the read for now: busy; retry")
+
+        other.follower_reads.read_index = busy  # type: ignore[method-assign,assignment]
+        status, answer = await get(other, "/v1/kv/k")
+        assert status == 503 and answer["error"] == "no_leader", answer
 
     run_on_virtual_time(tmp_path, body)

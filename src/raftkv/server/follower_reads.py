@@ -16,7 +16,7 @@ import logging
 from typing import Protocol
 
 from raftkv.core.messages import ForwardKind
-from raftkv.errors import NotLeader, Timeout
+from raftkv.errors import NoLeader, NotLeader, Timeout
 from raftkv.server.forwarding import Forwarding, ForwardingError
 from raftkv.server.requests import RequestFailed, RequestTracker
 
@@ -171,4 +171,6 @@ def _client_error(failure: ForwardingError) -> BaseException:
         return NotLeader(failure.leader_id)
     if failure.code == "timeout":
         return Timeout(str(failure))
+    if failure.code == "no_leader":  # (busy, or no leader of its own: retry)
+        return NoLeader(f"the leader refused the read for now: {failure}")
     return RequestFailed(f"the leader refused the read ({failure.code}): {failure}")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any, Protocol, TypeVar
 
-from raftkv.errors import CommandFailed, NotLeader, ProposalDropped, Timeout
+from raftkv.errors import CommandFailed, NoLeader, NotLeader, ProposalDropped, Timeout
 from raftkv.kv import Command, Result, encode_command
 from raftkv.kv.ranges import KeyRange
 from raftkv.kv.records import KeyRecord
@@ -315,6 +315,8 @@ class ClientApi:
         except RequestFailed as error:
             code = "storage_failed" if server.storage_failure else "no_leader"
             return Response.error(503, code, str(error))
+        except NoLeader as error:  # (a follower's read the leader put off: retry)
+            return Response.error(503, "no_leader", str(error))
         except BadRequest as error:
             return Response.error(400, "bad_request", str(error))
         except TooLarge as error:
