@@ -85,6 +85,9 @@ class FakeCluster:
     def __init__(self, size: int = 3, leader: int | None = 1) -> None:
         self.nodes = {node_id: FakeNode(node_id) for node_id in range(1, size + 1)}
         self.leader = leader
+        # False: followers answer non-stale reads 421, as `--no-follower-reads` (and nodes
+        # before session 30) do; True: they serve every read, as raft-node does now.
+        self.follower_reads = False
         self.term = 2
         self.index = 1
         self.data: dict[str, str] = {}
@@ -212,7 +215,7 @@ class FakeCluster:
             return fault
         key = request.match_info["key"]
         consistency = request.query.get("consistency", "linearizable")
-        if request.method != "GET" or consistency != "stale":
+        if request.method != "GET" or (consistency != "stale" and not self.follower_reads):
             refusal = self._not_leader(node)
             if refusal is not None:
                 return refusal

@@ -42,7 +42,10 @@ def test_lease_requests() -> None:
     }
     info = lease_protocol.info_request(42, "stale")
     assert info.path == "/v1/lease/42?consistency=stale" and not info.leader_only
-    assert lease_protocol.list_request("linearizable").path == "/v1/leases?consistency=linearizable"
+    listed = lease_protocol.list_request("linearizable")
+    assert listed.path == "/v1/leases?consistency=linearizable" and not listed.leader_only
+    # A lease's time left is the leader's: only the leader answers it but for a stale read.
+    assert lease_protocol.info_request(42, "linearizable").leader_only
     put = put_request("k", "v", PendingWrite(Session("c3"), 0), lease=42)
     assert json.loads(put.body or b"")["lease"] == 42
     with pytest.raises(ValueError):

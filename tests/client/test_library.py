@@ -250,3 +250,38 @@ def test_async_target_not_leader_and_timeout() -> None:
                 await client.put("x", "1")
 
     asyncio.run(scenario())
+
+
+def test_a_read_a_follower_serves_teaches_no_leader(cluster: FakeCluster) -> None:
+    """Followers serve linearizable reads (SPEC §6, "Reads on followers"): a read's success
+    no longer says the node that answered leads, or the client's writes would go there."""
+    cluster.leader = 2
+    cluster.follower_reads = True
+    with RaftClient(cluster.addresses(), timeout=2.0) as client:
+        client.put("x", "1")
+        assert client.leader == 2
+        cluster.leader = 3  # a new leader the client has not met yet
+        cluster.fail_next(
+            2, Answer(421, {"error": "not_leader", "leader": "node3", "leader_id": 3})
+        )
+        client.put("y", "1")
+        assert client.leader == 3
+    with RaftClient(cluster.addresses(), timeout=2.0) as fresh:
+        assert fresh.get("x").value == "1"  # served by node 1, a follower
+        assert cluster.requests[-1].node_id == 1 and fresh.leader is None
+        fresh.put("z", "1")  # node 1, then node 3 as it hints
+        assert [r.node_id for r in cluster.requests[-2:]] == [1, 3] and fresh.leader == 3
+
+
+def test_a_hint_teaches_the_leader_to_the_next_read(cluster: FakeCluster) -> None:
+    """Nodes that refuse follower reads (`--no-follower-reads`, or before session 30): the
+    leader a 421 names is learnt, so the next read goes straight to it."""
+    cluster.leader = 2
+    with RaftClient(cluster.addresses(), timeout=2.0) as client:
+        client.put("x", "1")
+        client.get("x")
+    with RaftClient(cluster.addresses(), timeout=2.0) as fresh:
+        fresh.get("x")
+        assert [r.node_id for r in cluster.requests[-2:]] == [1, 2] and fresh.leader == 2
+        fresh.get("x")
+        assert cluster.requests[-1].node_id == 2

@@ -38,6 +38,9 @@ def test_range_request_names_its_range_and_options() -> None:
         "after": "YQ",
     }
     assert not request.leader_only
+    # Any member serves a linearizable range too (followers with the leader's read index):
+    # its answer names no leader.
+    assert not range_request(KeyRangeQuery(), "linearizable").leader_only
     assert query_of(range_request(KeyRangeQuery(), "linearizable").path) == {
         "consistency": "linearizable"
     }

@@ -61,9 +61,8 @@ def info_request(lease_id: int, consistency: str) -> Request:
 
 def list_request(consistency: str) -> Request:
     checked_consistency(consistency)
-    return Request(
-        "GET", f"/v1/leases?consistency={consistency}", leader_only=consistency != "stale"
-    )
+    # Any member answers it (as a key read): an answer says nothing of who leads.
+    return Request("GET", f"/v1/leases?consistency={consistency}", leader_only=False)
 
 
 # --- answers ------------------------------------------------------------------------------

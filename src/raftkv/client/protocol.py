@@ -107,7 +107,9 @@ def put_request(
 def get_request(key: str, consistency: str) -> Request:
     _checked_consistency(consistency)
     path = _kv_path(key) + "?" + urlencode({"consistency": consistency})
-    return Request("GET", path, leader_only=consistency != "stale")
+    # Any member answers a read at every consistency (followers with the leader's read
+    # index, SPEC §6 "Reads on followers"): an answer says nothing of who leads.
+    return Request("GET", path, leader_only=False)
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ def range_request(
         query["keys_only"] = "true"
     if after is not None:
         query["after"] = after
-    return Request("GET", "/v1/kv?" + urlencode(query), leader_only=consistency != "stale")
+    return Request("GET", "/v1/kv?" + urlencode(query), leader_only=False)  # (as get_request)
 
 
 def delete_range_request(keys: KeyRangeQuery, write: WriteSession) -> Request:

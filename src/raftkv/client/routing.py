@@ -145,6 +145,10 @@ class Router:
             if self.target is not None:
                 raise error
             hinted = self.view.follow_hint(error, self.node)
+            # Learnt from the hint, not only from the hinted node's success: a read's
+            # success names no leader (any member serves reads), and a client of a cluster
+            # whose followers refuse them would otherwise ask a follower first every time.
+            self.view.learn_leader(hinted)
             self.node = hinted if hinted is not None else self.view.next_after(self.node)
         elif isinstance(error, RETRYABLE):
             if self.target is None:
