@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 import pytest
@@ -285,3 +286,46 @@ def test_a_hint_teaches_the_leader_to_the_next_read(cluster: FakeCluster) -> Non
         assert [r.node_id for r in cluster.requests[-2:]] == [1, 2] and fresh.leader == 2
         fresh.get("x")
         assert cluster.requests[-1].node_id == 2
+
+
+def test_reads_from_any_member_spread_over_the_cluster(cluster: FakeCluster) -> None:
+    """`read_from="any"`: each read first asks a member drawn at random (followers serve
+    reads); writes still go to the leader. Against nodes that refuse follower reads, a read
+    follows the 421 to the leader as before."""
+    cluster.leader = 2
+    cluster.follower_reads = True
+    with RaftClient(
+        cluster.addresses(), timeout=2.0, read_from="any", rng=random.Random(3)
+    ) as client:
+        client.put("x", "1")
+        first = len(cluster.requests)
+        for _ in range(30):
+            assert client.get("x").value == "1"
+        readers = {request.node_id for request in cluster.requests[first:]}
+        assert readers == {1, 2, 3}
+        client.put("y", "1")
+        assert cluster.requests[-1].node_id == 2
+        cluster.follower_reads = False
+        assert client.get("x").value == "1"  # (a follower's 421, then the leader)
+        assert cluster.requests[-1].node_id == 2
+    with pytest.raises(ValueError, match="read_from"):
+        RaftClient(cluster.addresses(), read_from="nearest")
+
+
+def test_the_async_client_reads_from_any_member_too(cluster: FakeCluster) -> None:
+    cluster.leader = 2
+    cluster.follower_reads = True
+
+    async def reads() -> set[int]:
+        async with AsyncRaftClient(
+            cluster.addresses(), timeout=2.0, read_from="any", rng=random.Random(5)
+        ) as client:
+            await client.put("x", "1")
+            first = len(cluster.requests)
+            for _ in range(30):
+                assert (await client.get("x")).value == "1"
+            return {request.node_id for request in cluster.requests[first:]}
+
+    assert asyncio.run(reads()) == {1, 2, 3}
+    with pytest.raises(ValueError, match="read_from"):
+        AsyncRaftClient(cluster.addresses(), read_from="nearest")

@@ -228,7 +228,16 @@ def _run_clients(
     async def everyone() -> None:
         await asyncio.gather(
             *(
-                client_process(f"c{n}", addresses, recorder, random.Random(f"{seed}-{n}"), stop)
+                client_process(
+                    f"c{n}",
+                    addresses,
+                    recorder,
+                    random.Random(f"{seed}-{n}"),
+                    stop,
+                    # Every other client reads from any member, so that the faults meet
+                    # reads on followers (served with the leader's read index) too.
+                    read_from="any" if n % 2 else "leader",
+                )
                 for n in range(count)
             )
         )

@@ -26,9 +26,16 @@ async def client_process(
     recorder: HistoryRecorder,
     rng: random.Random,
     stop: threading.Event,
+    read_from: str = "leader",
 ) -> None:
-    """One client: a call at a time until `stop` (set from another thread)."""
-    async with AsyncRaftClient(addresses, timeout=CLIENT_TIMEOUT_SECONDS) as client:
+    """One client: a call at a time until `stop` (set from another thread); `read_from`:
+    the client library's (`any`: its reads first ask a member drawn at random)."""
+    async with AsyncRaftClient(
+        addresses,
+        timeout=CLIENT_TIMEOUT_SECONDS,
+        read_from=read_from,
+        rng=random.Random(f"{name}-client"),
+    ) as client:
         counter = 0
         while not stop.is_set():
             counter += 1

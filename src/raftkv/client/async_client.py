@@ -77,6 +77,7 @@ class AsyncRaftClient:
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         target: int | None = None,
+        read_from: str = "leader",
         client_id: str | None = None,
         rng: random.Random | None = None,
         token: str | None = None,
@@ -94,9 +95,10 @@ class AsyncRaftClient:
         )
         self._view = ClusterView(addresses)
         self._token = protocol.checked_token(token)
-        self._view.check_options(timeout, target)
+        self._view.check_options(timeout, target, read_from)
         self.timeout = timeout
         self.target = target
+        self.read_from = read_from
         self.client_id = client_id or new_client_id()
         self._sessions = SessionPool(self.client_id)
         self._committed = CommittedIndex()
@@ -344,7 +346,8 @@ class AsyncRaftClient:
     async def _read(self, request: Request) -> dict[str, Any]:
         """A read's answer, its committed index noted for the `after_index` of writes."""
         try:
-            _, payload = await self._call(request)
+            start = self._view.read_start(self.read_from, self._random)
+            _, payload = await self._call(request, self._router(start))
         except errors.ClientError as error:
             self._committed.note_error(error)
             raise
@@ -472,9 +475,13 @@ class AsyncRaftClient:
         finally:
             self._sessions.release(session)
 
-    def _router(self) -> Router:
+    def _router(self, start: int | None = None) -> Router:
         return Router(
-            self._view, target=self.target, timeout_seconds=self.timeout, rng=self._random
+            self._view,
+            target=self.target,
+            timeout_seconds=self.timeout,
+            rng=self._random,
+            start=start,
         )
 
     async def _call(

@@ -42,6 +42,12 @@ def _address_from_url(url: str | None) -> tuple[str, int] | None:
     return parts.hostname, port
 
 
+# Where reads go first (the clients' `read_from`): the leader the client knows, or any member
+# (followers serve linearizable reads with the leader's read index, SPEC §6), which spreads
+# the cost of parsing and answering reads over the cluster.
+READ_FROM = ("leader", "any")
+
+
 class ClusterView:
     """What a client knows of the cluster: the node addresses and the last leader seen."""
 
@@ -51,12 +57,19 @@ class ClusterView:
         self.addresses: dict[int, tuple[str, int]] = dict(addresses)
         self.known_leader: int | None = None
 
-    def check_options(self, timeout: float, target: int | None) -> None:
+    def check_options(self, timeout: float, target: int | None, read_from: str = "leader") -> None:
         """The constructor checks both clients share."""
         if timeout <= 0:
             raise ValueError("the timeout must be positive")
         if target is not None and target not in self.addresses:
             raise ValueError(f"node {target} is not in the cluster map")
+        if read_from not in READ_FROM:
+            raise ValueError(f"read_from is one of {', '.join(READ_FROM)}, not {read_from!r}")
+
+    def read_start(self, read_from: str, rng: random.Random) -> int | None:
+        """Where a read's first attempt goes: None for the leader as known (as a write's),
+        or with `read_from="any"` a member drawn at random (any member serves reads)."""
+        return rng.choice(list(self.addresses)) if read_from == "any" else None
 
     def first_choice(self) -> int:
         if self.known_leader in self.addresses:
@@ -117,11 +130,16 @@ class Router:
         timeout_seconds: float,
         rng: random.Random,
         clock: Callable[[], float] = time.monotonic,
+        start: int | None = None,
     ) -> None:
         self.view = view
         self.target = target
         self.timeout_seconds = timeout_seconds
-        self.node = target if target is not None else view.first_choice()
+        # (`start`: where the first attempt goes instead of the leader known, for a read.)
+        if target is not None:
+            self.node = target
+        else:
+            self.node = start if start is not None else view.first_choice()
         self._rng = rng
         self._clock = clock
         self._deadline = clock() + timeout_seconds

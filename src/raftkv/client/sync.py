@@ -181,7 +181,10 @@ class RaftClient:
     alone, else the system's CAs), `cert_file`/`key_file` (a client certificate, for nodes
     started with `--client-ca`). `timeout` bounds each operation, retries included. Without `target`
     the client finds the leader itself; with it, it asks that node only and raises NotLeader
-    when the node does not lead. Safe to share between threads: operations run one at a time
+    when the node does not lead. `read_from="any"`: each read first asks a member drawn at
+    random (followers serve reads with the leader's read index), spreading the reads over
+    the cluster; "leader" (the default) sends them where the writes go. Safe to share
+    between threads: operations run one at a time
     (the at-most-once session allows one outstanding write). `token`: the bearer token sent
     with every request (a node with `--auth-tokens` asks for one); a refused one raises
     `Unauthenticated` or `Forbidden`, never retried.
@@ -193,6 +196,7 @@ class RaftClient:
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         target: int | None = None,
+        read_from: str = "leader",
         client_id: str | None = None,
         rng: random.Random | None = None,
         token: str | None = None,
@@ -210,9 +214,10 @@ class RaftClient:
         )
         self._view = ClusterView(addresses)
         token = self._token = protocol.checked_token(token)
-        self._view.check_options(timeout, target)
+        self._view.check_options(timeout, target, read_from)
         self.timeout = timeout
         self.target = target
+        self.read_from = read_from
         self._session = Session(client_id or new_client_id())
         self._committed = CommittedIndex()
         self._random = rng if rng is not None else random.Random()
@@ -224,6 +229,7 @@ class RaftClient:
             nodes,
             timeout=timeout,
             target=target,
+            read_from=read_from,
             token=token,
             ssl_context=self.ssl_context,
         )
@@ -476,7 +482,8 @@ class RaftClient:
     def _read(self, request: Request) -> dict[str, Any]:
         """A read's answer, its committed index noted for the `after_index` of writes."""
         try:
-            _, payload = self._call(request)
+            start = self._view.read_start(self.read_from, self._random)
+            _, payload = self._call(request, self._router(start))
         except errors.ClientError as error:
             self._committed.note_error(error)
             raise
@@ -616,9 +623,13 @@ class RaftClient:
                     payload = {**payload, "leader": node_id}
                 return decode_result(payload, WriteResult)
 
-    def _router(self) -> Router:
+    def _router(self, start: int | None = None) -> Router:
         return Router(
-            self._view, target=self.target, timeout_seconds=self.timeout, rng=self._random
+            self._view,
+            target=self.target,
+            timeout_seconds=self.timeout,
+            rng=self._random,
+            start=start,
         )
 
     def _call(
