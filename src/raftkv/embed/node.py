@@ -52,7 +52,7 @@ DUTY_INTERVAL_SECONDS = 0.1
 RETRY_PAUSE_SECONDS = 0.02
 # Error codes after which an attempt is tried again (the request may be carried out later).
 _RETRYABLE = {"not_leader", "no_leader", "timeout"}
-READ_KINDS: frozenset[ForwardKind] = frozenset({"read_index", "lease_read"})
+_READ_KINDS: frozenset[ForwardKind] = frozenset({"read_index", "lease_read"})
 
 
 def _address(value: Address) -> tuple[str, int]:
@@ -377,7 +377,7 @@ class AsyncNode:
                 leader = await self.wait_for_leader(remaining)
                 if leader == self.id:
                     return await server.forwarding.perform(kind, payload)
-                if kind in READ_KINDS:
+                if kind in _READ_KINDS:
                     # A follower's reads share the leader's read index, a batch per forward
                     # (server/follower_reads.py), with the HTTP API's reads on this node.
                     with contextlib.suppress(TimeoutError):

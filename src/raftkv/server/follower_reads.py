@@ -51,12 +51,11 @@ class FollowerReads:
         self._forwarding = forwarding
         self._requests = requests
         self._timeout_seconds = timeout_seconds
-        # Per kind, the reads waiting for the next forward, and the kinds with one out now.
+        # Per kind, the reads waiting for the next forward, and the one forward out: its task
+        # and the leader it asked (None until it leaves). Insertion-ordered: cancelled in a
+        # repeatable order (the simulator).
         self._queued: dict[ForwardKind, list[asyncio.Future[int]]] = {}
-        self._out: set[ForwardKind] = set()
-        # The forwards out and the leader each asked (None until it leaves); insertion-
-        # ordered, not a set: cancelled in a repeatable order (the simulator).
-        self._asking: dict[asyncio.Task[None], int | None] = {}
+        self._out: dict[ForwardKind, tuple[asyncio.Task[None], int | None]] = {}
         self._closed = False
         self.forwards_total = 0  # forwards sent, each for a batch of reads
         self.reads_total = 0
@@ -82,11 +81,8 @@ class FollowerReads:
             requests.end_wait(future)
 
     def _send(self, kind: ForwardKind) -> None:
-        self._out.add(kind)
         self.forwards_total += 1
-        task = asyncio.get_running_loop().create_task(self._ask(kind))
-        self._asking[task] = None
-        task.add_done_callback(lambda done: self._asking.pop(done, None))
+        self._out[kind] = (asyncio.get_running_loop().create_task(self._ask(kind)), None)
 
     async def _ask(self, kind: ForwardKind) -> None:
         # The batch is every read queued until now, when the forward leaves (the task's
@@ -95,7 +91,7 @@ class FollowerReads:
         try:
             outcome = await self._confirm(kind)
         except asyncio.CancelledError:
-            self._out.discard(kind)
+            del self._out[kind]
             if self._closed:
                 _settle(batch, RequestFailed("node shutting down"))
                 raise
@@ -104,7 +100,7 @@ class FollowerReads:
             outcome = NotLeader(self._host.node.leader_id)
             queued_fail_too = False
         else:
-            self._out.discard(kind)
+            del self._out[kind]
             # The reads queued behind a forward that failed fail alike, rather than ask a
             # leader that just refused or did not answer (their clients retry).
             queued_fail_too = isinstance(outcome, BaseException)
@@ -120,9 +116,7 @@ class FollowerReads:
         leader = host.node.leader_id
         if leader is None or leader == host.id:
             return NotLeader(None)
-        task = asyncio.current_task()
-        if task is not None:
-            self._asking[task] = leader
+        self._out[kind] = (self._out[kind][0], leader)
         try:
             reply = await self._forwarding.ask(leader, kind, b"", self._timeout_seconds)
         except ForwardingError as failure:
@@ -140,7 +134,7 @@ class FollowerReads:
         learns it by starting an election), so its reads fail now, `NotLeader` naming the
         leader known, instead of waiting out the timeout; reads queued ask the new one."""
         leader = self._host.node.leader_id
-        for task, asked in list(self._asking.items()):
+        for task, asked in self._out.values():
             if asked is not None and asked != leader:
                 task.cancel()
 
@@ -148,7 +142,7 @@ class FollowerReads:
         """The node stops: every read waiting here fails (its client retries elsewhere)."""
         self._closed = True
         stopping = RequestFailed("node shutting down")
-        for task in self._asking:
+        for task, _ in self._out.values():
             task.cancel()
         for batch in self._queued.values():
             _settle(batch, stopping)
