@@ -177,7 +177,10 @@ def _decode_target(url: bytes) -> tuple[str, dict[str, str]]:
     if not raw_path.startswith(b"/"):
         raise _Rejected(Response.error(400, "bad_request", "the request target must be a path"))
     try:
-        path = (unquote_to_bytes(raw_path) if b"%" in raw_path else raw_path).decode("utf-8")
+        # Not `b"%" in raw_path`: CPython's bytes.__contains__ first tries its argument as an
+        # integer, raising and clearing a TypeError (a message formatted) for every target.
+        escaped = raw_path.find(b"%") >= 0
+        path = (unquote_to_bytes(raw_path) if escaped else raw_path).decode("utf-8")
         query = _decode_query(raw_query.decode("ascii")) if raw_query else {}
     except UnicodeError:
         raise _Rejected(Response.error(400, "bad_request", "the URL must be UTF-8")) from None
