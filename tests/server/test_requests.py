@@ -106,3 +106,32 @@ def test_requests_time_out_in_deadline_order_and_only_when_due() -> None:
         assert tracker.waiting == 0
 
     asyncio.run(main())
+
+
+def test_the_loop_is_looked_up_once_not_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On Python 3.11 `asyncio.get_running_loop()` is a getpid() system call; it was one
+    per read and write. A tracker whose loop closed finds the new one (a second run)."""
+    tracker, node = make_tracker()
+    lookups = []
+    real = asyncio.get_running_loop
+
+    def counted() -> asyncio.AbstractEventLoop:
+        lookups.append(1)
+        return real()
+
+    monkeypatch.setattr(asyncio, "get_running_loop", counted)
+
+    async def serve(first_index: int) -> None:
+        writes = [asyncio.create_task(tracker.propose(b"w")) for _ in range(20)]
+        reads = [asyncio.create_task(tracker.read_index()) for _ in range(20)]
+        await settle()
+        for index in range(first_index, first_index + 20):
+            tracker.applied(Entry(index=index, term=node.term, kind=EntryKind.NORMAL), "ok")
+        for request_id in node.read_requests[-20:]:
+            tracker.read_confirmed(request_id, 1)
+        await asyncio.gather(*writes, *reads)
+
+    asyncio.run(serve(1))
+    assert len(lookups) == 1
+    asyncio.run(serve(21))  # another loop: the first is closed
+    assert len(lookups) == 2
