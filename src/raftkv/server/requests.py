@@ -92,7 +92,7 @@ class RequestTracker:
         # would pile up (150,000 at 30,000 reads/s) and make every full GC pass tens of
         # milliseconds long, which was the p99 of reads.
         self._deadlines: dict[asyncio.Future[Any], tuple[float, str]] = {}
-        # The loop the waits are futures of: the one the tracker first waited in.
+        # The loop the waits are futures of: the running one, looked up once (`new_wait`).
         self._loop: asyncio.AbstractEventLoop | None = None
         self.proposals_total = 0
         self.writes_applied_total = 0
@@ -105,11 +105,12 @@ class RequestTracker:
 
     def new_wait(self, message: str) -> asyncio.Future[Any]:
         """A future for one client wait, failed with `Timeout(message)` at its deadline.
-        The loop is looked up once per tracker (again only if it was closed): on Python
-        3.11 each `asyncio.get_running_loop()` is a getpid() system call (its check for a
-        fork), one per read and write before (`perf trace -s` of a leader serving reads)."""
+        The loop is looked up once per tracker (again only if the one it had is no longer
+        running: a wait is always asked for from the running loop): on Python 3.11 each
+        `asyncio.get_running_loop()` is a getpid() system call (its check for a fork), one
+        per read and write before (`perf trace -s` of a leader serving reads)."""
         loop = self._loop
-        if loop is None or loop.is_closed():
+        if loop is None or not loop.is_running():
             loop = self._loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._deadlines[future] = (loop.time() + self._timeout_seconds, message)
