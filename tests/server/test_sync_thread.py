@@ -16,7 +16,11 @@ from typing import Any, TypeVar
 import pytest
 
 from raftkv.kv import Command, KVStore, encode_command
-from raftkv.server.options import SYNC_THREAD_MIN_ENTRIES_DEFAULT, NodeOptions
+from raftkv.server.options import (
+    SYNC_THREAD_MIN_BYTES,
+    SYNC_THREAD_MIN_ENTRIES_DEFAULT,
+    NodeOptions,
+)
 from raftkv.server.runtime import RaftServer
 from raftkv.storage.file_log import FileStorage
 from raftkv.transport.memory import MemoryHub, MemoryTransport
@@ -38,8 +42,8 @@ class CountingExecutor(ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
-def put(key: str) -> bytes:
-    return encode_command(Command(op="put", key=key, value="v"))
+def put(key: str, value: str = "v") -> bytes:
+    return encode_command(Command(op="put", key=key, value=value))
 
 
 def run_cluster(
@@ -121,11 +125,41 @@ def test_a_batch_is_synced_in_the_sync_thread_and_a_lone_entry_on_the_loop(
     run_cluster(tmp_path, SYNC_THREAD_MIN_ENTRIES_DEFAULT, body)
 
 
+def test_a_lone_large_entry_is_synced_in_the_sync_thread(tmp_path: Path) -> None:
+    """Writing and syncing a large value takes milliseconds (100 ms and more while the disk
+    writes a snapshot's file), which the loop would stand still for: one entry of
+    `SYNC_THREAD_MIN_BYTES` goes to the thread, on the leader and on the followers."""
+
+    async def body(servers: dict[int, RaftServer], executors: dict[int, CountingExecutor]) -> None:
+        leader = await leader_of(servers)
+        await wait_until(
+            lambda: leader.applied_index >= leader.node.log.last_index, "the term's first entry"
+        )
+        # Just under the limit once encoded with its key: still synced on the loop.
+        small = "s" * (SYNC_THREAD_MIN_BYTES // 2)
+        before = {node_id: executor.jobs for node_id, executor in executors.items()}
+        await leader.requests.propose(put("small", small))
+        assert {node_id: executor.jobs for node_id, executor in executors.items()} == before
+        large = "l" * SYNC_THREAD_MIN_BYTES
+        _, index = await leader.requests.propose(put("large", large))
+        await wait_until(
+            lambda: all(server.applied_index >= index for server in servers.values()),
+            "every node applied the large value",
+        )
+        for node_id, executor in executors.items():
+            assert executor.jobs > before[node_id], f"node {node_id} synced it on its loop"
+            state = servers[node_id].state_machine
+            assert isinstance(state, KVStore) and state.get("large") is not None
+
+    run_cluster(tmp_path, SYNC_THREAD_MIN_ENTRIES_DEFAULT, body)
+
+
 def test_zero_keeps_every_sync_on_the_loop(tmp_path: Path) -> None:
     async def body(servers: dict[int, RaftServer], executors: dict[int, CountingExecutor]) -> None:
         leader = await leader_of(servers)
         proposals = [leader.requests.propose(put(f"batch-{n}")) for n in range(BATCH)]
         await asyncio.gather(*proposals)
+        await leader.requests.propose(put("large", "l" * SYNC_THREAD_MIN_BYTES))
         assert all(executor.jobs == 0 for executor in executors.values())
 
     run_cluster(tmp_path, 0, body)

@@ -23,6 +23,10 @@ HASH_WINDOW_ENTRIES = 10_000
 WAL_SEGMENT_BYTES = 16 << 20
 # The smallest Ready (in entries) whose WAL sync runs in the sync thread (NodeOptions).
 SYNC_THREAD_MIN_ENTRIES_DEFAULT = 2
+# ...or in bytes of entries, however few: writing and syncing a large value takes
+# milliseconds, and a disk busy with a snapshot's file made it 100 ms and more, all of it
+# with the event loop standing still (no ticks, heartbeats or requests meanwhile).
+SYNC_THREAD_MIN_BYTES = 64 << 10
 # How long a removed member stays reachable, so queued messages (its removal) still reach it.
 REMOVED_PEER_GRACE_SECONDS = 2.0
 # How long a member keeps dialing a removed node to tell it so (SPEC §4), when it does not

@@ -52,6 +52,7 @@ from raftkv.server.metrics import NodeMetrics
 from raftkv.server.node_report import NodeReport
 from raftkv.server.options import (
     HASH_WINDOW_ENTRIES,
+    SYNC_THREAD_MIN_BYTES,
     NodeOptions,
     new_cluster_id,
 )
@@ -485,13 +486,16 @@ class RaftServer:
         """Under load (a batch of entries) the loop goes on while the disk works: the
         requests and acknowledgements that arrive meanwhile are read and stepped then,
         not after the fsync. A single entry is synced on the loop: the hop to a thread and
-        back costs more than a fast fsync (docs/ARCHITECTURE.md, "The server's Ready loop").
+        back costs more than a fast fsync (docs/ARCHITECTURE.md, "The server's Ready loop"),
+        unless it is large (`SYNC_THREAD_MIN_BYTES`), and its fsync no fast one.
         Except a leader's while one of its syncs is under way in the thread: on the loop it
         would wait for that sync to end, then sync again; in the thread it joins the next."""
         smallest = self.options.sync_thread_min_entries
         if self.sync_executor is None or smallest <= 0:
             return False
         if len(ready.entries) >= smallest:
+            return True
+        if sum(len(entry.data) for entry in ready.entries) >= SYNC_THREAD_MIN_BYTES:
             return True
         syncs = self.leader_syncs
         return ready.may_persist_later and syncs is not None and syncs.busy
