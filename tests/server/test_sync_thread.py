@@ -135,7 +135,7 @@ def test_a_lone_large_entry_is_synced_in_the_sync_thread(tmp_path: Path) -> None
         await wait_until(
             lambda: leader.applied_index >= leader.node.log.last_index, "the term's first entry"
         )
-        # Just under the limit once encoded with its key: still synced on the loop.
+        # Half the limit: still synced on the loop.
         small = "s" * (SYNC_THREAD_MIN_BYTES // 2)
         before = {node_id: executor.jobs for node_id, executor in executors.items()}
         await leader.requests.propose(put("small", small))
