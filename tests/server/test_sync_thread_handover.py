@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -143,3 +144,20 @@ def test_other_executors_go_through_run_in_executor() -> None:
         loop.close()
         pool.shutdown()
     assert seen == [pool]
+
+
+def test_the_thread_is_scheduled_as_a_batch_thread_unless_told_otherwise() -> None:
+    """Woken (a sync done, a job given), the thread must not preempt the thread running on
+    its CPU (its own event loop most often, which holds the GIL it would then wait for)."""
+
+    def policy() -> int:
+        return os.sched_getscheduler(0)  # 0: the calling thread
+
+    batch, plain = SyncThread("sync-batch"), SyncThread("sync-plain", batch_scheduling=False)
+    try:
+        assert batch.submit(policy).result(timeout=30) == os.SCHED_BATCH
+        assert plain.submit(policy).result(timeout=30) == os.SCHED_OTHER
+    finally:
+        batch.shutdown()
+        plain.shutdown()
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # this thread's own is untouched

@@ -7,6 +7,14 @@ syncs its WAL about a thousand times a second, and py-spy put `submit` alone at 
 follower's samples at C=64. Here a job is a tuple on a `queue.SimpleQueue` (C) and comes
 back through `loop.call_soon_threadsafe` (C in uvloop): one asyncio future per job.
 
+The thread is scheduled `SCHED_BATCH` (Linux): woken, when a sync ends or a job is given, it
+does not preempt the thread running on its CPU, most often its own process's event loop,
+which holds the GIL the sync thread then waits for at once. Each such preemption was two
+context switches for nothing: the leader's loop was preempted 0.5-0.75 times per write at
+C=16 (`/proc/<pid>/task/<tid>/status`), 0.15-0.27 after, and the three nodes spent 10-12 %
+less CPU per write (docs/ARCHITECTURE.md, session 32). A thread that wants a CPU still gets
+an idle one at once, and its share of a busy one; only the preemption on waking goes.
+
 `SyncThread` is still an `Executor` (`submit`, `shutdown`), so code that takes any executor
 works with it, and an event loop that runs executor work itself (the simulator's) is given
 a plain executor instead: `run_off_loop` uses the fast path only for a `SyncThread`.
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -29,10 +38,12 @@ _Job = tuple[asyncio.AbstractEventLoop, Callable[[], Any], "asyncio.Future[Any]"
 
 
 class SyncThread(Executor):
-    """One daemon thread, started on first use, that runs jobs in the order given."""
+    """One daemon thread, started on first use, that runs jobs in the order given; scheduled
+    `SCHED_BATCH` unless `batch_scheduling` is False (module docstring)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, batch_scheduling: bool = True) -> None:
         self._name = name
+        self._batch_scheduling = batch_scheduling
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._shut_down = False
@@ -84,6 +95,8 @@ class SyncThread(Executor):
             self._jobs.put(item)
 
     def _work(self) -> None:
+        if self._batch_scheduling:
+            _schedule_as_batch()
         jobs = self._jobs
         while (item := jobs.get()) is not None:
             loop, job, future = item
@@ -96,6 +109,16 @@ class SyncThread(Executor):
                 _answer(loop, future, None, error)
             else:
                 _answer(loop, future, result, None)
+
+
+def _schedule_as_batch() -> None:
+    """Schedule the calling thread SCHED_BATCH (no preemption on waking), where the system
+    has that policy and lets it be set; otherwise it stays as it was."""
+    policy = getattr(os, "SCHED_BATCH", None)
+    if policy is None:
+        return
+    with contextlib.suppress(OSError):
+        os.sched_setscheduler(0, policy, os.sched_param(0))  # 0: this thread
 
 
 def _answer(
