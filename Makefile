@@ -12,12 +12,13 @@ STAMP := $(VENV)/.installed-stamp
 CONSTRAINTS := constraints.txt
 WHEEL_DIR ?= dist
 # The C extensions mypyc builds next to the sources (setup.py: the core and the simulator's
-# hot path). Any edit under src/ rebuilds them (mypyc type-checks across modules); an
-# extension older than its .py is ignored at import anyway (raftkv/__init__.py).
+# hot path), and one written in C (src/raftkv/kv/snapshot_native.c). Any edit under src/
+# rebuilds them (mypyc type-checks across modules); an extension older than its .py or .c
+# is ignored at import anyway (raftkv/__init__.py).
 # RAFTKV_PURE=1 at install builds none; RAFTKV_PURE=1 at run time imports every module from
 # its .py file.
 EXT_STAMP := $(VENV)/.mypyc-stamp
-SOURCES := $(shell find src -name '*.py')
+SOURCES := $(shell find src -name '*.py' -o -name '*.c')
 PYTEST := $(BIN)/python -m pytest
 # Two workers: CI is a shared 2-core machine.
 PYTEST_WORKERS ?= 2

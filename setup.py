@@ -1,4 +1,5 @@
-"""Build hook: compiles the simulator's hot path with mypyc (docs: mypyc.readthedocs.io).
+"""Build hook: compiles the simulator's hot path with mypyc (docs: mypyc.readthedocs.io), and
+builds the one module written in C (src/raftkv/kv/snapshot_native.c).
 
 `RAFTKV_PURE=1 pip install -e .` skips compilation (pure Python everywhere), and so does a
 machine without a C compiler or Python's headers.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 # Modules compiled to C extensions (the rest stay interpreted).
 MYPYC_MODULES = [
@@ -108,6 +109,11 @@ if os.environ.get("RAFTKV_PURE", "") in ("", "0"):
         ext_modules = mypycify(
             ["--config-file", "pyproject.toml", *MYPYC_MODULES],
             opt_level=os.environ.get("RAFTKV_MYPYC_OPT", "3"),
+        )
+        # A snapshot's key map encoded without holding the GIL (kv/snapshot_format.py;
+        # without it, msgspec encodes it, the same bytes, the event loop waiting meanwhile).
+        ext_modules.append(
+            Extension("raftkv.kv.snapshot_native", ["src/raftkv/kv/snapshot_native.c"])
         )
     else:
         # Still a working install, only slower (the simulator about 2x): say so.

@@ -9,8 +9,11 @@ Prints the median over R runs of: the time the event loop is blocked to take a s
 (done in the disk thread), the durable save (temp file, fsync, rename, directory fsync),
 loading and verifying it, and restoring a store from it (what a follower does on
 InstallSnapshot). Also the longest the event loop
-waits for the GIL while the disk thread encodes: with the key map encoded in slices
-(kv/snapshot_format.py, what nodes do) and, for comparison, in one msgspec call.
+waits for the GIL while the disk thread encodes, and the share of the encoding's time the
+loop stood still (in gaps of over 2 ms between its beats; an idle loop here beats every
+~1.1 ms): with the key map walked in C without the GIL
+(kv/snapshot_native.c, what compiled nodes do), encoded by msgspec in slices (what an
+install without the C module does), and, for comparison, in one msgspec call.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 import msgspec
 
 from raftkv.core import Membership, SnapshotMeta
-from raftkv.kv import Command, KVStore, encode_command
+from raftkv.kv import Command, KVStore, encode_command, snapshot_format
 from raftkv.storage import FileSnapshotStore
 
 
@@ -38,10 +41,12 @@ def timed(action: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
-def longest_loop_wait(work: Callable[[], object]) -> float:
-    """Run `work` in a thread while an event loop wakes every 0.5 ms; the longest gap."""
+def loop_waits(work: Callable[[], object]) -> tuple[float, float]:
+    """Run `work` in a thread while an event loop wakes every 0.5 ms (asyncio's own loop
+    sleeps at least ~1 ms): the longest gap, and the share of the time in gaps of over 2 ms
+    (the loop waiting for the GIL)."""
 
-    async def measure() -> float:
+    async def measure() -> tuple[float, float]:
         loop = asyncio.get_running_loop()
         with ThreadPoolExecutor(1) as executor:
             stamps = [time.perf_counter()]
@@ -51,7 +56,9 @@ def longest_loop_wait(work: Callable[[], object]) -> float:
                 stamps.append(time.perf_counter())
             await done
             stamps.append(time.perf_counter())
-        return max(later - earlier for earlier, later in itertools.pairwise(stamps))
+        gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
+        stalled = sum(gap for gap in gaps if gap > 0.002)
+        return max(gaps), stalled / (stamps[-1] - stamps[0])
 
     return asyncio.run(measure())
 
@@ -73,6 +80,7 @@ def main() -> None:
         store.apply(index, encode_command(command))
     meta = SnapshotMeta(2 * arguments.keys, 1, Membership(voters=frozenset({1, 2, 3})))
     rows: dict[str, list[float]] = {}
+    shares: dict[str, list[float]] = {}
     size = 0
     with tempfile.TemporaryDirectory() as directory:
         snapshots = FileSnapshotStore(directory, keep=2)
@@ -87,28 +95,42 @@ def main() -> None:
             restored = KVStore()
             restoring, _ = timed(lambda r=restored, d=latest[1]: r.restore(d))
             assert restored.applied_hash == store.applied_hash
-            sliced_wait = longest_loop_wait(store.prepare_snapshot())
+            native_wait, native_lost = loop_waits(store.prepare_snapshot())
+            walk, snapshot_format.native_walk = snapshot_format.native_walk, None
+            try:
+                sliced_wait, sliced_lost = loop_waits(store.prepare_snapshot())
+            finally:
+                snapshot_format.native_walk = walk
             state = msgspec.structs.replace(
                 store._state(store._records.view()), data=dict(store._records.items())
             )
-            whole_wait = longest_loop_wait(lambda state=state: msgspec.msgpack.encode(state))
+            whole_wait, whole_lost = loop_waits(lambda state=state: msgspec.msgpack.encode(state))
             for name, seconds in (
                 ("loop blocked (freeze)", blocked),
                 ("encode (disk thread)", encoding),
                 ("save durably", saving),
                 ("load and verify", loading),
                 ("restore into a store", restoring),
-                ("loop wait, sliced", sliced_wait),
+                ("loop wait, C walk", native_wait),
+                ("loop wait, msgspec slices", sliced_wait),
                 ("loop wait, one call", whole_wait),
             ):
                 rows.setdefault(name, []).append(seconds)
+            for name, share in (
+                ("loop stalled, C walk", native_lost),
+                ("loop stalled, msgspec slices", sliced_lost),
+                ("loop stalled, one call", whole_lost),
+            ):
+                shares.setdefault(name, []).append(share)
     print(
         f"snapshot of {arguments.keys} keys, 100-byte values, rewritten in random order: "
         f"{size / 1e6:.1f} MB; "
         f"median of {arguments.runs} runs"
     )
     for name, samples in rows.items():
-        print(f"  {name:<22} {statistics.median(samples) * 1000:8.1f} ms")
+        print(f"  {name:<28} {statistics.median(samples) * 1000:8.1f} ms")
+    for name, samples in shares.items():
+        print(f"  {name:<28} {statistics.median(samples) * 100:8.1f} % of the encoding")
     take = statistics.median(
         [
             a + b + c

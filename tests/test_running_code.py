@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import raftkv
 
 CORE = Path(raftkv.__file__).parent / "core"
@@ -42,3 +44,22 @@ def test_without_it_the_answer_follows_the_extensions_on_disk() -> None:
         assert answer == f"interpreted ({reason})"
     else:
         assert answer == "compiled"
+
+
+def test_an_extension_older_than_its_py_or_c_source_is_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mypyc's extensions have a .py source; kv/snapshot_native.c is C written by hand."""
+    monkeypatch.setattr(raftkv, "_ROOT", str(tmp_path))
+    (tmp_path / "kv").mkdir()
+    for stem, suffix in (("compiled", ".py"), ("native", ".c")):
+        extension = tmp_path / "kv" / f"{stem}.cpython-311-x86_64-linux-gnu.so"
+        source = tmp_path / "kv" / f"{stem}{suffix}"
+        extension.write_bytes(b"")
+        source.write_text("")
+        os.utime(extension, (2000, 2000))
+        os.utime(source, (1000, 1000))
+        assert raftkv._stale_extension() is None
+        os.utime(source, (3000, 3000))
+        assert raftkv._stale_extension() == str(source)
+        os.utime(source, (1000, 1000))

@@ -45,19 +45,20 @@ def _import_sources_only() -> None:
 
 
 def _stale_extension() -> str | None:
-    """In a checkout, the first source file edited after its extension was built: that
-    extension would run the old code. (An installed wheel is never edited, and its files'
-    times are the install's, so it is not checked.)"""
+    """In a checkout, the first source file (a .py, or a .c) edited after its extension was
+    built: that extension would run the old code. (An installed wheel is never edited, and
+    its files' times are the install's, so it is not checked.)"""
     for directory, _subdirectories, files in _os.walk(_ROOT):
         for name in files:
             if not name.endswith(".so"):
                 continue
-            source = _os.path.join(directory, name.split(".", 1)[0] + ".py")
             extension = _os.path.join(directory, name)
-            if _os.path.exists(source) and (
-                _os.path.getmtime(source) > _os.path.getmtime(extension)
-            ):
-                return source
+            for suffix in (".py", ".c"):  # mypyc's, or one written in C (kv/snapshot_native.c)
+                source = _os.path.join(directory, name.split(".", 1)[0] + suffix)
+                if _os.path.exists(source) and (
+                    _os.path.getmtime(source) > _os.path.getmtime(extension)
+                ):
+                    return source
     return None
 
 

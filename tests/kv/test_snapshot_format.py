@@ -106,6 +106,13 @@ def test_a_run_of_large_values_after_small_keys_is_cut_by_bytes(
     assert sum(sizes) > 80 * len(large)  # every large value was encoded, a few per call
 
 
+@pytest.fixture
+def msgspec_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's shards encoded by msgspec, as an install without the C walk encodes them
+    (kv/snapshot_native.c; its own tests are in test_snapshot_native.py)."""
+    monkeypatch.setattr(snapshot_format, "native_walk", None)
+
+
 def store_of(keys: int, value: str = "v") -> KVStore:
     store = KVStore()
     for n in range(keys):
@@ -119,14 +126,20 @@ def whole_encoding(store: KVStore) -> bytes:
     return msgspec.msgpack.encode(msgspec.structs.replace(state, data=dict(state.data.items())))
 
 
+@pytest.mark.parametrize("walk", ["as installed", "msgspec only"])
 @pytest.mark.parametrize("keys", [0, 1, 16, 17, 300, 5000])
-def test_a_store_s_shards_encode_to_the_bytes_of_one_whole_encode(keys: int) -> None:
+def test_a_store_s_shards_encode_to_the_bytes_of_one_whole_encode(
+    keys: int, walk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if walk == "msgspec only":
+        monkeypatch.setattr(snapshot_format, "native_walk", None)
     store = store_of(keys)
     expected = whole_encoding(store)
     assert store.prepare_snapshot()() == expected  # a frozen view, read once
     assert store.snapshot() == expected  # a view read on the spot
 
 
+@pytest.mark.usefixtures("msgspec_only")
 def test_each_small_shard_is_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
     """A store's shard of few keys and small values is encoded whole: one call per shard
     (no item lists built), not one per SLICE_RECORDS keys."""
@@ -136,6 +149,7 @@ def test_each_small_shard_is_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(sizes) == 1 + SHARDS  # the fields around an empty map, then each shard
 
 
+@pytest.mark.usefixtures("msgspec_only")
 def test_a_shard_of_large_values_or_many_keys_is_sliced(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keys whose checksums fall in one shard (a client can choose them) with large values:
     that shard is encoded a few values a call, as any other mapping is; and so is a shard
@@ -159,6 +173,7 @@ def test_a_shard_of_large_values_or_many_keys_is_sliced(monkeypatch: pytest.Monk
     assert len(sizes) == 2 + SHARDS
 
 
+@pytest.mark.usefixtures("msgspec_only")
 @pytest.mark.parametrize("keys", [500, 20_000])
 def test_small_shards_give_the_gil_away_every_slice_records_keys(
     keys: int, monkeypatch: pytest.MonkeyPatch

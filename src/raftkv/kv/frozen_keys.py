@@ -44,6 +44,13 @@ class FrozenKeys(Mapping[str, KeyRecord]):
     def __len__(self) -> int:
         return self._size
 
+    @property
+    def unchanging(self) -> bool:
+        """Whether nothing changes these shards while they are read: a snapshot's view
+        (`KeyMap.freeze`), whose shards the map copies before writing to them. Only then may
+        another thread read them without the GIL (kv/snapshot_native.c)."""
+        return self._read_once
+
     def __getitem__(self, key: str) -> KeyRecord:
         # Shard by shard: Mapping wants it, nothing on a hot path uses it (the snapshot's
         # encoding and the lease table read items()), and the shard function stays in

@@ -3,23 +3,34 @@ loop run while a large state is encoded.
 
 msgspec holds the GIL for a whole `encode()` call: one call over 200,000 keys takes 60-80 ms
 in the disk thread, and the event loop (heartbeats, requests) waits that long for the GIL;
-one over 100 keys of 1 MB values, 170 ms (a state grows that big with large values). So the
-key map is encoded in slices, each its own call. The store's key map (a frozen view of its
-shards, kv/key_map.py) goes shard by shard, a shard whole when its keys and values are few
-enough (`SHARD_RECORDS`, `SLICE_BYTES`: the map counts each shard's values as it writes).
-Anything else goes in slices of items: the first of `FIRST_SLICE_RECORDS` keys,
-each next one of about `SLICE_BYTES` encoded at the previous slice's bytes per key, at most
-`SLICE_RECORDS` keys, and cut again where its values add up to `SLICE_BYTES`: a run of large
-values after small keys (200,000 keys of 64 bytes, then 300 of 1 MB) made one call of 300
-MB, and the loop waited 1.2 s for the GIL, long enough to lose the leader. After each call
-the encoding thread gives the GIL away (`time.sleep(0)`): without that, the loop's thread,
-once it had let go of the GIL for a system call, waited for the switch interval (5 ms) to
-get it back, and system calls are what the loop makes most. The bytes are exactly those of
-encoding the whole `Snapshot` at once: the map's header is written for the whole map, each
-slice's own header is dropped, and the other fields are the struct's own encoding with an
-empty key map. The slices are joined once, as `bytes` (a slice's header is cut off by a
-copy, not a memoryview: `bytes.join` copies without the GIL only when every part is a
-`bytes`; with memoryviews the loop waited 20 ms for the join of 38 MB).
+one over 100 keys of 1 MB values, 170 ms (a state grows that big with large values).
+
+Where setup.py built it, the store's key map (a frozen view of its shards, kv/key_map.py) is
+walked by `snapshot_native` (kv/snapshot_native.c), a C walk that writes the same bytes as
+msgspec without holding the GIL: groups of shards of about `NATIVE_GROUP_RECORDS` keys, one
+call each. `bench/bench_snapshot.py --keys 300000`: the loop stood still for 3 % of the
+encoding's time against 17-43 % with msgspec's slices, and 300 keys of 1 MB took it 18 ms
+against 72-119. A group it will not write byte for byte as msgspec does (a subclass, a
+negative int, a lone surrogate) is encoded by msgspec, as every shard is in an install
+without the C module (`RAFTKV_PURE`, no compiler).
+
+With msgspec the key map is encoded in slices, each its own call: shard by shard, a shard
+whole when its keys and values are few enough (`SHARD_RECORDS`, `SLICE_BYTES`: the map
+counts each shard's values as it writes). Anything else goes in slices of items: the first
+of `FIRST_SLICE_RECORDS` keys, each next one of about `SLICE_BYTES` encoded at the previous
+slice's bytes per key, at most `SLICE_RECORDS` keys, and cut again where its values add up
+to `SLICE_BYTES`: a run of large values after small keys (200,000 keys of 64 bytes, then 300
+of 1 MB) made one call of 300 MB, and the loop waited 1.2 s for the GIL, long enough to lose
+the leader. After each call the encoding thread gives the GIL away (`time.sleep(0)`):
+without that, the loop's thread, once it had let go of the GIL for a system call, waited for
+the switch interval (5 ms) to get it back, and system calls are what the loop makes most.
+
+Either way, the bytes are exactly those of encoding the whole `Snapshot` at once: the map's
+header is written for the whole map, each part's own header is dropped, and the other
+fields are the struct's own encoding with an empty key map. The parts are joined once, as
+`bytes` (a slice's header is cut off by a copy, not a memoryview: `bytes.join` copies without
+the GIL only when every part is a `bytes`; with memoryviews the loop waited 20 ms for the
+join of 38 MB).
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ import itertools
 import operator
 import struct
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import msgspec
 
@@ -37,6 +48,17 @@ from raftkv.kv.frozen_keys import FrozenKeys
 from raftkv.kv.leases import LeaseRecord
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.sessions import SessionRecord
+
+# The C walk of a frozen key map (kv/snapshot_native.c): (shards, release_gil, size_hint).
+NativeWalk = Callable[[list[dict[str, KeyRecord]], bool, int], "bytes | None"]
+native_walk: NativeWalk | None
+try:
+    from raftkv.kv import snapshot_native
+except ImportError:  # installed without compiling (RAFTKV_PURE, no C compiler): msgspec alone
+    native_walk = None
+else:
+    snapshot_native.use(KeyRecord)
+    native_walk = snapshot_native.encode_shards
 
 # A session as snapshots keep it.
 Session = SessionRecord[Result]
@@ -52,6 +74,12 @@ SLICE_BYTES = 1 << 20
 # A shard of the store's key map of at most this many keys (a state of up to about a
 # million) is one call if its values are small: 1-2 ms of holding the GIL at most.
 SHARD_RECORDS = 4096
+# Keys per `snapshot_native` call: tens of milliseconds without the GIL, then the shards read
+# are let go of (with the GIL) before the next group.
+NATIVE_GROUP_RECORDS = 1 << 16
+# The bytes a key and its record take besides its value, about (`snapshot_native`'s first
+# allocation).
+RECORD_BYTES_GUESS = 48
 
 
 class Snapshot(msgspec.Struct):
@@ -96,18 +124,76 @@ Item = tuple[str, KeyRecord | str]
 
 def _encode_map(records: Mapping[str, KeyRecord | str], slice_records: int) -> list[bytes]:
     # A map's body is its keys and values one after the other. The store's frozen key map
-    # is encoded shard by shard: a shard of at most SHARD_RECORDS keys whose values add up
-    # to at most SLICE_BYTES is one call on the shard's own dict, its map header dropped
-    # (no item lists built, no value read twice: 250-283 ms against 426-515 ms for 300,000
-    # keys of 100 bytes rewritten in random order, `bench/bench_snapshot.py --keys 300000`).
-    # Other shards, and any other mapping, go in slices of items.
+    # is encoded shard by shard, in groups without the GIL where the native walk is built
+    # (`_encode_natively`), otherwise each shard by msgspec (`_encode_shards`). Any other
+    # mapping goes in slices of items.
     parts: list[bytes] = [_header(len(records), _MAP_HEADERS)]
     slices = _ItemSlices(parts, slice_records)
     if not isinstance(records, FrozenKeys):
         slices.encode(iter(records.items()))
-        return parts
-    unyielded = 0  # keys encoded since the GIL was last given away
+    elif native_walk is not None:
+        _encode_natively(records, parts, slices, native_walk)
+    else:
+        _encode_shards(records.shard_maps(), parts, slices)
+    return parts
+
+
+def _encode_natively(
+    records: FrozenKeys, parts: list[bytes], slices: _ItemSlices, walk: NativeWalk
+) -> None:
+    """The shards in groups of about NATIVE_GROUP_RECORDS keys, each walked in one
+    `snapshot_native` call: with the GIL let go of for a snapshot's frozen view, so the event
+    loop runs on while a large state is encoded. A group the walk refuses (a value it does
+    not write as msgspec would) is encoded by msgspec, the same bytes either way."""
+    group: list[tuple[dict[str, KeyRecord], int]] = []
+    keys = 0
+    release_gil = records.unchanging
     for shard, value_chars in records.shard_maps():
+        group.append((shard, value_chars))
+        keys += len(shard)
+        if keys < NATIVE_GROUP_RECORDS:
+            continue
+        _encode_group(group, parts, slices, walk, release_gil)
+        keys = 0
+    _encode_group(group, parts, slices, walk, release_gil)
+
+
+def _encode_group(
+    group: list[tuple[dict[str, KeyRecord], int]],
+    parts: list[bytes],
+    slices: _ItemSlices,
+    walk: NativeWalk,
+    release_gil: bool,
+) -> None:
+    # The output's first size: the values' characters (their bytes if ASCII) and a key's and
+    # a record's fields of a few dozen bytes; it grows if that was short.
+    size_hint = sum(value_chars + RECORD_BYTES_GUESS * len(shard) for shard, value_chars in group)
+    shards = [shard for shard, _ in group]
+    body = walk(shards, release_gil, size_hint)
+    del shards
+    if body is None:
+        _encode_shards(iter(group), parts, slices)
+    else:
+        parts.append(body)
+    # Let go of the shards one by one: a shard the map copied since the freeze is freed
+    # here, with its records overwritten since, and the loop gets the GIL between them.
+    group.reverse()
+    while group:
+        group.pop()
+        if len(group) % 16 == 0:
+            time.sleep(0)  # not a wait: lets a thread waiting for the GIL have it now
+
+
+def _encode_shards(
+    shards: Iterator[tuple[dict[str, KeyRecord], int]], parts: list[bytes], slices: _ItemSlices
+) -> None:
+    """Each shard by msgspec: a shard of at most SHARD_RECORDS keys whose values add up to
+    at most SLICE_BYTES is one call on the shard's own dict, its map header dropped (no item
+    lists built, no value read twice: 250-283 ms against 426-515 ms for 300,000 keys of 100
+    bytes rewritten in random order, `bench/bench_snapshot.py --keys 300000`); a larger one
+    goes in slices of items."""
+    unyielded = 0  # keys encoded since the GIL was last given away
+    for shard, value_chars in shards:
         if len(shard) > SHARD_RECORDS or value_chars > SLICE_BYTES:
             slices.encode(iter(shard.items()))
         elif shard:
@@ -119,7 +205,6 @@ def _encode_map(records: Mapping[str, KeyRecord | str], slice_records: int) -> l
             if unyielded >= SLICE_RECORDS or value_chars * 2 > SLICE_BYTES:
                 unyielded = 0
                 time.sleep(0)  # not a wait: lets a thread waiting for the GIL have it now
-    return parts
 
 
 class _ItemSlices:

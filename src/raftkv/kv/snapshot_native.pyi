@@ -1,0 +1,11 @@
+"""Types of the C module kv/snapshot_native.c (built by setup.py unless RAFTKV_PURE)."""
+
+from raftkv.kv.records import KeyRecord
+
+def use(record_type: type[KeyRecord]) -> None: ...
+def encode_shards(
+    shards: list[dict[str, KeyRecord]],
+    release_gil: bool,
+    size_hint: int = 0,
+    progress: bytearray | None = None,
+) -> bytes | None: ...

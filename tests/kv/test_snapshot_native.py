@@ -1,0 +1,192 @@
+"""The snapshot's key map walked in C without the GIL (kv/snapshot_native.c): the same bytes
+msgspec writes, None for anything it would not write the same way, and the GIL let go of
+while it walks a frozen view."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from types import ModuleType
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from raftkv.kv import snapshot_format
+from raftkv.kv.commands import Command, encode_command
+from raftkv.kv.key_map import KeyMap
+from raftkv.kv.records import KeyRecord
+from raftkv.kv.store import KVStore
+
+pytestmark = pytest.mark.compiled
+
+native: ModuleType | None
+try:  # deselected where it is not built (conftest.py), but collected
+    native = importlib.import_module("raftkv.kv.snapshot_native")
+except ImportError:
+    native = None
+
+
+def msgspec_body(*shards: dict[str, KeyRecord | str]) -> bytes:
+    """What msgspec writes for each dict, its map header cut off, one after the other."""
+    parts = []
+    for shard in shards:
+        encoded = msgspec.msgpack.encode(shard)
+        header = snapshot_format._header(len(shard), snapshot_format._MAP_HEADERS)
+        assert encoded.startswith(header)
+        parts.append(encoded[len(header) :])
+    return b"".join(parts)
+
+
+def test_it_is_built_with_the_compiled_modules() -> None:
+    """A compiled install without it would encode with msgspec, the loop waiting for the
+    GIL all along, and nothing else would say so."""
+    assert native is not None
+
+
+# Every MessagePack form a str or an unsigned int takes, and characters of 1 to 4 bytes.
+TEXTS = ["", "a", "é", "€", "𝄞", "a" * 31, "a" * 32, "é" * 16, "a" * 255, "a" * 256]
+TEXTS += ["€" * 21_845, "a" * 65_535, "a" * 65_536, "𝄞ab" * 30_000]
+INTEGERS = [0, 1, 127, 128, 255, 256, 65_535, 65_536, 2**30 - 1, 2**30, 2**32 - 1, 2**32]
+INTEGERS += [2**60, 2**63 - 1, 2**63, 2**64 - 1]
+
+
+def test_every_form_of_a_str_and_an_int_is_msgspec_s() -> None:
+    assert native is not None
+    shard: dict[str, KeyRecord | str] = {}
+    for n, text in enumerate(TEXTS):
+        shard[text] = KeyRecord(text, INTEGERS[n], INTEGERS[-n - 1], n, INTEGERS[n // 2])
+    for n, number in enumerate(INTEGERS):
+        shard[f"int-{n}"] = KeyRecord("v", number, number, number, number)
+    shard["old-format"] = "a value alone, as snapshots before revisions kept it"
+    for release_gil in (True, False):
+        for size_hint in (0, 1, 10**7):  # grown from too small a start, or cut to its size
+            assert native.encode_shards([shard], release_gil, size_hint) == msgspec_body(shard)
+
+
+record = st.builds(
+    KeyRecord,
+    st.text(),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**64 - 1),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(st.text(), record | st.text(), max_size=20), max_size=4))
+def test_any_shards_encode_as_msgspec_encodes_them(
+    shards: list[dict[str, KeyRecord | str]],
+) -> None:
+    """(st.text() draws no lone surrogate: msgspec refuses those, below.)"""
+    assert native is not None
+    assert native.encode_shards(list(shards), True) == msgspec_body(*shards)
+
+
+class Text(str):
+    pass
+
+
+class Record(KeyRecord):
+    pass
+
+
+class Shard(dict[str, KeyRecord]):
+    pass
+
+
+@pytest.mark.parametrize(
+    "shard",
+    [
+        {"a": KeyRecord("\ud800", 1, 1, 1)},  # a lone surrogate: msgspec raises
+        {"\udfff": KeyRecord("v", 1, 1, 1)},
+        {"a": KeyRecord("v", -1, 1, 1)},  # negative: msgspec's signed forms
+        {"a": KeyRecord("v", 1, 2**64, 1)},  # past 64 bits: msgspec raises
+        {"a": KeyRecord("v", 1, 1, True)},  # a bool is an int, written as true
+        {Text("a"): KeyRecord("v", 1, 1, 1)},
+        {"a": KeyRecord(Text("v"), 1, 1, 1)},
+        {"a": Record("v", 1, 1, 1)},
+        {"a": 1},
+        Shard(a=KeyRecord("v", 1, 1, 1)),
+    ],
+    ids=repr,
+)
+def test_what_it_would_not_write_as_msgspec_does_is_refused(shard: dict) -> None:  # type: ignore[type-arg]
+    assert native is not None
+    assert native.encode_shards([{"before": KeyRecord("v", 1, 1, 1)}, shard], True) is None
+
+
+def test_a_refused_group_is_encoded_by_msgspec(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same bytes either way: a shard the walk refuses sends its group to msgspec."""
+    monkeypatch.setattr(snapshot_format, "NATIVE_GROUP_RECORDS", 10)
+    keys = KeyMap((f"k{n}", KeyRecord(f"v{n}", n, n, 1)) for n in range(2000))
+    keys.set("negative", KeyRecord("v", 1, 1, 1, lease=-5))
+    keys.set("boolean", KeyRecord("v", 1, 1, True))
+    state = snapshot_format.Snapshot(keys.freeze(), 9, b"h")
+    expected = msgspec.msgpack.encode(
+        msgspec.structs.replace(state, data=dict(keys.view().items()))
+    )
+    assert snapshot_format.encode(state) == expected
+
+
+def test_a_frozen_view_is_walked_in_groups_and_let_go_of(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, bool]] = []
+    real = snapshot_format.native_walk
+    assert real is not None
+
+    def recording(
+        shards: list[dict[str, KeyRecord]], release_gil: bool, size_hint: int = 0
+    ) -> bytes | None:
+        calls.append((sum(map(len, shards)), release_gil))
+        assert size_hint >= sum(map(len, shards)) * snapshot_format.RECORD_BYTES_GUESS
+        return real(shards, release_gil, size_hint)
+
+    monkeypatch.setattr(snapshot_format, "native_walk", recording)
+    monkeypatch.setattr(snapshot_format, "NATIVE_GROUP_RECORDS", 1000)
+    store = KVStore()
+    for n in range(20_000):
+        store.apply(n + 1, encode_command(Command(op="put", key=f"k{n}", value=f"v{n}")))
+    expected = msgspec.msgpack.encode(
+        msgspec.structs.replace(
+            store._state(store._records.view()), data=dict(store._records.items())
+        )
+    )
+    assert store.prepare_snapshot()() == expected
+    assert sum(keys for keys, _ in calls) == 20_000
+    assert 15 <= len(calls) <= 21  # groups of 1,000 keys and a shard more at most
+    assert all(release_gil for _, release_gil in calls)  # a frozen view
+    calls.clear()
+    assert store.snapshot() == expected  # a view encoded on the spot: the GIL kept
+    assert calls and not any(release_gil for _, release_gil in calls)
+
+
+@pytest.mark.parametrize("release_gil", [True, False])
+def test_the_walk_of_a_frozen_view_lets_other_threads_run(release_gil: bool) -> None:
+    """While the walk of a frozen view is under way, another thread runs Python: here the
+    main thread sees it part of the way through (`progress`, the shards walked so far, which
+    the walk writes without the GIL). Held through the call, the GIL would let the main
+    thread look only before the walk starts or after it ends."""
+    assert native is not None
+    keys = KeyMap((f"key-{n}", KeyRecord("0123456789abcdef", n, n, 1)) for n in range(200_000))
+    shards = [shard for shard, _ in keys.freeze().shard_maps()]
+    progress = bytearray(8)
+    finished = threading.Event()
+
+    def walk() -> None:
+        native.encode_shards(shards, release_gil, 0, progress)
+        finished.set()
+
+    walker = threading.Thread(target=walk)
+    walker.start()
+    seen = set()
+    while not finished.is_set():
+        seen.add(int.from_bytes(progress, "little"))
+    walker.join()
+    assert int.from_bytes(progress, "little") == len(shards)
+    part_way = {walked for walked in seen if 0 < walked < len(shards)}
+    if release_gil:
+        assert len(part_way) >= 10
+    else:
+        assert not part_way
