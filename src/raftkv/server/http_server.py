@@ -55,6 +55,7 @@ import httptools
 
 # The records are msgspec Structs, kept in an interpreted module (setup.py compiles this
 # one); imported back under their names, where callers have always found them.
+from raftkv.async_cleanup import then_clean_up
 from raftkv.server.http_messages import Request as Request
 from raftkv.server.http_messages import Response as Response
 from raftkv.tls import CLIENT_PORT_HANDSHAKE_TIMEOUT_SECONDS
@@ -500,52 +501,59 @@ class _Connection(asyncio.Protocol):
         self._streaming = True
         self._queue.clear()
         self._queued_bytes = 0
+        # Ended however the writing ends (through async_cleanup: mypyc miscompiles an
+        # awaiting `finally`).
+        await then_clean_up(
+            self._write_stream(response, head_only), lambda: self._end_stream(response)
+        )
+
+    async def _write_stream(self, response: StreamResponse, head_only: bool) -> None:
         pieces = response.pieces
-        try:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        responses = self._server.responses
+        responses[response.status] = responses.get(response.status, 0) + 1
+        extra = b"".join(line.encode("latin-1") + b"\r\n" for line in response.headers)
+        transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%s%s\r\n"
+            % (
+                response.status,
+                _REASONS.get(response.status, b"Unknown"),
+                response.content_type.encode(),
+                extra,
+                self._server.clock.date_header(),
+                _CLOSE,
+            )
+        )
+        if head_only:
+            return
+        if response.output is not None:
+            response.output.transport = transport
+        async for piece in pieces:
             transport = self._transport
             if transport is None or transport.is_closing():
+                return  # the client went away
+            if transport.get_write_buffer_size() > response.unsent_bytes_max:
+                logger.info("cut off a stream whose client stopped reading it")
+                transport.abort()
                 return
-            responses = self._server.responses
-            responses[response.status] = responses.get(response.status, 0) + 1
-            extra = b"".join(line.encode("latin-1") + b"\r\n" for line in response.headers)
-            transport.write(
-                b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s%s%s\r\n"
-                % (
-                    response.status,
-                    _REASONS.get(response.status, b"Unknown"),
-                    response.content_type.encode(),
-                    extra,
-                    self._server.clock.date_header(),
-                    _CLOSE,
-                )
-            )
-            if head_only:
-                return
-            if response.output is not None:
-                response.output.transport = transport
-            async for piece in pieces:
-                transport = self._transport
-                if transport is None or transport.is_closing():
-                    return  # the client went away
-                if transport.get_write_buffer_size() > response.unsent_bytes_max:
-                    logger.info("cut off a stream whose client stopped reading it")
-                    transport.abort()
-                    return
-                transport.write(piece)
-                self.last_active = self._loop.time()
-        finally:
-            if response.output is not None:
-                response.output.transport = None
-            with contextlib.suppress(Exception):
-                await cast(Any, pieces).aclose()
-            self._serving = None
-            transport = self._transport
-            if transport is not None:
-                transport.close()
-                if transport.get_write_buffer_size():
-                    # Its last lines (an error) are the client's if it reads them soon; a
-                    # client that does not read must not hold the connection open.
-                    self._loop.call_later(LINGER_SECONDS, transport.abort)
+            transport.write(piece)
+            self.last_active = self._loop.time()
+
+    async def _end_stream(self, response: StreamResponse) -> None:
+        if response.output is not None:
+            response.output.transport = None
+        with contextlib.suppress(Exception):
+            await cast(Any, response.pieces).aclose()
+        self._serving = None
+        transport = self._transport
+        if transport is not None:
+            transport.close()
+            if transport.get_write_buffer_size():
+                # Its last lines (an error) are the client's if it reads them soon; a
+                # client that does not read must not hold the connection open.
+                self._loop.call_later(LINGER_SECONDS, transport.abort)
 
     def _write(
         self, response: Response, head_only: bool, last: bool, confirm: bool = False

@@ -14,6 +14,7 @@ import random
 import ssl
 from collections.abc import Callable
 
+from raftkv.async_cleanup import first_to_end, then_clean_up
 from raftkv.errors import ConnectionClosed, FrameError
 from raftkv.tls import node_dns_name, node_ids_named
 from raftkv.transport.backoff import Backoff
@@ -214,42 +215,49 @@ class OutboundPeer:
             raise TlsHandshakeFailed(
                 "reset during the TLS handshake: is it running without --peer-cert?"
             ) from error
-        try:
-            if self._tls_context is not None:
-                self._check_certificate(writer)
-            set_unacknowledged_send_timeout(writer, limits.unacknowledged_send_timeout_seconds)
-            removed_at = self._notice.removed_at if self._notice is not None else 0
-            handshake = self._handshake(self.peer_id, removed_at)
-            writer.write(encode_frame(encode_handshake(handshake)))
-            parser = FrameParser(limits.handshake_frame_bytes_max)
-            async with asyncio.timeout(limits.handshake_timeout_seconds):
-                payload = await read_frame(reader, parser, limits.read_chunk_bytes)
-            reply = decode_reply(payload)
-            if self._notice is not None:
-                # Any answer means the node heard the notice (it judges it, not us).
-                self._told = True
-                self._notice.on_told()
-                return
-            if not reply.accepted:
-                if reply.removed_at:
-                    self._on_removed_by(self.peer_id)
-                raise HandshakeRefused(reply.reason or "no reason given")
-            if reply.node_id != self.peer_id:
-                raise HandshakeRefused(f"it answered as node {reply.node_id}")
-            if reply.cluster_id:
-                self._on_cluster_id(reply.cluster_id, self.peer_id)
-            if reply.client_address:
-                self._on_client_address(self.peer_id, reply.client_address)
-            self._backoff.reset()
-            self._last_failure = ""
-            self.counters.connections_opened += 1
-            logger.info("connected to node %d at %s:%d", self.peer_id, self.host, self.port)
-            if generation != self._generation:
-                return  # replaced while dialing; the new task owns the link now
-            self._set_connected(True)
-            await self._serve(reader, writer, parser)
-        finally:
-            await close_writer(writer, limits.close_timeout_seconds)
+        # Closed however it ends (through async_cleanup: mypyc miscompiles an awaiting `finally`).
+        await then_clean_up(
+            self._handshake_and_serve(reader, writer, generation),
+            lambda: close_writer(writer, limits.close_timeout_seconds),
+        )
+
+    async def _handshake_and_serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, generation: int
+    ) -> None:
+        limits = self._limits
+        if self._tls_context is not None:
+            self._check_certificate(writer)
+        set_unacknowledged_send_timeout(writer, limits.unacknowledged_send_timeout_seconds)
+        removed_at = self._notice.removed_at if self._notice is not None else 0
+        handshake = self._handshake(self.peer_id, removed_at)
+        writer.write(encode_frame(encode_handshake(handshake)))
+        parser = FrameParser(limits.handshake_frame_bytes_max)
+        async with asyncio.timeout(limits.handshake_timeout_seconds):
+            payload = await read_frame(reader, parser, limits.read_chunk_bytes)
+        reply = decode_reply(payload)
+        if self._notice is not None:
+            # Any answer means the node heard the notice (it judges it, not us).
+            self._told = True
+            self._notice.on_told()
+            return
+        if not reply.accepted:
+            if reply.removed_at:
+                self._on_removed_by(self.peer_id)
+            raise HandshakeRefused(reply.reason or "no reason given")
+        if reply.node_id != self.peer_id:
+            raise HandshakeRefused(f"it answered as node {reply.node_id}")
+        if reply.cluster_id:
+            self._on_cluster_id(reply.cluster_id, self.peer_id)
+        if reply.client_address:
+            self._on_client_address(self.peer_id, reply.client_address)
+        self._backoff.reset()
+        self._last_failure = ""
+        self.counters.connections_opened += 1
+        logger.info("connected to node %d at %s:%d", self.peer_id, self.host, self.port)
+        if generation != self._generation:
+            return  # replaced while dialing; the new task owns the link now
+        self._set_connected(True)
+        await self._serve(reader, writer, parser)
 
     def _check_certificate(self, writer: asyncio.StreamWriter) -> None:
         """The peer's verified certificate must name the node we meant to dial: an address
@@ -265,12 +273,7 @@ class OutboundPeer:
     ) -> None:
         watcher = asyncio.create_task(self._watch_for_close(reader, parser))
         sender = asyncio.create_task(self._write_batches(writer))
-        try:
-            done, _ = await asyncio.wait({watcher, sender}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watcher.cancel()
-            sender.cancel()
-            await asyncio.gather(watcher, sender, return_exceptions=True)
+        done = await first_to_end(watcher, sender)
         for task in done:
             task.result()  # re-raises why the connection ended, for the caller to log
 
