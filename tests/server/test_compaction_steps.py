@@ -21,6 +21,7 @@ STEP = 7
 TRAILING = 10
 
 
+@pytest.mark.interpreted  # patches server/snapshots.py, which setup.py compiles
 def test_the_log_behind_a_snapshot_is_dropped_a_step_at_a_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

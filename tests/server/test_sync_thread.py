@@ -231,13 +231,11 @@ def test_a_leaders_lone_entry_joins_its_sync_under_way_in_the_thread(tmp_path: P
         syncing_threads: list[str] = []
         storage = leader.storage
         assert isinstance(storage, FileStorage)
-        original_sync = storage.sync
 
-        def recording_sync() -> None:
+        def record_thread() -> None:  # called by each sync, in its thread, as it returns
             syncing_threads.append(threading.current_thread().name)
-            original_sync()
 
-        storage.sync = recording_sync  # type: ignore[method-assign]
+        storage.on_synced = record_thread
         executor = executors[leader.id]
         executor.gate.clear()
         try:

@@ -93,11 +93,13 @@ def sweep(seeds: range) -> Iterator[WholeNodeResult]:
 
 
 # Their doubles replace methods that compiled callers reach without looking them up (the
-# core's `RaftNode.ready`, `RaftServer`'s own methods): they run on the interpreted modules.
+# core's `RaftNode.ready`, `RaftServer`'s own methods, `server/snapshots.py`'s): they run on
+# the interpreted modules.
 PATCHES_COMPILED_METHODS = {
     "single voter sends early",
     "re-added id stops itself",
     "promotion task dies",
+    "snapshot taken racing an install",
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from raftkv.core.messages import AnyMessage, HardState, RequestVote, RequestVoteResponse
 from raftkv.server.runtime import RaftServer
 from raftkv.sim.whole_node_machine import Machine
+from raftkv.storage.file_log import FileStorage
 from raftkv.transport.base import Transport
 
 Fail = Callable[[str, str], None]
@@ -70,17 +71,16 @@ class DurabilityWatch:
         vanish: a later leader truncates them, and a crash may keep part of that unsynced
         truncation."""
         storage = server.storage
-        stable = server.stable_store
-        log: object = storage
-        stable_in_log = stable is log  # one WAL holds both: one sync makes both durable
-        log_sync = storage.sync
+        if not isinstance(storage, FileStorage) or server.stable_store is not storage:
+            # The simulator's servers open their own WAL, which holds the hard state too.
+            raise TypeError("the durability watch needs a server on its own FileStorage")
+        wal = storage
 
-        def log_synced() -> None:
-            log_sync()
-            if stable_in_log:
-                machine.durable_hard_state = stable.hard_state()
-            index = min(storage.last_index(), server.node.log.committed)
-            term = storage.term(index)
+        def synced() -> None:
+            # One WAL holds both: one sync makes the log and the hard state durable.
+            machine.durable_hard_state = wal.hard_state()
+            index = min(wal.last_index(), server.node.log.committed)
+            term = wal.term(index)
             # Only the committed entry itself: a message stepped while this Ready awaited
             # may already have replaced (in memory, not yet on disk) an uncommitted entry
             # the WAL still holds at that index and moved the commit index past it.
@@ -91,15 +91,7 @@ class DurabilityWatch:
             ):
                 machine.durable = (index, term)
 
-        storage.sync = log_synced  # type: ignore[method-assign]
-        if not stable_in_log:
-            stable_sync = stable.sync
-
-            def stable_synced() -> None:
-                stable_sync()
-                machine.durable_hard_state = stable.hard_state()
-
-            stable.sync = stable_synced  # type: ignore[method-assign]
+        wal.on_synced = synced
 
     def _check_sent(self, machine: Machine, message: AnyMessage) -> None:
         if isinstance(message, (RequestVote, RequestVoteResponse)) and message.pre_vote:

@@ -159,7 +159,7 @@ def parse_record(view: memoryview, offset: int) -> tuple[int, int]:
     return record_type, end
 
 
-def records_end(data: bytes) -> int:
+def records_end(data: bytes | bytearray) -> int:
     """Where the records of an undamaged segment end: at its end, or where the zeros of its
     preallocated tail begin (no record's header is all zeros). For tools and tests."""
     offset = 0

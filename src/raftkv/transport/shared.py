@@ -15,6 +15,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection
 from typing import Protocol
 
+from mypy_extensions import mypyc_attr
+
 from raftkv.addresses import WILDCARD_HOSTS, AddressError, format_address, parse_host_port
 from raftkv.core import codec
 from raftkv.core.messages import AnyMessage
@@ -74,6 +76,8 @@ class PeerLink(Protocol):
         """A frame was queued (the memory twin wakes its delivery task)."""
 
 
+# Compiled (setup.py); the TCP and in-memory transports subclass it.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class TransportBase(ABC):
     def __init__(
         self,

@@ -13,8 +13,10 @@ import asyncio
 import random
 import ssl
 from collections.abc import Callable
+from typing import Any
 
 from raftkv.addresses import WILDCARD_HOSTS
+from raftkv.async_cleanup import then_clean_up
 from raftkv.errors import ConnectionClosed, FrameError
 from raftkv.tls import PeerTls, node_ids_named, report_handshake_failures
 from raftkv.transport.base import (
@@ -96,8 +98,11 @@ class TcpTransport(TransportBase):
 
     @property
     def listen_address(self) -> tuple[str, int]:
-        if self._server is not None and self._server.sockets:
-            name = self._server.sockets[0].getsockname()
+        # uvloop's `Server.sockets` is a list where typeshed says a tuple: compiled, the
+        # declared type would be checked, so the attribute is read untyped.
+        server: Any = self._server
+        if server is not None and server.sockets:
+            name = server.sockets[0].getsockname()
             return str(name[0]), int(name[1])
         return self._listen_host, self._listen_port
 
@@ -179,6 +184,13 @@ class TcpTransport(TransportBase):
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         """One accepted connection, from handshake to close. Nothing escapes unlogged."""
+        # Closed however it ends (through async_cleanup: mypyc miscompiles an awaiting `finally`).
+        await then_clean_up(
+            self._converse(reader, writer),
+            lambda: close_writer(writer, self._limits.close_timeout_seconds),
+        )
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         remote = describe_remote(writer)
         host = remote_host(remote)
         peer_id: int | None = None
@@ -219,7 +231,6 @@ class TcpTransport(TransportBase):
             self._unauthenticated.pop(writer, None)
             if peer_id is not None and self._inbound_by_peer.get(peer_id) is writer:
                 del self._inbound_by_peer[peer_id]
-            await close_writer(writer, self._limits.close_timeout_seconds)
 
     def _make_room_for_handshake(self, host: str) -> None:
         """Close the oldest connection still in its handshake, from `host` when that host
