@@ -53,9 +53,10 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 
 import httptools
 
+from raftkv.async_cleanup import then_clean_up
+
 # The records are msgspec Structs, kept in an interpreted module (setup.py compiles this
 # one); imported back under their names, where callers have always found them.
-from raftkv.async_cleanup import then_clean_up
 from raftkv.server.http_messages import Request as Request
 from raftkv.server.http_messages import Response as Response
 from raftkv.tls import CLIENT_PORT_HANDSHAKE_TIMEOUT_SECONDS
