@@ -9,6 +9,7 @@ from raftkv.cli.bench_breakdown import (
     ProcessSample,
     cpu_seconds,
     loop_cpu_seconds,
+    loop_wait_seconds,
     raw_fdatasync_rate,
     report,
     row_heading,
@@ -16,13 +17,45 @@ from raftkv.cli.bench_breakdown import (
 
 
 def test_report_divides_each_node_s_counts_by_the_writes() -> None:
-    before = ProcessSample(1.0, 100, 10, 5.0, 0.005, {}, loop_cpu_seconds=0.8)
-    after = ProcessSample(1.5, 600, 110, 105.0, 0.105, {}, loop_cpu_seconds=1.1)
+    before = ProcessSample(
+        1.0, 100, 10, 5.0, 0.005, {}, loop_cpu_seconds=0.8, loop_wait_seconds=2.0
+    )
+    after = ProcessSample(
+        1.5, 600, 110, 105.0, 0.105, {}, loop_cpu_seconds=1.1, loop_wait_seconds=2.25
+    )
     table = report({"leader": after.minus(before)}, writes=1000, seconds=2.0)
     row = table.splitlines()[1].split()
     # 0.5 s of CPU over 1,000 writes, 0.3 s of it the loop's; 500 I/O calls; 100 wake-ups;
-    # 100 syncs in 2 s of 1 ms
-    assert row == ["leader", "500", "300", "0.5", "0.1", "50", "1.000"]
+    # 100 syncs in 2 s of 1 ms; the loop waited 0.25 s for a CPU
+    assert row == ["leader", "500", "300", "0.5", "0.1", "50", "1.000", "250"]
+
+
+def test_a_kernel_without_schedstat_gives_no_loop_wait() -> None:
+    without = ProcessSample(1.0, 0, 0, 0.0, 0.0, {}, loop_cpu_seconds=0.5)
+    later = ProcessSample(2.0, 0, 0, 0.0, 0.0, {}, loop_cpu_seconds=1.0)
+    row = report({"leader": later.minus(without)}, writes=1000, seconds=1.0).splitlines()[1]
+    assert row.split()[-1] == "n/a"
+
+
+def test_the_loop_s_wait_is_the_time_it_was_runnable_without_a_cpu() -> None:
+    """A child pinned to one CPU beside a busy process of its own on the same CPU: its main
+    thread, working 0.2 s of CPU, waits about as long for it (the scheduler shares the CPU
+    between the two), and that is what the wait counts."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CROWDED_CHILD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "worked"
+        waited = loop_wait_seconds(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert waited is not None, "this kernel keeps schedstat (Linux with CONFIG_SCHED_INFO)"
+    assert waited >= 0.05
 
 
 def test_the_loop_s_cpu_is_the_main_thread_s_alone() -> None:
@@ -54,6 +87,23 @@ def work():
 worker = threading.Thread(target=work)
 worker.start()
 worker.join()
+print("worked", flush=True)
+sys.stdin.read()  # idle until killed (or the test's end closes the pipe)
+"""
+
+
+_CROWDED_CHILD = """
+import os, subprocess, sys, time
+cpu = min(os.sched_getaffinity(0))
+os.sched_setaffinity(0, {cpu})  # inherited by the busy process below
+busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+try:
+    deadline = time.thread_time() + 0.2
+    while time.thread_time() < deadline:
+        pass
+finally:
+    busy.kill()
+    busy.wait()
 print("worked", flush=True)
 sys.stdin.read()  # idle until killed (or the test's end closes the pipe)
 """

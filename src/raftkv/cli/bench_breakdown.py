@@ -10,6 +10,9 @@ the node as shipped):
 - I/O syscalls per write: read-like and write-like system calls (/proc/PID/io syscr + syscw:
   socket reads and writes, WAL writes; not epoll or fsync);
 - wake-ups per write: context switches of all the process's threads (/proc/PID/task/*/status);
+- the event loop's wait for a CPU per write: the time its thread was runnable but not running
+  (/proc/PID/task/PID/schedstat's run delay), what three nodes and wrk sharing two cores cost
+  it (docs/ARCHITECTURE.md, session 36); `n/a` on a kernel without schedstats;
 - WAL syncs per second and their mean time (the node's `raft_fsync_seconds` histogram), next
   to the raw fdatasync rate of the same file system measured with the WAL's kind of write,
   alone and three files at once (a node's each), the physical limits of a design that syncs
@@ -51,6 +54,8 @@ class ProcessSample:
     stages: dict[str, tuple[float, float]]
     # CPU of the event loop's thread (the main thread) alone.
     loop_cpu_seconds: float = 0.0
+    # How long that thread was runnable but waiting for a CPU (None: no schedstat).
+    loop_wait_seconds: float | None = None
 
     def minus(self, earlier: ProcessSample) -> ProcessSample:
         stages = {}
@@ -65,6 +70,9 @@ class ProcessSample:
             self.fsync_seconds - earlier.fsync_seconds,
             stages,
             self.loop_cpu_seconds - earlier.loop_cpu_seconds,
+            None
+            if self.loop_wait_seconds is None or earlier.loop_wait_seconds is None
+            else self.loop_wait_seconds - earlier.loop_wait_seconds,
         )
 
     def stage_means_us(self) -> dict[str, float]:
@@ -84,6 +92,18 @@ def loop_cpu_seconds(pid: int) -> float:
     return _stat_cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
 
 
+def loop_wait_seconds(pid: int) -> float | None:
+    """How long process `pid`'s main thread has been runnable but not running, or None if
+    the kernel keeps no schedstat (CONFIG_SCHED_INFO)."""
+    try:
+        fields = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+    except FileNotFoundError:
+        if not Path(f"/proc/{pid}").exists():
+            raise  # the process is gone: as cpu_seconds does
+        return None
+    return int(fields[1]) / 1e9  # run time, run delay, time slices; nanoseconds
+
+
 def _stat_cpu_seconds(stat: Path) -> float:
     # Fields 14 and 15 of stat are utime and stime; the command name (field 2) may hold
     # spaces, so count from after its closing parenthesis.
@@ -96,6 +116,7 @@ def sample(pid: int, client_url: str) -> ProcessSample:
     proc = Path(f"/proc/{pid}")
     cpu = cpu_seconds(pid)
     loop_cpu = loop_cpu_seconds(pid)
+    loop_wait = loop_wait_seconds(pid)
     io = dict(line.split(": ") for line in proc.joinpath("io").read_text().splitlines())
     switches = 0
     for task in proc.joinpath("task").iterdir():
@@ -121,6 +142,7 @@ def sample(pid: int, client_url: str) -> ProcessSample:
         float(total.group(1)) if total else 0.0,
         stages,
         loop_cpu,
+        loop_wait,
     )
 
 
@@ -169,7 +191,7 @@ def report(roles: dict[str, ProcessSample], writes: float, seconds: float) -> st
     """One row per node ("leader", "follower 2", ...) of a measured run of `writes` writes."""
     lines = [
         f"{'node':<14}{'CPU µs/write':>14}{'of it loop':>12}{'I/O calls/write':>17}"
-        f"{'wake-ups/write':>16}{'WAL syncs/s':>13}{'sync ms':>9}"
+        f"{'wake-ups/write':>16}{'WAL syncs/s':>13}{'sync ms':>9}{'loop waited µs/write':>22}"
     ]
     for role, delta in roles.items():
         per = max(writes, 1.0)
@@ -179,6 +201,11 @@ def report(roles: dict[str, ProcessSample], writes: float, seconds: float) -> st
             f"{1e6 * delta.loop_cpu_seconds / per:>12.0f}{delta.io_syscalls / per:>17.1f}"
             f"{delta.context_switches / per:>16.1f}{delta.fsyncs / seconds:>13.0f}"
             f"{mean_sync:>9.3f}"
+            + (
+                f"{'n/a':>22}"
+                if delta.loop_wait_seconds is None
+                else f"{1e6 * delta.loop_wait_seconds / per:>22.0f}"
+            )
         )
     lines.append("a sampled write's stages, mean µs:")
     for role, delta in roles.items():
