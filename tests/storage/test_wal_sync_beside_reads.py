@@ -146,3 +146,62 @@ def test_a_full_segment_rotates_only_once_what_was_buffered_meanwhile_is_written
     reopened = FileStorage(tmp_path)
     assert reopened.entries(1, 16) == make_entries(1, 15, term=1)
     reopened.close()
+
+
+class HeldRotation(OsFileSystem):
+    """The real file system, whose directory fsync (a new segment's creation) waits until
+    released once armed."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def fsync_directory(self, path: str) -> None:
+        if self.armed:
+            self.entered.set()
+            assert self.release.wait(WAIT_SECONDS), "the test never released the sync"
+        super().fsync_directory(path)
+
+
+def test_the_store_is_usable_while_a_sync_creates_the_next_segment(tmp_path: Path) -> None:
+    """Creating a new segment's file costs fsyncs (the previous segment cut to its records,
+    the directory), 100 ms and more on a disk busy with a snapshot: the event loop's appends
+    and reads must not wait for them behind the WAL's lock."""
+    held = HeldRotation()
+    try:
+        storage = FileStorage(tmp_path, filesystem=held, segment_bytes_max=400)
+        storage.append(make_entries(1, 10, term=1))  # past 400 bytes: the next sync rotates
+        storage.sync()
+        assert len(storage.segment_numbers) == 2
+        storage.append(make_entries(11, 2, term=1))
+        held.armed = True
+        syncing = threading.Thread(target=storage.sync)
+        syncing.start()
+        assert held.entered.wait(WAIT_SECONDS), "the sync never created the segment"
+        meanwhile: list[object] = []
+
+        def use_the_store() -> None:
+            storage.append(make_entries(13, 3, term=2))
+            meanwhile.append(storage.term(12))
+            meanwhile.append(storage.entries(9, 16))
+
+        user = threading.Thread(target=use_the_store)
+        user.start()
+        user.join(WAIT_SECONDS / 2)  # less than the hold: a held lock fails here, not later
+        assert not user.is_alive(), "the store's lock was held while the segment was created"
+        assert meanwhile == [
+            1,
+            make_entries(9, 4, term=1) + make_entries(13, 3, term=2),
+        ]
+    finally:
+        held.armed = False
+        held.release.set()
+    syncing.join(WAIT_SECONDS)
+    assert not syncing.is_alive()
+    storage.sync()  # the entries appended meanwhile, in the new segment
+    storage.close()
+    reopened = FileStorage(tmp_path)
+    assert reopened.segment_numbers == storage.segment_numbers
+    assert reopened.entries(1, 16) == make_entries(1, 12, term=1) + make_entries(13, 3, term=2)
+    reopened.close()

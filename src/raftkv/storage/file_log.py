@@ -101,6 +101,18 @@ class Pending(Protocol):
 Deleter = Callable[[Callable[[], None]], Pending]
 
 
+class _SegmentCreation:
+    """How far a sync got in creating a new segment's file, outside the WAL's lock."""
+
+    def __init__(self, unfinished: tuple[int, int, int] | None) -> None:
+        self.unfinished = unfinished  # the previous segment to cut first, if any
+        self.cut = False
+        self.descriptor = -1
+        # What was under way when an OSError came (empty once the file is created).
+        self.failed_action = ""
+        self.failed_path = ""
+
+
 class FileStorage:
     """LogStore + StableStore over one WAL in `directory` (created if missing), on
     `filesystem` (the real one unless given).
@@ -310,8 +322,11 @@ class FileStorage:
             if not self._buffer:
                 return
             path = self._segment_path(self._active_number)
-            if self._active_descriptor < 0:
-                self._create_active_segment(path)
+            # A new segment's file is created below, outside the lock, like the write: its
+            # fsyncs took 100 ms and more on a disk busy with a snapshot, and the event loop,
+            # appending the next Ready's entries, waited for the lock throughout.
+            creating = self._active_descriptor < 0
+            unfinished = self._unfinished_segment if creating else None
             descriptor = self._active_descriptor
             data = self._in_flight = self._buffer
             self._buffer = bytearray()
@@ -323,11 +338,14 @@ class FileStorage:
             if step and end > self._active_file_bytes:
                 # Past the zeros: this write lays down the next ones too.
                 written = data + bytes((end // step + 1) * step - end)
+        creation = _SegmentCreation(unfinished)
         try:
             try:
+                if creating:
+                    descriptor = self._create_segment_file(path, creation)
                 pwrite_all(self.filesystem, descriptor, written, offset)
             except OSError as error:
-                if error.errno != errno.ENOSPC or written is data:
+                if error.errno != errno.ENOSPC or written is data or creation.failed_action:
                     raise
                 written = data  # no room for the zeros ahead: the records alone may fit
                 pwrite_all(self.filesystem, descriptor, data, offset)
@@ -336,11 +354,17 @@ class FileStorage:
             with self._lock:
                 # Still readable (the failed store refuses writes, not reads), never retried.
                 self._buffer = data + self._buffer
+                self._creation_ended(creation)
                 self._end_sync()
                 if isinstance(error, OSError):
+                    if creation.failed_action:
+                        raise self._fail(
+                            error, creation.failed_action, creation.failed_path
+                        ) from error
                     raise self._fail(error, "writing", path) from error
             raise
         with self._lock:
+            self._creation_ended(creation)
             self._active_size = end
             self._active_file_bytes = max(self._active_file_bytes, offset + len(written))
             self._end_sync()
@@ -441,25 +465,36 @@ class FileStorage:
         )
         self._buffer += encode_hard_state(self._hard_state)
 
-    def _create_active_segment(self, path: str) -> None:
-        """Create the active segment's file, durably: its directory entry is fsynced. The
-        previous segment is cut to its records first, durably: recovery takes zeros at the end
-        of any segment but the last for damage."""
-        if self._unfinished_segment is not None:
-            number, descriptor, size = self._unfinished_segment
-            previous = self._segment_path(number)
-            try:
-                self.filesystem.ftruncate(descriptor, size)
-                self.filesystem.fsync(descriptor)
-            except OSError as error:
-                raise self._fail(error, "cutting the preallocated tail of", previous) from error
-            self._unfinished_segment = None
+    def _create_segment_file(self, path: str, creation: _SegmentCreation) -> int:
+        """Create the active segment's file, durably (its directory entry is fsynced), and
+        return its descriptor. The previous segment is cut to its records first, durably:
+        recovery takes zeros at the end of any segment but the last for damage. Runs in the
+        syncing thread without the lock (`_sync`), `creation` recording how far it got; no
+        other thread touches these files meanwhile (the segment being cut is only read, below
+        its records; `close` waits for the sync)."""
+        if creation.unfinished is not None:
+            number, descriptor, size = creation.unfinished
+            creation.failed_action, creation.failed_path = (
+                "cutting the preallocated tail of",
+                self._segment_path(number),
+            )
+            self.filesystem.ftruncate(descriptor, size)
+            self.filesystem.fsync(descriptor)
+            creation.cut = True
+        creation.failed_action, creation.failed_path = "creating", path
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        try:
-            self._active_descriptor = self.filesystem.open(path, flags, FILE_MODE)
-            self.filesystem.fsync_directory(self.directory)
-        except OSError as error:
-            raise self._fail(error, "creating", path) from error
+        creation.descriptor = self.filesystem.open(path, flags, FILE_MODE)
+        self.filesystem.fsync_directory(self.directory)
+        creation.failed_action = ""
+        return creation.descriptor
+
+    def _creation_ended(self, creation: _SegmentCreation) -> None:
+        """Record, under the lock, what `_create_segment_file` did (all of it, or as far as it
+        got before it failed: the failed store still closes the descriptor it opened)."""
+        if creation.cut and self._unfinished_segment == creation.unfinished:
+            self._unfinished_segment = None
+        if creation.descriptor >= 0:
+            self._active_descriptor = creation.descriptor
 
     def _delete_obsolete_segments(self) -> None:
         """Delete the segments before the one holding the first live entry: forgotten here
