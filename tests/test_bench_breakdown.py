@@ -96,7 +96,9 @@ _CROWDED_CHILD = """
 import os, subprocess, sys, time
 cpu = min(os.sched_getaffinity(0))
 os.sched_setaffinity(0, {cpu})  # inherited by the busy process below
-busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+# Bounded, so that it ends by itself should this child be killed before its `finally`.
+spin = "import time; end = time.monotonic() + 20; exec('while time.monotonic() < end: pass')"
+busy = subprocess.Popen([sys.executable, "-c", spin])
 try:
     deadline = time.thread_time() + 0.2
     while time.thread_time() < deadline:
