@@ -3,7 +3,9 @@
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from raftkv.cli.bench_breakdown import (
     ProcessSample,
@@ -14,6 +16,8 @@ from raftkv.cli.bench_breakdown import (
     report,
     row_heading,
 )
+
+T = TypeVar("T")
 
 
 def test_report_divides_each_node_s_counts_by_the_writes() -> None:
@@ -41,19 +45,7 @@ def test_the_loop_s_wait_is_the_time_it_was_runnable_without_a_cpu() -> None:
     """A child pinned to one CPU beside a busy process of its own on the same CPU: its main
     thread, working 0.2 s of CPU, waits about as long for it (the scheduler shares the CPU
     between the two), and that is what the wait counts."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CROWDED_CHILD],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "worked"
-        waited = loop_wait_seconds(child.pid)
-    finally:
-        child.kill()
-        child.wait()
+    waited = _measure_child(_CROWDED_CHILD, loop_wait_seconds)
     assert waited is not None, "this kernel keeps schedstat (Linux with CONFIG_SCHED_INFO)"
     assert waited >= 0.05
 
@@ -61,21 +53,26 @@ def test_the_loop_s_wait_is_the_time_it_was_runnable_without_a_cpu() -> None:
 def test_the_loop_s_cpu_is_the_main_thread_s_alone() -> None:
     """A child whose second thread works 0.3 s of CPU and whose main thread idles: the
     process's CPU counts that work, the main thread's does not."""
+    whole, loop = _measure_child(
+        _WORKER_THREAD_CHILD, lambda pid: (cpu_seconds(pid), loop_cpu_seconds(pid))
+    )
+    assert whole >= 0.3
+    assert loop <= whole - 0.25
+
+
+def _measure_child(source: str, measure: Callable[[int], T]) -> T:
+    """Run `source` in a child, `measure(pid)` once it printed "worked", and kill it (by
+    pid, whatever happens)."""
     child = subprocess.Popen(
-        [sys.executable, "-c", _WORKER_THREAD_CHILD],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", source], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "worked"
-        whole, loop = cpu_seconds(child.pid), loop_cpu_seconds(child.pid)
+        return measure(child.pid)
     finally:
         child.kill()
         child.wait()
-    assert whole >= 0.3
-    assert loop <= whole - 0.25
 
 
 _WORKER_THREAD_CHILD = """

@@ -18,18 +18,26 @@ from raftkv.storage.filesystem import OsFileSystem
 WAIT_SECONDS = 10.0
 
 
-class HeldSync(OsFileSystem):
-    """The real file system, whose WAL fdatasync waits until released once armed."""
+class HeldCall(OsFileSystem):
+    """The real file system, one of whose calls (a subclass's) waits until released once
+    armed."""
 
     def __init__(self) -> None:
         self.armed = False
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def fdatasync(self, descriptor: int) -> None:
+    def hold(self) -> None:
         if self.armed:
             self.entered.set()
             assert self.release.wait(WAIT_SECONDS), "the test never released the sync"
+
+
+class HeldSync(HeldCall):
+    """The WAL's fdatasync is held."""
+
+    def fdatasync(self, descriptor: int) -> None:
+        self.hold()
         super().fdatasync(descriptor)
 
 
@@ -148,19 +156,11 @@ def test_a_full_segment_rotates_only_once_what_was_buffered_meanwhile_is_written
     reopened.close()
 
 
-class HeldRotation(OsFileSystem):
-    """The real file system, whose directory fsync (a new segment's creation) waits until
-    released once armed."""
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.entered = threading.Event()
-        self.release = threading.Event()
+class HeldRotation(HeldCall):
+    """The directory's fsync (a new segment's creation) is held."""
 
     def fsync_directory(self, path: str) -> None:
-        if self.armed:
-            self.entered.set()
-            assert self.release.wait(WAIT_SECONDS), "the test never released the sync"
+        self.hold()
         super().fsync_directory(path)
 
 
