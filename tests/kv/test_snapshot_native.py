@@ -4,7 +4,11 @@ while it walks a frozen view."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import subprocess
+import sys
 import threading
 from types import ModuleType
 
@@ -133,15 +137,21 @@ def test_a_refused_group_is_encoded_by_msgspec(monkeypatch: pytest.MonkeyPatch) 
 
 def test_a_frozen_view_is_walked_in_groups_and_let_go_of(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[int, bool]] = []
+    idle: list[float] = []
     real = snapshot_format.native_walk
     assert real is not None
 
     def recording(
-        shards: list[dict[str, KeyRecord]], release_gil: bool, size_hint: int = 0
+        shards: list[dict[str, KeyRecord]],
+        release_gil: bool,
+        size_hint: int,
+        progress: bytearray | None,
+        idle_seconds: float,
     ) -> bytes | None:
         calls.append((sum(map(len, shards)), release_gil))
+        idle.append(idle_seconds)
         assert size_hint >= sum(map(len, shards)) * snapshot_format.RECORD_BYTES_GUESS
-        return real(shards, release_gil, size_hint)
+        return real(shards, release_gil, size_hint, progress, idle_seconds)
 
     monkeypatch.setattr(snapshot_format, "native_walk", recording)
     monkeypatch.setattr(snapshot_format, "NATIVE_GROUP_RECORDS", 1000)
@@ -157,9 +167,94 @@ def test_a_frozen_view_is_walked_in_groups_and_let_go_of(monkeypatch: pytest.Mon
     assert sum(keys for keys, _ in calls) == 20_000
     assert 15 <= len(calls) <= 21  # groups of 1,000 keys and a shard more at most
     assert all(release_gil for _, release_gil in calls)  # a frozen view
+    # At idle priority, each group for what is left of the encoding's time.
+    assert 0 < idle[-1] <= idle[0] <= snapshot_format.IDLE_SECONDS
     calls.clear()
+    idle.clear()
     assert store.snapshot() == expected  # a view encoded on the spot: the GIL kept
     assert calls and not any(release_gil for _, release_gil in calls)
+    assert set(idle) == {0.0}  # and no other thread to wait for
+
+
+def frozen_shards(keys: int) -> list[dict[str, KeyRecord]]:
+    key_map = KeyMap((f"key-{n}", KeyRecord("0123456789abcdef", n, n, 1)) for n in range(keys))
+    return [shard for shard, _ in key_map.freeze().shard_maps()]
+
+
+def idle_threads() -> set[int]:
+    """This process's threads scheduled SCHED_IDLE now."""
+    found = set()
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            if os.sched_getscheduler(int(task)) == os.SCHED_IDLE:
+                found.add(int(task))
+    return found
+
+
+def test_given_idle_seconds_the_walk_runs_in_a_thread_of_idle_priority() -> None:
+    """Seen from outside while it walks: a thread of this process at SCHED_IDLE, gone once
+    the walk is over; the bytes the same."""
+    assert native is not None
+    shards = frozen_shards(200_000)
+    progress = bytearray(8)
+    results: list[bytes | None] = []
+    walker = threading.Thread(
+        target=lambda: results.append(native.encode_shards(shards, True, 0, progress, 60.0))
+    )
+    seen_idle = False
+    moved = native.walks_moved()
+    assert not idle_threads()
+    walker.start()
+    while walker.is_alive():
+        walked = int.from_bytes(progress, "little")
+        if 0 < walked < len(shards) and idle_threads():
+            seen_idle = True
+    walker.join()
+    assert seen_idle
+    assert not idle_threads()
+    assert results == [msgspec_body(*shards)]
+    assert native.walks_moved() == moved
+
+
+def test_a_walk_that_finds_no_idle_cpu_is_done_again_by_its_caller() -> None:
+    """The caller and, by inheritance, its idle thread share one CPU with a busy process of
+    ordinary priority: the idle thread hardly runs, and after `idle_seconds` the caller walks
+    the shards itself, at its own priority; the idle thread stops and is joined."""
+    assert native is not None
+    cpu = min(os.sched_getaffinity(0))
+    busy = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, time\n"
+            f"os.sched_setaffinity(0, {{{cpu}}})\n"
+            "print('busy', flush=True)\n"
+            "end = time.monotonic() + 60\n"  # ends by itself should the kill below not come
+            "while time.monotonic() < end: pass\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    shards = frozen_shards(200_000)
+    moved = native.walks_moved()
+    results: list[bytes | None] = []
+
+    def walk_on_the_busy_cpu() -> None:
+        os.sched_setaffinity(0, {cpu})  # this thread only
+        results.append(native.encode_shards(shards, True, 0, None, 0.3))
+
+    try:
+        assert busy.stdout is not None and busy.stdout.readline() == "busy\n"
+        walker = threading.Thread(target=walk_on_the_busy_cpu)
+        walker.start()
+        walker.join(timeout=60)
+        assert not walker.is_alive()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert results == [msgspec_body(*shards)]
+    assert native.walks_moved() == moved + 1
+    assert not idle_threads()
 
 
 @pytest.mark.parametrize("release_gil", [True, False])

@@ -25,6 +25,11 @@ the leader. After each call the encoding thread gives the GIL away (`time.sleep(
 without that, the loop's thread, once it had let go of the GIL for a system call, waited for
 the switch interval (5 ms) to get it back, and system calls are what the loop makes most.
 
+A snapshot's encoding (`KVStore.prepare_snapshot`) has the C walk run at idle priority, in
+a thread of its own that never holds the GIL, for `IDLE_SECONDS` at most in all; the rest is
+walked in the encoding thread at its own priority (kv/snapshot_native.c says why, and why
+the idle thread must not hold the GIL). The bytes are the same.
+
 Either way, the bytes are exactly those of encoding the whole `Snapshot` at once: the map's
 header is written for the whole map, each part's own header is dropped, and the other
 fields are the struct's own encoding with an empty key map. The parts are joined once, as
@@ -49,16 +54,29 @@ from raftkv.kv.leases import LeaseRecord
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.sessions import SessionRecord
 
-# The C walk of a frozen key map (kv/snapshot_native.c): (shards, release_gil, size_hint).
-NativeWalk = Callable[[list[dict[str, KeyRecord]], bool, int], "bytes | None"]
+# The C walk of a frozen key map (kv/snapshot_native.c): (shards, release_gil, size_hint,
+# progress, idle_seconds).
+NativeWalk = Callable[
+    [list[dict[str, KeyRecord]], bool, int, "bytearray | None", float], "bytes | None"
+]
 native_walk: NativeWalk | None
+_native_walks_moved: Callable[[], int]
 try:
     from raftkv.kv import snapshot_native
 except ImportError:  # installed without compiling (RAFTKV_PURE, no C compiler): msgspec alone
     native_walk = None
+    _native_walks_moved = int
 else:
     snapshot_native.use(KeyRecord)
     native_walk = snapshot_native.encode_shards
+    _native_walks_moved = snapshot_native.walks_moved
+
+
+def walks_moved() -> int:
+    """How many of this process's walks found too little idle CPU in their time and were
+    done again at ordinary priority (kv/snapshot_native.c); 0 without the C walk."""
+    return _native_walks_moved()
+
 
 # A session as snapshots keep it.
 Session = SessionRecord[Result]
@@ -77,6 +95,10 @@ SHARD_RECORDS = 4096
 # Keys per `snapshot_native` call: tens of milliseconds without the GIL, then the shards read
 # are let go of (with the GIL) before the next group.
 NATIVE_GROUP_RECORDS = 1 << 16
+# How long a snapshot's walks may wait for idle CPU in all (`encode(idle_seconds=...)`, in a
+# thread of idle priority, kv/snapshot_native.c) before the rest is walked at the priority of
+# the thread encoding: a state of a million keys takes about a second of CPU to walk.
+IDLE_SECONDS = 5.0
 # The bytes a key and its record take besides its value, about (`snapshot_native`'s first
 # allocation).
 RECORD_BYTES_GUESS = 48
@@ -105,9 +127,10 @@ _START = b"\x86\xa4data"
 _EMPTY_MAP = b"\x80"
 
 
-def encode(state: Snapshot, slice_records: int = SLICE_RECORDS) -> bytes:
+def encode(state: Snapshot, slice_records: int = SLICE_RECORDS, idle_seconds: float = 0.0) -> bytes:
     """`state` as MessagePack, byte for byte what one `encode(state)` gives, in slices of
-    at most `slice_records` keys."""
+    at most `slice_records` keys. `idle_seconds`: the C walk of a frozen key map runs at idle
+    priority for that long at most (module docstring of kv/snapshot_native.c)."""
     if len(state.data) <= min(slice_records, FIRST_SLICE_RECORDS):
         if not isinstance(state.data, dict):  # the store's frozen view: msgspec wants a dict
             state = msgspec.structs.replace(state, data=dict(state.data.items()))
@@ -116,13 +139,16 @@ def encode(state: Snapshot, slice_records: int = SLICE_RECORDS) -> bytes:
     if not empty.startswith(_START + _EMPTY_MAP):
         raise AssertionError("the snapshot's layout changed: update kv/snapshot_format.py")
     rest = empty[len(_START) + len(_EMPTY_MAP) :]
-    return b"".join([_START, *_encode_map(state.data, slice_records), rest])
+    idle_until = time.monotonic() + idle_seconds if idle_seconds > 0 else 0.0
+    return b"".join([_START, *_encode_map(state.data, slice_records, idle_until), rest])
 
 
 Item = tuple[str, KeyRecord | str]
 
 
-def _encode_map(records: Mapping[str, KeyRecord | str], slice_records: int) -> list[bytes]:
+def _encode_map(
+    records: Mapping[str, KeyRecord | str], slice_records: int, idle_until: float
+) -> list[bytes]:
     # A map's body is its keys and values one after the other. The store's frozen key map
     # is encoded shard by shard, in groups without the GIL where the native walk is built
     # (`_encode_natively`), otherwise each shard by msgspec (`_encode_shards`). Any other
@@ -132,14 +158,18 @@ def _encode_map(records: Mapping[str, KeyRecord | str], slice_records: int) -> l
     if not isinstance(records, FrozenKeys):
         slices.encode(iter(records.items()))
     elif native_walk is not None:
-        _encode_natively(records, parts, slices, native_walk)
+        _encode_natively(records, parts, slices, native_walk, idle_until)
     else:
         _encode_shards(records.shard_maps(), parts, slices)
     return parts
 
 
 def _encode_natively(
-    records: FrozenKeys, parts: list[bytes], slices: _ItemSlices, walk: NativeWalk
+    records: FrozenKeys,
+    parts: list[bytes],
+    slices: _ItemSlices,
+    walk: NativeWalk,
+    idle_until: float,
 ) -> None:
     """The shards in groups of about NATIVE_GROUP_RECORDS keys, each walked in one
     `snapshot_native` call: with the GIL let go of for a snapshot's frozen view, so the event
@@ -153,9 +183,9 @@ def _encode_natively(
         keys += len(shard)
         if keys < NATIVE_GROUP_RECORDS:
             continue
-        _encode_group(group, parts, slices, walk, release_gil)
+        _encode_group(group, parts, slices, walk, release_gil, idle_until)
         keys = 0
-    _encode_group(group, parts, slices, walk, release_gil)
+    _encode_group(group, parts, slices, walk, release_gil, idle_until)
 
 
 def _encode_group(
@@ -164,6 +194,7 @@ def _encode_group(
     slices: _ItemSlices,
     walk: NativeWalk,
     release_gil: bool,
+    idle_until: float,
 ) -> None:
     if not group:
         return
@@ -171,7 +202,9 @@ def _encode_group(
     # a record's fields of a few dozen bytes; it grows if that was short.
     size_hint = sum(value_chars + RECORD_BYTES_GUESS * len(shard) for shard, value_chars in group)
     shards = [shard for shard, _ in group]
-    body = walk(shards, release_gil, size_hint)
+    # Idle priority for what is left of the encoding's time: past it, walked here.
+    idle_seconds = max(0.0, idle_until - time.monotonic()) if idle_until else 0.0
+    body = walk(shards, release_gil, size_hint, None, idle_seconds)
     del shards
     if body is None:
         _encode_shards(iter(group), parts, slices)

@@ -14,21 +14,38 @@
  * this walk cannot encode byte for byte as msgspec does (a subclass, a negative or huge int, a
  * lone surrogate, a str not in the compact form) makes it answer None, and the caller encodes
  * those shards with msgspec instead.
+ *
+ * At idle priority. Walking a large state is a few hundred milliseconds of CPU, due on every
+ * member at about the same index; at ordinary priority it took its share of the cores from
+ * the event loops, and the writes of a loaded cluster waited (p99 10-40 ms in the rounds with
+ * snapshots against 6-9 ms without: docs/ARCHITECTURE.md, "Session 37"). Given `idle_seconds`,
+ * the walk runs in a thread of its own, scheduled SCHED_IDLE: it uses only CPU no other
+ * thread wants and yields it at once to one that wakes. That thread never holds the GIL, and
+ * must not: a Python thread at idle priority holding the GIL, preempted, would keep every
+ * other thread of the process waiting for as long as the machine has no idle CPU (seconds,
+ * measured, beside two busy processes on two cores). And since a thread cannot take back an
+ * ordinary priority without a privilege, a walk still unfinished after `idle_seconds` (a
+ * machine busy to its last core) is abandoned and done again by the calling thread, at its
+ * own priority; the idle thread stops at its next key and is joined.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
-/* The output, written straight into the bytes object returned. It grows by _PyBytes_Resize,
- * which needs the GIL (taken back for it when the walk let go of it): for a large object that
- * is a realloc, which moves no bytes (glibc remaps the pages). */
+/* The output, written into memory of its own (PyMem_Raw*, which needs no GIL), so that any
+ * thread may write it; copied into the bytes object returned at the end. */
 typedef struct {
-    PyObject *bytes;
+    char *data;
     size_t length, capacity;
-    PyThreadState **released; /* where the walk's saved thread state is, if it let go of the GIL */
-    int failed;               /* a Python error is set (no memory) */
+    int failed;                 /* no memory */
+    atomic_int *abandoned;      /* when set, the walk stops at its next key (NULL: never) */
 } Output;
 
 static int reserve(Output *out, size_t more) {
@@ -36,18 +53,17 @@ static int reserve(Output *out, size_t more) {
     if (out->failed) return 0;
     size_t capacity = out->capacity ? out->capacity : ((size_t)1 << 16);
     while (capacity < out->length + more) capacity *= 2;
-    if (out->released != NULL) PyEval_RestoreThread(*out->released);
-    int resized = _PyBytes_Resize(&out->bytes, (Py_ssize_t)capacity) == 0;
-    if (out->released != NULL) *out->released = PyEval_SaveThread();
-    if (!resized) { /* _PyBytes_Resize freed the object and set MemoryError */
+    char *data = PyMem_RawRealloc(out->data, capacity);
+    if (data == NULL) {
         out->failed = 1;
         return 0;
     }
+    out->data = data;
     out->capacity = capacity;
     return 1;
 }
 
-static char *at_end(Output *out) { return PyBytes_AS_STRING(out->bytes) + out->length; }
+static char *at_end(Output *out) { return out->data + out->length; }
 
 static void put_big_endian(char *at, uint64_t value, int bytes) {
     for (int i = bytes - 1; i >= 0; i--) {
@@ -168,7 +184,7 @@ static int put_str(Output *out, PyObject *object) {
             }
         }
     }
-    out->length = (size_t)(at - PyBytes_AS_STRING(out->bytes));
+    out->length = (size_t)(at - out->data);
     return 1;
 }
 
@@ -188,6 +204,8 @@ static int put_shard(Output *out, PyObject *shard) {
     Py_ssize_t position = 0;
     PyObject *key, *value;
     while (PyDict_Next(shard, &position, &key, &value)) {
+        if (out->abandoned != NULL && atomic_load_explicit(out->abandoned, memory_order_relaxed))
+            return 0;
         if (!put_str(out, key)) return 0;
         if (PyUnicode_CheckExact(value)) { /* an old snapshot's record: the value alone */
             if (!put_str(out, value)) return 0;
@@ -248,22 +266,128 @@ static PyObject *use(PyObject *Py_UNUSED(module), PyObject *type) {
     Py_RETURN_NONE;
 }
 
+/* Every shard into `out`; 1 if all were encoded. `progress`: the shards walked so far. */
+static int walk(Output *out, PyObject **shards, Py_ssize_t count, Py_buffer *progress) {
+    int encoded = 1;
+    for (Py_ssize_t i = 0; encoded && i < count; i++) {
+        encoded = put_shard(out, shards[i]);
+        if (progress->buf != NULL) {
+            int64_t walked = (int64_t)i + 1;
+            memcpy(progress->buf, &walked, sizeof walked);
+        }
+    }
+    return encoded;
+}
+
+/* A walk handed to a thread of idle priority. */
+typedef struct {
+    PyObject **shards;
+    Py_ssize_t count;
+    Py_buffer *progress;
+    Output out;
+    int encoded, done;
+    atomic_int abandoned;
+    pthread_mutex_t lock;
+    pthread_cond_t ended;
+} IdleWalk;
+
+/* Walks that found too little idle CPU in time and were done again at ordinary priority. */
+static atomic_long walks_moved = 0;
+
+static void *walk_at_idle_priority(void *argument) {
+    IdleWalk *job = argument;
+#ifdef SCHED_IDLE
+    struct sched_param parameters = {0};
+    sched_setscheduler(0, SCHED_IDLE, &parameters); /* 0: this thread; if refused, it walks as is */
+#endif
+    int encoded = walk(&job->out, job->shards, job->count, job->progress);
+    pthread_mutex_lock(&job->lock);
+    job->encoded = encoded;
+    job->done = 1;
+    pthread_cond_signal(&job->ended);
+    pthread_mutex_unlock(&job->lock);
+    return NULL;
+}
+
+/* The walk into `out`, by a thread of idle priority for up to `idle_seconds`, then (or if no
+ * thread can be started) here. Called without the GIL. */
+static int walk_idle_first(Output *out, PyObject **shards, Py_ssize_t count,
+                           Py_buffer *progress, double idle_seconds) {
+    IdleWalk job;
+    memset(&job, 0, sizeof job);
+    job.shards = shards;
+    job.count = count;
+    job.progress = progress;
+    job.out = *out; /* the buffer allocated for the walk is the idle thread's now */
+    atomic_init(&job.abandoned, 0);
+    job.out.abandoned = &job.abandoned;
+    pthread_condattr_t attributes;
+    if (pthread_condattr_init(&attributes) != 0) return walk(out, shards, count, progress);
+    int ready = pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC) == 0 &&
+                pthread_cond_init(&job.ended, &attributes) == 0;
+    pthread_condattr_destroy(&attributes);
+    if (!ready) return walk(out, shards, count, progress);
+    pthread_mutex_init(&job.lock, NULL);
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, walk_at_idle_priority, &job) != 0) {
+        pthread_cond_destroy(&job.ended);
+        pthread_mutex_destroy(&job.lock);
+        return walk(out, shards, count, progress);
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    double whole = (double)(time_t)idle_seconds;
+    deadline.tv_sec += (time_t)idle_seconds;
+    deadline.tv_nsec += (long)((idle_seconds - whole) * 1e9);
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec += 1;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&job.lock);
+    while (!job.done && pthread_cond_timedwait(&job.ended, &job.lock, &deadline) != ETIMEDOUT)
+        ;
+    int done = job.done;
+    pthread_mutex_unlock(&job.lock);
+    int encoded;
+    if (done) {
+        encoded = job.encoded;
+        *out = job.out;
+        out->abandoned = NULL;
+    } else {
+        /* Abandoned: walked again here, meanwhile the idle thread stops at its next key. */
+        atomic_store(&job.abandoned, 1);
+        atomic_fetch_add(&walks_moved, 1);
+        out->data = NULL;
+        out->capacity = 0;
+        encoded = walk(out, shards, count, progress);
+    }
+    pthread_join(thread, NULL);
+    if (!done) PyMem_RawFree(job.out.data);
+    pthread_cond_destroy(&job.ended);
+    pthread_mutex_destroy(&job.lock);
+    return encoded;
+}
+
 PyDoc_STRVAR(encode_shards_doc,
-             "encode_shards(shards, release_gil, size_hint=0, progress=None) -> bytes | None\n\n"
+             "encode_shards(shards, release_gil, size_hint=0, progress=None, idle_seconds=0.0)\n"
+             "-> bytes | None\n\n"
              "The items of every dict in `shards`, in order, as the body of a MessagePack map\n"
              "(no header): what msgspec encodes for each dict, its header cut off. None if an\n"
              "item is one this module does not encode. `release_gil` only for frozen shards,\n"
              "which nothing changes while they are read. `size_hint`: the bytes expected (the\n"
              "output starts that big and grows as needed). `progress`, a writable buffer of 8\n"
-             "bytes, is told the number of shards walked so far as the walk goes (tests).");
+             "bytes, is told the number of shards walked so far as the walk goes (tests).\n"
+             "`idle_seconds` (with `release_gil`): walk in a thread of idle priority, for that\n"
+             "long at most, then here (module comment).");
 
 static PyObject *encode_shards(PyObject *Py_UNUSED(module), PyObject *args) {
     PyObject *list;
     int release_gil;
     Py_ssize_t size_hint = 0;
     PyObject *progress_object = Py_None;
-    if (!PyArg_ParseTuple(args, "O!p|nO:encode_shards", &PyList_Type, &list, &release_gil,
-                          &size_hint, &progress_object))
+    double idle_seconds = 0.0;
+    if (!PyArg_ParseTuple(args, "O!p|nOd:encode_shards", &PyList_Type, &list, &release_gil,
+                          &size_hint, &progress_object, &idle_seconds))
         return NULL;
     if (record_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "use(KeyRecord) first");
@@ -281,7 +405,10 @@ static PyObject *encode_shards(PyObject *Py_UNUSED(module), PyObject *args) {
     /* The list may change once the GIL is let go of: hold each shard itself. */
     Py_ssize_t count = PyList_GET_SIZE(list);
     PyObject **shards = PyMem_Malloc(sizeof(PyObject *) * (size_t)(count ? count : 1));
-    if (shards == NULL) return PyErr_NoMemory();
+    if (shards == NULL) {
+        if (progress.buf != NULL) PyBuffer_Release(&progress);
+        return PyErr_NoMemory();
+    }
     Py_ssize_t held = 0;
     for (; held < count; held++) {
         PyObject *shard = PyList_GET_ITEM(list, held);
@@ -289,37 +416,54 @@ static PyObject *encode_shards(PyObject *Py_UNUSED(module), PyObject *args) {
         Py_INCREF(shard);
         shards[held] = shard;
     }
-    Output out = {PyBytes_FromStringAndSize(NULL, size_hint > 0 ? size_hint : 1 << 16), 0, 0, NULL, 0};
-    int encoded = held == count && out.bytes != NULL;
-    if (out.bytes == NULL) out.failed = 1;
-    else out.capacity = (size_t)PyBytes_GET_SIZE(out.bytes);
+    size_t first = size_hint > 0 ? (size_t)size_hint : ((size_t)1 << 16);
+    Output out = {PyMem_RawMalloc(first), 0, first, 0, NULL};
+    if (out.data == NULL) out.failed = 1;
+    int encoded = held == count && !out.failed;
     if (encoded) {
-        PyThreadState *state = release_gil ? PyEval_SaveThread() : NULL;
-        out.released = release_gil ? &state : NULL;
-        for (Py_ssize_t i = 0; encoded && i < count; i++) {
-            encoded = put_shard(&out, shards[i]);
-            if (progress.buf != NULL) {
-                int64_t walked = (int64_t)i + 1;
-                memcpy(progress.buf, &walked, sizeof walked);
-            }
+        if (release_gil) {
+            Py_BEGIN_ALLOW_THREADS
+            encoded = idle_seconds > 0 ? walk_idle_first(&out, shards, count, &progress, idle_seconds)
+                                       : walk(&out, shards, count, &progress);
+            Py_END_ALLOW_THREADS
+        } else {
+            encoded = walk(&out, shards, count, &progress);
         }
-        if (state != NULL) PyEval_RestoreThread(state);
     }
     if (progress.buf != NULL) PyBuffer_Release(&progress);
     for (Py_ssize_t i = 0; i < held; i++) Py_DECREF(shards[i]);
     PyMem_Free(shards);
-    if (out.failed) return NULL; /* MemoryError, set where it happened */
-    if (!encoded) {
-        Py_DECREF(out.bytes);
-        Py_RETURN_NONE;
+    PyObject *result = NULL;
+    if (out.failed) {
+        PyErr_NoMemory();
+    } else if (!encoded) {
+        result = Py_NewRef(Py_None);
+    } else if ((result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)out.length)) != NULL) {
+        char *into = PyBytes_AS_STRING(result);
+        if (release_gil) { /* megabytes: copied while the other threads run */
+            Py_BEGIN_ALLOW_THREADS
+            memcpy(into, out.data, out.length);
+            Py_END_ALLOW_THREADS
+        } else {
+            memcpy(into, out.data, out.length);
+        }
     }
-    if (_PyBytes_Resize(&out.bytes, (Py_ssize_t)out.length) < 0) return NULL;
-    return out.bytes;
+    PyMem_RawFree(out.data);
+    return result;
+}
+
+PyDoc_STRVAR(walks_moved_doc,
+             "walks_moved() -> int: walks in this process that found too little idle CPU in\n"
+             "their `idle_seconds` and were done again at the caller's priority.");
+
+static PyObject *walks_moved_count(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(unused)) {
+    return PyLong_FromLong(atomic_load(&walks_moved));
 }
 
 static PyMethodDef methods[] = {
     {"use", use, METH_O, use_doc},
     {"encode_shards", encode_shards, METH_VARARGS, encode_shards_doc},
+    {"walks_moved", walks_moved_count, METH_NOARGS, walks_moved_doc},
     {NULL, NULL, 0, NULL},
 };
 

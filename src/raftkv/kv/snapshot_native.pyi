@@ -8,4 +8,6 @@ def encode_shards(
     release_gil: bool,
     size_hint: int = 0,
     progress: bytearray | None = None,
+    idle_seconds: float = 0.0,
 ) -> bytes | None: ...
+def walks_moved() -> int: ...

@@ -345,9 +345,10 @@ class KVStore:
     def prepare_snapshot(self) -> Callable[[], bytes]:
         """Freeze the state now (no copy: writes from here on copy the shard they change,
         kv/key_map.py) and return the slow part, the encoding, to run off the event loop
-        while the store keeps applying."""
+        while the store keeps applying, its key map walked at idle priority where it can be
+        (snapshot_format.IDLE_SECONDS)."""
         state = self._state(self._records.freeze())
-        return lambda: snapshot_format.encode(state)
+        return lambda: snapshot_format.encode(state, idle_seconds=snapshot_format.IDLE_SECONDS)
 
     def _state(self, records: FrozenKeys) -> snapshot_format.Snapshot:
         table = self._sessions

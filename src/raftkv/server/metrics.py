@@ -25,6 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from raftkv.core import RaftNode
+from raftkv.kv.snapshot_format import walks_moved
 from raftkv.server.auth import AccessPolicy
 from raftkv.server.http_server import HttpServer
 from raftkv.server.watches import WatchHub
@@ -132,6 +133,12 @@ class _NodeCollector(Collector):
             yield GaugeMetricFamily(name, help_text, value=value)
         yield CounterMetricFamily(
             "raft_proposals", "Client commands proposed", value=server.requests.proposals_total
+        )
+        yield CounterMetricFamily(
+            "raft_snapshot_walks_moved",
+            "Walks of snapshot key maps in this process that found too little idle CPU in time"
+            " and were finished at ordinary priority (kv/snapshot_native.c)",
+            value=walks_moved(),
         )
         yield CounterMetricFamily(
             "raft_commands_failed",

@@ -1,8 +1,9 @@
 """Taking snapshots and installing received ones (§7), without stalling the event loop.
 
 Taking one: the state machine's state is taken on the loop (`prepare_snapshot`; the KV
-store freezes its key map, copied on write shard by shard, kv/key_map.py), encoded and
-written in the disk thread, and the log is compacted by the Ready loop
+store freezes its key map, copied on write shard by shard, kv/key_map.py), encoded (the KV
+store's key map walked at idle priority, kv/snapshot_native.c) and written in the disk
+thread, and the log is compacted by the Ready loop
 between two Readies, the only place where the WAL is never being synced at the same time,
 a few thousand entries a pass.
 
@@ -23,6 +24,7 @@ from typing import Protocol
 
 from raftkv.core import Entry, RaftNode, SnapshotMeta
 from raftkv.kv import StateMachine
+from raftkv.kv.snapshot_format import IDLE_SECONDS, walks_moved
 from raftkv.server.metrics import NodeMetrics
 from raftkv.server.options import SNAPSHOT_TRAILING_BYTES
 from raftkv.storage.base import LogStore, SnapshotStore
@@ -214,7 +216,15 @@ class SnapshotTaker:
         self.loop_blocked_seconds = time.perf_counter() - started
         self.bytes_since = 0
         try:
+            moved = walks_moved()
             data = await loop.run_in_executor(self._disk_executor, encode)
+            if walks_moved() != moved:
+                logger.warning(
+                    "snapshot at index %d: its encoding found too little idle CPU in %.1f s and "
+                    "was finished at ordinary priority",
+                    index,
+                    IDLE_SECONDS,
+                )
             if index <= self.last_index:
                 logger.info("snapshot at index %d dropped: a newer one was installed", index)
                 self._task = None
