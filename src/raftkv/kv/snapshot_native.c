@@ -334,6 +334,7 @@ static int walk_idle_first(Output *out, PyObject **shards, Py_ssize_t count,
         pthread_mutex_destroy(&job.lock);
         return walk(out, shards, count, progress);
     }
+    if (idle_seconds > 1e6) idle_seconds = 1e6; /* a deadline a time_t holds */
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     double whole = (double)(time_t)idle_seconds;
@@ -344,8 +345,10 @@ static int walk_idle_first(Output *out, PyObject **shards, Py_ssize_t count,
         deadline.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&job.lock);
-    while (!job.done && pthread_cond_timedwait(&job.ended, &job.lock, &deadline) != ETIMEDOUT)
-        ;
+    while (!job.done) {
+        int waited = pthread_cond_timedwait(&job.ended, &job.lock, &deadline);
+        if (waited != 0 && waited != EINTR) break; /* timed out (or cannot wait): walk here */
+    }
     int done = job.done;
     pthread_mutex_unlock(&job.lock);
     int encoded;
