@@ -282,6 +282,7 @@ def test_the_walk_of_a_frozen_view_lets_other_threads_run(release_gil: bool) -> 
     assert int.from_bytes(progress, "little") == len(shards)
     part_way = {walked for walked in seen if 0 < walked < len(shards)}
     if release_gil:
-        assert len(part_way) >= 10
+        # Several looks, however loaded the machine: held, the GIL would allow none.
+        assert len(part_way) >= 3
     else:
         assert not part_way
