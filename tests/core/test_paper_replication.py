@@ -31,7 +31,10 @@ def test_append_entries_carries_the_seed_fields_and_commit_advances_on_majority_
     assert (first.term, first.leader_id, first.prev_log_index) == (term, 1, index - 1)
     assert first.entries[0].data == b"set x=1"
     assert cluster[1].log.committed == index
-    # Followers learn the commit index from leader_commit and apply in order, exactly once.
+    # Followers learn the commit index from leader_commit (with the next entries or, none
+    # coming, at the leader's next tick: tests/core/test_commit_notices.py) and apply in
+    # order, exactly once.
+    cluster.tick(1, only=[1])
     for node_id in cluster.ids:
         assert cluster[node_id].log.committed == index
         applied = [e.index for e in cluster.applied[node_id]]

@@ -16,6 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from raftkv.cli.version import add_version_flag
 from raftkv.sim.golden import golden_lines
@@ -183,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         " 1; 0: a round per Ready, as before, which the pinned seed ranges were found with)",
     )
     parser.add_argument(
+        "--commit-notices",
+        choices=("prompt", "lazy"),
+        default=None,
+        help="--whole-node: leaders tell followers of each commit at once (prompt, as before"
+        " session 38, which the pinned seed ranges were found with) or with the next entries"
+        " or tick (lazy, raft-node's default); default: by the seed, a quarter at once",
+    )
+    parser.add_argument(
         "--jobs",
         type=_jobs,
         default=None,
@@ -243,6 +252,8 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.error("--read-rounds-inflight-max applies to --whole-node only")
     if arguments.no_follower_reads and not arguments.whole_node:
         parser.error("--no-follower-reads applies to --whole-node only")
+    if arguments.commit_notices is not None and not arguments.whole_node:
+        parser.error("--commit-notices applies to --whole-node only")
     if arguments.whole_node:
         return _whole_node(arguments)
     arguments.workload = arguments.workload or "kv"
@@ -292,7 +303,7 @@ def _whole_node(arguments: argparse.Namespace) -> int:
     faults = bool(arguments.faults)
     membership = arguments.workload in (None, "membership")
     # Options given only when asked for: the defaults stay WholeNodeOptions' own.
-    given: dict[str, int] = {}
+    given: dict[str, Any] = {}
     if arguments.watchers is not None:
         given["watchers"] = arguments.watchers
     if arguments.wal_segment_bytes is not None:
@@ -301,6 +312,8 @@ def _whole_node(arguments: argparse.Namespace) -> int:
         given["sync_thread_min_entries"] = arguments.sync_thread_min_entries
     if arguments.read_rounds_inflight_max is not None:
         given["read_rounds_inflight_max"] = arguments.read_rounds_inflight_max
+    if arguments.commit_notices is not None:
+        given["commit_notices"] = arguments.commit_notices
     write = sys.stdout.write
     if arguments.sweep is None:
         options = WholeNodeOptions(

@@ -203,6 +203,16 @@ class RaftNode:
         self._require_leader()
         self.replication.request_read(request_id)
 
+    def announce_commit(self, index: int) -> bool:
+        """As leader, tell the followers the commit index as soon as it reaches `index`,
+        even with no entries to send (RaftConfig.defer_commit_notices): for a follower that
+        will wait to apply `index`, the answer to a request it forwarded (a proposal's
+        index, a read's). True if the next Ready tells it (the driver has a Ready to make);
+        False if it is told later, already told, or this node does not lead."""
+        if self.role is _LEADER:
+            return self.replication.announce_commit(index)
+        return False
+
     def peer_status(self) -> dict[int, PeerStatus]:
         """Replication progress of every peer while leading (empty otherwise): the public
         view drivers read instead of reaching into `replication`."""

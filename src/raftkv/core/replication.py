@@ -56,7 +56,14 @@ class Replication:
         # The peers `sync_progress` last tracked as members: one that is a member again
         # after it was not (removed, then added back) is a new incarnation (`sync_progress`).
         self._tracked_members: frozenset[int] = frozenset()
+        # A commit the followers have not been told of (`_commit_owed`) goes with the next
+        # AppendEntries that carries entries, or at the next tick, or once it reaches the
+        # index a follower waits for (`announce_commit`, `_announce_through`): then it is
+        # `_commit_due`. See RaftConfig.defer_commit_notices.
         self._commit_changed = False
+        self._commit_owed = False
+        self._commit_due = False
+        self._announce_through = 0
         self._uncommitted_bytes = 0
         # Every AppendEntries carries the current round number (`read_context`) and every
         # answer echoes it, so the leader knows when the message a peer answered was sent:
@@ -105,6 +112,9 @@ class Replication:
         self._tracked_members = frozenset()
         self._dirty.clear()
         self._commit_changed = False
+        self._commit_owed = False
+        self._commit_due = False
+        self._announce_through = 0
         self._reads_waiting_for_commit.clear()
         self._reads_unsent.clear()
         self._read_rounds.clear()
@@ -164,7 +174,20 @@ class Replication:
         self._dirty.update(self.progress)
 
     def has_pending_sends(self) -> bool:
-        return bool(self._dirty or self._commit_changed or self._read_round_due())
+        return bool(
+            self._dirty or self._commit_changed or self._commit_due or self._read_round_due()
+        )
+
+    def announce_commit(self, index: int) -> bool:
+        """Tell the followers the commit index as soon as it reaches `index`, whether or not
+        entries go with it: True if that is now, in the next Ready."""
+        if index <= self.node.log.committed:
+            if self._commit_owed:
+                self._commit_due = True
+                return True
+        elif index > self._announce_through:
+            self._announce_through = index
+        return False
 
     def _read_round_due(self) -> bool:
         if not self._reads_unsent:
@@ -198,6 +221,9 @@ class Replication:
             node.heartbeat_elapsed = 0
             self._start_round()
             self._heartbeat()
+            self._commit_owed = False  # every peer's heartbeat carries the commit index
+        elif self._commit_owed:
+            self._commit_due = True
 
     def _start_round(self) -> None:
         self._round += 1
@@ -264,9 +290,20 @@ class Replication:
         """Send what proposals, acknowledgements and commits have made necessary."""
         if self._read_round_due():
             self._start_read_round()
-        commit_changed, self._commit_changed = self._commit_changed, False
+        if self._commit_changed:
+            self._commit_changed = False
+            self._commit_owed = True
+            through = self._announce_through
+            if through and self.node.log.committed >= through:
+                self._announce_through = 0
+                self._commit_due = True
         dirty = self._dirty
-        if commit_changed:
+        tell_commit = self._commit_owed and (
+            bool(dirty) or self._commit_due or not self.node.config.defer_commit_notices
+        )
+        self._commit_due = False
+        if tell_commit:
+            self._commit_owed = False
             peers = sorted(dirty.union(self.progress))
         else:
             peers = sorted(dirty) if dirty else []
@@ -277,7 +314,7 @@ class Replication:
             if progress.state is _SNAPSHOT:
                 self._send_snapshot(peer, progress)
                 continue
-            sent = self._send_append(peer, progress, commit_changed)
+            sent = self._send_append(peer, progress, tell_commit)
             while sent and progress.state is _REPLICATE:
                 sent = self._send_append(peer, progress, False)
         self._dirty.clear()

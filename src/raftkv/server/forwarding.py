@@ -30,6 +30,10 @@ from raftkv.server.requests import RequestTracker
 logger = logging.getLogger("raftkv.node")
 
 SERVING_MAX = 1024
+# The forwarded kinds (besides `propose`) whose answer is an index the asking follower then
+# waits to apply: the leader tells the followers when that index commits, entries or not
+# (RaftConfig.defer_commit_notices).
+_ASKER_WAITS_TO_APPLY = frozenset(("read_index", "lease_read", "add", "remove"))
 
 
 def member_request(kind: ForwardKind, payload: bytes) -> tuple[int, str]:
@@ -162,6 +166,7 @@ class Forwarding:
             except RaftError as error:
                 self._reply(message, error=error)
                 return
+            node.announce_commit(index)  # the follower waits to apply it
             self._host.wake()
             self._reply(message, index=index, term=term)
             return
@@ -208,6 +213,8 @@ class Forwarding:
             logger.exception("serving a forwarded %s failed", message.kind)
             self._reply(message, code="internal", text=repr(error))
         else:
+            if message.kind in _ASKER_WAITS_TO_APPLY and self._host.node.announce_commit(index):
+                self._host.wake()
             self._reply(message, index=index)
 
     def _reply(

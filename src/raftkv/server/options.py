@@ -114,6 +114,10 @@ class NodeOptions:
     # here (thesis §6.4); False: a follower answers them 421 not_leader, as before session
     # 30 (`--no-follower-reads`).
     follower_reads: bool = True
+    # Followers learn of a commit with the next entries or at the next tick
+    # (RaftConfig.defer_commit_notices); False: at once, as before session 38
+    # (`--prompt-commit-notices`).
+    defer_commit_notices: bool = RaftConfig.defer_commit_notices
     seed: int | None = None
     trace_rpc: bool = False
     value_bytes_max: int = VALUE_BYTES_MAX_DEFAULT

@@ -391,6 +391,7 @@ class RaftServer:
             check_quorum=options.check_quorum,
             uncommitted_bytes_max=options.uncommitted_bytes_max,
             read_rounds_inflight_max=options.read_rounds_inflight_max,
+            defer_commit_notices=options.defer_commit_notices,
         )
         # Every rule of what a node restarts from lives in recover(); it raises Corruption
         # (exit code 4) rather than start without entries this node stored.

@@ -108,6 +108,7 @@ class SimulationOptions:
             inflight_messages_max=tuning.inflight_messages_max,
             snapshot_chunk_bytes=tuning.snapshot_chunk_bytes,
             snapshot_chunks_inflight_max=tuning.snapshot_chunks_inflight_max,
+            defer_commit_notices=tuning.defer_commit_notices,
         )
 
 
@@ -119,6 +120,9 @@ MESSAGE_BYTES_CHOICES = (64, 256, 1 << 20)
 INFLIGHT_MESSAGES_CHOICES = (1, 4, 64)
 SNAPSHOT_CHUNK_BYTES_CHOICES = (32, 256, 1 << 18)
 SNAPSHOT_CHUNKS_INFLIGHT_CHOICES = (1, 4)
+# A quarter of the seeds tell commits at once, the default's alternative
+# (RaftConfig.defer_commit_notices).
+PROMPT_COMMIT_NOTICES_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,7 @@ class CoreTuning:
     inflight_messages_max: int
     snapshot_chunk_bytes: int
     snapshot_chunks_inflight_max: int
+    defer_commit_notices: bool = True
 
     @staticmethod
     def draw(rng: random.Random) -> CoreTuning:
@@ -135,6 +140,8 @@ class CoreTuning:
             inflight_messages_max=rng.choice(INFLIGHT_MESSAGES_CHOICES),
             snapshot_chunk_bytes=rng.choice(SNAPSHOT_CHUNK_BYTES_CHOICES),
             snapshot_chunks_inflight_max=rng.choice(SNAPSHOT_CHUNKS_INFLIGHT_CHOICES),
+            # Drawn last: the draws above (and the seeds pinned on them) do not move.
+            defer_commit_notices=rng.random() >= PROMPT_COMMIT_NOTICES_SHARE,
         )
 
     def describe(self) -> str:
@@ -142,4 +149,5 @@ class CoreTuning:
             f"message_bytes_max={self.message_bytes_max}"
             f" inflight={self.inflight_messages_max}"
             f" snapshot_chunk={self.snapshot_chunk_bytes}x{self.snapshot_chunks_inflight_max}"
+            + ("" if self.defer_commit_notices else " prompt-commit-notices")
         )

@@ -12,6 +12,7 @@ from raftkv.sim.runner import verdict_lines
 from raftkv.sim.whole_node_leases import LeaseStats
 
 WATCHERS_DEFAULT = 2
+COMMIT_NOTICES = ("prompt", "lazy")
 
 
 @dataclass
@@ -43,6 +44,11 @@ class WholeNodeOptions:
     # False (`--no-follower-reads`) replays the seeds found before, whose clients were sent
     # to the leader by a 421 (tests/sim/test_whole_node_reach.py).
     follower_reads: bool = True
+    # How leaders tell followers of commits (NodeOptions.defer_commit_notices): None, by
+    # the seed (seeds 3, 7, 11, ... at once, the others lazily, raft-node's default);
+    # "prompt" (`--commit-notices prompt`), every seed at once, replays the seeds found
+    # before session 38 (tests/sim/test_whole_node_reach.py); "lazy", every seed lazily.
+    commit_notices: str | None = None
     # Core-only and whole-node seeds are separate spaces: a seed means one or the other.
 
     def __post_init__(self) -> None:
@@ -54,6 +60,8 @@ class WholeNodeOptions:
             raise ValueError("--sync-thread-min-entries must not be negative")
         if self.read_rounds_inflight_max is not None and self.read_rounds_inflight_max < 0:
             raise ValueError("--read-rounds-inflight-max must not be negative")
+        if self.commit_notices not in (None, *COMMIT_NOTICES):
+            raise ValueError(f"--commit-notices is one of {', '.join(COMMIT_NOTICES)}")
 
     @property
     def nodes_sync_thread_min_entries(self) -> int:
@@ -66,6 +74,12 @@ class WholeNodeOptions:
         if self.read_rounds_inflight_max is not None:
             return self.read_rounds_inflight_max
         return NodeOptions.read_rounds_inflight_max
+
+    @property
+    def nodes_defer_commit_notices(self) -> bool:
+        if self.commit_notices is not None:
+            return self.commit_notices == "lazy"
+        return self.seed % 4 != 3
 
     def replay_command(self) -> str:
         return (
@@ -91,6 +105,7 @@ class WholeNodeOptions:
                 if self.read_rounds_inflight_max is None
                 else f" --read-rounds-inflight-max {self.read_rounds_inflight_max}"
             )
+            + ("" if self.commit_notices is None else f" --commit-notices {self.commit_notices}")
         )
 
 
