@@ -30,6 +30,10 @@ class RecordingTransport:
     def send(self, message: AnyMessage) -> None:
         self.sent.append(message)
 
+    def send_at_once(self, message: AnyMessage) -> bool:
+        self.sent.append(message)
+        return False
+
     def set_applied_configuration(self, index: int, members: Collection[int]) -> None:
         pass
 

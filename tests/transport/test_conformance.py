@@ -7,6 +7,7 @@ loopback under the standard and the uvloop event loop (the server runs uvloop).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -430,5 +431,45 @@ def test_peers_accepted_without_being_known_are_bounded(kind: str) -> None:
             "the first ones adopted, the rest refused",
         )
         assert sum(s.is_connected(1) for s in strangers) == ADOPTED_PEERS_MAX
+
+    run_on_network(kind, body)
+
+
+def test_send_at_once_writes_on_an_idle_link_and_keeps_the_order(kind: str) -> None:
+    """`send_at_once` writes from the caller's turn only when nothing can be ahead of the
+    frame (the writer task waiting with nothing queued); a frame queued before it makes it
+    queue too, so the order is kept. The in-memory link always queues."""
+
+    async def body(network: Network) -> None:
+        nodes = await start_cluster(network, [1, 2])
+        sender, _ = nodes[1]
+        _, inbox = nodes[2]
+        sender.send(append_entries(1, 2, 0))
+        await inbox.wait_for_count(1)
+        link: Any = sender._links[2]  # type: ignore[attr-defined]
+        if kind != "memory":
+            await wait_until(lambda: link._idle_writer is not None, "the link's writer idle")
+        assert sender.send_at_once(append_entries(1, 2, 1)) is (kind != "memory")
+        sender.send(append_entries(1, 2, 2))  # queued: its writer task has not run yet
+        assert sender.send_at_once(append_entries(1, 2, 3)) is False
+        assert sender.send_at_once(append_entries(1, 2, 4)) is False
+        await inbox.wait_for_count(5)
+        assert inbox.sequences_from(1) == [0, 1, 2, 3, 4]
+        totals = sender.counters().totals()
+        assert (totals.frames_sent, totals.frames_dropped) == (5, 0)
+
+    run_on_network(kind, body)
+
+
+def test_send_at_once_to_an_unreachable_peer_queues(kind: str) -> None:
+    async def body(network: Network) -> None:
+        transport = network.create(1, Inbox())
+        await transport.start()
+        transport.set_peer_address(2, *network.unused_address())
+        assert transport.send_at_once(append_entries(1, 2, 0)) is False
+        assert transport.send_at_once(append_entries(1, 3, 0)) is False  # no such peer
+        totals = transport.counters().totals()
+        assert totals.frames_sent == 0
+        await transport.close()
 
     run_on_network(kind, body)

@@ -642,9 +642,15 @@ class RaftServer:
         stages.ready_started(ready)
         self._log_changes(ready)
         answers_first = _answers_first(ready)
+        # A Ready of one entry (a write at low load) writes its messages from this turn
+        # when their links are idle, rather than waking each link's writer task and
+        # yielding to it: nothing else is queued to join them in one write, and a lone
+        # write's every hop is latency. Under load, the writer tasks batch a link's frames
+        # of several Readies into one write (docs/ARCHITECTURE.md, session 38).
+        at_once = len(ready.entries) <= 1 and len(ready.committed_entries) <= 1
+        messages_queued = False
         if not answers_first:
-            for message in ready.messages:
-                self.transport.send(message)
+            messages_queued = self._send_all(ready.messages, at_once)
         if ready.snapshot is not None:
             meta, data = ready.snapshot
             await self.snapshots.install(meta, data)
@@ -658,7 +664,7 @@ class RaftServer:
             self.stable_store.set_hard_state(ready.hard_state)
         persisting_later = False
         if ready.must_sync:
-            if ready.messages:
+            if messages_queued:
                 await asyncio.sleep(0)  # let the transport's writers put them on the wire
             started = time.perf_counter()
             if self._sync_in_thread(ready):
@@ -674,11 +680,10 @@ class RaftServer:
             if not persisting_later:
                 self.stalls.synced(time.perf_counter() - started)
                 stages.synced(ready.entries[-1].index if ready.entries else 0)
-        for message in ready.messages_after_persist:
-            self.transport.send(message)
+        acknowledgements_queued = self._send_all(ready.messages_after_persist, at_once)
         stages.acknowledged()
         if ready.committed_entries:
-            if ready.messages_after_persist:
+            if acknowledgements_queued:
                 # A follower's acknowledgement goes on the wire before it applies: the
                 # leader's commit waits for it, and nothing waits here for the apply.
                 await asyncio.sleep(0)
@@ -705,6 +710,20 @@ class RaftServer:
             for listener in self.soft_state_listeners:
                 listener(ready.soft_state.role, ready.soft_state.leader_id)
         await self.snapshots.maybe_take()
+
+    def _send_all(self, messages: list[AnyMessage], at_once: bool) -> bool:
+        """Send `messages` (written at once where their links are idle, if `at_once`);
+        True if any waits in a link's queue for its writer task."""
+        transport = self.transport
+        if not at_once:
+            for message in messages:
+                transport.send(message)
+            return bool(messages)
+        queued = False
+        for message in messages:
+            if not transport.send_at_once(message):
+                queued = True
+        return queued
 
     def _apply(self, entries: list[Entry]) -> None:
         state_machine = self.state_machine

@@ -120,6 +120,12 @@ class Transport(Protocol):
     async def close(self) -> None:
         """Stop listening, close every connection, drop every queued frame. Idempotent."""
 
+    def send_at_once(self, message: AnyMessage) -> bool:
+        """Write `message` to its peer's connection now, from the caller's turn, when that
+        link is idle (nothing queued, nothing unsent in the socket's buffer); otherwise,
+        and on links that cannot (the in-memory one), queue it as `send` does. True if it
+        was written."""
+
     def send(self, message: AnyMessage) -> None:
         """Queue `message` for `message.to`; never blocks, never raises for a peer down."""
 

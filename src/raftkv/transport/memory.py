@@ -177,8 +177,13 @@ class _MemoryLink:
         self._wake.set()
         return None
 
+    writes_at_once = False  # delivered by its task, after the hub's latency
+
     def on_queued(self) -> None:
         self._wake.set()
+
+    def send_now(self, payload: bytes) -> bool:
+        return False
 
     def _set_connected(self, connected: bool) -> None:
         if connected != self.connected:

@@ -72,8 +72,15 @@ class PeerLink(Protocol):
     def move(self, host: str, port: int) -> asyncio.Task[None] | None:
         """Use a new address, keeping the queue; returns a task still unwinding, if any."""
 
+    # Whether `send_now` can write from the caller's turn (TCP); the in-memory link
+    # cannot, and its transport's `send_at_once` is then `send` itself.
+    writes_at_once: bool
+
     def on_queued(self) -> None:
         """A frame was queued (the memory twin wakes its delivery task)."""
+
+    def send_now(self, payload: bytes) -> bool:
+        """Write `payload` now if the link is idle; False (nothing done) otherwise."""
 
 
 # Compiled (setup.py); the TCP and in-memory transports subclass it.
@@ -163,6 +170,27 @@ class TransportBase(ABC):
         return self._node_id
 
     def send(self, message: AnyMessage) -> None:
+        framed = self._framed(message)
+        if framed is not None:
+            self._queue(message.to, *framed)
+
+    def send_at_once(self, message: AnyMessage) -> bool:
+        link = self._links.get(message.to)
+        if link is None or not link.writes_at_once:
+            self.send(message)
+            return False
+        framed = self._framed(message)
+        if framed is None:
+            return False
+        link, payload = framed
+        if link.send_now(payload):
+            return True
+        self._queue(message.to, link, payload)
+        return False
+
+    def _framed(self, message: AnyMessage) -> tuple[PeerLink, bytes] | None:
+        """The link and encoded payload for `message`, or None when it is dropped (no such
+        peer, closed, over the frame limit: counted and logged)."""
         if self._on_trace is not None:
             trace = self._on_trace
             call_safely("on_trace", lambda: trace("send", message))
@@ -170,7 +198,7 @@ class TransportBase(ABC):
         if link is None or self._closed:
             self._peer_counters(message.to).frames_dropped += 1
             logger.debug("dropped %s for node %d: no such peer", type(message).__name__, message.to)
-            return
+            return None
         payload = codec.encode(message)
         if len(payload) > self._limits.frame_bytes_max:
             link.counters.frames_dropped += 1
@@ -181,11 +209,14 @@ class TransportBase(ABC):
                 len(payload),
                 self._limits.frame_bytes_max,
             )
-            return
+            return None
+        return link, payload
+
+    def _queue(self, to: int, link: PeerLink, payload: bytes) -> None:
         dropped = link.queue.push(payload)
         if dropped:
             link.counters.frames_dropped += dropped
-            logger.debug("queue for node %d full: dropped %d oldest frames", message.to, dropped)
+            logger.debug("queue for node %d full: dropped %d oldest frames", to, dropped)
         link.on_queued()
 
     def set_peer_address(self, node_id: int, host: str, port: int) -> None:

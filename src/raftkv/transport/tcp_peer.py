@@ -99,6 +99,9 @@ class OutboundPeer:
         self._on_state = on_state
         self._on_client_address = on_client_address
         self._on_removed_by = on_removed_by
+        # The connection's writer while its writer task waits with nothing queued
+        # (`send_now` may write to it then); None otherwise.
+        self._idle_writer: asyncio.StreamWriter | None = None
         self.connected = False
         self._task: asyncio.Task[None] | None = None
         # Bumped whenever the running task is replaced: a task that was cancelled may still
@@ -133,8 +136,26 @@ class OutboundPeer:
         self.start()
         return retired
 
+    writes_at_once = True
+
     def on_queued(self) -> None:
         pass  # the queue's own event wakes the writer
+
+    def send_now(self, payload: bytes) -> bool:
+        # Only while the writer task waits for frames with none queued, and the socket
+        # holds nothing unsent: then nothing can be ahead of this frame, and it goes in
+        # one write from the caller's turn instead of after a wake-up of the writer.
+        writer = self._idle_writer
+        if writer is None or self.queue:
+            return False
+        transport = writer.transport
+        if transport.is_closing() or transport.get_write_buffer_size():
+            return False
+        frame = encode_frame(payload)
+        writer.write(frame)
+        self.counters.frames_sent += 1
+        self.counters.bytes_sent += len(frame)
+        return True
 
     def _set_connected(self, connected: bool) -> None:
         if connected == self.connected:
@@ -288,7 +309,12 @@ class OutboundPeer:
         counters = self.counters
         batch_bytes_max = self._limits.write_batch_bytes_max
         while True:
-            await queue.nonempty.wait()
+            if not queue:
+                self._idle_writer = writer
+                try:
+                    await queue.nonempty.wait()
+                finally:
+                    self._idle_writer = None
             if writer.is_closing():
                 raise ConnectionClosed("connection closing")
             # Everything queued while the last drain waited goes out in one write.
