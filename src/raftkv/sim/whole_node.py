@@ -223,9 +223,6 @@ class WholeNodeSimulation:
         # (NodeOptions.snapshot_log_fraction; the sims' states are far below the 1 MiB
         # where that starts in production).
         self.snapshot_log_fraction = SIM_SNAPSHOT_LOG_FRACTION if options.seed % 3 == 1 else 0.0
-        # A quarter of the seeds (by number, likewise) tell commits at once, the default's
-        # alternative (WholeNodeOptions.commit_notices).
-        self.defer_commit_notices = options.nodes_defer_commit_notices
         self._disk_rng = random.Random(seeds.getrandbits(64))
         self.membership_changes = options.faults and options.membership and options.nodes > 1
         self.machines = {
@@ -238,7 +235,9 @@ class WholeNodeSimulation:
             shape=(
                 f"founded by {len(self.founders)} of {options.nodes}"
                 + (", the others join" if len(self.founders) < options.nodes else "")
-                + ("" if self.defer_commit_notices else ", commits told at once")
+                # A quarter of the seeds (by number, as above) tell commits at once, the
+                # default's alternative (WholeNodeOptions.commit_notices).
+                + ("" if options.nodes_defer_commit_notices else ", commits told at once")
             ),
             disks=", ".join(name for name, on in (("failing", failing), ("slow", slow)) if on)
             or "sound",
@@ -305,7 +304,7 @@ class WholeNodeSimulation:
             sync_thread_min_entries=self.options.nodes_sync_thread_min_entries,
             read_rounds_inflight_max=self.options.nodes_read_rounds_inflight_max,
             follower_reads=self.options.follower_reads,
-            defer_commit_notices=self.defer_commit_notices,
+            defer_commit_notices=self.options.nodes_defer_commit_notices,
         )
 
     def start(self, machine: Machine, joining: tuple[dict[str, Any], int] | None = None) -> None:
