@@ -195,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
         "follower per write at low load)",
     )
     parser.add_argument(
+        "--no-follower-batch-scheduling",
+        action="store_true",
+        help="keep the event loop's thread SCHED_OTHER while this node follows (by default "
+        "it runs SCHED_BATCH then, so that a follower woken by the leader's messages does "
+        "not preempt the leader where members share CPUs)",
+    )
+    parser.add_argument(
         "--auth-tokens",
         metavar="FILE",
         help="require 'Authorization: Bearer TOKEN' on the client port; FILE lists the "
@@ -327,6 +334,7 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         check_quorum=not arguments.no_check_quorum,
         follower_reads=not arguments.no_follower_reads,
         defer_commit_notices=not arguments.prompt_commit_notices,
+        follower_batch_scheduling=not arguments.no_follower_batch_scheduling,
         join_token=arguments.join_token or None,
         tls=tls_settings_from(arguments),
         watch=WatchLimits(

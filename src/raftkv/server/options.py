@@ -118,6 +118,11 @@ class NodeOptions:
     # (RaftConfig.defer_commit_notices); False: at once, as before session 38
     # (`--prompt-commit-notices`).
     defer_commit_notices: bool = RaftConfig.defer_commit_notices
+    # The event loop's thread runs SCHED_BATCH while this node is not the leader, so that
+    # on shared CPUs a woken follower does not preempt the leader (server/
+    # thread_scheduling.py). Off by default here: the loop's thread is the embedding
+    # application's; raft-node turns it on (`--no-follower-batch-scheduling` to not).
+    follower_batch_scheduling: bool = False
     seed: int | None = None
     trace_rpc: bool = False
     value_bytes_max: int = VALUE_BYTES_MAX_DEFAULT

@@ -61,6 +61,7 @@ from raftkv.server.requests import RequestFailed, RequestTracker
 from raftkv.server.snapshots import SnapshotTaker
 from raftkv.server.stalls import StallReporter
 from raftkv.server.sync_thread import SyncThread, run_off_loop
+from raftkv.server.thread_scheduling import RoleScheduling
 from raftkv.server.watches import WatchHub
 from raftkv.server.write_stages import WriteStages
 from raftkv.storage import open_data_dir
@@ -225,6 +226,10 @@ class RaftServer:
         # Called with (role, leader_id) after every change of either (the embedding API's
         # events); on the loop, inside the Ready loop: a listener must not block.
         self.soft_state_listeners: list[Callable[[str, int | None], None]] = []
+        # The loop's thread yields to the leader while this node follows (options).
+        self.role_scheduling = RoleScheduling() if options.follower_batch_scheduling else None
+        if self.role_scheduling is not None:
+            self.soft_state_listeners.append(self.role_scheduling)
         # Role, leader and membership changes, and the live view built from every node's
         # (`GET /ui`, server/dashboard.py): gathering runs only while someone watches.
         self.timeline = Timeline()
@@ -284,6 +289,8 @@ class RaftServer:
             self.transport.set_advertised_address(*options.advertise_peer)
         self.peers.attach(self.transport)
         await self.transport.start()
+        if self.role_scheduling is not None:
+            self.role_scheduling(self.role_name())  # (on the loop's thread, as later calls)
         self._tasks = [
             asyncio.create_task(self._ticker(), name="ticker"),
             asyncio.create_task(self._ready_loop(), name="ready-loop"),
@@ -480,6 +487,8 @@ class RaftServer:
         self.disk_executor.shutdown(wait=True)
         if self.data_dir is not None:
             self.data_dir.close()
+        if self.role_scheduling is not None:
+            self.role_scheduling.restore()
         self._stopped.set()
         logger.info("stopped")
 

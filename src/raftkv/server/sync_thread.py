@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
+
+from raftkv.server.thread_scheduling import schedule_calling_thread
 
 T = TypeVar("T")
 
@@ -95,8 +96,9 @@ class SyncThread(Executor):
             self._jobs.put(item)
 
     def _work(self) -> None:
-        if self._batch_scheduling:
-            _schedule_as_batch()
+        # Set either way: a thread inherits its creator's policy, and the event loop that
+        # starts this one may be running SCHED_BATCH (a follower's: RoleScheduling).
+        schedule_calling_thread(batch=self._batch_scheduling)
         jobs = self._jobs
         while (item := jobs.get()) is not None:
             loop, job, future = item
@@ -109,16 +111,6 @@ class SyncThread(Executor):
                 _answer(loop, future, None, error)
             else:
                 _answer(loop, future, result, None)
-
-
-def _schedule_as_batch() -> None:
-    """Schedule the calling thread SCHED_BATCH (no preemption on waking), where the system
-    has that policy and lets it be set; otherwise it stays as it was."""
-    policy = getattr(os, "SCHED_BATCH", None)
-    if policy is None:
-        return
-    with contextlib.suppress(OSError):
-        os.sched_setscheduler(0, policy, os.sched_param(0))  # 0: this thread
 
 
 def _answer(
