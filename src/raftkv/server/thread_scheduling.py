@@ -14,10 +14,11 @@ itself while the node follows (`RoleScheduling`): the leader is a cluster's bott
 (every request, every commit, every answer passes through its loop), and where members
 share CPUs (a development machine, a test or benchmark cluster, containers on one host) a
 follower woken by an AppendEntries took the CPU from the leader, or from the other
-follower halfway through its Ready. Measured side by side on a 2-core machine, three
-members and the load generator (docs/ARCHITECTURE.md, session 39): +11 % writes at C=16
-and C=64, and p50 at C=1 0.643 against 0.663 ms. On a machine of its own a follower has
-only other processes to defer to.
+follower halfway through its Ready. Measured on a 2-core machine running three members
+and the load generator (docs/ARCHITECTURE.md, session 39): at C=64 a median of 11 % more
+writes (five pairs of fresh clusters, each pair won), followers woken less often per write;
+at C=1 p50 about 2 % lower; at C=16 within the noise. On a machine of its own a follower
+has only other processes to defer to.
 """
 
 from __future__ import annotations
