@@ -28,6 +28,7 @@ from raftkv.transport.base import (
     TraceHandler,
     logger,
 )
+from raftkv.transport.frame_receiver import FrameReceiver
 from raftkv.transport.framing import FrameParser, encode_frame
 from raftkv.transport.handshake import (
     HandshakeReply,
@@ -208,7 +209,7 @@ class TcpTransport(TransportBase):
             if accepted is None:
                 return
             peer_id, parser = accepted
-            await self._receive(peer_id, reader, parser)
+            await self._receive(peer_id, reader, writer, parser)
             logger.info("node %d closed its connection (from %s)", peer_id, remote)
         except FrameError as error:
             if peer_id is None:
@@ -326,12 +327,23 @@ class TcpTransport(TransportBase):
         writer.write(encode_frame(encode_handshake(reply)))
 
     async def _receive(
-        self, peer_id: int, reader: asyncio.StreamReader, parser: FrameParser
+        self,
+        peer_id: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        parser: FrameParser,
     ) -> None:
         parser.frame_bytes_max = self._limits.frame_bytes_max
         chunk_bytes = self._limits.read_chunk_bytes
         counters = self._peer_counters(peer_id)
         receive_payload = self._receive_payload
+        receiver = FrameReceiver.take_over(
+            reader, writer, parser, lambda payload: receive_payload(peer_id, payload, counters)
+        )
+        if receiver is not None:
+            await receiver.ended
+            return
+        # (a Python whose StreamReader this cannot take over: read through the stream)
         while True:
             while (payload := parser.next_frame()) is not None:
                 receive_payload(peer_id, payload, counters)
