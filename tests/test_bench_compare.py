@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from raftkv.cli import bench, bench_etcd
+from raftkv.cli.bench_stalls import StallLogs
 
 
 def test_rows_alternate_which_system_goes_first_and_report_medians(tmp_path: Path) -> None:
@@ -266,3 +267,30 @@ def test_a_long_row_name_widens_the_first_column_of_both_tables() -> None:
         end = header.index(column) + len(column)
         for line in lines:
             assert line[:end].endswith(" " + value), (line, header)
+
+
+def test_raftkv_s_stalls_are_taken_by_the_row_being_measured(tmp_path: Path) -> None:
+    """A stall logged while raftkv's measurement of a row ran goes to that row; one logged
+    while etcd's ran does not (raft-bench prints both: cli/bench_stalls.py)."""
+    log = tmp_path / "node-1.log"
+    log.write_text("")
+    loop_stall = "WARNING the event loop stood still for {} ms (...)\n"
+
+    def measure(
+        url: str, connections: int, seconds: float, script: Path | None, threads: int = 1
+    ) -> dict[str, float]:
+        with log.open("a") as file:
+            if url.startswith("http://raftkv") and connections == 64:
+                file.write(loop_stall.format(140))
+            elif url.startswith("http://etcd") and connections == 16:
+                file.write(loop_stall.format(400))
+        return {"rate": 1.0, "requests": 1.0, "wrk_cpu_seconds": 0.0, "seconds": 1.0}
+
+    stalls = StallLogs(lambda: [log])
+    rows = bench_etcd.workloads("http://raftkv", "http://etcd")[:3]  # writes at C=1, 16, 64
+    bench_etcd.compare(rows, measure, tmp_path, seconds=1, repetitions=2, raftkv_stalls=stalls)
+    assert stalls.by_label().split(" · ") == [
+        "write C=64: no slow WAL syncs; 2 event-loop stalls (the longest logged 140 ms)",
+        "between its measurements: no slow WAL syncs; 2 event-loop stalls (the longest"
+        " logged 400 ms)",
+    ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from raftkv.cli.bench_stalls import stall_summary
+from raftkv.cli.bench_stalls import StallLogs, stall_summary
 
 SYNC = (
     "slow WAL sync: {} ms (the disk is slow or busy): what it holds counted as stored, and was"
@@ -50,3 +50,46 @@ def test_no_warnings_say_so(tmp_path: Path) -> None:
     assert stall_summary([log]) == (
         "stalls of 100 ms or more the nodes logged: no slow WAL syncs; no event-loop stalls"
     )
+
+
+def test_stalls_go_to_the_row_whose_measurement_they_came_in(tmp_path: Path) -> None:
+    """`--compare etcd` says in which rows raftkv's stalls came: each raftkv measurement
+    takes what the logs gained while it ran; what came while etcd ran is set apart."""
+    first, second = tmp_path / "node-1.log", tmp_path / "node-2.log"
+    logs = StallLogs(lambda: [first, second, tmp_path / "node-3.log"])  # node 3: no log
+
+    def log(path: Path, text: str) -> None:
+        with path.open("a") as file:
+            file.write(text)
+
+    log(first, "09:00:00.000 node1 INFO    started\n")
+    logs.skip()
+    log(first, "09:00:01.000 node1 WARNING " + LOOP.format(120) + "\n")
+    log(
+        second,
+        "09:00:01.100 node2 WARNING " + SYNC.format(150) + "; 2 more since the last such warning\n",
+    )
+    logs.take("write C=64")
+    log(second, "09:00:02.000 node2 WARNING " + LOOP.format(300) + "\n")
+    logs.skip()  # etcd's turn
+    log(first, "09:00:03.000 node1 WARNING " + LOOP.format(180) + "\n")
+    log(first, "09:00:03.500 node1 WARNING " + LOOP.format(999))  # still being written
+    logs.take("write C=64")
+    logs.take("read linearizable C=64")
+    log(first, " ms (a blocking call): ...\n")  # the line ends: the next row takes it
+    logs.take("write 1 MB C=4")
+    assert logs.by_label().split(" · ") == [
+        "write C=64: 3 slow WAL syncs (the longest logged 150 ms); 2 event-loop stalls"
+        " (the longest logged 180 ms)",
+        "write 1 MB C=4: no slow WAL syncs; 1 event-loop stalls (the longest logged 999 ms)",
+        "between its measurements: no slow WAL syncs; 1 event-loop stalls (the longest"
+        " logged 300 ms)",
+    ]
+
+
+def test_rows_without_stalls_say_so(tmp_path: Path) -> None:
+    log = tmp_path / "node-1.log"
+    log.write_text("09:00:00.000 node1 INFO    started\n")
+    logs = StallLogs(lambda: [log])
+    logs.take("write C=1")
+    assert logs.by_label() == "none in any row"

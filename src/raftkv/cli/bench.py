@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 import raftkv
-from raftkv.cli.bench_stalls import stall_summary
+from raftkv.cli.bench_stalls import StallLogs, stall_summary
 from raftkv.cli.version import add_version_flag
 
 BIN = Path(sys.executable).parent
@@ -431,6 +431,7 @@ def compare_with_etcd(arguments: argparse.Namespace) -> int:
     root = Path(tempfile.mkdtemp(prefix="raftkv-bench-"))
     cluster = LocalCluster(root, arguments.node_arg, arguments.nodes)
     etcd = bench_etcd.EtcdCluster(root, free_port, arguments.nodes)
+    stalls = StallLogs(cluster.log_paths)
     try:
         cluster.start()
         etcd.start()
@@ -467,6 +468,7 @@ def compare_with_etcd(arguments: argparse.Namespace) -> int:
                 "raftkv": lambda: [process.pid for process in cluster.processes],
                 "etcd": lambda: [process.pid for process in etcd.processes],
             },
+            raftkv_stalls=stalls,
         )
         print(
             f"raftkv vs etcd ({_etcd_version()}), {arguments.nodes} members each, fsync on, "
@@ -476,6 +478,7 @@ def compare_with_etcd(arguments: argparse.Namespace) -> int:
         print(bench_etcd.report(results))
         print(bench_etcd.cpu_report(results))
         print(f"raftkv's {stall_summary(cluster.log_paths())}")
+        print(f"raftkv's stalls by row: {stalls.by_label()}")
         return 0
     finally:
         cluster.stop()

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from raftkv.cli.bench import Measure, preload_in_rounds, stop_processes
 from raftkv.cli.bench_breakdown import cpu_seconds
+from raftkv.cli.bench_stalls import StallLogs
 
 ETCD_STARTUP_SECONDS = 30
 _pause = threading.Event()
@@ -302,10 +303,12 @@ def compare(
     seconds: float,
     repetitions: int,
     processes: Mapping[str, Callable[[], Sequence[int]]] | None = None,
+    raftkv_stalls: StallLogs | None = None,
 ) -> list[tuple[Workload, dict[str, float], dict[str, float]]]:
     """Every row on both systems, `repetitions` times, alternating which goes first; the
     medians of each figure per system. `processes`: per system, the ids of its members'
-    processes, whose CPU time each measurement adds up (`with_cpu`)."""
+    processes, whose CPU time each measurement adds up (`with_cpu`). `raftkv_stalls`: the
+    raftkv nodes' logs, whose stall warnings each raftkv measurement takes for its row."""
     results = []
     for number, row in enumerate(rows):
         runs: dict[str, list[dict[str, float]]] = {"raftkv": [], "etcd": []}
@@ -319,9 +322,14 @@ def compare(
                     start = (number * 1000 + repetition) * 10**9
                     script.write_text(script_text.replace("START", str(start)))
                 members = processes[system]() if processes is not None else ()
+                stalls = raftkv_stalls if system == "raftkv" else None
+                if stalls is not None:
+                    stalls.skip()
                 before = members_cpu_seconds(members)
                 result = measure(url, row.connections, seconds, script, row.threads)
                 used = members_cpu_seconds(members) - before
+                if stalls is not None:
+                    stalls.take(row.name)
                 runs[system].append(with_cpu(result, used))
         results.append((row, _medians(runs["raftkv"]), _medians(runs["etcd"])))
     return results
