@@ -96,11 +96,11 @@ def main() -> None:
             restoring, _ = timed(lambda r=restored, d=latest[1]: r.restore(d))
             assert restored.applied_hash == store.applied_hash
             native_wait, native_lost = loop_waits(store.prepare_snapshot())
-            walk, snapshot_format.native_walk = snapshot_format.native_walk, None
+            walk, snapshot_format.native_builder = snapshot_format.native_builder, None
             try:
                 sliced_wait, sliced_lost = loop_waits(store.prepare_snapshot())
             finally:
-                snapshot_format.native_walk = walk
+                snapshot_format.native_builder = walk
             state = msgspec.structs.replace(
                 store._state(store._records.view()), data=dict(store._records.items())
             )

@@ -110,7 +110,7 @@ def test_a_run_of_large_values_after_small_keys_is_cut_by_bytes(
 def msgspec_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """The store's shards encoded by msgspec, as an install without the C walk encodes them
     (kv/snapshot_native.c; its own tests are in test_snapshot_native.py)."""
-    monkeypatch.setattr(snapshot_format, "native_walk", None)
+    monkeypatch.setattr(snapshot_format, "native_builder", None)
 
 
 def store_of(keys: int, value: str = "v") -> KVStore:
@@ -132,7 +132,7 @@ def test_a_store_s_shards_encode_to_the_bytes_of_one_whole_encode(
     keys: int, walk: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if walk == "msgspec only":
-        monkeypatch.setattr(snapshot_format, "native_walk", None)
+        monkeypatch.setattr(snapshot_format, "native_builder", None)
     store = store_of(keys)
     expected = whole_encoding(store)
     assert store.prepare_snapshot()() == expected  # a frozen view, read once

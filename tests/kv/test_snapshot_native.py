@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -101,6 +102,42 @@ class Shard(dict[str, KeyRecord]):
     pass
 
 
+def test_a_builder_writes_its_parts_in_order_and_hands_over_the_bytes() -> None:
+    assert native is not None
+    shard = {f"k{n}": KeyRecord("v" * n, n, n, 1) for n in range(100)}
+    body = msgspec_body(shard)
+    # No room, room for a part of it (the walk goes on elsewhere and is copied in), room.
+    for capacity in (0, 10, len(body) // 2, len(body) + 20, 10 * len(body)):
+        builder = native.Builder(capacity)
+        builder.append(b"head")
+        assert builder.walk([shard], True)
+        assert not builder.walk([{"a": KeyRecord("v", -1, 1, 1)}], True)  # refused: nothing
+        builder.append(memoryview(b"--tail"))
+        assert builder.length == len(body) + 10
+        assert builder.finish() == b"head" + body + b"--tail"
+        with pytest.raises(ValueError, match="finished"):
+            builder.append(b"more")
+        with pytest.raises(ValueError, match="finished"):
+            builder.finish()
+
+
+def test_a_snapshot_is_written_in_place_not_assembled_from_copies() -> None:
+    """Every copy of a large snapshot is fresh memory the kernel zeroes on first touch (the
+    1 MB row's system time: docs/ARCHITECTURE.md, session 42). Encoding one of 64 MB touches
+    about as many new pages as the snapshot has; the walk's own buffer, copied into a bytes
+    object and then joined with the other parts, took three times as many."""
+    store = KVStore()
+    value = "x" * (1 << 20)
+    for n in range(64):
+        store.apply(n + 1, encode_command(Command(op="put", key=f"k{n}", value=value)))
+    encode = store.prepare_snapshot()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    data = encode()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    pages = len(data) // resource.getpagesize()
+    assert faults <= pages * 1.5, f"{faults} page faults for a snapshot of {pages} pages"
+
+
 @pytest.mark.parametrize(
     "shard",
     [
@@ -138,22 +175,29 @@ def test_a_refused_group_is_encoded_by_msgspec(monkeypatch: pytest.MonkeyPatch) 
 def test_a_frozen_view_is_walked_in_groups_and_let_go_of(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[int, bool]] = []
     idle: list[float] = []
-    real = snapshot_format.native_walk
+    capacities: list[int] = []
+    real = snapshot_format.native_builder
     assert real is not None
 
-    def recording(
-        shards: list[dict[str, KeyRecord]],
-        release_gil: bool,
-        size_hint: int,
-        progress: bytearray | None,
-        idle_seconds: float,
-    ) -> bytes | None:
-        calls.append((sum(map(len, shards)), release_gil))
-        idle.append(idle_seconds)
-        assert size_hint >= sum(map(len, shards)) * snapshot_format.RECORD_BYTES_GUESS
-        return real(shards, release_gil, size_hint, progress, idle_seconds)
+    class Recording:
+        def __init__(self, capacity: int) -> None:
+            capacities.append(capacity)
+            self._builder = real(capacity)
+            self.append = self._builder.append
+            self.finish = self._builder.finish
 
-    monkeypatch.setattr(snapshot_format, "native_walk", recording)
+        def walk(
+            self,
+            shards: list[dict[str, KeyRecord]],
+            release_gil: bool,
+            progress: bytearray | None,
+            idle_seconds: float,
+        ) -> bool:
+            calls.append((sum(map(len, shards)), release_gil))
+            idle.append(idle_seconds)
+            return self._builder.walk(shards, release_gil, progress, idle_seconds)
+
+    monkeypatch.setattr(snapshot_format, "native_builder", Recording)
     monkeypatch.setattr(snapshot_format, "NATIVE_GROUP_RECORDS", 1000)
     store = KVStore()
     for n in range(20_000):
@@ -164,6 +208,8 @@ def test_a_frozen_view_is_walked_in_groups_and_let_go_of(monkeypatch: pytest.Mon
         )
     )
     assert store.prepare_snapshot()() == expected
+    # One bytes object for the whole snapshot, reserved big enough up front.
+    assert len(capacities) == 1 and capacities[0] >= len(expected)
     assert sum(keys for keys, _ in calls) == 20_000
     assert 15 <= len(calls) <= 21  # groups of 1,000 keys and a shard more at most
     assert all(release_gil for _, release_gil in calls)  # a frozen view
@@ -241,7 +287,9 @@ def test_a_walk_that_finds_no_idle_cpu_is_done_again_by_its_caller() -> None:
 
     def walk_on_the_busy_cpu() -> None:
         os.sched_setaffinity(0, {cpu})  # this thread only
-        results.append(native.encode_shards(shards, True, 0, None, 0.3))
+        # Room for it all: the idle thread writes in place while the caller walks again
+        # elsewhere, and the caller's bytes are the ones copied in.
+        results.append(native.encode_shards(shards, True, 64 * 200_000, None, 0.3))
 
     try:
         assert busy.stdout is not None and busy.stdout.readline() == "busy\n"

@@ -51,6 +51,11 @@ class FrozenKeys(Mapping[str, KeyRecord]):
         another thread read them without the GIL (kv/snapshot_native.c)."""
         return self._read_once
 
+    @property
+    def value_chars_total(self) -> int:
+        """The length of all the values (characters: about their bytes)."""
+        return sum(self._value_chars)
+
     def __getitem__(self, key: str) -> KeyRecord:
         # Shard by shard: Mapping wants it, nothing on a hot path uses it (the snapshot's
         # encoding and the lease table read items()), and the shard function stays in

@@ -32,10 +32,15 @@ the idle thread must not hold the GIL). The bytes are the same.
 
 Either way, the bytes are exactly those of encoding the whole `Snapshot` at once: the map's
 header is written for the whole map, each part's own header is dropped, and the other
-fields are the struct's own encoding with an empty key map. The parts are joined once, as
-`bytes` (a slice's header is cut off by a copy, not a memoryview: `bytes.join` copies without
-the GIL only when every part is a `bytes`; with memoryviews the loop waited 20 ms for the
-join of 38 MB).
+fields are the struct's own encoding with an empty key map. With the C walk the whole
+snapshot is written in place, into the bytes object returned (`snapshot_native.Builder`,
+reserved at about the snapshot's size up front): every copy of a large snapshot is fresh
+memory the kernel zeroes on first touch, and the walk's own buffer, copied into a bytes
+object and then joined with the other parts, made three (the 1 MB row's system time,
+docs/ARCHITECTURE.md, session 42). With msgspec alone the parts are joined once, as `bytes`
+(a slice's header is cut off by a copy, not a memoryview: `bytes.join` copies without the
+GIL only when every part is a `bytes`; with memoryviews the loop waited 20 ms for the join
+of 38 MB).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import operator
 import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
@@ -54,21 +60,20 @@ from raftkv.kv.leases import LeaseRecord
 from raftkv.kv.records import KeyRecord
 from raftkv.kv.sessions import SessionRecord
 
-# The C walk of a frozen key map (kv/snapshot_native.c): (shards, release_gil, size_hint,
-# progress, idle_seconds).
-NativeWalk = Callable[
-    [list[dict[str, KeyRecord]], bool, int, "bytearray | None", float], "bytes | None"
-]
-native_walk: NativeWalk | None
+if TYPE_CHECKING:
+    from raftkv.kv.snapshot_native import Builder
+
+# The C walk of a frozen key map (kv/snapshot_native.c), into a bytes object written in place.
+native_builder: type[Builder] | None
 _native_walks_moved: Callable[[], int]
 try:
     from raftkv.kv import snapshot_native
 except ImportError:  # installed without compiling (RAFTKV_PURE, no C compiler): msgspec alone
-    native_walk = None
+    native_builder = None
     _native_walks_moved = int
 else:
     snapshot_native.use(KeyRecord)
-    native_walk = snapshot_native.encode_shards
+    native_builder = snapshot_native.Builder
     _native_walks_moved = snapshot_native.walks_moved
 
 
@@ -139,37 +144,47 @@ def encode(state: Snapshot, slice_records: int = SLICE_RECORDS, idle_seconds: fl
     if not empty.startswith(_START + _EMPTY_MAP):
         raise AssertionError("the snapshot's layout changed: update kv/snapshot_format.py")
     rest = empty[len(_START) + len(_EMPTY_MAP) :]
-    idle_until = time.monotonic() + idle_seconds if idle_seconds > 0 else 0.0
-    return b"".join([_START, *_encode_map(state.data, slice_records, idle_until), rest])
+    records = state.data
+    header = _header(len(records), _MAP_HEADERS)
+    if native_builder is not None and isinstance(records, FrozenKeys):
+        # Written in place: the walks write into the bytes this returns, reserved at about
+        # its size, with no part copied (`_encode_natively`).
+        out = native_builder(len(_START) + len(header) + _size_hint(records) + len(rest))
+        out.append(_START)
+        out.append(header)
+        idle_until = time.monotonic() + idle_seconds if idle_seconds > 0 else 0.0
+        _encode_natively(records, out, _ItemSlices(out, slice_records), idle_until)
+        out.append(rest)
+        return out.finish()
+    parts: list[bytes] = [_START, header]
+    slices = _ItemSlices(parts, slice_records)
+    if isinstance(records, FrozenKeys):
+        _encode_shards(records.shard_maps(), parts, slices)
+    else:
+        slices.encode(iter(records.items()))
+    parts.append(rest)
+    return b"".join(parts)
+
+
+def _size_hint(records: FrozenKeys) -> int:
+    """About the bytes a frozen key map's body takes: its values' characters (their bytes if
+    ASCII) and a key's and a record's fields of a few dozen bytes each. Reserved, not
+    touched: the part not written costs no memory, and a short guess only means one copy."""
+    return records.value_chars_total + RECORD_BYTES_GUESS * len(records)
 
 
 Item = tuple[str, KeyRecord | str]
 
 
-def _encode_map(
-    records: Mapping[str, KeyRecord | str], slice_records: int, idle_until: float
-) -> list[bytes]:
-    # A map's body is its keys and values one after the other. The store's frozen key map
-    # is encoded shard by shard, in groups without the GIL where the native walk is built
-    # (`_encode_natively`), otherwise each shard by msgspec (`_encode_shards`). Any other
-    # mapping goes in slices of items.
-    parts: list[bytes] = [_header(len(records), _MAP_HEADERS)]
-    slices = _ItemSlices(parts, slice_records)
-    if not isinstance(records, FrozenKeys):
-        slices.encode(iter(records.items()))
-    elif native_walk is not None:
-        _encode_natively(records, parts, slices, native_walk, idle_until)
-    else:
-        _encode_shards(records.shard_maps(), parts, slices)
-    return parts
+class Parts(Protocol):
+    """Where the encoded pieces go, in order: a list joined at the end, or a native
+    `Builder` writing in place."""
+
+    def append(self, data: bytes, /) -> None: ...
 
 
 def _encode_natively(
-    records: FrozenKeys,
-    parts: list[bytes],
-    slices: _ItemSlices,
-    walk: NativeWalk,
-    idle_until: float,
+    records: FrozenKeys, out: Builder, slices: _ItemSlices, idle_until: float
 ) -> None:
     """The shards in groups of about NATIVE_GROUP_RECORDS keys, each walked in one
     `snapshot_native` call: with the GIL let go of for a snapshot's frozen view, so the event
@@ -183,33 +198,27 @@ def _encode_natively(
         keys += len(shard)
         if keys < NATIVE_GROUP_RECORDS:
             continue
-        _encode_group(group, parts, slices, walk, release_gil, idle_until)
+        _encode_group(group, out, slices, release_gil, idle_until)
         keys = 0
-    _encode_group(group, parts, slices, walk, release_gil, idle_until)
+    _encode_group(group, out, slices, release_gil, idle_until)
 
 
 def _encode_group(
     group: list[tuple[dict[str, KeyRecord], int]],
-    parts: list[bytes],
+    out: Builder,
     slices: _ItemSlices,
-    walk: NativeWalk,
     release_gil: bool,
     idle_until: float,
 ) -> None:
     if not group:
         return
-    # The output's first size: the values' characters (their bytes if ASCII) and a key's and
-    # a record's fields of a few dozen bytes; it grows if that was short.
-    size_hint = sum(value_chars + RECORD_BYTES_GUESS * len(shard) for shard, value_chars in group)
     shards = [shard for shard, _ in group]
     # Idle priority for what is left of the encoding's time: past it, walked here.
     idle_seconds = max(0.0, idle_until - time.monotonic()) if idle_until else 0.0
-    body = walk(shards, release_gil, size_hint, None, idle_seconds)
+    walked = out.walk(shards, release_gil, None, idle_seconds)
     del shards
-    if body is None:
-        _encode_shards(iter(group), parts, slices)
-    else:
-        parts.append(body)
+    if not walked:
+        _encode_shards(iter(group), out, slices)
     # Let go of the shards one by one: a shard the map copied since the freeze is freed
     # here, with its records overwritten since, and the loop gets the GIL between them.
     group.reverse()
@@ -220,7 +229,7 @@ def _encode_group(
 
 
 def _encode_shards(
-    shards: Iterator[tuple[dict[str, KeyRecord], int]], parts: list[bytes], slices: _ItemSlices
+    shards: Iterator[tuple[dict[str, KeyRecord], int]], parts: Parts, slices: _ItemSlices
 ) -> None:
     """Each shard by msgspec: a shard of at most SHARD_RECORDS keys whose values add up to
     at most SLICE_BYTES is one call on the shard's own dict, its map header dropped (no item
@@ -249,7 +258,7 @@ class _ItemSlices:
     per key, at most `slice_records` keys, cut again where its values add up to
     SLICE_BYTES."""
 
-    def __init__(self, parts: list[bytes], slice_records: int) -> None:
+    def __init__(self, parts: Parts, slice_records: int) -> None:
         self._parts = parts
         self._slice_records = slice_records
         self._count = min(slice_records, FIRST_SLICE_RECORDS)

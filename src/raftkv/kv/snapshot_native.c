@@ -39,11 +39,15 @@
 #include <string.h>
 #include <time.h>
 
-/* The output, written into memory of its own (PyMem_Raw*, which needs no GIL), so that any
- * thread may write it; copied into the bytes object returned at the end. */
+/* Where a walk writes: in place, into the bytes object being built (`Builder`), as long as
+ * it has room; past that, in memory of its own (PyMem_Raw*, which needs no GIL, so that any
+ * thread may write it), copied into the bytes object, grown, once the walk is over. In place
+ * is the point: a snapshot of a large state is hundreds of megabytes, and every copy of it
+ * is fresh memory the kernel must zero on first touch (docs/ARCHITECTURE.md, session 42). */
 typedef struct {
     char *data;
     size_t length, capacity;
+    int owned;                  /* data is PyMem_Raw memory of this output's, to free */
     int failed;                 /* no memory */
     atomic_int *abandoned;      /* when set, the walk stops at its next key (NULL: never) */
 } Output;
@@ -51,16 +55,29 @@ typedef struct {
 static int reserve(Output *out, size_t more) {
     if (out->length + more <= out->capacity) return 1;
     if (out->failed) return 0;
-    size_t capacity = out->capacity ? out->capacity : ((size_t)1 << 16);
+    size_t capacity = out->capacity > ((size_t)1 << 16) ? out->capacity : ((size_t)1 << 16);
     while (capacity < out->length + more) capacity *= 2;
-    char *data = PyMem_RawRealloc(out->data, capacity);
+    char *data;
+    if (out->owned) {
+        data = PyMem_RawRealloc(out->data, capacity);
+    } else if ((data = PyMem_RawMalloc(capacity)) != NULL && out->length > 0) {
+        memcpy(data, out->data, out->length); /* out of room in place: on in memory of its own */
+    }
     if (data == NULL) {
         out->failed = 1;
         return 0;
     }
     out->data = data;
     out->capacity = capacity;
+    out->owned = 1;
     return 1;
+}
+
+static void release_output(Output *out) {
+    if (out->owned) PyMem_RawFree(out->data);
+    out->data = NULL;
+    out->length = out->capacity = 0;
+    out->owned = 0;
 }
 
 static char *at_end(Output *out) { return out->data + out->length; }
@@ -357,41 +374,137 @@ static int walk_idle_first(Output *out, PyObject **shards, Py_ssize_t count,
         *out = job.out;
         out->abandoned = NULL;
     } else {
-        /* Abandoned: walked again here, meanwhile the idle thread stops at its next key. */
+        /* Abandoned: walked again here, into memory of its own (the idle thread may write
+         * in place until it stops, at its next key). */
         atomic_store(&job.abandoned, 1);
         atomic_fetch_add(&walks_moved, 1);
-        out->data = NULL;
-        out->capacity = 0;
-        encoded = walk(out, shards, count, progress);
+        Output here = {NULL, 0, 0, 0, 0, NULL};
+        encoded = walk(&here, shards, count, progress);
+        *out = here;
     }
     pthread_join(thread, NULL);
-    if (!done) PyMem_RawFree(job.out.data);
+    if (!done) release_output(&job.out);
     pthread_cond_destroy(&job.ended);
     pthread_mutex_destroy(&job.lock);
     return encoded;
 }
 
-PyDoc_STRVAR(encode_shards_doc,
-             "encode_shards(shards, release_gil, size_hint=0, progress=None, idle_seconds=0.0)\n"
-             "-> bytes | None\n\n"
-             "The items of every dict in `shards`, in order, as the body of a MessagePack map\n"
-             "(no header): what msgspec encodes for each dict, its header cut off. None if an\n"
-             "item is one this module does not encode. `release_gil` only for frozen shards,\n"
-             "which nothing changes while they are read. `size_hint`: the bytes expected (the\n"
-             "output starts that big and grows as needed). `progress`, a writable buffer of 8\n"
-             "bytes, is told the number of shards walked so far as the walk goes (tests).\n"
-             "`idle_seconds` (with `release_gil`): walk in a thread of idle priority, for that\n"
-             "long at most, then here (module comment).");
+/* A bytes object being written, front to back, by `append` and `walk`: the one reference to
+ * it is the builder's until `finish` hands it over, cut to what was written. Until then its
+ * size is the room it has (memory reserved, not yet touched), so that the walks write the
+ * snapshot in place, in the memory the snapshot will keep. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *bytes; /* NULL once finished */
+    Py_ssize_t length;
+    int busy;        /* a walk is under way (without the GIL): no other call meanwhile */
+} Builder;
 
-static PyObject *encode_shards(PyObject *Py_UNUSED(module), PyObject *args) {
+/* Room for `more` bytes after what was written, growing the bytes object (with the GIL;
+ * its one reference is ours, so _PyBytes_Resize may move it). */
+static int make_room(Builder *self, size_t more) {
+    Py_ssize_t size = PyBytes_GET_SIZE(self->bytes);
+    if ((size_t)(size - self->length) >= more) return 0;
+    if (more > (size_t)(PY_SSIZE_T_MAX - self->length)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t needed = self->length + (Py_ssize_t)more;
+    Py_ssize_t grown = size < PY_SSIZE_T_MAX / 2 ? size + size / 2 : PY_SSIZE_T_MAX;
+    if (_PyBytes_Resize(&self->bytes, grown > needed ? grown : needed) < 0) return -1;
+    return 0;
+}
+
+/* Copy `length` bytes to the end of what was written; big copies with the GIL let go of
+ * (the source is held by the caller, the builder by `busy`). */
+static int put(Builder *self, const char *from, size_t length) {
+    if (make_room(self, length) < 0) return -1;
+    char *into = PyBytes_AS_STRING(self->bytes) + self->length;
+    if (length >= ((size_t)1 << 16)) {
+        Py_BEGIN_ALLOW_THREADS
+        memcpy(into, from, length);
+        Py_END_ALLOW_THREADS
+    } else {
+        memcpy(into, from, length);
+    }
+    self->length += (Py_ssize_t)length;
+    return 0;
+}
+
+static int check_open(Builder *self) {
+    if (self->bytes == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the builder was finished");
+        return -1;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "the builder is in use by another thread");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *builder_create(PyTypeObject *type, Py_ssize_t capacity) {
+    Builder *self = (Builder *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->bytes = PyBytes_FromStringAndSize(NULL, capacity);
+    if (self->bytes == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static PyObject *builder_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"capacity", NULL};
+    Py_ssize_t capacity = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|n:Builder", keywords, &capacity))
+        return NULL;
+    if (capacity < 0) {
+        PyErr_SetString(PyExc_ValueError, "capacity: a size in bytes, 0 or more");
+        return NULL;
+    }
+    return builder_create(type, capacity);
+}
+
+static void builder_dealloc(Builder *self) {
+    Py_XDECREF(self->bytes);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+PyDoc_STRVAR(builder_append_doc, "append(data): bytes-like `data` after what was written.");
+
+static PyObject *builder_append(Builder *self, PyObject *data) {
+    if (check_open(self) < 0) return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
+    self->busy = 1;
+    int failed = put(self, view.buf, (size_t)view.len) < 0;
+    self->busy = 0;
+    PyBuffer_Release(&view);
+    if (failed) return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(builder_walk_doc,
+             "walk(shards, release_gil, progress=None, idle_seconds=0.0) -> bool\n\n"
+             "The items of every dict in `shards`, in order, as the body of a MessagePack map\n"
+             "(no header), after what was written: what msgspec encodes for each dict, its\n"
+             "header cut off. False, and nothing written, if any of it is not what this\n"
+             "module writes as msgspec does (module comment). `release_gil`: only for a\n"
+             "snapshot's frozen shards, which nothing changes while they are read. `progress`,\n"
+             "a writable buffer of 8 bytes, is told the number of shards walked so far as the\n"
+             "walk goes (tests). `idle_seconds` (with `release_gil`): walk in a thread of idle\n"
+             "priority, for that long at most, then here (module comment).");
+
+static PyObject *builder_walk(Builder *self, PyObject *args) {
     PyObject *list;
     int release_gil;
-    Py_ssize_t size_hint = 0;
     PyObject *progress_object = Py_None;
     double idle_seconds = 0.0;
-    if (!PyArg_ParseTuple(args, "O!p|nOd:encode_shards", &PyList_Type, &list, &release_gil,
-                          &size_hint, &progress_object, &idle_seconds))
+    if (!PyArg_ParseTuple(args, "O!p|Od:walk", &PyList_Type, &list, &release_gil,
+                          &progress_object, &idle_seconds))
         return NULL;
+    if (check_open(self) < 0) return NULL;
     if (record_type == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "use(KeyRecord) first");
         return NULL;
@@ -419,11 +532,12 @@ static PyObject *encode_shards(PyObject *Py_UNUSED(module), PyObject *args) {
         Py_INCREF(shard);
         shards[held] = shard;
     }
-    size_t first = size_hint > 0 ? (size_t)size_hint : ((size_t)1 << 16);
-    Output out = {PyMem_RawMalloc(first), 0, first, 0, NULL};
-    if (out.data == NULL) out.failed = 1;
-    int encoded = held == count && !out.failed;
+    /* In place, in the room left in the bytes object. */
+    Output out = {PyBytes_AS_STRING(self->bytes) + self->length, 0,
+                  (size_t)(PyBytes_GET_SIZE(self->bytes) - self->length), 0, 0, NULL};
+    int encoded = held == count;
     if (encoded) {
+        self->busy = 1;
         if (release_gil) {
             Py_BEGIN_ALLOW_THREADS
             encoded = idle_seconds > 0 ? walk_idle_first(&out, shards, count, &progress, idle_seconds)
@@ -432,6 +546,7 @@ static PyObject *encode_shards(PyObject *Py_UNUSED(module), PyObject *args) {
         } else {
             encoded = walk(&out, shards, count, &progress);
         }
+        self->busy = 0;
     }
     if (progress.buf != NULL) PyBuffer_Release(&progress);
     for (Py_ssize_t i = 0; i < held; i++) Py_DECREF(shards[i]);
@@ -440,18 +555,96 @@ static PyObject *encode_shards(PyObject *Py_UNUSED(module), PyObject *args) {
     if (out.failed) {
         PyErr_NoMemory();
     } else if (!encoded) {
-        result = Py_NewRef(Py_None);
-    } else if ((result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)out.length)) != NULL) {
-        char *into = PyBytes_AS_STRING(result);
-        if (release_gil) { /* megabytes: copied while the other threads run */
-            Py_BEGIN_ALLOW_THREADS
-            memcpy(into, out.data, out.length);
-            Py_END_ALLOW_THREADS
-        } else {
-            memcpy(into, out.data, out.length);
-        }
+        result = Py_NewRef(Py_False); /* whatever it wrote in place lies past `length` */
+    } else if (!out.owned) {
+        self->length += (Py_ssize_t)out.length;
+        result = Py_NewRef(Py_True);
+    } else { /* it ran out of room: written elsewhere, copied in after growing */
+        self->busy = 1;
+        int failed = put(self, out.data, out.length) < 0;
+        self->busy = 0;
+        if (!failed) result = Py_NewRef(Py_True);
     }
-    PyMem_RawFree(out.data);
+    release_output(&out);
+    return result;
+}
+
+PyDoc_STRVAR(builder_finish_doc,
+             "finish() -> bytes: what was written; the builder takes no more after.");
+
+static PyObject *builder_finish(Builder *self, PyObject *Py_UNUSED(unused)) {
+    if (check_open(self) < 0) return NULL;
+    PyObject *bytes = self->bytes;
+    self->bytes = NULL;
+    if (PyBytes_GET_SIZE(bytes) != self->length && _PyBytes_Resize(&bytes, self->length) < 0)
+        return NULL; /* (it freed the bytes) */
+    return bytes;
+}
+
+PyDoc_STRVAR(builder_length_doc, "The bytes written so far.");
+
+static PyObject *builder_get_length(Builder *self, void *Py_UNUSED(closure)) {
+    return PyLong_FromSsize_t(self->length);
+}
+
+static PyMethodDef builder_methods[] = {
+    {"append", (PyCFunction)builder_append, METH_O, builder_append_doc},
+    {"walk", (PyCFunction)builder_walk, METH_VARARGS, builder_walk_doc},
+    {"finish", (PyCFunction)builder_finish, METH_NOARGS, builder_finish_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef builder_getset[] = {
+    {"length", (getter)builder_get_length, NULL, builder_length_doc, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(builder_doc,
+             "Builder(capacity=0): a bytes object written front to back (`append`, `walk`)\n"
+             "and handed over by `finish`, its memory reserved up front (`capacity`, grown\n"
+             "as needed): a snapshot is written in place, not assembled from copies.");
+
+static PyTypeObject BuilderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "raftkv.kv.snapshot_native.Builder",
+    .tp_basicsize = sizeof(Builder),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = builder_doc,
+    .tp_new = builder_new,
+    .tp_dealloc = (destructor)builder_dealloc,
+    .tp_methods = builder_methods,
+    .tp_getset = builder_getset,
+};
+
+PyDoc_STRVAR(encode_shards_doc,
+             "encode_shards(shards, release_gil, size_hint=0, progress=None, idle_seconds=0.0)\n"
+             "-> bytes | None\n\n"
+             "`Builder(size_hint).walk(...)` alone: the walk's bytes, or None where `walk`\n"
+             "answers False.");
+
+static PyObject *encode_shards(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *list;
+    int release_gil;
+    Py_ssize_t size_hint = 0;
+    PyObject *progress_object = Py_None;
+    double idle_seconds = 0.0;
+    if (!PyArg_ParseTuple(args, "O!p|nOd:encode_shards", &PyList_Type, &list, &release_gil,
+                          &size_hint, &progress_object, &idle_seconds))
+        return NULL;
+    Builder *builder = (Builder *)builder_create(&BuilderType, size_hint > 0 ? size_hint : 0);
+    if (builder == NULL) return NULL;
+    PyObject *walk_args = Py_BuildValue("(OOOd)", list, release_gil ? Py_True : Py_False,
+                                        progress_object, idle_seconds);
+    PyObject *encoded = walk_args == NULL ? NULL : builder_walk(builder, walk_args);
+    Py_XDECREF(walk_args);
+    PyObject *result = NULL;
+    if (encoded == Py_True) {
+        result = builder_finish(builder, NULL);
+    } else if (encoded != NULL) {
+        result = Py_NewRef(Py_None);
+    }
+    Py_XDECREF(encoded);
+    Py_DECREF(builder);
     return result;
 }
 
@@ -482,4 +675,13 @@ static struct PyModuleDef module = {
     NULL,
 };
 
-PyMODINIT_FUNC PyInit_snapshot_native(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit_snapshot_native(void) {
+    if (PyType_Ready(&BuilderType) < 0) return NULL;
+    PyObject *created = PyModule_Create(&module);
+    if (created == NULL) return NULL;
+    if (PyModule_AddObjectRef(created, "Builder", (PyObject *)&BuilderType) < 0) {
+        Py_DECREF(created);
+        return NULL;
+    }
+    return created;
+}
