@@ -121,6 +121,30 @@ def test_a_builder_writes_its_parts_in_order_and_hands_over_the_bytes() -> None:
             builder.finish()
 
 
+def test_a_builder_refuses_a_second_caller_while_it_walks() -> None:
+    """The walk writes into the builder without the GIL: another thread's append or finish
+    meanwhile would move or hand over the bytes under it, so they are refused."""
+    assert native is not None
+    shards = frozen_shards(200_000)
+    builder = native.Builder(0)
+    progress = bytearray(8)
+    walked: list[bool] = []
+    walker = threading.Thread(target=lambda: walked.append(builder.walk(shards, True, progress)))
+    refused = []
+    walker.start()
+    while walker.is_alive():
+        if 0 < int.from_bytes(progress, "little") < len(shards):
+            for call in (lambda: builder.append(b"x"), builder.finish):
+                with contextlib.suppress(RuntimeError):  # refused, as it should be
+                    call()
+                    pytest.fail("a call went through while the walk was under way")
+                refused.append(call)
+            break
+    walker.join()
+    assert refused and walked == [True]
+    assert builder.finish() == msgspec_body(*shards)
+
+
 def test_a_snapshot_is_written_in_place_not_assembled_from_copies() -> None:
     """Every copy of a large snapshot is fresh memory the kernel zeroes on first touch (the
     1 MB row's system time: docs/ARCHITECTURE.md, session 42). Encoding one of 64 MB touches
