@@ -104,8 +104,8 @@ NATIVE_GROUP_RECORDS = 1 << 16
 # thread of idle priority, kv/snapshot_native.c) before the rest is walked at the priority of
 # the thread encoding: a state of a million keys takes about a second of CPU to walk.
 IDLE_SECONDS = 5.0
-# The bytes a key and its record take besides its value, about (`snapshot_native`'s first
-# allocation).
+# The bytes a key and its record take besides its value, about (the room a snapshot's bytes
+# are reserved with, `_size_hint`).
 RECORD_BYTES_GUESS = 48
 
 

@@ -242,7 +242,7 @@ static int put_shard(Output *out, PyObject *shard) {
 }
 
 PyDoc_STRVAR(use_doc,
-             "use(record_type): the KeyRecord type whose instances `encode_shards` reads.\n"
+             "use(record_type): the KeyRecord type whose instances the walks read.\n"
              "Raises if its fields are not the five this module knows, in that order.");
 
 static PyObject *use(PyObject *Py_UNUSED(module), PyObject *type) {
