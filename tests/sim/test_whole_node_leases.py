@@ -11,6 +11,7 @@ import pytest
 
 from raftkv.server.lessor import Lessor
 from raftkv.sim.whole_node import WholeNodeOptions, run_whole_node
+from raftkv.sim.whole_node_leases import LeaseExpiryWatch, LeaseStats
 
 
 @contextlib.contextmanager
@@ -95,3 +96,44 @@ def test_no_leases_leaves_the_lease_client_out() -> None:
     assert result.stats.leases is None
     assert not any(line.startswith("leases:") for line in result.report_lines())
     assert options.replay_command().endswith(" --no-leases")
+
+
+def _watch() -> tuple[LeaseExpiryWatch, list[str]]:
+    failures: list[str] = []
+    return LeaseExpiryWatch(lambda kind, detail: failures.append(detail), LeaseStats()), failures
+
+
+@pytest.mark.parametrize("answer_first", [True, False])
+def test_an_expiry_exactly_a_ttl_after_the_sending_is_not_early(answer_first: bool) -> None:
+    """A keepalive handled the instant it was sent, and the expiry applied the instant the
+    deadline passed: 4.555 - 3.555 is 0.9999999999999996 in floating point, and the check
+    called that early (seed 933114 of a sweep, below)."""
+    watch, failures = _watch()
+    if answer_first:
+        watch.answered(33, 3.555, 1)
+        watch.expired(33, 4.555, node_id=1, index=117)
+    else:
+        watch.expired(33, 4.555, node_id=1, index=117)
+        watch.answered(33, 3.555, 1)
+    assert failures == []
+
+
+@pytest.mark.parametrize("answer_first", [True, False])
+def test_an_expiry_a_millisecond_short_of_the_ttl_is_early(answer_first: bool) -> None:
+    watch, failures = _watch()
+    if answer_first:
+        watch.answered(33, 3.555, 1)
+        watch.expired(33, 4.554, node_id=1, index=117)
+    else:
+        watch.expired(33, 4.554, node_id=1, index=117)
+        watch.answered(33, 3.555, 1)
+    assert len(failures) == 1 and "lease 33 (TTL 1 s)" in failures[0]
+
+
+def test_seed_933114_passes_with_its_expiry_at_exactly_the_ttl() -> None:
+    """Found by sweeping seeds 930000-934999: the lessor expired lease 33 at 4.555, its
+    deadline, set when a keepalive sent at 3.555 was answered that same instant."""
+    result = run_whole_node(WholeNodeOptions(seed=933114))
+    assert result.ok, "\n".join(result.report_lines())
+    leases = result.stats.leases
+    assert leases is not None and leases.expired > 0
