@@ -46,6 +46,7 @@ from raftkv.server.runtime import RaftServer
 from raftkv.sim.event_loop import OWNER, SimulatedEventLoop
 from raftkv.sim.invariants import InvariantChecker, InvariantViolation
 from raftkv.sim.multi_key_ops import MultiKeyMix
+from raftkv.sim.runner import LINEARIZABILITY_STATES_MAX
 from raftkv.sim.sweep import in_workers
 from raftkv.sim.whole_node_clients import ATTEMPT_TIMEOUT_SECONDS, KEYS, KvClient, LoadWriter
 from raftkv.sim.whole_node_durability import DurabilityWatch
@@ -82,7 +83,6 @@ CONVERGENCE_SECONDS = 15.0
 # minutes on one seed). The busiest instants of ordinary runs take some hundreds (at most
 # 90, 230 and 449 with 3, 5 and 7 nodes over seeds 1-30).
 STILL_CLOCK_CALLBACKS_MAX = 100_000
-LINEARIZABILITY_STATES_MAX = 200_000
 TICK_MS = 10
 # Virtual time moves in steps of 1 ms: whatever comes due in one step is concurrent.
 TIME_QUANTUM_SECONDS = 0.001
@@ -752,7 +752,11 @@ class WholeNodeSimulation:
         if result.ok is False:
             self.fail("Linearizability", result.explain())
         elif result.ok is None:
-            self.fail("Linearizability", "UNKNOWN: the checker's search budget ran out")
+            self.fail(
+                "Linearizability",
+                f"UNKNOWN: the checker's search budget ({LINEARIZABILITY_STATES_MAX} states)"
+                " ran out",
+            )
 
     def _check_watches(self) -> None:
         """Every watcher's segments against the changes of the committed log, replayed."""
