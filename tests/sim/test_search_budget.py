@@ -1,7 +1,7 @@
 """Seeds whose client history the linearizability search needed more than 200,000
-configurations to settle (972157 over 2,000,000) (the simulators' budget until session 43, when sweeps of seeds
-930000-981999 ended three runs `UNKNOWN`, failed as proving nothing): with the budget at
-`LINEARIZABILITY_STATES_MAX` each is shown linearizable, as it is."""
+configurations to settle (the simulators' budget until session 43, when sweeps of seeds
+930000-981999 ended four runs `UNKNOWN`, failed as proving nothing; 972157 needed over
+2,000,000): with the budget at `LINEARIZABILITY_STATES_MAX` each is shown linearizable."""
 
 from __future__ import annotations
 
