@@ -16,7 +16,11 @@ from raftkv.client.errors import (
     Unreachable,
     error_from_answer,
 )
-from raftkv.client.limits import BACKOFF_MAX_SECONDS
+from raftkv.client.limits import (
+    BACKOFF_INITIAL_SECONDS,
+    BACKOFF_MAX_SECONDS,
+    LAST_ATTEMPT_SECONDS_MIN,
+)
 from raftkv.client.routing import ClusterView, Router
 
 ADDRESSES = {1: ("127.0.0.1", 8001), 2: ("127.0.0.1", 8002), 3: ("127.0.0.1", 8003)}
@@ -103,6 +107,36 @@ def test_a_pause_never_passes_the_deadline() -> None:
     router = _router(ClusterView({1: ADDRESSES[1]}), clock, timeout=0.01)
     clock.now += 0.009
     assert router.failed(_unreachable(1)) <= 0.001 + 1e-9
+
+
+def test_a_pause_that_would_leave_a_sliver_lasts_to_the_deadline() -> None:
+    # Regression: a pause ending 0.3 ms before the deadline let a write go out with a 0.3 ms
+    # timeout, which expired before the node's no_leader answer came: a write never appended
+    # was reported OutcomeUnknown (test_session_expiry's timeout test, once in many runs).
+    clock = FakeClock()
+    router = _router(ClusterView({1: ADDRESSES[1]}), clock, timeout=0.3)
+    router.attempt_timeout_seconds()
+    clock.now += 0.3 - BACKOFF_INITIAL_SECONDS / 2 - LAST_ATTEMPT_SECONDS_MIN / 2
+    pause = router.failed(NoLeader("electing"))
+    assert pause == pytest.approx(0.3 - (clock.now - 100.0))
+    clock.now += pause
+    with pytest.raises(NoLeader):
+        router.attempt_timeout_seconds()
+
+
+def test_no_attempt_but_the_first_begins_with_a_sliver_left() -> None:
+    clock = FakeClock()
+    router = _router(ClusterView(ADDRESSES), clock, timeout=0.01)
+    assert router.attempt_timeout_seconds() == pytest.approx(0.01)  # the first always goes
+    router.failed(NotLeader(2))  # followed at once, no pause
+    clock.now += 0.01 - LAST_ATTEMPT_SECONDS_MIN / 4
+    with pytest.raises(Timeout):
+        router.attempt_timeout_seconds()
+    router = _router(ClusterView(ADDRESSES), clock, timeout=1.0)
+    router.attempt_timeout_seconds()
+    router.failed(NotLeader(2))
+    clock.now += 1.0 - LAST_ATTEMPT_SECONDS_MIN * 2
+    assert router.attempt_timeout_seconds() == pytest.approx(LAST_ATTEMPT_SECONDS_MIN * 2)
 
 
 def test_target_reports_not_leader_and_retries_only_itself() -> None:

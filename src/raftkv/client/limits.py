@@ -11,6 +11,11 @@ CONNECT_TIMEOUT_SECONDS = 1.0
 # node that accepts and then hangs (a partitioned old leader) still leaves time to ask another.
 ATTEMPT_TIMEOUT_SHARE = 0.5
 ATTEMPT_TIMEOUT_SECONDS_MIN = 1.0
+# No attempt but the first is begun with less than this left of the overall timeout, and a
+# pause that would leave less lasts to the deadline instead: an attempt cut off before a node
+# could answer tells nothing, and for a write it turns a refusal (never appended) into an
+# outcome unknown.
+LAST_ATTEMPT_SECONDS_MIN = 0.02
 # Pause between rounds of failed attempts: short at first (an election takes a few hundred
 # milliseconds), doubling up to the cap, jittered so many clients do not retry in lockstep.
 BACKOFF_INITIAL_SECONDS = 0.02

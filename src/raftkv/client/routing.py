@@ -23,6 +23,7 @@ from raftkv.client.limits import (
     BACKOFF_INITIAL_SECONDS,
     BACKOFF_MAX_SECONDS,
     CONNECT_TIMEOUT_SECONDS,
+    LAST_ATTEMPT_SECONDS_MIN,
 )
 
 # Bounds the backoff exponent so the float never overflows however long the cluster is down.
@@ -143,6 +144,7 @@ class Router:
         self._rng = rng
         self._clock = clock
         self._deadline = clock() + timeout_seconds
+        self._attempts = 0
         self._failures_since_pause = 0
         self._pauses = 0
         self._last_error: errors.ClientError | None = None
@@ -150,8 +152,9 @@ class Router:
     def attempt_timeout_seconds(self) -> float:
         """How long the next attempt may take; raises the final error once time is up."""
         remaining = self._deadline - self._clock()
-        if remaining <= 0:
+        if remaining <= 0 or (self._attempts > 0 and remaining < LAST_ATTEMPT_SECONDS_MIN):
             raise self._expired()
+        self._attempts += 1
         return attempt_timeout_for(self.timeout_seconds, remaining)
 
     def succeeded(self, leader_id: int | None) -> None:
@@ -190,8 +193,12 @@ class Router:
         # Half the ceiling is a floor so a cluster that keeps failing is never asked in a
         # tight loop; the jitter keeps many clients from retrying in lockstep.
         delay = self._rng.uniform(ceiling / 2, ceiling)
-        # Never sleep past the deadline: the next attempt_timeout_seconds() then reports it.
-        return max(0.0, min(delay, self._deadline - self._clock()))
+        # Never sleep past the deadline, nor stop just short of it (LAST_ATTEMPT_SECONDS_MIN):
+        # the next attempt_timeout_seconds() then reports the expiry.
+        remaining = self._deadline - self._clock()
+        if remaining - delay < LAST_ATTEMPT_SECONDS_MIN:
+            delay = remaining
+        return max(0.0, delay)
 
     def _expired(self) -> errors.ClientError:
         if self.target is not None:
