@@ -110,9 +110,10 @@ def test_a_pause_never_passes_the_deadline() -> None:
 
 
 def test_a_pause_that_would_leave_a_sliver_lasts_to_the_deadline() -> None:
-    # Regression: a pause ending 0.3 ms before the deadline let a write go out with a 0.3 ms
-    # timeout, which expired before the node's no_leader answer came: a write never appended
-    # was reported OutcomeUnknown (test_session_expiry's timeout test, once in many runs).
+    # Regression: a pause could end a fraction of a millisecond before the deadline and let
+    # a write go out with that fraction as its timeout, which expires before the node's
+    # no_leader answer comes: a write never appended is then reported OutcomeUnknown (the
+    # likely cause of test_session_expiry's timeout test failing once in many runs).
     clock = FakeClock()
     router = _router(ClusterView({1: ADDRESSES[1]}), clock, timeout=0.3)
     router.attempt_timeout_seconds()
