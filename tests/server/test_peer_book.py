@@ -34,7 +34,8 @@ class TransportView:
 
     def __init__(self) -> None:
         self.addresses: dict[int, tuple[str, int]] = {}
-        self.removed: list[int] = []
+        # Peers forgotten, each with the index of the configuration that removed it.
+        self.removed: list[tuple[int, int]] = []
         self.applied: tuple[int, frozenset[int]] = (0, frozenset())
         # Removal notices being dialed: id -> (address, removed_at, on_told).
         self.notices: dict[int, tuple[tuple[str, int], int, Callable[[], None]]] = {}
@@ -44,8 +45,8 @@ class TransportView:
         self.addresses[node_id] = (host, port)
         self.stop_telling(node_id)  # a member again, as the real transports do
 
-    def remove_peer(self, node_id: int) -> None:
-        self.removed.append(node_id)
+    def remove_peer(self, node_id: int, removed_at: int = 0) -> None:
+        self.removed.append((node_id, removed_at))
         self.addresses.pop(node_id, None)
 
     def set_applied_configuration(self, index: int, members: Collection[int]) -> None:
@@ -118,7 +119,7 @@ def test_a_removed_peer_is_forgotten_after_the_grace_period_not_before(directory
     loop.run_for(REMOVED_PEER_GRACE_SECONDS * 0.9)
     assert transport.removed == []
     loop.run_for(REMOVED_PEER_GRACE_SECONDS * 0.2)
-    assert transport.removed == [3]
+    assert transport.removed == [(3, 9)]
     assert not book.removed.is_set()
     loop.close()
 
@@ -150,7 +151,7 @@ def test_a_peer_dropped_learnt_again_then_removed_gets_the_whole_grace(
     loop.run_for(REMOVED_PEER_GRACE_SECONDS * 0.6)
     assert transport.removed == []
     loop.run_for(REMOVED_PEER_GRACE_SECONDS * 0.6)
-    assert transport.removed == [3]
+    assert transport.removed == [(3, 9)]
     book.close()
     loop.close()
 
@@ -214,7 +215,7 @@ def test_a_peer_learnt_from_a_configuration_truncated_away_is_forgotten(
     assert 4 not in book.addresses
     assert 4 not in load_peer_addresses(directory.path, OS_FILE_SYSTEM)
     loop.run_for(REMOVED_PEER_GRACE_SECONDS * 1.1)
-    assert transport.removed == [4]
+    assert transport.removed == [(4, 9)]
     assert set(transport.addresses) == {1, 3}
     loop.close()
 

@@ -40,7 +40,7 @@ class RecordingTransport:
     def set_peer_address(self, node_id: int, host: str, port: int) -> None:
         self.addresses[node_id] = (host, port)
 
-    def remove_peer(self, node_id: int) -> None:
+    def remove_peer(self, node_id: int, removed_at: int = 0) -> None:
         self.addresses.pop(node_id, None)
 
 

@@ -112,6 +112,19 @@ def test_a_disk_made_after_the_heal_fails_no_more() -> None:
     assert result.stats.liveness == "OK"
 
 
+def test_a_member_re_added_under_a_removed_id_reaches_a_node_that_missed_the_re_add() -> None:
+    """Seed 998202 with 7 nodes: node 4, removed at index 6 and re-added at 41, led the
+    healed cluster while node 3 had applied only up to 39. Node 3's transport refused node 4
+    as a removed peer whatever its handshake said (a member since 41), and no other node
+    leads to teach it the re-add: "no convergence: node 3 applied 39 of 66". A removed
+    peer that became a member again after the removal is now accepted
+    (tests/transport/test_removal_refusal.py)."""
+    result = run_whole_node(WholeNodeOptions(seed=998202, nodes=7, seconds=6))
+    assert result.ok, "\n".join(result.report_lines())
+    assert result.stats.liveness == "OK"
+    assert result.stats.joins >= 1 and result.stats.removals >= 1
+
+
 def test_a_run_whose_clock_stands_still_fails_instead_of_running_forever(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -82,7 +82,7 @@ def test_the_removal_is_checked_even_for_a_peer_this_node_still_dials() -> None:
 
 
 def test_the_transient_refusal_of_a_removed_peer_is_not_a_proof() -> None:
-    # `remove_peer` refuses the peer without knowing when it joined: it may be a node re-added
+    # `remove_peer` refuses a peer that tells no `member_since`: it may be a node re-added
     # under that id, whose re-add this node has not appended yet. No `removed_at`, no stop.
     refusal = check_handshake(
         handshake(member_since=0),
@@ -91,8 +91,55 @@ def test_the_transient_refusal_of_a_removed_peer_is_not_a_proof() -> None:
         lease_settings=LEASE_SETTINGS,
         known_peers={3},
         accept_unknown_peers=False,
-        removed_peers={2},
+        removed_peers={2: 40},
         applied=APPLIED,
+    )
+    assert refusal is not None and refusal.kind == "removed node" and refusal.removed_at == 0
+
+
+@pytest.mark.parametrize(
+    ("member_since", "accepted"),
+    [
+        (41, True),  # re-added after the removal this node knows of (seed 998202's case)
+        (6, False),  # the incarnation the configuration at 6 removed
+        (5, False),
+        (0, False),  # says nothing: cannot prove it came back
+    ],
+)
+def test_a_removed_peer_made_a_member_again_since_is_accepted(
+    member_since: int, accepted: bool
+) -> None:
+    # Regression (whole-node seed 998202, 7 nodes): node 4, removed at 6 and re-added at 41,
+    # became leader while node 3 had applied only up to 39. Node 3 refused it as removed,
+    # and could learn of the re-add from no one else: it never caught up.
+    refusal = check_handshake(
+        handshake(member_since=member_since, peer_address="127.0.0.1:7002"),
+        cluster_id=CLUSTER_ID,
+        node_id=1,
+        lease_settings=LEASE_SETTINGS,
+        known_peers={3},
+        accept_unknown_peers=False,
+        removed_peers={2: 6},
+        applied=AppliedConfiguration(index=6, members=frozenset({1, 3})),
+    )
+    if accepted:
+        assert refusal is None
+    else:
+        assert refusal is not None and refusal.kind == "removed node"
+
+
+def test_a_removal_this_node_only_appended_still_refuses_the_removed_incarnation() -> None:
+    # Removed by the configuration at 50, appended here but not yet applied (applied: 6):
+    # a member since 41 is the incarnation it removed, not a new one.
+    refusal = check_handshake(
+        handshake(member_since=41, peer_address="127.0.0.1:7002"),
+        cluster_id=CLUSTER_ID,
+        node_id=1,
+        lease_settings=LEASE_SETTINGS,
+        known_peers={3},
+        accept_unknown_peers=False,
+        removed_peers={2: 50},
+        applied=AppliedConfiguration(index=6, members=frozenset({1, 3})),
     )
     assert refusal is not None and refusal.kind == "removed node" and refusal.removed_at == 0
 

@@ -160,7 +160,7 @@ class PeerBook:
             self._tell_removed(previous_members - membership.members, index)
         changed = self._learn(membership)
         if membership.addresses:
-            changed = self._drop_addresses_outside(membership.members) or changed
+            changed = self._drop_addresses_outside(membership.members, index) or changed
         if changed:
             self._save()
 
@@ -182,7 +182,7 @@ class PeerBook:
                 # A removed peer re-added by a configuration now truncated away: learning
                 # it withdrew its removal notice from the transport; it is told again.
                 resumed = [p for p in self.removal_notices if p in self.addresses and p not in keep]
-                changed = self._drop_addresses_outside(keep) or changed
+                changed = self._drop_addresses_outside(keep, index) or changed
                 for peer in resumed:
                     self._start_telling(peer)
             if changed:
@@ -293,8 +293,9 @@ class PeerBook:
                 changed = True
         return changed
 
-    def _drop_addresses_outside(self, members: frozenset[int]) -> bool:
-        """Stop knowing the address of every peer not in `members`; whether any."""
+    def _drop_addresses_outside(self, members: frozenset[int], index: int) -> bool:
+        """Stop knowing the address of every peer not in `members` (the configuration at
+        `index`, or it and the applied one); whether any."""
         dropped = False
         for member in list(self.addresses):
             if member != self.node_id and member not in members:
@@ -305,15 +306,15 @@ class PeerBook:
                 if earlier is not None:
                     earlier.cancel()
                 self._forgetting[member] = asyncio.get_running_loop().call_later(
-                    REMOVED_PEER_GRACE_SECONDS, self._forget, member
+                    REMOVED_PEER_GRACE_SECONDS, self._forget, member, index
                 )
                 dropped = True
         return dropped
 
-    def _forget(self, member: int) -> None:
+    def _forget(self, member: int, removed_at: int) -> None:
         self._forgetting.pop(member, None)
         if member not in self.addresses and self._transport is not None:
-            self._transport.remove_peer(member)
+            self._transport.remove_peer(member, removed_at)
             logger.info("no longer dialing node%d: not in the configuration", member)
 
     def _save_notices(self) -> None:

@@ -132,8 +132,12 @@ class Transport(Protocol):
     def set_peer_address(self, node_id: int, host: str, port: int) -> None:
         """Add a peer or move it to a new address (membership changes, `--peers`)."""
 
-    def remove_peer(self, node_id: int) -> None:
-        """Forget a peer: drop its queue, close its connections, refuse it from now on."""
+    def remove_peer(self, node_id: int, removed_at: int = 0) -> None:
+        """Forget a peer: drop its queue, close its connections, refuse it from now on,
+        unless it was made a member again after `removed_at` (the index of the
+        configuration that removed it; 0: not known): a node re-added under its id says so
+        in its handshake (`member_since`), and this node may not have that configuration
+        yet (it learns it from that very node when it leads)."""
 
     def set_applied_configuration(self, index: int, members: Collection[int]) -> None:
         """The newest configuration this node applied: a dialer that joined before `index`

@@ -12,7 +12,7 @@ Version 2 added `lease`: the settings a leader lease relies on every node sharin
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -280,7 +280,7 @@ def check_handshake(
     lease_settings: LeaseSettings,
     known_peers: Container[int],
     accept_unknown_peers: bool,
-    removed_peers: Container[int] = (),
+    removed_peers: Mapping[int, int] | None = None,
     applied: AppliedConfiguration = NO_CONFIGURATION,
 ) -> Refusal | None:
     """Why the handshake is refused, or None when it is accepted.
@@ -321,8 +321,12 @@ def check_handshake(
         return removed
     if handshake.node_id not in known_peers and not accept_unknown_peers:
         # A member this node has not heard of yet is welcome if it says where to answer it;
-        # a removed one is not (it has left, and its messages would only disrupt).
-        if handshake.node_id in removed_peers:
+        # a removed one is not (it has left, and its messages would only disrupt), unless
+        # it was made a member again after the configuration that removed it here (a node
+        # re-added under its id, by a configuration this node has yet to learn: refused,
+        # it could never teach it, were it the leader; seed 998202 with 7 nodes).
+        removed_at = None if removed_peers is None else removed_peers.get(handshake.node_id)
+        if removed_at is not None and handshake.member_since <= removed_at:
             return Refusal.same(
                 f"node id {handshake.node_id} was removed from the cluster", "removed node"
             )

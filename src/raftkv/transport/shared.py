@@ -133,7 +133,8 @@ class TransportBase(ABC):
         self._client_addresses: dict[int, str] = {}
         # Peers removed with `remove_peer` (until given an address again): refused even
         # when their handshake says where to reach them.
-        self._removed_peers: set[int] = set()
+        # Each removed peer, with the index of the configuration that removed it.
+        self._removed_peers: dict[int, int] = {}
         # Peers accepted without being known, on the address their handshake named.
         self._adopted_peers: set[int] = set()
         # The `member_since` of each peer whose handshake was accepted (its latest): when a
@@ -222,7 +223,7 @@ class TransportBase(ABC):
     def set_peer_address(self, node_id: int, host: str, port: int) -> None:
         if node_id == self._node_id:
             return  # a membership list includes this node; it never dials itself
-        self._removed_peers.discard(node_id)
+        self._removed_peers.pop(node_id, None)
         self.stop_telling(node_id)  # a member again
         link = self._links.get(node_id)
         if link is None:
@@ -232,8 +233,8 @@ class TransportBase(ABC):
         elif (link.host, link.port) != (host, port):
             self._retire(link.move(host, port))
 
-    def remove_peer(self, node_id: int) -> None:
-        self._removed_peers.add(node_id)
+    def remove_peer(self, node_id: int, removed_at: int = 0) -> None:
+        self._removed_peers[node_id] = max(removed_at, self._removed_peers.get(node_id, 0))
         self._adopted_peers.discard(node_id)
         link = self._links.pop(node_id, None)
         if link is not None:
@@ -274,7 +275,7 @@ class TransportBase(ABC):
             if was_removed(peer, since, applied):
                 del self._accepted_member_since[peer]
                 if peer in self._adopted_peers:
-                    self.remove_peer(peer)  # dialed back only because it dialed us
+                    self.remove_peer(peer, applied.index)  # dialed back only because it dialed us
                 self._forget_inbound(peer)
 
     @property
