@@ -6,6 +6,8 @@ of it through `on_removed_by` (the server stops on it: tests/server/test_removed
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from raftkv.transport.handshake import (
@@ -128,6 +130,22 @@ def test_a_removed_peer_made_a_member_again_since_is_accepted(
         assert refusal is not None and refusal.kind == "removed node"
 
 
+def test_a_peer_removed_without_an_index_is_refused_whatever_it_says() -> None:
+    # `remove_peer(node)` without the configuration's index (an embedder's call): no
+    # member_since can be shown to come after it.
+    refusal = check_handshake(
+        handshake(member_since=41, peer_address="127.0.0.1:7002"),
+        cluster_id=CLUSTER_ID,
+        node_id=1,
+        lease_settings=LEASE_SETTINGS,
+        known_peers={3},
+        accept_unknown_peers=False,
+        removed_peers={2: 0},
+        applied=AppliedConfiguration(index=6, members=frozenset({1, 3})),
+    )
+    assert refusal is not None and refusal.kind == "removed node"
+
+
 def test_a_removal_this_node_only_appended_still_refuses_the_removed_incarnation() -> None:
     # Removed by the configuration at 50, appended here but not yet applied (applied: 6):
     # a member since 41 is the incarnation it removed, not a new one.
@@ -193,5 +211,38 @@ def test_a_peer_connected_before_its_removal_was_applied_is_told_too(kind: str) 
         assert not removed.is_connected(1)
         # It was dialed back only because it dialed: that link is gone too.
         assert 2 not in member.counters().peers or not member.is_connected(2)
+
+    run_on_network(kind, body)
+
+
+@pytest.mark.parametrize("kind", NETWORK_KINDS)
+def test_a_peer_removed_here_is_accepted_again_once_re_added_past_the_removal(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="raftkv.transport")
+
+    async def body(network: Network) -> None:
+        member = network.create(1, Inbox())
+        await member.start()
+        member.set_applied_configuration(6, {1, 3})
+        dialers = {}
+        # Node 4 was removed here by the configuration at 6 and re-added at 41, which node
+        # 1 has not learnt; node 5 was removed without an index, so nothing it says counts.
+        for node_id, removed_at in ((4, 6), (5, 0)):
+            dialer = network.create(node_id, Inbox(), member_since=41)
+            await dialer.start()
+            member.set_peer_address(node_id, *dialer.listen_address)
+            member.remove_peer(node_id, removed_at)
+            dialer.set_peer_address(1, *member.listen_address)
+            dialers[node_id] = dialer
+        await wait_until(lambda: dialers[4].is_connected(1), "node 4 accepted")
+        await wait_until(
+            lambda: any(
+                "node id 5 was removed from the cluster" in record.getMessage()
+                for record in caplog.records
+            ),
+            "node 5 refused",
+        )
+        assert not dialers[5].is_connected(1)
 
     run_on_network(kind, body)

@@ -325,8 +325,9 @@ def check_handshake(
         # it was made a member again after the configuration that removed it here (a node
         # re-added under its id, by a configuration this node has yet to learn: refused,
         # it could never teach it, were it the leader; seed 998202 with 7 nodes).
+        # (A removal at index 0, not known, refuses it whatever it says.)
         removed_at = None if removed_peers is None else removed_peers.get(handshake.node_id)
-        if removed_at is not None and handshake.member_since <= removed_at:
+        if removed_at is not None and (removed_at == 0 or handshake.member_since <= removed_at):
             return Refusal.same(
                 f"node id {handshake.node_id} was removed from the cluster", "removed node"
             )

@@ -131,9 +131,10 @@ class TransportBase(ABC):
         self._notices: dict[int, PeerLink] = {}
         self._counters = TransportCounters()
         self._client_addresses: dict[int, str] = {}
-        # Peers removed with `remove_peer` (until given an address again): refused even
-        # when their handshake says where to reach them.
-        # Each removed peer, with the index of the configuration that removed it.
+        # Peers removed with `remove_peer` (until given an address again), each with the
+        # index of the configuration that removed it (0: not known): refused even when
+        # their handshake says where to reach them, unless it says they became members
+        # again after that index.
         self._removed_peers: dict[int, int] = {}
         # Peers accepted without being known, on the address their handshake named.
         self._adopted_peers: set[int] = set()
@@ -234,7 +235,10 @@ class TransportBase(ABC):
             self._retire(link.move(host, port))
 
     def remove_peer(self, node_id: int, removed_at: int = 0) -> None:
-        self._removed_peers[node_id] = max(removed_at, self._removed_peers.get(node_id, 0))
+        earlier = self._removed_peers.get(node_id)
+        # Not known (0) stays not known: the peer is refused whatever it says.
+        known = removed_at > 0 and earlier != 0
+        self._removed_peers[node_id] = max(removed_at, earlier or 0) if known else 0
         self._adopted_peers.discard(node_id)
         link = self._links.pop(node_id, None)
         if link is not None:
