@@ -15,6 +15,7 @@ from raftkv.transport.handshake import (
     PROTOCOL_VERSION,
     AppliedConfiguration,
     Handshake,
+    Refusal,
     check_handshake,
     removal_refusal,
 )
@@ -99,6 +100,24 @@ def test_the_transient_refusal_of_a_removed_peer_is_not_a_proof() -> None:
     assert refusal is not None and refusal.kind == "removed node" and refusal.removed_at == 0
 
 
+# Node 2 was removed here by the configuration at `removed_at` (0: at an index not known);
+# this node applied the configuration at 6, which does not hold it.
+APPLIED_AT_6 = AppliedConfiguration(index=6, members=frozenset({1, 3}))
+
+
+def refusal_of_removed_dialer(member_since: int, removed_at: int) -> Refusal | None:
+    return check_handshake(
+        handshake(member_since=member_since, peer_address="127.0.0.1:7002"),
+        cluster_id=CLUSTER_ID,
+        node_id=1,
+        lease_settings=LEASE_SETTINGS,
+        known_peers={3},
+        accept_unknown_peers=False,
+        removed_peers={2: removed_at},
+        applied=APPLIED_AT_6,
+    )
+
+
 @pytest.mark.parametrize(
     ("member_since", "accepted"),
     [
@@ -114,16 +133,7 @@ def test_a_removed_peer_made_a_member_again_since_is_accepted(
     # Regression (whole-node seed 998202, 7 nodes): node 4, removed at 6 and re-added at 41,
     # became leader while node 3 had applied only up to 39. Node 3 refused it as removed,
     # and could learn of the re-add from no one else: it never caught up.
-    refusal = check_handshake(
-        handshake(member_since=member_since, peer_address="127.0.0.1:7002"),
-        cluster_id=CLUSTER_ID,
-        node_id=1,
-        lease_settings=LEASE_SETTINGS,
-        known_peers={3},
-        accept_unknown_peers=False,
-        removed_peers={2: 6},
-        applied=AppliedConfiguration(index=6, members=frozenset({1, 3})),
-    )
+    refusal = refusal_of_removed_dialer(member_since, removed_at=6)
     if accepted:
         assert refusal is None
     else:
@@ -133,32 +143,14 @@ def test_a_removed_peer_made_a_member_again_since_is_accepted(
 def test_a_peer_removed_without_an_index_is_refused_whatever_it_says() -> None:
     # `remove_peer(node)` without the configuration's index (an embedder's call): no
     # member_since can be shown to come after it.
-    refusal = check_handshake(
-        handshake(member_since=41, peer_address="127.0.0.1:7002"),
-        cluster_id=CLUSTER_ID,
-        node_id=1,
-        lease_settings=LEASE_SETTINGS,
-        known_peers={3},
-        accept_unknown_peers=False,
-        removed_peers={2: 0},
-        applied=AppliedConfiguration(index=6, members=frozenset({1, 3})),
-    )
+    refusal = refusal_of_removed_dialer(41, removed_at=0)
     assert refusal is not None and refusal.kind == "removed node"
 
 
 def test_a_removal_this_node_only_appended_still_refuses_the_removed_incarnation() -> None:
     # Removed by the configuration at 50, appended here but not yet applied (applied: 6):
     # a member since 41 is the incarnation it removed, not a new one.
-    refusal = check_handshake(
-        handshake(member_since=41, peer_address="127.0.0.1:7002"),
-        cluster_id=CLUSTER_ID,
-        node_id=1,
-        lease_settings=LEASE_SETTINGS,
-        known_peers={3},
-        accept_unknown_peers=False,
-        removed_peers={2: 50},
-        applied=AppliedConfiguration(index=6, members=frozenset({1, 3})),
-    )
+    refusal = refusal_of_removed_dialer(41, removed_at=50)
     assert refusal is not None and refusal.kind == "removed node" and refusal.removed_at == 0
 
 
