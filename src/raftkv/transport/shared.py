@@ -235,10 +235,9 @@ class TransportBase(ABC):
             self._retire(link.move(host, port))
 
     def remove_peer(self, node_id: int, removed_at: int = 0) -> None:
-        earlier = self._removed_peers.get(node_id)
-        # Not known (0) stays not known: the peer is refused whatever it says.
-        known = removed_at > 0 and earlier != 0
-        self._removed_peers[node_id] = max(removed_at, earlier or 0) if known else 0
+        earlier = self._removed_peers.get(node_id, removed_at)
+        # Not known (0) wins: such a peer is refused whatever it says.
+        self._removed_peers[node_id] = 0 if 0 in (earlier, removed_at) else max(earlier, removed_at)
         self._adopted_peers.discard(node_id)
         link = self._links.pop(node_id, None)
         if link is not None:
