@@ -261,3 +261,14 @@ def test_the_watch_limits_reach_the_node_options(tmp_path: Path) -> None:
     assert (defaults.watchers_max, defaults.history.events_max) == (4096, 100_000)
     with pytest.raises(SystemExit):
         main(["--id", "1", "--watch-history-events", "0", "--print-config"], {})
+
+
+def test_quorum_first_replication_is_on_unless_turned_off_from_any_source(
+    tmp_path: Path,
+) -> None:
+    assert options_from(effective(["--id", "1"])).quorum_first is True
+    assert options_from(effective(["--id", "1", "--no-quorum-first"])).quorum_first is False
+    off = effective(["--id", "1"], {"RAFTKV_QUORUM_FIRST": "false"})
+    assert options_from(off).quorum_first is False
+    path = config_file(tmp_path, "id = 1\nquorum-first = false\n")
+    assert options_from(effective(["--config", path])).quorum_first is False

@@ -23,6 +23,9 @@ class Cluster:
     ) -> None:
         self.ids = sorted(node_ids)
         self.seed = seed
+        # The paper's rules are tested with every follower sent every entry at once;
+        # quorum-first replication has its own tests (test_quorum_first.py).
+        config.setdefault("quorum_first", False)
         self.config = config
         self.nodes: dict[int, RaftNode] = {}
         self.logs: dict[int, MemoryLogStore] = {}

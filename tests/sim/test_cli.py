@@ -6,6 +6,8 @@ import pytest
 
 from raftkv.cli.sim import main
 from raftkv.core.replication import Replication
+from raftkv.sim.options import SimulationOptions
+from raftkv.sim.whole_node import WholeNodeOptions
 from tests.sim.test_checks_fail import FIGURE_8_SEEDS, commit_by_counting_any_term
 
 
@@ -104,3 +106,53 @@ def test_jobs_usage_errors(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
+
+
+def _sent_messages(out: str) -> int:
+    line = next(line for line in out.splitlines() if line.startswith("messages: sent="))
+    return int(line.split("sent=")[1].split()[0])
+
+
+def test_replication_is_fixed_by_the_flag_and_said_in_the_tuning_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--seed", "3", "--ticks", "600", "--faults", "none"]
+    assert main([*argv, "--replication", "quorum-first"]) == 0
+    quorum_first = capsys.readouterr().out
+    assert main([*argv, "--replication", "all"]) == 0
+    everyone = capsys.readouterr().out
+    tuning = [line for line in quorum_first.splitlines() if line.startswith("core tuning:")]
+    assert tuning and tuning[0].endswith(" quorum-first")
+    assert " quorum-first" not in everyone
+    # The leader's lone writes went to one follower of two, the other caught up per tick.
+    assert _sent_messages(quorum_first) < _sent_messages(everyone)
+
+
+def test_the_replication_flag_is_in_the_replay_and_sweep_lines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert "--replication" not in SimulationOptions(seed=1).replay_command()
+    replay = SimulationOptions(seed=1, replication="all").replay_command()
+    assert replay.endswith(" --replication all")
+    argv = ["--sweep", "1-2", "--ticks", "300", "--workload", "none", "--replication", "all"]
+    assert main(argv) == 0
+    assert "workload=none replication=all: 2 ok" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--seed", "1", "--replication", "some"])
+    with pytest.raises(ValueError, match="replication"):
+        SimulationOptions(seed=1, replication="some")
+
+
+def test_the_whole_node_simulator_takes_replication_from_the_seed_unless_told(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    by_seed = [WholeNodeOptions(seed=seed).nodes_quorum_first for seed in range(8)]
+    assert by_seed == [True, False, False, True, True, False, False, True]
+    assert not WholeNodeOptions(seed=4, replication="all").nodes_quorum_first
+    assert WholeNodeOptions(seed=5, replication="quorum-first").nodes_quorum_first
+    replay = WholeNodeOptions(seed=4, replication="all").replay_command()
+    assert replay.endswith(" --replication all")
+    assert "--replication" not in WholeNodeOptions(seed=4).replay_command()
+    assert main(["--whole-node", "--seed", "4", "--seconds", "1", "--workload", "kv"]) == 0
+    cluster = [line for line in capsys.readouterr().out.splitlines() if "cluster:" in line]
+    assert cluster and "quorum-first" in cluster[0]

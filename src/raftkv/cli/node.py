@@ -195,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
         "follower per write at low load)",
     )
     parser.add_argument(
+        "--no-quorum-first",
+        action="store_true",
+        help="a leader sends every write to every follower at once, instead of a lone "
+        "write to just enough voters to commit it and the rest with its next tick (the "
+        "other followers then hold it a tick sooner, at the cost of a message and a sync "
+        "per follower per write at low load)",
+    )
+    parser.add_argument(
         "--no-follower-batch-scheduling",
         action="store_true",
         help="keep the event loop's thread SCHED_OTHER while this node follows (by default "
@@ -334,6 +342,7 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         check_quorum=not arguments.no_check_quorum,
         follower_reads=not arguments.no_follower_reads,
         defer_commit_notices=not arguments.prompt_commit_notices,
+        quorum_first=not arguments.no_quorum_first,
         follower_batch_scheduling=not arguments.no_follower_batch_scheduling,
         join_token=arguments.join_token or None,
         tls=tls_settings_from(arguments),

@@ -590,7 +590,7 @@ class RaftNode:
         self.log.append([entry])
         if kind == EntryKind.MEMBERSHIP:
             self._set_membership(Membership.decode(data), entry.index)
-        self.replication.broadcast()
+        self.replication.broadcast(command=kind == EntryKind.NORMAL)
         return entry.index, entry.term
 
     # --- terms (§5.1) -------------------------------------------------------------------

@@ -93,6 +93,17 @@ class Replication:
         self._derived_of: Membership | None = None
         self._members_cache: frozenset[int] = frozenset()
         self._plain_voters: list[int] = []
+        # Quorum-first replication (RaftConfig.quorum_first): the proposals since the last
+        # flush (and whether all were commands), the followers the last lone command went
+        # to (chosen again while they stay idle and caught up), and the followers left out
+        # since the last tick, which the next tick sends what they lack.
+        self._proposals_unsent = 0
+        self._only_commands = True
+        self._fast: list[int] = []
+        self._deferred: set[int] = set()
+        # The commit index each was told by the tick that caught it up: the Ready after
+        # that tick tells the others of a commit owed, and it need not be told twice.
+        self._caught_up_told: dict[int, int] = {}
 
     # --- lifecycle ----------------------------------------------------------------------
     def become_leader(self) -> None:
@@ -100,6 +111,7 @@ class Replication:
         self.progress = {}
         self._tracked_members = frozenset()
         self._uncommitted_bytes = 0
+        self._forget_deferrals()
         self._last_heard = {}
         self._last_answer = {}
         self._start_round()
@@ -118,6 +130,14 @@ class Replication:
         self._reads_waiting_for_commit.clear()
         self._reads_unsent.clear()
         self._read_rounds.clear()
+        self._forget_deferrals()
+
+    def _forget_deferrals(self) -> None:
+        self._proposals_unsent = 0
+        self._only_commands = True
+        self._fast = []
+        self._deferred = set()
+        self._caught_up_told = {}
 
     def sync_progress(self) -> None:
         """Track the current members (other than ourselves) while leading.
@@ -170,8 +190,11 @@ class Replication:
             raise ProposalDropped("too many uncommitted bytes; try again")
         self._uncommitted_bytes += size
 
-    def broadcast(self) -> None:
+    def broadcast(self, command: bool = False) -> None:
         self._dirty.update(self.progress)
+        self._proposals_unsent += 1
+        if not command:
+            self._only_commands = False
 
     def has_pending_sends(self) -> bool:
         return bool(
@@ -217,6 +240,8 @@ class Replication:
             if self._transfer_elapsed >= config.election_timeout_ticks:
                 node.events.append(f"leadership transfer to {node.transfer_target} aborted")
                 node.transfer_target = None
+        if self._deferred:
+            self._send_deferred()
         if node.heartbeat_elapsed >= config.heartbeat_ticks:
             node.heartbeat_elapsed = 0
             self._start_round()
@@ -301,6 +326,9 @@ class Replication:
         tell_commit = self._commit_owed and (
             bool(dirty) or self._commit_due or not self.node.config.defer_commit_notices
         )
+        fast = self._quorum_first() if self._proposals_unsent == 1 else None
+        self._proposals_unsent = 0
+        self._only_commands = True
         self._commit_due = False
         if tell_commit:
             self._commit_owed = False
@@ -314,11 +342,68 @@ class Replication:
             if progress.state is _SNAPSHOT:
                 self._send_snapshot(peer, progress)
                 continue
-            sent = self._send_append(peer, progress, tell_commit)
+            if fast is not None and peer not in fast and progress.state is _REPLICATE:
+                self._deferred.add(peer)
+                continue
+            tell = tell_commit and self._caught_up_told.get(peer) != self.node.log.committed
+            sent = self._send_append(peer, progress, tell)
             while sent and progress.state is _REPLICATE:
                 sent = self._send_append(peer, progress, False)
+            if self._deferred:
+                self._deferred.discard(peer)
         self._dirty.clear()
+        if self._caught_up_told:
+            self._caught_up_told.clear()
         self._say_farewell()
+
+    def _quorum_first(self) -> set[int] | None:
+        """The followers a lone command goes to at once (RaftConfig.quorum_first): as few
+        voters as commit it with the leader, each caught up and with nothing in flight, the
+        ones chosen last time first; None (send to every follower) when that does not apply:
+        a membership change or a no-op among the proposals, a joint configuration, a
+        transfer, or a commit some follower waits for (`announce_commit`)."""
+        node = self.node
+        if not node.config.quorum_first or not self._only_commands or self._commit_due:
+            return None
+        if node.transfer_target is not None or self._announce_through > node.log.committed:
+            return None
+        self._members()  # derives `_plain_voters`
+        voters = self._plain_voters
+        if node.id not in voters:
+            return None  # (empty when joint)
+        needed = len(voters) // 2  # a majority, less the leader
+        if needed == 0 or needed >= len(voters) - 1:
+            return None  # nobody left out
+        new_index = node.log.last_index
+        idle: list[int] = []
+        for peer in voters:
+            progress = self.progress.get(peer)
+            if (
+                progress is not None
+                and progress.state is _REPLICATE
+                and not progress.inflight
+                and progress.next == new_index
+            ):
+                idle.append(peer)
+        if len(idle) < needed:
+            return None
+        chosen = [peer for peer in self._fast if peer in idle]
+        chosen.extend(peer for peer in idle if peer not in chosen)
+        self._fast = chosen[:needed]
+        return set(self._fast)
+
+    def _send_deferred(self) -> None:
+        """At a tick, the followers quorum-first replication left out get what they lack
+        and the commit index: one batch a tick each, not a message and a sync per write."""
+        deferred, self._deferred = sorted(self._deferred), set()
+        for peer in deferred:
+            progress = self.progress.get(peer)
+            if progress is None:
+                continue
+            sent = self._send_append(peer, progress, True)
+            while sent and progress.state is _REPLICATE:
+                sent = self._send_append(peer, progress, False)
+            self._caught_up_told[peer] = self.node.log.committed
 
     def _say_farewell(self) -> None:
         """Drop peers whose removal is committed, once they hold the configuration entry

@@ -118,6 +118,10 @@ class NodeOptions:
     # (RaftConfig.defer_commit_notices); False: at once, as before session 38
     # (`--prompt-commit-notices`).
     defer_commit_notices: bool = RaftConfig.defer_commit_notices
+    # A lone write goes at once to as many voters as commit it, the other followers get
+    # it at the next tick (RaftConfig.quorum_first); False: every follower at once, as
+    # before session 45 (`--no-quorum-first`).
+    quorum_first: bool = RaftConfig.quorum_first
     # The event loop's thread runs SCHED_BATCH while this node is not the leader, so that
     # on shared CPUs a woken follower does not preempt the leader (server/
     # thread_scheduling.py). Off by default here: the loop's thread is the embedding

@@ -399,6 +399,7 @@ class RaftServer:
             uncommitted_bytes_max=options.uncommitted_bytes_max,
             read_rounds_inflight_max=options.read_rounds_inflight_max,
             defer_commit_notices=options.defer_commit_notices,
+            quorum_first=options.quorum_first,
         )
         # Every rule of what a node restarts from lives in recover(); it raises Corruption
         # (exit code 4) rather than start without entries this node stored.

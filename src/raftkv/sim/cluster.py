@@ -70,7 +70,7 @@ class Simulation:
         fault_rng = random.Random(root.getrandbits(64))
         client_rng = random.Random(root.getrandbits(64))
         drawn = CoreTuning.draw(random.Random(root.getrandbits(64)))
-        self.tuning = tuning or drawn
+        self.tuning = options.tuning_for_run(tuning or drawn)
         operator_rng = random.Random(root.getrandbits(64))
         # Drawn last, so adding the stale-read probe left every other stream as it was.
         stale_read_rng = random.Random(root.getrandbits(64))

@@ -7,7 +7,7 @@ faults.py, clients.py), as a named constant.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from raftkv.core.config import RaftConfig
 
@@ -80,8 +80,14 @@ class SimulationOptions:
     faults: frozenset[str] = field(default_factory=lambda: frozenset(FAULT_KINDS))
     workload: str = "kv"
     verbose: bool = False
+    # How leaders replicate a lone command (RaftConfig.quorum_first): None, by the seed's
+    # draw (half the seeds quorum-first, `CoreTuning`); "all", every follower at once, as
+    # the seeds pinned before session 45 were found; "quorum-first", every seed so.
+    replication: str | None = None
 
     def __post_init__(self) -> None:
+        if self.replication not in (None, *REPLICATION_CHOICES):
+            raise ValueError(f"replication is one of {', '.join(REPLICATION_CHOICES)}")
         if not 1 <= self.nodes <= NODES_MAX:
             raise ValueError(f"nodes must be between 1 and {NODES_MAX}")
         if self.ticks < 0:
@@ -97,7 +103,14 @@ class SimulationOptions:
         return (
             f"raft-sim --seed {self.seed} --nodes {self.nodes} --ticks {self.ticks}"
             f" --faults {format_faults(self.faults)} --workload {self.workload}"
+            + ("" if self.replication is None else f" --replication {self.replication}")
         )
+
+    def tuning_for_run(self, tuning: CoreTuning) -> CoreTuning:
+        """`tuning` with `replication` applied, when given."""
+        if self.replication is None:
+            return tuning
+        return replace(tuning, quorum_first=self.replication == "quorum-first")
 
     def raft_config(self, node_id: int, tuning: CoreTuning) -> RaftConfig:
         return RaftConfig(
@@ -109,6 +122,7 @@ class SimulationOptions:
             snapshot_chunk_bytes=tuning.snapshot_chunk_bytes,
             snapshot_chunks_inflight_max=tuning.snapshot_chunks_inflight_max,
             defer_commit_notices=tuning.defer_commit_notices,
+            quorum_first=tuning.quorum_first,
         )
 
 
@@ -123,6 +137,10 @@ SNAPSHOT_CHUNKS_INFLIGHT_CHOICES = (1, 4)
 # A quarter of the seeds tell commits at once, the default's alternative
 # (RaftConfig.defer_commit_notices).
 PROMPT_COMMIT_NOTICES_SHARE = 0.25
+# Half the seeds replicate a lone command quorum-first, raft-node's default
+# (RaftConfig.quorum_first); `SimulationOptions.replication` overrides the draw.
+QUORUM_FIRST_SHARE = 0.5
+REPLICATION_CHOICES = ("all", "quorum-first")
 
 
 @dataclass(frozen=True)
@@ -132,6 +150,8 @@ class CoreTuning:
     snapshot_chunk_bytes: int
     snapshot_chunks_inflight_max: int
     defer_commit_notices: bool = True
+    # False where a tuning is written out (the golden run, pinned tests): as before.
+    quorum_first: bool = False
 
     @staticmethod
     def draw(rng: random.Random) -> CoreTuning:
@@ -142,6 +162,7 @@ class CoreTuning:
             snapshot_chunks_inflight_max=rng.choice(SNAPSHOT_CHUNKS_INFLIGHT_CHOICES),
             # Drawn last: the draws above (and the seeds pinned on them) do not move.
             defer_commit_notices=rng.random() >= PROMPT_COMMIT_NOTICES_SHARE,
+            quorum_first=rng.random() < QUORUM_FIRST_SHARE,  # (after it, for the same reason)
         )
 
     def describe(self) -> str:
@@ -150,4 +171,5 @@ class CoreTuning:
             f" inflight={self.inflight_messages_max}"
             f" snapshot_chunk={self.snapshot_chunk_bytes}x{self.snapshot_chunks_inflight_max}"
             + ("" if self.defer_commit_notices else " prompt-commit-notices")
+            + (" quorum-first" if self.quorum_first else "")
         )

@@ -238,6 +238,7 @@ class WholeNodeSimulation:
                 # A quarter of the seeds (by number, as above) tell commits at once, the
                 # default's alternative (WholeNodeOptions.commit_notices).
                 + ("" if options.nodes_defer_commit_notices else ", commits told at once")
+                + (", quorum-first" if options.nodes_quorum_first else "")
             ),
             disks=", ".join(name for name, on in (("failing", failing), ("slow", slow)) if on)
             or "sound",
@@ -305,6 +306,7 @@ class WholeNodeSimulation:
             read_rounds_inflight_max=self.options.nodes_read_rounds_inflight_max,
             follower_reads=self.options.follower_reads,
             defer_commit_notices=self.options.nodes_defer_commit_notices,
+            quorum_first=self.options.nodes_quorum_first,
         )
 
     def start(self, machine: Machine, joining: tuple[dict[str, Any], int] | None = None) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from raftkv.server.options import NodeOptions
 from raftkv.sim.invariants import InvariantViolation
+from raftkv.sim.options import REPLICATION_CHOICES
 from raftkv.sim.runner import verdict_lines
 from raftkv.sim.whole_node_leases import LeaseStats
 
@@ -49,6 +50,11 @@ class WholeNodeOptions:
     # "prompt" (`--commit-notices prompt`), every seed at once, replays the seeds found
     # before session 38 (tests/sim/test_whole_node_reach.py); "lazy", every seed lazily.
     commit_notices: str | None = None
+    # How leaders replicate a lone write (NodeOptions.quorum_first): None, by the seed
+    # (seeds 0, 3, 4, 7, 8, 11, ... quorum-first, raft-node's default since session 45, the
+    # others to every follower at once); "all" replays the seeds found before session 45;
+    # "quorum-first", every seed so.
+    replication: str | None = None
     # Core-only and whole-node seeds are separate spaces: a seed means one or the other.
 
     def __post_init__(self) -> None:
@@ -62,6 +68,8 @@ class WholeNodeOptions:
             raise ValueError("--read-rounds-inflight-max must not be negative")
         if self.commit_notices not in (None, *COMMIT_NOTICES):
             raise ValueError(f"--commit-notices is one of {', '.join(COMMIT_NOTICES)}")
+        if self.replication not in (None, *REPLICATION_CHOICES):
+            raise ValueError(f"--replication is one of {', '.join(REPLICATION_CHOICES)}")
 
     @property
     def nodes_sync_thread_min_entries(self) -> int:
@@ -80,6 +88,14 @@ class WholeNodeOptions:
         if self.commit_notices is not None:
             return self.commit_notices == "lazy"
         return self.seed % 4 != 3
+
+    @property
+    def nodes_quorum_first(self) -> bool:
+        if self.replication is not None:
+            return self.replication == "quorum-first"
+        # Both with and without the sync thread (seed % 2) and with both kinds of commit
+        # notices (seed % 4 == 3).
+        return self.seed % 4 in (0, 3)
 
     def replay_command(self) -> str:
         return (
@@ -106,6 +122,7 @@ class WholeNodeOptions:
                 else f" --read-rounds-inflight-max {self.read_rounds_inflight_max}"
             )
             + ("" if self.commit_notices is None else f" --commit-notices {self.commit_notices}")
+            + ("" if self.replication is None else f" --replication {self.replication}")
         )
 
 
