@@ -145,3 +145,18 @@ def test_without_it_every_follower_gets_every_command_at_once() -> None:
     cluster = settled([1, 2, 3], quorum_first=False)
     index, _ = cluster.propose(1, b"a")
     assert carriers(cluster, index) == [2, 3]
+
+
+def test_a_follower_left_out_that_waits_for_a_committed_index_gets_it_at_once() -> None:
+    """A follower's read: the leader answers it its commit index, which the follower waits
+    to apply; left out of the writes since the last tick, it must not wait for the next."""
+    cluster = settled([1, 2, 3])
+    first, _ = cluster.propose(1, b"a")
+    second, _ = cluster[1].propose(b"b")  # tells node 2 of the first's commit: none owed
+    cluster.process()
+    assert cluster[1].log.committed == first and cluster[3].log.last_index == first - 1
+    assert cluster[1].announce_commit(first)  # the driver has a Ready to make
+    cluster.process()
+    cluster.deliver()
+    assert carriers(cluster, first) == [2, 3]
+    assert cluster[3].log.committed >= first

@@ -203,11 +203,16 @@ class Replication:
 
     def announce_commit(self, index: int) -> bool:
         """Tell the followers the commit index as soon as it reaches `index`, whether or not
-        entries go with it: True if that is now, in the next Ready."""
+        entries go with it: True if that is now, in the next Ready. Followers quorum-first
+        replication left out get what they lack now too: the one waiting may be among them."""
         if index <= self.node.log.committed:
+            caught_up = bool(self._deferred)
+            if caught_up:
+                self._send_deferred()
             if self._commit_owed:
                 self._commit_due = True
                 return True
+            return caught_up
         elif index > self._announce_through:
             self._announce_through = index
         return False
