@@ -11,10 +11,10 @@ from raftkv.core.messages import AppendEntries
 from tests.core.harness import Cluster
 
 
-def settled(ids: list[int], quorum_first: bool = True) -> Cluster:
+def settled(ids: list[int], quorum_first: bool = True, **config: object) -> Cluster:
     """A cluster led by node 1, every follower caught up, just after a heartbeat (the next
     is 5 ticks away)."""
-    cluster = Cluster(ids, heartbeat_ticks=5, quorum_first=quorum_first)
+    cluster = Cluster(ids, heartbeat_ticks=5, quorum_first=quorum_first, **config)
     cluster.campaign(1)
     cluster.tick(5, only=[1])
     leader_last = cluster[1].log.last_index
@@ -152,7 +152,7 @@ def test_a_follower_left_out_that_waits_for_a_committed_index_gets_it_at_once() 
     to apply; left out of the writes since the last tick, it must not wait for the next."""
     cluster = settled([1, 2, 3])
     first, _ = cluster.propose(1, b"a")
-    second, _ = cluster[1].propose(b"b")  # tells node 2 of the first's commit: none owed
+    cluster[1].propose(b"b")  # tells node 2 of the first's commit: none owed
     cluster.process()
     assert cluster[1].log.committed == first and cluster[3].log.last_index == first - 1
     assert cluster[1].announce_commit(first)  # the driver has a Ready to make
@@ -160,3 +160,37 @@ def test_a_follower_left_out_that_waits_for_a_committed_index_gets_it_at_once() 
     cluster.deliver()
     assert carriers(cluster, first) == [2, 3]
     assert cluster[3].log.committed >= first
+
+
+def test_a_follower_left_out_does_not_chase_each_command_with_its_acknowledgements() -> None:
+    """Its acknowledgement of a tick's batch arrives while the next lone command is out to
+    the chosen follower: sent that command at once, it would get every next one a step
+    behind, a message and a sync per write after all."""
+    cluster = settled([1, 2, 3])
+    first, _ = cluster.propose(1, b"a")
+    cluster[1].tick()
+    cluster.process()  # the tick's batch to node 3, not yet delivered
+    second, _ = cluster[1].propose(b"b")
+    cluster.process()  # to node 2 alone
+    cluster.deliver()  # node 3 acknowledges the batch while node 2 holds the second
+    assert carriers(cluster, first) == [2, 3]
+    assert carriers(cluster, second) == [2]
+    assert cluster[1].log.committed == second
+    cluster.delivered.clear()
+    cluster.tick(1, only=[1])
+    assert carriers(cluster, second) == [3]
+
+
+def test_commits_told_at_once_reach_a_follower_left_out_only_with_its_entries() -> None:
+    """With `defer_commit_notices` off the commit goes out at once, but not to a follower
+    left out: that would send it the entries it lacks with every write."""
+    cluster = settled([1, 2, 3], defer_commit_notices=False)
+    index, _ = cluster.propose(1, b"a")
+    to_3 = [m for m in cluster.delivered if isinstance(m, AppendEntries) and m.to == 3]
+    assert to_3 == []
+    told_2 = [m for m in cluster.delivered if isinstance(m, AppendEntries) and m.to == 2]
+    assert [m.leader_commit for m in told_2 if not m.entries] == [index]
+    cluster.delivered.clear()
+    cluster.tick(1, only=[1])
+    assert carriers(cluster, index) == [3]
+    assert cluster[3].log.committed == index

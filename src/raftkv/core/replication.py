@@ -334,10 +334,16 @@ class Replication:
         fast = self._quorum_first() if self._proposals_unsent == 1 else None
         self._proposals_unsent = 0
         self._only_commands = True
+        # A follower left out, here only to be told the commit, is told it at the tick with
+        # the entries it lacks; unless a follower waits for it (`announce_commit`).
+        leave_out = self._deferred if self._deferred and not self._commit_due else None
         self._commit_due = False
         if tell_commit:
             self._commit_owed = False
-            peers = sorted(dirty.union(self.progress))
+            told = dirty.union(self.progress)
+            if leave_out is not None:
+                told.difference_update(leave_out - dirty)
+            peers = sorted(told)
         else:
             peers = sorted(dirty) if dirty else []
         for peer in peers:
@@ -572,8 +578,11 @@ class Replication:
             # A heartbeat answered at our optimistic end while acknowledgements were lost.
             while progress.inflight and progress.inflight[0] <= message.match_index:
                 progress.inflight.popleft()
+        # Behind our last index: sent what it lacks. But left out of a lone command since
+        # the last tick, it waits for the tick: sent the command now, it would chase each
+        # next one a step behind the chosen follower, syncing every write all the same.
         log = node.log
-        if progress.match < log.snapshot_index + len(log.entries):  # behind our last index
+        if progress.match < log.snapshot_index + len(log.entries) and peer not in self._deferred:
             self._dirty.add(peer)
 
     def _refuse_claim(self, peer: int, what: str, index: int) -> None:
