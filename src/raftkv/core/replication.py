@@ -357,9 +357,7 @@ class Replication:
                 self._deferred.add(peer)
                 continue
             tell = tell_commit and self._caught_up_told.get(peer) != self.node.log.committed
-            sent = self._send_append(peer, progress, tell)
-            while sent and progress.state is _REPLICATE:
-                sent = self._send_append(peer, progress, False)
+            self._send_appends(peer, progress, tell)
             if self._deferred:
                 self._deferred.discard(peer)
         self._dirty.clear()
@@ -411,9 +409,7 @@ class Replication:
             progress = self.progress.get(peer)
             if progress is None:
                 continue
-            sent = self._send_append(peer, progress, True)
-            while sent and progress.state is _REPLICATE:
-                sent = self._send_append(peer, progress, False)
+            self._send_appends(peer, progress, True)
             self._caught_up_told[peer] = self.node.log.committed
 
     def _say_farewell(self) -> None:
@@ -450,6 +446,13 @@ class Replication:
         self._members_cache = membership.members
         plain = bool(membership.voters) and not membership.voters_outgoing
         self._plain_voters = sorted(membership.voters) if plain else []
+
+    def _send_appends(self, peer: int, progress: Progress, send_if_empty: bool) -> None:
+        """Send `peer` what it lacks: while it streams (REPLICATE), as many AppendEntries as
+        its window and `message_bytes_max` allow."""
+        sent = self._send_append(peer, progress, send_if_empty)
+        while sent and progress.state is _REPLICATE:
+            sent = self._send_append(peer, progress, False)
 
     def _send_append(self, peer: int, progress: Progress, send_if_empty: bool) -> bool:
         """Send the next AppendEntries to `peer`; True if it carried entries."""
