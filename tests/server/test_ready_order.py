@@ -8,10 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from raftkv.core import Entry, EntryKind, Ready
 from raftkv.core.messages import AnyMessage, AppendEntries, AppendEntriesResponse
 from raftkv.kv import KVStore
 from raftkv.server.options import SYNC_THREAD_MIN_ENTRIES_DEFAULT
-from raftkv.server.runtime import RaftServer
+from raftkv.server.runtime import RaftServer, _split_for_answers
 from tests.server.test_sync_thread import leader_of, put, run_cluster
 from tests.waiting import wait_until
 
@@ -113,3 +114,45 @@ def test_a_follower_puts_its_acknowledgement_on_the_wire_before_applying(
             assert all(queued == 0 for _index, queued in applied), applied
 
     run_cluster(tmp_path, SYNC_THREAD_MIN_ENTRIES_DEFAULT, body, state_machine_factory=WatchedStore)
+
+
+def append(to: int, entries: list[Entry], commit: int) -> AppendEntries:
+    last = entries[0].index - 1 if entries else commit
+    return AppendEntries(
+        to=to,
+        term=2,
+        leader_id=1,
+        prev_log_index=last,
+        prev_log_term=2,
+        entries=entries,
+        leader_commit=commit,
+    )
+
+
+def test_a_commit_only_message_waits_for_the_apply_even_beside_entries() -> None:
+    """A leader's Ready that commits a write and also sends a follower entries (quorum-first
+    replication's left-out follower caught up at a tick): the entries leave first, the
+    commit-only message to the other follower after the apply. (All messages used to leave
+    first then: the CI run on session 45's last commit caught a commit told unapplied.)"""
+    write = Entry(term=2, index=3, data=put("k"))
+    to_left_out = append(3, [write], 3)
+    to_fast = append(2, [], 3)
+    ready = Ready(messages=[to_left_out, to_fast], committed_entries=[write])
+    assert _split_for_answers(ready) == ([to_left_out], [to_fast])
+    # Only commit-only messages: all wait.
+    assert _split_for_answers(Ready(messages=[to_fast], committed_entries=[write])) == (
+        [],
+        [to_fast],
+    )
+
+
+def test_every_message_leaves_first_when_the_ready_persists_or_changes_membership() -> None:
+    write = Entry(term=2, index=3, data=put("k"))
+    to_fast = append(2, [], 3)
+    persisting = Ready(messages=[to_fast], committed_entries=[write], must_sync=True)
+    assert _split_for_answers(persisting) == ([to_fast], [])
+    change = Entry(term=2, index=3, kind=EntryKind.MEMBERSHIP, data=b"")
+    reconfiguring = Ready(messages=[to_fast], committed_entries=[change])
+    assert _split_for_answers(reconfiguring) == ([to_fast], [])
+    nothing_committed = Ready(messages=[to_fast])
+    assert _split_for_answers(nothing_committed) == ([to_fast], [])

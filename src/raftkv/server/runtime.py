@@ -651,16 +651,14 @@ class RaftServer:
         stages = self.write_stages
         stages.ready_started(ready)
         self._log_changes(ready)
-        answers_first = _answers_first(ready)
+        sent_first, told_after_applying = _split_for_answers(ready)
         # A Ready of one entry (a write at low load) writes its messages from this turn
         # when their links are idle, rather than waking each link's writer task and
         # yielding to it: nothing else is queued to join them in one write, and a lone
         # write's every hop is latency. Under load, the writer tasks batch a link's frames
         # of several Readies into one write (docs/ARCHITECTURE.md, session 38).
         at_once = len(ready.entries) <= 1 and len(ready.committed_entries) <= 1
-        messages_queued = False
-        if not answers_first:
-            messages_queued = self._send_all(ready.messages, at_once)
+        messages_queued = self._send_all(sent_first, at_once) if sent_first else False
         if ready.snapshot is not None:
             meta, data = ready.snapshot
             await self.snapshots.install(meta, data)
@@ -699,9 +697,8 @@ class RaftServer:
                 await asyncio.sleep(0)
             self._apply(ready.committed_entries)
             stages.applied()
-        if answers_first:
-            for message in ready.messages:
-                self.transport.send(message)
+        for message in told_after_applying:
+            self.transport.send(message)
         for read_state in ready.read_states:
             self.requests.read_confirmed(read_state.request_id, read_state.index)
         if persisting_later:
@@ -910,15 +907,25 @@ class RaftServer:
         return node.role.value
 
 
-def _answers_first(ready: Ready) -> bool:
-    """Whether the Ready's messages may wait until its commands are applied: they carry no
-    entries (a commit index, a heartbeat), nothing is to be persisted, and no configuration
-    is applied. Then the clients whose writes it commits are answered before the followers
-    are told: each send wakes a peer (25-45 µs here, docs/ARCHITECTURE.md), and a message
-    may always leave later."""
-    if ready.must_sync or not ready.committed_entries or not ready.messages:
-        return False
-    for message in ready.messages:
-        if type(message) is not AppendEntries or message.entries:
-            return False
-    return all(entry.kind == EntryKind.NORMAL for entry in ready.committed_entries)
+def _split_for_answers(ready: Ready) -> tuple[list[AnyMessage], list[AnyMessage]]:
+    """The Ready's messages sent before it persists and applies, and those that wait until
+    its commands are applied: the AppendEntries without entries (a commit index, a
+    heartbeat), when nothing is to be persisted and no configuration is applied. Then the
+    clients whose writes it commits are answered before the followers are told: each send
+    wakes a peer (25-45 µs here, docs/ARCHITECTURE.md), and a message may always leave
+    later. Messages with entries (a follower quorum-first replication left out, caught up at
+    the tick that also tells the others the commit) still leave first: a follower's sync
+    waits for them."""
+    messages = ready.messages
+    if ready.must_sync or not ready.committed_entries or not messages:
+        return messages, []
+    if not all(entry.kind == EntryKind.NORMAL for entry in ready.committed_entries):
+        return messages, []
+    first: list[AnyMessage] = []
+    after: list[AnyMessage] = []
+    for message in messages:
+        if type(message) is AppendEntries and not message.entries:
+            after.append(message)
+        else:
+            first.append(message)
+    return first, after
