@@ -1,5 +1,6 @@
 """Build hook: compiles the simulator's hot path with mypyc (docs: mypyc.readthedocs.io), and
-builds the one module written in C (src/raftkv/kv/snapshot_native.c).
+builds the two modules written in C (src/raftkv/kv/snapshot_native.c,
+src/raftkv/server/idle_spin.c).
 
 `RAFTKV_PURE=1 pip install -e .` skips compilation (pure Python everywhere), and so does a
 machine without a C compiler or Python's headers.
@@ -138,6 +139,11 @@ if os.environ.get("RAFTKV_PURE", "") in ("", "0"):
         # without it, msgspec encodes it, the same bytes, the event loop waiting meanwhile).
         ext_modules.append(
             Extension("raftkv.kv.snapshot_native", ["src/raftkv/kv/snapshot_native.c"])
+        )
+        # The idle-priority thread that keeps the event loop's CPU out of halt for a window
+        # after each Ready, without the GIL (server/idle_poll.py).
+        ext_modules.append(
+            Extension("raftkv.server.idle_spin", ["src/raftkv/server/idle_spin.c"])
         )
     else:
         # Still a working install, only slower (the simulator about 2x): say so.

@@ -272,3 +272,15 @@ def test_quorum_first_replication_is_on_unless_turned_off_from_any_source(
     assert options_from(off).quorum_first is False
     path = config_file(tmp_path, "id = 1\nquorum-first = false\n")
     assert options_from(effective(["--config", path])).quorum_first is False
+
+
+def test_idle_polling_is_300_us_unless_set_from_any_source(tmp_path: Path) -> None:
+    assert options_from(effective(["--id", "1"])).idle_poll_us == 300
+    assert options_from(effective(["--id", "1", "--idle-poll-us", "0"])).idle_poll_us == 0
+    from_env = effective(["--id", "1"], {"RAFTKV_IDLE_POLL_US": "150"})
+    assert options_from(from_env).idle_poll_us == 150
+    path = config_file(tmp_path, "id = 1\nidle-poll-us = 75\n")
+    assert options_from(effective(["--config", path])).idle_poll_us == 75
+    for bad in ("-1", "100001"):
+        with pytest.raises(SystemExit):
+            main(["--id", "1", "--idle-poll-us", bad, "--print-config"], {})

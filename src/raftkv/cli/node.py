@@ -35,6 +35,7 @@ from raftkv.server.auth import (
     load_tokens,
     parse_public_groups,
 )
+from raftkv.server.idle_poll import IDLE_POLL_US_DEFAULT, IDLE_POLL_US_MAX
 from raftkv.server.join import JoinFailed, join_cluster
 from raftkv.server.logs import configure_logging
 from raftkv.server.options import (
@@ -152,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a Ready of at least N entries has its WAL fsync in a thread of its own while "
         "the node goes on serving; smaller ones are synced inline, but a leader's join its "
         "sync under way in that thread (0: always inline)",
+    )
+    parser.add_argument(
+        "--idle-poll-us",
+        type=int,
+        default=IDLE_POLL_US_DEFAULT,
+        metavar="US",
+        help="after each Ready, keep the CPU the event loop ran on out of halt for US "
+        "microseconds with an idle-priority thread, so that the next message or request "
+        "wakes the node without waking the CPU first (0: off)",
     )
     parser.add_argument("--seed", type=int, help="fix the election-timeout jitter")
     parser.add_argument("--log-level", default="info")
@@ -303,6 +313,8 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         raise AddressError("--ready-lag-entries must be 0 or more")
     if arguments.sync_thread_min_entries < 0:
         raise AddressError("--sync-thread-min-entries must be 0 or more")
+    if not 0 <= arguments.idle_poll_us <= IDLE_POLL_US_MAX:
+        raise AddressError(f"--idle-poll-us must be from 0 to {IDLE_POLL_US_MAX}")
     if not 0 <= arguments.snapshot_log_fraction <= SNAPSHOT_LOG_FRACTION_MAX:
         raise AddressError(
             f"--snapshot-log-fraction must be from 0 to {SNAPSHOT_LOG_FRACTION_MAX:g}"
@@ -344,6 +356,7 @@ def options_from(arguments: argparse.Namespace) -> NodeOptions:
         defer_commit_notices=not arguments.prompt_commit_notices,
         quorum_first=not arguments.no_quorum_first,
         follower_batch_scheduling=not arguments.no_follower_batch_scheduling,
+        idle_poll_us=arguments.idle_poll_us,
         join_token=arguments.join_token or None,
         tls=tls_settings_from(arguments),
         watch=WatchLimits(

@@ -28,6 +28,7 @@ from raftkv.core import RaftNode
 from raftkv.kv.snapshot_format import walks_moved
 from raftkv.server.auth import AccessPolicy
 from raftkv.server.http_server import HttpServer
+from raftkv.server.idle_poll import IdlePoller
 from raftkv.server.watches import WatchHub
 from raftkv.transport.base import Transport
 
@@ -97,6 +98,9 @@ class MetricsSource(Protocol):
     @property
     def follower_reads(self) -> FollowerReadCounts: ...
 
+    @property
+    def idle_poller(self) -> IdlePoller | None: ...
+
     def role_name(self) -> str: ...
 
 
@@ -162,6 +166,13 @@ class _NodeCollector(Collector):
             "raft_follower_read_forwards",
             "Read-index requests sent to the leader for them (each for a batch of reads)",
             value=follower_reads.forwards_total,
+        )
+        poller = server.idle_poller
+        yield CounterMetricFamily(
+            "raft_idle_poll_seconds",
+            "Time the idle-priority thread kept the event loop's CPU out of halt after a Ready"
+            " (server/idle_poll.py; CPU time nothing else wanted)",
+            value=poller.spun_seconds if poller is not None else 0.0,
         )
         yield GaugeMetricFamily(
             "raft_requests_waiting",

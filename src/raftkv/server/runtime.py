@@ -43,6 +43,7 @@ from raftkv.server.follower_reads import FollowerReads
 from raftkv.server.forwarding import Forwarding
 from raftkv.server.http_api import ClientApi
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
+from raftkv.server.idle_poll import IdlePoller
 from raftkv.server.leader_syncs import LeaderSyncs
 from raftkv.server.lease_duties import LeaseDuties
 from raftkv.server.lessor import lease_ttl_min_seconds
@@ -230,6 +231,8 @@ class RaftServer:
         self.role_scheduling = RoleScheduling() if options.follower_batch_scheduling else None
         if self.role_scheduling is not None:
             self.soft_state_listeners.append(self.role_scheduling)
+        # The loop's CPU kept out of halt for a window after each Ready (server/idle_poll.py).
+        self.idle_poller = IdlePoller(options.idle_poll_us) if options.idle_poll_us > 0 else None
         # Role, leader and membership changes, and the live view built from every node's
         # (`GET /ui`, server/dashboard.py): gathering runs only while someone watches.
         self.timeline = Timeline()
@@ -291,6 +294,8 @@ class RaftServer:
         await self.transport.start()
         if self.role_scheduling is not None:
             self.role_scheduling(self.role_name())  # (on the loop's thread, as later calls)
+        if self.idle_poller is not None:
+            self.idle_poller.start()
         self._tasks = [
             asyncio.create_task(self._ticker(), name="ticker"),
             asyncio.create_task(self._ready_loop(), name="ready-loop"),
@@ -490,6 +495,8 @@ class RaftServer:
             self.data_dir.close()
         if self.role_scheduling is not None:
             self.role_scheduling.restore()
+        if self.idle_poller is not None:
+            self.idle_poller.stop()
         self._stopped.set()
         logger.info("stopped")
 
@@ -717,6 +724,11 @@ class RaftServer:
             for listener in self.soft_state_listeners:
                 listener(ready.soft_state.role, ready.soft_state.leader_id)
         await self.snapshots.maybe_take()
+        if at_once and self.idle_poller is not None:
+            # After a Ready of one write at most (low load, where the next message finds
+            # the CPU halted); under load the next Ready is never far, and the spinner's
+            # rebinding to the loop's CPU and being preempted cost the loop more than it saves.
+            self.idle_poller.arm()
 
     def _send_all(self, messages: list[AnyMessage], at_once: bool) -> bool:
         """Send `messages` (written at once where their links are idle, if `at_once`);

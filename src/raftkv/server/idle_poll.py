@@ -1,0 +1,118 @@
+"""Idle polling: after each Ready, the CPU the event loop ran on is kept out of halt for a
+short window (`NodeOptions.idle_poll_us`, `raft-node --idle-poll-us`), so that what comes
+next (a follower's acknowledgement, the end of a WAL sync, the next AppendEntries, the
+client's next request) wakes a thread on a CPU that is already running.
+
+Why: a CPU with nothing to run halts, and in a virtual machine a halted virtual CPU woken
+by an interrupt or another CPU costs the hypervisor's round trip first. On this project's
+2-core VM (its guest kernel polls for 0 ns before halting) a write at C=1 crosses four or
+five such wake-ups; keeping both CPUs busy with idle-priority spinners took its p50 from
+0.61 to 0.45 ms. The kernel's own answer is the guest's halt polling (`cpuidle-haltpoll`,
+200 µs by default where enabled), Seastar's reactor polls 200 µs before sleeping
+(`--idle-poll-time-us`), and Go's scheduler spins briefly before parking its threads:
+the same trade of CPU time for latency, here bounded by a window after the node's own
+work. docs/ARCHITECTURE.md (session 46) has the measurements.
+
+How: a thread of the node's (C, without the GIL: server/idle_spin.c) at `SCHED_IDLE`,
+bound to the CPU the loop last ran on, spins until the window ends and then sleeps until
+the next Ready. The scheduler runs a `SCHED_IDLE` thread only when nothing else wants the
+CPU and preempts it at once for anything that does, so the spinning uses only CPU time
+nothing else wanted; it shows in the node's CPU use (`raft_idle_poll_seconds_total`).
+Where the C module is not built (a pure Python install) or `SCHED_IDLE` is refused, the
+node runs without it and says so once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+IDLE_POLL_US_DEFAULT = 300  # raft-node's default; the library's is 0 (off)
+IDLE_POLL_US_MAX = 100_000  # a longer window is a core spent, not a wake-up saved
+
+try:
+    from raftkv.server.idle_spin import Spinner
+except ImportError:  # a pure Python install: no C module
+    Spinner = None  # type: ignore[assignment,misc]
+
+
+def _idle_priority() -> bool:
+    """Put the calling thread at SCHED_IDLE; False where the system has no such policy."""
+    policy = getattr(os, "SCHED_IDLE", None)
+    if policy is None or not hasattr(os, "sched_setscheduler"):
+        return False
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))  # 0: the calling thread
+    except OSError:
+        return False
+    return True
+
+
+class IdlePoller:
+    """Owns the spinner thread: `start()` once, `arm()` after each Ready (on the loop's
+    thread), `stop()` at shutdown."""
+
+    def __init__(self, window_us: int) -> None:
+        if window_us <= 0:
+            raise ValueError("the idle-poll window must be positive")
+        self.window_ns = window_us * 1000
+        self._spinner: Any = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self.why_off: str | None = None  # set when it could not start
+
+    @property
+    def running(self) -> bool:
+        return self._spinner is not None
+
+    @property
+    def spun_seconds(self) -> float:
+        spinner = self._spinner
+        return spinner.spun_seconds if spinner is not None else 0.0
+
+    def start(self) -> bool:
+        """Start the spinner thread; False (and `why_off`, logged) where it cannot run."""
+        if Spinner is None:
+            return self._off("raftkv's C modules are not built (a pure Python install)")
+        spinner = Spinner()
+        refused: list[bool] = []
+
+        def body() -> None:
+            if not _idle_priority():
+                refused.append(True)
+                self._started.set()
+                return
+            self._started.set()
+            spinner.run()
+
+        self._thread = threading.Thread(target=body, name="raftkv-idle-poll", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if refused:
+            self._thread.join()
+            self._thread = None
+            return self._off("the system refused SCHED_IDLE for its thread")
+        self._spinner = spinner
+        return True
+
+    def _off(self, why: str) -> bool:
+        self.why_off = why
+        logger.warning("idle polling is off: %s", why)
+        return False
+
+    def arm(self) -> None:
+        spinner = self._spinner
+        if spinner is not None:
+            spinner.arm(self.window_ns)
+
+    def stop(self) -> None:
+        spinner, self._spinner = self._spinner, None
+        if spinner is not None:
+            spinner.stop()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
