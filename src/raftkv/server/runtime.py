@@ -724,10 +724,11 @@ class RaftServer:
             for listener in self.soft_state_listeners:
                 listener(ready.soft_state.role, ready.soft_state.leader_id)
         await self.snapshots.maybe_take()
-        if at_once and self.idle_poller is not None:
-            # After a Ready of one write at most (low load, where the next message finds
-            # the CPU halted); under load the next Ready is never far, and the spinner's
-            # rebinding to the loop's CPU and being preempted cost the loop more than it saves.
+        if at_once and self.idle_poller is not None and self.requests.waiting <= 1:
+            # After a Ready of one write at most with one client request at most waiting
+            # (low load, where the next message finds the CPU halted); under load the next
+            # Ready is never far, and the spinner's rebinding to the loop's CPU and being
+            # preempted cost the loop more than they save.
             self.idle_poller.arm()
 
     def _send_all(self, messages: list[AnyMessage], at_once: bool) -> bool:
