@@ -1,7 +1,8 @@
-"""Idle polling: after each Ready, the CPU the event loop ran on is kept out of halt for a
-short window (`NodeOptions.idle_poll_us`, `raft-node --idle-poll-us`), so that what comes
-next (a follower's acknowledgement, the end of a WAL sync, the next AppendEntries, the
-client's next request) wakes a thread on a CPU that is already running.
+"""Idle polling: after each Ready at low load (one write at most, one client request
+waiting at most: `RaftServer._handle_ready`), the CPU the event loop ran on is kept out of
+halt for a short window (`NodeOptions.idle_poll_us`, `raft-node --idle-poll-us`), so that
+what comes next (a follower's acknowledgement, the end of a WAL sync, the next
+AppendEntries, the client's next request) wakes a thread on a CPU already running.
 
 Why: a CPU with nothing to run halts, and in a virtual machine a halted virtual CPU woken
 by an interrupt or another CPU costs the hypervisor's round trip first. On this project's
