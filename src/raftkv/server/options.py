@@ -127,7 +127,7 @@ class NodeOptions:
     # thread_scheduling.py). Off by default here: the loop's thread is the embedding
     # application's; raft-node turns it on (`--no-follower-batch-scheduling` to not).
     follower_batch_scheduling: bool = False
-    # After each Ready, the CPU the event loop ran on is kept out of halt for this many
+    # After each low-load Ready, the CPU the event loop ran on is kept out of halt for this many
     # microseconds by an idle-priority thread (server/idle_poll.py). 0 (off) by default
     # here: it is the embedding process's CPU time; raft-node turns it on
     # (`--idle-poll-us`, 300 by default there).

@@ -231,7 +231,7 @@ class RaftServer:
         self.role_scheduling = RoleScheduling() if options.follower_batch_scheduling else None
         if self.role_scheduling is not None:
             self.soft_state_listeners.append(self.role_scheduling)
-        # The loop's CPU kept out of halt for a window after each Ready (server/idle_poll.py).
+        # The loop's CPU kept out of halt for a window after a low-load Ready (idle_poll.py).
         self.idle_poller = IdlePoller(options.idle_poll_us) if options.idle_poll_us > 0 else None
         # Role, leader and membership changes, and the live view built from every node's
         # (`GET /ui`, server/dashboard.py): gathering runs only while someone watches.
