@@ -26,9 +26,10 @@ node runs without it and says so once.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
+
+from raftkv.server.thread_scheduling import schedule_calling_thread_as
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +44,7 @@ except ImportError:  # a pure Python install: no C module
 
 def _idle_priority() -> bool:
     """Put the calling thread at SCHED_IDLE; False where the system has no such policy."""
-    policy = getattr(os, "SCHED_IDLE", None)
-    if policy is None or not hasattr(os, "sched_setscheduler"):
-        return False
-    try:
-        os.sched_setscheduler(0, policy, os.sched_param(0))  # 0: the calling thread
-    except OSError:
-        return False
-    return True
+    return schedule_calling_thread_as("SCHED_IDLE")
 
 
 class IdlePoller:

@@ -34,7 +34,13 @@ def schedule_calling_thread(batch: bool) -> bool:
     """Schedule the calling thread `SCHED_BATCH` (`batch`) or `SCHED_OTHER`, keeping its nice
     value; False where the system has no such policies or refuses (the thread stays as it
     was)."""
-    policy = getattr(os, "SCHED_BATCH" if batch else "SCHED_OTHER", None)
+    return schedule_calling_thread_as("SCHED_BATCH" if batch else "SCHED_OTHER")
+
+
+def schedule_calling_thread_as(name: str) -> bool:
+    """Schedule the calling thread with the policy `os.<name>` (`SCHED_IDLE` for the idle
+    poller, server/idle_poll.py); False where the system has no such policy or refuses."""
+    policy = getattr(os, name, None)
     if policy is None or not hasattr(os, "sched_setscheduler"):
         return False
     try:
