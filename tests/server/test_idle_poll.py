@@ -66,6 +66,7 @@ def test_the_spinner_spins_at_idle_priority_on_the_arming_cpu_then_sleeps() -> N
     finally:
         poller.stop()
     assert not any(thread.name == "raftkv-idle-poll" for thread in threading.enumerate())
+    assert not poller.running and poller.spun_seconds > 0  # a counter never goes back
 
 
 def test_without_the_c_module_the_poller_says_why_and_does_nothing(

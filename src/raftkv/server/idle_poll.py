@@ -48,21 +48,23 @@ def _idle_priority() -> bool:
 
 
 class IdlePoller:
-    """Owns the spinner thread: `start()` once, `arm()` after each Ready (on the loop's
-    thread), `stop()` at shutdown."""
+    """Owns the spinner thread: `start()` once, `arm()` after a low-load Ready (on the
+    loop's thread), `stop()` at shutdown. The time spun stays readable after `stop()` (a
+    counter in /metrics never goes back)."""
 
     def __init__(self, window_us: int) -> None:
         if window_us <= 0:
             raise ValueError("the idle-poll window must be positive")
         self.window_ns = window_us * 1000
         self._spinner: Any = None
+        self._running = False
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self.why_off: str | None = None  # set when it could not start
 
     @property
     def running(self) -> bool:
-        return self._spinner is not None
+        return self._running
 
     @property
     def spun_seconds(self) -> float:
@@ -92,6 +94,7 @@ class IdlePoller:
             self._thread = None
             return self._off("the system refused SCHED_IDLE for its thread")
         self._spinner = spinner
+        self._running = True
         return True
 
     def _off(self, why: str) -> bool:
@@ -100,14 +103,13 @@ class IdlePoller:
         return False
 
     def arm(self) -> None:
-        spinner = self._spinner
-        if spinner is not None:
-            spinner.arm(self.window_ns)
+        if self._running:
+            self._spinner.arm(self.window_ns)
 
     def stop(self) -> None:
-        spinner, self._spinner = self._spinner, None
-        if spinner is not None:
-            spinner.stop()
+        if self._running:
+            self._running = False
+            self._spinner.stop()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
