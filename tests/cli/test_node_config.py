@@ -274,8 +274,8 @@ def test_quorum_first_replication_is_on_unless_turned_off_from_any_source(
     assert options_from(effective(["--config", path])).quorum_first is False
 
 
-def test_idle_polling_is_300_us_unless_set_from_any_source(tmp_path: Path) -> None:
-    assert options_from(effective(["--id", "1"])).idle_poll_us == 300
+def test_idle_polling_is_1000_us_unless_set_from_any_source(tmp_path: Path) -> None:
+    assert options_from(effective(["--id", "1"])).idle_poll_us == 1000
     assert options_from(effective(["--id", "1", "--idle-poll-us", "0"])).idle_poll_us == 0
     from_env = effective(["--id", "1"], {"RAFTKV_IDLE_POLL_US": "150"})
     assert options_from(from_env).idle_poll_us == 150

@@ -159,9 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=IDLE_POLL_US_DEFAULT,
         metavar="US",
-        help="after each Ready, keep the CPU the event loop ran on out of halt for US "
-        "microseconds with an idle-priority thread, so that the next message or request "
-        "wakes the node without waking the CPU first (0: off)",
+        help="after each Ready at low load that moves a client's request along, keep the "
+        "CPU the event loop ran on out of halt for US microseconds with an idle-priority "
+        "thread, so that the next message or request wakes the node without waking the "
+        "CPU first (default 1000; 0: off)",
     )
     parser.add_argument("--seed", type=int, help="fix the election-timeout jitter")
     parser.add_argument("--log-level", default="info")

@@ -1,8 +1,8 @@
-"""Idle polling: after each Ready at low load (one write at most, one client request
-waiting at most: `RaftServer._handle_ready`), the CPU the event loop ran on is kept out of
-halt for a short window (`NodeOptions.idle_poll_us`, `raft-node --idle-poll-us`), so that
-what comes next (a follower's acknowledgement, the end of a WAL sync, the next
-AppendEntries, the client's next request) wakes a thread on a CPU already running.
+"""Idle polling: after each Ready at low load that moves a client's request along
+(`polls_after`), the CPU the event loop ran on is kept out of halt for a short window
+(`NodeOptions.idle_poll_us`, `raft-node --idle-poll-us`), so that what comes next (a
+follower's acknowledgement, the end of a WAL sync, the next AppendEntries, the client's
+next request) wakes a thread on a CPU already running.
 
 Why: a CPU with nothing to run halts, and in a virtual machine a halted virtual CPU woken
 by an interrupt or another CPU costs the hypervisor's round trip first. On this project's
@@ -29,11 +29,14 @@ import logging
 import threading
 from typing import Any
 
+from raftkv.core import Ready
 from raftkv.server.thread_scheduling import schedule_calling_thread_as
 
 logger = logging.getLogger(__name__)
 
-IDLE_POLL_US_DEFAULT = 300  # raft-node's default; the library's is 0 (off)
+# raft-node's default; the library's is 0 (off). It covers a follower's wait for the next
+# write's AppendEntries at C=1 (~600 µs after its acknowledgement here), which 300 did not.
+IDLE_POLL_US_DEFAULT = 1000
 IDLE_POLL_US_MAX = 100_000  # a longer window is a core spent, not a wake-up saved
 
 try:
@@ -47,9 +50,25 @@ def _idle_priority() -> bool:
     return schedule_calling_thread_as("SCHED_IDLE")
 
 
+def polls_after(ready: Ready, requests_waiting: int) -> bool:
+    """Whether the node polls after `ready`: at low load (one new and one committed entry
+    at most, one client request waiting at most) when the Ready moves a client's request
+    along (a request waiting, an entry to persist or apply, a read answered).
+
+    Under load the next Ready is never far, and the spinner's rebinding to the loop's CPU
+    and being preempted cost the loop more than they save (2-3 % at C=64, session 46). A
+    Ready of none of these is a heartbeat or its acknowledgement: polling after those spent
+    1.3 % of a core per idle node for nothing, and on the followers of a leader serving
+    linearizable reads at C=64 (a round of heartbeats every fraction of a millisecond, so
+    always armed) cost 15 % of the reads (docs/ARCHITECTURE.md, session 47)."""
+    if requests_waiting > 1 or len(ready.entries) > 1 or len(ready.committed_entries) > 1:
+        return False
+    return bool(requests_waiting or ready.entries or ready.committed_entries or ready.read_states)
+
+
 class IdlePoller:
-    """Owns the spinner thread: `start()` once, `arm()` after a low-load Ready (on the
-    loop's thread), `stop()` at shutdown. The time spun stays readable after `stop()` (a
+    """Owns the spinner thread: `start()` once, `arm()` after a Ready `polls_after` names
+    (on the loop's thread), `stop()` at shutdown. The time spun stays readable after `stop()` (a
     counter in /metrics never goes back)."""
 
     def __init__(self, window_us: int) -> None:

@@ -130,7 +130,7 @@ class NodeOptions:
     # After each low-load Ready, the CPU the event loop ran on is kept out of halt for this many
     # microseconds by an idle-priority thread (server/idle_poll.py). 0 (off) by default
     # here: it is the embedding process's CPU time; raft-node turns it on
-    # (`--idle-poll-us`, 300 by default there).
+    # (`--idle-poll-us`, 1000 by default there).
     idle_poll_us: int = 0
     seed: int | None = None
     trace_rpc: bool = False

@@ -43,7 +43,7 @@ from raftkv.server.follower_reads import FollowerReads
 from raftkv.server.forwarding import Forwarding
 from raftkv.server.http_api import ClientApi
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
-from raftkv.server.idle_poll import IdlePoller
+from raftkv.server.idle_poll import IdlePoller, polls_after
 from raftkv.server.leader_syncs import LeaderSyncs
 from raftkv.server.lease_duties import LeaseDuties
 from raftkv.server.lessor import lease_ttl_min_seconds
@@ -724,11 +724,7 @@ class RaftServer:
             for listener in self.soft_state_listeners:
                 listener(ready.soft_state.role, ready.soft_state.leader_id)
         await self.snapshots.maybe_take()
-        if at_once and self.idle_poller is not None and self.requests.waiting <= 1:
-            # After a Ready of one write at most with one client request at most waiting
-            # (low load, where the next message finds the CPU halted); under load the next
-            # Ready is never far, and the spinner's rebinding to the loop's CPU and being
-            # preempted cost the loop more than they save.
+        if self.idle_poller is not None and polls_after(ready, self.requests.waiting):
             self.idle_poller.arm()
 
     def _send_all(self, messages: list[AnyMessage], at_once: bool) -> bool:
