@@ -68,8 +68,8 @@ def polls_after(ready: Ready, requests_waiting: int) -> bool:
 
 class IdlePoller:
     """Owns the spinner thread: `start()` once, `arm()` after a Ready `polls_after` names
-    (on the loop's thread), `stop()` at shutdown. The time spun stays readable after `stop()` (a
-    counter in /metrics never goes back)."""
+    (on the loop's thread), `stop()` at shutdown. The time spun stays readable after
+    `stop()` (a counter in /metrics never goes back)."""
 
     def __init__(self, window_us: int) -> None:
         if window_us <= 0:

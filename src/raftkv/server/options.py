@@ -127,10 +127,10 @@ class NodeOptions:
     # thread_scheduling.py). Off by default here: the loop's thread is the embedding
     # application's; raft-node turns it on (`--no-follower-batch-scheduling` to not).
     follower_batch_scheduling: bool = False
-    # After each low-load Ready, the CPU the event loop ran on is kept out of halt for this many
-    # microseconds by an idle-priority thread (server/idle_poll.py). 0 (off) by default
-    # here: it is the embedding process's CPU time; raft-node turns it on
-    # (`--idle-poll-us`, 1000 by default there).
+    # After each low-load Ready with a client's work in it (server/idle_poll.py), the CPU
+    # the event loop ran on is kept out of halt for this many microseconds by an
+    # idle-priority thread. 0 (off) by default here: it is the embedding process's CPU
+    # time; raft-node turns it on (`--idle-poll-us`, 1000 by default there).
     idle_poll_us: int = 0
     seed: int | None = None
     trace_rpc: bool = False
