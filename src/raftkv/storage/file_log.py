@@ -156,6 +156,7 @@ class FileStorage:
         self._lock = threading.Lock()
         # Signalled when a sync's write and fdatasync end (outside the lock).
         self._sync_ended = threading.Condition(self._lock)
+        self._sync_waiters = 0  # threads in `_wait_for_sync_end`
         self._syncing = False
         ensure_directory(self.directory, filesystem)
         recovered = recover(self.directory, filesystem)
@@ -316,12 +317,14 @@ class FileStorage:
     def _sync(self) -> None:
         with self._lock:
             while self._syncing:
-                self._sync_ended.wait()
+                self._wait_for_sync_end()
             self._check_deleted()  # first: a failed deletion's error is read, and raised
             self._check_writable()
             if not self._buffer:
                 return
-            path = self._segment_path(self._active_number)
+            # Its path is made only where it is used (creating the file, an error): a node
+            # syncs about a thousand times a second under load.
+            number = self._active_number
             # A new segment's file is created below, outside the lock, like the write: its
             # fsyncs took 100 ms and more on a disk busy with a snapshot, and the event loop,
             # appending the next Ready's entries, waited for the lock throughout.
@@ -342,7 +345,7 @@ class FileStorage:
         try:
             try:
                 if creating:
-                    descriptor = self._create_segment_file(path, creation)
+                    descriptor = self._create_segment_file(self._segment_path(number), creation)
                 pwrite_all(self.filesystem, descriptor, written, offset)
             except OSError as error:
                 if error.errno != errno.ENOSPC or written is data or creation.failed_action:
@@ -361,7 +364,7 @@ class FileStorage:
                         raise self._fail(
                             error, creation.failed_action, creation.failed_path
                         ) from error
-                    raise self._fail(error, "writing", path) from error
+                    raise self._fail(error, "writing", self._segment_path(number)) from error
             raise
         with self._lock:
             self._creation_ended(creation)
@@ -377,17 +380,28 @@ class FileStorage:
             if self._active_size >= self._segment_bytes_max and not self._buffer:
                 self._start_segment(self._active_number + 1)
 
+    def _wait_for_sync_end(self) -> None:
+        """With the lock held: wait until the sync under way ends."""
+        self._sync_waiters += 1
+        try:
+            self._sync_ended.wait()
+        finally:
+            self._sync_waiters -= 1
+
     def _end_sync(self) -> None:
         self._in_flight = bytearray()
         self._syncing = False
-        self._sync_ended.notify_all()
+        # Only when someone waits: `Condition.notify_all` is interpreted Python, and nearly
+        # every sync ends with nobody waiting.
+        if self._sync_waiters:
+            self._sync_ended.notify_all()
 
     # --- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
         """Release the files. Unsynced writes are dropped (call `sync()` first to keep them)."""
         with self._lock:
             while self._syncing:  # its descriptor must not be closed (and reused) under it
-                self._sync_ended.wait()
+                self._wait_for_sync_end()
             if self._closed:
                 return
             self._closed = True
