@@ -10,7 +10,13 @@ import gc
 from raftkv.kv import Command, KVStore, encode_command
 from raftkv.kv.changes import KeyChange
 from raftkv.kv.records import KeyRecord
-from raftkv.server.watch_history import WatchHistory, history_event
+from raftkv.server.watch_history import (
+    HistoryEvent,
+    HistoryLimits,
+    WatchHistory,
+    change_size,
+    history_event,
+)
 
 
 def test_changes_and_history_events_are_not_tracked_by_the_gc() -> None:
@@ -40,3 +46,29 @@ def test_a_full_history_adds_no_objects_for_the_gc_to_walk() -> None:
     # in a full `make test`).
     assert len(gc.get_objects()) - before < 1000
     assert history.event(history.first).line(prev=False).startswith(b'{"type":"put"')
+
+
+def test_changes_become_events_only_when_read_and_trimming_counts_their_bytes() -> None:
+    """A change is held as the store's KeyChange until a watcher reads it (no event made per
+    write); trimming, whichever form each change is in, drops whole indexes and keeps the byte
+    count equal to what the held changes cost."""
+    history = WatchHistory(HistoryLimits(events_max=10, bytes_max=1 << 30))
+    for index in range(1, 7):
+        for key_number in range(3):  # three changes per index, as a transaction makes
+            record = KeyRecord("v" * index, 1, index, 1)
+            history.changed(KeyChange(index, f"k{key_number}", record, None))
+        history.applied_through(index)
+        # Read some changes (made events, cached in place), not others.
+        if index % 2 == 1:
+            read = history.events(history.first, history.end)
+            assert all(isinstance(event, HistoryEvent) for event in read)
+    events, held_bytes = history.held
+    # Over 10 changes, trimmed to at most 9 in whole indexes of 3: 9 or fewer, a multiple of 3.
+    assert events <= 10 and events % 3 == 0
+    held = history.events(history.first, history.end)
+    assert held_bytes == sum(change_size(event.change) for event in held)
+    assert history.oldest_index == held[0].index - 1
+    assert history.bytes_behind(history.first) == held_bytes
+    assert history.position_after(history.oldest_index) == history.first
+    assert history.position_after(held[-1].index) == history.end
+    assert held[0].line(prev=False).startswith(b'{"type":"put"')
