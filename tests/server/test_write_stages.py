@@ -91,16 +91,22 @@ def test_a_sample_that_never_completes_is_replaced_by_the_next() -> None:
     assert all(count == 1 for _, count in sums.values())
 
 
-def test_a_follower_times_an_append_from_arrival_to_its_acknowledgement() -> None:
+def test_a_follower_times_one_append_in_sample_every_from_arrival_to_acknowledgement() -> None:
     registry, clock = CollectorRegistry(), Clock()
     stages = WriteStages(registry, clock)
-    stages.append_arrived(5)
+    for last in range(1, SAMPLE_EVERY):  # not sampled: no clock read, nothing observed
+        stages.append_arrived(last)
+        stages.ready_started(Ready(entries=entries(last, last)))
+        stages.acknowledged()
+    assert stage_sums(registry) == {}
+    stages.append_arrived(SAMPLE_EVERY + 4)  # the sample
     clock.now += 0.25
-    stages.append_arrived(7)  # one sample at a time: ignored
-    stages.ready_started(Ready(entries=entries(4, 4)))  # an earlier append's Ready
+    for _ in range(SAMPLE_EVERY):
+        stages.append_arrived(SAMPLE_EVERY + 6)  # one sample at a time: ignored, due or not
+    stages.ready_started(Ready(entries=entries(SAMPLE_EVERY, SAMPLE_EVERY)))  # an earlier append
     stages.acknowledged()
     clock.now += 0.25
-    stages.ready_started(Ready(entries=entries(5, 7)))
+    stages.ready_started(Ready(entries=entries(SAMPLE_EVERY + 1, SAMPLE_EVERY + 6)))
     clock.now += 0.125
     stages.acknowledged()
     assert stage_sums(registry) == {"follower_queue": (0.5, 1), "follower_disk": (0.125, 1)}
