@@ -50,6 +50,8 @@ def test_metrics_follow_the_cluster(cluster: ProcessCluster) -> None:
     assert samples[("raft_http_responses_total", ("200",))] >= WRITES
     assert samples[("raft_http_responses_total", ("400",))] >= 1
     assert samples[("raft_transport_frames_dropped", ())] >= 0
+    # (counted by tests/server/test_acknowledged_from_sync_thread.py; present on every node)
+    assert ("raft_transport_frames_sent_from_sync_thread_total", ()) in samples
 
     for follower in followers:
         samples = scrape(cluster, follower)

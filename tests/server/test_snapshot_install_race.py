@@ -34,6 +34,9 @@ class RecordingTransport:
         self.sent.append(message)
         return False
 
+    def framed_for_thread(self, messages: list[AnyMessage]) -> list[object]:
+        return []  # no link its sync thread could write to: the loop sends them all
+
     def set_applied_configuration(self, index: int, members: Collection[int]) -> None:
         pass
 

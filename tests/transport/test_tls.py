@@ -70,6 +70,9 @@ def test_peers_with_certificates_of_the_ca_exchange_messages(
         two.send(append_entries(2, 1, 1))
         await inbox_2.wait_for_count(1)
         await inbox_1.wait_for_count(1)
+        # The SSL object is the loop's alone: no frame of a TLS link is written from the
+        # sync thread (`framed_for_thread`), the loop sends them all.
+        assert one.framed_for_thread([append_entries(1, 2, 2)]) == []
 
     run_on_network(kind, body)
 

@@ -219,6 +219,12 @@ class _NodeCollector(Collector):
                 "Frames dropped by full queues or lost links",
                 value=totals.frames_dropped,
             )
+            yield CounterMetricFamily(
+                "raft_transport_frames_sent_from_sync_thread",
+                "Frames the WAL sync thread wrote itself once their promise was durable"
+                " (a follower's acknowledgements of a batch, over plain TCP)",
+                value=totals.frames_sent_from_thread,
+            )
 
 
 def _watch_metrics(hub: WatchHub) -> Iterator[Metric]:

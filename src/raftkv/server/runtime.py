@@ -74,6 +74,7 @@ from raftkv.storage.recovery import recover
 from raftkv.tls import client_port_context, peer_tls, url_scheme
 from raftkv.transport.base import Transport, TransportFactory
 from raftkv.transport.handshake import LeaseSettings
+from raftkv.transport.shared import FramedMessage
 from raftkv.transport.tcp import TcpTransport
 
 T = TypeVar("T")
@@ -536,6 +537,17 @@ class RaftServer:
             logger.error("the WAL sync failed", exc_info=error)
             self._stop_participating("internal error syncing the WAL")
 
+    def _sync_then_send(self, framed: list[FramedMessage]) -> tuple[int, float]:
+        """In the sync thread: the sync, then the messages that promise it, written from
+        here rather than after a wake-up of the loop (on a follower under load, that wait
+        for a CPU was most of the acknowledgement's delay: docs/ARCHITECTURE.md, session
+        50). How many were written, in order (the loop sends the rest), and when."""
+        self._sync_stores()
+        for sent, (_, link, payload) in enumerate(framed):
+            if not link.send_from_thread(payload):
+                return sent, self.write_stages.now()
+        return len(framed), self.write_stages.now()
+
     def _sync_stores(self) -> None:
         """Make the Ready's writes durable: the log, then the hard state, as the core
         simulator does; a store holding both (the WAL) is synced once."""
@@ -678,6 +690,10 @@ class RaftServer:
         if ready.hard_state is not None:
             self.stable_store.set_hard_state(ready.hard_state)
         persisting_later = False
+        # The messages that promise this Ready's writes durable, when the sync thread writes
+        # them itself (`_sync_then_send`); empty when the loop sends them below.
+        framed: list[FramedMessage] = []
+        acknowledgements_queued = False
         if ready.must_sync:
             if messages_queued:
                 await asyncio.sleep(0)  # let the transport's writers put them on the wire
@@ -689,14 +705,26 @@ class RaftServer:
                 else:
                     executor = self.sync_executor
                     assert executor is not None  # (as `_sync_in_thread` checked)
-                    await run_off_loop(executor, self._sync_stores)
+                    if ready.messages_after_persist and isinstance(executor, SyncThread):
+                        framed = self.transport.framed_for_thread(ready.messages_after_persist)
+                    if framed:
+                        sent, left_at = await run_off_loop(
+                            executor, lambda: self._sync_then_send(framed)
+                        )
+                        for one in framed[sent:]:
+                            if not self.transport.send_framed(one):
+                                acknowledgements_queued = True
+                        stages.acknowledged(left_at)
+                    else:
+                        await run_off_loop(executor, self._sync_stores)
             else:
                 self._sync_stores()
             if not persisting_later:
                 self.stalls.synced(time.perf_counter() - started)
                 stages.synced(ready.entries[-1].index if ready.entries else 0)
-        acknowledgements_queued = self._send_all(ready.messages_after_persist, at_once)
-        stages.acknowledged()
+        if not framed:  # (else on the wire already, or queued just above)
+            acknowledgements_queued = self._send_all(ready.messages_after_persist, at_once)
+            stages.acknowledged()
         if ready.committed_entries:
             if acknowledgements_queued:
                 # A follower's acknowledgement goes on the wire before it applies: the

@@ -111,8 +111,14 @@ class WriteStages:
         if not self._arrived and not self._persisting_since:
             self._arrived, self._arrived_last = self._clock(), last_index
 
-    def acknowledged(self) -> None:
-        """The Ready's messages that promise its entries durable have left."""
+    def now(self) -> float:
+        """The time on this sampler's clock (from any thread)."""
+        return self._clock()
+
+    def acknowledged(self, at: float = 0.0) -> None:
+        """The Ready's messages that promise its entries durable have left: now, or at
+        `at` (a `now()` of the sync thread's, which may write them before the loop learns
+        it)."""
         if self._persisting_since:
-            self._observe["follower_disk"](self._clock() - self._persisting_since)
+            self._observe["follower_disk"]((at or self._clock()) - self._persisting_since)
             self._persisting_since = 0.0

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import random
 
     from raftkv.transport.handshake import LeaseSettings
+    from raftkv.transport.shared import FramedMessage
 
 logger = logging.getLogger("raftkv.transport")
 
@@ -72,6 +73,8 @@ class PeerCounters:
     frames_received: int = 0
     bytes_received: int = 0
     frames_dropped: int = 0
+    # Of `frames_sent`, those the WAL sync thread wrote (`PeerLink.send_from_thread`).
+    frames_sent_from_thread: int = 0
     connections_opened: int = 0
     connection_failures: int = 0
     queued_frames: int = 0
@@ -128,6 +131,15 @@ class Transport(Protocol):
 
     def send(self, message: AnyMessage) -> None:
         """Queue `message` for `message.to`; never blocks, never raises for a peer down."""
+
+    def framed_for_thread(self, messages: list[AnyMessage]) -> list[FramedMessage]:
+        """`messages` encoded, each with its peer and link, for another thread to write
+        (`PeerLink.send_from_thread`, which may refuse); empty unless every one's link can
+        write from another thread (plain TCP), and then the caller sends them as usual."""
+
+    def send_framed(self, framed: FramedMessage) -> bool:
+        """Send from the loop one of `framed_for_thread`'s that the thread did not write:
+        at once if its link is idle, as `send_at_once`, and True; else queued."""
 
     def set_peer_address(self, node_id: int, host: str, port: int) -> None:
         """Add a peer or move it to a new address (membership changes, `--peers`)."""

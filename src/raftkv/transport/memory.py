@@ -185,6 +185,11 @@ class _MemoryLink:
     def send_now(self, payload: bytes) -> bool:
         return False
 
+    writes_from_thread = False
+
+    def send_from_thread(self, payload: bytes) -> bool:
+        return False
+
     def _set_connected(self, connected: bool) -> None:
         if connected != self.connected:
             self.connected = connected

@@ -82,6 +82,17 @@ class PeerLink(Protocol):
     def send_now(self, payload: bytes) -> bool:
         """Write `payload` now if the link is idle; False (nothing done) otherwise."""
 
+    # Whether `send_from_thread` can write at all (plain TCP); never over TLS or in memory.
+    writes_from_thread: bool
+
+    def send_from_thread(self, payload: bytes) -> bool:
+        """From a thread other than the loop's: write `payload` now if the link is idle;
+        False (nothing done) otherwise."""
+
+
+# A message encoded for another thread to write: (peer id, its link, the payload).
+FramedMessage = tuple[int, PeerLink, bytes]
+
 
 # Compiled (setup.py); the TCP and in-memory transports subclass it.
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -188,6 +199,29 @@ class TransportBase(ABC):
         if link.send_now(payload):
             return True
         self._queue(message.to, link, payload)
+        return False
+
+    def framed_for_thread(self, messages: list[AnyMessage]) -> list[FramedMessage]:
+        """`messages` encoded, each with its peer and link, for another thread to write
+        (`PeerLink.send_from_thread`); empty unless every one's link can."""
+        links = self._links
+        for message in messages:
+            link = links.get(message.to)
+            if link is None or not link.writes_from_thread:
+                return []
+        framed: list[FramedMessage] = []
+        for message in messages:
+            one = self._framed(message)
+            if one is not None:
+                framed.append((message.to, one[0], one[1]))
+        return framed
+
+    def send_framed(self, framed: FramedMessage) -> bool:
+        """Send, from the loop, one of `framed_for_thread`'s that the thread did not."""
+        to, link, payload = framed
+        if link.send_now(payload):
+            return True
+        self._queue(to, link, payload)
         return False
 
     def _framed(self, message: AnyMessage) -> tuple[PeerLink, bytes] | None:

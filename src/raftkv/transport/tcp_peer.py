@@ -5,13 +5,22 @@ the writer, which drains the queue in batches (one `write()` of many frames, the
 and a watcher, which notices at once when the peer closes (the accepting side never sends
 after its handshake reply, so any read returning is an end). Then it backs off and redials.
 Frames queued while the link is down wait in the bounded queue.
+
+Over plain TCP the node's WAL sync thread may write a frame itself (`send_from_thread`): a
+follower's acknowledgement leaves the moment its entries are durable, not after its event
+loop has been woken to send it (docs/ARCHITECTURE.md, session 50). Every write to the
+connection, the loop's too, then holds the link's `_write_lock`, and the thread writes only
+while nothing can be ahead of its frame (nothing queued, nothing unsent in the transport's
+buffer), so the order of the frames is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import ssl
+import threading
 from collections.abc import Callable
 
 from raftkv.async_cleanup import first_to_end, then_clean_up
@@ -102,6 +111,18 @@ class OutboundPeer:
         # The connection's writer while its writer task waits with nothing queued
         # (`send_now` may write to it then); None otherwise.
         self._idle_writer: asyncio.StreamWriter | None = None
+        # Over plain TCP, another thread may write frames (`send_from_thread`). Held around
+        # every write to the connection, by the loop and by that thread.
+        self.writes_from_thread = tls_context is None
+        self._write_lock = threading.Lock()
+        # The connection's socket, duplicated, while it serves (-1 otherwise): the thread
+        # writes to a descriptor of its own, which cannot be closed and reused for another
+        # socket under it; the loop closes it (holding the lock) when the connection ends.
+        self._thread_fd = -1
+        # The end of a frame the thread's write left unsent (the socket's buffer full):
+        # it goes first in the loop's next write to the connection.
+        self._unsent = b""
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.connected = False
         self._task: asyncio.Task[None] | None = None
         # Bumped whenever the running task is replaced: a task that was cancelled may still
@@ -152,10 +173,56 @@ class OutboundPeer:
         if transport.is_closing() or transport.get_write_buffer_size():
             return False
         frame = encode_frame(payload)
-        writer.write(frame)
-        self.counters.frames_sent += 1
-        self.counters.bytes_sent += len(frame)
+        with self._write_lock:
+            self._write(writer, frame)
+            self.counters.frames_sent += 1
+            self.counters.bytes_sent += len(frame)
         return True
+
+    def send_from_thread(self, payload: bytes) -> bool:
+        """From a thread other than the loop's: write `payload` now if the link is idle as
+        `send_now` asks, over plain TCP; False (nothing done) otherwise, and the caller
+        sends it from the loop."""
+        frame = encode_frame(payload)
+        with self._write_lock:
+            writer = self._idle_writer
+            fd = self._thread_fd
+            if writer is None or fd < 0 or self.queue or self._unsent:
+                return False
+            transport = writer.transport
+            # Read with the GIL held and the lock keeping the loop from writing: a buffer
+            # being emptied by the event loop's own I/O only reads as not yet empty.
+            if transport.is_closing() or transport.get_write_buffer_size():
+                return False
+            try:
+                written = os.write(fd, frame)  # non-blocking: the socket's own mode
+            except OSError:  # full (EAGAIN) or broken: the loop sends it, or learns why
+                return False
+            if written < len(frame):
+                self._unsent = frame[written:]
+                loop = self._loop
+                if loop is not None:
+                    loop.call_soon_threadsafe(self._write_unsent)
+            self.counters.frames_sent += 1
+            self.counters.bytes_sent += len(frame)
+            self.counters.frames_sent_from_thread += 1
+        return True
+
+    def _write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        """Write `data` after whatever the thread left unsent; with `_write_lock` held."""
+        if self._unsent:
+            data, self._unsent = self._unsent + data, b""
+        writer.write(data)
+
+    def _write_unsent(self) -> None:
+        """On the loop: the end of the thread's frame, unless a write took it already or
+        the writer is busy (its next write takes it)."""
+        with self._write_lock:
+            writer = self._idle_writer
+            if self._unsent and writer is not None and not writer.is_closing():
+                self._write(writer, b"")
+            elif self._unsent:
+                self.queue.nonempty.set()  # the writer's next turn writes it
 
     def _set_connected(self, connected: bool) -> None:
         if connected == self.connected:
@@ -292,11 +359,24 @@ class OutboundPeer:
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: FrameParser
     ) -> None:
+        if self.writes_from_thread:
+            self._loop = asyncio.get_running_loop()
+            self._thread_fd = os.dup(writer.get_extra_info("socket").fileno())
         watcher = asyncio.create_task(self._watch_for_close(reader, parser))
         sender = asyncio.create_task(self._write_batches(writer))
-        done = await first_to_end(watcher, sender)
+        try:
+            done = await first_to_end(watcher, sender)
+        finally:
+            self._end_thread_writes()
         for task in done:
             task.result()  # re-raises why the connection ended, for the caller to log
+
+    def _end_thread_writes(self) -> None:
+        with self._write_lock:
+            if self._thread_fd >= 0:
+                os.close(self._thread_fd)
+            self._thread_fd = -1
+            self._unsent = b""  # the connection is gone, and the frame with it
 
     async def _watch_for_close(self, reader: asyncio.StreamReader, parser: FrameParser) -> None:
         data = await reader.read(self._limits.read_chunk_bytes)
@@ -320,7 +400,8 @@ class OutboundPeer:
             # Everything queued while the last drain waited goes out in one write.
             batch = queue.take_batch(batch_bytes_max)
             data = join_frames(batch)
-            writer.write(data)
-            counters.frames_sent += len(batch)
-            counters.bytes_sent += len(data)
+            with self._write_lock:
+                self._write(writer, data)
+                counters.frames_sent += len(batch)
+                counters.bytes_sent += len(data)
             await writer.drain()
