@@ -73,7 +73,7 @@ MYPYC_MODULES = [
     # 15,987 and 16,985, members' CPU per write 85 and 80 µs against 89 and 82; C=1 p50
     # 0.750 ms against 0.772). Not streams.py nor async_cleanup.py: an `await` in a
     # `finally` must run interpreted (async_cleanup.py says why; tests/test_compiled_modules.py
-    # checks every module listed here). Not sync_thread.py nor leader_syncs.py: mypyc's C
+    # checks every module listed here). Not sync_thread.py nor deferred_syncs.py: mypyc's C
     # for them names a `__thread`, which gcc reads as its keyword.
     "src/raftkv/transport/shared.py",
     "src/raftkv/transport/tcp.py",

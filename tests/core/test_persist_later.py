@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from raftkv.core import RaftNode, Ready
+from raftkv.core.messages import AppendEntries, AppendEntriesResponse, Entry
 from raftkv.errors import InvariantViolation
 from tests.core.harness import Cluster
 
@@ -65,7 +66,7 @@ def test_the_leader_persists_later_and_counts_itself_only_once_reported() -> Non
     assert leader.log.committed == second.entries[-1].index
 
 
-def test_only_a_leaders_entries_of_a_durable_term_may_skip_the_wait() -> None:
+def test_only_entries_of_a_durable_term_may_skip_the_wait() -> None:
     cluster = Cluster([1, 2, 3])
     node = cluster[1]
     node.campaign(pre_vote=False)  # a term change: its vote must be durable first
@@ -79,13 +80,36 @@ def test_only_a_leaders_entries_of_a_durable_term_may_skip_the_wait() -> None:
     cluster.process()
     cluster.deliver()
     assert cluster.leader() == 1
-    # A follower's entries are acknowledged after its write: never later.
     ready = leader_ready(cluster, 1, "x")
     assert ready.may_persist_later
     node.advance(ready)  # the plain advance stays allowed: the driver waited after all
+    # A follower's entries may be persisted later too, its acknowledgement sent once they
+    # are durable; not in the Ready that makes the new term its own.
     follower = cluster[2]
     for message in ready.messages:
         if message.to == 2:
             follower.step(message)
     follower_ready = follower.ready()
-    assert follower_ready.entries and not follower_ready.may_persist_later
+    assert follower_ready.entries and follower_ready.may_persist_later
+    [acknowledgement] = follower_ready.messages_after_persist
+    assert isinstance(acknowledgement, AppendEntriesResponse) and acknowledgement.success
+    assert acknowledgement.match_index == follower_ready.entries[-1].index
+    follower.advance_before_persisted(follower_ready)
+    assert follower.log.stable < follower_ready.entries[-1].index
+    follower.entries_persisted(follower_ready.entries[-1].index, follower_ready.entries[-1].term)
+    assert follower.log.stable == follower_ready.entries[-1].index
+    newcomer = cluster[3]
+    last = newcomer.log.last_index
+    newcomer.step(
+        AppendEntries(
+            to=3,
+            term=node.term + 1,
+            leader_id=1,
+            prev_log_index=last,
+            prev_log_term=newcomer.log.term(last) or 0,
+            entries=[Entry(term=node.term, index=last + 1, data=b"y")],
+            leader_commit=0,
+        )
+    )
+    newcomer_ready = newcomer.ready()
+    assert newcomer_ready.entries and not newcomer_ready.may_persist_later

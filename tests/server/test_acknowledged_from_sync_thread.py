@@ -1,11 +1,12 @@
-"""A follower's acknowledgement of a batch leaves from its sync thread the moment the batch
-is durable (`RaftServer._sync_then_send`), not after its event loop is woken to send it:
-under load that wake-up waited for a CPU (docs/ARCHITECTURE.md, session 50).
+"""A follower's sync of a batch is not waited for by its Ready loop (server/deferred_syncs.py):
+the next AppendEntries is appended while it runs, and the acknowledgements leave from the
+sync thread the moment the batch is durable, not after the event loop is woken to send them
+(under load that wake-up waited for a CPU: docs/ARCHITECTURE.md, session 50).
 
 Three real servers over TCP, each with its own event loop in a thread of its own, so that
-one follower's loop can be held still while its sync thread finishes: the leader must
-still hear that follower's acknowledgement and commit. The other follower's syncs are held
-meanwhile, so the commit needs exactly the held follower's acknowledgement."""
+one follower's loop can be held still while its sync thread finishes, and its syncs held
+while its loop runs. The other follower's syncs are held meanwhile, so the leader's commit
+needs exactly the first follower's acknowledgements."""
 
 from __future__ import annotations
 
@@ -99,19 +100,19 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
     raise AssertionError(f"timed out after {DEADLINE_SECONDS} s waiting for {what}")
 
 
-def test_a_follower_whose_loop_stands_still_still_acknowledges_a_durable_batch(
-    tmp_path: Path,
-) -> None:
-    ports = {node_id: free_port() for node_id in NODE_IDS}
-    syncs = {node_id: HeldSyncThread(f"sync-{node_id}") for node_id in NODE_IDS}
-    nodes: dict[int, NodeThread] = {}
-    release_loop = threading.Event()
-    try:
+class Cluster:
+    """Three servers, one leader elected and its first entry applied everywhere; `held` is
+    a follower, `other` the other one."""
+
+    def __init__(self, data_root: Path) -> None:
+        ports = {node_id: free_port() for node_id in NODE_IDS}
+        self.syncs = {node_id: HeldSyncThread(f"sync-{node_id}") for node_id in NODE_IDS}
+        self.nodes: dict[int, NodeThread] = {}
         for node_id in NODE_IDS:
             server = RaftServer(
                 NodeOptions(
                     node_id=node_id,
-                    data_dir=str(tmp_path / f"node-{node_id}"),
+                    data_dir=str(data_root / f"node-{node_id}"),
                     listen=(HOST, ports[node_id]),
                     client_listen=(HOST, 0),
                     peers={peer: (HOST, ports[peer]) for peer in NODE_IDS if peer != node_id},
@@ -122,48 +123,103 @@ def test_a_follower_whose_loop_stands_still_still_acknowledges_a_durable_batch(
                     # the leader step down for want of answers (check quorum).
                     election_timeout_ms=(1000, 2000),
                 ),
-                sync_executor=syncs[node_id],
+                sync_executor=self.syncs[node_id],
                 listen_for_clients=False,
             )
-            nodes[node_id] = NodeThread(server)
-        for node in nodes.values():
+            self.nodes[node_id] = NodeThread(server)
+
+    def start(self) -> None:
+        for node in self.nodes.values():
             node.call(node.server.start())
 
         def leaders() -> list[RaftServer]:
-            return [n.server for n in nodes.values() if n.server.node.role == "leader"]
+            return [n.server for n in self.nodes.values() if n.server.node.role == "leader"]
 
         wait_for(lambda: len(leaders()) == 1, "a leader")
-        leader = leaders()[0]
-        first = leader.node.log.last_index
-        wait_for(lambda: all(n.server.applied_index >= first for n in nodes.values()), "ready")
-        held, other = (node_id for node_id in NODE_IDS if node_id != leader.id)
-        syncs[other].hold()  # its acknowledgements never come while the test looks
-        syncs[held].hold()
+        self.leader = leaders()[0]
+        self.wait_applied_everywhere(self.leader.node.log.last_index)
+        self.held, self.other = (node_id for node_id in NODE_IDS if node_id != self.leader.id)
 
-        leader_node = nodes[leader.id]
-        proposals = [
+    def propose_batch(self, prefix: str) -> list[Future[Any]]:
+        leader_node = self.nodes[self.leader.id]
+        return [
             leader_node.submit(
-                leader.requests.propose(encode_command(Command(op="put", key=f"k{n}", value="v")))
+                self.leader.requests.propose(
+                    encode_command(Command(op="put", key=f"{prefix}{n}", value="v"))
+                )
             )
             for n in range(BATCH)
         ]
+
+    def wait_applied_everywhere(self, index: int) -> None:
+        wait_for(
+            lambda: all(n.server.applied_index >= index for n in self.nodes.values()),
+            f"index {index} applied everywhere",
+        )
+
+    def close(self) -> None:
+        for sync in self.syncs.values():
+            sync.gate.set()
+        for node in self.nodes.values():
+            node.close()
+
+
+def test_a_follower_whose_loop_stands_still_still_acknowledges_a_durable_batch(
+    tmp_path: Path,
+) -> None:
+    cluster = Cluster(tmp_path)
+    release_loop = threading.Event()
+    try:
+        cluster.start()
+        leader, syncs, held = cluster.leader, cluster.syncs, cluster.held
+        syncs[cluster.other].hold()  # its acknowledgements never come while the test looks
+        syncs[held].hold()
+        proposals = cluster.propose_batch("k")
         assert syncs[held].job_held.wait(DEADLINE_SECONDS), "the follower's sync never came"
-        assert nodes[held].hold_loop(release_loop).wait(DEADLINE_SECONDS)
+        assert cluster.nodes[held].hold_loop(release_loop).wait(DEADLINE_SECONDS)
         committed_before = leader.node.log.committed
         syncs[held].gate.set()  # its sync thread syncs, with its loop standing still
         wait_for(lambda: leader.node.log.committed > committed_before, "the leader's commit")
         assert not release_loop.is_set()  # (the follower's loop stood still throughout)
-        sent = nodes[held].server.transport.counters().totals().frames_sent_from_thread
-        assert sent >= 1
+        held_server = cluster.nodes[held].server
+        assert held_server.transport.counters().totals().frames_sent_from_thread >= 1
         release_loop.set()
-        syncs[other].gate.set()
+        syncs[cluster.other].gate.set()
         for proposal in proposals:
             proposal.result(DEADLINE_SECONDS)
-        last = leader.node.log.last_index
-        wait_for(lambda: all(n.server.applied_index >= last for n in nodes.values()), "applied")
+        cluster.wait_applied_everywhere(leader.node.log.last_index)
     finally:
         release_loop.set()
-        for sync in syncs.values():
-            sync.gate.set()
-        for node in nodes.values():
-            node.close()
+        cluster.close()
+
+
+def test_a_follower_appends_the_next_batch_while_its_sync_runs_and_acknowledges_once_durable(
+    tmp_path: Path,
+) -> None:
+    """Its Ready loop goes on: the second batch reaches its WAL while the first batch's
+    sync is held; no acknowledgement of either leaves before its sync, so the leader (the
+    other follower held too) commits neither until the sync is let go."""
+    cluster = Cluster(tmp_path)
+    try:
+        cluster.start()
+        leader, syncs, held = cluster.leader, cluster.syncs, cluster.held
+        held_server = cluster.nodes[held].server
+        committed_before = leader.node.log.committed
+        syncs[cluster.other].hold()
+        syncs[held].hold()
+        first = cluster.propose_batch("first-")
+        assert syncs[held].job_held.wait(DEADLINE_SECONDS), "the follower's sync never came"
+        second = cluster.propose_batch("second-")
+        wait_for(lambda: leader.node.log.last_index >= committed_before + 2 * BATCH, "proposed")
+        last = leader.node.log.last_index
+        wait_for(lambda: held_server.storage.last_index() >= last, "the second batch appended")
+        assert leader.node.log.committed == committed_before  # nothing acknowledged early
+        syncs[held].gate.set()
+        for proposal in first + second:
+            proposal.result(DEADLINE_SECONDS)
+        assert leader.node.log.committed >= last
+        syncs[cluster.other].gate.set()
+        cluster.wait_applied_everywhere(last)
+        wait_for(lambda: held_server.node.log.stable >= last, "the follower's syncs reported")
+    finally:
+        cluster.close()

@@ -34,8 +34,8 @@ class RecordingTransport:
         self.sent.append(message)
         return False
 
-    def framed_for_thread(self, messages: list[AnyMessage]) -> list[object]:
-        return []  # no link its sync thread could write to: the loop sends them all
+    def frame(self, messages: list[AnyMessage]) -> list[object]:
+        return []  # as if each were dropped: the server sends them as before (`send`)
 
     def set_applied_configuration(self, index: int, members: Collection[int]) -> None:
         pass

@@ -97,16 +97,22 @@ def test_a_follower_times_one_append_in_sample_every_from_arrival_to_acknowledge
     for last in range(1, SAMPLE_EVERY):  # not sampled: no clock read, nothing observed
         stages.append_arrived(last)
         stages.ready_started(Ready(entries=entries(last, last)))
-        stages.acknowledged()
+        stages.acknowledged(last)
     assert stage_sums(registry) == {}
     stages.append_arrived(SAMPLE_EVERY + 4)  # the sample
     clock.now += 0.25
     for _ in range(SAMPLE_EVERY):
         stages.append_arrived(SAMPLE_EVERY + 6)  # one sample at a time: ignored, due or not
     stages.ready_started(Ready(entries=entries(SAMPLE_EVERY, SAMPLE_EVERY)))  # an earlier append
-    stages.acknowledged()
+    stages.acknowledged(SAMPLE_EVERY)
     clock.now += 0.25
     stages.ready_started(Ready(entries=entries(SAMPLE_EVERY + 1, SAMPLE_EVERY + 6)))
     clock.now += 0.125
-    stages.acknowledged()
-    assert stage_sums(registry) == {"follower_queue": (0.5, 1), "follower_disk": (0.125, 1)}
+    # A sync the loop did not wait for: an earlier one's end, or a later Ready's without
+    # entries, does not end the sample; the one through its entries does, at the time the
+    # sync thread wrote the acknowledgement.
+    stages.acknowledged(SAMPLE_EVERY + 5)
+    stages.acknowledged(0)
+    clock.now += 0.5
+    stages.acknowledged(SAMPLE_EVERY + 6, at=clock.now - 0.375)
+    assert stage_sums(registry) == {"follower_queue": (0.5, 1), "follower_disk": (0.25, 1)}

@@ -58,6 +58,22 @@ REACH: dict[str, tuple[Callable[[], contextlib.AbstractContextManager[None]], ra
         range(22, 25),
         "is still a learner",
     ),
+    # Session 50: caught at seed 81 (and 157 of seeds 1-200): a follower acknowledges
+    # entries before the sync that makes them durable returns; a crash takes them back, and
+    # a leader is elected without an entry the old one committed on that acknowledgement.
+    "acknowledged before durable": (
+        defects.acknowledged_before_durable,
+        range(79, 82),
+        "Leader Completeness",
+    ),
+    # Session 50: caught at seed 81 (and 157 of seeds 1-200), found so by the sweeps of
+    # its first cut: a follower answers an AppendEntries repeating entries it holds at
+    # once, while the sync of those entries is still under way, and a crash takes them back.
+    "promise sent beside a deferred sync": (
+        defects.promise_sent_beside_a_deferred_sync,
+        range(79, 82),
+        "Leader Completeness",
+    ),
     # Session 20: caught at seed 10 (and 22, 23, 57 of seeds 1-60): a removed node no leader
     # told of its removal (the leadership changed, or the members restarted and forgot it)
     # is never told by the members either, and runs on after healing.
@@ -103,6 +119,7 @@ PATCHES_COMPILED_METHODS = {
     "re-added id stops itself",
     "promotion task dies",
     "snapshot taken racing an install",
+    "promise sent beside a deferred sync",
 }
 
 

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from raftkv.core import Entry
 from raftkv.core.membership import Membership
 from raftkv.core.messages import ForwardKind, HardState
 from raftkv.core.node import MembershipChangeRefused, RaftNode
@@ -16,6 +17,7 @@ from raftkv.core.ready import Ready, SnapshotMeta
 from raftkv.errors import NotLeader
 from raftkv.server import follower_reads, runtime
 from raftkv.server import members as members_module
+from raftkv.server.deferred_syncs import DeferredSyncs
 from raftkv.server.follower_reads import FollowerReads
 from raftkv.server.members import MembershipOperations
 from raftkv.server.peer_book import PeerBook
@@ -24,6 +26,7 @@ from raftkv.server.snapshots import SnapshotTaker
 from raftkv.storage import recovery
 from raftkv.storage.base import LogStore, SnapshotStore, StableStore
 from raftkv.transport import handshake
+from raftkv.transport.shared import FramedMessage
 
 
 @contextlib.contextmanager
@@ -158,6 +161,31 @@ def damaged_newest_snapshot_falls_back() -> Iterator[None]:
         return recovery.Recovered(hard_state, entries, snapshot, index, [])
 
     with _patched(runtime, "recover", recover):
+        yield
+
+
+@contextlib.contextmanager
+def acknowledged_before_durable() -> Iterator[None]:
+    """Session 50's order broken: a follower's sync the Ready loop does not wait for
+    (server/deferred_syncs.py) lets its acknowledgements leave when it starts, not once it
+    has returned, so a crash can take back entries a leader counted as durable there."""
+    original = DeferredSyncs.start
+
+    def start(self: DeferredSyncs, last: Entry, messages: list[FramedMessage]) -> None:
+        for message in messages:
+            self._send_from_loop(message)
+        original(self, last, [])
+
+    with _patched(DeferredSyncs, "start", start):
+        yield
+
+
+@contextlib.contextmanager
+def promise_sent_beside_a_deferred_sync() -> Iterator[None]:
+    """Session 50's first cut: a Ready that syncs nothing sends its acknowledgements at
+    once, though they may promise entries an earlier Ready handed to a sync not yet ended
+    (a follower's answer to an AppendEntries repeating entries it holds)."""
+    with _patched(RaftServer, "_wait_for_deferred_syncs", lambda server, ready: False):
         yield
 
 

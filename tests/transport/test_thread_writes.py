@@ -47,19 +47,22 @@ def from_thread(link: Any, payload: bytes) -> bool:
 def test_a_thread_writes_on_an_idle_link_and_the_order_is_kept(kind: str) -> None:
     """Written at once from the thread while nothing is queued; with a frame queued ahead
     the thread refuses, and the loop sends it after that frame (`send_framed`). The
-    in-memory link never writes from a thread (`framed_for_thread` gives nothing)."""
+    in-memory link never writes from a thread: the loop sends what it refused."""
 
     async def body(network: Network) -> None:
         sender, link, inbox = await idle_link(network)
-        framed = sender.framed_for_thread([append_entries(1, 2, 1)])
-        if kind == "memory":
-            assert framed == []
-            return
-        [(to, framed_link, payload)] = framed
+        [framed] = sender.frame([append_entries(1, 2, 1)])
+        to, framed_link, payload = framed
         assert (to, framed_link) == (2, link)
+        if kind == "memory":
+            assert from_thread(link, payload) is False
+            assert sender.send_framed(framed) is False  # queued for its delivery task
+            await inbox.wait_for_count(2)
+            assert sender.counters().totals().frames_sent_from_thread == 0
+            return
         assert from_thread(link, payload) is True
         sender.send(append_entries(1, 2, 2))  # queued: its writer task has not run yet
-        [later] = sender.framed_for_thread([append_entries(1, 2, 3)])
+        [later] = sender.frame([append_entries(1, 2, 3)])
         assert from_thread(link, later[2]) is False
         assert sender.send_framed(later) is False  # (queued behind the frame ahead)
         await inbox.wait_for_count(4)
@@ -88,7 +91,7 @@ def test_the_end_of_a_frame_the_socket_did_not_take_goes_first(
 
     async def body(network: Network) -> None:
         sender, link, inbox = await idle_link(network)
-        [(_, _, payload)] = sender.framed_for_thread([append_entries(1, 2, 1)])
+        [(_, _, payload)] = sender.frame([append_entries(1, 2, 1)])
         monkeypatch.setattr(os, "write", part_from_other_threads)
         assert from_thread(link, payload) is True
         monkeypatch.setattr(os, "write", real_write)
@@ -114,7 +117,7 @@ def test_no_thread_writes_once_the_connection_is_gone(kind: str) -> None:
         await inbox.wait_for_count(1)
         link: Any = sender._links[2]  # type: ignore[attr-defined]
         assert link._thread_fd >= 0
-        [(_, _, payload)] = sender.framed_for_thread([append_entries(1, 2, 1)])
+        [(_, _, payload)] = sender.frame([append_entries(1, 2, 1)])
         await receiver.close()
         await wait_until(lambda: not sender.is_connected(2), "the link down")
         await wait_until(lambda: link._thread_fd < 0, "the thread's descriptor closed")

@@ -364,14 +364,14 @@ class RaftNode:
         read_states, self.read_states = self.read_states, []
         events, self.events = self.events, []
         self._ready_outstanding = True
-        # A leader's entries alone (its term and vote durable, nothing promised after the
-        # write) may be persisted while the next Ready goes on: see Ready.
+        # Entries alone (the term and vote durable, no snapshot) may be persisted while the
+        # next Ready goes on: a leader's with nothing promised after the write, a follower's
+        # with its acknowledgements sent once they are durable. See Ready.
         may_persist_later = (
-            role is _LEADER
+            (role is _FOLLOWER or (role is _LEADER and not messages_after_persist))
             and bool(entries)
             and not term_or_vote_changed
             and snapshot is None
-            and not messages_after_persist
         )
         # Positional, in Ready's field order: a dataclass __init__ matches keywords slowly.
         return Ready(

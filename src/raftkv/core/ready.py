@@ -46,12 +46,16 @@ class Ready:
     content depends on state made durable by an earlier Ready, so the leader's own disk write
     overlaps with replication (thesis §10.2.1).
 
-    `may_persist_later`: a leader's Ready of entries whose term and vote are already durable,
-    with nothing to send after persisting. The driver may then start making it durable,
-    carry out steps 3 and 4, and call `advance_before_persisted(ready)` without waiting; and
-    `entries_persisted(index, term)` once the entries through that last entry are durable.
-    Meanwhile the next Ready may come, and the leader counts itself towards a commit only for
-    what `entries_persisted` reported (thesis §10.2.1: several writes in flight).
+    `may_persist_later`: a Ready of entries whose term and vote are already durable, no
+    snapshot: a leader's with nothing to send after persisting, or a follower's. The driver
+    may then start making it durable, carry out step 4 and call
+    `advance_before_persisted(ready)` without waiting, provided it sends
+    `messages_after_persist` (a follower's acknowledgements) only once the entries are
+    durable; and it calls `entries_persisted(index, term)` once the entries through that
+    last entry are. Meanwhile the next Ready may come (a follower's entries applied before
+    they are durable on it are committed, so durable on a majority), and the leader counts
+    itself towards a commit only for what `entries_persisted` reported (thesis §10.2.1:
+    several writes in flight).
     """
 
     # A plain class, not a dataclass: mypyc leaves a dataclass's generated __init__

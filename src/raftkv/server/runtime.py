@@ -2,11 +2,14 @@
 (one fsync per Ready), sends, applies and advances, and client requests become proposals
 answered when their entry is applied.
 
-Everything runs in one asyncio event loop. The fsync runs on the loop once the transport has
-put the Ready's leader messages on the wire; peer messages and client requests that arrive
-meanwhile wait in the kernel's buffers and pile up into the next Ready: under load one fsync
+Everything runs in one asyncio event loop but the disk's work. A lone entry is fsynced on the
+loop once the transport has put the Ready's leader messages on the wire; a batch in the
+node's sync thread (server/sync_thread.py), and a Ready of entries alone is not waited for
+(server/deferred_syncs.py): the loop goes on to the next Ready, and a follower's
+acknowledgements leave from the sync thread once their entries are durable. Peer messages
+and client requests that arrive meanwhile pile up into the next Ready: under load one fsync
 and one AppendEntries per follower carry many requests. Snapshot encoding and writing run in
-a disk thread (see docs/ARCHITECTURE.md for why the fsync does not).
+a disk thread.
 """
 
 from __future__ import annotations
@@ -39,12 +42,12 @@ from raftkv.kv import KVStore, StateMachine
 from raftkv.server.auth import AccessPolicy
 from raftkv.server.backup import BackupMaker
 from raftkv.server.dashboard import Dashboard, Timeline, ask_peer_status
+from raftkv.server.deferred_syncs import DeferredSyncs
 from raftkv.server.follower_reads import FollowerReads
 from raftkv.server.forwarding import Forwarding
 from raftkv.server.http_api import ClientApi
 from raftkv.server.http_server import CONNECTIONS_MAX, HttpServer
 from raftkv.server.idle_poll import IdlePoller, polls_after
-from raftkv.server.leader_syncs import LeaderSyncs
 from raftkv.server.lease_duties import LeaseDuties
 from raftkv.server.lessor import lease_ttl_min_seconds
 from raftkv.server.logs import trace_line
@@ -74,7 +77,6 @@ from raftkv.storage.recovery import recover
 from raftkv.tls import client_port_context, peer_tls, url_scheme
 from raftkv.transport.base import Transport, TransportFactory
 from raftkv.transport.handshake import LeaseSettings
-from raftkv.transport.shared import FramedMessage
 from raftkv.transport.tcp import TcpTransport
 
 T = TypeVar("T")
@@ -189,12 +191,17 @@ class RaftServer:
         if sync_executor is None and stores is None:
             sync_executor = SyncThread(f"sync-{self.id}")
         self.sync_executor = sync_executor
-        # A leader's syncs the Ready loop does not wait for (server/leader_syncs.py).
-        self.leader_syncs = (
+        # The syncs the Ready loop does not wait for (server/deferred_syncs.py).
+        self.deferred_syncs = (
             None
             if sync_executor is None
-            else LeaderSyncs(
-                sync_executor, self._sync_stores, self._entries_persisted, self._sync_failed
+            else DeferredSyncs(
+                sync_executor,
+                self._sync_stores,
+                self._entries_persisted,
+                self._sync_failed,
+                lambda framed: self.transport.send_framed(framed),
+                clock=self.write_stages.now,
             )
         )
         self._stopping = False
@@ -507,8 +514,9 @@ class RaftServer:
         not after the fsync. A single entry is synced on the loop: the hop to a thread and
         back costs more than a fast fsync (docs/ARCHITECTURE.md, "The server's Ready loop"),
         unless it is large (`SYNC_THREAD_MIN_BYTES`), and its fsync no fast one.
-        Except a leader's while one of its syncs is under way in the thread: on the loop it
-        would wait for that sync to end, then sync again; in the thread it joins the next."""
+        Except a Ready that may persist later while a deferred sync is under way: on the
+        loop it would wait for that sync to end, then sync again; in the thread it joins
+        the next."""
         smallest = self.options.sync_thread_min_entries
         if self.sync_executor is None or smallest <= 0:
             return False
@@ -516,15 +524,50 @@ class RaftServer:
             return True
         if sum(len(entry.data) for entry in ready.entries) >= SYNC_THREAD_MIN_BYTES:
             return True
-        syncs = self.leader_syncs
+        syncs = self.deferred_syncs
         return ready.may_persist_later and syncs is not None and syncs.busy
 
-    def _entries_persisted(self, index: int, term: int, seconds: float) -> None:
-        """A leader's sync the Ready loop did not wait for ended (LeaderSyncs)."""
+    def _start_deferred_sync(self, ready: Ready) -> bool:
+        """Hand `ready`'s sync, and the messages that promise it (a follower's
+        acknowledgements), to the syncs the loop does not wait for, if the Ready allows;
+        False, nothing done, otherwise."""
+        syncs = self.deferred_syncs
+        if not ready.may_persist_later or syncs is None:
+            return False
+        promising = ready.messages_after_persist
+        framed = self.transport.frame(promising) if promising else []
+        if promising and not framed:
+            # None framed (each dropped, or a transport that frames none): the loop sends
+            # them, as it would, after a sync it waits for.
+            return False
+        syncs.start(ready.entries[-1], framed)
+        return True
+
+    def _wait_for_deferred_syncs(self, ready: Ready) -> bool:
+        """A Ready that syncs nothing may still promise entries an earlier Ready appended
+        and handed to a sync not yet ended: a follower's acknowledgement of an AppendEntries
+        repeating entries it holds (a retransmission, a probe). Its messages then go after
+        a sync that starts now (joining the one waiting to start, if any), which makes all
+        appended so far durable; True if so. Otherwise everything appended is durable
+        (no deferred sync under way), or nothing is promised."""
+        syncs = self.deferred_syncs
+        promising = ready.messages_after_persist
+        if not promising or syncs is None or not syncs.busy:
+            return False
+        framed = self.transport.frame(promising)
+        if not framed:
+            return False  # none framed: as in `_start_deferred_sync`
+        syncs.start(None, framed)
+        return True
+
+    def _entries_persisted(self, index: int, term: int, seconds: float, written_at: float) -> None:
+        """A sync the Ready loop did not wait for ended (DeferredSyncs), its messages
+        written (by the sync thread at `written_at`, else by the loop just now)."""
         if self._stopping or self.storage_failure is not None:
             return
         self.stalls.synced(seconds)
         self.write_stages.synced(index)
+        self.write_stages.acknowledged(index, written_at)
         self.node.entries_persisted(index, term)
         self._wake.set()
 
@@ -536,17 +579,6 @@ class RaftServer:
         else:
             logger.error("the WAL sync failed", exc_info=error)
             self._stop_participating("internal error syncing the WAL")
-
-    def _sync_then_send(self, framed: list[FramedMessage]) -> tuple[int, float]:
-        """In the sync thread: the sync, then the messages that promise it, written from
-        here rather than after a wake-up of the loop (on a follower under load, that wait
-        for a CPU was most of the acknowledgement's delay: docs/ARCHITECTURE.md, session
-        50). How many were written, in order (the loop sends the rest), and when."""
-        self._sync_stores()
-        for sent, (_, link, payload) in enumerate(framed):
-            if not link.send_from_thread(payload):
-                return sent, self.write_stages.now()
-        return len(framed), self.write_stages.now()
 
     def _sync_stores(self) -> None:
         """Make the Ready's writes durable: the log, then the hard state, as the core
@@ -690,41 +722,30 @@ class RaftServer:
         if ready.hard_state is not None:
             self.stable_store.set_hard_state(ready.hard_state)
         persisting_later = False
-        # The messages that promise this Ready's writes durable, when the sync thread writes
-        # them itself (`_sync_then_send`); empty when the loop sends them below.
-        framed: list[FramedMessage] = []
-        acknowledgements_queued = False
         if ready.must_sync:
             if messages_queued:
                 await asyncio.sleep(0)  # let the transport's writers put them on the wire
             started = time.perf_counter()
             if self._sync_in_thread(ready):
-                if ready.may_persist_later and self.leader_syncs is not None:
-                    self.leader_syncs.start(ready.entries[-1])
+                if self._start_deferred_sync(ready):
                     persisting_later = True
                 else:
                     executor = self.sync_executor
                     assert executor is not None  # (as `_sync_in_thread` checked)
-                    if ready.messages_after_persist and isinstance(executor, SyncThread):
-                        framed = self.transport.framed_for_thread(ready.messages_after_persist)
-                    if framed:
-                        sent, left_at = await run_off_loop(
-                            executor, lambda: self._sync_then_send(framed)
-                        )
-                        for one in framed[sent:]:
-                            if not self.transport.send_framed(one):
-                                acknowledgements_queued = True
-                        stages.acknowledged(left_at)
-                    else:
-                        await run_off_loop(executor, self._sync_stores)
+                    await run_off_loop(executor, self._sync_stores)
             else:
                 self._sync_stores()
             if not persisting_later:
                 self.stalls.synced(time.perf_counter() - started)
                 stages.synced(ready.entries[-1].index if ready.entries else 0)
-        if not framed:  # (else on the wire already, or queued just above)
+        acknowledgements_queued = False
+        if persisting_later:
+            pass  # they go with the deferred sync
+        elif not ready.must_sync and self._wait_for_deferred_syncs(ready):
+            pass  # they go after a sync of what earlier Readies appended
+        else:
             acknowledgements_queued = self._send_all(ready.messages_after_persist, at_once)
-            stages.acknowledged()
+            stages.acknowledged(ready.entries[-1].index if ready.entries else 0)
         if ready.committed_entries:
             if acknowledgements_queued:
                 # A follower's acknowledgement goes on the wire before it applies: the

@@ -53,10 +53,12 @@ class WriteStages:
         # The leader's sample: its index and the times of its stages so far.
         self._index = 0
         self._times: list[float] = []
-        # The follower's sample: when the AppendEntries arrived, and its last entry.
+        # The follower's sample: when the AppendEntries arrived, and its last entry; when
+        # the Ready that persists it started, and that Ready's last entry.
         self._arrived = 0.0
         self._arrived_last = 0
         self._persisting_since = 0.0
+        self._persisting_last = 0
         self._appends = 0
 
     # --- the leader's sample ----------------------------------------------------------------
@@ -82,6 +84,7 @@ class WriteStages:
             self._observe["follower_queue"](now - self._arrived)
             self._arrived = 0.0
             self._persisting_since = now
+            self._persisting_last = ready.entries[-1].index
 
     def synced(self, last_index: int) -> None:
         """The entries through `last_index` are durable on this node."""
@@ -115,10 +118,10 @@ class WriteStages:
         """The time on this sampler's clock (from any thread)."""
         return self._clock()
 
-    def acknowledged(self, at: float = 0.0) -> None:
-        """The Ready's messages that promise its entries durable have left: now, or at
-        `at` (a `now()` of the sync thread's, which may write them before the loop learns
-        it)."""
-        if self._persisting_since:
+    def acknowledged(self, through: int, at: float = 0.0) -> None:
+        """The messages that promise the entries through `through` durable have left: now,
+        or at `at` (a `now()` of the sync thread's, which writes them before the loop
+        learns it; a follower's syncs may end after later Readies started)."""
+        if self._persisting_since and through >= self._persisting_last:
             self._observe["follower_disk"]((at or self._clock()) - self._persisting_since)
             self._persisting_since = 0.0

@@ -132,14 +132,15 @@ class Transport(Protocol):
     def send(self, message: AnyMessage) -> None:
         """Queue `message` for `message.to`; never blocks, never raises for a peer down."""
 
-    def framed_for_thread(self, messages: list[AnyMessage]) -> list[FramedMessage]:
-        """`messages` encoded, each with its peer and link, for another thread to write
-        (`PeerLink.send_from_thread`, which may refuse); empty unless every one's link can
-        write from another thread (plain TCP), and then the caller sends them as usual."""
+    def frame(self, messages: list[AnyMessage]) -> list[FramedMessage]:
+        """`messages` encoded now, each with its peer and link, to be sent later from
+        another thread (`PeerLink.send_from_thread`, which may refuse: only plain TCP links
+        write from a thread) or from the loop (`send_framed`). Those `send` would drop (no
+        such peer, over the frame limit) are dropped and counted here."""
 
     def send_framed(self, framed: FramedMessage) -> bool:
-        """Send from the loop one of `framed_for_thread`'s that the thread did not write:
-        at once if its link is idle, as `send_at_once`, and True; else queued."""
+        """Send from the loop one of `frame`'s: at once if its link is idle, as
+        `send_at_once`, and True; else queued."""
 
     def set_peer_address(self, node_id: int, host: str, port: int) -> None:
         """Add a peer or move it to a new address (membership changes, `--peers`)."""

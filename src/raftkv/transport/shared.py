@@ -201,14 +201,10 @@ class TransportBase(ABC):
         self._queue(message.to, link, payload)
         return False
 
-    def framed_for_thread(self, messages: list[AnyMessage]) -> list[FramedMessage]:
-        """`messages` encoded, each with its peer and link, for another thread to write
-        (`PeerLink.send_from_thread`); empty unless every one's link can."""
-        links = self._links
-        for message in messages:
-            link = links.get(message.to)
-            if link is None or not link.writes_from_thread:
-                return []
+    def frame(self, messages: list[AnyMessage]) -> list[FramedMessage]:
+        """`messages` encoded now, each with its peer and link, to be sent later: from
+        another thread (`PeerLink.send_from_thread`, which may refuse) or the loop
+        (`send_framed`). Those `send` would drop are dropped here (and counted)."""
         framed: list[FramedMessage] = []
         for message in messages:
             one = self._framed(message)
@@ -217,7 +213,7 @@ class TransportBase(ABC):
         return framed
 
     def send_framed(self, framed: FramedMessage) -> bool:
-        """Send, from the loop, one of `framed_for_thread`'s that the thread did not."""
+        """Send from the loop one of `frame`'s (at once if its link is idle: True)."""
         to, link, payload = framed
         if link.send_now(payload):
             return True
