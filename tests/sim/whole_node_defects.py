@@ -185,7 +185,7 @@ def promise_sent_beside_a_deferred_sync() -> Iterator[None]:
     """Session 50's first cut: a Ready that syncs nothing sends its acknowledgements at
     once, though they may promise entries an earlier Ready handed to a sync not yet ended
     (a follower's answer to an AppendEntries repeating entries it holds)."""
-    with _patched(RaftServer, "_wait_for_deferred_syncs", lambda server, ready: False):
+    with _patched(RaftServer, "_hold_back_promises", lambda server, messages: messages):
         yield
 
 

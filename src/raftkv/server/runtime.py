@@ -29,7 +29,14 @@ from typing import Any, TypeVar
 
 from raftkv.addresses import format_address
 from raftkv.core import Entry, EntryKind, Membership, RaftConfig, RaftNode, Ready
-from raftkv.core.messages import AnyMessage, AppendEntries, Forward, ForwardKind, ForwardReply
+from raftkv.core.messages import (
+    AnyMessage,
+    AppendEntries,
+    AppendEntriesResponse,
+    Forward,
+    ForwardKind,
+    ForwardReply,
+)
 from raftkv.errors import (
     Corruption,
     InvariantViolation,
@@ -543,22 +550,35 @@ class RaftServer:
         syncs.start(ready.entries[-1], framed)
         return True
 
-    def _wait_for_deferred_syncs(self, ready: Ready) -> bool:
-        """A Ready that syncs nothing may still promise entries an earlier Ready appended
-        and handed to a sync not yet ended: a follower's acknowledgement of an AppendEntries
-        repeating entries it holds (a retransmission, a probe). Its messages then go after
-        a sync that starts now (joining the one waiting to start, if any), which makes all
-        appended so far durable; True if so. Otherwise everything appended is durable
-        (no deferred sync under way), or nothing is promised."""
+    def _hold_back_promises(self, messages: list[AnyMessage]) -> list[AnyMessage]:
+        """Of a Ready that syncs nothing, the messages that may leave now. Such a Ready may
+        still promise entries an earlier Ready appended and handed to a sync not yet ended:
+        a follower's answer to an AppendEntries repeating entries it holds (a retransmission,
+        a probe). While a deferred sync is under way, an acknowledgement through an index
+        not yet reported durable (`log.stable`) is handed to a sync that starts now (joining
+        the one waiting to start, if any), which makes all appended so far durable; one
+        through a durable index, a refusal, goes now (heartbeat answers carry read
+        confirmations). With no deferred sync under way, all appended is durable."""
         syncs = self.deferred_syncs
-        promising = ready.messages_after_persist
-        if not promising or syncs is None or not syncs.busy:
-            return False
-        framed = self.transport.frame(promising)
+        if syncs is None or not syncs.busy:
+            return messages
+        stable = self.node.log.stable
+        now: list[AnyMessage] = []
+        later: list[AnyMessage] = []
+        for message in messages:
+            if isinstance(message, AppendEntriesResponse) and (
+                not message.success or message.match_index <= stable
+            ):
+                now.append(message)
+            else:
+                later.append(message)
+        if not later:
+            return messages
+        framed = self.transport.frame(later)
         if not framed:
-            return False  # none framed: as in `_start_deferred_sync`
+            return messages  # none framed: as in `_start_deferred_sync`
         syncs.start(None, framed)
-        return True
+        return now
 
     def _entries_persisted(self, index: int, term: int, seconds: float, written_at: float) -> None:
         """A sync the Ready loop did not wait for ended (DeferredSyncs), its messages
@@ -739,12 +759,11 @@ class RaftServer:
                 self.stalls.synced(time.perf_counter() - started)
                 stages.synced(ready.entries[-1].index if ready.entries else 0)
         acknowledgements_queued = False
-        if persisting_later:
-            pass  # they go with the deferred sync
-        elif not ready.must_sync and self._wait_for_deferred_syncs(ready):
-            pass  # they go after a sync of what earlier Readies appended
-        else:
-            acknowledgements_queued = self._send_all(ready.messages_after_persist, at_once)
+        if not persisting_later:  # (else they go with the deferred sync)
+            promising = ready.messages_after_persist
+            if promising and not ready.must_sync:
+                promising = self._hold_back_promises(promising)
+            acknowledgements_queued = self._send_all(promising, at_once)
             stages.acknowledged(ready.entries[-1].index if ready.entries else 0)
         if ready.committed_entries:
             if acknowledgements_queued:
