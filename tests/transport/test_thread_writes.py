@@ -6,6 +6,7 @@ gone."""
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from typing import Any
@@ -123,5 +124,28 @@ def test_no_thread_writes_once_the_connection_is_gone(kind: str) -> None:
         await wait_until(lambda: link._thread_fd < 0, "the thread's descriptor closed")
         assert from_thread(link, payload) is False
         assert sender.counters().totals().frames_sent_from_thread == 0
+
+    run_on_network(kind, body)
+
+
+@pytest.mark.parametrize("kind", TCP_KINDS)
+def test_out_of_descriptors_the_loop_writes_the_link_alone(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No descriptor left to duplicate (EMFILE): the connection still serves, and the
+    thread refuses, so the loop sends what it would have written."""
+
+    def no_descriptor_left(fd: int) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    async def body(network: Network) -> None:
+        monkeypatch.setattr(os, "dup", no_descriptor_left)
+        sender, link, inbox = await idle_link(network)
+        assert link._thread_fd == -1
+        [framed] = sender.frame([append_entries(1, 2, 1)])
+        assert from_thread(link, framed[2]) is False
+        assert sender.send_framed(framed) is True  # the idle link, from the loop
+        await inbox.wait_for_count(2)
+        assert inbox.sequences_from(1) == [0, 1]
 
     run_on_network(kind, body)

@@ -185,8 +185,6 @@ class _MemoryLink:
     def send_now(self, payload: bytes) -> bool:
         return False
 
-    writes_from_thread = False
-
     def send_from_thread(self, payload: bytes) -> bool:
         return False
 

@@ -82,12 +82,9 @@ class PeerLink(Protocol):
     def send_now(self, payload: bytes) -> bool:
         """Write `payload` now if the link is idle; False (nothing done) otherwise."""
 
-    # Whether `send_from_thread` can write at all (plain TCP); never over TLS or in memory.
-    writes_from_thread: bool
-
     def send_from_thread(self, payload: bytes) -> bool:
         """From a thread other than the loop's: write `payload` now if the link is idle;
-        False (nothing done) otherwise."""
+        False (nothing done) otherwise, and always over TLS or in memory."""
 
 
 # A message encoded for another thread to write: (peer id, its link, the payload).

@@ -17,6 +17,7 @@ buffer), so the order of the frames is kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import ssl
@@ -113,7 +114,6 @@ class OutboundPeer:
         self._idle_writer: asyncio.StreamWriter | None = None
         # Over plain TCP, another thread may write frames (`send_from_thread`). Held around
         # every write to the connection, by the loop and by that thread.
-        self.writes_from_thread = tls_context is None
         self._write_lock = threading.Lock()
         # The connection's socket, duplicated, while it serves (-1 otherwise): the thread
         # writes to a descriptor of its own, which cannot be closed and reused for another
@@ -359,9 +359,11 @@ class OutboundPeer:
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: FrameParser
     ) -> None:
-        if self.writes_from_thread:
+        if self._tls_context is None:  # (the SSL object is the loop's alone)
             self._loop = asyncio.get_running_loop()
-            self._thread_fd = os.dup(writer.get_extra_info("socket").fileno())
+            # Out of descriptors (EMFILE), this connection is written by the loop alone.
+            with contextlib.suppress(OSError):
+                self._thread_fd = os.dup(writer.get_extra_info("socket").fileno())
         watcher = asyncio.create_task(self._watch_for_close(reader, parser))
         sender = asyncio.create_task(self._write_batches(writer))
         try:
