@@ -195,3 +195,17 @@ async def start_cluster(
             if peer_id != node_id:
                 transport.set_peer_address(peer_id, *peer.listen_address)
     return nodes
+
+
+async def idle_link(network: Network) -> tuple[Transport, Any, Transport, Inbox]:
+    """Nodes 1 and 2 connected: (node 1, its link to node 2, node 2, node 2's inbox), with one
+    frame delivered and, over TCP, the link's writer task waiting for more."""
+    nodes = await start_cluster(network, [1, 2])
+    sender, _ = nodes[1]
+    receiver, inbox = nodes[2]
+    sender.send(append_entries(1, 2, 0))
+    await inbox.wait_for_count(1)
+    link: Any = sender._links[2]  # type: ignore[attr-defined]
+    if network.is_tcp:
+        await wait_until(lambda: link._idle_writer is not None, "the link's writer idle")
+    return sender, link, receiver, inbox

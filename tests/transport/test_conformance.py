@@ -7,7 +7,6 @@ loopback under the standard and the uvloop event loop (the server runs uvloop).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pytest
 
@@ -33,6 +32,7 @@ from .harness import (
     Network,
     PeerStates,
     append_entries,
+    idle_link,
     run_on_network,
     start_cluster,
     wait_until,
@@ -441,14 +441,7 @@ def test_send_at_once_writes_on_an_idle_link_and_keeps_the_order(kind: str) -> N
     queue too, so the order is kept. The in-memory link always queues."""
 
     async def body(network: Network) -> None:
-        nodes = await start_cluster(network, [1, 2])
-        sender, _ = nodes[1]
-        _, inbox = nodes[2]
-        sender.send(append_entries(1, 2, 0))
-        await inbox.wait_for_count(1)
-        link: Any = sender._links[2]  # type: ignore[attr-defined]
-        if kind != "memory":
-            await wait_until(lambda: link._idle_writer is not None, "the link's writer idle")
+        sender, _, _, inbox = await idle_link(network)
         assert sender.send_at_once(append_entries(1, 2, 1)) is (kind != "memory")
         sender.send(append_entries(1, 2, 2))  # queued: its writer task has not run yet
         assert sender.send_at_once(append_entries(1, 2, 3)) is False

@@ -15,23 +15,9 @@ import pytest
 
 from tests.waiting import wait_until
 
-from .harness import Network, append_entries, run_on_network, start_cluster
+from .harness import Network, append_entries, idle_link, run_on_network
 
 TCP_KINDS = ["tcp", "tcp-uvloop"]
-
-
-async def idle_link(network: Network) -> tuple[Any, Any, Any]:
-    """Two connected transports; (sender, its link to node 2, node 2's inbox), with one
-    frame delivered and the link's writer waiting for more."""
-    nodes = await start_cluster(network, [1, 2])
-    sender, _ = nodes[1]
-    _, inbox = nodes[2]
-    sender.send(append_entries(1, 2, 0))
-    await inbox.wait_for_count(1)
-    link: Any = sender._links[2]  # type: ignore[attr-defined]
-    if network.is_tcp:
-        await wait_until(lambda: link._idle_writer is not None, "the link's writer idle")
-    return sender, link, inbox
 
 
 def from_thread(link: Any, payload: bytes) -> bool:
@@ -51,7 +37,7 @@ def test_a_thread_writes_on_an_idle_link_and_the_order_is_kept(kind: str) -> Non
     in-memory link never writes from a thread: the loop sends what it refused."""
 
     async def body(network: Network) -> None:
-        sender, link, inbox = await idle_link(network)
+        sender, link, _, inbox = await idle_link(network)
         [framed] = sender.frame([append_entries(1, 2, 1)])
         to, framed_link, payload = framed
         assert (to, framed_link) == (2, link)
@@ -91,7 +77,7 @@ def test_the_end_of_a_frame_the_socket_did_not_take_goes_first(
         return real_write(fd, bytes(data)[:7])  # inside the frame's payload
 
     async def body(network: Network) -> None:
-        sender, link, inbox = await idle_link(network)
+        sender, link, _, inbox = await idle_link(network)
         [(_, _, payload)] = sender.frame([append_entries(1, 2, 1)])
         monkeypatch.setattr(os, "write", part_from_other_threads)
         assert from_thread(link, payload) is True
@@ -111,12 +97,7 @@ def test_no_thread_writes_once_the_connection_is_gone(kind: str) -> None:
     gone makes it refuse (the loop queues the frame for the next connection)."""
 
     async def body(network: Network) -> None:
-        nodes = await start_cluster(network, [1, 2])
-        sender, _ = nodes[1]
-        receiver, inbox = nodes[2]
-        sender.send(append_entries(1, 2, 0))
-        await inbox.wait_for_count(1)
-        link: Any = sender._links[2]  # type: ignore[attr-defined]
+        sender, link, receiver, _ = await idle_link(network)
         assert link._thread_fd >= 0
         [(_, _, payload)] = sender.frame([append_entries(1, 2, 1)])
         await receiver.close()
@@ -140,7 +121,7 @@ def test_out_of_descriptors_the_loop_writes_the_link_alone(
 
     async def body(network: Network) -> None:
         monkeypatch.setattr(os, "dup", no_descriptor_left)
-        sender, link, inbox = await idle_link(network)
+        sender, link, _, inbox = await idle_link(network)
         assert link._thread_fd == -1
         [framed] = sender.frame([append_entries(1, 2, 1)])
         assert from_thread(link, framed[2]) is False
