@@ -575,9 +575,9 @@ class RaftServer:
         if not later:
             return messages
         framed = self.transport.frame(later)
-        if not framed:
-            return messages  # none framed: as in `_start_deferred_sync`
-        syncs.start(None, framed)
+        if framed:
+            syncs.start(None, framed)
+        # (none framed: each dropped, as `send` would drop it; never sent before the sync)
         return now
 
     def _entries_persisted(self, index: int, term: int, seconds: float, written_at: float) -> None:
