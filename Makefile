@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 CONSTRAINTS := constraints.txt
 WHEEL_DIR ?= dist
 # The C extensions mypyc builds next to the sources (setup.py: the core and the simulator's
-# hot path), and those written in C (src/raftkv/kv/snapshot_native.c, untracked_lists.c,
+# hot path), and those written in C (src/raftkv/kv/snapshot_native.c, untracked_strings.c,
 # src/raftkv/server/idle_spin.c). Any edit under src/
 # rebuilds them (mypyc type-checks across modules); an extension older than its .py or .c
 # is ignored at import anyway (raftkv/__init__.py).

@@ -1,6 +1,6 @@
 """Build hook: compiles the simulator's hot path with mypyc (docs: mypyc.readthedocs.io), and
 builds the modules written in C (src/raftkv/kv/snapshot_native.c,
-src/raftkv/kv/untracked_lists.c, src/raftkv/server/idle_spin.c).
+src/raftkv/kv/untracked_strings.c, src/raftkv/server/idle_spin.c).
 
 `RAFTKV_PURE=1 pip install -e .` skips compilation (pure Python everywhere), and so does a
 machine without a C compiler or Python's headers.
@@ -140,10 +140,11 @@ if os.environ.get("RAFTKV_PURE", "") in ("", "0"):
         ext_modules.append(
             Extension("raftkv.kv.snapshot_native", ["src/raftkv/kv/snapshot_native.c"])
         )
-        # The store's sorted key lists kept out of the cyclic collector's walk (kv/ranges.py;
-        # without it, a full collection visits every key, all requests waiting).
+        # The state's lists and sets of keys kept out of the cyclic collector's walk
+        # (kv/untracking.py; without it, a full collection visits every key, all requests
+        # waiting).
         ext_modules.append(
-            Extension("raftkv.kv.untracked_lists", ["src/raftkv/kv/untracked_lists.c"])
+            Extension("raftkv.kv.untracked_strings", ["src/raftkv/kv/untracked_strings.c"])
         )
         # The idle-priority thread that keeps the event loop's CPU out of halt for a window
         # after each Ready, without the GIL (server/idle_poll.py).

@@ -385,7 +385,7 @@ def _has_state(data_dir: str) -> bool:
 # container, and a large state had big ones: the sorted keys' lists (4 ms a collection at
 # 300,000 keys, alone). A loaded leader of such a state ran five in 20 s at C=64, of up to
 # 12 ms each, all requests waiting; with 100, one. (Since session 51 those lists are not
-# tracked at all, kv/untracked_lists.c: a full collection of a loaded leader with 1,000,000
+# tracked at all, kv/untracked_strings.c: a full collection of a loaded leader with 1,000,000
 # keys takes 0.5 ms; the spacing stays for whatever else a library user's state tracks.)
 # Only garbage in reference cycles waits longer: everything else is freed when its last
 # reference goes, as ever.

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from raftkv.kv.records import KeyRecord
+from raftkv.kv.untracking import untrack_string_containers
 
 # Bounds decided by the state machine, so alike on every replica (the API checks them too,
 # to answer 400 before proposing).
@@ -27,7 +28,12 @@ class LeaseRecord(msgspec.Struct, array_like=True, frozen=True):
 @dataclass(slots=True)
 class Lease:
     ttl: int  # seconds
+    # Strings alone: out of the garbage collector's walk (kv/untracking.py), so that a
+    # lease of many keys does not lengthen every full collection.
     keys: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        untrack_string_containers([self.keys])
 
 
 class LeaseTable:

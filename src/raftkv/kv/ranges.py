@@ -9,13 +9,7 @@ from dataclasses import dataclass
 
 from sortedcontainers import SortedList
 
-try:
-    from raftkv.kv.untracked_lists import untrack_string_lists
-except ImportError:  # a pure Python install: no C module; full collections walk the keys
-
-    def untrack_string_lists(lists: list[list[str]], /) -> int:
-        return 0
-
+from raftkv.kv.untracking import untrack_string_containers
 
 # The largest code point: a prefix of only these has no key after all its extensions.
 _LAST_CHARACTER = chr(0x10FFFF)
@@ -50,7 +44,7 @@ class SortedKeys:
     which the cyclic garbage collector would visit key by key at every full collection
     (11.7 ms at 1,000,000 keys alone, 19-33 ms on a loaded node, every request waiting).
     Holding only strings, they can be in no reference cycle, so each is untracked as it
-    appears (kv/untracked_lists.c): when the list is built, when an insert splits a list
+    appears (kv/untracked_strings.c): when the list is built, when an insert splits a list
     in two, and after a range is removed (which may rebuild them)."""
 
     def __init__(self, keys: list[str] | None = None) -> None:
@@ -59,8 +53,8 @@ class SortedKeys:
         self._untrack_sublists()
 
     def _untrack_sublists(self) -> None:
-        lists: list[list[str]] = self._keys._lists  # type: ignore[attr-defined]
-        untrack_string_lists(lists)
+        lists: list[list[str] | set[str]] = self._keys._lists  # type: ignore[attr-defined]
+        untrack_string_containers(lists)
         self._sublists = len(lists)
 
     def add(self, key: str) -> None:

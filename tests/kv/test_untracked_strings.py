@@ -1,7 +1,7 @@
-"""The store's sorted key lists kept out of the cyclic collector's walk
-(kv/untracked_lists.c, `SortedKeys` in kv/ranges.py): every list of keys untracked, whatever
-built it (a restore, inserts that split a list, a range removed), and only lists of nothing
-but `str` untracked."""
+"""The state's containers of keys kept out of the cyclic collector's walk
+(kv/untracked_strings.c): every list of `SortedKeys` (kv/ranges.py) untracked, whatever built
+it (a restore, inserts that split a list, a range removed), and every lease's set of keys
+(kv/leases.py); only lists and sets of nothing but `str` untracked."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.compiled
 
 native: ModuleType | None
 try:  # deselected where it is not built (conftest.py), but collected
-    native = importlib.import_module("raftkv.kv.untracked_lists")
+    native = importlib.import_module("raftkv.kv.untracked_strings")
 except ImportError:
     native = None
 
@@ -85,17 +85,42 @@ def test_a_store_of_many_keys_leaves_no_list_of_keys_to_the_collector() -> None:
     assert tracked(restored._sorted) == 0  # type: ignore[attr-defined]
 
 
-def test_only_lists_of_exact_strings_are_untracked() -> None:
+def test_every_lease_keeps_its_keys_untracked() -> None:
+    store = KVStore()
+    index = 0
+
+    def apply(**fields: object) -> None:
+        nonlocal index
+        index += 1
+        store.apply(index, encode_command(Command(**{"key": "", **fields})))  # type: ignore[arg-type]
+
+    apply(op="lease_grant", ttl=60)
+    for n in range(100):
+        apply(op="put", key=f"k{n}", value="v", lease=1)
+    leases = store._leases.leases  # type: ignore[attr-defined]
+    assert len(leases[1].keys) == 100
+    assert not gc.is_tracked(leases[1].keys)
+    restored = KVStore()
+    restored.restore(store.snapshot())
+    restored_leases = restored._leases.leases  # type: ignore[attr-defined]
+    assert len(restored_leases[1].keys) == 100
+    assert not gc.is_tracked(restored_leases[1].keys)
+
+
+def test_only_lists_and_sets_of_exact_strings_are_untracked() -> None:
     assert native is not None
 
     class Name(str):
         pass
 
     strings, numbers, named, empty = ["a", "b"], ["a", 1], ["a", Name("b")], []
+    string_set, mixed_set, frozen = {"a", "b"}, {"a", 1}, frozenset({"a"})
     other = ("not", "a list")
-    assert native.untrack_string_lists([strings, numbers, named, empty, other]) == 2
+    containers = [strings, numbers, named, empty, string_set, mixed_set, frozen, other]
+    assert native.untrack_string_containers(containers) == 4  # type: ignore[arg-type]
     assert not gc.is_tracked(strings) and not gc.is_tracked(empty)
-    assert gc.is_tracked(numbers) and gc.is_tracked(named)
-    assert native.untrack_string_lists([strings]) == 0  # already untracked: nothing to do
+    assert not gc.is_tracked(string_set) and not gc.is_tracked(frozen)
+    assert gc.is_tracked(numbers) and gc.is_tracked(named) and gc.is_tracked(mixed_set)
+    assert native.untrack_string_containers([strings]) == 0  # already untracked
     with pytest.raises(TypeError):
-        native.untrack_string_lists((strings,))  # type: ignore[arg-type]
+        native.untrack_string_containers((strings,))  # type: ignore[arg-type]
