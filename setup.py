@@ -65,6 +65,7 @@ MYPYC_MODULES = [
     # writes at C=64 median 14,028 → 17,033/s, linearizable reads 44,279 → 47,394/s).
     # Tests that replace RaftServer's methods are marked `interpreted`.
     "src/raftkv/server/runtime.py",
+    "src/raftkv/server/ready_durability.py",  # the Ready loop's syncs (from runtime.py)
     # Every message between nodes and every write's trip through the WAL: the TCP transport
     # (its links, frames and send queues; TransportBase admits the interpreted
     # MemoryTransport as a subclass), the message codec, the file log and its records,

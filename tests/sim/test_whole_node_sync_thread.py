@@ -13,24 +13,24 @@ import pytest
 from raftkv.cli.sim import main
 from raftkv.core.ready import Ready
 from raftkv.server.options import SYNC_THREAD_MIN_ENTRIES_DEFAULT
-from raftkv.server.runtime import RaftServer
+from raftkv.server.ready_durability import ReadyDurability
 from raftkv.sim.whole_node import WholeNodeOptions, run_whole_node
 
 
 def count_thread_syncs(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     decisions: list[bool] = []
-    original = RaftServer._sync_in_thread
+    original = ReadyDurability._sync_in_thread
 
-    def recording(self: RaftServer, ready: Ready) -> bool:
+    def recording(self: ReadyDurability, ready: Ready) -> bool:
         decision = original(self, ready)
         decisions.append(decision)
         return decision
 
-    monkeypatch.setattr(RaftServer, "_sync_in_thread", recording)
+    monkeypatch.setattr(ReadyDurability, "_sync_in_thread", recording)
     return decisions
 
 
-@pytest.mark.interpreted  # records RaftServer._sync_in_thread, which compiled callers skip
+@pytest.mark.interpreted  # records ReadyDurability._sync_in_thread, which compiled callers skip
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
 def test_odd_seeds_sync_in_the_thread_and_even_seeds_never(
     seed: int, monkeypatch: pytest.MonkeyPatch

@@ -21,6 +21,7 @@ from raftkv.server.deferred_syncs import DeferredSyncs
 from raftkv.server.follower_reads import FollowerReads
 from raftkv.server.members import MembershipOperations
 from raftkv.server.peer_book import PeerBook
+from raftkv.server.ready_durability import ReadyDurability
 from raftkv.server.runtime import RaftServer
 from raftkv.server.snapshots import SnapshotTaker
 from raftkv.storage import recovery
@@ -185,7 +186,7 @@ def promise_sent_beside_a_deferred_sync() -> Iterator[None]:
     """Session 50's first cut: a Ready that syncs nothing sends its acknowledgements at
     once, though they may promise entries an earlier Ready handed to a sync not yet ended
     (a follower's answer to an AppendEntries repeating entries it holds)."""
-    with _patched(RaftServer, "_hold_back_promises", lambda server, messages: messages):
+    with _patched(ReadyDurability, "promises_now", lambda durability, messages: messages):
         yield
 
 

@@ -10,7 +10,8 @@ loop in between; the messages that promise the entries durable (its acknowledgem
 with the sync that makes them so, written by the sync thread itself where the link allows
 (`PeerLink.send_from_thread`) and otherwise by the loop once the sync has ended. Nothing
 that promises an entry leaves before the sync that covers it returns: a later Ready that
-syncs nothing hands its own such messages to a sync too (`RaftServer._hold_back_promises`).
+syncs nothing hands its own such messages to a sync too (`ReadyDurability.promises_now`,
+server/ready_durability.py, which decides which Readies come here).
 
 At most one sync waits to start: the Readies handed off meanwhile share it, as they would
 share a sync on the loop (one sync per Ready doubled the leader's fsyncs at C=64). Each sync

@@ -21,7 +21,6 @@ import logging
 import random
 import resource
 import sys
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -32,7 +31,6 @@ from raftkv.core import Entry, EntryKind, Membership, RaftConfig, RaftNode, Read
 from raftkv.core.messages import (
     AnyMessage,
     AppendEntries,
-    AppendEntriesResponse,
     Forward,
     ForwardKind,
     ForwardReply,
@@ -49,7 +47,6 @@ from raftkv.kv import KVStore, StateMachine
 from raftkv.server.auth import AccessPolicy
 from raftkv.server.backup import BackupMaker
 from raftkv.server.dashboard import Dashboard, Timeline, ask_peer_status
-from raftkv.server.deferred_syncs import DeferredSyncs
 from raftkv.server.follower_reads import FollowerReads
 from raftkv.server.forwarding import Forwarding
 from raftkv.server.http_api import ClientApi
@@ -63,15 +60,15 @@ from raftkv.server.metrics import NodeMetrics
 from raftkv.server.node_report import NodeReport
 from raftkv.server.options import (
     HASH_WINDOW_ENTRIES,
-    SYNC_THREAD_MIN_BYTES,
     NodeOptions,
     new_cluster_id,
 )
 from raftkv.server.peer_book import PeerBook
+from raftkv.server.ready_durability import ReadyDurability
 from raftkv.server.requests import RequestFailed, RequestTracker
 from raftkv.server.snapshots import SnapshotTaker
 from raftkv.server.stalls import StallReporter
-from raftkv.server.sync_thread import SyncThread, run_off_loop
+from raftkv.server.sync_thread import SyncThread
 from raftkv.server.thread_scheduling import RoleScheduling
 from raftkv.server.watches import WatchHub
 from raftkv.server.write_stages import WriteStages
@@ -145,8 +142,6 @@ class RaftServer:
         self._given_stores = stores
         # The WAL this server opened itself (no `stores` given): closed at stop.
         self._own_wal: FileStorage | None = None
-        # One store holds the log and the hard state (the WAL): one sync covers both.
-        self._stable_in_log = True
         self._listen_for_clients = listen_for_clients
         self.id = options.node_id
         self.state_machine: StateMachine = state_machine or KVStore()
@@ -198,19 +193,20 @@ class RaftServer:
         if sync_executor is None and stores is None:
             sync_executor = SyncThread(f"sync-{self.id}")
         self.sync_executor = sync_executor
-        # The syncs the Ready loop does not wait for (server/deferred_syncs.py).
-        self.deferred_syncs = (
-            None
-            if sync_executor is None
-            else DeferredSyncs(
-                sync_executor,
-                self._sync_stores,
-                self._entries_persisted,
-                self._sync_failed,
-                lambda framed: self.transport.send_framed(framed),
-                clock=self.write_stages.now,
-            )
+        # Where and when each Ready's writes become durable (server/ready_durability.py).
+        self.durability = ReadyDurability(
+            sync_executor,
+            options.sync_thread_min_entries,
+            self.stalls,
+            self.write_stages,
+            stable_index=lambda: self.node.log.stable,
+            frame=lambda messages: self.transport.frame(messages),
+            send_framed=lambda framed: self.transport.send_framed(framed),
+            persisted=self._entries_persisted,
+            failed=self._sync_failed,
         )
+        # The syncs the Ready loop does not wait for (server/deferred_syncs.py).
+        self.deferred_syncs = self.durability.deferred_syncs
         self._stopping = False
         self._stopped = asyncio.Event()
         self._last_tick_time = 0.0
@@ -384,8 +380,7 @@ class RaftServer:
         self.storage = stores.log
         self.stable_store = stores.stable
         self.snapshot_store = stores.snapshots
-        log: object = stores.log
-        self._stable_in_log = stores.stable is log
+        self.durability.open(stores.log, stores.stable)
 
     def _in_disk_thread(self, job: Callable[[], None]) -> Pending:
         """Run `job` in the disk thread, through the loop (the simulator's runs it itself,
@@ -503,7 +498,7 @@ class RaftServer:
             self.sync_executor.shutdown(wait=True)  # syncs still queued end before the last
         with contextlib.suppress(StorageError):
             if self.storage_failure is None:
-                self._sync_stores()
+                self.durability.sync_stores()
         self._close_own_stores()
         self.disk_executor.shutdown(wait=True)
         if self.data_dir is not None:
@@ -514,71 +509,6 @@ class RaftServer:
             self.idle_poller.stop()
         self._stopped.set()
         logger.info("stopped")
-
-    def _sync_in_thread(self, ready: Ready) -> bool:
-        """Under load (a batch of entries) the loop goes on while the disk works: the
-        requests and acknowledgements that arrive meanwhile are read and stepped then,
-        not after the fsync. A single entry is synced on the loop: the hop to a thread and
-        back costs more than a fast fsync (docs/ARCHITECTURE.md, "The server's Ready loop"),
-        unless it is large (`SYNC_THREAD_MIN_BYTES`), and its fsync no fast one.
-        Except a Ready that may persist later while a deferred sync is under way: on the
-        loop it would wait for that sync to end, then sync again; in the thread it joins
-        the next."""
-        smallest = self.options.sync_thread_min_entries
-        if self.sync_executor is None or smallest <= 0:
-            return False
-        if len(ready.entries) >= smallest:
-            return True
-        if sum(len(entry.data) for entry in ready.entries) >= SYNC_THREAD_MIN_BYTES:
-            return True
-        syncs = self.deferred_syncs
-        return ready.may_persist_later and syncs is not None and syncs.busy
-
-    def _start_deferred_sync(self, ready: Ready) -> bool:
-        """Hand `ready`'s sync, and the messages that promise it (a follower's
-        acknowledgements), to the syncs the loop does not wait for, if the Ready allows;
-        False, nothing done, otherwise."""
-        syncs = self.deferred_syncs
-        if not ready.may_persist_later or syncs is None:
-            return False
-        promising = ready.messages_after_persist
-        framed = self.transport.frame(promising) if promising else []
-        if promising and not framed:
-            # None framed (each dropped, or a transport that frames none): the loop sends
-            # them, as it would, after a sync it waits for.
-            return False
-        syncs.start(ready.entries[-1], framed)
-        return True
-
-    def _hold_back_promises(self, messages: list[AnyMessage]) -> list[AnyMessage]:
-        """Of a Ready that syncs nothing, the messages that may leave now. Such a Ready may
-        still promise entries an earlier Ready appended and handed to a sync not yet ended:
-        a follower's answer to an AppendEntries repeating entries it holds (a retransmission,
-        a probe). While a deferred sync is under way, an acknowledgement through an index
-        not yet reported durable (`log.stable`) is handed to a sync that starts now (joining
-        the one waiting to start, if any), which makes all appended so far durable; one
-        through a durable index, a refusal, goes now (heartbeat answers carry read
-        confirmations). With no deferred sync under way, all appended is durable."""
-        syncs = self.deferred_syncs
-        if syncs is None or not syncs.busy:
-            return messages
-        stable = self.node.log.stable
-        now: list[AnyMessage] = []
-        later: list[AnyMessage] = []
-        for message in messages:
-            if isinstance(message, AppendEntriesResponse) and (
-                not message.success or message.match_index <= stable
-            ):
-                now.append(message)
-            else:
-                later.append(message)
-        if not later:
-            return messages
-        framed = self.transport.frame(later)
-        if framed:
-            syncs.start(None, framed)
-        # (none framed: each dropped, as `send` would drop it; never sent before the sync)
-        return now
 
     def _entries_persisted(self, index: int, term: int, seconds: float, written_at: float) -> None:
         """A sync the Ready loop did not wait for ended (DeferredSyncs), its messages
@@ -599,13 +529,6 @@ class RaftServer:
         else:
             logger.error("the WAL sync failed", exc_info=error)
             self._stop_participating("internal error syncing the WAL")
-
-    def _sync_stores(self) -> None:
-        """Make the Ready's writes durable: the log, then the hard state, as the core
-        simulator does; a store holding both (the WAL) is synced once."""
-        self.storage.sync()
-        if not self._stable_in_log:
-            self.stable_store.sync()
 
     def _close_own_stores(self) -> None:
         """Close the WAL if this server opened it (stores passed in are the caller's)."""
@@ -745,24 +668,12 @@ class RaftServer:
         if ready.must_sync:
             if messages_queued:
                 await asyncio.sleep(0)  # let the transport's writers put them on the wire
-            started = time.perf_counter()
-            if self._sync_in_thread(ready):
-                if self._start_deferred_sync(ready):
-                    persisting_later = True
-                else:
-                    executor = self.sync_executor
-                    assert executor is not None  # (as `_sync_in_thread` checked)
-                    await run_off_loop(executor, self._sync_stores)
-            else:
-                self._sync_stores()
-            if not persisting_later:
-                self.stalls.synced(time.perf_counter() - started)
-                stages.synced(ready.entries[-1].index if ready.entries else 0)
+            persisting_later = await self.durability.sync(ready)
         acknowledgements_queued = False
         if not persisting_later:  # (else they go with the deferred sync)
             promising = ready.messages_after_persist
             if promising and not ready.must_sync:
-                promising = self._hold_back_promises(promising)
+                promising = self.durability.promises_now(promising)
             acknowledgements_queued = self._send_all(promising, at_once)
             stages.acknowledged(ready.entries[-1].index if ready.entries else 0)
         if ready.committed_entries:
