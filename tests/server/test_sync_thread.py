@@ -242,8 +242,10 @@ def test_a_leaders_lone_entry_joins_its_sync_under_way_in_the_thread(tmp_path: P
             batch = asyncio.gather(
                 *(leader.requests.propose(put(f"batch-{n}")) for n in range(BATCH))
             )
-            assert leader.deferred_syncs is not None
-            await wait_until(lambda: leader.deferred_syncs.busy, "the batch's sync under way")
+            assert leader.durability.deferred_syncs is not None
+            await wait_until(
+                lambda: leader.durability.deferred_syncs.busy, "the batch's sync under way"
+            )
             for number in range(3):  # one at a time: every Ready holds one entry
                 await leader.requests.propose(put(f"alone-{number}"))
             loop_thread = threading.current_thread().name
@@ -251,7 +253,9 @@ def test_a_leaders_lone_entry_joins_its_sync_under_way_in_the_thread(tmp_path: P
         finally:
             executor.gate.set()  # else stopping the servers waits for the held job forever
         await batch
-        await wait_until(lambda: not leader.deferred_syncs.busy, "the leader's syncs done")
+        await wait_until(
+            lambda: not leader.durability.deferred_syncs.busy, "the leader's syncs done"
+        )
         assert syncing_threads and loop_thread not in syncing_threads, syncing_threads
         assert leader.node.log.stable == leader.node.log.last_index
 

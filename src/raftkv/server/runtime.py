@@ -205,8 +205,6 @@ class RaftServer:
             persisted=self._entries_persisted,
             failed=self._sync_failed,
         )
-        # The syncs the Ready loop does not wait for (server/deferred_syncs.py).
-        self.deferred_syncs = self.durability.deferred_syncs
         self._stopping = False
         self._stopped = asyncio.Event()
         self._last_tick_time = 0.0
